@@ -1,0 +1,242 @@
+"""One error tree for everything polyroute raises.
+
+::
+
+    PolyrouteError
+    ├── ConfigError                      bad config file, key or value (CLI exit 2)
+    ├── CredentialError                  vault: wrong passphrase, tampered file, unknown id
+    └── ProviderError                    a call to a vendor failed
+        ├── APIConnectionError           connection refused, reset, DNS     retryable
+        │   └── APITimeoutError          no answer in time                  retryable
+        ├── InvalidResponseError         a body that is not the vendor's format
+        ├── StreamInterruptedError       the stream ended without its end marker
+        └── APIStatusError               the vendor answered with an error status
+            ├── BadRequestError              400
+            │   └── ContextLengthError       400, the prompt does not fit
+            ├── AuthenticationError          401
+            ├── PermissionDeniedError        403
+            ├── NotFoundError                404 (unknown model, usually)
+            ├── RequestTimeoutError          408                         retryable
+            ├── ConflictError                409                         retryable
+            ├── RequestTooLargeError         413
+            ├── UnprocessableEntityError     422
+            ├── RateLimitError               429 (``retry_after``)      retryable
+            ├── ContentFilterError           refused for safety
+            └── InternalServerError          5xx                         retryable
+                └── OverloadedError          529, or 503 "overloaded"    retryable
+
+Every :class:`ProviderError` carries the provider id, the HTTP status (if
+any), the vendor's own error type, its request id, ``retryable`` and
+``retry_after`` (seconds). :func:`status_error` is the one place a status
+becomes a class. Messages never contain API keys: adapters build them from
+vendor error bodies, which do not echo keys, and :func:`redact` scrubs
+anything that looks like one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+
+class PolyrouteError(Exception):
+    """Base of every error polyroute raises."""
+
+
+class ConfigError(PolyrouteError):
+    """A config file, key or value is wrong. The message names which."""
+
+
+class CredentialError(PolyrouteError):
+    """The vault could not give a key: wrong passphrase, tampered file, unknown id."""
+
+
+class ProviderError(PolyrouteError):
+    """A call to a vendor failed."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        vendor_type: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        body: Any = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(redact(message))
+        self.message = redact(message)
+        self.provider = provider
+        self.status = status
+        self.vendor_type = vendor_type
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.body = body
+        if retryable is not None:
+            self.retryable = retryable
+
+    @property
+    def type(self) -> str:
+        """A stable snake_case name for this kind of failure (ledger, JSON output)."""
+        return _snake(type(self).__name__.removesuffix("Error") or "provider")
+
+    def __str__(self) -> str:
+        where = f"{self.provider}: " if self.provider else ""
+        status = f"HTTP {self.status} " if self.status is not None else ""
+        vendor = f"[{self.vendor_type}] " if self.vendor_type else ""
+        rid = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{where}{status}{vendor}{self.message}{rid}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, "
+            f"status={self.status!r}, vendor_type={self.vendor_type!r}, "
+            f"request_id={self.request_id!r}, retryable={self.retryable!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
+
+
+class APIConnectionError(ProviderError):
+    retryable = True
+
+
+class APITimeoutError(APIConnectionError):
+    retryable = True
+
+
+class InvalidResponseError(ProviderError):
+    """The vendor answered, but not in its own format (an HTML error page, truncated JSON)."""
+
+    retryable = True
+
+
+class StreamInterruptedError(ProviderError):
+    """A stream stopped before the vendor's end marker: the answer is truncated."""
+
+    retryable = True
+
+
+class APIStatusError(ProviderError):
+    pass
+
+
+class BadRequestError(APIStatusError):
+    pass
+
+
+class ContextLengthError(BadRequestError):
+    pass
+
+
+class AuthenticationError(APIStatusError):
+    pass
+
+
+class PermissionDeniedError(APIStatusError):
+    pass
+
+
+class NotFoundError(APIStatusError):
+    pass
+
+
+class RequestTimeoutError(APIStatusError):
+    retryable = True
+
+
+class ConflictError(APIStatusError):
+    retryable = True
+
+
+class RequestTooLargeError(APIStatusError):
+    pass
+
+
+class UnprocessableEntityError(APIStatusError):
+    pass
+
+
+class RateLimitError(APIStatusError):
+    retryable = True
+
+
+class ContentFilterError(APIStatusError):
+    pass
+
+
+class InternalServerError(APIStatusError):
+    retryable = True
+
+
+class OverloadedError(InternalServerError):
+    retryable = True
+
+
+_BY_STATUS: Mapping[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    529: OverloadedError,
+}
+
+# Vendor error types that name a more precise class than the status does.
+_BY_VENDOR_TYPE: Mapping[str, type[APIStatusError]] = {
+    "context_length_exceeded": ContextLengthError,  # OpenAI, Mistral, compatible servers
+    "overloaded_error": OverloadedError,  # Anthropic
+    "content_filter": ContentFilterError,  # OpenAI-compatible servers
+    "content_policy_violation": ContentFilterError,
+}
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    provider: str = "",
+    vendor_type: str | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    body: Any = None,
+) -> APIStatusError:
+    """Build the error for an HTTP error status: the one place this mapping lives."""
+    cls = _BY_VENDOR_TYPE.get(vendor_type or "") or _BY_STATUS.get(status)
+    if cls is None:
+        cls = InternalServerError if status >= 500 else APIStatusError
+    retryable = None
+    if cls is APIStatusError:  # an unusual 4xx: not worth retrying
+        retryable = False
+    return cls(
+        message,
+        provider=provider,
+        status=status,
+        vendor_type=vendor_type,
+        request_id=request_id,
+        retry_after=retry_after,
+        body=body,
+        retryable=retryable,
+    )
+
+
+_KEYLIKE = re.compile(
+    r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+[A-Za-z0-9._\-]{8,})"
+)
+
+
+def redact(text: str) -> str:
+    """Replace anything shaped like an API key with ``***``."""
+    return _KEYLIKE.sub("***", text)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

@@ -1,0 +1,61 @@
+"""Stream events: what a streaming completion yields, one vendor-neutral union.
+
+Every event has a ``kind`` literal, so ``match event.kind`` (or
+``isinstance``) tells them apart and type checkers narrow on it::
+
+    async for event in client.stream(request):
+        match event:
+            case TextDelta(text=text):
+                print(text, end="")
+            case StreamEnd(finish_reason=reason, usage=usage):
+                ...
+
+A well-formed stream is ``StreamStart``, then any number of ``TextDelta`` and
+``ToolCallDelta``, then exactly one ``StreamEnd``. A stream that breaks off
+raises :class:`polyroute.errors.StreamInterruptedError` instead of ending:
+a truncated answer never looks complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from polyroute.types import FinishReason, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    id: str
+    model: str
+    kind: Literal["start"] = "start"
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+    kind: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call; pieces with the same ``index`` belong together."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    kind: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    finish_reason: FinishReason
+    usage: Usage
+    raw_finish_reason: str | None = None
+    server_ms: float | None = None
+    """Time the vendor says it spent, where it reports one (Ollama's ``total_duration``)."""
+    kind: Literal["end"] = "end"
+
+
+StreamEvent: TypeAlias = StreamStart | TextDelta | ToolCallDelta | StreamEnd

@@ -1,0 +1,143 @@
+"""What a provider is, and what a wire protocol must do.
+
+A :class:`Provider` is an endpoint you configured: an id, a vendor type, a
+base URL, a key. A :class:`WireProtocol` is a translation between our types
+and one vendor's HTTP format. It does no I/O: it builds :class:`HttpCall`
+descriptions and parses bodies, so each translation can be tested and timed
+alone. :class:`polyroute.providers.ProviderClient` joins the two over the
+shared HTTP pool.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from polyroute.errors import PolyrouteError
+from polyroute.events import StreamEvent
+from polyroute.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A configured endpoint of one vendor type."""
+
+    id: str
+    type: str
+    base_url: str
+    api_key: Secret | None = None
+    models: tuple[str, ...] = ()
+    default_model: str | None = None
+    timeout_s: float = 60.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class UnsupportedError(PolyrouteError):
+    """The vendor has no such operation (for example Anthropic embeddings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """One HTTP request to make, relative to the provider's base URL."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    json: Mapping[str, Any] | None = None
+    params: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VendorError:
+    """What a vendor's error body says, before it becomes a typed error."""
+
+    message: str
+    vendor_type: str | None = None
+    retry_after: float | None = None
+
+
+class StreamDecoder(ABC):
+    """Turns one vendor stream, message by message, into stream events.
+
+    ``feed`` takes one SSE event (its ``data`` and ``event`` name) or one NDJSON
+    line (``event`` is ``None``). It may raise a :class:`ProviderError` for an
+    error the vendor sends in-band. ``done`` turns true when the vendor's end
+    marker has been seen; a stream that stops before that is truncated.
+    """
+
+    done: bool = False
+
+    @abstractmethod
+    def feed(self, data: str, event: str | None) -> Sequence[StreamEvent]: ...
+
+
+class WireProtocol(ABC):
+    """The translation for one vendor's HTTP API. Pure: no I/O, no state."""
+
+    type: ClassVar[str]
+    default_base_url: ClassVar[str]
+    stream_format: ClassVar[Literal["sse", "ndjson"]] = "sse"
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
+    list_models_path: ClassVar[str] = "/models"
+
+    @abstractmethod
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """Auth and version headers; the key travels in the vendor's own header."""
+
+    @abstractmethod
+    def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall: ...
+
+    @abstractmethod
+    def parse_chat(self, body: Any) -> ChatResponse: ...
+
+    @abstractmethod
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder: ...
+
+    def list_models(self) -> HttpCall:
+        return HttpCall("GET", self.list_models_path)
+
+    @abstractmethod
+    def parse_models(self, body: Any) -> list[ModelInfo]: ...
+
+    def embed(self, request: EmbeddingRequest) -> HttpCall:
+        raise UnsupportedError(f"{self.type} has no embeddings API")
+
+    def parse_embed(self, body: Any) -> EmbeddingResponse:
+        raise UnsupportedError(f"{self.type} has no embeddings API")
+
+    @abstractmethod
+    def parse_error(self, status: int, body: Any) -> VendorError:
+        """Read the vendor's error body (JSON, or text when it was not JSON)."""

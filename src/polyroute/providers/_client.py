@@ -1,0 +1,139 @@
+"""ProviderClient: a configured provider, its wire protocol and the HTTP pool, as one object."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from polyroute.errors import InvalidResponseError, ProviderError, StreamInterruptedError
+from polyroute.events import StreamEnd, StreamEvent
+from polyroute.providers._base import Provider, UnsupportedError, WireProtocol
+from polyroute.providers._http import Exchange, HttpPool
+from polyroute.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
+
+T = TypeVar("T")
+
+# What a malformed-but-JSON body raises inside a parser.
+_SHAPE_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ValueError)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCheck:
+    """The result of :meth:`ProviderClient.test_connection`."""
+
+    provider: str
+    ok: bool
+    latency_ms: float
+    models: int = 0
+    error: str | None = None
+    error_type: str | None = None
+
+
+class ProviderClient:
+    """Talks to one configured provider. Raises only :class:`ProviderError` subclasses."""
+
+    __slots__ = ("_x", "protocol", "provider")
+
+    def __init__(self, provider: Provider, protocol: WireProtocol, pool: HttpPool) -> None:
+        self.provider = provider
+        self.protocol = protocol
+        self._x = Exchange(provider, protocol, pool)
+
+    @property
+    def id(self) -> str:
+        return self.provider.id
+
+    def __repr__(self) -> str:
+        return f"ProviderClient(id={self.provider.id!r}, type={self.protocol.type!r})"
+
+    def _model(self, request: ChatRequest) -> ChatRequest:
+        if request.model:
+            return request
+        model = self.provider.default_model or (
+            self.provider.models[0] if self.provider.models else ""
+        )
+        if not model:
+            raise UnsupportedError(f"provider {self.id!r}: no model given and no default_model")
+        return replace(request, model=model)
+
+    def _parse(self, parse: Callable[..., T], request_id: str | None, *args: Any) -> T:
+        try:
+            return parse(*args)
+        except ProviderError as exc:
+            exc.provider = exc.provider or self.id
+            raise
+        except _SHAPE_ERRORS as exc:
+            raise InvalidResponseError(
+                f"unexpected response shape ({type(exc).__name__}: {exc})",
+                provider=self.id,
+                request_id=request_id,
+            ) from None
+
+    async def complete(
+        self, request: ChatRequest, *, timeout_s: float | None = None
+    ) -> ChatResponse:
+        request = self._model(request)
+        body, rid = await self._x.send_json(self.protocol.chat(request, stream=False), timeout_s)
+        response = self._parse(self.protocol.parse_chat, rid, body)
+        return replace(response, provider=self.id, request_id=rid)
+
+    async def stream(
+        self, request: ChatRequest, *, timeout_s: float | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Yield stream events; raise :class:`StreamInterruptedError` if the end marker never comes."""
+        request = self._model(request)
+        response = await self._x.open_stream(self.protocol.chat(request, stream=True), timeout_s)
+        rid = self._x.request_id(response)
+        decoder = self.protocol.stream_decoder(request)
+        ended = False
+        try:
+            async for data, event in self._x.messages(response):
+                for ev in self._parse(decoder.feed, rid, data, event):
+                    ended = ended or isinstance(ev, StreamEnd)
+                    yield ev
+                if decoder.done:
+                    break
+        finally:
+            await response.aclose()
+        if not (decoder.done and ended):
+            raise StreamInterruptedError(
+                "stream ended without the vendor's end marker: the answer is truncated",
+                provider=self.id,
+                request_id=rid,
+            )
+
+    async def list_models(self, *, timeout_s: float | None = None) -> list[ModelInfo]:
+        body, rid = await self._x.send_json(self.protocol.list_models(), timeout_s)
+        return self._parse(self.protocol.parse_models, rid, body)
+
+    async def embed(
+        self, request: EmbeddingRequest, *, timeout_s: float | None = None
+    ) -> EmbeddingResponse:
+        body, rid = await self._x.send_json(self.protocol.embed(request), timeout_s)
+        response = self._parse(self.protocol.parse_embed, rid, body)
+        return replace(response, provider=self.id, request_id=rid)
+
+    async def test_connection(self, *, timeout_s: float = 10.0) -> ConnectionCheck:
+        """List models as a cheap authenticated probe: checks reachability and the key."""
+        start = time.perf_counter()
+        try:
+            models = await self.list_models(timeout_s=timeout_s)
+        except ProviderError as exc:
+            return ConnectionCheck(
+                self.id,
+                ok=False,
+                latency_ms=(time.perf_counter() - start) * 1000,
+                error=str(exc),
+                error_type=exc.type,
+            )
+        return ConnectionCheck(
+            self.id, ok=True, latency_ms=(time.perf_counter() - start) * 1000, models=len(models)
+        )

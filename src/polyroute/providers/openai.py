@@ -1,0 +1,260 @@
+"""OpenAI Chat Completions, and every server that speaks it (``openai-compatible``).
+
+Wire format: https://platform.openai.com/docs/api-reference/chat
+``base_url`` includes ``/v1``, as in the official SDK. Streams are SSE ending
+in ``data: [DONE]``; with ``stream_options.include_usage`` the last chunk
+before it has empty ``choices`` and the usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from polyroute.errors import status_error
+from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.providers._base import HttpCall, StreamDecoder, VendorError, WireProtocol
+from polyroute.providers._http import loads_event
+from polyroute.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ToolCall,
+    Usage,
+)
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def finish_reason(raw: str | None) -> FinishReason:
+    return FINISH_REASONS.get(raw or "", "other")
+
+
+def message_to_wire(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role}
+    if isinstance(m.content, str):
+        out["content"] = m.content
+    else:
+        out["content"] = [_part(p) for p in m.content]
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+        if not m.content:
+            out["content"] = None
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _part(p: Any) -> dict[str, Any]:
+    if isinstance(p, ImagePart):
+        url = p.url if p.url is not None else f"data:{p.media_type};base64,{p.data}"
+        return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "text", "text": p.text}
+
+
+def usage_from_wire(u: dict[str, Any] | None) -> Usage:
+    if not u:
+        return Usage()
+    details = u.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=u.get("prompt_tokens") or 0,
+        completion_tokens=u.get("completion_tokens") or 0,
+        cached_tokens=details.get("cached_tokens") or 0,
+    )
+
+
+def tool_calls_from_wire(calls: list[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
+    return tuple(
+        ToolCall(
+            id=c.get("id", ""),
+            name=c["function"]["name"],
+            arguments=c["function"].get("arguments") or "",
+        )
+        for c in calls or ()
+    )
+
+
+class OpenAIProtocol(WireProtocol):
+    type: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [message_to_wire(m) for m in request.messages],
+        }
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.user is not None:
+            body["user"] = request.user
+        if request.response_format == "json":
+            body["response_format"] = {"type": "json_object"}
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters),
+                    },
+                }
+                for t in request.tools
+            ]
+        if request.tool_choice is not None:
+            body["tool_choice"] = self._tool_choice(request.tool_choice)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return HttpCall("POST", "/chat/completions", json=body)
+
+    def _tool_choice(self, choice: str) -> Any:
+        if choice in ("auto", "none", "required"):
+            return choice
+        return {"type": "function", "function": {"name": choice}}
+
+    def parse_chat(self, body: Any) -> ChatResponse:
+        choice = body["choices"][0]
+        message = choice["message"]
+        raw = choice.get("finish_reason")
+        return ChatResponse(
+            content=message.get("content") or "",
+            model=body.get("model", ""),
+            finish_reason=finish_reason(raw),
+            raw_finish_reason=raw,
+            usage=usage_from_wire(body.get("usage")),
+            id=body.get("id", ""),
+            tool_calls=tool_calls_from_wire(message.get("tool_calls")),
+        )
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        return OpenAIStreamDecoder(self.type)
+
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        return [
+            ModelInfo(id=m["id"], provider_type=self.type, owned_by=m.get("owned_by"))
+            for m in body["data"]
+        ]
+
+    def embed(self, request: EmbeddingRequest) -> HttpCall:
+        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        body["encoding_format"] = "float"
+        return HttpCall("POST", "/embeddings", json=body)
+
+    def parse_embed(self, body: Any) -> EmbeddingResponse:
+        rows = sorted(body["data"], key=lambda d: d.get("index", 0))
+        u = body.get("usage") or {}
+        return EmbeddingResponse(
+            model=body.get("model", ""),
+            vectors=[r["embedding"] for r in rows],
+            usage=Usage(prompt_tokens=u.get("prompt_tokens") or 0),
+        )
+
+    def parse_error(self, status: int, body: Any) -> VendorError:
+        if isinstance(body, dict):
+            err = body.get("error")
+            if isinstance(err, dict):
+                # `code` is the precise one (context_length_exceeded); `type` the family.
+                return VendorError(
+                    message=str(err.get("message") or ""),
+                    vendor_type=err.get("code") or err.get("type"),
+                )
+            if isinstance(err, str):  # some compatible servers: {"error": "..."}
+                return VendorError(message=err)
+            if "message" in body:
+                return VendorError(message=str(body["message"]), vendor_type=body.get("type"))
+        return VendorError(message=str(body)[:500])
+
+
+class OpenAICompatibleProtocol(OpenAIProtocol):
+    """vLLM, llama.cpp, LM Studio, Together, Groq, DeepSeek, OpenRouter...
+
+    Same wire format; ``base_url`` is required, and ``max_tokens`` is the
+    field these servers read (OpenAI itself now wants ``max_completion_tokens``).
+    """
+
+    type: ClassVar[str] = "openai-compatible"
+    default_base_url: ClassVar[str] = ""
+    max_tokens_field: ClassVar[str] = "max_tokens"
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    """Chat completion chunks -> events. Usage arrives in a last chunk with no choices."""
+
+    __slots__ = ("_finish", "_provider", "_raw_finish", "_started", "_usage", "done")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._started = False
+        self._finish: FinishReason | None = None
+        self._raw_finish: str | None = None
+        self._usage = Usage()
+        self.done = False
+
+    def feed(self, data: str, event: str | None) -> Sequence[StreamEvent]:
+        if data == "[DONE]":
+            self.done = True
+            return [StreamEnd(self._finish or "stop", self._usage, self._raw_finish)]
+        chunk = loads_event(data, self._provider)
+        err = chunk.get("error")
+        if err is not None:  # in-band error after a 200 (OpenAI, vLLM)
+            message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            code = err.get("code") if isinstance(err, dict) else None
+            status = code if isinstance(code, int) else 500
+            vendor = err.get("type") if isinstance(err, dict) else None
+            raise status_error(status, message, vendor_type=vendor, body=chunk)
+        out: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            out.append(StreamStart(chunk.get("id", ""), chunk.get("model", "")))
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = usage_from_wire(usage)
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                out.append(TextDelta(text))
+            for tc in delta.get("tool_calls") or ():
+                fn = tc.get("function") or {}
+                out.append(
+                    ToolCallDelta(
+                        index=tc.get("index", 0),
+                        id=tc.get("id"),
+                        name=fn.get("name"),
+                        arguments=fn.get("arguments") or "",
+                    )
+                )
+            raw = choice.get("finish_reason")
+            if raw:
+                self._raw_finish = raw
+                self._finish = finish_reason(raw)
+        return out

@@ -1,0 +1,36 @@
+"""Simulated vendor upstreams on loopback, for tests, the demo and benchmarks.
+
+Each simulator speaks one vendor's real wire format (the official SDKs parse
+what it sends: see ``tests/contract``) and plays a :class:`Script` of faults::
+
+    from polyroute.testing import OpenAISimulator
+
+    with OpenAISimulator(reply="42") as sim:
+        sim.script.fail_next(2, 503)      # two failures, then answers
+        ...                                # point a provider at sim.base_url
+        assert sim.calls == 3
+"""
+
+from __future__ import annotations
+
+from polyroute.testing._sim import (
+    Fault,
+    RecordedRequest,
+    Script,
+    SimChat,
+    SimReply,
+    Simulator,
+    count_tokens,
+)
+from polyroute.testing.openai import OpenAISimulator
+
+__all__ = [
+    "Fault",
+    "OpenAISimulator",
+    "RecordedRequest",
+    "Script",
+    "SimChat",
+    "SimReply",
+    "Simulator",
+    "count_tokens",
+]

@@ -1,0 +1,184 @@
+"""Simulated OpenAI API: Chat Completions, Models, Embeddings.
+
+It also stands in for any OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from polyroute.testing._sim import SimChat, SimReply, Simulator, bearer_ok, count_tokens, sse
+
+# status -> (type, code), as OpenAI sends them
+_ERRORS: Mapping[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    409: ("invalid_request_error", None),
+    413: ("invalid_request_error", None),
+    422: ("invalid_request_error", None),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+class OpenAISimulator(Simulator):
+    vendor: ClassVar[str] = "openai"
+    default_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+    head_frames: ClassVar[int] = 1  # the role chunk
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "/v1"
+
+    def response_headers(self) -> dict[str, str]:
+        return {"x-request-id": _rid()}
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/chat/completions", self.handle_chat, methods=["POST"]),
+            Route("/v1/models", self.handle_models, methods=["GET"]),
+            Route("/v1/embeddings", self.handle_embeddings, methods=["POST"]),
+        ]
+
+    def authorized(self, request: Request) -> bool:
+        return bearer_ok(request, self.api_key)
+
+    def error_response(self, status: int, message: str, error_type: str | None) -> Response:
+        etype, code = _ERRORS.get(status, ("server_error", None))
+        if error_type is not None:
+            code = error_type
+        body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
+        return JSONResponse(body, status, headers={"x-request-id": _rid()})
+
+    def parse_chat(self, request: Request, body: Any) -> SimChat:
+        messages = body["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages must be a non-empty array")
+        texts = [_text(m.get("content")) for m in messages]
+        users = [t for m, t in zip(messages, texts, strict=True) if m.get("role") == "user"]
+        options = body.get("stream_options") or {}
+        return SimChat(
+            model=body["model"],
+            prompt="\n".join(texts),
+            last_user=users[-1] if users else "",
+            max_tokens=body.get("max_completion_tokens", body.get("max_tokens")),
+            stream=bool(body.get("stream")),
+            include_usage=bool(options.get("include_usage")),
+        )
+
+    def _usage(self, reply: SimReply) -> dict[str, Any]:
+        return {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
+
+    def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": chat.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "length" if reply.truncated else "stop",
+                }
+            ],
+            "usage": self._usage(reply),
+            "system_fingerprint": "fp_sim",
+        }
+
+    def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": chat.model,
+            "system_fingerprint": "fp_sim",
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse({**base, "choices": [choice]})
+
+        yield chunk({"role": "assistant", "content": ""})
+        for piece in reply.chunks():
+            yield chunk({"content": piece})
+        yield chunk({}, "length" if reply.truncated else "stop")
+        if chat.include_usage:
+            yield sse({**base, "choices": [], "usage": self._usage(reply)})
+        yield sse("[DONE]")
+
+    async def handle_models(self, request: Request) -> Response:
+        self.record(request, None)
+        if not self.authorized(request):
+            return self.error_response(401, "invalid or missing API key", None)
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "sim"}
+            for m in self.models
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def handle_embeddings(self, request: Request) -> Response:
+        body = await self.read_json(request)
+        self.record(request, body)
+        if not self.authorized(request):
+            return self.error_response(401, "invalid or missing API key", None)
+        if body is None or "input" not in body:
+            return self.error_response(400, "'input' is required", None)
+        fault = self.script.take()
+        if fault is not None and fault.kind == "status":
+            return self.error_response(fault.status, fault.message or "error", fault.error_type)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dims = body.get("dimensions") or 8
+        data = [
+            {"object": "embedding", "index": i, "embedding": embed_text(str(t), dims)}
+            for i, t in enumerate(inputs)
+        ]
+        tokens = sum(count_tokens(str(t)) for t in inputs)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", ""),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+
+def embed_text(text: str, dims: int = 8) -> list[float]:
+    """A deterministic unit vector from the text's character trigrams (not semantic)."""
+    import hashlib
+
+    vec = [0.0] * dims
+    t = f"  {text.lower()} "
+    for i in range(len(t) - 2):
+        h = int.from_bytes(hashlib.blake2b(t[i : i + 3].encode(), digest_size=4).digest(), "big")
+        vec[h % dims] += 1.0 if (h >> 16) & 1 else -1.0
+    norm = sum(v * v for v in vec) ** 0.5 or 1.0
+    return [v / norm for v in vec]
+
+
+def _rid() -> str:
+    return f"req_{uuid.uuid4().hex}"

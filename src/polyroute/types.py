@@ -1,0 +1,212 @@
+"""The shared vocabulary: messages, requests, responses, usage, model info.
+
+Plain frozen dataclasses with slots: they sit on the hot path of every request
+(translation to and from each vendor's wire format), so they cost no
+validation at construction. Validation happens at the edges: config loading,
+the CLI, the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+
+FinishReason: TypeAlias = Literal[
+    "stop", "length", "tool_calls", "content_filter", "error", "other"
+]
+"""Why generation ended, one vocabulary for every vendor.
+
+- ``stop``: natural end or a stop sequence.
+- ``length``: hit ``max_tokens`` or the context window.
+- ``tool_calls``: the model asked to call tools.
+- ``content_filter``: the vendor withheld or cut the answer for safety.
+- ``error``: the vendor reported an error in-band.
+- ``other``: anything else the vendor reports (kept in ``raw_finish_reason``).
+"""
+
+Capability: TypeAlias = Literal["chat", "stream", "tools", "vision", "json", "embeddings"]
+CAPABILITIES: tuple[Capability, ...] = ("chat", "stream", "tools", "vision", "json", "embeddings")
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+    kind: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image, by URL or inline base64 data (``data`` without the ``data:`` prefix)."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str = "image/png"
+    kind: Literal["image"] = "image"
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("ImagePart needs exactly one of url or data")
+
+
+Part: TypeAlias = TextPart | ImagePart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+    """The arguments as JSON text, exactly as the model produced them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str | Sequence[Part] = ""
+    tool_calls: Sequence[ToolCall] = ()
+    tool_call_id: str | None = None
+    """For ``role="tool"``: the id of the call this message answers."""
+    name: str | None = None
+    """For ``role="tool"``: the name of the tool that answered (Gemini needs it)."""
+
+    @property
+    def text(self) -> str:
+        """The message's text, parts joined; images are left out."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        if isinstance(self.content, str):
+            return (TextPart(self.content),) if self.content else ()
+        return tuple(self.content)
+
+    @classmethod
+    def system(cls, text: str) -> Message:
+        return cls("system", text)
+
+    @classmethod
+    def user(cls, content: str | Sequence[Part]) -> Message:
+        return cls("user", content)
+
+    @classmethod
+    def assistant(cls, text: str, tool_calls: Sequence[ToolCall] = ()) -> Message:
+        return cls("assistant", text, tool_calls=tuple(tool_calls))
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: str, name: str | None = None) -> Message:
+        return cls("tool", content, tool_call_id=tool_call_id, name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat completion request, vendor-neutral."""
+
+    model: str
+    messages: Sequence[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Sequence[str] = ()
+    tools: Sequence[Tool] = ()
+    tool_choice: Literal["auto", "none", "required"] | str | None = None
+    """``auto``/``none``/``required``, or a tool name to force that tool."""
+    response_format: Literal["text", "json"] = "text"
+    seed: int | None = None
+    user: str | None = None
+
+    @property
+    def system_text(self) -> str:
+        """All system messages joined, for vendors that take system apart from messages."""
+        return "\n\n".join(m.text for m in self.messages if m.role == "system")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens as the vendor reported them.
+
+    ``prompt_tokens`` counts every input token, ``cached_tokens`` included
+    (cached input is a subset of the prompt, billed at its own price).
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """A completed answer, vendor-neutral."""
+
+    content: str
+    model: str
+    finish_reason: FinishReason
+    usage: Usage
+    id: str = ""
+    tool_calls: Sequence[ToolCall] = ()
+    raw_finish_reason: str | None = None
+    provider: str = ""
+    """The id of the configured provider that answered (set by the client)."""
+    request_id: str | None = None
+    """The vendor's request id, from its response headers, for support tickets."""
+    server_ms: float | None = None
+    """Time the vendor says it spent, where it reports one (Ollama's ``total_duration``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    model: str
+    inputs: Sequence[str]
+    dimensions: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResponse:
+    model: str
+    vectors: Sequence[Sequence[float]]
+    usage: Usage
+    provider: str = ""
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model as a provider lists it (``list_models``) or the catalog knows it."""
+
+    id: str
+    provider_type: str
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    capabilities: frozenset[Capability] = frozenset({"chat", "stream"})
+    display_name: str | None = None
+    owned_by: str | None = None

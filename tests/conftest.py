@@ -1,0 +1,37 @@
+"""Test isolation: no real keys, no user data, no network beyond loopback.
+
+Loopback-only is enforced by pytest-socket (``--allow-hosts`` in pyproject).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_VENDOR_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "MISTRAL_API_KEY",
+    "OLLAMA_HOST",
+    "POLYROUTE_CONFIG",
+    "POLYROUTE_MASTER_KEY",
+    "POLYROUTE_ADMIN_KEY",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in _VENDOR_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POLYROUTE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    # Zero-config discovery probes Ollama; point it at a closed loopback port.
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    yield
