@@ -1,1 +1,91 @@
-"""polyroute."""
+"""polyroute: use many LLM providers as one.
+
+The public names below load on first use, so ``import polyroute`` stays fast::
+
+    import polyroute
+
+    async with polyroute.Polyroute.from_config() as pr:
+        answer = await pr.complete("hello")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Polyroute": "polyroute.client",
+    "Answer": "polyroute.client",
+    "AnswerStream": "polyroute.client",
+    "Config": "polyroute.config",
+    "load_config": "polyroute.config",
+    "Catalog": "polyroute.catalog",
+    "Decision": "polyroute.router.decision",
+    "Attempt": "polyroute.router.decision",
+    "Target": "polyroute.router.decision",
+    "ChatRequest": "polyroute.types",
+    "ChatResponse": "polyroute.types",
+    "EmbeddingRequest": "polyroute.types",
+    "EmbeddingResponse": "polyroute.types",
+    "ImagePart": "polyroute.types",
+    "Message": "polyroute.types",
+    "ModelInfo": "polyroute.types",
+    "TextPart": "polyroute.types",
+    "Tool": "polyroute.types",
+    "ToolCall": "polyroute.types",
+    "Usage": "polyroute.types",
+    "StreamEvent": "polyroute.events",
+    "StreamStart": "polyroute.events",
+    "TextDelta": "polyroute.events",
+    "ToolCallDelta": "polyroute.events",
+    "StreamEnd": "polyroute.events",
+    "Provider": "polyroute.providers",
+    "ProviderClient": "polyroute.providers",
+    "HttpPool": "polyroute.providers",
+    "PolyrouteError": "polyroute.errors",
+    "ConfigError": "polyroute.errors",
+    "ProviderError": "polyroute.errors",
+}
+_RENAMED = {"load_config": "load"}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'polyroute' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from polyroute.catalog import Catalog
+    from polyroute.client import Answer, AnswerStream, Polyroute
+    from polyroute.config import Config
+    from polyroute.config import load as load_config
+    from polyroute.errors import ConfigError, PolyrouteError, ProviderError
+    from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+    from polyroute.providers import HttpPool, Provider, ProviderClient
+    from polyroute.router.decision import Attempt, Decision, Target
+    from polyroute.types import (
+        ChatRequest,
+        ChatResponse,
+        EmbeddingRequest,
+        EmbeddingResponse,
+        ImagePart,
+        Message,
+        ModelInfo,
+        TextPart,
+        Tool,
+        ToolCall,
+        Usage,
+    )

@@ -196,6 +196,8 @@ _BY_VENDOR_TYPE: Mapping[str, type[APIStatusError]] = {
     "overloaded_error": OverloadedError,  # Anthropic
     "content_filter": ContentFilterError,  # OpenAI-compatible servers
     "content_policy_violation": ContentFilterError,
+    "API_KEY_INVALID": AuthenticationError,  # Gemini: a 400 whose ErrorInfo names the key
+    "API_KEY_EXPIRED": AuthenticationError,  # Gemini
 }
 
 

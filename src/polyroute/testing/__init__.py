@@ -22,10 +22,13 @@ from polyroute.testing._sim import (
     Simulator,
     count_tokens,
 )
+from polyroute.testing._fleet import SIMULATORS, Fleet, simulator_class
 from polyroute.testing.openai import OpenAISimulator
 
 __all__ = [
+    "SIMULATORS",
     "Fault",
+    "Fleet",
     "OpenAISimulator",
     "RecordedRequest",
     "Script",
@@ -33,4 +36,5 @@ __all__ = [
     "SimReply",
     "Simulator",
     "count_tokens",
+    "simulator_class",
 ]

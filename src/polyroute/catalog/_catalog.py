@@ -1,0 +1,279 @@
+"""The model catalog: what each model can do and what it costs.
+
+Sources, later ones winning: the packaged ``models.toml`` (capabilities,
+context, quality, fallback prices), the ``genai-prices`` database (prices for
+every model it knows, tiers included), and the user's ``[models."..."]``
+config. A model no source prices is *unpriced*: its cost is ``None``, never 0.
+Local providers (Ollama) are free by declaration.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from polyroute.types import CAPABILITIES, Capability, Usage
+
+if TYPE_CHECKING:
+    from genai_prices.types import ModelInfo as GPModelInfo
+
+PriceSource: TypeAlias = Literal["genai-prices", "catalog", "config", "local"]
+
+LOCAL_TYPES = frozenset({"ollama"})
+
+# polyroute provider type -> genai-prices provider id
+_GENAI_PRICES_IDS: Mapping[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "google",
+    "mistral": "mistral",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens. ``cached_input`` ``None`` means cached input costs as input."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    source: PriceSource = "catalog"
+
+    def cost(self, usage: Usage) -> float:
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        return (
+            (usage.prompt_tokens - cached) * self.input
+            + cached * cached_rate
+            + usage.completion_tokens * self.output
+        ) / 1_000_000
+
+
+FREE = Price(0.0, 0.0, 0.0, source="local")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogModel:
+    id: str
+    provider_type: str
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    capabilities: frozenset[Capability] = frozenset({"chat", "stream"})
+    quality: float | None = None
+    params_b: float | None = None
+    price: Price | None = None
+    known: bool = True
+    """False for a model no source describes (capabilities are then a guess)."""
+
+    @property
+    def priced(self) -> bool:
+        return self.price is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    usd: float | None
+    """``None`` when the model is unpriced: unknown, not free."""
+    source: PriceSource | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOverride:
+    """A user's ``[models."id"]`` table: any field set here wins."""
+
+    id: str
+    provider_type: str | None = None
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+    cached_input_usd_per_mtok: float | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    quality: float | None = None
+    capabilities: tuple[Capability, ...] | None = None
+    params_b: float | None = None
+
+
+@dataclass
+class Catalog:
+    """Models by ``(provider_type, id)``. Build with :meth:`load`."""
+
+    models: dict[tuple[str, str], CatalogModel]
+    _resolved: dict[tuple[str, str], CatalogModel] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, overrides: Iterable[ModelOverride] = ()) -> Catalog:
+        models = {(m.provider_type, m.id): m for m in _packaged()}
+        for o in overrides:
+            targets = [k for k in models if k[1] == o.id and o.provider_type in (None, k[0])]
+            if not targets:
+                if o.provider_type is None:
+                    raise ValueError(f"models.{o.id}: provider_type is required for a new model")
+                models[(o.provider_type, o.id)] = CatalogModel(o.id, o.provider_type)
+                targets = [(o.provider_type, o.id)]
+            for key in targets:
+                models[key] = _apply(models[key], o)
+        return cls(models)
+
+    def get(self, provider_type: str, model: str) -> CatalogModel:
+        """The model's entry, prices resolved; an unknown model gets a best-effort entry."""
+        key = (provider_type, model)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolve(provider_type, model)
+            self._resolved[key] = hit
+        return hit
+
+    def for_type(self, provider_type: str) -> list[CatalogModel]:
+        return [self.get(t, m) for (t, m) in self.models if t == provider_type]
+
+    def all(self) -> list[CatalogModel]:
+        return [self.get(t, m) for (t, m) in self.models]
+
+    def cost(self, provider_type: str, model: str, usage: Usage) -> Cost:
+        """USD for this usage; tiered genai-prices models are priced by genai-prices itself."""
+        entry = self.get(provider_type, model)
+        if entry.price is None:
+            return Cost(None, None)
+        if entry.price.source == "genai-prices":
+            exact = _genai_cost(provider_type, model, usage)
+            if exact is not None:
+                return Cost(exact, "genai-prices")
+        return Cost(entry.price.cost(usage), entry.price.source)
+
+    def _resolve(self, provider_type: str, model: str) -> CatalogModel:
+        entry = self.models.get((provider_type, model))
+        known = entry is not None
+        if entry is None:
+            entry = CatalogModel(model, provider_type, known=False)
+        if provider_type in LOCAL_TYPES:
+            return replace(entry, price=FREE)
+        if entry.price is not None and entry.price.source == "config":
+            return entry
+        gp = _genai_model(provider_type, model)
+        if gp is not None:
+            price = _base_price(gp)
+            if price is not None:
+                entry = replace(entry, price=price)
+            if entry.context_window is None and getattr(gp, "context_window", None):
+                entry = replace(entry, context_window=gp.context_window)
+        return entry if known or entry.price is not None else replace(entry, known=False)
+
+
+def _packaged() -> list[CatalogModel]:
+    data = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
+    return [_from_table(t) for t in data["model"]]
+
+
+def _from_table(t: Mapping[str, Any]) -> CatalogModel:
+    caps = tuple(t.get("capabilities", ("chat", "stream")))
+    unknown = set(caps) - set(CAPABILITIES)
+    if unknown:
+        raise ValueError(f"catalog model {t['id']}: unknown capabilities {sorted(unknown)}")
+    price = None
+    if "input_usd_per_mtok" in t:
+        price = Price(
+            float(t["input_usd_per_mtok"]),
+            float(t["output_usd_per_mtok"]),
+            t.get("cached_input_usd_per_mtok"),
+            source="catalog",
+        )
+    return CatalogModel(
+        id=t["id"],
+        provider_type=t["provider_type"],
+        context_window=t.get("context_window"),
+        max_output_tokens=t.get("max_output_tokens"),
+        capabilities=frozenset(caps),
+        quality=t.get("quality"),
+        params_b=t.get("params_b"),
+        price=price,
+    )
+
+
+def _apply(m: CatalogModel, o: ModelOverride) -> CatalogModel:
+    price = m.price
+    if o.input_usd_per_mtok is not None or o.output_usd_per_mtok is not None:
+        base = price or Price(0.0, 0.0)
+        price = Price(
+            o.input_usd_per_mtok if o.input_usd_per_mtok is not None else base.input,
+            o.output_usd_per_mtok if o.output_usd_per_mtok is not None else base.output,
+            o.cached_input_usd_per_mtok
+            if o.cached_input_usd_per_mtok is not None
+            else base.cached_input,
+            source="config",
+        )
+    elif o.cached_input_usd_per_mtok is not None and price is not None:
+        price = replace(price, cached_input=o.cached_input_usd_per_mtok, source="config")
+    return replace(
+        m,
+        context_window=o.context_window if o.context_window is not None else m.context_window,
+        max_output_tokens=o.max_output_tokens
+        if o.max_output_tokens is not None
+        else m.max_output_tokens,
+        quality=o.quality if o.quality is not None else m.quality,
+        capabilities=frozenset(o.capabilities) if o.capabilities is not None else m.capabilities,
+        params_b=o.params_b if o.params_b is not None else m.params_b,
+        price=price,
+    )
+
+
+def _genai_model(provider_type: str, model: str) -> GPModelInfo | None:
+    pid = _GENAI_PRICES_IDS.get(provider_type)
+    if pid is None:
+        return None
+    from genai_prices import data_snapshot  # deferred: a 250 ms import
+
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, pid, None)
+    except LookupError:
+        return None
+    return info
+
+
+def _rate(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal | int | float):
+        return float(value)
+    base = getattr(value, "base", None)  # TieredPrices: the first tier
+    return float(base) if base is not None else None
+
+
+def _base_price(info: GPModelInfo) -> Price | None:
+    prices: Any = info.prices
+    if isinstance(prices, list):  # conditional prices: the latest applies now
+        prices = prices[-1].prices
+    inp = _rate(getattr(prices, "input_mtok", None))
+    out = _rate(getattr(prices, "output_mtok", None))
+    if inp is None and out is None:
+        return None
+    return Price(
+        inp or 0.0,
+        out or 0.0,
+        _rate(getattr(prices, "cache_read_mtok", None)),
+        source="genai-prices",
+    )
+
+
+def _genai_cost(provider_type: str, model: str, usage: Usage) -> float | None:
+    from genai_prices import Usage as GPUsage
+    from genai_prices import calc_price
+
+    try:
+        calc = calc_price(
+            GPUsage(
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                cache_read_tokens=usage.cached_tokens or None,
+            ),
+            model,
+            provider_id=_GENAI_PRICES_IDS[provider_type],
+            genai_request_timestamp=datetime.now(UTC),
+        )
+    except LookupError:
+        return None
+    return float(calc.total_price)

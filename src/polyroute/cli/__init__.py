@@ -1,0 +1,28 @@
+"""The ``polyroute`` command line. Commands import their heavy parts lazily, so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import click
+
+from polyroute.cli._ask import ask
+from polyroute.cli._common import common_options
+from polyroute.cli._demo import demo
+from polyroute.cli._info import health, models, providers
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="polyroute")
+@common_options
+def cli() -> None:
+    """Use many LLM providers as one: ask, route, fuse, account, serve."""
+
+
+for command in (ask, models, providers, health, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli.main(prog_name="polyroute")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,177 @@
+"""Read commands: ``models``, ``providers``, ``health``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from polyroute.cli._common import (
+    EXIT_FAILURE,
+    EXIT_NO_PROVIDER,
+    common_options,
+    emit_json,
+    json_option,
+    run,
+    state,
+    table,
+    usd,
+)
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+@click.command()
+@click.option("--type", "provider_type", metavar="TYPE", help="Only models of this provider type.")
+@json_option
+@common_options
+def models(provider_type: str | None, as_json: bool) -> None:
+    """The model catalog as this config sees it, with prices (USD per million tokens)."""
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.config import load
+
+        config = load(config_path)
+        catalog = config.catalog()
+        entries = {(m.provider_type, m.id): m for m in catalog.all()}
+        for spec in config.settings.providers.values():  # models providers list, known or not
+            for mid in spec.models:
+                entries.setdefault((spec.type, mid), catalog.get(spec.type, mid))
+        rows = sorted(
+            (m for m in entries.values() if provider_type in (None, m.provider_type)),
+            key=lambda m: (m.provider_type, m.id),
+        )
+        if as_json:
+            emit_json([_model_json(m) for m in rows])
+            return 0
+        table(
+            None,
+            ["type", "model", "context", "max out", "capabilities", "quality", "in $/M", "out $/M", "cached $/M", "price from"],
+            [
+                [
+                    m.provider_type,
+                    m.id,
+                    f"{m.context_window:,}" if m.context_window else "-",
+                    f"{m.max_output_tokens:,}" if m.max_output_tokens else "-",
+                    ",".join(sorted(m.capabilities)),
+                    f"{m.quality:.2f}" if m.quality is not None else "-",
+                    _rate(m.price.input if m.price else None),
+                    _rate(m.price.output if m.price else None),
+                    _rate(m.price.cached_input if m.price else None),
+                    m.price.source if m.price else "UNPRICED",
+                ]
+                for m in rows
+            ],
+        )
+        return 0
+
+    run(main)
+
+
+def _model_json(m: Any) -> dict[str, Any]:
+    p = m.price
+    return {
+        "provider_type": m.provider_type,
+        "model": m.id,
+        "context_window": m.context_window,
+        "max_output_tokens": m.max_output_tokens,
+        "capabilities": sorted(m.capabilities),
+        "quality": m.quality,
+        "priced": p is not None,
+        "input_usd_per_mtok": p.input if p else None,
+        "output_usd_per_mtok": p.output if p else None,
+        "cached_input_usd_per_mtok": p.cached_input if p else None,
+        "price_source": p.source if p else None,
+        "known": m.known,
+    }
+
+
+@click.command()
+@json_option
+@common_options
+def providers(as_json: bool) -> None:
+    """Configured providers: type, endpoint, models, key status."""
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.client import Polyroute
+        from polyroute.config import load
+        from polyroute.providers import protocol_for
+
+        config = load(config_path)
+        pr = Polyroute(config)
+        out = []
+        for pid, spec in config.settings.providers.items():
+            out.append(
+                {
+                    "id": pid,
+                    "type": spec.type,
+                    "base_url": spec.base_url or protocol_for(spec.type).default_base_url,
+                    "enabled": spec.enabled,
+                    "key": config.key_status(pid),
+                    "default_model": spec.default_model,
+                    "models": pr.models_of(pid),
+                }
+            )
+        if as_json:
+            emit_json({"source": config.source, "providers": out})
+            return 0
+        if not out:
+            click.echo(f"no providers configured ({config.source})")
+            return 0
+        table(
+            f"providers ({config.source})",
+            ["id", "type", "base url", "enabled", "key", "default model", "models"],
+            [
+                [p["id"], p["type"], p["base_url"], "yes" if p["enabled"] else "no", p["key"],
+                 p["default_model"] or "-", str(len(p["models"]))]
+                for p in out
+            ],
+        )
+        return 0
+
+    run(main)
+
+
+@click.command()
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True, help="Seconds per provider.")
+@json_option
+@common_options
+def health(timeout_s: float, as_json: bool) -> None:
+    """Check every enabled provider now (an authenticated model listing)."""
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.client import Polyroute
+        from polyroute.config import load
+
+        async with Polyroute(load(config_path)) as pr:
+            checks = await pr.health(timeout_s=timeout_s)
+        if as_json:
+            emit_json(
+                [
+                    {"provider": c.provider, "ok": c.ok, "latency_ms": round(c.latency_ms, 1),
+                     "models": c.models, "error": c.error, "error_type": c.error_type}
+                    for c in checks
+                ]
+            )
+        else:
+            table(
+                None,
+                ["provider", "status", "latency", "models", "error"],
+                [
+                    [c.provider, "ok" if c.ok else "FAIL", f"{c.latency_ms:.0f} ms", str(c.models), c.error or ""]
+                    for c in checks
+                ],
+            )
+        if not checks or all(c.ok for c in checks):
+            return 0
+        return EXIT_NO_PROVIDER if not any(c.ok for c in checks) else EXIT_FAILURE
+
+    run(main)
+
+
+__all__ = ["health", "models", "providers", "usd"]

@@ -1,0 +1,310 @@
+"""Configuration: find the TOML file, validate it, resolve providers and keys.
+
+Order: ``--config PATH``, ``$POLYROUTE_CONFIG``, ``./polyroute.toml``,
+``$XDG_CONFIG_HOME/polyroute/config.toml``. With no file, providers come from
+the usual environment variables and a reachable Ollama. Every problem is one
+:class:`ConfigError` line naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from polyroute.catalog import Catalog, ModelOverride
+from polyroute.errors import ConfigError
+from polyroute.providers import PROVIDER_TYPES, Provider, Secret
+from polyroute.types import Capability
+
+Strategy = str  # a built-in name or "pkg.module:Class"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BalancedWeights(_Section):
+    cost: float = Field(0.35, ge=0)
+    quality: float = Field(0.40, ge=0)
+    performance: float = Field(0.25, ge=0)
+
+
+class CircuitBreakerConfig(_Section):
+    failure_threshold: int = Field(5, ge=1)
+    reset_timeout_s: float = Field(60, gt=0)
+    half_open_requests: int = Field(1, ge=1)
+
+
+class RouterConfig(_Section):
+    strategy: Strategy = "balanced"
+    max_attempts: int = Field(4, ge=1)
+    retries_per_provider: int = Field(1, ge=0)
+    timeout_s: float = Field(60, gt=0)
+    balanced_weights: BalancedWeights = BalancedWeights()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        builtin = {"cost", "quality", "performance", "balanced", "carbon"}
+        if v not in builtin and ":" not in v:
+            raise ValueError(f"must be one of {sorted(builtin)} or 'pkg.module:Class'")
+        return v
+
+
+class HealthConfig(_Section):
+    interval_s: float = Field(60, ge=0)
+
+
+class StorageConfig(_Section):
+    url: str = ""
+    redis_url: str = ""
+
+
+class CredentialsConfig(_Section):
+    dir: str = ""
+
+
+class FusionConfig(_Section):
+    method: Literal["majority", "weighted", "semantic", "synthesis"] = "majority"
+    min_agreement: float = Field(0.66, ge=0, le=1)
+    max_providers: int = Field(3, ge=2)
+    similarity_threshold: float = Field(0.80, ge=0, le=1)
+    embedding_provider: str = ""
+    synthesizer: str = ""
+
+
+class GatewayConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=0, le=65535)
+
+
+class BudgetConfig(_Section):
+    daily_usd: float | None = Field(None, ge=0)
+    monthly_usd: float | None = Field(None, ge=0)
+    alert_percents: tuple[Annotated[float, Field(gt=0, le=100)], ...] = (50, 75, 90)
+
+
+class ProviderConfig(_Section):
+    type: str
+    base_url: str = ""
+    api_key: str | None = None
+    models: tuple[str, ...] = ()
+    default_model: str | None = None
+    fusion_weight: float = Field(1.0, ge=0)
+    carbon_intensity: float | None = Field(None, ge=0)
+    enabled: bool = True
+    timeout_s: float | None = Field(None, gt=0)
+    budget: BudgetConfig | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in PROVIDER_TYPES:
+            raise ValueError(f"unknown provider type {v!r} (known: {', '.join(sorted(PROVIDER_TYPES))})")
+        return v
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("env:"):
+            raise ValueError(
+                "must be 'env:NAME' (keys are never written in config files); omit it for keyless providers"
+            )
+        return v
+
+
+class ModelConfig(_Section):
+    provider_type: str | None = None
+    input_usd_per_mtok: float | None = Field(None, ge=0)
+    output_usd_per_mtok: float | None = Field(None, ge=0)
+    cached_input_usd_per_mtok: float | None = Field(None, ge=0)
+    context_window: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    quality: float | None = Field(None, ge=0, le=1)
+    capabilities: tuple[Capability, ...] | None = None
+    params_b: float | None = Field(None, gt=0)
+
+
+class Settings(_Section):
+    """The whole config file, validated."""
+
+    router: RouterConfig = RouterConfig()
+    health: HealthConfig = HealthConfig()
+    storage: StorageConfig = StorageConfig()
+    credentials: CredentialsConfig = CredentialsConfig()
+    fusion: FusionConfig = FusionConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Settings plus where they came from."""
+
+    settings: Settings
+    source: str
+    """The file read, or ``"environment"`` for zero-config discovery, or ``"embedded"``."""
+    env: Mapping[str, str]
+
+    def catalog(self) -> Catalog:
+        overrides = [
+            ModelOverride(id=name, **m.model_dump(exclude_none=True))
+            for name, m in self.settings.models.items()
+        ]
+        try:
+            return Catalog.load(overrides)
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
+
+    def provider(self, pid: str) -> Provider:
+        """The runtime provider ``pid``, key resolved; a clear error if it cannot be."""
+        spec = self.settings.providers.get(pid)
+        if spec is None:
+            known = ", ".join(self.settings.providers) or "none"
+            raise ConfigError(f"{self.source}: no provider {pid!r} (configured: {known})")
+        return Provider(
+            id=pid,
+            type=spec.type,
+            base_url=spec.base_url,
+            api_key=self._key(pid, spec),
+            models=spec.models,
+            default_model=spec.default_model,
+            timeout_s=spec.timeout_s or self.settings.router.timeout_s,
+        )
+
+    def key_status(self, pid: str) -> str:
+        """``set``, ``none`` (keyless) or what is missing; never the key itself."""
+        spec = self.settings.providers[pid]
+        if spec.api_key is None:
+            return "none"
+        try:
+            self._key(pid, spec)
+        except ConfigError:
+            return f"missing (${spec.api_key.removeprefix('env:')} is not set)"
+        return "set"
+
+    def _key(self, pid: str, spec: ProviderConfig) -> Secret | None:
+        if spec.api_key is None:
+            return None
+        name = spec.api_key.removeprefix("env:")
+        value = self.env.get(name, "")
+        if not value:
+            raise ConfigError(f"{self.source}: providers.{pid}.api_key: ${name} is not set")
+        return Secret(value)
+
+    def enabled(self) -> list[str]:
+        return [pid for pid, p in self.settings.providers.items() if p.enabled]
+
+
+def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Find and load the config (see module docs); zero-config discovery when there is none."""
+    env = os.environ if env is None else env
+    found = find_config(path, env)
+    if found is None:
+        return Config(discover(env), "environment", env)
+    return Config(parse(found), str(found), env)
+
+
+def find_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such config file")
+        return p
+    if env.get("POLYROUTE_CONFIG"):
+        p = Path(env["POLYROUTE_CONFIG"])
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such config file (from $POLYROUTE_CONFIG)")
+        return p
+    local = Path("polyroute.toml")
+    if local.is_file():
+        return local
+    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "polyroute" / "config.toml"
+    return xdg if xdg.is_file() else None
+
+
+def parse(path: Path) -> Settings:
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return validate(data, str(path))
+
+
+def validate(data: Mapping[str, Any], source: str) -> Settings:
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise ConfigError(f"{source}: {where}: {msg}") from None
+    for pid, spec in settings.providers.items():
+        if spec.default_model and spec.models and spec.default_model not in spec.models:
+            raise ConfigError(
+                f"{source}: providers.{pid}.default_model: {spec.default_model!r} is not in models"
+            )
+    return settings
+
+
+# env var -> (provider id, type, default model)
+_DISCOVERY: tuple[tuple[str, str, str, str], ...] = (
+    ("OPENAI_API_KEY", "openai", "openai", "gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic", "anthropic", "claude-haiku-4-5"),
+    ("GEMINI_API_KEY", "google", "google", "gemini-2.5-flash"),
+    ("GOOGLE_API_KEY", "google", "google", "gemini-2.5-flash"),
+    ("MISTRAL_API_KEY", "mistral", "mistral", "mistral-small-latest"),
+)
+
+
+def discover(env: Mapping[str, str]) -> Settings:
+    """Zero-config: a provider per vendor key found in the environment, and a reachable Ollama."""
+    providers: dict[str, dict[str, Any]] = {}
+    for var, pid, ptype, model in _DISCOVERY:
+        if env.get(var) and pid not in providers:
+            providers[pid] = {"type": ptype, "api_key": f"env:{var}", "default_model": model}
+    host = ollama_host(env)
+    if _reachable(host):
+        providers["ollama"] = {"type": "ollama", "base_url": host, "default_model": "llama3.2"}
+    return validate({"providers": providers}, "environment")
+
+
+def ollama_host(env: Mapping[str, str]) -> str:
+    host = env.get("OLLAMA_HOST") or "http://localhost:11434"
+    return host if "://" in host else f"http://{host}"
+
+
+def _reachable(url: str, timeout_s: float = 0.3) -> bool:
+    """A TCP connect, no request: cheap enough to run on every zero-config start."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def polyroute_home(env: Mapping[str, str] | None = None) -> Path:
+    """Where data lives: ``$POLYROUTE_HOME``, else the platform's user data dir."""
+    env = os.environ if env is None else env
+    if env.get("POLYROUTE_HOME"):
+        return Path(env["POLYROUTE_HOME"])
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("polyroute", appauthor=False))

@@ -1,0 +1,444 @@
+"""Anthropic Messages API.
+
+Wire format: https://platform.claude.com/docs/en/api/messages
+``base_url`` is the host root (``https://api.anthropic.com``), as in the
+official SDK; paths carry ``/v1``. The key travels in ``x-api-key``.
+
+Choices worth knowing:
+
+- ``anthropic-version`` is pinned to ``2023-06-01``: version ``2026-10-21``
+  rejects ``temperature`` and ``top_p`` with a 400, and polyroute passes them
+  through. A provider's ``headers`` may override the version.
+- ``max_tokens`` is required by the API; a request without one gets
+  :attr:`AnthropicProtocol.DEFAULT_MAX_TOKENS`.
+- System messages, wherever they sit, go to the top-level ``system`` field.
+  Consecutive same-role turns are merged; tool results become ``tool_result``
+  blocks in a user turn.
+- JSON mode: the API's own structured output needs a JSON schema, and
+  ``response_format="json"`` has none. So JSON mode forces a call to one tool,
+  :data:`JSON_TOOL`, whose input schema is any object; its input comes back as
+  the answer's text (finish reason ``stop``). It cannot be combined with the
+  request's own tools (:class:`UnsupportedError`).
+- ``seed`` is dropped: the API has none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from polyroute.errors import BadRequestError, status_error
+from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.providers._base import (
+    HttpCall,
+    StreamDecoder,
+    UnsupportedError,
+    VendorError,
+    WireProtocol,
+)
+from polyroute.providers._http import loads_event
+from polyroute.types import (
+    Capability,
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    Part,
+    ToolCall,
+    Usage,
+)
+
+API_VERSION = "2023-06-01"
+
+JSON_TOOL = "polyroute_json_answer"
+"""The tool JSON mode forces; its input is the answer."""
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    # "pause_turn" (a server tool paused the turn) -> "other"
+}
+
+# Error type -> HTTP status, for errors sent in-band in a stream (status 200).
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "conflict_error": 409,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def finish_reason(raw: str | None, *, json_mode: bool = False) -> FinishReason:
+    if json_mode and raw == "tool_use":
+        return "stop"
+    return FINISH_REASONS.get(raw or "", "other")
+
+
+def usage_from_wire(u: dict[str, Any] | None) -> Usage:
+    """``input_tokens`` excludes cache reads and writes: add them back."""
+    if not u:
+        return Usage()
+    cache_read = u.get("cache_read_input_tokens") or 0
+    cache_write = u.get("cache_creation_input_tokens") or 0
+    return Usage(
+        prompt_tokens=(u.get("input_tokens") or 0) + cache_read + cache_write,
+        completion_tokens=u.get("output_tokens") or 0,
+        cached_tokens=cache_read,
+    )
+
+
+def _image(p: ImagePart) -> dict[str, Any]:
+    source: dict[str, Any]
+    if p.data is not None:
+        source = {"type": "base64", "media_type": p.media_type, "data": p.data}
+    elif p.url is not None and p.url.startswith("data:"):
+        # data:<media type>;base64,<data>: the API takes it as a base64 source
+        head, _, data = p.url.partition(",")
+        media_type = head[5:].partition(";")[0] or p.media_type
+        source = {"type": "base64", "media_type": media_type, "data": data}
+    else:
+        source = {"type": "url", "url": p.url}
+    return {"type": "image", "source": source}
+
+
+def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    # The API rejects empty text blocks.
+    return [
+        _image(p) if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
+        for p in parts
+        if isinstance(p, ImagePart) or p.text
+    ]
+
+
+def _tool_input(call: ToolCall) -> dict[str, Any]:
+    if not call.arguments.strip():
+        return {}
+    try:
+        value = json.loads(call.arguments)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise BadRequestError(
+            f"tool call {call.id!r} ({call.name}): anthropic needs its arguments as "
+            f"a JSON object, got {call.arguments[:80]!r}"
+        )
+    return value
+
+
+def _turn(m: Message) -> tuple[str, list[dict[str, Any]]]:
+    """One of our messages as (Anthropic role, content blocks)."""
+    if m.role == "tool":
+        content: Any = m.content if isinstance(m.content, str) else _blocks(m.content)
+        block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": content}
+        return "user", [block]
+    blocks = _blocks(m.parts)
+    for call in m.tool_calls:
+        blocks.append(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
+        )
+    return m.role, blocks
+
+
+def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Our messages (system ones excluded) as alternating user/assistant turns."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        role, blocks = _turn(m)
+        if not blocks:
+            continue  # the API rejects empty turns
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    for turn in out:  # the compact form for a lone text block
+        content = turn["content"]
+        if len(content) == 1 and content[0]["type"] == "text":
+            turn["content"] = content[0]["text"]
+    return out
+
+
+class AnthropicProtocol(WireProtocol):
+    type: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
+    request_id_headers: ClassVar[tuple[str, ...]] = ("request-id",)
+    list_models_path: ClassVar[str] = "/v1/models"
+
+    DEFAULT_MAX_TOKENS: ClassVar[int] = 4096
+    """Sent when a request has no ``max_tokens`` (the API requires one)."""
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        out = {"anthropic-version": API_VERSION}
+        if api_key:
+            out["x-api-key"] = api_key
+        return out
+
+    def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens
+            if request.max_tokens is not None
+            else self.DEFAULT_MAX_TOKENS,
+            "messages": messages_to_wire(request.messages),
+        }
+        system = request.system_text
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if request.user is not None:
+            body["metadata"] = {"user_id": request.user}
+        if request.response_format == "json":
+            if request.tools:
+                raise UnsupportedError(
+                    "anthropic: response_format='json' cannot be combined with tools "
+                    "(JSON mode is a forced call to a tool of its own)"
+                )
+            body["tools"] = [
+                {
+                    "name": JSON_TOOL,
+                    "description": "Give your complete answer as one JSON object.",
+                    "input_schema": {"type": "object"},
+                }
+            ]
+            body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
+        elif request.tools:
+            body["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+                for t in request.tools
+            ]
+            if request.tool_choice is not None:
+                body["tool_choice"] = self._tool_choice(request.tool_choice)
+        elif request.tool_choice not in (None, "auto", "none"):
+            # Forcing a tool with none declared: let the API say what is wrong.
+            body["tool_choice"] = self._tool_choice(request.tool_choice or "")
+        if stream:
+            body["stream"] = True
+        return HttpCall("POST", "/v1/messages", json=body)
+
+    def _tool_choice(self, choice: str) -> dict[str, Any]:
+        if choice == "required":
+            return {"type": "any"}
+        if choice in ("auto", "none"):
+            return {"type": choice}
+        return {"type": "tool", "name": choice}
+
+    def parse_chat(self, body: Any) -> ChatResponse:
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        json_mode = False
+        for block in body["content"]:
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(block["text"])
+            elif kind == "tool_use":
+                if block["name"] == JSON_TOOL:
+                    json_mode = True
+                    texts.append(json.dumps(block.get("input") or {}, ensure_ascii=False))
+                else:
+                    calls.append(
+                        ToolCall(
+                            id=block["id"],
+                            name=block["name"],
+                            arguments=json.dumps(block.get("input") or {}, ensure_ascii=False),
+                        )
+                    )
+            # thinking, redacted_thinking and server tool blocks carry no answer text
+        raw = body.get("stop_reason")
+        return ChatResponse(
+            content="".join(texts),
+            model=body.get("model", ""),
+            finish_reason=finish_reason(raw, json_mode=json_mode and not calls),
+            raw_finish_reason=raw,
+            usage=usage_from_wire(body.get("usage")),
+            id=body.get("id", ""),
+            tool_calls=tuple(calls),
+        )
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        return AnthropicStreamDecoder(self.type)
+
+    def list_models(self) -> HttpCall:
+        # One page of up to 1000 (the API's maximum) covers every model.
+        return HttpCall("GET", self.list_models_path, params={"limit": "1000"})
+
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        out = []
+        for m in body["data"]:
+            caps: set[Capability] = {"chat", "stream", "tools", "json"}
+            image = (m.get("capabilities") or {}).get("image_input") or {}
+            if image.get("supported"):
+                caps.add("vision")
+            out.append(
+                ModelInfo(
+                    id=m["id"],
+                    provider_type=self.type,
+                    context_window=m.get("max_input_tokens"),
+                    max_output_tokens=m.get("max_tokens"),
+                    capabilities=frozenset(caps),
+                    display_name=m.get("display_name"),
+                    owned_by="anthropic",
+                )
+            )
+        return out
+
+    def parse_error(self, status: int, body: Any) -> VendorError:
+        if isinstance(body, dict):
+            err = body.get("error")
+            if isinstance(err, dict):
+                # details.error_code names the precise cause; type is the family.
+                details = err.get("details")
+                code = details.get("error_code") if isinstance(details, dict) else None
+                return VendorError(
+                    message=str(err.get("message") or ""),
+                    vendor_type=code if isinstance(code, str) else err.get("type"),
+                )
+        return VendorError(message=str(body)[:500])
+
+
+class AnthropicStreamDecoder(StreamDecoder):
+    """Messages stream events -> our events. ``message_stop`` is the end marker.
+
+    Usage: ``message_start`` has the input side, ``message_delta`` cumulative
+    totals (fields it omits keep their ``message_start`` value).
+    """
+
+    __slots__ = (
+        "_args_seen",
+        "_cache_read",
+        "_cache_write",
+        "_input",
+        "_json_block",
+        "_output",
+        "_provider",
+        "_raw_finish",
+        "_tools",
+        "done",
+    )
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._input = self._output = self._cache_read = self._cache_write = 0
+        self._raw_finish: str | None = None
+        self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._args_seen: set[int] = set()
+        self._json_block = -1
+        self.done = False
+
+    def feed(self, data: str, event: str | None) -> Sequence[StreamEvent]:
+        chunk = loads_event(data, self._provider)
+        kind = chunk.get("type") or event
+        if kind == "content_block_delta":
+            return self._delta(chunk)
+        if kind == "content_block_start":
+            return self._block_start(chunk)
+        if kind == "content_block_stop":
+            index = chunk.get("index", 0)
+            tool = self._tools.get(index)
+            if tool is not None and index not in self._args_seen:
+                return [ToolCallDelta(index=tool, arguments="{}")]  # a call with no input
+            return ()
+        if kind == "message_delta":
+            self._raw_finish = (chunk.get("delta") or {}).get("stop_reason") or self._raw_finish
+            self._take_usage(chunk.get("usage"))
+            return ()
+        if kind == "message_start":
+            message = chunk.get("message") or {}
+            self._take_usage(message.get("usage"))
+            return [StreamStart(message.get("id", ""), message.get("model", ""))]
+        if kind == "message_stop":
+            self.done = True
+            json_mode = self._json_block >= 0 and not self._tools
+            return [
+                StreamEnd(
+                    finish_reason(self._raw_finish, json_mode=json_mode),
+                    Usage(
+                        self._input + self._cache_read + self._cache_write,
+                        self._output,
+                        self._cache_read,
+                    ),
+                    self._raw_finish,
+                )
+            ]
+        if kind == "error":
+            err = chunk.get("error") or {}
+            vendor = err.get("type")
+            raise status_error(
+                ERROR_STATUS.get(vendor or "", 500),
+                str(err.get("message") or "error in stream"),
+                vendor_type=vendor,
+                request_id=chunk.get("request_id"),
+                body=chunk,
+            )
+        return ()  # ping, and event types added later
+
+    def _delta(self, chunk: dict[str, Any]) -> Sequence[StreamEvent]:
+        delta = chunk["delta"]
+        dtype = delta.get("type")
+        if dtype == "text_delta":
+            text = delta.get("text")
+            return [TextDelta(text)] if text else ()
+        if dtype == "input_json_delta":
+            part = delta.get("partial_json")
+            if not part:
+                return ()
+            index = chunk.get("index", 0)
+            if index == self._json_block:
+                return [TextDelta(part)]
+            tool = self._tools.get(index)
+            if tool is None:
+                return ()  # a server tool's input
+            self._args_seen.add(index)
+            return [ToolCallDelta(index=tool, arguments=part)]
+        return ()  # thinking, signature and citation deltas
+
+    def _block_start(self, chunk: dict[str, Any]) -> Sequence[StreamEvent]:
+        block = chunk.get("content_block") or {}
+        btype = block.get("type")
+        if btype == "text":
+            text = block.get("text")
+            return [TextDelta(text)] if text else ()
+        if btype == "tool_use":
+            index = chunk.get("index", 0)
+            if block.get("name") == JSON_TOOL:
+                self._json_block = index
+                return ()
+            tool = len(self._tools)
+            self._tools[index] = tool
+            return [ToolCallDelta(index=tool, id=block.get("id"), name=block.get("name"))]
+        return ()
+
+    def _take_usage(self, u: dict[str, Any] | None) -> None:
+        if not u:
+            return
+        value = u.get("input_tokens")
+        if value is not None:
+            self._input = value
+        value = u.get("cache_read_input_tokens")
+        if value is not None:
+            self._cache_read = value
+        value = u.get("cache_creation_input_tokens")
+        if value is not None:
+            self._cache_write = value
+        value = u.get("output_tokens")
+        if value is not None:
+            self._output = value

@@ -1,0 +1,309 @@
+"""Ollama's native API: ``/api/chat``, ``/api/tags``, ``/api/embed``.
+
+Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
+``base_url`` is the host root (``http://localhost:11434``). Keyless by default;
+a key (Ollama behind a proxy, Ollama cloud) travels as ``Authorization: Bearer``.
+``stream`` defaults to true server-side, so it is always sent. Streams are
+NDJSON: chunks carry ``done: false``; the object with ``done: true`` is the end
+marker and carries the counts and durations (nanoseconds). An error after the
+200 arrives as a ``{"error": "..."}`` line. Tool-call arguments are JSON
+objects on the wire (JSON text in our types), and calls may have no id.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+from polyroute.errors import status_error
+from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.providers._base import (
+    HttpCall,
+    StreamDecoder,
+    UnsupportedError,
+    VendorError,
+    WireProtocol,
+)
+from polyroute.providers._http import loads_event
+from polyroute.types import (
+    Capability,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ToolCall,
+    Usage,
+)
+
+# done_reason -> ours. "load"/"unload" answer an empty-messages request;
+# older servers said "connection_closed" or nothing for a cut generation.
+FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+
+# /api/tags has no capabilities; these families are embedding-only or add vision.
+_EMBEDDING_FAMILIES = frozenset({"bert", "nomic-bert"})
+_VISION_FAMILIES = frozenset({"clip", "mllama"})
+
+
+def finish_reason(raw: str | None, tool_calls: bool) -> FinishReason:
+    if tool_calls:  # Ollama says "stop" when the model called tools
+        return "tool_calls"
+    if raw is None:  # servers before done_reason existed
+        return "stop"
+    return FINISH_REASONS.get(raw, "other")
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _image(p: ImagePart) -> str:
+    if p.data is not None:
+        return p.data
+    url = p.url or ""
+    if url.startswith("data:") and ";base64," in url:
+        return url.partition(";base64,")[2]
+    raise UnsupportedError(
+        "ollama takes images only as inline base64 data, not URLs: "
+        "fetch the image and pass ImagePart(data=...)"
+    )
+
+
+def _arguments(call: ToolCall) -> Any:
+    if not call.arguments.strip():
+        return {}
+    try:
+        args = json.loads(call.arguments)
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        raise UnsupportedError(
+            f"ollama needs tool call arguments as a JSON object (call {call.id!r} to {call.name!r})"
+        )
+    return args
+
+
+def message_to_wire(m: Message, tool_names: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.text}
+    if not isinstance(m.content, str):
+        images = [_image(p) for p in m.content if isinstance(p, ImagePart)]
+        if images:
+            out["images"] = images
+    if m.tool_calls:
+        calls = []
+        for c in m.tool_calls:
+            fn = {"name": c.name, "arguments": _arguments(c)}
+            calls.append({"id": c.id, "function": fn} if c.id else {"function": fn})
+            tool_names[c.id] = c.name
+        out["tool_calls"] = calls
+    if m.role == "tool":
+        # the server reads tool_name; tool_call_id is accepted by newer servers
+        name = m.name or tool_names.get(m.tool_call_id or "")
+        if name:
+            out["tool_name"] = name
+        if m.tool_call_id:
+            out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def tool_calls_from_wire(calls: list[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
+    return tuple(
+        ToolCall(
+            id=c.get("id") or new_call_id(),
+            name=c["function"]["name"],
+            arguments=_arguments_text(c["function"].get("arguments")),
+        )
+        for c in calls or ()
+    )
+
+
+def _arguments_text(args: Any) -> str:
+    if args is None:
+        return "{}"
+    if isinstance(args, str):  # some proxies re-encode them as text
+        return args
+    return json.dumps(args, ensure_ascii=False)
+
+
+def usage_from_wire(body: dict[str, Any]) -> Usage:
+    # prompt_eval_count is left out when the whole prompt came from the cache
+    return Usage(
+        prompt_tokens=body.get("prompt_eval_count") or 0,
+        completion_tokens=body.get("eval_count") or 0,
+    )
+
+
+def server_ms(body: dict[str, Any]) -> float | None:
+    ns = body.get("total_duration")
+    return ns / 1e6 if isinstance(ns, int | float) else None
+
+
+class OllamaProtocol(WireProtocol):
+    type: ClassVar[str] = "ollama"
+    default_base_url: ClassVar[str] = "http://localhost:11434"
+    stream_format: ClassVar[Literal["sse", "ndjson"]] = "ndjson"
+    list_models_path: ClassVar[str] = "/api/tags"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        tool_names: dict[str, str] = {}
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [message_to_wire(m, tool_names) for m in request.messages],
+            "stream": stream,
+        }
+        options: dict[str, Any] = {}
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.stop:
+            options["stop"] = list(request.stop)
+        if request.seed is not None:
+            options["seed"] = request.seed
+        if options:
+            body["options"] = options
+        if request.response_format == "json":
+            body["format"] = "json"
+        tools = request.tools
+        # No tool_choice on the wire: "none" drops the tools, a name narrows them
+        # to that one; "required" cannot be enforced and is sent as "auto".
+        if request.tool_choice == "none":
+            tools = ()
+        elif request.tool_choice not in (None, "auto", "required"):
+            tools = [t for t in tools if t.name == request.tool_choice]
+        if tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters),
+                    },
+                }
+                for t in tools
+            ]
+        return HttpCall("POST", "/api/chat", json=body)
+
+    def parse_chat(self, body: Any) -> ChatResponse:
+        message = body["message"]
+        calls = tool_calls_from_wire(message.get("tool_calls"))
+        raw = body.get("done_reason")
+        return ChatResponse(
+            content=message.get("content") or "",
+            model=body.get("model", ""),
+            finish_reason=finish_reason(raw, bool(calls)),
+            raw_finish_reason=raw,
+            usage=usage_from_wire(body),
+            tool_calls=calls,
+            server_ms=server_ms(body),
+        )
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        return OllamaStreamDecoder(self.type)
+
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        return [self._model_info(m) for m in body["models"]]
+
+    def _model_info(self, m: dict[str, Any]) -> ModelInfo:
+        name: str = m.get("name") or m["model"]
+        details = m.get("details") or {}
+        families = set(details.get("families") or ()) | {details.get("family") or ""}
+        caps: frozenset[Capability]
+        if families & _EMBEDDING_FAMILIES:
+            caps = frozenset({"embeddings"})
+        elif families & _VISION_FAMILIES:
+            caps = frozenset({"chat", "stream", "vision"})
+        else:
+            caps = frozenset({"chat", "stream"})
+        size = " ".join(
+            s for s in (details.get("parameter_size"), details.get("quantization_level")) if s
+        )
+        # "library" for official models, as Ollama's own OpenAI layer reports it
+        path = name.partition(":")[0].split("/")
+        return ModelInfo(
+            id=name,
+            provider_type=self.type,
+            capabilities=caps,
+            display_name=f"{name} ({size})" if size else name,
+            owned_by=path[-2] if len(path) > 1 else "library",
+        )
+
+    def embed(self, request: EmbeddingRequest) -> HttpCall:
+        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        return HttpCall("POST", "/api/embed", json=body)
+
+    def parse_embed(self, body: Any) -> EmbeddingResponse:
+        return EmbeddingResponse(
+            model=body.get("model", ""),
+            vectors=body["embeddings"],
+            usage=Usage(prompt_tokens=body.get("prompt_eval_count") or 0),
+        )
+
+    def parse_error(self, status: int, body: Any) -> VendorError:
+        # {"error": "model \"x\" not found, try pulling it first"}: no type field
+        if isinstance(body, dict):
+            err = body.get("error")
+            if isinstance(err, str):
+                return VendorError(message=err)
+            if isinstance(err, dict):  # an OpenAI-style proxy in front
+                return VendorError(
+                    str(err.get("message") or ""), err.get("code") or err.get("type")
+                )
+        return VendorError(message=str(body)[:500])
+
+
+class OllamaStreamDecoder(StreamDecoder):
+    """NDJSON chat chunks -> events; the ``done: true`` object ends the stream."""
+
+    __slots__ = ("_provider", "_started", "_tool_calls", "done")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._started = False
+        self._tool_calls = 0
+        self.done = False
+
+    def feed(self, data: str, event: str | None) -> Sequence[StreamEvent]:
+        chunk = loads_event(data, self._provider)
+        err = chunk.get("error")
+        if err is not None:  # the server's in-band error line carries no status
+            raise status_error(500, str(err), body=chunk)
+        out: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            out.append(StreamStart("", chunk.get("model", "")))
+        message = chunk.get("message")
+        if message:
+            text = message.get("content")
+            if text:
+                out.append(TextDelta(text))
+            calls = message.get("tool_calls")
+            if calls:
+                for call in tool_calls_from_wire(calls):
+                    out.append(ToolCallDelta(self._tool_calls, call.id, call.name, call.arguments))
+                    self._tool_calls += 1
+        if chunk.get("done"):
+            self.done = True
+            raw = chunk.get("done_reason")
+            out.append(
+                StreamEnd(
+                    finish_reason(raw, self._tool_calls > 0),
+                    usage_from_wire(chunk),
+                    raw,
+                    server_ms(chunk),
+                )
+            )
+        return out

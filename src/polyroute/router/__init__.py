@@ -1,0 +1,1 @@
+"""Routing: decisions, strategies, fallback, circuit breakers."""

@@ -1,0 +1,225 @@
+"""Simulated Ollama server: ``/api/chat``, ``/api/tags``, ``/api/embed``.
+
+Keyless by default, like a local Ollama (``api_key=None`` accepts anything);
+give a key to play Ollama behind a proxy or Ollama cloud (``Bearer``). Errors
+are ``{"error": "..."}`` with no request id. :meth:`OllamaSimulator.error_mid_stream`
+scripts the ``{"error": ...}`` line Ollama sends when a stream fails after its 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from polyroute.testing._sim import (
+    Replier,
+    Script,
+    SimChat,
+    SimReply,
+    Simulator,
+    bearer_ok,
+    count_tokens,
+    ndjson,
+)
+from polyroute.testing.openai import embed_text
+
+# (families, parameter size, quantization) for the default models' /api/tags details
+_DETAILS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "llama3.2:latest": (("llama",), "3.2B", "Q4_K_M"),
+    "qwen2.5:7b": (("qwen2",), "7.6B", "Q4_K_M"),
+    "llava:latest": (("llama", "clip"), "7B", "Q4_0"),
+    "nomic-embed-text:latest": (("nomic-bert",), "137M", "F16"),
+}
+_NS_PER_TOKEN = 20_000_000  # 50 tokens/s, for believable durations
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _tag(model: str) -> str:
+    return model if ":" in model else f"{model}:latest"
+
+
+class OllamaSimulator(Simulator):
+    vendor: ClassVar[str] = "ollama"
+    default_models: ClassVar[tuple[str, ...]] = tuple(_DETAILS)
+    stream_media_type: ClassVar[str] = "application/x-ndjson"
+    head_frames: ClassVar[int] = 0  # the first line already carries content
+
+    def __init__(
+        self,
+        *,
+        reply: str | Replier | None = None,
+        api_key: str | None = None,
+        models: tuple[str, ...] | None = None,
+        script: Script | None = None,
+    ) -> None:
+        super().__init__(reply=reply, api_key=api_key, models=models, script=script)
+        self._inband: deque[tuple[str, int]] = deque()
+
+    def error_mid_stream(
+        self, message: str = "an error was encountered", after_chunks: int = 1
+    ) -> None:
+        """The next stream sends ``after_chunks`` content lines, then ``{"error": message}``."""
+        with self._lock:
+            self._inband.append((message, after_chunks))
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.handle_root, methods=["GET", "HEAD"]),
+            Route("/api/version", self.handle_version, methods=["GET"]),
+            Route("/api/chat", self.handle_chat, methods=["POST"]),
+            Route("/api/tags", self.handle_tags, methods=["GET"]),
+            Route("/api/embed", self.handle_embed, methods=["POST"]),
+        ]
+
+    def authorized(self, request: Request) -> bool:
+        return bearer_ok(request, self.api_key)
+
+    def error_response(self, status: int, message: str, error_type: str | None) -> Response:
+        # Ollama's only error shape; it has no error type field to honour.
+        return JSONResponse({"error": message}, status)
+
+    def parse_chat(self, request: Request, body: Any) -> SimChat:
+        if not body.get("model"):
+            raise ValueError("model is required")
+        messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            raise TypeError("messages must be an array")
+        texts = [str(m.get("content") or "") for m in messages]
+        users = [t for m, t in zip(messages, texts, strict=True) if m.get("role") == "user"]
+        options = body.get("options") or {}
+        return SimChat(
+            model=body["model"],
+            prompt="\n".join(texts),
+            last_user=users[-1] if users else "",
+            max_tokens=options.get("num_predict"),
+            stream=body.get("stream", True) is not False,  # Ollama streams unless told not to
+        )
+
+    def _final(self, chat: SimChat, reply: SimReply) -> dict[str, Any]:
+        """The fields of the ``done: true`` object: reason, counts, durations (ns)."""
+        out: dict[str, Any] = {"done": True, "done_reason": "length" if reply.truncated else "stop"}
+        prompt_eval = reply.prompt_tokens - reply.cached_tokens
+        load_ns, prompt_ns = 2_000_000, max(prompt_eval, 1) * 1_000_000
+        eval_ns = reply.completion_tokens * _NS_PER_TOKEN
+        out["total_duration"] = load_ns + prompt_ns + eval_ns + 500_000
+        out["load_duration"] = load_ns
+        if prompt_eval > 0:  # omitted when the whole prompt was cached
+            out["prompt_eval_count"] = prompt_eval
+        out["prompt_eval_duration"] = prompt_ns
+        out["eval_count"] = reply.completion_tokens
+        out["eval_duration"] = eval_ns
+        return out
+
+    def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
+        return {
+            "model": chat.model,
+            "created_at": _now(),
+            "message": {"role": "assistant", "content": reply.text},
+            **self._final(chat, reply),
+        }
+
+    def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
+        with self._lock:
+            inband = self._inband.popleft() if self._inband else None
+        for i, piece in enumerate(reply.chunks()):
+            if inband is not None and i >= inband[1]:
+                yield ndjson({"error": inband[0]})
+                return
+            yield ndjson(
+                {
+                    "model": chat.model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": piece},
+                    "done": False,
+                }
+            )
+        if inband is not None:
+            yield ndjson({"error": inband[0]})
+            return
+        yield ndjson(
+            {
+                "model": chat.model,
+                "created_at": _now(),
+                "message": {"role": "assistant", "content": ""},
+                **self._final(chat, reply),
+            }
+        )
+
+    async def handle_root(self, request: Request) -> Response:
+        return PlainTextResponse("Ollama is running")
+
+    async def handle_version(self, request: Request) -> Response:
+        return JSONResponse({"version": "0.12.0"})
+
+    async def handle_tags(self, request: Request) -> Response:
+        self.record(request, None)
+        if not self.authorized(request):
+            return self.error_response(401, "unauthorized", None)
+        return JSONResponse({"models": [self._tag_entry(m) for m in self.models]})
+
+    def _tag_entry(self, model: str) -> dict[str, Any]:
+        name = _tag(model)
+        families, size, quant = _DETAILS.get(name, (("llama",), "8.0B", "Q4_K_M"))
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        return {
+            "name": name,
+            "model": name,
+            "modified_at": "2025-01-15T10:00:00.000000000Z",
+            "size": 2_019_393_189,
+            "digest": digest,
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": families[0],
+                "families": list(families),
+                "parameter_size": size,
+                "quantization_level": quant,
+            },
+        }
+
+    async def handle_embed(self, request: Request) -> Response:
+        body = await self.read_json(request)
+        self.record(request, body)
+        if not self.authorized(request):
+            return self.error_response(401, "unauthorized", None)
+        if body is None or not body.get("model"):
+            return self.error_response(400, "model is required", None)
+        fault = self.script.take()
+        if fault is not None:
+            if fault.kind == "hang":
+                await asyncio.sleep(fault.seconds)
+            elif fault.kind == "status":
+                response = self.error_response(fault.status, fault.message or "error", None)
+                if fault.retry_after is not None:
+                    response.headers["retry-after"] = f"{fault.retry_after:g}"
+                return response
+            elif fault.kind == "garbage":
+                return PlainTextResponse("<html><body>502 Bad Gateway</body></html>", 200)
+        raw = body.get("input", "")
+        inputs = raw if isinstance(raw, list) else [raw]
+        dims = body.get("dimensions") or 8
+        tokens = sum(count_tokens(str(t)) for t in inputs)
+        return JSONResponse(
+            {
+                "model": body["model"],
+                "embeddings": [embed_text(str(t), dims) for t in inputs],
+                "total_duration": 14_000_000 + tokens * 100_000,
+                "load_duration": 1_000_000,
+                "prompt_eval_count": tokens,
+            }
+        )

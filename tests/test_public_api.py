@@ -1,0 +1,32 @@
+"""The curated public surface, and a light import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import polyroute
+
+
+def test_every_public_name_resolves() -> None:
+    for name in polyroute.__all__:
+        assert getattr(polyroute, name) is not None, name
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        polyroute.nope  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "nope" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, polyroute, polyroute.cli; "
+        "heavy = {'httpx2', 'pydantic', 'genai_prices', 'rich', 'starlette', 'uvicorn'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
