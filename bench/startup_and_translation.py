@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from polyroute.providers import protocol_for
 from polyroute.testing import SIMULATORS, SimChat, simulator_class
@@ -32,9 +33,15 @@ def wall_ms(cmd: list[str], runs: int = 15) -> float:
 
 
 def import_only_ms(runs: int = 15) -> float:
-    code = "import time; t=time.perf_counter(); import polyroute; print((time.perf_counter()-t)*1000)"
+    code = (
+        "import time; t=time.perf_counter(); import polyroute; print((time.perf_counter()-t)*1000)"
+    )
     return statistics.median(
-        float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], check=True, capture_output=True, text=True
+            ).stdout
+        )
         for _ in range(runs)
     )
 
@@ -62,11 +69,18 @@ def main() -> None:
     print(f"  polyroute --help                    {helpx:7.1f} ms   target < 150")
     print()
 
-    messages = [Message.system("You are terse."), Message.user("Explain TCP slow start in two sentences.")]
+    messages = [
+        Message.system("You are terse."),
+        Message.user("Explain TCP slow start in two sentences."),
+    ]
     request = ChatRequest(model="m", messages=messages, max_tokens=256, temperature=0.2)
-    chat = SimChat("m", "You are terse.\nExplain TCP slow start in two sentences.", "", 256, True, True)
-    reply = Script(reply="Slow start doubles the congestion window each round trip until loss or a threshold; "
-                   "then it grows linearly.").answer(chat, "")
+    chat = SimChat(
+        "m", "You are terse.\nExplain TCP slow start in two sentences.", "", 256, True, True
+    )
+    reply = Script(
+        reply="Slow start doubles the congestion window each round trip until loss or a threshold; "
+        "then it grows linearly."
+    ).answer(chat, "")
     print("translation, CPU time per call (process_time, 20k iterations)")
     print(f"  {'vendor':<10} {'request+response':>18} {'stream chunk':>14}")
     for vendor in SIMULATORS:
@@ -76,10 +90,18 @@ def main() -> None:
         frames = list(sim.stream_frames(chat, reply))
         # one content frame, as the wire carries it (strip SSE framing: the engine does that)
         content = frames[sim.head_frames + 1]
-        data = content.split("data: ", 1)[1].strip() if content.startswith(("data:", "event:")) else content.strip()
-        event = content.split("\n", 1)[0].removeprefix("event: ") if content.startswith("event:") else None
+        data = (
+            content.split("data: ", 1)[1].strip()
+            if content.startswith(("data:", "event:"))
+            else content.strip()
+        )
+        event = (
+            content.split("\n", 1)[0].removeprefix("event: ")
+            if content.startswith("event:")
+            else None
+        )
 
-        def roundtrip() -> None:
+        def roundtrip(proto: Any = proto, response_bytes: bytes = response_bytes) -> None:
             call = proto.chat(request, stream=False)
             json.dumps(call.json).encode()
             proto.parse_chat(json.loads(response_bytes))
@@ -90,7 +112,7 @@ def main() -> None:
             e = f.split("\n", 1)[0].removeprefix("event: ") if f.startswith("event:") else None
             decoder.feed(d, e)
 
-        def chunk() -> None:
+        def chunk(decoder: Any = decoder, data: str = data, event: str | None = event) -> None:
             decoder.feed(data, event)
 
         rt = cpu_us(roundtrip, 20000)

@@ -31,13 +31,18 @@ def test_genai_prices_are_used_and_cached_input_priced_apart(catalog: Catalog) -
 def test_tiered_prices_follow_genai_prices(catalog: Catalog) -> None:
     small = catalog.cost("google", "gemini-2.5-pro", Usage(100_000, 0)).usd
     large = catalog.cost("google", "gemini-2.5-pro", Usage(300_000, 0)).usd
-    assert small is not None and large is not None and large / 3 > small  # the >200k tier costs more
+    assert (
+        small is not None and large is not None and large / 3 > small
+    )  # the >200k tier costs more
 
 
 def test_user_override_wins(catalog: Catalog) -> None:
-    c = Catalog.load([ModelOverride("gpt-4o-mini", "openai", input_usd_per_mtok=1.0, output_usd_per_mtok=2.0)])
+    c = Catalog.load(
+        [ModelOverride("gpt-4o-mini", "openai", input_usd_per_mtok=1.0, output_usd_per_mtok=2.0)]
+    )
     assert c.cost("openai", "gpt-4o-mini", Usage(1_000_000, 1_000_000)).usd == pytest.approx(3.0)
-    assert c.get("openai", "gpt-4o-mini").price == Price(1.0, 2.0, 0.075, "config")
+    # cached input not overridden: priced at the configured input rate, never under-counted
+    assert c.get("openai", "gpt-4o-mini").price == Price(1.0, 2.0, None, "config")
 
 
 def test_new_model_needs_provider_type() -> None:
@@ -58,4 +63,6 @@ def test_ollama_is_free_by_declaration(catalog: Catalog) -> None:
 
 
 def test_dated_snapshot_names_resolve(catalog: Catalog) -> None:
-    assert catalog.cost("openai", "gpt-4o-2024-08-06", Usage(1_000_000, 0)).usd == pytest.approx(2.5)
+    assert catalog.cost("openai", "gpt-4o-2024-08-06", Usage(1_000_000, 0)).usd == pytest.approx(
+        2.5
+    )

@@ -34,8 +34,11 @@ def fleet() -> Iterator[Fleet]:
 def config(fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
     text = fleet.toml()
-    for sim in fleet.sims.values():
-        text += f'\n[models."{sim.models[0]}"]\ninput_usd_per_mtok = {PRICE[0]}\noutput_usd_per_mtok = {PRICE[1]}\n'
+    for vendor, sim in fleet.sims.items():
+        text += (
+            f'\n[models."{sim.models[0]}"]\nprovider_type = "{vendor}"\n'
+            f"input_usd_per_mtok = {PRICE[0]}\noutput_usd_per_mtok = {PRICE[1]}\n"
+        )
     path = tmp_path / "polyroute.toml"
     path.write_text(text)
     yield path
@@ -48,7 +51,9 @@ def invoke(*args: str, input: str | None = None) -> Result:
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
-def test_ask_json_reports_reply_usage_cost_and_key_header(vendor: str, fleet: Fleet, config: Path) -> None:
+def test_ask_json_reports_reply_usage_cost_and_key_header(
+    vendor: str, fleet: Fleet, config: Path
+) -> None:
     r = invoke("ask", "what is routing?", "--provider", vendor, "--json", "--config", str(config))
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
@@ -76,7 +81,19 @@ def test_ask_stream_prints_the_same_text(vendor: str, config: Path) -> None:
 
 
 def test_prompt_from_stdin_and_system(fleet: Fleet, config: Path) -> None:
-    r = invoke("ask", "-", "--provider", "openai", "--system", "be terse", "--max-tokens", "50", "--config", str(config), input="from stdin\n")
+    r = invoke(
+        "ask",
+        "-",
+        "--provider",
+        "openai",
+        "--system",
+        "be terse",
+        "--max-tokens",
+        "50",
+        "--config",
+        str(config),
+        input="from stdin\n",
+    )
     assert r.exit_code == 0
     body = fleet["openai"].last_request().body
     assert body["messages"][0] == {"role": "system", "content": "be terse"}
@@ -93,7 +110,9 @@ FAULTS = [400, 401, 403, 404, 408, 409, 413, 429, 500, 502, 503, 529]
 
 @pytest.mark.parametrize("vendor", VENDORS)
 @pytest.mark.parametrize("status", FAULTS)
-def test_every_status_is_one_line_and_exit_4(vendor: str, status: int, fleet: Fleet, config: Path) -> None:
+def test_every_status_is_one_line_and_exit_4(
+    vendor: str, status: int, fleet: Fleet, config: Path
+) -> None:
     fleet[vendor].script.fail_next(1, status, retry_after=1 if status == 429 else None)
     r = invoke("ask", "hi", "--provider", vendor, "--config", str(config))
     assert r.exit_code == 4
@@ -107,7 +126,9 @@ def test_every_status_is_one_line_and_exit_4(vendor: str, status: int, fleet: Fl
     ("fault", "expect"),
     [("garbage", "not JSON"), ("cut", "truncated"), ("drop", "stream broken")],
 )
-def test_broken_bodies_and_streams(vendor: str, fault: str, expect: str, fleet: Fleet, config: Path) -> None:
+def test_broken_bodies_and_streams(
+    vendor: str, fault: str, expect: str, fleet: Fleet, config: Path
+) -> None:
     script = fleet[vendor].script
     if fault == "garbage":
         script.garbage_next()
@@ -123,7 +144,9 @@ def test_broken_bodies_and_streams(vendor: str, fault: str, expect: str, fleet: 
 
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_timeout_is_clear(vendor: str, fleet: Fleet, config: Path) -> None:
-    text = config.read_text().replace(f'[providers."{vendor}"]\n', f'[providers."{vendor}"]\ntimeout_s = 0.3\n')
+    text = config.read_text().replace(
+        f'[providers."{vendor}"]\n', f'[providers."{vendor}"]\ntimeout_s = 0.3\n'
+    )
     config.write_text(text)
     fleet[vendor].script.hang_next(1.0)
     r = invoke("ask", "hi", "--provider", vendor, "--config", str(config))
@@ -151,13 +174,15 @@ def test_unknown_provider_is_a_config_error(config: Path) -> None:
 
 def test_models_providers_health_json(fleet: Fleet, config: Path) -> None:
     models = json.loads(invoke("models", "--json", "--config", str(config)).stdout)
-    assert {"provider_type", "model", "input_usd_per_mtok", "priced", "price_source"} <= set(models[0])
+    assert {"provider_type", "model", "input_usd_per_mtok", "priced", "price_source"} <= set(
+        models[0]
+    )
     prov = json.loads(invoke("providers", "--json", "--config", str(config)).stdout)
     assert {p["id"] for p in prov["providers"]} == set(VENDORS)
     assert all(p["key"] in ("set", "none") for p in prov["providers"])
     h = invoke("health", "--json", "--config", str(config))
     assert h.exit_code == 0 and all(c["ok"] for c in json.loads(h.stdout))
-    fleet["google"].script.fail_always(503)
+    config.write_text(config.read_text().replace(fleet["google"].root_url, "http://127.0.0.1:9"))
     h = invoke("health", "--json", "--config", str(config))
     bad = [c for c in json.loads(h.stdout) if not c["ok"]]
     assert h.exit_code == 1 and [c["provider"] for c in bad] == ["google"]
@@ -166,8 +191,21 @@ def test_models_providers_health_json(fleet: Fleet, config: Path) -> None:
 def test_real_process_failure_has_no_traceback(fleet: Fleet, config: Path) -> None:
     fleet["openai"].script.fail_next(1, 500)
     p = subprocess.run(
-        [sys.executable, "-m", "polyroute", "ask", "hi", "--provider", "openai", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "polyroute",
+            "ask",
+            "hi",
+            "--provider",
+            "openai",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert p.returncode == 4, p.stderr
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr

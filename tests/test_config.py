@@ -69,10 +69,19 @@ def test_missing_env_key_is_clear(tmp_path: Path) -> None:
     [
         ("[providers.x]\ntype = 'opnai'\n", "providers.x.type: unknown provider type 'opnai'"),
         ("[routr]\n", "routr: unknown key"),
-        ("[router]\nmax_attempts = 0\n", "router.max_attempts: Input should be greater than or equal to 1"),
+        (
+            "[router]\nmax_attempts = 0\n",
+            "router.max_attempts: Input should be greater than or equal to 1",
+        ),
         ("[router]\nstrategy = 'cheap'\n", "router.strategy: must be one of"),
-        ("[providers.x]\ntype = 'openai'\napi_key = 'sk-abc'\n", "providers.x.api_key: must be 'env:NAME'"),
-        ("[providers.x]\ntype = 'openai'\nmodels = ['a']\ndefault_model = 'b'\n", "providers.x.default_model: 'b' is not in models"),
+        (
+            "[providers.x]\ntype = 'openai'\napi_key = 'sk-abc'\n",
+            "providers.x.api_key: must be 'env:NAME'",
+        ),
+        (
+            "[providers.x]\ntype = 'openai'\nmodels = ['a']\ndefault_model = 'b'\n",
+            "providers.x.default_model: 'b' is not in models",
+        ),
         ("[providers.x]\ntype = 'openai'\ncolour = 1\n", "providers.x.colour: unknown key"),
         ("[fusion]\nmethod = 'vote'\n", "fusion.method:"),
         ("not toml [", "not valid TOML"),
@@ -93,7 +102,12 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
 
 
 def test_zero_config_discovers_env_keys(tmp_path: Path) -> None:
-    env = {"OPENAI_API_KEY": "sk-x", "GEMINI_API_KEY": "g", "MISTRAL_API_KEY": "m", "OLLAMA_HOST": "127.0.0.1:9"}
+    env = {
+        "OPENAI_API_KEY": "sk-x",
+        "GEMINI_API_KEY": "g",
+        "MISTRAL_API_KEY": "m",
+        "OLLAMA_HOST": "127.0.0.1:9",
+    }
     cfg = load(None, env=env)
     assert cfg.source == "environment"
     assert set(cfg.settings.providers) == {"openai", "google", "mistral"}

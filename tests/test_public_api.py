@@ -13,6 +13,10 @@ def test_every_public_name_resolves() -> None:
         assert getattr(polyroute, name) is not None, name
 
 
+def test_all_is_exactly_the_exports() -> None:
+    assert set(polyroute.__all__) == {"__version__", *polyroute._EXPORTS}
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     try:
         polyroute.nope  # type: ignore[attr-defined]  # noqa: B018
@@ -28,5 +32,7 @@ def test_import_stays_light() -> None:
         "heavy = {'httpx2', 'pydantic', 'genai_prices', 'rich', 'starlette', 'uvicorn'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

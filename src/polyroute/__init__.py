@@ -51,7 +51,40 @@ _EXPORTS: dict[str, str] = {
 }
 _RENAMED = {"load_config": "load"}
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "Answer",
+    "AnswerStream",
+    "Attempt",
+    "Catalog",
+    "ChatRequest",
+    "ChatResponse",
+    "Config",
+    "ConfigError",
+    "Decision",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "HttpPool",
+    "ImagePart",
+    "Message",
+    "ModelInfo",
+    "Polyroute",
+    "PolyrouteError",
+    "Provider",
+    "ProviderClient",
+    "ProviderError",
+    "StreamEnd",
+    "StreamEvent",
+    "StreamStart",
+    "Target",
+    "TextDelta",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+    "__version__",
+    "load_config",
+]
 
 
 def __getattr__(name: str) -> Any:

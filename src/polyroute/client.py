@@ -152,7 +152,9 @@ class Polyroute:
             return spec.default_model
         models = self.models_of(pid)
         if not models:
-            raise ConfigError(f"{self.config.source}: providers.{pid}: no model (set default_model)")
+            raise ConfigError(
+                f"{self.config.source}: providers.{pid}: no model (set default_model)"
+            )
         return models[0]
 
     # -- calling -----------------------------------------------------------
@@ -222,7 +224,9 @@ class Polyroute:
             try:
                 client = self.client(pid)
             except ConfigError as exc:
-                return ConnectionCheck(pid, ok=False, latency_ms=0.0, error=str(exc), error_type="config")
+                return ConnectionCheck(
+                    pid, ok=False, latency_ms=0.0, error=str(exc), error_type="config"
+                )
             return await client.test_connection(timeout_s=timeout_s)
 
         return list(await asyncio.gather(*(check(p) for p in ids)))

@@ -107,7 +107,9 @@ class ProviderConfig(_Section):
     @classmethod
     def _type(cls, v: str) -> str:
         if v not in PROVIDER_TYPES:
-            raise ValueError(f"unknown provider type {v!r} (known: {', '.join(sorted(PROVIDER_TYPES))})")
+            raise ValueError(
+                f"unknown provider type {v!r} (known: {', '.join(sorted(PROVIDER_TYPES))})"
+            )
         return v
 
     @field_validator("api_key")
@@ -204,7 +206,9 @@ class Config:
         return [pid for pid, p in self.settings.providers.items() if p.enabled]
 
 
-def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+def load(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Find and load the config (see module docs); zero-config discovery when there is none."""
     env = os.environ if env is None else env
     found = find_config(path, env)

@@ -9,6 +9,8 @@
         ├── APIConnectionError           connection refused, reset, DNS     retryable
         │   └── APITimeoutError          no answer in time                  retryable
         ├── InvalidResponseError         a body that is not the vendor's format
+        ├── UnsupportedError             the vendor cannot take this request (no embeddings API,
+        │                                URL images on Ollama...): fall back, don't retry
         ├── StreamInterruptedError       the stream ended without its end marker
         └── APIStatusError               the vendor answered with an error status
             ├── BadRequestError              400
@@ -113,6 +115,10 @@ class InvalidResponseError(ProviderError):
     """The vendor answered, but not in its own format (an HTML error page, truncated JSON)."""
 
     retryable = True
+
+
+class UnsupportedError(ProviderError):
+    """This vendor cannot do what the request asks; another provider may."""
 
 
 class StreamInterruptedError(ProviderError):
@@ -241,4 +247,5 @@ def redact(text: str) -> str:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """``APIConnection`` -> ``api_connection``, ``RateLimit`` -> ``rate_limit``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()

@@ -150,10 +150,10 @@ class Catalog:
         known = entry is not None
         if entry is None:
             entry = CatalogModel(model, provider_type, known=False)
+        if entry.price is not None and entry.price.source == "config":
+            return entry  # the user's price wins, local models included
         if provider_type in LOCAL_TYPES:
             return replace(entry, price=FREE)
-        if entry.price is not None and entry.price.source == "config":
-            return entry
         gp = _genai_model(provider_type, model)
         if gp is not None:
             price = _base_price(gp)

@@ -52,9 +52,13 @@ def ask(
                     emit_json(answer.as_dict())
                 else:
                     click.echo(answer.content)
-                    _footer(answer.provider, answer.model, answer.usage.total_tokens, answer.cost_usd)
+                    _footer(
+                        answer.provider, answer.model, answer.usage.total_tokens, answer.cost_usd
+                    )
                 return 0
-            s = pr.stream(text, provider=provider, model=model, system=system, max_tokens=max_tokens)
+            s = pr.stream(
+                text, provider=provider, model=model, system=system, max_tokens=max_tokens
+            )
             async for event in s:
                 if event.kind == "text" and not as_json:
                     click.echo(event.text, nl=False)

@@ -46,11 +46,19 @@ def _set_debug(ctx: click.Context, _: click.Parameter, value: bool) -> None:
 def common_options(f: F) -> F:
     """``--config`` and ``--debug``, accepted before or after the command name."""
     f = click.option(
-        "--debug", is_flag=True, expose_value=False, callback=_set_debug, is_eager=True,
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_debug,
+        is_eager=True,
         help="Show tracebacks.",
     )(f)
     f = click.option(
-        "--config", metavar="PATH", expose_value=False, callback=_set_config, is_eager=True,
+        "--config",
+        metavar="PATH",
+        expose_value=False,
+        callback=_set_config,
+        is_eager=True,
         help="Config file (default: $POLYROUTE_CONFIG, ./polyroute.toml, XDG config).",
     )(f)
     return f
@@ -92,7 +100,6 @@ def usd(value: float | None, digits: int = 6) -> str:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", header_style="bold")

@@ -27,16 +27,29 @@ def demo() -> None:
                 f"[bold]polyroute demo[/] · {len(fleet.sims)} simulated vendors on loopback, "
                 "speaking each vendor's real wire format\n"
             )
-            config = Config(validate(fleet.settings(), "embedded demo config"), "embedded", fleet.env())
+            config = Config(
+                validate(fleet.settings(), "embedded demo config"), "embedded", fleet.env()
+            )
             async with Polyroute(config) as pr:
                 rows = []
                 for pid in config.enabled():
                     a = await pr.complete(PROMPT, provider=pid, max_tokens=64)
                     rows.append(
-                        [pid, a.model, a.content, f"{a.usage.prompt_tokens}/{a.usage.completion_tokens}",
-                         usd(a.cost_usd), f"{a.latency_ms:.1f} ms"]
+                        [
+                            pid,
+                            a.model,
+                            a.content,
+                            f"{a.usage.prompt_tokens}/{a.usage.completion_tokens}",
+                            usd(a.cost_usd),
+                            f"{a.latency_ms:.1f} ms",
+                        ]
                     )
-                _table(console, "1. One question to each vendor", ["provider", "model", "answer", "tokens in/out", "cost", "latency"], rows)
+                _table(
+                    console,
+                    "1. One question to each vendor",
+                    ["provider", "model", "answer", "tokens in/out", "cost", "latency"],
+                    rows,
+                )
 
                 console.print("[bold]2. Streaming[/] from anthropic, token by token:")
                 stream = pr.stream(PROMPT, provider="anthropic", max_tokens=64)
@@ -45,9 +58,13 @@ def demo() -> None:
                         console.print(event.text, end="", highlight=False)
                 console.print()
                 if stream.answer is not None:
-                    console.print(f"[dim]   {stream.answer.usage.total_tokens} tokens, {usd(stream.answer.cost_usd)}[/]\n")
+                    console.print(
+                        f"[dim]   {stream.answer.usage.total_tokens} tokens, {usd(stream.answer.cost_usd)}[/]\n"
+                    )
 
-                console.print("[bold]3. Failures become typed errors[/] (scripted on the simulators):")
+                console.print(
+                    "[bold]3. Failures become typed errors[/] (scripted on the simulators):"
+                )
                 scenes = [
                     ("anthropic", 529, "Anthropic overloaded"),
                     ("google", 429, "Gemini quota exhausted"),
@@ -59,18 +76,41 @@ def demo() -> None:
                     try:
                         await pr.complete(PROMPT, provider=pid)
                     except ProviderError as exc:
-                        err_rows.append([what, type(exc).__name__, str(exc.status), exc.vendor_type or "-",
-                                         "yes" if exc.retryable else "no", "-" if exc.retry_after is None else f"{exc.retry_after:g}s"])
+                        err_rows.append(
+                            [
+                                what,
+                                type(exc).__name__,
+                                str(exc.status),
+                                exc.vendor_type or "-",
+                                "yes" if exc.retryable else "no",
+                                "-" if exc.retry_after is None else f"{exc.retry_after:g}s",
+                            ]
+                        )
                 fleet["openai"].script.cut_stream(after_chunks=2)
                 try:
                     async for _ in pr.stream(PROMPT, provider="openai"):
                         pass
                 except ProviderError as exc:
-                    err_rows.append(["a stream cut mid-answer", type(exc).__name__, "-", "-",
-                                     "yes" if exc.retryable else "no", "-"])
-                _table(console, None, ["what happened", "error", "status", "vendor type", "retryable", "retry after"], err_rows)
-        console.print("Next: [bold]polyroute models[/] for the catalog and prices; "
-                      "[bold]polyroute ask --help[/] to ask your own providers.")
+                    err_rows.append(
+                        [
+                            "a stream cut mid-answer",
+                            type(exc).__name__,
+                            "-",
+                            "-",
+                            "yes" if exc.retryable else "no",
+                            "-",
+                        ]
+                    )
+                _table(
+                    console,
+                    None,
+                    ["what happened", "error", "status", "vendor type", "retryable", "retry after"],
+                    err_rows,
+                )
+        console.print(
+            "Next: [bold]polyroute models[/] for the catalog and prices; "
+            "[bold]polyroute ask --help[/] to ask your own providers."
+        )
         return 0
 
     run(main)

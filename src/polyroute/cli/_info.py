@@ -49,7 +49,18 @@ def models(provider_type: str | None, as_json: bool) -> None:
             return 0
         table(
             None,
-            ["type", "model", "context", "max out", "capabilities", "quality", "in $/M", "out $/M", "cached $/M", "price from"],
+            [
+                "type",
+                "model",
+                "context",
+                "max out",
+                "capabilities",
+                "quality",
+                "in $/M",
+                "out $/M",
+                "cached $/M",
+                "price from",
+            ],
             [
                 [
                     m.provider_type,
@@ -103,7 +114,7 @@ def providers(as_json: bool) -> None:
 
         config = load(config_path)
         pr = Polyroute(config)
-        out = []
+        out: list[dict[str, Any]] = []
         for pid, spec in config.settings.providers.items():
             out.append(
                 {
@@ -126,8 +137,15 @@ def providers(as_json: bool) -> None:
             f"providers ({config.source})",
             ["id", "type", "base url", "enabled", "key", "default model", "models"],
             [
-                [p["id"], p["type"], p["base_url"], "yes" if p["enabled"] else "no", p["key"],
-                 p["default_model"] or "-", str(len(p["models"]))]
+                [
+                    p["id"],
+                    p["type"],
+                    p["base_url"],
+                    "yes" if p["enabled"] else "no",
+                    p["key"],
+                    p["default_model"] or "-",
+                    str(len(p["models"])),
+                ]
                 for p in out
             ],
         )
@@ -137,7 +155,14 @@ def providers(as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True, help="Seconds per provider.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds per provider.",
+)
 @json_option
 @common_options
 def health(timeout_s: float, as_json: bool) -> None:
@@ -153,8 +178,14 @@ def health(timeout_s: float, as_json: bool) -> None:
         if as_json:
             emit_json(
                 [
-                    {"provider": c.provider, "ok": c.ok, "latency_ms": round(c.latency_ms, 1),
-                     "models": c.models, "error": c.error, "error_type": c.error_type}
+                    {
+                        "provider": c.provider,
+                        "ok": c.ok,
+                        "latency_ms": round(c.latency_ms, 1),
+                        "models": c.models,
+                        "error": c.error,
+                        "error_type": c.error_type,
+                    }
                     for c in checks
                 ]
             )
@@ -163,7 +194,13 @@ def health(timeout_s: float, as_json: bool) -> None:
                 None,
                 ["provider", "status", "latency", "models", "error"],
                 [
-                    [c.provider, "ok" if c.ok else "FAIL", f"{c.latency_ms:.0f} ms", str(c.models), c.error or ""]
+                    [
+                        c.provider,
+                        "ok" if c.ok else "FAIL",
+                        f"{c.latency_ms:.0f} ms",
+                        str(c.models),
+                        c.error or "",
+                    ]
                     for c in checks
                 ],
             )

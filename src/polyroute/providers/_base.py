@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from polyroute.errors import PolyrouteError
+from polyroute.errors import UnsupportedError
 from polyroute.events import StreamEvent
 from polyroute.types import (
     ChatRequest,
@@ -24,6 +24,16 @@ from polyroute.types import (
     EmbeddingResponse,
     ModelInfo,
 )
+
+__all__ = [
+    "HttpCall",
+    "Provider",
+    "Secret",
+    "StreamDecoder",
+    "UnsupportedError",  # re-exported: adapters raise it
+    "VendorError",
+    "WireProtocol",
+]
 
 
 class Secret:
@@ -64,10 +74,6 @@ class Provider:
     default_model: str | None = None
     timeout_s: float = 60.0
     headers: Mapping[str, str] = field(default_factory=dict)
-
-
-class UnsupportedError(PolyrouteError):
-    """The vendor has no such operation (for example Anthropic embeddings)."""
 
 
 @dataclass(frozen=True, slots=True)

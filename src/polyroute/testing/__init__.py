@@ -13,6 +13,7 @@ what it sends: see ``tests/contract``) and plays a :class:`Script` of faults::
 
 from __future__ import annotations
 
+from polyroute.testing._fleet import SIMULATORS, Fleet, simulator_class
 from polyroute.testing._sim import (
     Fault,
     RecordedRequest,
@@ -22,13 +23,20 @@ from polyroute.testing._sim import (
     Simulator,
     count_tokens,
 )
-from polyroute.testing._fleet import SIMULATORS, Fleet, simulator_class
+from polyroute.testing.anthropic import AnthropicSimulator
+from polyroute.testing.google import GoogleSimulator
+from polyroute.testing.mistral import MistralSimulator
+from polyroute.testing.ollama import OllamaSimulator
 from polyroute.testing.openai import OpenAISimulator
 
 __all__ = [
     "SIMULATORS",
+    "AnthropicSimulator",
     "Fault",
     "Fleet",
+    "GoogleSimulator",
+    "MistralSimulator",
+    "OllamaSimulator",
     "OpenAISimulator",
     "RecordedRequest",
     "Script",

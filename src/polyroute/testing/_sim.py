@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -118,7 +118,7 @@ class Script:
     def fail_always(
         self, status: int = 500, *, error_type: str | None = None, message: str = ""
     ) -> Script:
-        """Every call fails until :meth:`recover`."""
+        """Every chat call fails until :meth:`recover`."""
         with self._lock:
             self._sticky = Fault("status", status, None, error_type, message)
         return self
@@ -311,7 +311,7 @@ class Simulator(ABC):
 
     # -- lifecycle --------------------------------------------------------
 
-    def start(self) -> Simulator:
+    def start(self) -> Self:
         import uvicorn
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -342,13 +342,13 @@ class Simulator(ABC):
             self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         return self.start()
 
     async def __aexit__(self, *exc: object) -> None:
