@@ -23,6 +23,7 @@
             ├── RequestTooLargeError         413
             ├── UnprocessableEntityError     422
             ├── RateLimitError               429 (``retry_after``)      retryable
+            │   └── QuotaExceededError       429, credit or spend limit: waiting won't help
             ├── ContentFilterError           refused for safety
             └── InternalServerError          5xx                         retryable
                 └── OverloadedError          529, or 503 "overloaded"    retryable
@@ -171,6 +172,12 @@ class RateLimitError(APIStatusError):
     retryable = True
 
 
+class QuotaExceededError(RateLimitError):
+    """Out of credit or over a spend limit: a 429 that retrying will not fix."""
+
+    retryable = False
+
+
 class ContentFilterError(APIStatusError):
     pass
 
@@ -200,6 +207,8 @@ _BY_STATUS: Mapping[int, type[APIStatusError]] = {
 _BY_VENDOR_TYPE: Mapping[str, type[APIStatusError]] = {
     "context_length_exceeded": ContextLengthError,  # OpenAI, Mistral, compatible servers
     "overloaded_error": OverloadedError,  # Anthropic
+    "insufficient_quota": QuotaExceededError,  # OpenAI
+    "enforced_spend_limit_reached": QuotaExceededError,  # Anthropic
     "content_filter": ContentFilterError,  # OpenAI-compatible servers
     "content_policy_violation": ContentFilterError,
     "API_KEY_INVALID": AuthenticationError,  # Gemini: a 400 whose ErrorInfo names the key

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from polyroute.errors import InvalidResponseError, ProviderError, StreamInterruptedError
 from polyroute.events import StreamEnd, StreamEvent
-from polyroute.providers._base import Provider, UnsupportedError, WireProtocol
+from polyroute.providers._base import HttpCall, Provider, UnsupportedError, WireProtocol
 from polyroute.providers._http import Exchange, HttpPool
 from polyroute.types import (
     ChatRequest,
@@ -64,11 +64,19 @@ class ProviderClient:
             raise UnsupportedError(f"provider {self.id!r}: no model given and no default_model")
         return replace(request, model=model)
 
+    def _translate(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        try:
+            return self.protocol.chat(request, stream=stream)
+        except ProviderError as exc:  # e.g. UnsupportedError: name who could not take it
+            exc.provider = exc.provider or self.id
+            raise
+
     def _parse(self, parse: Callable[..., T], request_id: str | None, *args: Any) -> T:
         try:
             return parse(*args)
-        except ProviderError as exc:
+        except ProviderError as exc:  # in-band vendor errors: add what the decoder cannot know
             exc.provider = exc.provider or self.id
+            exc.request_id = exc.request_id or request_id
             raise
         except _SHAPE_ERRORS as exc:
             raise InvalidResponseError(
@@ -81,7 +89,7 @@ class ProviderClient:
         self, request: ChatRequest, *, timeout_s: float | None = None
     ) -> ChatResponse:
         request = self._model(request)
-        body, rid = await self._x.send_json(self.protocol.chat(request, stream=False), timeout_s)
+        body, rid = await self._x.send_json(self._translate(request, stream=False), timeout_s)
         response = self._parse(self.protocol.parse_chat, rid, body)
         return replace(response, provider=self.id, request_id=rid)
 
@@ -90,7 +98,7 @@ class ProviderClient:
     ) -> AsyncIterator[StreamEvent]:
         """Yield stream events; raise :class:`StreamInterruptedError` if the end marker never comes."""
         request = self._model(request)
-        response = await self._x.open_stream(self.protocol.chat(request, stream=True), timeout_s)
+        response = await self._x.open_stream(self._translate(request, stream=True), timeout_s)
         rid = self._x.request_id(response)
         decoder = self.protocol.stream_decoder(request)
         ended = False
