@@ -33,6 +33,7 @@ __all__ = [
     "UnsupportedError",  # re-exported: adapters raise it
     "VendorError",
     "WireProtocol",
+    "sampling",
 ]
 
 
@@ -93,6 +94,34 @@ class VendorError:
     message: str
     vendor_type: str | None = None
     retry_after: float | None = None
+
+
+def sampling(
+    request: ChatRequest,
+    *,
+    max_tokens: str | None,
+    temperature: str = "temperature",
+    top_p: str = "top_p",
+    stop: str = "stop",
+    seed: str | None = "seed",
+) -> dict[str, Any]:
+    """The request's sampling settings under one vendor's field names.
+
+    Unset settings are left out; a field name of ``None`` means the vendor has
+    no such setting, and it is dropped.
+    """
+    out: dict[str, Any] = {}
+    if max_tokens is not None and request.max_tokens is not None:
+        out[max_tokens] = request.max_tokens
+    if request.temperature is not None:
+        out[temperature] = request.temperature
+    if request.top_p is not None:
+        out[top_p] = request.top_p
+    if request.stop:
+        out[stop] = list(request.stop)
+    if seed is not None and request.seed is not None:
+        out[seed] = request.seed
+    return out
 
 
 class StreamDecoder(ABC):

@@ -36,6 +36,7 @@ from polyroute.providers._base import (
     UnsupportedError,
     VendorError,
     WireProtocol,
+    sampling,
 )
 from polyroute.providers._http import loads_event
 from polyroute.types import (
@@ -199,12 +200,8 @@ class AnthropicProtocol(WireProtocol):
         system = request.system_text
         if system:
             body["system"] = system
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop_sequences"] = list(request.stop)
+        # max_tokens is set above (required); the API has no seed
+        body.update(sampling(request, max_tokens=None, stop="stop_sequences", seed=None))
         if request.user is not None:
             body["metadata"] = {"user_id": request.user}
         if request.response_format == "json":

@@ -19,7 +19,13 @@ from typing import Any, ClassVar
 
 from polyroute.errors import ContentFilterError, InvalidResponseError, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
-from polyroute.providers._base import HttpCall, StreamDecoder, VendorError, WireProtocol
+from polyroute.providers._base import (
+    HttpCall,
+    StreamDecoder,
+    VendorError,
+    WireProtocol,
+    sampling,
+)
 from polyroute.providers._http import loads_event
 from polyroute.types import (
     Capability,
@@ -232,17 +238,7 @@ class GoogleProtocol(WireProtocol):
         system = request.system_text
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
-        config: dict[str, Any] = {}
-        if request.max_tokens is not None:
-            config["maxOutputTokens"] = request.max_tokens
-        if request.temperature is not None:
-            config["temperature"] = request.temperature
-        if request.top_p is not None:
-            config["topP"] = request.top_p
-        if request.stop:
-            config["stopSequences"] = list(request.stop)
-        if request.seed is not None:
-            config["seed"] = request.seed
+        config = sampling(request, max_tokens="maxOutputTokens", top_p="topP", stop="stopSequences")
         if request.response_format == "json":
             config["responseMimeType"] = "application/json"
         if config:

@@ -25,6 +25,7 @@ from polyroute.providers._base import (
     UnsupportedError,
     VendorError,
     WireProtocol,
+    sampling,
 )
 from polyroute.providers._http import loads_event
 from polyroute.types import (
@@ -159,17 +160,7 @@ class OllamaProtocol(WireProtocol):
             "messages": [message_to_wire(m, tool_names) for m in request.messages],
             "stream": stream,
         }
-        options: dict[str, Any] = {}
-        if request.max_tokens is not None:
-            options["num_predict"] = request.max_tokens
-        if request.temperature is not None:
-            options["temperature"] = request.temperature
-        if request.top_p is not None:
-            options["top_p"] = request.top_p
-        if request.stop:
-            options["stop"] = list(request.stop)
-        if request.seed is not None:
-            options["seed"] = request.seed
+        options = sampling(request, max_tokens="num_predict")
         if options:
             body["options"] = options
         if request.response_format == "json":

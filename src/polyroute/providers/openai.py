@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 
 from polyroute.errors import status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
-from polyroute.providers._base import HttpCall, StreamDecoder, VendorError, WireProtocol
+from polyroute.providers._base import (
+    HttpCall,
+    StreamDecoder,
+    VendorError,
+    WireProtocol,
+    sampling,
+)
 from polyroute.providers._http import loads_event
 from polyroute.types import (
     ChatRequest,
@@ -101,16 +107,7 @@ class OpenAIProtocol(WireProtocol):
             "model": request.model,
             "messages": [message_to_wire(m) for m in request.messages],
         }
-        if request.max_tokens is not None:
-            body[self.max_tokens_field] = request.max_tokens
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.seed is not None:
-            body["seed"] = request.seed
+        body.update(sampling(request, max_tokens=self.max_tokens_field))
         if request.user is not None:
             body["user"] = request.user
         if request.response_format == "json":
