@@ -125,3 +125,24 @@ def test_zero_config_finds_a_reachable_ollama(tmp_path: Path) -> None:
 def test_home_env_var_moves_data(tmp_path: Path) -> None:
     assert polyroute_home({"POLYROUTE_HOME": str(tmp_path)}) == tmp_path
     assert polyroute_home({}).name == "polyroute"
+
+
+def test_provider_headers_reach_the_wire(tmp_path: Path) -> None:
+    import asyncio
+
+    from polyroute.client import Polyroute
+    from polyroute.testing import AnthropicSimulator
+
+    with AnthropicSimulator() as sim:
+        text = (
+            f'[providers.c]\ntype = "anthropic"\nbase_url = "{sim.root_url}"\napi_key = "env:K"\n'
+            '[providers.c.headers]\n"x-team" = "search"\n'
+        )
+        cfg = load(write(tmp_path, text), env={"K": "sim-key"})
+
+        async def ask() -> None:
+            async with Polyroute(cfg) as pr:
+                await pr.complete("hi", provider="c", model="claude-haiku-4-5")
+
+        asyncio.run(ask())
+        assert sim.last_request().headers["x-team"] == "search"

@@ -101,6 +101,8 @@ class ProviderConfig(_Section):
     carbon_intensity: float | None = Field(None, ge=0)
     enabled: bool = True
     timeout_s: float | None = Field(None, gt=0)
+    headers: dict[str, str] = {}
+    """Extra HTTP headers on every call (e.g. ``anthropic-version``, OpenRouter's ``HTTP-Referer``)."""
     budget: BudgetConfig | None = None
 
     @field_validator("type")
@@ -180,6 +182,7 @@ class Config:
             models=spec.models,
             default_model=spec.default_model,
             timeout_s=spec.timeout_s or self.settings.router.timeout_s,
+            headers=spec.headers,
         )
 
     def key_status(self, pid: str) -> str:
