@@ -23,7 +23,6 @@ from polyroute.errors import (
     RateLimitError,
     RequestTimeoutError,
     RequestTooLargeError,
-    StreamInterruptedError,
     UnprocessableEntityError,
 )
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
@@ -285,28 +284,6 @@ async def test_wrong_key_is_authentication_error_and_never_shown(
     check = await c.test_connection()
     assert not check.ok and check.error_type == "authentication"
     assert check.error is not None and key not in check.error
-
-
-async def test_garbage_body_is_invalid_response(
-    client: ProviderClient, sim: AnthropicSimulator
-) -> None:
-    sim.script.garbage_next()
-    with pytest.raises(InvalidResponseError):
-        await client.complete(req())
-
-
-@pytest.mark.parametrize("abort", [False, True])
-async def test_cut_stream_is_an_error_not_an_end(
-    client: ProviderClient, sim: AnthropicSimulator, abort: bool
-) -> None:
-    sim.script.cut_stream(after_chunks=1, abort=abort)
-    seen: list[StreamEvent] = []
-    with pytest.raises(StreamInterruptedError):
-        async for e in client.stream(req()):
-            seen.append(e)
-    assert isinstance(seen[0], StreamStart)
-    assert not any(isinstance(e, StreamEnd) for e in seen)
-    assert [e.text for e in seen if isinstance(e, TextDelta)] == ["The "]
 
 
 async def test_in_band_overloaded_error_raises_typed_error(

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from polyroute.config import Config, validate
 from polyroute.errors import (
+    InvalidResponseError,
     OverloadedError,
     QuotaExceededError,
     RateLimitError,
+    StreamInterruptedError,
     UnsupportedError,
     _snake,
 )
+from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta
 from polyroute.providers import HttpPool, Provider, ProviderClient, Secret, connect
-from polyroute.testing import AnthropicSimulator, OllamaSimulator, OpenAISimulator
+from polyroute.testing import (
+    SIMULATORS,
+    AnthropicSimulator,
+    Fleet,
+    OllamaSimulator,
+    OpenAISimulator,
+)
 from polyroute.types import ChatRequest, ImagePart, Message, TextPart
 
 
@@ -75,3 +85,49 @@ async def test_in_stream_error_carries_provider_and_request_id(pool: HttpPool) -
 )
 def test_error_type_names(name: str, snake: str) -> None:
     assert _snake(name) == snake
+
+
+# -- the same guarantees, for every vendor --------------------------------------
+
+VENDORS = list(SIMULATORS)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[Fleet]:
+    with Fleet(reply="The answer is 42") as f:
+        yield f
+
+
+@pytest.fixture
+async def clients(fleet: Fleet) -> AsyncIterator[dict[str, ProviderClient]]:
+    config = Config(validate(fleet.settings(), "test"), "test", fleet.env())
+    p = HttpPool()
+    yield {v: connect(config.provider(v), p) for v in VENDORS}
+    await p.aclose()
+    for sim in fleet.sims.values():
+        sim.script.recover()
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+async def test_garbage_body_is_invalid_response(
+    vendor: str, fleet: Fleet, clients: dict[str, ProviderClient]
+) -> None:
+    fleet[vendor].script.garbage_next()
+    with pytest.raises(InvalidResponseError) as info:
+        await clients[vendor].complete(req(fleet[vendor].models[0]))
+    assert info.value.provider == vendor
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+@pytest.mark.parametrize("abort", [False, True])
+async def test_cut_stream_is_an_error_not_an_end(
+    vendor: str, abort: bool, fleet: Fleet, clients: dict[str, ProviderClient]
+) -> None:
+    fleet[vendor].script.cut_stream(after_chunks=1, abort=abort)
+    seen: list[StreamEvent] = []
+    with pytest.raises(StreamInterruptedError):
+        async for e in clients[vendor].stream(req(fleet[vendor].models[0])):
+            seen.append(e)
+    assert isinstance(seen[0], StreamStart)
+    assert not any(isinstance(e, StreamEnd) for e in seen)
+    assert [e.text for e in seen if isinstance(e, TextDelta)] == ["The "]
