@@ -159,11 +159,6 @@ class Polyroute:
 
     # -- calling -----------------------------------------------------------
 
-    def _request(
-        self, messages: Sequence[Message], model: str, max_tokens: int | None, **options: Any
-    ) -> ChatRequest:
-        return ChatRequest(model=model, messages=tuple(messages), max_tokens=max_tokens, **options)
-
     async def complete(
         self,
         prompt: Prompt,
@@ -177,7 +172,9 @@ class Polyroute:
         messages = to_messages(prompt, system)
         decision = self.decide(messages, provider=provider, model=model, max_tokens=max_tokens)
         client = self.client(decision.provider)
-        request = self._request(messages, decision.model, max_tokens, temperature=temperature)
+        request = ChatRequest(
+            decision.model, tuple(messages), max_tokens=max_tokens, temperature=temperature
+        )
         start = time.perf_counter()
         response = await client.complete(request)
         latency = (time.perf_counter() - start) * 1000
@@ -195,7 +192,9 @@ class Polyroute:
     ) -> AnswerStream:
         messages = to_messages(prompt, system)
         decision = self.decide(messages, provider=provider, model=model, max_tokens=max_tokens)
-        request = self._request(messages, decision.model, max_tokens, temperature=temperature)
+        request = ChatRequest(
+            decision.model, tuple(messages), max_tokens=max_tokens, temperature=temperature
+        )
         return AnswerStream(self, decision, request)
 
     def _answer(self, decision: Decision, response: ChatResponse, latency_ms: float) -> Answer:

@@ -7,7 +7,6 @@ import sys
 import click
 
 from polyroute.cli._common import common_options, emit_json, json_option, run, state, usd
-from polyroute.errors import ConfigError
 
 
 def read_prompt(prompt: str) -> str:
@@ -62,8 +61,8 @@ def ask(
             async for event in s:
                 if event.kind == "text" and not as_json:
                     click.echo(event.text, nl=False)
-            if s.answer is None:  # the client raises before this; kept for type narrowing
-                raise ConfigError("stream ended without an answer")
+            # a stream without its end raises StreamInterruptedError, so an answer is set here
+            assert s.answer is not None
             if as_json:
                 emit_json(s.answer.as_dict())
             else:

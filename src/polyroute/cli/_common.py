@@ -99,15 +99,16 @@ def usd(value: float | None, digits: int = 6) -> str:
     return "unpriced" if value is None else f"${value:.{digits}f}"
 
 
-def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+def table(title: str | None, columns: list[str], rows: list[list[str]], *, out: Any = None) -> None:
+    """Print a table to ``out`` (a rich console; default: a new one). Long cells wrap."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(*r)
-    console().print(t)
+    (out or console()).print(t)
 
 
 def console() -> Any:

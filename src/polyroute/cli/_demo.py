@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from polyroute.cli._common import common_options, run, usd
+from polyroute.cli._common import common_options, run, table, usd
 from polyroute.cli._common import console as make_console
 
 PROMPT = "In one sentence: why use more than one LLM provider?"
@@ -44,7 +46,7 @@ def demo() -> None:
                             f"{a.latency_ms:.1f} ms",
                         ]
                     )
-                _table(
+                _show(
                     console,
                     "1. One question to each vendor",
                     ["provider", "model", "answer", "tokens in/out", "cost", "latency"],
@@ -101,7 +103,7 @@ def demo() -> None:
                             "-",
                         ]
                     )
-                _table(
+                _show(
                     console,
                     None,
                     ["what happened", "error", "status", "vendor type", "retryable", "retry after"],
@@ -116,15 +118,6 @@ def demo() -> None:
     run(main)
 
 
-def _table(console: object, title: str | None, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    assert isinstance(console, Console)
-    t = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*r)
-    console.print(t)
+def _show(console: Any, title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    table(title, columns, rows, out=console)
     console.print()

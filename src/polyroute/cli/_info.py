@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,9 @@ from polyroute.cli._common import (
     table,
     usd,
 )
+
+if TYPE_CHECKING:
+    from polyroute.catalog import CatalogModel
 
 
 def _rate(v: float | None) -> str:
@@ -82,7 +85,7 @@ def models(provider_type: str | None, as_json: bool) -> None:
     run(main)
 
 
-def _model_json(m: Any) -> dict[str, Any]:
+def _model_json(m: CatalogModel) -> dict[str, Any]:
     p = m.price
     return {
         "provider_type": m.provider_type,
