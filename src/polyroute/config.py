@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from polyroute.catalog import Catalog, ModelOverride
-from polyroute.errors import ConfigError
+from polyroute.credentials import _ID as _VAULT_ID  # one id rule, the vault's
+from polyroute.credentials import Vault, vault_for
+from polyroute.errors import ConfigError, CredentialError, PolyrouteError
 from polyroute.providers import PROVIDER_TYPES, Provider, Secret
 from polyroute.types import Capability
 
@@ -117,11 +119,20 @@ class ProviderConfig(_Section):
     @field_validator("api_key")
     @classmethod
     def _api_key(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("env:"):
-            raise ValueError(
-                "must be 'env:NAME' (keys are never written in config files); omit it for keyless providers"
-            )
-        return v
+        # never echo the value: a misplaced raw key must not land in an error message
+        if v is None or v.startswith("env:"):
+            return v
+        if v.startswith("vault:"):
+            if not _VAULT_ID.match(v.removeprefix("vault:")):
+                raise ValueError(
+                    "bad vault credential id: use letters, digits, '_', '-', '.' "
+                    "(starting with a letter or digit, at most 64)"
+                )
+            return v
+        raise ValueError(
+            "must be 'env:NAME' or 'vault:ID' (keys are never written in config files); "
+            "omit it for keyless providers"
+        )
 
 
 class ModelConfig(_Section):
@@ -145,8 +156,21 @@ class Settings(_Section):
     credentials: CredentialsConfig = CredentialsConfig()
     fusion: FusionConfig = FusionConfig()
     gateway: GatewayConfig = GatewayConfig()
+    budget: BudgetConfig | None = None
+    """The global budget: every provider's spend together."""
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
+
+
+MASTER_KEY_ENV = "POLYROUTE_MASTER_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class _Unresolved:
+    """Why a provider's key cannot be had: a short status and the error to raise."""
+
+    status: str
+    error: PolyrouteError
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +180,10 @@ class Config:
     settings: Settings
     source: str
     """The file read, or ``"environment"`` for zero-config discovery, or ``"embedded"``."""
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)
+    """Where ``env:`` keys and the master passphrase are read: never in a repr."""
+    _vaults: dict[Path, Vault] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """The unlocked vault, once opened: unlocking runs scrypt (tens of ms)."""
 
     def catalog(self) -> Catalog:
         overrides = [
@@ -186,24 +213,112 @@ class Config:
         )
 
     def key_status(self, pid: str) -> str:
-        """``set``, ``none`` (keyless) or what is missing; never the key itself."""
+        """``set``, ``set (vault)``, ``none`` (keyless) or what is wrong; never the key itself."""
         spec = self.settings.providers[pid]
         if spec.api_key is None:
             return "none"
-        try:
-            self._key(pid, spec)
-        except ConfigError:
-            return f"missing (${spec.api_key.removeprefix('env:')} is not set)"
-        return "set"
+        found = self._resolve(pid, spec.api_key)
+        if isinstance(found, _Unresolved):
+            return found.status
+        return "set (vault)" if spec.api_key.startswith("vault:") else "set"
 
     def _key(self, pid: str, spec: ProviderConfig) -> Secret | None:
         if spec.api_key is None:
             return None
-        name = spec.api_key.removeprefix("env:")
-        value = self.env.get(name, "")
-        if not value:
-            raise ConfigError(f"{self.source}: providers.{pid}.api_key: ${name} is not set")
-        return Secret(value)
+        found = self._resolve(pid, spec.api_key)
+        if isinstance(found, _Unresolved):
+            raise found.error
+        return found
+
+    def _resolve(self, pid: str, ref: str) -> Secret | _Unresolved:
+        where = f"{self.source}: providers.{pid}.api_key"
+        if ref.startswith("env:"):
+            name = ref.removeprefix("env:")
+            value = self.env.get(name, "")
+            if not value:
+                return _Unresolved(
+                    f"missing (${name} is not set)", ConfigError(f"{where}: ${name} is not set")
+                )
+            return Secret(value)
+        cred = ref.removeprefix("vault:")
+        where = f"{where}: vault credential {cred!r}"
+        if not self.env.get(MASTER_KEY_ENV):
+            return _Unresolved(
+                f"locked (${MASTER_KEY_ENV} is not set)",
+                CredentialError(
+                    f"{where} is locked: set ${MASTER_KEY_ENV} to the vault's master passphrase"
+                ),
+            )
+        missing = _Unresolved(
+            f"missing (no credential {cred!r} in the vault)",
+            CredentialError(
+                f"{where} not found in {self.vault_dir()}; run `polyroute credentials set {cred}`"
+            ),
+        )
+        if not self.vault_exists():
+            return missing
+        try:
+            vault = self.vault()
+        except CredentialError as exc:
+            if "wrong master passphrase" in str(exc):
+                return _Unresolved(
+                    "error (wrong master passphrase)",
+                    CredentialError(f"{where}: {exc}; check ${MASTER_KEY_ENV}"),
+                )
+            return _Unresolved("error (vault unreadable)", CredentialError(f"{where}: {exc}"))
+        try:
+            if cred not in vault.list():
+                return missing
+            return vault.get(cred)
+        except CredentialError:  # the id exists and is valid: what is left is tampering
+            return _Unresolved(
+                "error (tampered or corrupt credential)",
+                CredentialError(
+                    f"{where} is tampered or corrupt; set it again with "
+                    f"`polyroute credentials set {cred}`"
+                ),
+            )
+        except OSError as exc:
+            return _Unresolved(
+                "error (vault unreadable)",
+                CredentialError(f"{where}: cannot read the vault: {exc}"),
+            )
+
+    # -- the vault ---------------------------------------------------------
+
+    def vault_dir(self) -> Path:
+        """``[credentials] dir``, else ``$POLYROUTE_HOME/credentials``."""
+        if self.settings.credentials.dir:
+            return Path(self.settings.credentials.dir).expanduser()
+        return polyroute_home(self.env) / "credentials"
+
+    def vault_exists(self) -> bool:
+        return (self.vault_dir() / "vault.json").is_file()  # the vault's metadata file
+
+    def vault(self, *, create: bool = False) -> Vault:
+        """The vault, unlocked with ``$POLYROUTE_MASTER_KEY`` (once per config: scrypt is slow).
+
+        Without ``create``, a vault that does not exist yet is an error rather
+        than a new empty one made as a side effect of reading.
+        """
+        directory = self.vault_dir()
+        cached = self._vaults.get(directory)
+        if cached is not None:
+            return cached
+        if not self.env.get(MASTER_KEY_ENV):
+            raise CredentialError(
+                f"the vault is locked: set ${MASTER_KEY_ENV} to its master passphrase"
+            )
+        if not create and not self.vault_exists():
+            raise CredentialError(
+                f"no vault in {directory} yet; add a key with `polyroute credentials set ID`"
+            )
+        try:
+            vault = vault_for(directory, self.env)
+        except (OSError, ValueError) as exc:  # unreadable directory, absurd KDF parameters
+            raise CredentialError(f"cannot open the vault in {directory}: {exc}") from None
+        self._vaults[directory] = vault
+        return vault
 
     def enabled(self) -> list[str]:
         return [pid for pid, p in self.settings.providers.items() if p.enabled]
