@@ -10,6 +10,10 @@
         async for event in stream:
             ...
         print(stream.answer.usage)
+
+Every call is reserved against the budgets and written to the usage ledger
+(``pr.ledger``); ``pr.events`` delivers typed events about both. Leaving the
+``async with`` block flushes the ledger.
 """
 
 from __future__ import annotations
@@ -25,6 +29,16 @@ from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.errors import ConfigError
 from polyroute.events import StreamEnd, StreamEvent, TextDelta
+from polyroute.hub import EventHub
+from polyroute.ledger import (
+    BudgetStatus,
+    GroupBy,
+    Ledger,
+    Meter,
+    UsageReport,
+    ledger_for,
+    provider_scope,
+)
 from polyroute.providers import ConnectionCheck, HttpPool, ProviderClient, connect
 from polyroute.router.decision import Attempt, Decision
 from polyroute.types import ChatRequest, ChatResponse, Message, Usage
@@ -80,9 +94,22 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
 class Polyroute:
     """Many providers as one. Close it (or use ``async with``) to release connections."""
 
-    def __init__(self, config: Config, *, pool: HttpPool | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        pool: HttpPool | None = None,
+        ledger: Ledger | None = None,
+        events: EventHub | None = None,
+    ) -> None:
+        """``ledger``: default, the one ``config`` names (opened on first use, closed with
+        this object); a ledger passed in is flushed, not closed, and brings its own hub."""
         self.config = config
         self.pool = pool or HttpPool()
+        self.events = ledger.hub if ledger is not None else (events or EventHub())
+        self._ledger = ledger
+        self._own_ledger = ledger is None
+        self._meter: Meter | None = None
         self._clients: dict[str, ProviderClient] = {}
         self._catalog: Catalog | None = None
 
@@ -95,6 +122,18 @@ class Polyroute:
         if self._catalog is None:
             self._catalog = self.config.catalog()
         return self._catalog
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = ledger_for(self.config, hub=self.events)
+        return self._ledger
+
+    @property
+    def meter(self) -> Meter:
+        if self._meter is None:
+            self._meter = Meter(self.ledger, self.catalog, self.events)
+        return self._meter
 
     def client(self, provider_id: str) -> ProviderClient:
         c = self._clients.get(provider_id)
@@ -169,16 +208,15 @@ class Polyroute:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> Answer:
+        self.events.bind(asyncio.get_running_loop())
         messages = to_messages(prompt, system)
         decision = self.decide(messages, provider=provider, model=model, max_tokens=max_tokens)
         client = self.client(decision.provider)
         request = ChatRequest(
             decision.model, tuple(messages), max_tokens=max_tokens, temperature=temperature
         )
-        start = time.perf_counter()
-        response = await client.complete(request)
-        latency = (time.perf_counter() - start) * 1000
-        return self._answer(decision, response, latency)
+        done = await self.meter.complete(client, request)
+        return self._answer(decision, done.response, done.latency_ms, done.cost_usd)
 
     def stream(
         self,
@@ -197,17 +235,17 @@ class Polyroute:
         )
         return AnswerStream(self, decision, request)
 
-    def _answer(self, decision: Decision, response: ChatResponse, latency_ms: float) -> Answer:
-        spec = self.config.settings.providers[decision.provider]
+    def _answer(
+        self, decision: Decision, response: ChatResponse, latency_ms: float, cost: float | None
+    ) -> Answer:
         model = response.model or decision.model
-        cost = self.catalog.cost(spec.type, decision.model, response.usage)
         attempt = Attempt(decision.provider, model, ok=True, latency_ms=latency_ms)
         return Answer(
             content=response.content,
             provider=decision.provider,
             model=model,
             usage=response.usage,
-            cost_usd=cost.usd,
+            cost_usd=cost,
             latency_ms=latency_ms,
             decision=decision,
             attempts=[attempt],
@@ -230,8 +268,28 @@ class Polyroute:
 
         return list(await asyncio.gather(*(check(p) for p in ids)))
 
+    # -- accounting ----------------------------------------------------------
+
+    async def usage(
+        self, *, by: GroupBy = "provider", provider: str | None = None, since: float | None = None
+    ) -> UsageReport:
+        """Ledger totals grouped ``by`` day, month, provider or model; ``since`` is Unix time."""
+        return await self.ledger.usage(by=by, provider=provider, since=since)
+
+    async def budgets(self) -> list[BudgetStatus]:
+        """Every budget with what is spent and held now (configured providers included)."""
+        return await self.ledger.budgets(provider_scope(p) for p in self.config.settings.providers)
+
     async def aclose(self) -> None:
-        await self.pool.aclose()
+        """Close connections and write the ledger's pending records."""
+        try:
+            if self._ledger is not None:
+                if self._own_ledger:
+                    await self._ledger.aclose()
+                else:
+                    await self._ledger.flush()
+        finally:
+            await self.pool.aclose()
 
     async def __aenter__(self) -> Polyroute:
         return self
@@ -251,9 +309,11 @@ class AnswerStream:
     _parts: list[str] = field(default_factory=list)
 
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        client = self.owner.client(self.decision.provider)
+        owner = self.owner
+        owner.events.bind(asyncio.get_running_loop())
+        client = owner.client(self.decision.provider)
         start = time.perf_counter()
-        async for event in client.stream(self.request):
+        async for event in owner.meter.stream(client, self.request):
             if isinstance(event, TextDelta):
                 self._parts.append(event.text)
             elif isinstance(event, StreamEnd):
@@ -265,5 +325,6 @@ class AnswerStream:
                     provider=self.decision.provider,
                 )
                 latency = (time.perf_counter() - start) * 1000
-                self.answer = self.owner._answer(self.decision, response, latency)
+                cost = owner.catalog.cost(client.provider.type, self.request.model, event.usage)
+                self.answer = owner._answer(self.decision, response, latency, cost.usd)
             yield event

@@ -5,6 +5,8 @@
     PolyrouteError
     ├── ConfigError                      bad config file, key or value (CLI exit 2)
     ├── CredentialError                  vault: wrong passphrase, tampered file, unknown id
+    ├── BudgetExceeded                   a budget refused the request (CLI exit 3)
+    ├── LedgerError                      the usage database cannot be used
     └── ProviderError                    a call to a vendor failed
         ├── APIConnectionError           connection refused, reset, DNS     retryable
         │   └── APITimeoutError          no answer in time                  retryable
@@ -53,6 +55,46 @@ class ConfigError(PolyrouteError):
 
 class CredentialError(PolyrouteError):
     """The vault could not give a key: wrong passphrase, tampered file, unknown id."""
+
+
+class BudgetExceeded(PolyrouteError):
+    """A budget refused the request: its worst-case cost does not fit what is left.
+
+    ``requested_usd`` is ``None`` when the model has no price, so its cost
+    cannot be bounded and no budget can admit it.
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        period: str,
+        limit_usd: float,
+        spent_usd: float,
+        reserved_usd: float,
+        requested_usd: float | None,
+        model: str = "",
+    ) -> None:
+        self.scope = scope
+        self.period = period
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.requested_usd = requested_usd
+        self.model = model
+        head = f"{period} budget for {scope} (${limit_usd:.2f}) "
+        if requested_usd is None:
+            why = f"cannot admit {model or 'this model'}: it has no price, so its cost has no bound"
+        else:
+            why = (
+                f"is exhausted: spent ${spent_usd:.4f}, ${reserved_usd:.4f} reserved "
+                f"by requests in flight, this request needs up to ${requested_usd:.4f}"
+            )
+        super().__init__(head + why)
+
+
+class LedgerError(PolyrouteError):
+    """The usage database could not be opened, migrated or written."""
 
 
 class ProviderError(PolyrouteError):

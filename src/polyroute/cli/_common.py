@@ -12,7 +12,13 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from polyroute.errors import ConfigError, CredentialError, PolyrouteError, ProviderError
+from polyroute.errors import (
+    BudgetExceeded,
+    ConfigError,
+    CredentialError,
+    PolyrouteError,
+    ProviderError,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -70,6 +76,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 def exit_code(exc: BaseException) -> int:
     if isinstance(exc, ConfigError | CredentialError):
         return EXIT_USAGE
+    if isinstance(exc, BudgetExceeded):
+        return EXIT_BUDGET
     if isinstance(exc, ProviderError):
         return EXIT_NO_PROVIDER
     return EXIT_FAILURE

@@ -1,0 +1,223 @@
+"""Accounting commands: ``usage`` and ``budget set/show``."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import click
+
+from polyroute.cli._common import common_options, emit_json, json_option, run, state, table, usd
+
+if TYPE_CHECKING:
+    from polyroute.ledger import GroupBy, PeriodStatus
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """``YYYY-MM-DD`` (UTC) or ``Nd`` (the last N days, today included) -> Unix time."""
+    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+    m = re.fullmatch(r"(\d+)d", value.strip())
+    if m:
+        days = int(m.group(1))
+        if days < 1:
+            raise click.BadParameter("must be at least 1d", param_hint="--since")
+        day = today - timedelta(days=days - 1)
+    else:
+        try:
+            day = datetime.strptime(value.strip(), "%Y-%m-%d").date()
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not a date: use YYYY-MM-DD or Nd (e.g. 7d)", param_hint="--since"
+            ) from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+@click.command()
+@click.option(
+    "--by",
+    type=click.Choice(["day", "month", "provider", "model"]),
+    default="provider",
+    show_default=True,
+    help="Group totals by.",
+)
+@click.option("--provider", metavar="ID", help="Only this provider.")
+@click.option("--since", metavar="DATE", help="From this UTC day on: YYYY-MM-DD, or Nd.")
+@json_option
+@common_options
+def usage(by: str, provider: str | None, since: str | None, as_json: bool) -> None:
+    """What was asked, of whom, and what it cost (from the usage ledger)."""
+    since_ts = None if since is None else parse_since(since)
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.config import load
+        from polyroute.ledger import ledger_for
+
+        ledger = ledger_for(load(config_path))
+        try:
+            report = await ledger.usage(by=cast("GroupBy", by), provider=provider, since=since_ts)
+        finally:
+            await ledger.aclose()
+        if as_json:
+            emit_json(report.as_dict())
+            return 0
+        if not report.rows:
+            click.echo("no usage recorded" + (f" for {provider}" if provider else "") + ".")
+            return 0
+        rows = [
+            [
+                r.key,
+                str(r.requests),
+                str(r.failed),
+                f"{r.prompt_tokens:,}",
+                f"{r.completion_tokens:,}",
+                usd(r.cost_usd),
+            ]
+            for r in report.rows
+        ]
+        rows.append(["total", str(report.requests), "", "", "", usd(report.total_cost_usd)])
+        table(None, [by, "requests", "failed", "prompt tok", "completion tok", "cost"], rows)
+        return 0
+
+    run(main)
+
+
+@click.group()
+def budget() -> None:
+    """Spending limits per provider and in total (daily and monthly, UTC)."""
+
+
+def _keep() -> Any:
+    from polyroute.ledger import KEEP
+
+    return KEEP
+
+
+def _amount(value: str | None) -> Any:
+    """``None`` (flag absent) -> keep; ``none``/``off`` -> remove the limit; else USD >= 0."""
+    if value is None:
+        return _keep()
+    if value.strip().lower() in ("none", "off"):
+        return None
+    try:
+        usd_value = float(value.strip().lstrip("$"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an amount in USD (or 'none')") from None
+    if not 0 <= usd_value < math.inf:  # also refuses nan and inf
+        raise click.BadParameter(f"{value!r}: must be 0 or more")
+    return usd_value
+
+
+def _alerts(value: str | None) -> Any:
+    if value is None:
+        return _keep()
+    try:
+        pcts = tuple(float(p) for p in value.split(",") if p.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a comma-separated list of percents") from None
+    if any(not 0 < p <= 100 for p in pcts):
+        raise click.BadParameter(f"{value!r}: percents are in (0, 100]")
+    return tuple(sorted(set(pcts)))
+
+
+@budget.command("set")
+@click.argument("budget_id", metavar="ID")
+@click.option("--daily", metavar="USD", help="Daily limit in USD ('none' removes it).")
+@click.option("--monthly", metavar="USD", help="Monthly limit in USD ('none' removes it).")
+@click.option("--alerts", metavar="50,75,90", help="Alert at these percents of a limit.")
+@common_options
+def budget_set(budget_id: str, daily: str | None, monthly: str | None, alerts: str | None) -> None:
+    """Set the budget of provider ID, or of everything with ID 'global'.
+
+    Limits set here override the config file's, in every process sharing the ledger.
+    """
+    daily_v, monthly_v = _amount(daily), _amount(monthly)
+    alerts_v = _alerts(alerts)
+    if daily_v is _keep() and monthly_v is _keep() and alerts_v is _keep():
+        raise click.UsageError("give at least one of --daily, --monthly, --alerts")
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.config import load
+        from polyroute.errors import ConfigError
+        from polyroute.ledger import GLOBAL, ledger_for, provider_scope
+
+        config = load(config_path)
+        if budget_id == GLOBAL:
+            scope = GLOBAL
+        elif budget_id in config.settings.providers:
+            scope = provider_scope(budget_id)
+        else:
+            known = ", ".join(config.settings.providers) or "none"
+            raise ConfigError(
+                f"no provider {budget_id!r} to budget (configured: {known}; or 'global')"
+            )
+        ledger = ledger_for(config)
+        try:
+            limits = await ledger.set_budget(
+                scope, daily_usd=daily_v, monthly_usd=monthly_v, alert_percents=alerts_v
+            )
+        finally:
+            await ledger.aclose()
+        click.echo(
+            f"budget {budget_id}: daily {_limit(limits.daily_usd)}, monthly "
+            f"{_limit(limits.monthly_usd)}, alerts at "
+            + ", ".join(f"{p:g}%" for p in limits.alert_percents)
+        )
+        return 0
+
+    run(main)
+
+
+@budget.command("show")
+@json_option
+@common_options
+def budget_show(as_json: bool) -> None:
+    """Every budget: limit, spent, held by requests in flight, and left."""
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.config import load
+        from polyroute.ledger import ledger_for, provider_scope
+
+        config = load(config_path)
+        ledger = ledger_for(config)
+        try:
+            statuses = await ledger.budgets(provider_scope(p) for p in config.settings.providers)
+        finally:
+            await ledger.aclose()
+        if as_json:
+            emit_json({"budgets": [s.as_dict() for s in statuses]})
+            return 0
+        rows = [
+            [
+                s.scope.removeprefix("provider:"),
+                s.source,
+                p.kind,
+                p.period.partition(":")[2],
+                *_cells(p),
+            ]
+            for s in statuses
+            for p in (s.daily, s.monthly)
+        ]
+        table(
+            None,
+            ["budget", "set in", "period", "of", "limit", "spent", "held", "left", "used"],
+            rows,
+        )
+        return 0
+
+    run(main)
+
+
+def _limit(v: float | None) -> str:
+    return "none" if v is None else f"${v:.2f}"
+
+
+def _cells(p: PeriodStatus) -> list[str]:
+    used = "-" if not p.limit_usd else f"{100 * (p.spent_usd + p.reserved_usd) / p.limit_usd:.0f}%"
+    left = "-" if p.left_usd is None else usd(p.left_usd, 4)
+    return [_limit(p.limit_usd), usd(p.spent_usd, 4), usd(p.reserved_usd, 4), left, used]

@@ -1,0 +1,47 @@
+"""Accounting: the usage ledger, budgets and their reservations.
+
+The public surface is :class:`Ledger` and its plain value types; SQL lives
+in private modules loaded by the ledger's own thread, so importing this
+package does not import SQLAlchemy.
+"""
+
+from polyroute.ledger._ledger import KEEP, Ledger, config_budgets, ledger_for, storage_url
+from polyroute.ledger._meter import Meter, Metered, prompt_token_bound, worst_case_usd
+from polyroute.ledger._records import (
+    GLOBAL,
+    BudgetLimits,
+    BudgetStatus,
+    GroupBy,
+    PeriodKind,
+    PeriodStatus,
+    Reservation,
+    UsageRecord,
+    UsageReport,
+    UsageRow,
+    key_scope,
+    provider_scope,
+)
+
+__all__ = [
+    "GLOBAL",
+    "KEEP",
+    "BudgetLimits",
+    "BudgetStatus",
+    "GroupBy",
+    "Ledger",
+    "Meter",
+    "Metered",
+    "PeriodKind",
+    "PeriodStatus",
+    "Reservation",
+    "UsageRecord",
+    "UsageReport",
+    "UsageRow",
+    "config_budgets",
+    "key_scope",
+    "ledger_for",
+    "prompt_token_bound",
+    "provider_scope",
+    "storage_url",
+    "worst_case_usd",
+]

@@ -1,0 +1,440 @@
+"""The ledger: usage records and budget reservations, off the event loop.
+
+A :class:`Ledger` owns one thread and one database connection. Reservations
+and queries are jobs the loop awaits; usage records are handed over without
+waiting and written in batches (every ``flush_interval_s``, or sooner when
+``max_batch`` pile up), each batch one transaction that also settles the
+batch's reservations and fires budget alerts. ``aclose()`` (or ``close()``,
+also run at interpreter exit) writes what is pending. If the database
+refuses a batch, the records stay queued and are retried; if it still
+refuses them at close, they go to a JSON-lines spill file next to the
+database, which the next open writes back in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from polyroute.errors import LedgerError
+from polyroute.hub import BudgetAlert, EventHub, UsageRecorded
+from polyroute.ledger._records import (
+    GLOBAL,
+    BudgetLimits,
+    BudgetStatus,
+    GroupBy,
+    Reservation,
+    UsageRecord,
+    UsageReport,
+    key_scope,
+    provider_scope,
+)
+
+if TYPE_CHECKING:
+    from polyroute.config import Config
+    from polyroute.ledger._store import SettleItem, Store
+
+log = logging.getLogger("polyroute.ledger")
+T = TypeVar("T")
+Source = Literal["config", "cli", "none"]
+
+KEEP: Any = object()
+"""For :meth:`Ledger.set_budget`: leave this value as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    fn: Callable[[Store], Any]
+    future: concurrent.futures.Future[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    record: UsageRecord
+    reservation: Reservation | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    future: concurrent.futures.Future[None]
+    stop: bool = False
+
+
+class Ledger:
+    """Usage and budgets in the database at ``url`` (``sqlite:///path``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        budgets: Mapping[str, BudgetLimits] | None = None,
+        hub: EventHub | None = None,
+        flush_interval_s: float = 0.05,
+        max_batch: int = 2000,
+        reservation_ttl_s: float = 900.0,
+        budget_refresh_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.config_budgets = dict(budgets or {})
+        self.hub = hub or EventHub()
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self.reservation_ttl_s = reservation_ttl_s
+        self.budget_refresh_s = budget_refresh_s
+        self.clock = clock
+        # budgets set with `polyroute budget set`, as (read at, rows); replaced whole, never mutated
+        self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
+        self._jobs: queue.SimpleQueue[_Call | _Record | _Flush] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="polyroute-ledger", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.url!r})"
+
+    # -- the request path ------------------------------------------------------
+
+    async def reserve(
+        self,
+        *,
+        provider: str,
+        model: str,
+        amount_usd: float | None,
+        ts: float,
+        virtual_key: str | None = None,
+    ) -> Reservation:
+        """Hold ``amount_usd`` (the worst case) against every budget this request counts against.
+
+        Raises :class:`BudgetExceeded` when one cannot take it. With no budget
+        in play and fresh budget data this returns without touching the database.
+        """
+        scopes = [GLOBAL, provider_scope(provider)]
+        if virtual_key:
+            scopes.append(key_scope(virtual_key))
+        cached = self._cli_budgets
+        fresh = cached is not None and self.clock() - cached[0] < self.budget_refresh_s
+        if fresh and cached is not None and not self._limits(scopes, cached[1]):
+            return Reservation("", amount_usd or 0.0, ())
+
+        def job(store: Store) -> Reservation:
+            limits = self._limits(scopes, self._fresh_budgets(store))
+            return store.reserve(limits, amount_usd, ts, self.reservation_ttl_s, model)
+
+        return await self._call(job)
+
+    def record(self, record: UsageRecord, reservation: Reservation | None = None) -> None:
+        """Queue ``record`` (and settle ``reservation`` to its cost); returns at once."""
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        self._jobs.put(_Record(record, reservation))
+
+    # -- budgets and reports -----------------------------------------------------
+
+    def budget_scopes(self, extra: Iterable[str] = ()) -> dict[str, tuple[BudgetLimits, Source]]:
+        rows = self._cli_budgets[1] if self._cli_budgets else {}
+        out: dict[str, tuple[BudgetLimits, Source]] = {}
+        for scope in [*self.config_budgets, *rows, *extra]:
+            if scope in rows:
+                out[scope] = (rows[scope], "cli")
+            elif scope in self.config_budgets:
+                out[scope] = (self.config_budgets[scope], "config")
+            else:
+                out[scope] = (BudgetLimits(), "none")
+        return out
+
+    async def budgets(self, extra: Iterable[str] = ()) -> list[BudgetStatus]:
+        """Every budgeted scope (and ``extra`` ones), with what is spent and held now."""
+        scopes = list(extra)
+
+        def job(store: Store) -> list[BudgetStatus]:
+            self._fresh_budgets(store, force=True)
+            return store.budget_status(self.budget_scopes(scopes), self.clock())
+
+        await self.flush()
+        return await self._call(job)
+
+    async def set_budget(
+        self,
+        scope: str,
+        *,
+        daily_usd: float | None = KEEP,
+        monthly_usd: float | None = KEEP,
+        alert_percents: tuple[float, ...] = KEEP,
+    ) -> BudgetLimits:
+        """Set limits for ``scope``; arguments left out keep their current value."""
+
+        def job(store: Store) -> BudgetLimits:
+            base, _ = self.budget_scopes([scope])[scope]
+            base = self._fresh_budgets(store, force=True).get(scope, base)
+            limits = BudgetLimits(
+                base.daily_usd if daily_usd is KEEP else daily_usd,
+                base.monthly_usd if monthly_usd is KEEP else monthly_usd,
+                base.alert_percents if alert_percents is KEEP else alert_percents,
+            )
+            store.set_budget(scope, limits, self.clock())
+            self._fresh_budgets(store, force=True)
+            return limits
+
+        return await self._call(job)
+
+    async def usage(
+        self, *, by: GroupBy = "provider", provider: str | None = None, since: float | None = None
+    ) -> UsageReport:
+        """Totals grouped ``by``, optionally for one provider and from a UTC day on."""
+        await self.flush()
+        return await self._call(lambda s: s.usage_report(by, provider, since))
+
+    async def run(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the database thread (tests, benchmarks, maintenance)."""
+        return await self._call(fn)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Return once every record handed over so far is committed."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._jobs.put(_Flush(future))
+        await asyncio.wrap_future(future)
+
+    async def aclose(self) -> None:
+        """Write what is pending and stop the thread."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def close(self) -> None:
+        """Blocking close, for scripts and interpreter exit."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._jobs.put(_Flush(future, stop=True))
+        self._thread.join()
+        future.result()
+
+    # -- the database thread -----------------------------------------------------
+
+    async def _call(self, fn: Callable[[Store], T]) -> T:
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put(_Call(fn, future))
+        return await asyncio.wrap_future(future)
+
+    def _limits(
+        self, scopes: list[str], rows: Mapping[str, BudgetLimits]
+    ) -> dict[str, BudgetLimits]:
+        out = {}
+        for scope in scopes:
+            lim = rows.get(scope) or self.config_budgets.get(scope)
+            if lim is not None and not lim.empty:
+                out[scope] = lim
+        return out
+
+    def _fresh_budgets(self, store: Store, *, force: bool = False) -> dict[str, BudgetLimits]:
+        now = self.clock()
+        cached = self._cli_budgets
+        if force or cached is None or now - cached[0] >= self.budget_refresh_s:
+            cached = (now, store.budget_rows())
+            self._cli_budgets = cached
+        return cached[1]
+
+    def _run(self) -> None:
+        from polyroute.ledger._store import Store
+
+        store: Store | None = None
+        open_error = LedgerError("the ledger is not open")
+        try:
+            store = Store(self.url)
+        except LedgerError as exc:
+            open_error = exc
+        else:
+            self._take_spill(store)
+            self._sweep(store)
+        pending: list[SettleItem] = []
+        next_sweep = time.monotonic() + 60
+        deadline: float | None = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                job = self._jobs.get(timeout=timeout)
+            except queue.Empty:
+                job = None
+            if isinstance(job, _Call):
+                if store is None:
+                    job.future.set_exception(open_error)
+                else:
+                    _run_call(job, store)
+                continue
+            if isinstance(job, _Record):
+                pending.append((job.record, job.reservation))
+                if deadline is None:
+                    deadline = time.monotonic() + self.flush_interval_s
+                if len(pending) < self.max_batch:
+                    continue
+            # time to write: the timer fired, the batch is full, or a flush was asked for
+            if store is not None and pending and self._write(store, pending):
+                pending = []
+            # a refused batch is retried a second later, not in a hot loop
+            deadline = time.monotonic() + max(1.0, self.flush_interval_s) if pending else None
+            if store is not None and time.monotonic() > next_sweep:
+                self._sweep(store)
+                next_sweep = time.monotonic() + 60
+            if not isinstance(job, _Flush):
+                continue
+            if job.stop:
+                if pending:
+                    self._spill(pending)
+                if store is not None:
+                    store.close()
+                job.future.set_result(None)
+                return
+            if pending:
+                error = (
+                    open_error
+                    if store is None
+                    else LedgerError(
+                        "the ledger database refused the records; they are kept and retried"
+                    )
+                )
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(None)
+
+    def _write(self, store: Store, batch: list[SettleItem]) -> bool:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            fired = store.settle(batch, self._limits_all(store), self.clock())
+        except (SQLAlchemyError, TypeError, ValueError) as exc:
+            log.warning("ledger write of %d records failed, will retry: %s", len(batch), exc)
+            return False
+        if self.hub.listening:
+            self.hub.emit_many(
+                [
+                    *(UsageRecorded(rec) for rec, _ in batch),
+                    *(
+                        BudgetAlert(a.scope, a.kind, a.period, a.percent, a.spent_usd, a.limit_usd)
+                        for a in fired
+                    ),
+                ]
+            )
+        return True
+
+    def _limits_all(self, store: Store) -> dict[str, BudgetLimits]:
+        rows = self._fresh_budgets(store)
+        return {**self.config_budgets, **rows}
+
+    def _sweep(self, store: Store) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            released = store.sweep(self.clock())
+        except SQLAlchemyError as exc:
+            log.warning("releasing stale budget reservations failed: %s", exc)
+            return
+        if released:
+            log.warning("released %d budget reservations left by a stopped process", released)
+
+    # -- spill file: records the database refused at close ---------------------------
+
+    def _spill_path(self) -> Path | None:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(self.url).database
+        if not database or database == ":memory:":
+            return None
+        return Path(database + ".spill.jsonl")
+
+    def _spill(self, batch: list[SettleItem]) -> None:
+        path = self._spill_path()
+        if path is None:
+            log.error("ledger: %d records lost (in-memory database unwritable)", len(batch))
+            return
+        with path.open("a", encoding="utf-8") as f:
+            for rec, res in batch:
+                f.write(json.dumps({"record": asdict(rec), "reservation": _res(res)}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        log.error("ledger: %d records could not be written; kept in %s", len(batch), path)
+
+    def _take_spill(self, store: Store) -> None:
+        """Write back records a previous run could not; the rename lets one process claim them."""
+        path = self._spill_path()
+        if path is None or not path.exists():
+            return
+        taken = path.with_suffix(f".{os.getpid()}.taking")
+        try:
+            path.rename(taken)
+        except FileNotFoundError:  # another process claimed it first
+            return
+        items: list[SettleItem] = []
+        for line in taken.read_text("utf-8").splitlines():
+            data = json.loads(line)
+            r = data["reservation"]
+            res = None if r is None else Reservation(r["id"], r["amount_usd"], _pairs(r["targets"]))
+            items.append((UsageRecord(**data["record"]), res))
+        if self._write(store, items):
+            taken.unlink()
+            log.warning("ledger: wrote back %d records from %s", len(items), path)
+        else:
+            taken.rename(path)
+
+
+def _run_call(job: _Call, store: Store) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        job.future.set_result(job.fn(store))
+    except SQLAlchemyError as exc:
+        job.future.set_exception(LedgerError(f"ledger database error: {exc}"))
+    except Exception as exc:  # noqa: BLE001 - raised again in the awaiting caller, thread lives on
+        job.future.set_exception(exc)
+
+
+def _res(r: Reservation | None) -> dict[str, Any] | None:
+    return None if r is None else {"id": r.id, "amount_usd": r.amount_usd, "targets": r.targets}
+
+
+def _pairs(targets: list[list[str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((s, p) for s, p in targets)
+
+
+def storage_url(config: Config) -> str:
+    """``[storage] url``, else a SQLite file under ``$POLYROUTE_HOME`` (created 0700)."""
+    from polyroute.config import polyroute_home
+
+    if config.settings.storage.url:
+        return config.settings.storage.url
+    home = polyroute_home(config.env)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'polyroute.db'}"
+
+
+def config_budgets(config: Config) -> dict[str, BudgetLimits]:
+    """The budgets written in the config file, by scope."""
+    out: dict[str, BudgetLimits] = {}
+    specs = [(GLOBAL, config.settings.budget)] + [
+        (provider_scope(pid), p.budget) for pid, p in config.settings.providers.items()
+    ]
+    for scope, b in specs:
+        if b is not None:
+            out[scope] = BudgetLimits(b.daily_usd, b.monthly_usd, tuple(b.alert_percents))
+    return out
+
+
+def ledger_for(config: Config, *, hub: EventHub | None = None) -> Ledger:
+    """The ledger ``config`` names, with the config's budgets."""
+    return Ledger(storage_url(config), budgets=config_budgets(config), hub=hub)

@@ -1,0 +1,271 @@
+"""Accounting around one provider call: reserve, call, record, tell.
+
+:class:`Meter` wraps a :class:`~polyroute.providers.ProviderClient` call
+(it is not a branch inside one): it reserves the worst-case cost against the
+budgets, makes the call, writes one ledger record for the attempt whatever
+its outcome (settling the reservation to the actual cost), and emits the
+request events. The router (Step 3) meters every attempt through it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from polyroute.catalog import Catalog, CatalogModel
+from polyroute.errors import BudgetExceeded, ProviderError
+from polyroute.events import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
+from polyroute.hub import BudgetExceededEvent, EventHub, RequestFailed, RequestSucceeded
+from polyroute.ledger._ledger import Ledger
+from polyroute.ledger._records import Reservation, Status, UsageRecord
+from polyroute.providers import ProviderClient
+from polyroute.types import ChatRequest, ChatResponse, ImagePart, Usage
+
+DEFAULT_OUTPUT_BOUND = 8192
+"""Output tokens assumed when neither the request nor the catalog bounds them."""
+IMAGE_TOKENS = 1600
+"""An image's input tokens, at most, for the vendors we speak (Claude caps near 1,600)."""
+
+
+def prompt_token_bound(request: ChatRequest) -> int:
+    """An upper estimate of input tokens, for reservations: one token per 3 UTF-8 bytes.
+
+    BPE tokenizers average about 4 bytes a token on English and 3 on most
+    other text; per message and per tool, a few tokens of framing are added.
+    """
+    total = 0
+    for m in request.messages:
+        for part in m.parts:
+            if isinstance(part, ImagePart):
+                total += IMAGE_TOKENS
+        total += math.ceil(len(m.text.encode()) / 3) + 8
+    for tool in request.tools:
+        schema = json.dumps(tool.parameters)
+        total += math.ceil((len(tool.name) + len(tool.description) + len(schema)) / 3) + 8
+    return total
+
+
+def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
+    """Prompt bound x input price + max output x output price; ``None`` when unpriced."""
+    if entry.price is None:
+        return None
+    out = request.max_tokens or entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
+    return entry.price.cost(Usage(prompt_token_bound(request), out))
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """A completed call and what it cost."""
+
+    response: ChatResponse
+    cost_usd: float | None
+    latency_ms: float
+
+
+class Meter:
+    """Budgets, ledger and events around provider calls."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        catalog: Catalog,
+        hub: EventHub,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.catalog = catalog
+        self.hub = hub
+        self.clock = clock
+
+    async def reserve(
+        self, client: ProviderClient, request: ChatRequest, ts: float, virtual_key: str | None
+    ) -> Reservation:
+        entry = self.catalog.get(client.provider.type, request.model)
+        try:
+            return await self.ledger.reserve(
+                provider=client.id,
+                model=request.model,
+                amount_usd=worst_case_usd(entry, request),
+                ts=ts,
+                virtual_key=virtual_key,
+            )
+        except BudgetExceeded as exc:
+            self.hub.emit(
+                BudgetExceededEvent(
+                    exc.scope,
+                    "daily" if exc.period == "daily" else "monthly",
+                    exc.limit_usd,
+                    exc.spent_usd,
+                    exc.reserved_usd,
+                    exc.requested_usd,
+                    client.id,
+                    request.model,
+                )
+            )
+            raise
+
+    async def complete(
+        self, client: ProviderClient, request: ChatRequest, *, virtual_key: str | None = None
+    ) -> Metered:
+        started = self.clock()
+        reservation = await self.reserve(client, request, started, virtual_key)
+        t0 = time.perf_counter()
+        attempt = _Attempt(self, client, request, started, reservation, virtual_key)
+        try:
+            response = await client.complete(request)
+        except BaseException as exc:
+            attempt.failed(exc, (time.perf_counter() - t0) * 1000)
+            raise
+        latency = (time.perf_counter() - t0) * 1000
+        cost = attempt.succeeded(
+            response.model or request.model, response.usage, latency, None, response.request_id
+        )
+        return Metered(response, cost, latency)
+
+    async def stream(
+        self, client: ProviderClient, request: ChatRequest, *, virtual_key: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """The provider's stream, metered: time to first token, usage from its end event.
+
+        A stream that fails or is abandoned after content was delivered is
+        charged for the delivered text (vendors bill generated tokens).
+        """
+        started = self.clock()
+        reservation = await self.reserve(client, request, started, virtual_key)
+        attempt = _Attempt(self, client, request, started, reservation, virtual_key)
+        t0 = time.perf_counter()
+        ttft: float | None = None
+        delivered = 0
+        try:
+            async for event in client.stream(request):
+                if isinstance(event, TextDelta | ToolCallDelta):
+                    if ttft is None:
+                        ttft = (time.perf_counter() - t0) * 1000
+                    delivered += len(
+                        event.text if isinstance(event, TextDelta) else event.arguments
+                    )
+                elif isinstance(event, StreamEnd):
+                    latency = (time.perf_counter() - t0) * 1000
+                    attempt.succeeded(request.model, event.usage, latency, ttft, None)
+                yield event
+        except BaseException as exc:
+            if not attempt.done:
+                attempt.failed(exc, (time.perf_counter() - t0) * 1000, ttft, delivered)
+            raise
+        finally:
+            if not attempt.done:  # the consumer stopped reading before the end
+                attempt.failed(None, (time.perf_counter() - t0) * 1000, ttft, delivered)
+
+
+class _Attempt:
+    """One attempt's record; written exactly once."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        client: ProviderClient,
+        request: ChatRequest,
+        started: float,
+        reservation: Reservation,
+        virtual_key: str | None,
+    ) -> None:
+        self.meter = meter
+        self.client = client
+        self.request = request
+        self.started = started
+        self.reservation = reservation
+        self.virtual_key = virtual_key
+        self.done = False
+
+    def _write(self, record: UsageRecord) -> None:
+        self.done = True
+        self.meter.ledger.record(record, self.reservation)
+
+    def succeeded(
+        self,
+        model: str,
+        usage: Usage,
+        latency_ms: float,
+        ttft_ms: float | None,
+        request_id: str | None,
+    ) -> float | None:
+        cost = self.meter.catalog.cost(self.client.provider.type, self.request.model, usage).usd
+        self._write(
+            UsageRecord(
+                ts=self.started,
+                provider=self.client.id,
+                model=model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
+                request_id=request_id,
+                virtual_key=self.virtual_key,
+            )
+        )
+        if self.meter.hub.listening:
+            self.meter.hub.emit(
+                RequestSucceeded(
+                    self.client.id,
+                    model,
+                    latency_ms,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    cost,
+                    request_id,
+                )
+            )
+        return cost
+
+    def failed(
+        self,
+        exc: BaseException | None,
+        latency_ms: float,
+        ttft_ms: float | None = None,
+        delivered_chars: int = 0,
+    ) -> None:
+        # CancelledError, GeneratorExit and a consumer that stopped reading are not failures
+        status: Status = "error" if isinstance(exc, Exception) else "cancelled"
+        error_type = None
+        if isinstance(exc, ProviderError):
+            error_type = exc.type
+        elif isinstance(exc, Exception):
+            error_type = type(exc).__name__
+        usage = Usage(0, 0)
+        cost: float | None = 0.0
+        if delivered_chars:
+            usage = Usage(prompt_token_bound(self.request), math.ceil(delivered_chars / 4))
+            cost = self.meter.catalog.cost(self.client.provider.type, self.request.model, usage).usd
+        self._write(
+            UsageRecord(
+                ts=self.started,
+                provider=self.client.id,
+                model=self.request.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
+                status=status,
+                error_type=error_type,
+                request_id=exc.request_id if isinstance(exc, ProviderError) else None,
+                virtual_key=self.virtual_key,
+            )
+        )
+        if self.meter.hub.listening:
+            self.meter.hub.emit(
+                RequestFailed(
+                    self.client.id,
+                    self.request.model,
+                    latency_ms,
+                    error_type or status,
+                    str(exc) if exc is not None else "the caller stopped reading the stream",
+                    exc.status if isinstance(exc, ProviderError) else None,
+                )
+            )

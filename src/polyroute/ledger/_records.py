@@ -1,0 +1,186 @@
+"""What the ledger stores and answers, as plain values (no SQL here)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Status = Literal["ok", "error", "cancelled"]
+GroupBy = Literal["day", "month", "provider", "model"]
+PeriodKind = Literal["daily", "monthly"]
+
+NANO = 1_000_000_000
+"""Money is stored as integer nano-dollars: sums stay exact, a token of the
+cheapest model is still representable, and int64 holds $9 billion."""
+
+GLOBAL = "global"
+
+
+def to_nusd(usd: float, *, up: bool = False) -> int:
+    """USD -> nano-dollars; ``up`` rounds a reservation up so it never under-reserves."""
+    return math.ceil(usd * NANO) if up else round(usd * NANO)
+
+
+def to_usd(nusd: int | None) -> float:
+    return (nusd or 0) / NANO
+
+
+def provider_scope(provider_id: str) -> str:
+    return f"provider:{provider_id}"
+
+
+def key_scope(key_id: str) -> str:
+    return f"key:{key_id}"
+
+
+def day_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def period_key(kind: PeriodKind, ts: float) -> str:
+    """The UTC day or month ``ts`` falls in: ``day:2026-11-26`` or ``month:2026-11``."""
+    day = day_of(ts)
+    return f"day:{day}" if kind == "daily" else f"month:{day[:7]}"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One attempt at one provider: what it used, cost, took and how it ended."""
+
+    ts: float
+    """When the attempt started (Unix seconds); its UTC day and month are its periods."""
+    provider: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = 0.0
+    """``None``: the model is unpriced (shown as such, never as free)."""
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: Status = "ok"
+    error_type: str | None = None
+    request_id: str | None = None
+    virtual_key: str | None = None
+
+    def scopes(self) -> list[str]:
+        """Every budget scope this attempt counts against."""
+        out = [GLOBAL, provider_scope(self.provider)]
+        if self.virtual_key:
+            out.append(key_scope(self.virtual_key))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimits:
+    """Limits of one scope; ``None`` is no limit for that period."""
+
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+    alert_percents: tuple[float, ...] = (50, 75, 90)
+
+    def for_period(self, kind: PeriodKind) -> float | None:
+        return self.daily_usd if kind == "daily" else self.monthly_usd
+
+    @property
+    def empty(self) -> bool:
+        return self.daily_usd is None and self.monthly_usd is None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Worst-case money held against budgets until :meth:`Ledger.record` settles it."""
+
+    id: str
+    amount_usd: float
+    targets: tuple[tuple[str, str], ...]
+    """(scope, period) pairs holding it; empty when no budget applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodStatus:
+    kind: PeriodKind
+    period: str
+    limit_usd: float | None
+    spent_usd: float
+    reserved_usd: float
+
+    @property
+    def left_usd(self) -> float | None:
+        if self.limit_usd is None:
+            return None
+        return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period.partition(":")[2],
+            "limit_usd": self.limit_usd,
+            "spent_usd": round(self.spent_usd, 9),
+            "reserved_usd": round(self.reserved_usd, 9),
+            "left_usd": None if self.left_usd is None else round(self.left_usd, 9),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    scope: str
+    source: Literal["config", "cli", "none"]
+    """Where the limits come from: the config file, ``polyroute budget set``, or nowhere."""
+    limits: BudgetLimits
+    daily: PeriodStatus
+    monthly: PeriodStatus
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "source": self.source,
+            "alert_percents": list(self.limits.alert_percents),
+            "daily": self.daily.as_dict(),
+            "monthly": self.monthly.as_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key: str
+    requests: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Ledger totals grouped ``by`` one key (DESIGN.md §5 ``usage`` shape)."""
+
+    by: GroupBy
+    rows: Sequence[UsageRow] = field(default_factory=tuple)
+
+    @property
+    def total_cost_usd(self) -> float:
+        return sum(r.cost_usd for r in self.rows)
+
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total_cost_usd": round(self.total_cost_usd, 9),
+            "requests": self.requests,
+            "rows": [
+                {
+                    self.by: r.key,
+                    "requests": r.requests,
+                    "failed": r.failed,
+                    "prompt_tokens": r.prompt_tokens,
+                    "completion_tokens": r.completion_tokens,
+                    "cost_usd": round(r.cost_usd, 9),
+                }
+                for r in self.rows
+            ],
+        }

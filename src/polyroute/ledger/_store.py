@@ -1,0 +1,422 @@
+"""The ledger's SQL, on one connection owned by the ledger's database thread.
+
+Budget reservation is one conditional ``UPDATE`` per (scope, period) inside a
+write transaction: ``reserved += amount WHERE spent + reserved + amount <=
+limit``. The database evaluates the check and the increment together, so
+threads, processes and (later) replicas sharing the database cannot
+together pass a limit. On SQLite the transaction starts with ``BEGIN
+IMMEDIATE`` (the write lock first), which makes it serializable across
+processes; ``busy_timeout`` queues the waiters.
+
+WAL with ``synchronous=NORMAL``: a committed transaction survives the
+process being killed; only an OS crash or power loss can drop the last
+commits (``FULL`` would fsync every reservation, costing milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, case, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from polyroute.errors import BudgetExceeded, LedgerError
+from polyroute.ledger._records import (
+    BudgetLimits,
+    BudgetStatus,
+    GroupBy,
+    PeriodKind,
+    PeriodStatus,
+    Reservation,
+    UsageRecord,
+    UsageReport,
+    UsageRow,
+    day_of,
+    period_key,
+    to_nusd,
+    to_usd,
+)
+from polyroute.ledger._schema import alerts, budgets, migrate, reservations, spend, usage
+
+KINDS: tuple[PeriodKind, ...] = ("daily", "monthly")
+SettleItem = tuple[UsageRecord, Reservation | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FiredAlert:
+    scope: str
+    kind: PeriodKind
+    period: str
+    percent: float
+    spent_usd: float
+    limit_usd: float
+
+
+class Store:
+    """SQL operations. Not thread-safe: one thread (the ledger's) uses it."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise LedgerError(f"storage.url {url!r} is not a database URL: {exc}") from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect != "sqlite":
+            raise LedgerError(
+                f"storage.url: {self.dialect!r} is not supported yet; use sqlite:///PATH"
+            )
+        self._begin: Literal["IMMEDIATE", "DEFERRED"] = "IMMEDIATE"
+        # One connection for the life of the thread; NullPool so nothing else holds one.
+        engine = create_engine(parsed, poolclass=NullPool)
+        event.listen(engine, "connect", self._on_connect)
+        event.listen(engine, "begin", self._on_begin)
+        self.engine = engine
+        try:
+            self.conn = engine.connect()
+            with self.write():
+                self.applied = migrate(self.conn)
+        except SQLAlchemyError as exc:
+            raise LedgerError(
+                f"cannot open the ledger at {url}: {exc.__class__.__name__}: {exc}"
+            ) from None
+
+    @staticmethod
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    def _on_begin(self, conn: Connection) -> None:
+        conn.exec_driver_sql(f"BEGIN {self._begin}")
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: the database's write lock from the first statement."""
+        self._begin = "IMMEDIATE"
+        with self.conn.begin():
+            yield self.conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        self._begin = "DEFERRED"
+        try:
+            with self.conn.begin():
+                yield self.conn
+        finally:
+            self._begin = "IMMEDIATE"
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+    # -- budgets -------------------------------------------------------------
+
+    def budget_rows(self) -> dict[str, BudgetLimits]:
+        """Budgets set with ``polyroute budget set`` (they override the config's)."""
+        with self.read() as c:
+            rows = c.execute(select(budgets)).all()
+        return {
+            r.scope: BudgetLimits(r.daily_usd, r.monthly_usd, tuple(json.loads(r.alert_percents)))
+            for r in rows
+        }
+
+    def set_budget(self, scope: str, limits: BudgetLimits, now: float) -> None:
+        values = {
+            "scope": scope,
+            "daily_usd": limits.daily_usd,
+            "monthly_usd": limits.monthly_usd,
+            "alert_percents": json.dumps(list(limits.alert_percents)),
+            "updated_at": now,
+        }
+        with self.write() as c:
+            stmt = self._insert(budgets).values(values)
+            c.execute(stmt.on_conflict_do_update(index_elements=["scope"], set_=values))
+
+    def reserve(
+        self,
+        limits: Mapping[str, BudgetLimits],
+        amount_usd: float | None,
+        ts: float,
+        ttl_s: float,
+        model: str,
+    ) -> Reservation:
+        """Hold ``amount_usd`` against every limited (scope, period), or raise :class:`BudgetExceeded`."""
+        checks = [
+            (scope, kind, limit)
+            for scope, lim in limits.items()
+            for kind in KINDS
+            if (limit := lim.for_period(kind)) is not None
+        ]
+        rid = uuid.uuid4().hex
+        if not checks:
+            return Reservation(rid, amount_usd or 0.0, ())
+        if amount_usd is None:
+            scope, kind, limit = checks[0]
+            status = self._period(scope, kind, limit, ts)
+            raise BudgetExceeded(
+                scope=scope,
+                period=kind,
+                limit_usd=limit,
+                spent_usd=status.spent_usd,
+                reserved_usd=status.reserved_usd,
+                requested_usd=None,
+                model=model,
+            )
+        amount = to_nusd(amount_usd, up=True)
+        targets: list[tuple[str, str]] = []
+        with self.write() as c:
+            for scope, kind, limit in checks:
+                period = period_key(kind, ts)
+                c.execute(
+                    self._insert(spend)
+                    .values(scope=scope, period=period, spent_nusd=0, reserved_nusd=0)
+                    .on_conflict_do_nothing()
+                )
+                held = c.execute(
+                    update(spend)
+                    .where(
+                        spend.c.scope == scope,
+                        spend.c.period == period,
+                        spend.c.spent_nusd + spend.c.reserved_nusd + amount <= to_nusd(limit),
+                    )
+                    .values(reserved_nusd=spend.c.reserved_nusd + amount)
+                )
+                if held.rowcount != 1:
+                    row = c.execute(
+                        select(spend.c.spent_nusd, spend.c.reserved_nusd).where(
+                            spend.c.scope == scope, spend.c.period == period
+                        )
+                    ).one()
+                    # leaving the block by exception rolls back the holds already made
+                    raise BudgetExceeded(
+                        scope=scope,
+                        period=kind,
+                        limit_usd=limit,
+                        spent_usd=to_usd(row.spent_nusd),
+                        reserved_usd=to_usd(row.reserved_nusd),
+                        requested_usd=amount_usd,
+                        model=model,
+                    )
+                targets.append((scope, period))
+            c.execute(
+                reservations.insert().values(
+                    id=rid,
+                    created=ts,
+                    expires=ts + ttl_s,
+                    amount_nusd=amount,
+                    targets=json.dumps(targets),
+                )
+            )
+        return Reservation(rid, amount_usd, tuple(targets))
+
+    def settle(
+        self, batch: Sequence[SettleItem], limits: Mapping[str, BudgetLimits], now: float
+    ) -> list[FiredAlert]:
+        """Write usage rows, turn reservations into actual spend; return alerts newly fired.
+
+        A reservation already swept as expired is not released twice.
+        """
+        deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        rows = []
+        for rec, _ in batch:
+            cost = None if rec.cost_usd is None else to_nusd(rec.cost_usd)
+            rows.append(_usage_row(rec, cost))
+            for scope in rec.scopes():
+                for kind in KINDS:
+                    deltas[(scope, period_key(kind, rec.ts))][0] += cost or 0
+        ids = [r.id for _, r in batch if r is not None and r.targets]
+        fired: list[FiredAlert] = []
+        with self.write() as c:
+            if ids:
+                live = c.execute(
+                    select(reservations.c.amount_nusd, reservations.c.targets).where(
+                        reservations.c.id.in_(ids)
+                    )
+                ).all()
+                c.execute(delete(reservations).where(reservations.c.id.in_(ids)))
+                for amount, targets in live:
+                    for scope, period in json.loads(targets):
+                        deltas[(scope, period)][1] += amount
+            if rows:
+                c.execute(usage.insert(), rows)
+            self._apply(c, deltas)
+            for alert in self._crossed(c, deltas, limits):
+                stmt = self._insert(alerts).values(
+                    scope=alert.scope, period=alert.period, percent=alert.percent, fired_at=now
+                )
+                if c.execute(stmt.on_conflict_do_nothing()).rowcount == 1:
+                    fired.append(alert)
+        return fired
+
+    def sweep(self, now: float) -> int:
+        """Release reservations whose holder never settled them (a killed process)."""
+        deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        with self.write() as c:
+            stale = c.execute(
+                select(reservations.c.id, reservations.c.amount_nusd, reservations.c.targets).where(
+                    reservations.c.expires < now
+                )
+            ).all()
+            if not stale:
+                return 0
+            for _, amount, targets in stale:
+                for scope, period in json.loads(targets):
+                    deltas[(scope, period)][1] += amount
+            c.execute(delete(reservations).where(reservations.c.id.in_([r.id for r in stale])))
+            self._apply(c, deltas)
+        return len(stale)
+
+    def _apply(self, c: Connection, deltas: Mapping[tuple[str, str], list[int]]) -> None:
+        if not deltas:
+            return
+        stmt = self._insert(spend)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["scope", "period"],
+            set_={
+                "spent_nusd": spend.c.spent_nusd + stmt.excluded.spent_nusd,
+                # a new row was never reserved against, so its reserved delta is zero
+                "reserved_nusd": spend.c.reserved_nusd + stmt.excluded.reserved_nusd,
+            },
+        )
+        c.execute(
+            stmt,
+            [
+                {"scope": s, "period": p, "spent_nusd": ds, "reserved_nusd": -dr}
+                for (s, p), (ds, dr) in deltas.items()
+            ],
+        )
+
+    def _crossed(
+        self,
+        c: Connection,
+        deltas: Mapping[tuple[str, str], list[int]],
+        limits: Mapping[str, BudgetLimits],
+    ) -> Iterator[FiredAlert]:
+        """Every alert threshold reached by the (scope, period) rows this batch changed."""
+        for (scope, period), (ds, _) in deltas.items():
+            lim = limits.get(scope)
+            if lim is None or ds <= 0:
+                continue
+            kind: PeriodKind = "daily" if period.startswith("day:") else "monthly"
+            limit = lim.for_period(kind)
+            if not limit:
+                continue
+            spent = c.execute(
+                select(spend.c.spent_nusd).where(spend.c.scope == scope, spend.c.period == period)
+            ).scalar_one()
+            for pct in lim.alert_percents:
+                if spent >= to_nusd(limit * pct / 100):
+                    yield FiredAlert(scope, kind, period, pct, to_usd(spent), limit)
+
+    # -- reading ---------------------------------------------------------------
+
+    def _period(self, scope: str, kind: PeriodKind, limit: float | None, ts: float) -> PeriodStatus:
+        period = period_key(kind, ts)
+        with self.read() as c:
+            row = c.execute(
+                select(spend.c.spent_nusd, spend.c.reserved_nusd).where(
+                    spend.c.scope == scope, spend.c.period == period
+                )
+            ).first()
+        spent, reserved = (row.spent_nusd, row.reserved_nusd) if row else (0, 0)
+        return PeriodStatus(kind, period, limit, to_usd(spent), to_usd(reserved))
+
+    def budget_status(
+        self, scopes: Mapping[str, tuple[BudgetLimits, Literal["config", "cli", "none"]]], ts: float
+    ) -> list[BudgetStatus]:
+        return [
+            BudgetStatus(
+                scope,
+                source,
+                lim,
+                self._period(scope, "daily", lim.daily_usd, ts),
+                self._period(scope, "monthly", lim.monthly_usd, ts),
+            )
+            for scope, (lim, source) in scopes.items()
+        ]
+
+    def usage_report(
+        self, by: GroupBy, provider: str | None, since_ts: float | None
+    ) -> UsageReport:
+        key = {
+            "day": usage.c.day,
+            "month": usage.c.month,
+            "provider": usage.c.provider,
+            "model": usage.c.model,
+        }[by]
+        cost = func.coalesce(func.sum(usage.c.cost_nusd), 0)
+        q = select(
+            key.label("key"),
+            func.count().label("requests"),
+            func.coalesce(func.sum(case((usage.c.status != "ok", 1), else_=0)), 0).label("failed"),
+            func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
+            cost.label("cost"),
+        ).group_by(key)
+        if provider is not None:
+            q = q.where(usage.c.provider == provider)
+        if since_ts is not None:
+            q = q.where(usage.c.day >= day_of(since_ts))
+        q = q.order_by(key) if by in ("day", "month") else q.order_by(cost.desc(), key)
+        with self.read() as c:
+            rows = c.execute(q).all()
+        return UsageReport(
+            by,
+            tuple(
+                UsageRow(
+                    r.key,
+                    r.requests,
+                    r.failed,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    to_usd(r.cost),
+                )
+                for r in rows
+            ),
+        )
+
+    def explain(self, sql: str) -> list[str]:
+        """SQLite's query plan for ``sql`` (tests check the usage queries use an index)."""
+        with self.read() as c:
+            return [str(r[-1]) for r in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+
+    def count(self) -> int:
+        with self.read() as c:
+            return int(c.execute(select(func.count()).select_from(usage)).scalar_one())
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT, which knows ON CONFLICT."""
+        return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+
+
+def _usage_row(rec: UsageRecord, cost: int | None) -> dict[str, Any]:
+    day = day_of(rec.ts)
+    return {
+        "ts": rec.ts,
+        "day": day,
+        "month": day[:7],
+        "provider": rec.provider,
+        "model": rec.model,
+        "virtual_key": rec.virtual_key,
+        "prompt_tokens": rec.prompt_tokens,
+        "completion_tokens": rec.completion_tokens,
+        "cached_tokens": rec.cached_tokens,
+        "cost_nusd": cost,
+        "latency_ms": rec.latency_ms,
+        "ttft_ms": rec.ttft_ms,
+        "status": rec.status,
+        "error_type": rec.error_type,
+        "request_id": rec.request_id,
+    }
