@@ -82,15 +82,20 @@ class BudgetExceeded(PolyrouteError):
         self.reserved_usd = reserved_usd
         self.requested_usd = requested_usd
         self.model = model
-        head = f"{period} budget for {scope} (${limit_usd:.2f}) "
+        head = f"{period} budget for {scope} ({_usd(limit_usd)}) "
         if requested_usd is None:
             why = f"cannot admit {model or 'this model'}: it has no price, so its cost has no bound"
         else:
             why = (
-                f"is exhausted: spent ${spent_usd:.4f}, ${reserved_usd:.4f} reserved "
-                f"by requests in flight, this request needs up to ${requested_usd:.4f}"
+                f"is exhausted: spent {_usd(spent_usd)}, {_usd(reserved_usd)} held by requests "
+                f"in flight, this request needs up to {_usd(requested_usd)}"
             )
         super().__init__(head + why)
+
+
+def _usd(v: float) -> str:
+    """Cents for sums of a dollar and more, significant digits below (``$0.0012``)."""
+    return f"${v:,.2f}" if v >= 1 or v == 0 else f"${v:.2g}" if v >= 0.01 else f"${v:.3g}"
 
 
 class LedgerError(PolyrouteError):

@@ -21,7 +21,9 @@ GLOBAL = "global"
 
 def to_nusd(usd: float, *, up: bool = False) -> int:
     """USD -> nano-dollars; ``up`` rounds a reservation up so it never under-reserves."""
-    return math.ceil(usd * NANO) if up else round(usd * NANO)
+    nusd = usd * NANO
+    # round away float noise first, so 0.001 USD is 1,000,000 and not 1,000,001
+    return math.ceil(round(nusd, 3)) if up else round(nusd)
 
 
 def to_usd(nusd: int | None) -> float:

@@ -15,6 +15,7 @@ import json
 import math
 import socket
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -192,6 +193,8 @@ class Simulator(ABC):
         self.models = models or self.default_models
         self.calls = 0
         self.requests: list[RecordedRequest] = []
+        self.answered: list[tuple[float, Mapping[str, str]]] = []
+        """Successful non-streamed answers: (``time.monotonic()``, response headers)."""
         self._lock = threading.Lock()
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -284,7 +287,10 @@ class Simulator(ABC):
         reply = self.script.answer(chat, self.default_reply(chat))
         headers = self.response_headers()
         if not chat.stream:
-            return JSONResponse(self.chat_body(chat, reply), headers=headers)
+            response = JSONResponse(self.chat_body(chat, reply), headers=headers)
+            with self._lock:
+                self.answered.append((time.monotonic(), headers))
+            return response
         cut = fault if fault is not None and fault.kind == "cut" else None
         return StreamingResponse(
             self._paced(chat, reply, cut), media_type=self.stream_media_type, headers=headers
