@@ -319,3 +319,19 @@ def test_providers_output_has_no_key(config_path: Path, args: tuple[str, ...]) -
     assert r.exit_code == 0, r.stderr
     assert "set (vault)" in r.stdout
     assert_clean(r.stdout + r.stderr, " ".join(args))
+
+
+@pytest.mark.parametrize("status", [401, 400])
+async def test_a_vendor_echoing_the_key_back_does_not_leak_it(
+    fleet: Fleet, config_path: Path, status: int
+) -> None:
+    # Real vendors mask keys in their errors; should one not, the exact key is scrubbed
+    # from the error's message and body even when it has no key-like prefix.
+    fleet["openai"].script.fail_next(1, status, message=f"bad key {LEAK} (tail {TAIL})")
+    async with Polyroute(load(config_path)) as pr:
+        with pytest.raises(ProviderError) as info:
+            await pr.complete("hi", provider="openai")
+    exc = info.value
+    assert "bad key *** (tail" in str(exc)
+    for text in (str(exc), repr(exc.args), json.dumps(exc.body)):
+        assert LEAK not in text

@@ -27,7 +27,7 @@ from typing import Any
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.config import load as load_config
-from polyroute.errors import ConfigError
+from polyroute.errors import ConfigError, CredentialError
 from polyroute.events import StreamEnd, StreamEvent, TextDelta
 from polyroute.hub import EventHub
 from polyroute.ledger import (
@@ -260,7 +260,7 @@ class Polyroute:
         async def check(pid: str) -> ConnectionCheck:
             try:
                 client = self.client(pid)
-            except ConfigError as exc:
+            except (ConfigError, CredentialError) as exc:
                 return ConnectionCheck(
                     pid, ok=False, latency_ms=0.0, error=str(exc), error_type="config"
                 )

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from polyroute.catalog import Catalog, ModelOverride
-from polyroute.credentials import _ID as _VAULT_ID  # one id rule, the vault's
 from polyroute.credentials import Vault, vault_for
+from polyroute.credentials import valid_id as valid_vault_id  # one id rule, the vault's
 from polyroute.errors import ConfigError, CredentialError, PolyrouteError
 from polyroute.providers import PROVIDER_TYPES, Provider, Secret
 from polyroute.types import Capability
@@ -123,7 +123,7 @@ class ProviderConfig(_Section):
         if v is None or v.startswith("env:"):
             return v
         if v.startswith("vault:"):
-            if not _VAULT_ID.match(v.removeprefix("vault:")):
+            if not valid_vault_id(v.removeprefix("vault:")):
                 raise ValueError(
                     "bad vault credential id: use letters, digits, '_', '-', '.' "
                     "(starting with a letter or digit, at most 64)"

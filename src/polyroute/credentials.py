@@ -51,20 +51,20 @@ class Vault:
     # -- public ------------------------------------------------------------
 
     def set(self, cred_id: str, value: str) -> None:
-        _check_id(cred_id)
+        check_id(cred_id)
         if not value:
             raise CredentialError(f"credential {cred_id!r}: the value is empty")
         self._write(self._path(cred_id), self._seal(cred_id, value.encode()))
 
     def get(self, cred_id: str) -> Secret:
-        _check_id(cred_id)
+        check_id(cred_id)
         path = self._path(cred_id)
         if not path.is_file():
             raise CredentialError(f"no credential {cred_id!r} in {self.directory}")
         return Secret(self._open(cred_id, path.read_bytes()).decode())
 
     def delete(self, cred_id: str) -> None:
-        _check_id(cred_id)
+        check_id(cred_id)
         path = self._path(cred_id)
         if not path.is_file():
             raise CredentialError(f"no credential {cred_id!r} in {self.directory}")
@@ -149,8 +149,13 @@ class Vault:
         os.replace(tmp, path)
 
 
-def _check_id(cred_id: str) -> None:
-    if not _ID.match(cred_id):
+def valid_id(cred_id: str) -> bool:
+    """Letters, digits, ``_``, ``-``, ``.``; at most 64; not starting with punctuation."""
+    return _ID.match(cred_id) is not None
+
+
+def check_id(cred_id: str) -> None:
+    if not valid_id(cred_id):
         raise CredentialError(
             f"bad credential id {cred_id!r}: letters, digits, '_', '-', '.' (at most 64)"
         )

@@ -40,6 +40,7 @@ anything that looks like one.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -94,8 +95,11 @@ class BudgetExceeded(PolyrouteError):
 
 
 def _usd(v: float) -> str:
-    """Cents for sums of a dollar and more, significant digits below (``$0.0012``)."""
-    return f"${v:,.2f}" if v >= 1 or v == 0 else f"${v:.2g}" if v >= 0.01 else f"${v:.3g}"
+    """Cents for a dollar and more; below, three significant digits (``$0.00123``)."""
+    if v >= 1 or v <= 0:
+        return f"${v:,.2f}"
+    decimals = 2 - math.floor(math.log10(v))
+    return f"${v:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 class LedgerError(PolyrouteError):

@@ -86,6 +86,11 @@ def exit_code(exc: BaseException) -> int:
 def run(main: Callable[[], Coroutine[Any, Any, int | None]]) -> NoReturn:
     """Run a command's coroutine; a polyroute error is one line on stderr and its exit code."""
     debug = state().debug
+    if debug:
+        import logging
+
+        logging.basicConfig(format="polyroute: %(name)s: %(message)s", level=logging.WARNING)
+        logging.getLogger("polyroute").setLevel(logging.DEBUG)
     try:
         code = asyncio.run(main()) or EXIT_OK
     except PolyrouteError as exc:

@@ -69,9 +69,9 @@ def set_credential(cred_id: str, from_env: str | None) -> None:
 
     async def main() -> int:
         from polyroute.config import MASTER_KEY_ENV, load
-        from polyroute.credentials import _check_id
+        from polyroute.credentials import check_id
 
-        _check_id(cred_id)
+        check_id(cred_id)
         config = load(config_path)
         if config.vault_exists() or not config.env.get(MASTER_KEY_ENV):
             config.vault()  # a missing or wrong passphrase fails before the key is asked for

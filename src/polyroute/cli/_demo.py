@@ -29,9 +29,9 @@ def demo() -> None:
                 f"[bold]polyroute demo[/] · {len(fleet.sims)} simulated vendors on loopback, "
                 "speaking each vendor's real wire format\n"
             )
-            config = Config(
-                validate(fleet.settings(), "embedded demo config"), "embedded", fleet.env()
-            )
+            # the demo's ledger is in memory: simulated spend never enters the user's records
+            settings = fleet.settings(storage={"url": "sqlite://"})
+            config = Config(validate(settings, "embedded demo config"), "embedded", fleet.env())
             async with Polyroute(config) as pr:
                 rows = []
                 for pid in config.enabled():
@@ -109,6 +109,7 @@ def demo() -> None:
                     ["what happened", "error", "status", "vendor type", "retryable", "retry after"],
                     err_rows,
                 )
+                await _budget_scene(console, pr, fleet)
         console.print(
             "Next: [bold]polyroute models[/] for the catalog and prices; "
             "[bold]polyroute ask --help[/] to ask your own providers."
@@ -116,6 +117,58 @@ def demo() -> None:
         return 0
 
     run(main)
+
+
+async def _budget_scene(console: Any, pr: Any, fleet: Any) -> None:
+    import asyncio
+
+    from polyroute.errors import BudgetExceeded
+    from polyroute.ledger import provider_scope, worst_case_usd
+    from polyroute.types import ChatRequest, Message
+
+    pid = "mistral"
+    model = pr.config.settings.providers[pid].default_model
+    entry = pr.catalog.get("mistral", model)
+    worst = worst_case_usd(entry, ChatRequest(model, (Message.user(PROMPT),), max_tokens=256))
+    assert worst is not None  # the simulated models are priced
+    limit = 3.5 * worst
+    await pr.ledger.set_budget(provider_scope(pid), daily_usd=limit)
+    console.print(
+        f"[bold]4. A budget holds under concurrency[/]: {pid} gets a daily limit of {usd(limit)}. "
+        f"Six requests arrive at once; each first holds its worst case ({usd(worst)}) in one "
+        "database transaction, and settles to its real cost when it ends."
+    )
+    fleet[pid].script.latency_s = 0.05  # all six are in flight together
+    results = await asyncio.gather(
+        *(pr.complete(PROMPT, provider=pid, max_tokens=256) for _ in range(6)),
+        return_exceptions=True,
+    )
+    fleet[pid].script.latency_s = 0.0
+    rows = []
+    for i, r in enumerate(results, 1):
+        if isinstance(r, BudgetExceeded):
+            rows.append([str(i), "refused: BudgetExceeded (exit 3)", str(r)])
+        elif isinstance(r, BaseException):
+            raise r
+        else:
+            rows.append([str(i), "answered", usd(r.cost_usd)])
+    _show(console, None, ["request", "outcome", "cost / reason"], rows)
+    report = await pr.usage(by="provider")
+    _show(
+        console,
+        "5. The usage ledger: one row per attempt, failures included",
+        ["provider", "requests", "failed", "tokens in/out", "cost"],
+        [
+            [
+                r.key,
+                str(r.requests),
+                str(r.failed),
+                f"{r.prompt_tokens}/{r.completion_tokens}",
+                usd(r.cost_usd),
+            ]
+            for r in report.rows
+        ],
+    )
 
 
 def _show(console: Any, title: str | None, columns: list[str], rows: list[list[str]]) -> None:

@@ -57,6 +57,8 @@ KEEP: Any = object()
 class _Call:
     fn: Callable[[Store], Any]
     future: concurrent.futures.Future[Any]
+    settle_first: bool = False
+    """Write pending settlements before running: a reservation must see what was spent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,7 @@ class Ledger:
             limits = self._limits(scopes, self._fresh_budgets(store))
             return store.reserve(limits, amount_usd, ts, self.reservation_ttl_s, model)
 
-        return await self._call(job)
+        return await self._call(job, settle_first=True)
 
     def record(self, record: UsageRecord, reservation: Reservation | None = None) -> None:
         """Queue ``record`` (and settle ``reservation`` to its cost); returns at once."""
@@ -226,11 +228,11 @@ class Ledger:
 
     # -- the database thread -----------------------------------------------------
 
-    async def _call(self, fn: Callable[[Store], T]) -> T:
+    async def _call(self, fn: Callable[[Store], T], *, settle_first: bool = False) -> T:
         if self._closed:
             raise LedgerError("the ledger is closed")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put(_Call(fn, future))
+        self._jobs.put(_Call(fn, future, settle_first))
         return await asyncio.wrap_future(future)
 
     def _limits(
@@ -251,18 +253,19 @@ class Ledger:
             self._cli_budgets = cached
         return cached[1]
 
-    def _run(self) -> None:
+    def _open(self) -> tuple[Store | None, LedgerError]:
         from polyroute.ledger._store import Store
 
-        store: Store | None = None
-        open_error = LedgerError("the ledger is not open")
         try:
             store = Store(self.url)
         except LedgerError as exc:
-            open_error = exc
-        else:
-            self._take_spill(store)
-            self._sweep(store)
+            return None, exc
+        self._take_spill(store)
+        self._sweep(store)
+        return store, LedgerError("the ledger is not open")
+
+    def _run(self) -> None:
+        store, open_error = self._open()
         pending: list[SettleItem] = []
         next_sweep = time.monotonic() + 60
         deadline: float | None = None
@@ -275,8 +278,12 @@ class Ledger:
             if isinstance(job, _Call):
                 if store is None:
                     job.future.set_exception(open_error)
-                else:
-                    _run_call(job, store)
+                    continue
+                # Settled spend frees budget: write it before a reservation that could need it.
+                # Under load this keeps batches, just smaller; with no budgets it never runs.
+                if job.settle_first and _holds(pending) and self._write(store, pending):
+                    pending, deadline = [], None
+                _run_call(job, store)
                 continue
             if isinstance(job, _Record):
                 pending.append((job.record, job.reservation))
@@ -292,26 +299,29 @@ class Ledger:
             if store is not None and time.monotonic() > next_sweep:
                 self._sweep(store)
                 next_sweep = time.monotonic() + 60
-            if not isinstance(job, _Flush):
-                continue
-            if job.stop:
-                if pending:
-                    self._spill(pending)
-                if store is not None:
-                    store.close()
-                job.future.set_result(None)
+            if isinstance(job, _Flush) and self._flushed(job, pending, store, open_error):
                 return
+
+    def _flushed(
+        self, job: _Flush, pending: list[SettleItem], store: Store | None, open_error: LedgerError
+    ) -> bool:
+        """Answer a flush; on the closing one, spill what is left and stop (returns True)."""
+        if job.stop:
             if pending:
-                error = (
-                    open_error
-                    if store is None
-                    else LedgerError(
-                        "the ledger database refused the records; they are kept and retried"
-                    )
-                )
-                job.future.set_exception(error)
-            else:
-                job.future.set_result(None)
+                self._spill(pending)
+            if store is not None:
+                store.close()
+            job.future.set_result(None)
+            return True
+        if not pending:
+            job.future.set_result(None)
+        elif store is None:
+            job.future.set_exception(open_error)
+        else:
+            job.future.set_exception(
+                LedgerError("the ledger database refused the records; they are kept and retried")
+            )
+        return False
 
     def _write(self, store: Store, batch: list[SettleItem]) -> bool:
         from sqlalchemy.exc import SQLAlchemyError
@@ -391,6 +401,10 @@ class Ledger:
             log.warning("ledger: wrote back %d records from %s", len(items), path)
         else:
             taken.rename(path)
+
+
+def _holds(pending: list[SettleItem]) -> bool:
+    return any(res is not None and res.targets for _, res in pending)
 
 
 def _run_call(job: _Call, store: Store) -> None:

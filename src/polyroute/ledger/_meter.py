@@ -10,6 +10,7 @@ request events. The router (Step 3) meters every attempt through it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,8 @@ from polyroute.ledger._ledger import Ledger
 from polyroute.ledger._records import Reservation, Status, UsageRecord
 from polyroute.providers import ProviderClient
 from polyroute.types import ChatRequest, ChatResponse, ImagePart, Usage
+
+log = logging.getLogger("polyroute.meter")
 
 DEFAULT_OUTPUT_BOUND = 8192
 """Output tokens assumed when neither the request nor the catalog bounds them."""
@@ -184,6 +187,20 @@ class _Attempt:
     def _write(self, record: UsageRecord) -> None:
         self.done = True
         self.meter.ledger.record(record, self.reservation)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s/%s %s%s in %.1f ms, %d+%d tokens, cost %s, held %s, request id %s",
+                record.provider,
+                record.model,
+                record.status,
+                f" ({record.error_type})" if record.error_type else "",
+                record.latency_ms,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.cost_usd,
+                self.reservation.amount_usd if self.reservation.targets else "nothing",
+                record.request_id,
+            )
 
     def succeeded(
         self,

@@ -107,7 +107,7 @@ class Exchange:
         """Send and return ``(parsed JSON body, vendor request id)``; raise on any failure."""
         response = await self._send(call, timeout_s, stream=False)
         rid = self._request_id(response.headers)
-        return _json_body(response.content, self.provider.id, rid), rid
+        return _json_body(self._scrubbed(response.content), self.provider.id, rid), rid
 
     async def open_stream(self, call: HttpCall, timeout_s: float | None = None) -> httpx2.Response:
         """Send and return the open streaming response (status already checked)."""
@@ -144,12 +144,19 @@ class Exchange:
             raise self._status_error(response)
         return response
 
+    def _scrubbed(self, content: bytes) -> bytes:
+        """``content`` without our own key, should a vendor echo it back in a body."""
+        key = self.provider.api_key
+        secret = key.reveal().encode() if key is not None else b""
+        return content.replace(secret, b"***") if secret and secret in content else content
+
     def _status_error(self, response: httpx2.Response) -> ProviderError:
         body: Any
+        content = self._scrubbed(response.content)
         try:
-            body = json.loads(response.content)
+            body = json.loads(content)
         except ValueError:
-            body = response.text[:2000]
+            body = content[:2000].decode("utf-8", "replace")
         try:
             vendor = self.protocol.parse_error(response.status_code, body)
         except (KeyError, TypeError, AttributeError, IndexError):
