@@ -131,9 +131,12 @@ class EventHub:
             return
         loop = self._loop
         if loop is not None and loop.is_running() and _other_thread(loop):
-            loop.call_soon_threadsafe(self._deliver, events)
-        else:
-            self._deliver(events)
+            try:
+                loop.call_soon_threadsafe(self._deliver, events)
+                return
+            except RuntimeError:  # the loop closed in between: deliver here instead
+                pass
+        self._deliver(events)
 
     def _deliver(self, events: list[HubEvent]) -> None:
         subs = self._subs

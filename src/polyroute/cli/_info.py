@@ -116,20 +116,23 @@ def providers(as_json: bool) -> None:
         from polyroute.providers import protocol_for
 
         config = load(config_path)
-        pr = Polyroute(config)
-        out: list[dict[str, Any]] = []
-        for pid, spec in config.settings.providers.items():
-            out.append(
-                {
-                    "id": pid,
-                    "type": spec.type,
-                    "base_url": spec.base_url or protocol_for(spec.type).default_base_url,
-                    "enabled": spec.enabled,
-                    "key": config.key_status(pid),
-                    "default_model": spec.default_model,
-                    "models": pr.models_of(pid),
-                }
-            )
+        async with Polyroute(config) as pr:
+            budgets = {b.scope: b for b in await pr.budgets()} if config.settings.providers else {}
+            out: list[dict[str, Any]] = []
+            for pid, spec in config.settings.providers.items():
+                b = budgets.get(f"provider:{pid}")
+                out.append(
+                    {
+                        "id": pid,
+                        "type": spec.type,
+                        "base_url": spec.base_url or protocol_for(spec.type).default_base_url,
+                        "enabled": spec.enabled,
+                        "key": config.key_status(pid),
+                        "default_model": spec.default_model,
+                        "models": pr.models_of(pid),
+                        "budget": None if b is None or b.limits.empty else b.as_dict(),
+                    }
+                )
         if as_json:
             emit_json({"source": config.source, "providers": out})
             return 0
@@ -138,7 +141,7 @@ def providers(as_json: bool) -> None:
             return 0
         table(
             f"providers ({config.source})",
-            ["id", "type", "base url", "enabled", "key", "default model", "models"],
+            ["id", "type", "base url", "enabled", "key", "default model", "models", "budget left"],
             [
                 [
                     p["id"],
@@ -148,6 +151,7 @@ def providers(as_json: bool) -> None:
                     p["key"],
                     p["default_model"] or "-",
                     str(len(p["models"])),
+                    _budget_left(p["budget"]),
                 ]
                 for p in out
             ],
@@ -155,6 +159,18 @@ def providers(as_json: bool) -> None:
         return 0
 
     run(main)
+
+
+def _budget_left(budget: dict[str, Any] | None) -> str:
+    """What is left of each limited period: ``$4.20 today, $150.00 this month``."""
+    if budget is None:
+        return "-"
+    parts = [
+        f"{usd(budget[k]['left_usd'], 2)} {when}"
+        for k, when in (("daily", "today"), ("monthly", "this month"))
+        if budget[k]["limit_usd"] is not None
+    ]
+    return ", ".join(parts)
 
 
 @click.command()

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from polyroute.errors import LedgerError
+from polyroute.errors import BudgetExceeded, LedgerError
 from polyroute.hub import BudgetAlert, EventHub, UsageRecorded
 from polyroute.ledger._records import (
     GLOBAL,
@@ -58,7 +58,8 @@ class _Call:
     fn: Callable[[Store], Any]
     future: concurrent.futures.Future[Any]
     settle_first: bool = False
-    """Write pending settlements before running: a reservation must see what was spent."""
+    """If it raises BudgetExceeded while settlements are pending, write them and run it again:
+    settled spend releases worst-case holds, so a refusal must not rest on stale ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,8 @@ class Ledger:
         Raises :class:`BudgetExceeded` when one cannot take it. With no budget
         in play and fresh budget data this returns without touching the database.
         """
+        if self._closed:  # refuse before the call is paid for, not at record() after it
+            raise LedgerError("the ledger is closed")
         scopes = [GLOBAL, provider_scope(provider)]
         if virtual_key:
             scopes.append(key_scope(virtual_key))
@@ -207,6 +210,8 @@ class Ledger:
 
     async def flush(self) -> None:
         """Return once every record handed over so far is committed."""
+        if self._closed:  # the thread is gone: nothing would ever answer
+            raise LedgerError("the ledger is closed")
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._jobs.put(_Flush(future))
         await asyncio.wrap_future(future)
@@ -265,8 +270,38 @@ class Ledger:
         return store, LedgerError("the ledger is not open")
 
     def _run(self) -> None:
-        store, open_error = self._open()
         pending: list[SettleItem] = []
+        current: list[_Call | _Record | _Flush | None] = [None]  # the job being served
+        try:
+            self._serve(pending, current)
+        except Exception as exc:  # a bug in the ledger: keep answering, so no caller waits forever
+            log.exception("the ledger's database thread failed")
+            error = LedgerError(f"the ledger stopped on an error: {exc!r}")
+            job = current[0]  # a record in hand is already in pending; a call or flush still waits
+            self._serve_broken(pending, error, None if isinstance(job, _Record) else job)
+
+    def _serve_broken(
+        self, pending: list[SettleItem], error: LedgerError, waiting: _Call | _Flush | None
+    ) -> None:
+        """Fail every call, keep records for the spill file, stop on close."""
+        job: _Call | _Record | _Flush | None = None
+        if waiting is not None and not waiting.future.done():
+            job = waiting
+        while True:
+            if job is None:
+                job = self._jobs.get()
+            if isinstance(job, _Record):
+                pending.append((job.record, job.reservation))
+            elif isinstance(job, _Call):
+                job.future.set_exception(error)
+            elif self._flushed(job, pending, None, error):
+                return
+            job = None
+
+    def _serve(
+        self, pending: list[SettleItem], current: list[_Call | _Record | _Flush | None]
+    ) -> None:
+        store, open_error = self._open()
         next_sweep = time.monotonic() + 60
         deadline: float | None = None
         while True:
@@ -275,15 +310,21 @@ class Ledger:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
                 job = None
+            current[0] = job
             if isinstance(job, _Call):
                 if store is None:
                     job.future.set_exception(open_error)
                     continue
-                # Settled spend frees budget: write it before a reservation that could need it.
-                # Under load this keeps batches, just smaller; with no budgets it never runs.
-                if job.settle_first and _holds(pending) and self._write(store, pending):
-                    pending, deadline = [], None
-                _run_call(job, store)
+
+                def settle_now() -> bool:
+                    if not _holds(pending) or not self._write(store, pending):
+                        return False
+                    pending.clear()
+                    return True
+
+                _run_call(job, store, settle_now if job.settle_first else None)
+                if not pending:
+                    deadline = None
                 continue
             if isinstance(job, _Record):
                 pending.append((job.record, job.reservation))
@@ -293,7 +334,7 @@ class Ledger:
                     continue
             # time to write: the timer fired, the batch is full, or a flush was asked for
             if store is not None and pending and self._write(store, pending):
-                pending = []
+                pending.clear()
             # a refused batch is retried a second later, not in a hot loop
             deadline = time.monotonic() + max(1.0, self.flush_interval_s) if pending else None
             if store is not None and time.monotonic() > next_sweep:
@@ -307,11 +348,18 @@ class Ledger:
     ) -> bool:
         """Answer a flush; on the closing one, spill what is left and stop (returns True)."""
         if job.stop:
-            if pending:
-                self._spill(pending)
-            if store is not None:
-                store.close()
-            job.future.set_result(None)
+            try:
+                if pending:
+                    self._spill(pending)
+            except OSError as exc:  # close must still return, not leave its caller waiting
+                job.future.set_exception(
+                    LedgerError(f"ledger: {len(pending)} records lost, no spill file: {exc}")
+                )
+            else:
+                job.future.set_result(None)
+            finally:
+                if store is not None:
+                    store.close()
             return True
         if not pending:
             job.future.set_result(None)
@@ -362,8 +410,12 @@ class Ledger:
 
     def _spill_path(self) -> Path | None:
         from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
 
-        database = make_url(self.url).database
+        try:
+            database = make_url(self.url).database
+        except ArgumentError:  # not a URL: the ledger never opened, there is no file
+            return None
         if not database or database == ":memory:":
             return None
         return Path(database + ".spill.jsonl")
@@ -371,7 +423,7 @@ class Ledger:
     def _spill(self, batch: list[SettleItem]) -> None:
         path = self._spill_path()
         if path is None:
-            log.error("ledger: %d records lost (in-memory database unwritable)", len(batch))
+            log.error("ledger: %d records lost (no database file to keep them beside)", len(batch))
             return
         with path.open("a", encoding="utf-8") as f:
             for rec, res in batch:
@@ -391,31 +443,54 @@ class Ledger:
         except FileNotFoundError:  # another process claimed it first
             return
         items: list[SettleItem] = []
+        bad: list[str] = []
         for line in taken.read_text("utf-8").splitlines():
-            data = json.loads(line)
-            r = data["reservation"]
-            res = None if r is None else Reservation(r["id"], r["amount_usd"], _pairs(r["targets"]))
-            items.append((UsageRecord(**data["record"]), res))
-        if self._write(store, items):
-            taken.unlink()
-            log.warning("ledger: wrote back %d records from %s", len(items), path)
-        else:
+            try:
+                data = json.loads(line)
+                r = data["reservation"]
+                res = (
+                    None
+                    if r is None
+                    else Reservation(r["id"], r["amount_usd"], _pairs(r["targets"]))
+                )
+                items.append((UsageRecord(**data["record"]), res))
+            except (ValueError, TypeError, KeyError):  # a torn line must not stop the ledger
+                bad.append(line)
+        if items and not self._write(store, items):
             taken.rename(path)
+            return
+        if bad:  # left in the spill file for a person to look at
+            with path.open("a", encoding="utf-8") as f:
+                f.write("\n".join(bad) + "\n")
+            log.error("ledger: %d unreadable lines of %s left in it", len(bad), path)
+        taken.unlink()
+        if items:
+            log.warning("ledger: wrote back %d records from %s", len(items), path)
 
 
 def _holds(pending: list[SettleItem]) -> bool:
     return any(res is not None and res.targets for _, res in pending)
 
 
-def _run_call(job: _Call, store: Store) -> None:
+def _run_call(job: _Call, store: Store, settle: Callable[[], bool] | None = None) -> None:
+    """Run ``job`` and hand its result or error to the awaiting caller; the thread lives on."""
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        job.future.set_result(job.fn(store))
+        try:
+            result = job.fn(store)
+        except BudgetExceeded:
+            if settle is None or not settle():
+                raise
+            result = job.fn(store)
+        job.future.set_result(result)
     except SQLAlchemyError as exc:
         job.future.set_exception(LedgerError(f"ledger database error: {exc}"))
-    except Exception as exc:  # noqa: BLE001 - raised again in the awaiting caller, thread lives on
+    except Exception as exc:  # noqa: BLE001 - raised again in the awaiting caller
         job.future.set_exception(exc)
+    finally:
+        if store.conn.in_transaction():  # a run() that left one open must not block the writer
+            store.conn.rollback()
 
 
 def _res(r: Reservation | None) -> dict[str, Any] | None:
