@@ -33,14 +33,8 @@ def fleet() -> Iterator[Fleet]:
 @pytest.fixture
 def config(fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
-    text = fleet.toml()
-    for vendor, sim in fleet.sims.items():
-        text += (
-            f'\n[models."{sim.models[0]}"]\nprovider_type = "{vendor}"\n'
-            f"input_usd_per_mtok = {PRICE[0]}\noutput_usd_per_mtok = {PRICE[1]}\n"
-        )
     path = tmp_path / "polyroute.toml"
-    path.write_text(text)
+    path.write_text(fleet.toml(price=PRICE))
     yield path
     for sim in fleet.sims.values():
         sim.script.recover()

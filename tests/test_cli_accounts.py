@@ -24,14 +24,8 @@ def fleet() -> Iterator[Fleet]:
 
 
 def write(tmp_path: Path, fleet: Fleet, extra: str = "") -> Path:
-    text = fleet.toml()
-    for vendor, sim in fleet.sims.items():
-        text += (
-            f'\n[models."{sim.models[0]}"]\nprovider_type = "{vendor}"\n'
-            f"input_usd_per_mtok = {PRICE[0]}\noutput_usd_per_mtok = {PRICE[1]}\n"
-        )
     path = tmp_path / "polyroute.toml"
-    path.write_text(text + extra)
+    path.write_text(fleet.toml(price=PRICE) + extra)
     return path
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # the ledger emits through the hub, so the hub may not import it at run time
+    from polyroute.errors import BudgetExceeded
     from polyroute.ledger._records import PeriodKind, UsageRecord
 
 log = logging.getLogger("polyroute.hub")
@@ -85,6 +86,20 @@ class BudgetExceededEvent:
     provider: str
     model: str
     kind: Literal["budget_exceeded"] = "budget_exceeded"
+
+    @classmethod
+    def of(cls, exc: BudgetExceeded, provider: str, model: str) -> BudgetExceededEvent:
+        period: PeriodKind = "monthly" if exc.period == "monthly" else "daily"
+        return cls(
+            exc.scope,
+            period,
+            exc.limit_usd,
+            exc.spent_usd,
+            exc.reserved_usd,
+            exc.requested_usd,
+            provider,
+            model,
+        )
 
 
 HubEvent = RequestSucceeded | RequestFailed | UsageRecorded | BudgetAlert | BudgetExceededEvent

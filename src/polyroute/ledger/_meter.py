@@ -97,18 +97,7 @@ class Meter:
                 virtual_key=virtual_key,
             )
         except BudgetExceeded as exc:
-            self.hub.emit(
-                BudgetExceededEvent(
-                    exc.scope,
-                    "daily" if exc.period == "daily" else "monthly",
-                    exc.limit_usd,
-                    exc.spent_usd,
-                    exc.reserved_usd,
-                    exc.requested_usd,
-                    client.id,
-                    request.model,
-                )
-            )
+            self.hub.emit(BudgetExceededEvent.of(exc, client.id, request.model))
             raise
 
     async def complete(
@@ -184,8 +173,38 @@ class _Attempt:
         self.virtual_key = virtual_key
         self.done = False
 
-    def _write(self, record: UsageRecord) -> None:
+    def _write(
+        self,
+        model: str,
+        usage: Usage,
+        latency_ms: float,
+        ttft_ms: float | None,
+        request_id: str | None,
+        status: Status = "ok",
+        error_type: str | None = None,
+    ) -> float | None:
+        """Record the attempt (settling its reservation); return its cost."""
         self.done = True
+        cost = (
+            self.meter.catalog.cost(self.client.provider.type, self.request.model, usage).usd
+            if usage.total_tokens
+            else 0.0  # nothing used costs nothing, priced or not
+        )
+        record = UsageRecord(
+            ts=self.started,
+            provider=self.client.id,
+            model=model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            status=status,
+            error_type=error_type,
+            request_id=request_id,
+            virtual_key=self.virtual_key,
+        )
         self.meter.ledger.record(record, self.reservation)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -201,6 +220,7 @@ class _Attempt:
                 self.reservation.amount_usd if self.reservation.targets else "nothing",
                 record.request_id,
             )
+        return cost
 
     def succeeded(
         self,
@@ -210,22 +230,7 @@ class _Attempt:
         ttft_ms: float | None,
         request_id: str | None,
     ) -> float | None:
-        cost = self.meter.catalog.cost(self.client.provider.type, self.request.model, usage).usd
-        self._write(
-            UsageRecord(
-                ts=self.started,
-                provider=self.client.id,
-                model=model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                cost_usd=cost,
-                latency_ms=latency_ms,
-                ttft_ms=ttft_ms,
-                request_id=request_id,
-                virtual_key=self.virtual_key,
-            )
-        )
+        cost = self._write(model, usage, latency_ms, ttft_ms, request_id)
         if self.meter.hub.listening:
             self.meter.hub.emit(
                 RequestSucceeded(
@@ -254,27 +259,12 @@ class _Attempt:
             error_type = exc.type
         elif isinstance(exc, Exception):
             error_type = type(exc).__name__
+        # vendors bill generated tokens: a stream cut after content is charged for what came
         usage = Usage(0, 0)
-        cost: float | None = 0.0
         if delivered_chars:
             usage = Usage(prompt_token_bound(self.request), math.ceil(delivered_chars / 4))
-            cost = self.meter.catalog.cost(self.client.provider.type, self.request.model, usage).usd
-        self._write(
-            UsageRecord(
-                ts=self.started,
-                provider=self.client.id,
-                model=self.request.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=cost,
-                latency_ms=latency_ms,
-                ttft_ms=ttft_ms,
-                status=status,
-                error_type=error_type,
-                request_id=exc.request_id if isinstance(exc, ProviderError) else None,
-                virtual_key=self.virtual_key,
-            )
-        )
+        request_id = exc.request_id if isinstance(exc, ProviderError) else None
+        self._write(self.request.model, usage, latency_ms, ttft_ms, request_id, status, error_type)
         if self.meter.hub.listening:
             self.meter.hub.emit(
                 RequestFailed(

@@ -86,13 +86,25 @@ class Fleet:
     def env(self) -> dict[str, str]:
         return {SIM_KEY_ENV: self.key}
 
-    def toml(self, **sections: Any) -> str:
-        """The same config as TOML text, to write to a file for CLI tests."""
+    def toml(self, *, price: tuple[float, float] | None = None) -> str:
+        """The same config as TOML text, to write to a file for CLI tests.
+
+        ``price``: (input, output) USD per million tokens for each simulator's first model.
+        """
         lines: list[str] = []
-        for pid, spec in self.settings(**sections)["providers"].items():
+        for pid, spec in self.settings()["providers"].items():
             lines.append(f'[providers."{pid}"]')
             lines.extend(f"{k} = {_toml_value(v)}" for k, v in spec.items())
             lines.append("")
+        if price is not None:
+            for t, sim in self.sims.items():
+                lines += [
+                    f'[models."{sim.models[0]}"]',
+                    f'provider_type = "{t}"',
+                    f"input_usd_per_mtok = {price[0]}",
+                    f"output_usd_per_mtok = {price[1]}",
+                    "",
+                ]
         return "\n".join(lines)
 
 
