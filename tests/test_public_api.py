@@ -29,7 +29,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 def test_import_stays_light() -> None:
     code = (
         "import sys, polyroute, polyroute.cli; "
-        "heavy = {'httpx2', 'pydantic', 'genai_prices', 'rich', 'starlette', 'uvicorn'} & set(sys.modules); "
+        "heavy = {'httpx2', 'pydantic', 'genai_prices', 'rich', 'starlette', 'uvicorn', 'sqlalchemy'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
     out = subprocess.run(

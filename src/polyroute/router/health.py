@@ -1,0 +1,120 @@
+"""Provider health: a probe now, or a background monitor every ``[health] interval_s``.
+
+A probe is an authenticated model listing (``ProviderClient.test_connection``):
+cheap, and it checks both reachability and the key. The router excludes a
+provider whose last probe failed ("unhealthy: ...") until a later probe
+passes; a provider never probed is assumed healthy. Probes run concurrently,
+each with its own timeout, so one slow vendor does not delay the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polyroute.errors import ConfigError, CredentialError
+from polyroute.providers import ProviderClient
+
+log = logging.getLogger("polyroute.health")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthStatus:
+    provider: str
+    ok: bool
+    checked_at: float
+    """Unix time of the probe."""
+    latency_ms: float
+    models: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "ok": self.ok,
+            "checked_at": self.checked_at,
+            "latency_ms": round(self.latency_ms, 1),
+            "models": self.models,
+            "error": self.error,
+            "error_type": self.error_type,
+        }
+
+
+class HealthMonitor:
+    """The latest probe of each provider, and the loop that refreshes them."""
+
+    def __init__(
+        self,
+        client: Callable[[str], ProviderClient],
+        providers: Callable[[], Sequence[str]],
+        *,
+        interval_s: float = 60.0,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._providers = providers
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.status: dict[str, HealthStatus] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def reason(self, provider: str) -> str | None:
+        """Why ``provider`` should get no traffic now, or ``None``."""
+        s = self.status.get(provider)
+        if s is None or s.ok:
+            return None
+        ago = max(0.0, self.clock() - s.checked_at)
+        return f"unhealthy: {s.error} (checked {ago:.0f}s ago)"
+
+    async def check(self, provider: str) -> HealthStatus:
+        started = self.clock()
+        try:
+            client = self._client(provider)
+        except (ConfigError, CredentialError) as exc:
+            status = HealthStatus(provider, False, started, 0.0, None, str(exc), "config")
+        else:
+            c = await client.test_connection(timeout_s=self.timeout_s)
+            status = HealthStatus(
+                provider, c.ok, started, c.latency_ms, c.models, c.error, c.error_type
+            )
+        self.status[provider] = status
+        return status
+
+    async def check_all(self) -> list[HealthStatus]:
+        """Probe every provider now, concurrently."""
+        return list(await asyncio.gather(*(self.check(p) for p in self._providers())))
+
+    # -- the background loop -------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Probe now and every ``interval_s`` on the running loop (no-op if 0 or running)."""
+        if self.interval_s <= 0 or self.running:
+            return
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="polyroute-health")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            results = await self.check_all()
+            for s in results:
+                if not s.ok:
+                    log.warning("provider %s unhealthy: %s", s.provider, s.error)
+            await asyncio.sleep(self.interval_s)
