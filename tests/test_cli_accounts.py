@@ -49,13 +49,13 @@ def test_usage_totals_by_provider_model_and_day(fleet: Fleet, config: Path) -> N
         r = ask(config, provider, "--json")
         assert r.exit_code == 0, r.stderr
         costs.append(json.loads(r.stdout)["cost_usd"])
-    fleet["openai"].script.fail_next(1, 500)
+    fleet["openai"].script.fail_next(2, 500)  # an attempt and its retry: two failed rows
     assert ask(config, "openai").exit_code == 4
 
     r = invoke("usage", "--json", "--config", str(config))
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["requests"] == 4
+    assert out["requests"] == 5
     assert out["total_cost_usd"] == pytest.approx(sum(costs))
     rows = {row["provider"]: row for row in out["rows"]}
     assert set(rows["openai"]) == {
@@ -66,7 +66,7 @@ def test_usage_totals_by_provider_model_and_day(fleet: Fleet, config: Path) -> N
         "completion_tokens",
         "cost_usd",
     }
-    assert (rows["openai"]["requests"], rows["openai"]["failed"]) == (3, 1)
+    assert (rows["openai"]["requests"], rows["openai"]["failed"]) == (4, 2)
     assert rows["openai"]["cost_usd"] == pytest.approx(costs[0] + costs[1])
     assert rows["anthropic"]["completion_tokens"] > 0
 
@@ -89,7 +89,7 @@ def test_usage_totals_by_provider_model_and_day(fleet: Fleet, config: Path) -> N
     )
     assert [row["provider"] for row in only["rows"]] == ["anthropic"]
     recent = json.loads(invoke("usage", "--since", "1d", "--json", "--config", str(config)).stdout)
-    assert recent["requests"] == 4
+    assert recent["requests"] == 5
     future = json.loads(
         invoke("usage", "--since", "2999-01-01", "--json", "--config", str(config)).stdout
     )

@@ -14,7 +14,7 @@ import pytest
 
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
-from polyroute.errors import BudgetExceeded, InternalServerError
+from polyroute.errors import AllProvidersFailedError, BudgetExceeded, InternalServerError
 from polyroute.hub import (
     BudgetAlert,
     BudgetExceededEvent,
@@ -189,6 +189,9 @@ def fleet() -> Iterator[Fleet]:
         yield f
 
 
+ONE_SHOT = {"max_attempts": 1, "retries_per_provider": 0}  # one attempt: no retry, no fallback
+
+
 def make_config(fleet: Fleet, budget: dict[str, Any] | None = None, **sections: Any) -> Config:
     settings = fleet.settings(
         models={MODEL: {"input_usd_per_mtok": PRICE[0], "output_usd_per_mtok": PRICE[1]}},
@@ -238,12 +241,13 @@ async def test_success_emits_request_succeeded_then_usage_recorded(
 
 async def test_a_500_emits_request_failed_and_an_error_record(fleet: Fleet, ledger: Ledger) -> None:
     fleet["openai"].script.fail_next(1, 500)
-    async with Polyroute(make_config(fleet), ledger=ledger) as pr:
+    async with Polyroute(make_config(fleet, router=ONE_SHOT), ledger=ledger) as pr:
         seen: list[HubEvent] = []
         pr.events.subscribe(seen.append)
-        with pytest.raises(InternalServerError):
+        with pytest.raises(AllProvidersFailedError) as info:
             await pr.complete("hi")
         await ledger.flush()
+    assert isinstance(info.value.last, InternalServerError)
     [failed, recorded] = seen
     assert isinstance(failed, RequestFailed)
     assert (failed.provider, failed.model, failed.error_type, failed.status) == (
@@ -271,6 +275,7 @@ async def test_a_budget_refusal_emits_budget_exceeded_and_calls_nobody(
         fleet,
         budget={"daily_usd": 0.0001},  # one worst case of gpt-4o-mini is ~$0.13
         storage={"url": f"sqlite:///{tmp_path}/own.db"},
+        router=ONE_SHOT,
     )
     sim = fleet["openai"]
     calls = sim.calls

@@ -22,12 +22,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack
 
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.config import load as load_config
-from polyroute.errors import ConfigError, CredentialError
+from polyroute.errors import AllProvidersFailedError, ConfigError, CredentialError
 from polyroute.events import StreamEnd, StreamEvent, TextDelta
 from polyroute.hub import EventHub
 from polyroute.ledger import (
@@ -40,8 +40,16 @@ from polyroute.ledger import (
     provider_scope,
 )
 from polyroute.providers import ConnectionCheck, HttpPool, ProviderClient, connect
-from polyroute.router.decision import Attempt, Decision
-from polyroute.types import ChatRequest, ChatResponse, Message, Usage
+from polyroute.router._router import Router
+from polyroute.router.breaker import Breakers
+from polyroute.router.complexity import estimate_complexity
+from polyroute.router.context import Complexity, RoutingContext
+from polyroute.router.decision import Attempt, Decision, Target
+from polyroute.router.executor import Executor
+from polyroute.router.health import HealthMonitor
+from polyroute.router.retry import RetryPolicy
+from polyroute.router.stats import LatencyStats
+from polyroute.types import Capability, ChatRequest, ChatResponse, Message, Usage
 
 Prompt = str | Sequence[Message]
 
@@ -79,6 +87,46 @@ class Answer:
         }
 
 
+def _answer(
+    decision: Decision,
+    response: ChatResponse,
+    latency_ms: float,
+    cost: float | None,
+    attempts: Sequence[Attempt],
+) -> Answer:
+    return Answer(
+        content=response.content,
+        provider=response.provider or decision.provider,
+        model=response.model or decision.model,
+        usage=response.usage,
+        cost_usd=cost,
+        latency_ms=latency_ms,
+        decision=decision,
+        attempts=attempts,
+        finish_reason=response.finish_reason,
+        response=response,
+    )
+
+
+class Routing(TypedDict, total=False):
+    """How to route a request (all optional): the library side of the CLI's routing flags."""
+
+    provider: str
+    """Only this configured provider."""
+    model: str
+    """Only this model."""
+    priority: str
+    """The strategy: cost, quality, performance, balanced, carbon, or ``"pkg.module:Class"``."""
+    complexity: Complexity | Literal["auto"]
+    max_cost_usd: float
+    max_latency_ms: float
+    require: Sequence[Capability]
+
+
+_BUDGET_HINT_S = 10.0
+"""How long a budget refusal keeps a provider out of decisions (the ledger decides at call time)."""
+
+
 def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
     messages = [Message.user(prompt)] if isinstance(prompt, str) else list(prompt)
     if system:
@@ -112,6 +160,16 @@ class Polyroute:
         self._meter: Meter | None = None
         self._clients: dict[str, ProviderClient] = {}
         self._catalog: Catalog | None = None
+        settings = config.settings
+        self.stats = LatencyStats()
+        self.breakers = Breakers(settings.router.circuit_breaker)
+        self.health_monitor = HealthMonitor(
+            self.client, config.enabled, interval_s=settings.health.interval_s
+        )
+        """Probes on demand; ``start_health_monitor()`` runs it every ``[health] interval_s``."""
+        self._router: Router | None = None
+        self._executor: Executor | None = None
+        self._over_budget: dict[str, tuple[float, str]] = {}
 
     @classmethod
     def from_config(cls, path: str | None = None) -> Polyroute:
@@ -142,7 +200,46 @@ class Polyroute:
             self._clients[provider_id] = c
         return c
 
-    # -- choosing ----------------------------------------------------------
+    # -- the router's parts --------------------------------------------------
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            checks = (self._breaker_check, self.health_monitor.reason, self._budget_check)
+            self._router = Router(self.config, self.catalog, self.stats, checks)
+        return self._router
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            router = self.config.settings.router
+            self._executor = Executor(
+                self.client,
+                self.meter,
+                self.breakers,
+                self.stats,
+                RetryPolicy.from_config(router),
+                max_attempts=router.max_attempts,
+            )
+        return self._executor
+
+    def _breaker_check(self, provider_id: str) -> str | None:
+        b = self.breakers.get(provider_id)
+        return f"breaker open, retry in {b.retry_in_s:.0f}s" if b.state == "open" else None
+
+    def _budget_check(self, provider_id: str) -> str | None:
+        """A hint from recent refusals; the reservation at call time is what enforces."""
+        for key in (provider_id, "*"):
+            hit = self._over_budget.get(key)
+            if hit is not None and time.monotonic() - hit[0] < _BUDGET_HINT_S:
+                return f"over budget: {hit[1]}"
+        return None
+
+    def _note_refusals(self, attempts: Sequence[Attempt]) -> None:
+        for a in attempts:
+            if a.error_type == "budget_exceeded" and a.error:
+                scope = "*" if "budget for global" in a.error else a.provider
+                self._over_budget[scope] = (time.monotonic(), a.error)
 
     def models_of(self, provider_id: str) -> list[str]:
         """What a provider serves: its configured list, else the catalog's chat models of its type."""
@@ -151,50 +248,54 @@ class Polyroute:
             return list(spec.models)
         return [m.id for m in self.catalog.for_type(spec.type) if "chat" in m.capabilities]
 
-    def decide(
-        self,
-        messages: Sequence[Message],
-        *,
-        provider: str | None = None,
-        model: str | None = None,
-        max_tokens: int | None = None,
-    ) -> Decision:
-        """Pick the provider and model: pinned ones, else the first enabled provider that serves it."""
-        enabled = self.config.enabled()
-        if provider is not None:
-            if provider not in self.config.settings.providers:
-                self.config.provider(provider)  # raises the clear "no provider" error
-            candidates = [provider]
-            why = f"pinned to provider {provider!r}"
-        else:
-            candidates = [p for p in enabled if model is None or model in self.models_of(p)]
-            why = "first enabled provider" + (f" serving {model!r}" if model else "")
-        if not candidates:
-            raise ConfigError(
-                "no enabled provider"
-                + (f" serves model {model!r}" if model else " is configured")
-                + f" ({self.config.source})"
-            )
-        pid = candidates[0]
-        chosen = model or self._default_model(pid)
-        spec = self.config.settings.providers[pid]
-        entry = self.catalog.get(spec.type, chosen)
-        out_tokens = max_tokens or entry.max_output_tokens or 1024
-        est = None
-        if entry.price is not None:
-            est = entry.price.cost(Usage(estimate_tokens(messages), out_tokens))
-        return Decision("pinned", pid, chosen, why, est)
+    # -- choosing ------------------------------------------------------------
 
-    def _default_model(self, pid: str) -> str:
-        spec = self.config.settings.providers[pid]
-        if spec.default_model:
-            return spec.default_model
-        models = self.models_of(pid)
-        if not models:
-            raise ConfigError(
-                f"{self.config.source}: providers.{pid}: no model (set default_model)"
-            )
-        return models[0]
+    def context(
+        self, messages: Sequence[Message], max_tokens: int | None, routing: Routing
+    ) -> RoutingContext:
+        """The routing context of a request (``complexity="auto"`` is estimated here)."""
+        provider = routing.get("provider")
+        if provider is not None and provider not in self.config.settings.providers:
+            self.config.provider(provider)  # raises the clear "no provider" error
+        model = routing.get("model")
+        if provider is not None and model is None:
+            # a pinned provider with a configured default uses it, as the user set up
+            model = self.config.settings.providers[provider].default_model
+        complexity = routing.get("complexity", "auto")
+        return RoutingContext(
+            messages=messages,
+            prompt_tokens=estimate_tokens(messages),
+            max_tokens=max_tokens,
+            complexity=estimate_complexity(messages) if complexity == "auto" else complexity,
+            strategy=routing.get("priority") or self.config.settings.router.strategy,
+            max_cost_usd=routing.get("max_cost_usd"),
+            max_latency_ms=routing.get("max_latency_ms"),
+            required=frozenset(routing.get("require", ())),
+            providers=None if provider is None else frozenset({provider}),
+            models=None if model is None else frozenset({model}),
+        )
+
+    def decide(self, ctx: RoutingContext) -> Decision:
+        """Where ``ctx`` goes. A provider and model both pinned are honoured even when the
+        model is not in the provider's list (a new model, say)."""
+        if ctx.providers and ctx.models and len(ctx.providers) == len(ctx.models) == 1:
+            [pid], [model] = ctx.providers, ctx.models
+            spec = self.config.settings.providers[pid]
+            if spec.enabled and Target(pid, model) not in self.router.pairs:
+                why = f"pinned by the caller to {pid}/{model} (not in the provider's model list)"
+                return Decision("pinned", pid, model, why, None)
+        return self.router.decide(ctx)
+
+    def route(
+        self,
+        prompt: Prompt,
+        *,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        **routing: Unpack[Routing],
+    ) -> Decision:
+        """The routing decision for ``prompt``, without calling anyone."""
+        return self.decide(self.context(to_messages(prompt, system), max_tokens, routing))
 
     # -- calling -----------------------------------------------------------
 
@@ -202,56 +303,42 @@ class Polyroute:
         self,
         prompt: Prompt,
         *,
-        provider: str | None = None,
-        model: str | None = None,
         system: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        **routing: Unpack[Routing],
     ) -> Answer:
+        """Route, call (retrying and falling back per ``[router]``), and answer."""
         self.events.bind(asyncio.get_running_loop())
         messages = to_messages(prompt, system)
-        decision = self.decide(messages, provider=provider, model=model, max_tokens=max_tokens)
-        client = self.client(decision.provider)
+        decision = self.decide(self.context(messages, max_tokens, routing))
         request = ChatRequest(
             decision.model, tuple(messages), max_tokens=max_tokens, temperature=temperature
         )
-        done = await self.meter.complete(client, request)
-        return self._answer(decision, done.response, done.latency_ms, done.cost_usd)
+        try:
+            done = await self.executor.complete(decision, request)
+        except AllProvidersFailedError as exc:
+            self._note_refusals(exc.attempts)
+            raise
+        self._note_refusals(done.attempts)
+        return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
 
     def stream(
         self,
         prompt: Prompt,
         *,
-        provider: str | None = None,
-        model: str | None = None,
         system: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        **routing: Unpack[Routing],
     ) -> AnswerStream:
+        """Route and stream; falls back transparently until the first content token."""
         messages = to_messages(prompt, system)
-        decision = self.decide(messages, provider=provider, model=model, max_tokens=max_tokens)
+        decision = self.decide(self.context(messages, max_tokens, routing))
         request = ChatRequest(
             decision.model, tuple(messages), max_tokens=max_tokens, temperature=temperature
         )
         return AnswerStream(self, decision, request)
-
-    def _answer(
-        self, decision: Decision, response: ChatResponse, latency_ms: float, cost: float | None
-    ) -> Answer:
-        model = response.model or decision.model
-        attempt = Attempt(decision.provider, model, ok=True, latency_ms=latency_ms)
-        return Answer(
-            content=response.content,
-            provider=decision.provider,
-            model=model,
-            usage=response.usage,
-            cost_usd=cost,
-            latency_ms=latency_ms,
-            decision=decision,
-            attempts=[attempt],
-            finish_reason=response.finish_reason,
-            response=response,
-        )
 
     async def health(self, *, timeout_s: float = 10.0) -> list[ConnectionCheck]:
         """Probe every enabled provider at once."""
@@ -280,8 +367,13 @@ class Polyroute:
         """Every budget with what is spent and held now (configured providers included)."""
         return await self.ledger.budgets(provider_scope(p) for p in self.config.settings.providers)
 
+    def start_health_monitor(self) -> None:
+        """Probe every provider now and every ``[health] interval_s`` (long-lived processes)."""
+        self.health_monitor.start()
+
     async def aclose(self) -> None:
         """Close connections and write the ledger's pending records."""
+        await self.health_monitor.stop()
         try:
             if self._ledger is not None:
                 if self._own_ledger:
@@ -300,7 +392,11 @@ class Polyroute:
 
 @dataclass
 class AnswerStream:
-    """Async-iterate for stream events; ``answer`` is set once the stream has ended."""
+    """Async-iterate for stream events; ``answer`` is set once the stream has ended.
+
+    Until the first content token a failing provider is replaced by the next
+    one, unseen; after it, a failure raises (a truncated answer never ends cleanly).
+    """
 
     owner: Polyroute
     decision: Decision
@@ -311,20 +407,26 @@ class AnswerStream:
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
         owner = self.owner
         owner.events.bind(asyncio.get_running_loop())
-        client = owner.client(self.decision.provider)
+        run = owner.executor.stream(self.decision, self.request)
         start = time.perf_counter()
-        async for event in owner.meter.stream(client, self.request):
-            if isinstance(event, TextDelta):
-                self._parts.append(event.text)
-            elif isinstance(event, StreamEnd):
-                response = ChatResponse(
-                    content="".join(self._parts),
-                    model=self.request.model,
-                    finish_reason=event.finish_reason,
-                    usage=event.usage,
-                    provider=self.decision.provider,
-                )
-                latency = (time.perf_counter() - start) * 1000
-                cost = owner.catalog.cost(client.provider.type, self.request.model, event.usage)
-                self.answer = owner._answer(self.decision, response, latency, cost.usd)
-            yield event
+        try:
+            async for event in run:
+                if isinstance(event, TextDelta):
+                    self._parts.append(event.text)
+                elif isinstance(event, StreamEnd):
+                    target = run.target or Target(self.decision.provider, self.decision.model)
+                    response = ChatResponse(
+                        content="".join(self._parts),
+                        model=target.model,
+                        finish_reason=event.finish_reason,
+                        usage=event.usage,
+                        provider=target.provider,
+                    )
+                    latency = (time.perf_counter() - start) * 1000
+                    self.answer = _answer(
+                        self.decision, response, latency, run.cost_usd, run.attempts
+                    )
+                yield event
+        finally:
+            await run.aclose()
+            owner._note_refusals(run.attempts)

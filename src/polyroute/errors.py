@@ -14,6 +14,8 @@
         ├── UnsupportedError             the vendor cannot take this request (no embeddings API,
         │                                URL images on Ollama...): fall back, don't retry
         ├── StreamInterruptedError       the stream ended without its end marker
+        ├── AllProvidersFailedError      no target could serve the request (``attempts`` lists why)
+        ├── NoCandidateError             routing found no eligible pair (``excluded`` lists why)
         └── APIStatusError               the vendor answered with an error status
             ├── BadRequestError              400
             │   └── ContextLengthError       400, the prompt does not fit
@@ -42,8 +44,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from polyroute.router.decision import Attempt, Excluded
 
 
 class PolyrouteError(Exception):
@@ -177,6 +182,31 @@ class StreamInterruptedError(ProviderError):
     """A stream stopped before the vendor's end marker: the answer is truncated."""
 
     retryable = True
+
+
+class AllProvidersFailedError(ProviderError):
+    """Every target of a routing decision failed; ``attempts`` lists each try, in order."""
+
+    def __init__(self, attempts: Sequence[Attempt], errors: Sequence[ProviderError] = ()) -> None:
+        self.attempts = list(attempts)
+        self.errors = list(errors)
+        """The provider errors behind the attempts, in order (``last`` is the final one)."""
+        listed = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in self.attempts)
+        super().__init__(f"no provider could serve the request: {listed or 'no attempt made'}")
+
+    @property
+    def last(self) -> ProviderError | None:
+        return self.errors[-1] if self.errors else None
+
+
+class NoCandidateError(ProviderError):
+    """Routing found no eligible (provider, model) pair; ``excluded`` says why, pair by pair."""
+
+    def __init__(self, excluded: Sequence[Excluded] = (), *, detail: str = "") -> None:
+        self.excluded = tuple(excluded)
+        head = "no provider can serve this request" + (f" ({detail})" if detail else "")
+        why = "; ".join(f"{e.provider}/{e.model}: {e.reason}" for e in self.excluded)
+        super().__init__(f"{head}: {why}" if why else head)
 
 
 class APIStatusError(ProviderError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from polyroute.cli._accounts import budget, usage
-from polyroute.cli._ask import ask
+from polyroute.cli._ask import ask, route
 from polyroute.cli._common import common_options
 from polyroute.cli._credentials import credentials
 from polyroute.cli._demo import demo
@@ -19,7 +19,7 @@ def cli() -> None:
     """Use many LLM providers as one: ask, route, fuse, account, serve."""
 
 
-for command in (ask, models, providers, health, usage, budget, credentials, demo):
+for command in (ask, route, models, providers, health, usage, budget, credentials, demo):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""``polyroute ask``: one question, one answer."""
+"""``polyroute ask`` (one question, one answer) and ``polyroute route`` (the decision only)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from polyroute.cli._common import common_options, emit_json, json_option, run, state, usd
+from polyroute.cli._common import common_options, emit_json, json_option, run, state, table, usd
+from polyroute.cli._routing import routing_of, routing_options
 
 
 def read_prompt(prompt: str) -> str:
@@ -18,8 +19,7 @@ def read_prompt(prompt: str) -> str:
 
 @click.command()
 @click.argument("prompt")
-@click.option("--provider", metavar="ID", help="Use this configured provider.")
-@click.option("--model", metavar="M", help="Use this model.")
+@routing_options
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens to generate.")
 @click.option("--system", metavar="TEXT", help="A system instruction.")
 @click.option("--stream/--no-stream", default=False, help="Print the answer as it arrives.")
@@ -27,15 +27,21 @@ def read_prompt(prompt: str) -> str:
 @common_options
 def ask(
     prompt: str,
+    priority: str | None,
+    complexity: str,
     provider: str | None,
     model: str | None,
+    max_cost: float | None,
+    max_latency_ms: float | None,
+    require: tuple[str, ...],
     max_tokens: int | None,
     system: str | None,
     stream: bool,
     as_json: bool,
 ) -> None:
-    """Ask PROMPT (- reads stdin) and print the answer."""
+    """Ask PROMPT (- reads stdin): routed, retried, falling back, and answered."""
     text = read_prompt(prompt)
+    routing = routing_of(priority, complexity, provider, model, max_cost, max_latency_ms, require)
     config_path = state().config
 
     async def main() -> int:
@@ -44,36 +50,88 @@ def ask(
 
         async with Polyroute(load(config_path)) as pr:
             if not stream:
-                answer = await pr.complete(
-                    text, provider=provider, model=model, system=system, max_tokens=max_tokens
-                )
-                if as_json:
-                    emit_json(answer.as_dict())
-                else:
-                    click.echo(answer.content)
-                    _footer(
-                        answer.provider, answer.model, answer.usage.total_tokens, answer.cost_usd
-                    )
-                return 0
-            s = pr.stream(
-                text, provider=provider, model=model, system=system, max_tokens=max_tokens
-            )
-            async for event in s:
-                if event.kind == "text" and not as_json:
-                    click.echo(event.text, nl=False)
-            # a stream without its end raises StreamInterruptedError, so an answer is set here
-            assert s.answer is not None
-            if as_json:
-                emit_json(s.answer.as_dict())
+                answer = await pr.complete(text, system=system, max_tokens=max_tokens, **routing)
             else:
-                click.echo()
-                a = s.answer
-                _footer(a.provider, a.model, a.usage.total_tokens, a.cost_usd)
+                s = pr.stream(text, system=system, max_tokens=max_tokens, **routing)
+                async for event in s:
+                    if event.kind == "text" and not as_json:
+                        click.echo(event.text, nl=False)
+                if not as_json:
+                    click.echo()
+                # a stream without its end raises, so an answer is set here
+                assert s.answer is not None
+                answer = s.answer
+        if as_json:
+            emit_json(answer.as_dict())
             return 0
+        if not stream:
+            click.echo(answer.content)
+        if sys.stderr.isatty():
+            fell_back = len(answer.attempts) > 1
+            click.secho(
+                f"-- {answer.provider}/{answer.model} · {answer.usage.total_tokens} tokens · "
+                f"{usd(answer.cost_usd)}"
+                + (f" · {len(answer.attempts)} attempts" if fell_back else ""),
+                err=True,
+                dim=True,
+            )
+        return 0
 
     run(main)
 
 
-def _footer(provider: str, model: str, tokens: int, cost: float | None) -> None:
-    if sys.stderr.isatty():
-        click.secho(f"-- {provider}/{model} · {tokens} tokens · {usd(cost)}", err=True, dim=True)
+@click.command()
+@click.argument("prompt")
+@routing_options
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens to generate.")
+@click.option("--system", metavar="TEXT", help="A system instruction.")
+@json_option
+@common_options
+def route(
+    prompt: str,
+    priority: str | None,
+    complexity: str,
+    provider: str | None,
+    model: str | None,
+    max_cost: float | None,
+    max_latency_ms: float | None,
+    require: tuple[str, ...],
+    max_tokens: int | None,
+    system: str | None,
+    as_json: bool,
+) -> None:
+    """The routing decision for PROMPT, without calling anyone."""
+    text = read_prompt(prompt)
+    routing = routing_of(priority, complexity, provider, model, max_cost, max_latency_ms, require)
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.client import Polyroute
+        from polyroute.config import load
+
+        pr = Polyroute(load(config_path))
+        decision = pr.route(text, system=system, max_tokens=max_tokens, **routing)
+        if as_json:
+            emit_json(decision.as_dict())
+            return 0
+        click.echo(
+            f"{decision.provider}/{decision.model} ({decision.strategy}): {decision.reasoning}"
+        )
+        click.echo(
+            f"estimated cost {usd(decision.estimated_cost_usd)}"
+            + (f" for {decision.cost_basis}" if decision.cost_basis else "")
+            + f"; confidence {decision.confidence:.2f}"
+        )
+        if decision.fallbacks:
+            click.echo(
+                "fallbacks: " + ", ".join(f"{t.provider}/{t.model}" for t in decision.fallbacks)
+            )
+        if decision.excluded:
+            table(
+                "excluded",
+                ["provider", "model", "reason"],
+                [[e.provider, e.model, e.reason] for e in decision.excluded],
+            )
+        return 0
+
+    run(main)

@@ -43,6 +43,10 @@ class RoutingContext:
     """Only these provider ids (``None``: any enabled one)."""
     models: frozenset[str] | None = None
     """Only these models (``None``: any the providers serve)."""
+    stream: bool = False
+    """The answer streams: the performance strategy ranks by time to first token."""
+    prompt_tokens_counted: bool = False
+    """``prompt_tokens`` came from a real tokenizer rather than an estimate."""
 
     @property
     def output_tokens(self) -> int:

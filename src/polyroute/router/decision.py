@@ -38,6 +38,9 @@ class Decision:
     fallbacks: Sequence[Target] = ()
     confidence: float = 1.0
     excluded: Sequence[Excluded] = ()
+    cost_basis: str = ""
+    """What the estimate assumed: "412 prompt tokens (estimated) + 500 output tokens
+    (typical for medium)"."""
 
     @property
     def targets(self) -> list[Target]:
@@ -51,6 +54,7 @@ class Decision:
             "model": self.model,
             "reasoning": self.reasoning,
             "estimated_cost_usd": self.estimated_cost_usd,
+            "estimated_cost_basis": self.cost_basis,
             "fallbacks": [f.as_dict() for f in self.fallbacks],
             "confidence": self.confidence,
             "excluded": [e.as_dict() for e in self.excluded],

@@ -1,0 +1,83 @@
+"""The routing flags ``ask``, ``route`` and ``fuse`` share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from polyroute.client import Routing
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CAPABILITIES = ("chat", "stream", "tools", "vision", "json", "embeddings")
+
+
+def routing_options(f: F) -> F:
+    """``--priority``, ``--complexity``, ``--provider``, ``--model``, ``--max-cost``,
+    ``--max-latency-ms``, ``--require``: collected into one ``routing`` argument."""
+    options = [
+        click.option(
+            "--priority",
+            type=click.Choice(["cost", "quality", "performance", "balanced", "carbon"]),
+            help="Routing strategy (default: [router] strategy).",
+        ),
+        click.option(
+            "--complexity",
+            type=click.Choice(["simple", "medium", "complex", "auto"]),
+            default="auto",
+            show_default=True,
+            help="How hard the request is; auto estimates it from the prompt.",
+        ),
+        click.option("--provider", metavar="ID", help="Only this configured provider."),
+        click.option("--model", metavar="M", help="Only this model."),
+        click.option(
+            "--max-cost",
+            type=click.FloatRange(min=0),
+            metavar="USD",
+            help="Skip candidates whose estimated cost is above this.",
+        ),
+        click.option(
+            "--max-latency-ms",
+            type=click.FloatRange(min=0),
+            metavar="N",
+            help="Skip candidates whose learned latency is above this.",
+        ),
+        click.option(
+            "--require",
+            type=click.Choice(_CAPABILITIES),
+            multiple=True,
+            help="A capability the model must have (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def routing_of(
+    priority: str | None,
+    complexity: str,
+    provider: str | None,
+    model: str | None,
+    max_cost: float | None,
+    max_latency_ms: float | None,
+    require: tuple[str, ...],
+) -> Routing:
+    """The flags as the library's ``Routing`` keywords (unset ones left out)."""
+    out: dict[str, Any] = {"complexity": complexity}
+    if priority:
+        out["priority"] = priority
+    if provider:
+        out["provider"] = provider
+    if model:
+        out["model"] = model
+    if max_cost is not None:
+        out["max_cost_usd"] = max_cost
+    if max_latency_ms is not None:
+        out["max_latency_ms"] = max_latency_ms
+    if require:
+        out["require"] = tuple(require)
+    return out  # type: ignore[return-value]

@@ -1,0 +1,530 @@
+"""The router: a request's context in, a :class:`Decision` out, in tens of microseconds.
+
+Candidates are the (provider, model) pairs of enabled providers: a provider's
+``models`` from config, else the catalog's chat models of its type (as
+``Polyroute.models_of``), plus its ``default_model``; models the catalog knows
+cannot chat (embeddings) are left out. Everything static about a pair is
+computed once, at construction, into parallel columns (one row per pair).
+
+``decide()`` then, in order:
+
+1. leaves out pairs outside ``ctx.providers`` / ``ctx.models`` (not candidates,
+   not listed) and lists disabled providers' pairs as excluded ("disabled");
+2. excludes, with a reason: a failing check (the facade's breakers, health and
+   budgets: ``check(provider_id) -> reason | None``), missing capabilities, a
+   context window smaller than prompt plus ``max_tokens``, an estimated cost
+   over ``max_cost_usd`` (an unpriced pair cannot be held to a cap, so it is
+   excluded too), a learned latency over ``max_latency_ms`` (no data: kept);
+3. lets the strategy rank the rest (it may exclude more, e.g. a quality floor).
+
+Fallbacks: the next pairs in rank order, at most ``router.max_attempts - 1``,
+other providers first: a provider that just failed (auth, outage, rate limit)
+likely fails for its other models too, so the best pair of each provider not yet
+tried comes before a second model of one already in the list.
+
+Speed: no per-request object per pair. Columns are tuples read by index; the
+built-in strategies rank the columns (``BuiltinStrategy.order``), and objects
+are made only for excluded pairs and the few targets. Exclusions whose reason
+depends on static data alone (disabled, capabilities, the quality floor) are
+built once and reused. Only a custom strategy gets :class:`Candidate` objects,
+built for the eligible pairs.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import overload
+
+from polyroute.catalog import Catalog
+from polyroute.catalog._catalog import LOCAL_TYPES
+from polyroute.config import Config, ProviderConfig
+from polyroute.errors import NoCandidateError
+from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
+from polyroute.router.decision import Decision, Excluded, Target
+from polyroute.router.stats import LatencySlot, LatencyStats
+from polyroute.router.strategies import (
+    BuiltinStrategy,
+    Order,
+    Pool,
+    below_floor,
+    floor_reason,
+    load_strategy,
+    usd,
+)
+from polyroute.types import Capability
+
+Check = Callable[[str], str | None]
+"""``check(provider_id)``: why the provider cannot take a request now, or ``None``."""
+
+
+class Router:
+    """Decides where a request goes. Build once per config; ``decide()`` per request."""
+
+    __slots__ = (
+        "_by_quality",
+        "_carbon",
+        "_entry",
+        "_floor_cache",
+        "_inactive",
+        "_input",
+        "_label",
+        "_lacking_cache",
+        "_local",
+        "_max_fallbacks",
+        "_model",
+        "_model_rows",
+        "_output",
+        "_params",
+        "_provider",
+        "_provider_rows",
+        "_ptype",
+        "_quality",
+        "_slots",
+        "_strategies",
+        "_target",
+        "_win_rows",
+        "_windows",
+        "catalog",
+        "checks",
+        "config",
+        "fusion_weight",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        catalog: Catalog,
+        stats: LatencyStats,
+        checks: Sequence[Check] = (),
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.stats = stats
+        self.checks = tuple(checks)
+        settings = config.settings
+        self._max_fallbacks = max(0, settings.router.max_attempts - 1)
+        self._strategies: dict[str, Strategy] = {}
+        self._lacking_cache: dict[frozenset[Capability], tuple[tuple[int, Excluded], ...]] = {}
+        self._floor_cache: dict[Complexity, tuple[Excluded | None, ...]] = {}
+
+        pairs: list[tuple[str, str, ProviderConfig]] = []
+        self._provider_rows: dict[str, range] = {}
+        inactive: list[tuple[str, tuple[Excluded, ...]]] = []
+        for pid, spec in settings.providers.items():
+            models = self._models_of(spec.type, spec.models, spec.default_model)
+            if not spec.enabled:
+                inactive.append((pid, tuple(Excluded(pid, m, "disabled") for m in models)))
+            elif not models:
+                why = f"no models: set providers.{pid}.models"
+                inactive.append((pid, (Excluded(pid, "", why),)))
+            else:
+                start = len(pairs)
+                pairs.extend((pid, m, spec) for m in models)
+                self._provider_rows[pid] = range(start, len(pairs))
+        self._inactive = tuple(inactive)
+        self.fusion_weight = {
+            pid: settings.providers[pid].fusion_weight for pid in self._provider_rows
+        }
+        """Per enabled provider, from config."""
+
+        # the columns: row i is the pair (self._provider[i], self._model[i])
+        self._provider = tuple(pid for pid, _, _ in pairs)
+        self._model = tuple(m for _, m, _ in pairs)
+        self._ptype = tuple(spec.type for _, _, spec in pairs)
+        self._carbon = tuple(spec.carbon_intensity for _, _, spec in pairs)
+        entry = self._entry = tuple(catalog.get(spec.type, m) for _, m, spec in pairs)
+        self._label = tuple(f"{pid}/{m}" for pid, m, _ in pairs)
+        self._target = tuple(Target(pid, m) for pid, m, _ in pairs)
+        self._slots = tuple(stats.slot(pid, m) for pid, m, _ in pairs)
+        quality = self._quality = tuple(e.quality if e.quality is not None else 0.5 for e in entry)
+        self._params = tuple(e.params_b for e in entry)
+        self._local = tuple(t in LOCAL_TYPES for t in self._ptype)
+        # USD per token (not per million): the cost column is then two products and a sum
+        self._input = tuple(e.price.input / 1e6 if e.price else None for e in entry)
+        self._output = tuple(e.price.output / 1e6 if e.price else 0.0 for e in entry)
+        # stable: equal quality keeps config order
+        self._by_quality = tuple(sorted(range(len(pairs)), key=lambda i: -quality[i]))
+        model_rows: dict[str, list[int]] = {}
+        for i, m in enumerate(self._model):
+            model_rows.setdefault(m, []).append(i)
+        self._model_rows = {m: tuple(r) for m, r in model_rows.items()}
+        sized = sorted((w, i) for i, e in enumerate(entry) if (w := e.context_window) is not None)
+        self._windows = tuple(w for w, _ in sized)
+        self._win_rows = tuple(i for _, i in sized)
+
+    def _models_of(
+        self, provider_type: str, configured: Sequence[str], default: str | None
+    ) -> list[str]:
+        if configured:
+            names = list(dict.fromkeys(configured))
+        else:
+            names = [m.id for m in self.catalog.for_type(provider_type) if "chat" in m.capabilities]
+            if default and default not in names:
+                names.append(default)
+        return [m for m in names if "chat" in self.catalog.get(provider_type, m).capabilities]
+
+    @property
+    def pairs(self) -> tuple[Target, ...]:
+        """Every candidate (provider, model) of the enabled providers, in config order."""
+        return self._target
+
+    def strategy(self, name: str) -> Strategy:
+        """The strategy ``name`` (loaded once per router)."""
+        s = self._strategies.get(name)
+        if s is None:
+            s = load_strategy(name, self.config.settings.router.balanced_weights)
+            self._strategies[name] = s
+        return s
+
+    def decide(self, ctx: RoutingContext) -> Decision:
+        """Where ``ctx`` should go, and where next if that fails (see module docs).
+
+        Raises :class:`NoCandidateError` when no pair is eligible.
+        """
+        strategy = self.strategy(ctx.strategy)
+        builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
+        excluded: list[Excluded] = []
+        drop = self._out_of_scope(ctx, excluded)
+        if self.checks:
+            self._check(drop, excluded)
+        if ctx.required:
+            for i, e in self._lacking(ctx.required):
+                if i not in drop:
+                    excluded.append(e)
+                    drop.add(i)
+        self._exclude_small(ctx.needed_context, drop, excluded)
+
+        p, o = float(ctx.prompt_tokens), float(ctx.output_tokens)
+        cost: Sequence[float | None]
+        if builtin is None or builtin.uses_cost or ctx.max_cost_usd is not None:
+            cost = [
+                p * a + o * b if a is not None else None
+                for a, b in zip(self._input, self._output, strict=True)
+            ]
+        else:
+            cost = _LazyCost(self._input, self._output, p, o)
+        if ctx.max_cost_usd is not None:
+            self._exclude(_over_cost(cost, ctx.max_cost_usd, drop), drop, excluded)
+        if ctx.max_latency_ms is not None:
+            self._exclude(_too_slow(self._slots, ctx.max_latency_ms, drop), drop, excluded)
+
+        rows: Sequence[int] = (
+            [i for i in self._by_quality if i not in drop] if drop else self._by_quality
+        )
+        if not rows:
+            raise NoCandidateError(excluded)
+        if builtin is None:
+            order = self._rank_custom(strategy, rows, cost, ctx)
+        else:
+            if builtin.uses_floor:
+                rows = self._apply_floor(rows, ctx.complexity, excluded)
+            order = builtin.order(self._pool(builtin, rows, cost, ctx.stream), ctx)
+        self._exclude(order.excluded, None, excluded)
+        if not order.rows:
+            raise NoCandidateError(excluded, detail=f"strategy {ctx.strategy!r} ranked none")
+
+        best = order.rows[0]
+        out = "max_tokens" if ctx.max_tokens else f"typical for {ctx.complexity}"
+        basis = (
+            f"{ctx.prompt_tokens:,} prompt tokens "
+            f"({'counted' if ctx.prompt_tokens_counted else 'estimated'}) "
+            f"+ {ctx.output_tokens:,} output tokens ({out})"
+        )
+        return Decision(
+            strategy=ctx.strategy,
+            provider=self._provider[best],
+            model=self._model[best],
+            reasoning=order.reasoning,
+            estimated_cost_usd=cost[best],
+            fallbacks=self._fallbacks(order.rows),
+            confidence=order.confidence,
+            excluded=tuple(excluded),
+            cost_basis=basis,
+        )
+
+    def _out_of_scope(self, ctx: RoutingContext, excluded: list[Excluded]) -> set[int]:
+        """Rows outside ``ctx.providers``/``ctx.models``; lists disabled pairs in scope."""
+        providers, models = ctx.providers, ctx.models
+        drop: set[int] = set()
+        for pid, items in self._inactive:
+            if providers is None or pid in providers:
+                excluded.extend(e for e in items if models is None or e.model in models)
+        if providers is not None:
+            for pid, r in self._provider_rows.items():
+                if pid not in providers:
+                    drop.update(r)
+        if models is not None:
+            for m, same_model in self._model_rows.items():
+                if m not in models:
+                    drop.update(same_model)
+        if len(drop) == len(self._model):
+            raise NoCandidateError(excluded, detail=_scope(ctx))
+        return drop
+
+    def _check(self, drop: set[int], excluded: list[Excluded]) -> None:
+        """Each provider with a row still in play through the checks; the first reason wins."""
+        for pid, r in self._provider_rows.items():
+            live: Sequence[int] = [i for i in r if i not in drop] if drop else r
+            if not live:
+                continue
+            for check in self.checks:
+                why = check(pid)
+                if why is not None:
+                    self._exclude(((i, why) for i in live), drop, excluded)
+                    break
+
+    def _exclude_small(self, need: int, drop: set[int], excluded: list[Excluded]) -> None:
+        windows, rows = self._windows, self._win_rows
+        k = bisect_left(windows, need)  # windows sorted: the first k are too small
+        if k:
+            self._exclude(
+                ((rows[j], f"context window {windows[j]:,} < {need:,} needed") for j in range(k)),
+                drop,
+                excluded,
+            )
+
+    def _exclude(
+        self, reasons: Iterable[tuple[int, str]], drop: set[int] | None, excluded: list[Excluded]
+    ) -> None:
+        """Rows not yet dropped become excluded with their reason, and dropped."""
+        provider, model = self._provider, self._model
+        for i, why in reasons:
+            if drop is None:
+                excluded.append(Excluded(provider[i], model[i], why))
+            elif i not in drop:
+                excluded.append(Excluded(provider[i], model[i], why))
+                drop.add(i)
+
+    def _apply_floor(
+        self, rows: Sequence[int], complexity: Complexity, excluded: list[Excluded]
+    ) -> Sequence[int]:
+        """The strategy's quality floor, with exclusions built once per (row, complexity).
+
+        When no row meets the floor, all stay (the strategy says so in its reasoning).
+        """
+        floor = QUALITY_FLOOR[complexity]
+        quality = self._quality
+        if quality[rows[0]] < floor or quality[rows[-1]] >= floor:
+            return rows
+        cached = self._floor_cache.get(complexity)
+        if cached is None:
+            cached = self._floor_cache[complexity] = tuple(
+                Excluded(self._provider[i], self._model[i], floor_reason(q, complexity))
+                if q < floor
+                else None
+                for i, q in enumerate(quality)
+            )
+        cut = below_floor(rows, quality, floor)
+        excluded.extend(e for i in rows[cut:] if (e := cached[i]) is not None)
+        return rows[:cut]
+
+    def _pool(
+        self,
+        strategy: BuiltinStrategy,
+        rows: Sequence[int],
+        cost: Sequence[float | None],
+        stream: bool,
+    ) -> Pool:
+        slots = self._slots
+        latency: Sequence[float | None]
+        if not strategy.uses_latency:
+            latency = _Learned(slots, stream)
+        elif stream:  # time to first token where learned
+            latency = [s.latency_ms if s.ttft_ms is None else s.ttft_ms for s in slots]
+        else:
+            latency = [s.latency_ms for s in slots]
+        return Pool(
+            rows=rows,
+            label=self._label,
+            provider=self._provider,
+            quality=self._quality,
+            cost=cost,
+            latency=latency,
+            samples=_Samples(slots),
+            local=self._local,
+            carbon_intensity=self._carbon,
+            params_b=self._params,
+            floor_applied=strategy.uses_floor,
+        )
+
+    def _fallbacks(self, ranked: Sequence[int]) -> tuple[Target, ...]:
+        """Up to ``max_attempts - 1`` after the winner: first the best pair of each provider
+        not yet in the list, in rank order; then, if short, the rest in rank order."""
+        limit = self._max_fallbacks
+        if limit == 0 or len(ranked) < 2:
+            return ()
+        provider, target = self._provider, self._target
+        used = {provider[ranked[0]]}
+        first: list[int] = []
+        again: list[int] = []
+        for k in range(1, len(ranked)):
+            i = ranked[k]
+            pid = provider[i]
+            if pid in used:
+                again.append(i)
+            else:
+                used.add(pid)
+                first.append(i)
+                if len(first) == limit:
+                    break
+        first.extend(again[: limit - len(first)])
+        return tuple(target[i] for i in first)
+
+    def _lacking(self, required: frozenset[Capability]) -> tuple[tuple[int, Excluded], ...]:
+        """Rows lacking some of ``required``, excluded (static: built once per capability set)."""
+        hit = self._lacking_cache.get(required)
+        if hit is None:
+            out = []
+            for i, e in enumerate(self._entry):
+                missing = sorted(required - e.capabilities)
+                if missing:
+                    noun = "capability" if len(missing) == 1 else "capabilities"
+                    why = f"lacks {noun} {', '.join(missing)}"
+                    out.append((i, Excluded(self._provider[i], self._model[i], why)))
+            hit = self._lacking_cache[required] = tuple(out)
+        return hit
+
+    def _rank_custom(
+        self,
+        strategy: Strategy,
+        rows: Sequence[int],
+        cost: Sequence[float | None],
+        ctx: RoutingContext,
+    ) -> Order:
+        """A custom strategy: real :class:`Candidate` objects, its ranking mapped back to rows."""
+        candidates = []
+        index: dict[tuple[str, str], int] = {}
+        for i in rows:
+            s = self._slots[i]
+            pid = self._provider[i]
+            candidates.append(
+                Candidate(
+                    provider=pid,
+                    provider_type=self._ptype[i],
+                    model=self._model[i],
+                    entry=self._entry[i],
+                    est_cost_usd=cost[i],
+                    latency_ms=s.latency_ms,
+                    ttft_ms=s.ttft_ms,
+                    samples=s.samples,
+                    local=self._local[i],
+                    carbon_intensity=self._carbon[i],
+                    fusion_weight=self.fusion_weight[pid],
+                )
+            )
+            index[(pid, self._model[i])] = i
+        ranking = strategy.rank(candidates, ctx)
+        ranked = [
+            row for sc in ranking.ranked if (row := index.get(_pair(sc.candidate))) is not None
+        ]
+        excluded = [
+            (row, why) for c, why in ranking.excluded if (row := index.get(_pair(c))) is not None
+        ]
+        return Order(ranked, (), ranking.reasoning, ranking.confidence, excluded)
+
+
+def _over_cost(
+    cost: Sequence[float | None], max_cost: float, drop: set[int]
+) -> Iterator[tuple[int, str]]:
+    cap = usd(max_cost)
+    for i, c in enumerate(cost):
+        if c is None:
+            if i not in drop:
+                yield i, f"unpriced: its cost cannot be held to --max-cost {cap}"
+        elif c > max_cost and i not in drop:
+            yield i, f"estimated {usd(c)} over --max-cost {cap}"
+
+
+def _too_slow(
+    slots: Sequence[LatencySlot], max_ms: float, drop: set[int]
+) -> Iterator[tuple[int, str]]:
+    for i, s in enumerate(slots):
+        lat = s.latency_ms
+        if lat is not None and lat > max_ms and i not in drop:
+            yield i, f"learned latency {lat:,.0f} ms over --max-latency-ms {max_ms:g}"
+
+
+def _pair(c: Candidate) -> tuple[str, str]:
+    return (c.provider, c.model)
+
+
+def _scope(ctx: RoutingContext) -> str:
+    parts = []
+    if ctx.providers is not None:
+        parts.append(f"providers {', '.join(sorted(ctx.providers)) or 'none'}")
+    if ctx.models is not None:
+        parts.append(f"models {', '.join(sorted(ctx.models)) or 'none'}")
+    what = " and ".join(parts)
+    return f"no enabled provider matches {what}" if what else "no enabled provider has a model"
+
+
+class _LazyCost(Sequence[float | None]):
+    """The cost column computed on access: for strategies that read it for a few rows only."""
+
+    __slots__ = ("_input", "_o", "_output", "_p")
+
+    def __init__(
+        self, input: Sequence[float | None], output: Sequence[float], p: float, o: float
+    ) -> None:
+        self._input, self._output, self._p, self._o = input, output, p, o
+
+    @overload
+    def __getitem__(self, i: int) -> float | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[float | None]: ...
+    def __getitem__(self, i: int | slice) -> float | Sequence[float | None] | None:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        a = self._input[i]
+        return None if a is None else self._p * a + self._o * self._output[i]
+
+    def __len__(self) -> int:
+        return len(self._input)
+
+    def __iter__(self) -> Iterator[float | None]:
+        return (self[k] for k in range(len(self._input)))
+
+
+class _Samples(Sequence[int]):
+    """Sample counts read live from the stats slots (strategies read one or two)."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: Sequence[LatencySlot]) -> None:
+        self._slots = slots
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[int]: ...
+    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
+        if isinstance(i, slice):
+            return [s.samples for s in self._slots[i]]
+        return self._slots[i].samples
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
+class _Learned(Sequence[float | None]):
+    """Learned speed read live from the stats slots (as ``Pool.latency`` defines it)."""
+
+    __slots__ = ("_slots", "_stream")
+
+    def __init__(self, slots: Sequence[LatencySlot], stream: bool) -> None:
+        self._slots, self._stream = slots, stream
+
+    @overload
+    def __getitem__(self, i: int) -> float | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[float | None]: ...
+    def __getitem__(self, i: int | slice) -> float | Sequence[float | None] | None:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        s = self._slots[i]
+        return s.ttft_ms if self._stream and s.ttft_ms is not None else s.latency_ms
+
+    def __len__(self) -> int:
+        return len(self._slots)

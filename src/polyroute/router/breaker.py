@@ -1,0 +1,192 @@
+"""Circuit breakers: stop sending traffic to a provider that keeps failing.
+
+::
+
+    closed --N consecutive failures--> open --reset_timeout_s--> half_open
+    half_open --probe succeeds--> closed
+    half_open --probe fails-----> open (timer restarted)
+
+Half-open admits exactly ``half_open_requests`` probes; everything else is
+turned away until one of them reports.
+
+What counts as a failure (:func:`counts_against_provider`): only errors that
+say the *provider* is unwell, so that they will likely hit the next request
+too — transient errors (429, 408, 409, 5xx, 529, garbled bodies, cut streams),
+timeouts and connection failures, and 401/403 and an exhausted quota (a revoked
+key or an empty account keeps failing). A request's own fault (400, 404 model
+not found, context too long, content filter, unsupported feature) and a budget
+refusal say nothing about the provider: they neither count nor reset the run
+of failures (:meth:`CircuitBreaker.release`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from polyroute.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    ProviderError,
+    QuotaExceededError,
+)
+
+if TYPE_CHECKING:
+    from polyroute.config import CircuitBreakerConfig
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+def counts_against_provider(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the provider (True) or of this request (False)."""
+    if isinstance(exc, AuthenticationError | PermissionDeniedError | QuotaExceededError):
+        return True
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+class CircuitBreaker:
+    """One provider's breaker. Not thread-safe: use it from one event loop."""
+
+    __slots__ = (
+        "_failures",
+        "_opened_at",
+        "_probes",
+        "_state",
+        "clock",
+        "failure_threshold",
+        "half_open_requests",
+        "reset_timeout_s",
+    )
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_timeout_s: float = 60.0,
+        half_open_requests: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1 or half_open_requests < 1 or reset_timeout_s <= 0:
+            raise ValueError(
+                "failure_threshold and half_open_requests must be >= 1, reset_timeout_s > 0"
+            )
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_s = reset_timeout_s
+        self.half_open_requests = half_open_requests
+        self.clock = clock
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probes = 0  # half-open: probes admitted and not yet reported
+
+    @property
+    def state(self) -> BreakerState:
+        if (
+            self._state == "open"
+            and self._opened_at is not None
+            and self.clock() - self._opened_at >= self.reset_timeout_s
+        ):
+            self._state = "half_open"
+            self._probes = 0
+        return self._state
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._failures
+
+    @property
+    def retry_in_s(self) -> float:
+        """Seconds until an open breaker lets a probe through; 0 when not open."""
+        if self.state != "open" or self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.reset_timeout_s - self.clock())
+
+    def allow(self) -> bool:
+        """Whether a call may go out now. A half-open admit is a probe in flight:
+        report it with :meth:`success`, :meth:`failure` or :meth:`release`."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and self._probes < self.half_open_requests:
+            self._probes += 1
+            return True
+        return False
+
+    def success(self) -> None:
+        """The provider served a call."""
+        state = self.state
+        if state == "open":  # a call admitted before the breaker opened: stale news
+            return
+        self._state = "closed"
+        self._failures = 0
+        self._opened_at = None
+        self._probes = 0
+
+    def failure(self) -> None:
+        """The provider failed a call (see :func:`counts_against_provider`)."""
+        state = self.state
+        if state == "open":  # a call admitted before the breaker opened: keep the timer
+            return
+        self._failures += 1
+        if state == "half_open" or self._failures >= self.failure_threshold:
+            self._open()
+
+    def release(self) -> None:
+        """An admitted call ended saying nothing about the provider (a request's own fault,
+        a budget refusal, cancellation): give back its probe slot, change nothing else."""
+        if self.state == "half_open" and self._probes > 0:
+            self._probes -= 1
+
+    def record(self, exc: BaseException | None) -> None:
+        """Report an admitted call's outcome: ``None`` for success, else its error."""
+        if exc is None:
+            self.success()
+        elif counts_against_provider(exc):
+            self.failure()
+        else:
+            self.release()
+
+    def _open(self) -> None:
+        self._state = "open"
+        self._opened_at = self.clock()
+        self._probes = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "consecutive_failures": self._failures,
+            "opened_at": self._opened_at,
+            "retry_in_s": round(self.retry_in_s, 3),
+        }
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(state={self.state!r}, consecutive_failures={self._failures})"
+
+
+class Breakers:
+    """One :class:`CircuitBreaker` per provider id, created on first use."""
+
+    __slots__ = ("_breakers", "clock", "config")
+
+    def __init__(
+        self, config: CircuitBreakerConfig, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, provider_id: str) -> CircuitBreaker:
+        b = self._breakers.get(provider_id)
+        if b is None:
+            b = CircuitBreaker(
+                self.config.failure_threshold,
+                self.config.reset_timeout_s,
+                self.config.half_open_requests,
+                self.clock,
+            )
+            self._breakers[provider_id] = b
+        return b
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every breaker created so far, by provider id (``providers``, ``/router/state``)."""
+        return {pid: b.as_dict() for pid, b in sorted(self._breakers.items())}

@@ -1,0 +1,385 @@
+"""Carrying out a routing decision: retries, fallback, circuit breakers.
+
+For each target of the decision (winner first, then the fallbacks), at most
+``max_attempts`` distinct targets are called (targets skipped by an open
+breaker do not count):
+
+- a target whose breaker refuses is skipped (an attempt ``breaker_open``);
+- a transient error is retried on the same target per :class:`RetryPolicy`,
+  waiting :func:`backoff_delay` (at least the vendor's ``retry_after``; a
+  longer ``retry_after`` than the policy allows means fall back now);
+- any other provider error falls back at once;
+- a budget refusal falls back too (another provider may have budget left);
+  if every call was refused by a budget, the first refusal is raised;
+- when nothing served, :class:`AllProvidersFailedError` lists every attempt.
+
+A target whose client cannot be built (no key, locked vault) raises its
+``ConfigError``/``CredentialError`` at once: routing should have excluded it.
+Timeouts are the clients' own (``timeout_s`` per provider, else the router's).
+
+Every call goes through the :class:`Meter`, so each attempt, failed or not,
+is reserved against the budgets and written to the ledger (budget refusals
+are refused before any call, so they have no ledger row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from polyroute.errors import (
+    AllProvidersFailedError,
+    BudgetExceeded,
+    ProviderError,
+    StreamInterruptedError,
+)
+from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.ledger import Meter
+from polyroute.router.breaker import Breakers, CircuitBreaker
+from polyroute.router.decision import Attempt, Decision, Target
+from polyroute.router.retry import RetryPolicy
+from polyroute.types import ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from polyroute.ledger import Metered
+    from polyroute.providers import ProviderClient
+    from polyroute.router.stats import LatencyStats
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """A served completion: the reply, what it cost, who answered and every attempt made."""
+
+    response: ChatResponse
+    cost_usd: float | None
+    latency_ms: float
+    """The serving attempt's latency."""
+    target: Target
+    attempts: list[Attempt]
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line, without the ``provider: `` prefix (attempts name their provider)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ProviderError) and exc.provider:
+        text = text.removeprefix(f"{exc.provider}: ")
+    return text or type(exc).__name__
+
+
+def _since_ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def _is_content(event: StreamEvent) -> bool:
+    return (isinstance(event, TextDelta) and bool(event.text)) or isinstance(event, ToolCallDelta)
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one execution has tried so far, and the breakers told of each outcome."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    budget_refusals: list[BudgetExceeded] = field(default_factory=list)
+    errors: list[ProviderError] = field(default_factory=list)
+    calls: int = 0
+    """Calls that reached a provider (not refused by a budget)."""
+
+    def skipped(self, target: Target, breaker: CircuitBreaker) -> None:
+        if breaker.state == "half_open":
+            why = "circuit breaker half-open, its probe is in flight"
+        else:
+            why = f"circuit breaker open, retry in {math.ceil(breaker.retry_in_s)}s"
+        self.attempts.append(
+            Attempt(target.provider, target.model, False, 0.0, why, "breaker_open")
+        )
+
+    def refused(self, target: Target, exc: BudgetExceeded, breaker: CircuitBreaker) -> None:
+        breaker.release()
+        self.budget_refusals.append(exc)
+        self.attempts.append(
+            Attempt(target.provider, target.model, False, 0.0, _error_text(exc), "budget_exceeded")
+        )
+
+    def failed(
+        self, target: Target, exc: ProviderError, latency_ms: float, breaker: CircuitBreaker
+    ) -> None:
+        breaker.record(exc)
+        self.calls += 1
+        self.errors.append(exc)
+        self.attempts.append(
+            Attempt(target.provider, target.model, False, latency_ms, _error_text(exc), exc.type)
+        )
+
+    def abandoned(self, target: Target, latency_ms: float, breaker: CircuitBreaker) -> None:
+        """Cancelled, or the caller stopped reading: no news of the provider's health."""
+        breaker.release()
+        self.attempts.append(
+            Attempt(target.provider, target.model, False, latency_ms, "cancelled", "cancelled")
+        )
+
+    def served(self, target: Target, latency_ms: float, breaker: CircuitBreaker) -> None:
+        breaker.success()
+        self.calls += 1
+        self.attempts.append(Attempt(target.provider, target.model, True, latency_ms))
+
+    def outcome(self) -> BudgetExceeded | AllProvidersFailedError:
+        """The error to raise when nothing served."""
+        if self.budget_refusals and not self.calls:
+            return self.budget_refusals[0]
+        error = AllProvidersFailedError(self.attempts, self.errors)
+        error.__cause__ = error.last
+        return error
+
+
+class Executor:
+    """Runs decisions against providers, metered, with retries, fallback and breakers."""
+
+    __slots__ = ("_client", "breakers", "max_attempts", "meter", "policy", "rng", "sleep", "stats")
+
+    def __init__(
+        self,
+        client: Callable[[str], ProviderClient],
+        meter: Meter,
+        breakers: Breakers,
+        stats: LatencyStats | None,
+        policy: RetryPolicy,
+        *,
+        max_attempts: int,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, not {max_attempts}")
+        self._client = client
+        self.meter = meter
+        self.breakers = breakers
+        self.stats = stats
+        self.policy = policy
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+    async def complete(self, decision: Decision, request: ChatRequest) -> Executed:
+        """Serve ``request`` from the first target that can; raise if none can."""
+        run = _Run()
+        for target, client, breaker in self._admitted(decision, run):
+            call = replace(request, model=target.model)
+            retry = 0
+            while True:
+                try:
+                    done = await self._complete_once(target, client, call, breaker, run)
+                except BudgetExceeded:
+                    break
+                except ProviderError as exc:
+                    if not await self._before_retry(retry, exc, breaker, target, run):
+                        break
+                    retry += 1
+                    continue
+                if self.stats is not None:
+                    self.stats.record(target.provider, target.model, done.latency_ms)
+                return Executed(done.response, done.cost_usd, done.latency_ms, target, run.attempts)
+        raise run.outcome()
+
+    def stream(self, decision: Decision, request: ChatRequest) -> ExecutedStream:
+        """Stream ``request`` from the first target that can, falling back until content flows."""
+        return ExecutedStream(self, decision, request)
+
+    def _admitted(
+        self, decision: Decision, run: _Run
+    ) -> Iterator[tuple[Target, ProviderClient, CircuitBreaker]]:
+        """The targets to call, in order, each admitted by its breaker when it comes up."""
+        tried = 0
+        for target in dict.fromkeys(decision.targets):
+            if tried >= self.max_attempts:
+                return
+            client = self._client(target.provider)
+            breaker = self.breakers.get(target.provider)
+            if not breaker.allow():
+                run.skipped(target, breaker)
+                continue
+            tried += 1
+            yield target, client, breaker
+
+    async def _complete_once(
+        self,
+        target: Target,
+        client: ProviderClient,
+        call: ChatRequest,
+        breaker: CircuitBreaker,
+        run: _Run,
+    ) -> Metered:
+        t0 = time.perf_counter()
+        heard = False  # the breaker has been told this call's outcome
+        try:
+            done = await self.meter.complete(client, call)
+            heard = True
+        except BudgetExceeded as exc:
+            heard = True
+            run.refused(target, exc, breaker)
+            raise
+        except ProviderError as exc:
+            heard = True
+            run.failed(target, exc, _since_ms(t0), breaker)
+            raise
+        finally:
+            if not heard:
+                run.abandoned(target, _since_ms(t0), breaker)
+        run.served(target, done.latency_ms, breaker)
+        return done
+
+    async def _before_retry(
+        self, retry: int, exc: ProviderError, breaker: CircuitBreaker, target: Target, run: _Run
+    ) -> bool:
+        """After a failed call: wait and return True to retry the target, or False to fall back."""
+        delay = self.policy.delay(retry, exc, self.rng)
+        if delay is None or breaker.state == "open":
+            return False
+        await self.sleep(delay)
+        if not breaker.allow():  # opened (or its probe taken) by other requests meanwhile
+            run.skipped(target, breaker)
+            return False
+        return True
+
+
+class ExecutedStream:
+    """An async iterator of stream events from whichever target serves.
+
+    Falls back transparently until the first content token has been
+    delivered (the ``StreamStart`` is held back until then, so exactly one
+    reaches the consumer); after that, a failure raises. Once the iteration
+    has ended, ``attempts``, ``target``, ``cost_usd`` and ``latency_ms`` say
+    what happened (``target``: the target whose events the consumer got).
+    """
+
+    __slots__ = (
+        "_delivered",
+        "_gen",
+        "attempts",
+        "cost_usd",
+        "decision",
+        "executor",
+        "latency_ms",
+        "request",
+        "target",
+        "ttft_ms",
+    )
+
+    def __init__(self, executor: Executor, decision: Decision, request: ChatRequest) -> None:
+        self.executor = executor
+        self.decision = decision
+        self.request = request
+        self.attempts: list[Attempt] = []
+        self.target: Target | None = None
+        self.cost_usd: float | None = None
+        self.latency_ms: float | None = None
+        self.ttft_ms: float | None = None
+        self._delivered = False
+        self._gen: AsyncGenerator[StreamEvent, None] | None = None
+
+    def __aiter__(self) -> ExecutedStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._gen is None:
+            self._gen = self._run()
+        return await anext(self._gen)
+
+    async def aclose(self) -> None:
+        """Stop early: the provider's stream is closed and its attempt recorded."""
+        if self._gen is not None:
+            await self._gen.aclose()
+
+    async def _run(self) -> AsyncGenerator[StreamEvent, None]:
+        ex = self.executor
+        run = _Run(attempts=self.attempts)
+        for target, client, breaker in ex._admitted(self.decision, run):
+            call = replace(self.request, model=target.model)
+            retry = 0
+            while True:
+                try:
+                    async with aclosing(self._call(target, client, call, breaker, run)) as events:
+                        async for event in events:
+                            yield event
+                    return
+                except BudgetExceeded:
+                    break
+                except ProviderError as exc:
+                    if self._delivered:  # content is out: never a clean end of a truncated answer
+                        raise
+                    if not await ex._before_retry(retry, exc, breaker, target, run):
+                        break
+                    retry += 1
+        raise run.outcome()
+
+    async def _call(
+        self,
+        target: Target,
+        client: ProviderClient,
+        call: ChatRequest,
+        breaker: CircuitBreaker,
+        run: _Run,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """One metered stream; raises its error, with the attempt recorded, if it fails."""
+        t0 = time.perf_counter()
+        held: StreamStart | None = None
+        heard = False  # the breaker has been told this call's outcome
+        events = self.executor.meter.stream(client, call)
+        try:
+            async for event in events:
+                if not self._delivered:
+                    if isinstance(event, StreamStart):
+                        held = event
+                        continue
+                    if isinstance(event, TextDelta) and not event.text:
+                        continue  # nothing to show yet: keep the fallback open
+                    self._delivered = _is_content(event)
+                    if self._delivered:
+                        self.ttft_ms = _since_ms(t0)
+                    self.target = target
+                    if held is not None:
+                        yield held
+                        held = None
+                if isinstance(event, StreamEnd):
+                    # booked before the consumer sees the end: it may stop reading there
+                    heard = True
+                    self._served(target, client.provider.type, event, _since_ms(t0))
+                    run.served(target, _since_ms(t0), breaker)
+                yield event
+            if not heard:
+                raise StreamInterruptedError(
+                    "stream ended without its end event: the answer is truncated",
+                    provider=target.provider,
+                )
+        except BudgetExceeded as exc:
+            heard = True
+            run.refused(target, exc, breaker)
+            raise
+        except ProviderError as exc:
+            if heard:  # after its end event: the answer is whole
+                return
+            heard = True
+            run.failed(target, exc, _since_ms(t0), breaker)
+            raise
+        finally:
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()  # the meter records an abandoned stream now, not at GC
+            if not heard:
+                run.abandoned(target, _since_ms(t0), breaker)
+
+    def _served(
+        self, target: Target, provider_type: str, end: StreamEnd, latency_ms: float
+    ) -> None:
+        ex = self.executor
+        self.target = target
+        self.latency_ms = latency_ms
+        usage = end.usage
+        cost = ex.meter.catalog.cost(provider_type, target.model, usage).usd
+        self.cost_usd = cost if usage.total_tokens else 0.0
+        if ex.stats is not None:
+            ex.stats.record(target.provider, target.model, latency_ms, ttft_ms=self.ttft_ms)
