@@ -48,33 +48,80 @@ _EXPORTS: dict[str, str] = {
     "PolyrouteError": "polyroute.errors",
     "ConfigError": "polyroute.errors",
     "ProviderError": "polyroute.errors",
+    "SyncPolyroute": "polyroute.sync",
+    "Routing": "polyroute.client",
+    "RoutingContext": "polyroute.router.context",
+    "Candidate": "polyroute.router.context",
+    "Ranking": "polyroute.router.context",
+    "Scored": "polyroute.router.context",
+    "Strategy": "polyroute.router.context",
+    "Excluded": "polyroute.router.decision",
+    "Ledger": "polyroute.ledger",
+    "UsageRecord": "polyroute.ledger",
+    "UsageReport": "polyroute.ledger",
+    "BudgetLimits": "polyroute.ledger",
+    "BudgetStatus": "polyroute.ledger",
+    "EventHub": "polyroute.hub",
+    "HubEvent": "polyroute.hub",
+    "RequestSucceeded": "polyroute.hub",
+    "RequestFailed": "polyroute.hub",
+    "UsageRecorded": "polyroute.hub",
+    "BudgetAlert": "polyroute.hub",
+    "BudgetExceededEvent": "polyroute.hub",
+    "BudgetExceeded": "polyroute.errors",
+    "CredentialError": "polyroute.errors",
+    "LedgerError": "polyroute.errors",
+    "AllProvidersFailedError": "polyroute.errors",
+    "NoCandidateError": "polyroute.errors",
 }
 _RENAMED = {"load_config": "load"}
 
 __all__ = [
+    "AllProvidersFailedError",
     "Answer",
     "AnswerStream",
     "Attempt",
+    "BudgetAlert",
+    "BudgetExceeded",
+    "BudgetExceededEvent",
+    "BudgetLimits",
+    "BudgetStatus",
+    "Candidate",
     "Catalog",
     "ChatRequest",
     "ChatResponse",
     "Config",
     "ConfigError",
+    "CredentialError",
     "Decision",
     "EmbeddingRequest",
     "EmbeddingResponse",
+    "EventHub",
+    "Excluded",
     "HttpPool",
+    "HubEvent",
     "ImagePart",
+    "Ledger",
+    "LedgerError",
     "Message",
     "ModelInfo",
+    "NoCandidateError",
     "Polyroute",
     "PolyrouteError",
     "Provider",
     "ProviderClient",
     "ProviderError",
+    "Ranking",
+    "RequestFailed",
+    "RequestSucceeded",
+    "Routing",
+    "RoutingContext",
+    "Scored",
+    "Strategy",
     "StreamEnd",
     "StreamEvent",
     "StreamStart",
+    "SyncPolyroute",
     "Target",
     "TextDelta",
     "TextPart",
@@ -82,6 +129,9 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "UsageRecord",
+    "UsageRecorded",
+    "UsageReport",
     "__version__",
     "load_config",
 ]
@@ -102,13 +152,34 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from polyroute.catalog import Catalog
-    from polyroute.client import Answer, AnswerStream, Polyroute
+    from polyroute.client import Answer, AnswerStream, Polyroute, Routing
     from polyroute.config import Config
     from polyroute.config import load as load_config
-    from polyroute.errors import ConfigError, PolyrouteError, ProviderError
+    from polyroute.errors import (
+        AllProvidersFailedError,
+        BudgetExceeded,
+        ConfigError,
+        CredentialError,
+        LedgerError,
+        NoCandidateError,
+        PolyrouteError,
+        ProviderError,
+    )
     from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+    from polyroute.hub import (
+        BudgetAlert,
+        BudgetExceededEvent,
+        EventHub,
+        HubEvent,
+        RequestFailed,
+        RequestSucceeded,
+        UsageRecorded,
+    )
+    from polyroute.ledger import BudgetLimits, BudgetStatus, Ledger, UsageRecord, UsageReport
     from polyroute.providers import HttpPool, Provider, ProviderClient
-    from polyroute.router.decision import Attempt, Decision, Target
+    from polyroute.router.context import Candidate, Ranking, RoutingContext, Scored, Strategy
+    from polyroute.router.decision import Attempt, Decision, Excluded, Target
+    from polyroute.sync import SyncPolyroute
     from polyroute.types import (
         ChatRequest,
         ChatResponse,
