@@ -206,3 +206,58 @@ def test_real_process_failure_has_no_traceback(fleet: Fleet, config: Path) -> No
     )
     assert p.returncode == 4, p.stderr
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_route_prints_the_decision_without_calling(fleet: Fleet, config: Path) -> None:
+    calls = {v: fleet[v].calls for v in VENDORS}
+    r = invoke("route", "hi", "--priority", "cost", "--json", "--config", str(config))
+    assert r.exit_code == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {
+        "strategy",
+        "provider",
+        "model",
+        "reasoning",
+        "estimated_cost_usd",
+        "fallbacks",
+        "confidence",
+        "excluded",
+        "estimated_cost_basis",
+    } <= set(d)
+    assert d["strategy"] == "cost" and d["provider"] == "ollama"  # free wins on cost
+    assert {v: fleet[v].calls for v in VENDORS} == calls
+    table = invoke("route", "hi", "--require", "vision", "--config", str(config))
+    assert table.exit_code == 0 and "lacks capability vision" in table.stdout
+
+
+def test_routing_flags_reach_the_decision(fleet: Fleet, config: Path) -> None:
+    r = invoke(
+        "ask",
+        "hi",
+        "--priority",
+        "quality",
+        "--complexity",
+        "simple",
+        "--max-cost",
+        "1",
+        "--json",
+        "--config",
+        str(config),
+    )
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["decision"]["strategy"] == "quality"
+    assert out["attempts"][0]["ok"] and out["provider"] == out["decision"]["provider"]
+    # nothing fits: exit 4 with every exclusion named
+    r = invoke("ask", "hi", "--max-cost", "0", "--require", "embeddings", "--config", str(config))
+    assert r.exit_code == 4
+    assert "no provider can serve this request" in r.stderr
+
+
+def test_a_failing_provider_falls_back_and_lists_attempts(fleet: Fleet, config: Path) -> None:
+    fleet["ollama"].script.fail_always(500)
+    r = invoke("ask", "hi", "--priority", "cost", "--json", "--config", str(config))
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [a["ok"] for a in out["attempts"]] == [False, False, True]
+    assert out["attempts"][0]["provider"] == "ollama" and out["provider"] != "ollama"

@@ -115,12 +115,13 @@ def usd(value: float | None, digits: int = 6) -> str:
 def table(title: str | None, columns: list[str], rows: list[list[str]], *, out: Any = None) -> None:
     """Print a table to ``out`` (a rich console; default: a new one). Long cells wrap."""
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
     for c in columns:
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*r)
+        t.add_row(*(Text(cell) for cell in r))  # plain text: "[api_error]" is not markup
     (out or console()).print(t)
 
 

@@ -10,6 +10,10 @@ from polyroute.cli._common import common_options, run, table, usd
 from polyroute.cli._common import console as make_console
 
 PROMPT = "In one sentence: why use more than one LLM provider?"
+HARD = (
+    "Design a fault-tolerant, multi-region architecture for a payments ledger; "
+    "analyze the trade-offs between consistency and availability step by step."
+)
 
 
 @click.command()
@@ -20,7 +24,6 @@ def demo() -> None:
     async def main() -> int:
         from polyroute.client import Polyroute
         from polyroute.config import Config, validate
-        from polyroute.errors import ProviderError
         from polyroute.testing import Fleet
 
         console = make_console()
@@ -30,7 +33,10 @@ def demo() -> None:
                 "speaking each vendor's real wire format\n"
             )
             # the demo's ledger is in memory: simulated spend never enters the user's records
-            settings = fleet.settings(storage={"url": "sqlite://"})
+            settings = fleet.settings(
+                storage={"url": "sqlite://"},
+                router={"circuit_breaker": {"failure_threshold": 2, "reset_timeout_s": 1.0}},
+            )
             config = Config(validate(settings, "embedded demo config"), "embedded", fleet.env())
             async with Polyroute(config) as pr:
                 rows = []
@@ -64,51 +70,9 @@ def demo() -> None:
                         f"[dim]   {stream.answer.usage.total_tokens} tokens, {usd(stream.answer.cost_usd)}[/]\n"
                     )
 
-                console.print(
-                    "[bold]3. Failures become typed errors[/] (scripted on the simulators):"
-                )
-                scenes = [
-                    ("anthropic", 529, "Anthropic overloaded"),
-                    ("google", 429, "Gemini quota exhausted"),
-                    ("openai", 401, "a revoked OpenAI key"),
-                ]
-                err_rows = []
-                for pid, status, what in scenes:
-                    fleet[pid].script.fail_next(1, status, retry_after=2 if status == 429 else None)
-                    try:
-                        await pr.complete(PROMPT, provider=pid)
-                    except ProviderError as exc:
-                        err_rows.append(
-                            [
-                                what,
-                                type(exc).__name__,
-                                str(exc.status),
-                                exc.vendor_type or "-",
-                                "yes" if exc.retryable else "no",
-                                "-" if exc.retry_after is None else f"{exc.retry_after:g}s",
-                            ]
-                        )
-                fleet["openai"].script.cut_stream(after_chunks=2)
-                try:
-                    async for _ in pr.stream(PROMPT, provider="openai"):
-                        pass
-                except ProviderError as exc:
-                    err_rows.append(
-                        [
-                            "a stream cut mid-answer",
-                            type(exc).__name__,
-                            "-",
-                            "-",
-                            "yes" if exc.retryable else "no",
-                            "-",
-                        ]
-                    )
-                _show(
-                    console,
-                    None,
-                    ["what happened", "error", "status", "vendor type", "retryable", "retry after"],
-                    err_rows,
-                )
+                await _errors_scene(console, pr, fleet)
+                await _routing_scene(console, pr)
+                await _fallback_and_breaker_scene(console, pr, fleet)
                 await _budget_scene(console, pr, fleet)
         console.print(
             "Next: [bold]polyroute models[/] for the catalog and prices; "
@@ -117,6 +81,150 @@ def demo() -> None:
         return 0
 
     run(main)
+
+
+async def _errors_scene(console: Any, pr: Any, fleet: Any) -> None:
+    from polyroute.errors import ProviderError
+    from polyroute.types import ChatRequest, Message
+
+    console.print("[bold]3. Failures become typed errors[/] (scripted on the simulators):")
+    scenes = [
+        ("anthropic", 529, "Anthropic overloaded"),
+        ("google", 429, "Gemini quota exhausted"),
+        ("openai", 401, "a revoked OpenAI key"),
+        ("openai", 0, "a stream cut mid-answer"),
+    ]
+    rows = []
+    for pid, status, what in scenes:
+        client = pr.client(pid)
+        request = ChatRequest(client.provider.default_model or "", (Message.user(PROMPT),))
+        try:
+            if status:
+                fleet[pid].script.fail_next(1, status, retry_after=2 if status == 429 else None)
+                await client.complete(request)
+            else:
+                fleet[pid].script.cut_stream(after_chunks=2)
+                async for _ in client.stream(request):
+                    pass
+        except ProviderError as exc:
+            rows.append(
+                [
+                    what,
+                    type(exc).__name__,
+                    "-" if exc.status is None else str(exc.status),
+                    exc.vendor_type or "-",
+                    "retry, then fall back" if exc.retryable else "fall back at once",
+                    "-" if exc.retry_after is None else f"{exc.retry_after:g}s",
+                ]
+            )
+    _show(
+        console,
+        None,
+        ["what happened", "error", "status", "vendor type", "the router will", "retry after"],
+        rows,
+    )
+
+
+async def _routing_scene(console: Any, pr: Any) -> None:
+    console.print(
+        "[bold]4. Routing[/]: every (provider, model) pair is a candidate; a strategy ranks "
+        "them, and the rest become the fallback list."
+    )
+    rows = []
+    for priority, prompt, complexity in [
+        ("cost", PROMPT, "auto"),
+        ("quality", HARD, "auto"),
+        ("balanced", PROMPT, "auto"),
+        ("carbon", PROMPT, "auto"),
+    ]:
+        d = pr.route(prompt, priority=priority, complexity=complexity)
+        rows.append(
+            [
+                priority,
+                "hard design question" if prompt is HARD else "one-line question",
+                f"{d.provider}/{d.model}",
+                usd(d.estimated_cost_usd),
+                ", ".join(f"{t.provider}/{t.model}" for t in d.fallbacks) or "-",
+                str(len(d.excluded)),
+            ]
+        )
+    _show(
+        console,
+        None,
+        ["priority", "prompt", "chosen", "est. cost", "fallbacks", "excluded"],
+        rows,
+    )
+
+
+async def _fallback_and_breaker_scene(console: Any, pr: Any, fleet: Any) -> None:
+    import asyncio
+
+    winner = pr.route(HARD, priority="quality")
+    down = winner.provider
+    sim = fleet[down]
+    sim.script.fail_always(503)
+    console.print(
+        f"[bold]5. Fallback[/]: {down} now answers 503 to everything. The quality pick is "
+        f"{down}/{winner.model}; it is retried once, then the next pair serves:"
+    )
+    a = await pr.complete(HARD, priority="quality", max_tokens=64)
+    _show(
+        console,
+        None,
+        ["attempt", "provider/model", "ok", "error", "latency"],
+        [
+            [
+                str(i),
+                f"{t.provider}/{t.model}",
+                "yes" if t.ok else "no",
+                t.error or "",
+                f"{t.latency_ms:.1f} ms",
+            ]
+            for i, t in enumerate(a.attempts, 1)
+        ],
+    )
+    breaker = pr.breakers.get(down)
+    console.print(
+        f"[bold]6. Circuit breaker[/]: two failures in a row opened {down}'s breaker "
+        "(failure_threshold = 2, reset_timeout_s = 1 in this demo)."
+    )
+    rows = []
+
+    async def step(what: str) -> None:
+        before = sim.calls
+        state = breaker.state
+        d = pr.route(HARD, priority="quality")
+        pair = (down, winner.model)
+        excluded = next((e.reason for e in d.excluded if (e.provider, e.model) == pair), "eligible")
+        answer = await pr.complete(HARD, priority="quality", max_tokens=64)
+        rows.append(
+            [
+                what,
+                state,
+                excluded,
+                str(sim.calls - before),
+                f"{answer.provider}/{answer.model}",
+                breaker.state,
+            ]
+        )
+
+    await step("while open")
+    await asyncio.sleep(1.05)
+    sim.script.recover()
+    await step("after 1 s, it recovered")
+    _show(
+        console,
+        None,
+        [
+            "request",
+            "breaker before",
+            f"{down} in routing",
+            f"calls to {down}",
+            "served by",
+            "breaker after",
+        ],
+        rows,
+    )
 
 
 async def _budget_scene(console: Any, pr: Any, fleet: Any) -> None:
@@ -134,7 +242,7 @@ async def _budget_scene(console: Any, pr: Any, fleet: Any) -> None:
     limit = 3.5 * worst
     await pr.ledger.set_budget(provider_scope(pid), daily_usd=limit)
     console.print(
-        f"[bold]4. A budget holds under concurrency[/]: {pid} gets a daily limit of {usd(limit)}. "
+        f"[bold]7. A budget holds under concurrency[/]: {pid} gets a daily limit of {usd(limit)}. "
         f"Six requests arrive at once; each first holds its worst case ({usd(worst)}) in one "
         "database transaction, and settles to its real cost when it ends."
     )
@@ -156,7 +264,7 @@ async def _budget_scene(console: Any, pr: Any, fleet: Any) -> None:
     report = await pr.usage(by="provider")
     _show(
         console,
-        "5. The usage ledger: one row per attempt, failures included",
+        "8. The usage ledger: one row per attempt, failures included",
         ["provider", "requests", "failed", "tokens in/out", "cost"],
         [
             [

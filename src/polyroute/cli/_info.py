@@ -104,10 +104,16 @@ def _model_json(m: CatalogModel) -> dict[str, Any]:
 
 
 @click.command()
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Probe each enabled provider now for the health column.",
+)
 @json_option
 @common_options
-def providers(as_json: bool) -> None:
-    """Configured providers: type, endpoint, models, key status."""
+def providers(check: bool, as_json: bool) -> None:
+    """Configured providers: endpoint, models, key, health, breaker, budget left."""
     config_path = state().config
 
     async def main() -> int:
@@ -118,6 +124,8 @@ def providers(as_json: bool) -> None:
         config = load(config_path)
         async with Polyroute(config) as pr:
             budgets = {b.scope: b for b in await pr.budgets()} if config.settings.providers else {}
+            pr.health_monitor.timeout_s = 5.0
+            probes = {h.provider: h for h in await pr.health_monitor.check_all()} if check else {}
             out: list[dict[str, Any]] = []
             for pid, spec in config.settings.providers.items():
                 b = budgets.get(f"provider:{pid}")
@@ -131,6 +139,8 @@ def providers(as_json: bool) -> None:
                         "default_model": spec.default_model,
                         "models": pr.models_of(pid),
                         "budget": None if b is None or b.limits.empty else b.as_dict(),
+                        "health": probes[pid].as_dict() if pid in probes else None,
+                        "breaker": pr.breakers.get(pid).as_dict(),
                     }
                 )
         if as_json:
@@ -141,7 +151,18 @@ def providers(as_json: bool) -> None:
             return 0
         table(
             f"providers ({config.source})",
-            ["id", "type", "base url", "enabled", "key", "default model", "models", "budget left"],
+            [
+                "id",
+                "type",
+                "base url",
+                "enabled",
+                "key",
+                "default model",
+                "models",
+                "health",
+                "breaker",
+                "budget left",
+            ],
             [
                 [
                     p["id"],
@@ -151,6 +172,8 @@ def providers(as_json: bool) -> None:
                     p["key"],
                     p["default_model"] or "-",
                     str(len(p["models"])),
+                    _health(p["health"]),
+                    p["breaker"]["state"],
                     _budget_left(p["budget"]),
                 ]
                 for p in out
@@ -159,6 +182,14 @@ def providers(as_json: bool) -> None:
         return 0
 
     run(main)
+
+
+def _health(probe: dict[str, Any] | None) -> str:
+    if probe is None:
+        return "-"
+    if probe["ok"]:
+        return f"ok, {probe['latency_ms']:.0f} ms"
+    return f"FAIL ({probe['error_type']})"
 
 
 def _budget_left(budget: dict[str, Any] | None) -> str:
