@@ -171,8 +171,13 @@ def test_debug_process_vault_failures_have_no_key(
     other = config_path.with_name("other.toml")
     other.write_text(config_path.read_text().replace("vault:leak", "vault:absent"))
     missing = run_cli(tmp_path, "--debug", "ask", "hi", "--config", str(other))
-    assert missing.returncode == 2 and "vault credential 'absent' not found" in missing.stderr
-    for name, p in [("tampered", tampered), ("missing", missing)]:
+    # unpinned: routing excludes every keyless provider, so none is eligible (exit 4)
+    assert missing.returncode == 4 and "no credential 'absent' in the vault" in missing.stderr
+    pinned = run_cli(
+        tmp_path, "--debug", "ask", "hi", "--provider", "openai", "--config", str(other)
+    )
+    assert pinned.returncode == 2 and "vault credential 'absent' not found" in pinned.stderr
+    for name, p in [("tampered", tampered), ("missing", missing), ("pinned", pinned)]:
         assert_clean(p.stdout + p.stderr, f"output ({name})")
 
 

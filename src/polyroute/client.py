@@ -27,7 +27,12 @@ from typing import Any, Literal, TypedDict, Unpack
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.config import load as load_config
-from polyroute.errors import AllProvidersFailedError, ConfigError, CredentialError
+from polyroute.errors import (
+    AllProvidersFailedError,
+    BudgetExceeded,
+    ConfigError,
+    CredentialError,
+)
 from polyroute.events import StreamEnd, StreamEvent, TextDelta
 from polyroute.hub import EventHub
 from polyroute.ledger import (
@@ -170,6 +175,7 @@ class Polyroute:
         self._router: Router | None = None
         self._executor: Executor | None = None
         self._over_budget: dict[str, tuple[float, str]] = {}
+        self._key_status: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, path: str | None = None) -> Polyroute:
@@ -205,7 +211,12 @@ class Polyroute:
     @property
     def router(self) -> Router:
         if self._router is None:
-            checks = (self._breaker_check, self.health_monitor.reason, self._budget_check)
+            checks = (
+                self._key_check,
+                self._breaker_check,
+                self.health_monitor.reason,
+                self._budget_check,
+            )
             self._router = Router(self.config, self.catalog, self.stats, checks)
         return self._router
 
@@ -223,6 +234,13 @@ class Polyroute:
             )
         return self._executor
 
+    def _key_check(self, provider_id: str) -> str | None:
+        """A provider whose key cannot be had is not a candidate (checked once per process)."""
+        if provider_id not in self._key_status:
+            self._key_status[provider_id] = self.config.key_status(provider_id)
+        status = self._key_status[provider_id]
+        return None if status in ("none", "set", "set (vault)") else f"api key {status}"
+
     def _breaker_check(self, provider_id: str) -> str | None:
         b = self.breakers.get(provider_id)
         return f"breaker open, retry in {b.retry_in_s:.0f}s" if b.state == "open" else None
@@ -235,11 +253,13 @@ class Polyroute:
                 return f"over budget: {hit[1]}"
         return None
 
-    def _note_refusals(self, attempts: Sequence[Attempt]) -> None:
-        for a in attempts:
-            if a.error_type == "budget_exceeded" and a.error:
-                scope = "*" if "budget for global" in a.error else a.provider
-                self._over_budget[scope] = (time.monotonic(), a.error)
+    def _note_refusals(self, refusals: Sequence[BudgetExceeded]) -> None:
+        for exc in refusals:
+            kind, _, pid = exc.scope.partition(":")
+            if kind == "global":
+                self._over_budget["*"] = (time.monotonic(), str(exc))
+            elif kind == "provider":
+                self._over_budget[pid] = (time.monotonic(), str(exc))
 
     def models_of(self, provider_id: str) -> list[str]:
         """What a provider serves: its configured list, else the catalog's chat models of its type."""
@@ -255,8 +275,8 @@ class Polyroute:
     ) -> RoutingContext:
         """The routing context of a request (``complexity="auto"`` is estimated here)."""
         provider = routing.get("provider")
-        if provider is not None and provider not in self.config.settings.providers:
-            self.config.provider(provider)  # raises the clear "no provider" error
+        if provider is not None:
+            self.client(provider)  # a pinned provider's config or key problem: its own clear error
         model = routing.get("model")
         if provider is not None and model is None:
             # a pinned provider with a configured default uses it, as the user set up
@@ -317,10 +337,13 @@ class Polyroute:
         )
         try:
             done = await self.executor.complete(decision, request)
-        except AllProvidersFailedError as exc:
-            self._note_refusals(exc.attempts)
+        except BudgetExceeded as exc:
+            self._note_refusals([exc])
             raise
-        self._note_refusals(done.attempts)
+        except AllProvidersFailedError as exc:
+            self._note_refusals(exc.refusals)
+            raise
+        self._note_refusals(done.refusals)
         return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
 
     def stream(
@@ -427,6 +450,9 @@ class AnswerStream:
                         self.decision, response, latency, run.cost_usd, run.attempts
                     )
                 yield event
+        except BudgetExceeded as exc:
+            owner._note_refusals([exc])
+            raise
         finally:
             await run.aclose()
-            owner._note_refusals(run.attempts)
+            owner._note_refusals(run.refusals)

@@ -187,9 +187,16 @@ class StreamInterruptedError(ProviderError):
 class AllProvidersFailedError(ProviderError):
     """Every target of a routing decision failed; ``attempts`` lists each try, in order."""
 
-    def __init__(self, attempts: Sequence[Attempt], errors: Sequence[ProviderError] = ()) -> None:
+    def __init__(
+        self,
+        attempts: Sequence[Attempt],
+        errors: Sequence[ProviderError] = (),
+        refusals: Sequence[BudgetExceeded] = (),
+    ) -> None:
         self.attempts = list(attempts)
         self.errors = list(errors)
+        self.refusals = list(refusals)
+        """Budgets that refused some of the targets."""
         """The provider errors behind the attempts, in order (``last`` is the final one)."""
         listed = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in self.attempts)
         super().__init__(f"no provider could serve the request: {listed or 'no attempt made'}")

@@ -62,6 +62,8 @@ class Executed:
     """The serving attempt's latency."""
     target: Target
     attempts: list[Attempt]
+    refusals: list[BudgetExceeded] = field(default_factory=list)
+    """Budgets that refused targets on the way (the facade keeps those out for a while)."""
 
 
 def _error_text(exc: BaseException) -> str:
@@ -132,7 +134,7 @@ class _Run:
         """The error to raise when nothing served."""
         if self.budget_refusals and not self.calls:
             return self.budget_refusals[0]
-        error = AllProvidersFailedError(self.attempts, self.errors)
+        error = AllProvidersFailedError(self.attempts, self.errors, self.budget_refusals)
         error.__cause__ = error.last
         return error
 
@@ -183,7 +185,14 @@ class Executor:
                     continue
                 if self.stats is not None:
                     self.stats.record(target.provider, target.model, done.latency_ms)
-                return Executed(done.response, done.cost_usd, done.latency_ms, target, run.attempts)
+                return Executed(
+                    done.response,
+                    done.cost_usd,
+                    done.latency_ms,
+                    target,
+                    run.attempts,
+                    run.budget_refusals,
+                )
         raise run.outcome()
 
     def stream(self, decision: Decision, request: ChatRequest) -> ExecutedStream:
@@ -265,6 +274,7 @@ class ExecutedStream:
         "decision",
         "executor",
         "latency_ms",
+        "refusals",
         "request",
         "target",
         "ttft_ms",
@@ -275,6 +285,7 @@ class ExecutedStream:
         self.decision = decision
         self.request = request
         self.attempts: list[Attempt] = []
+        self.refusals: list[BudgetExceeded] = []
         self.target: Target | None = None
         self.cost_usd: float | None = None
         self.latency_ms: float | None = None
@@ -297,7 +308,7 @@ class ExecutedStream:
 
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         ex = self.executor
-        run = _Run(attempts=self.attempts)
+        run = _Run(attempts=self.attempts, budget_refusals=self.refusals)
         for target, client, breaker in ex._admitted(self.decision, run):
             call = replace(self.request, model=target.model)
             retry = 0
