@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from polyroute.cli._common import common_options, emit_json, json_option, run, state, table, usd
-from polyroute.cli._routing import routing_of, routing_options
+from polyroute.cli._routing import routing_options
+
+if TYPE_CHECKING:
+    from polyroute.client import Routing
 
 
 def read_prompt(prompt: str) -> str:
@@ -27,13 +31,7 @@ def read_prompt(prompt: str) -> str:
 @common_options
 def ask(
     prompt: str,
-    priority: str | None,
-    complexity: str,
-    provider: str | None,
-    model: str | None,
-    max_cost: float | None,
-    max_latency_ms: float | None,
-    require: tuple[str, ...],
+    routing: Routing,
     max_tokens: int | None,
     system: str | None,
     stream: bool,
@@ -41,7 +39,6 @@ def ask(
 ) -> None:
     """Ask PROMPT (- reads stdin): routed, retried, falling back, and answered."""
     text = read_prompt(prompt)
-    routing = routing_of(priority, complexity, provider, model, max_cost, max_latency_ms, require)
     config_path = state().config
 
     async def main() -> int:
@@ -89,20 +86,13 @@ def ask(
 @common_options
 def route(
     prompt: str,
-    priority: str | None,
-    complexity: str,
-    provider: str | None,
-    model: str | None,
-    max_cost: float | None,
-    max_latency_ms: float | None,
-    require: tuple[str, ...],
+    routing: Routing,
     max_tokens: int | None,
     system: str | None,
     as_json: bool,
 ) -> None:
     """The routing decision for PROMPT, without calling anyone."""
     text = read_prompt(prompt)
-    routing = routing_of(priority, complexity, provider, model, max_cost, max_latency_ms, require)
     config_path = state().config
 
     async def main() -> int:

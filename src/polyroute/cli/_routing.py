@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -17,7 +18,7 @@ _CAPABILITIES = ("chat", "stream", "tools", "vision", "json", "embeddings")
 
 def routing_options(f: F) -> F:
     """``--priority``, ``--complexity``, ``--provider``, ``--model``, ``--max-cost``,
-    ``--max-latency-ms``, ``--require``: collected into one ``routing`` argument."""
+    ``--max-latency-ms``, ``--require``: handed to the command as one ``routing`` argument."""
     options = [
         click.option(
             "--priority",
@@ -52,9 +53,28 @@ def routing_options(f: F) -> F:
             help="A capability the model must have (repeatable).",
         ),
     ]
+
+    @functools.wraps(f)
+    def collect(
+        *args: Any,
+        priority: str | None,
+        complexity: str,
+        provider: str | None,
+        model: str | None,
+        max_cost: float | None,
+        max_latency_ms: float | None,
+        require: tuple[str, ...],
+        **rest: Any,
+    ) -> Any:
+        routing = routing_of(
+            priority, complexity, provider, model, max_cost, max_latency_ms, require
+        )
+        return f(*args, routing=routing, **rest)
+
+    command: Any = collect
     for option in reversed(options):
-        f = option(f)
-    return f
+        command = option(command)
+    return cast(F, command)
 
 
 def routing_of(
