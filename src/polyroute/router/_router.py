@@ -32,6 +32,7 @@ built for the eligible pairs.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import overload
@@ -42,7 +43,7 @@ from polyroute.config import Config, ProviderConfig
 from polyroute.errors import NoCandidateError
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
 from polyroute.router.decision import Decision, Excluded, Target
-from polyroute.router.stats import LatencySlot, LatencyStats
+from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
     Order,
@@ -64,12 +65,14 @@ class Router:
     __slots__ = (
         "_by_quality",
         "_carbon",
+        "_cost_ends",
         "_entry",
         "_floor_cache",
         "_inactive",
         "_input",
         "_label",
         "_lacking_cache",
+        "_latency",
         "_local",
         "_max_fallbacks",
         "_model",
@@ -83,6 +86,7 @@ class Router:
         "_slots",
         "_strategies",
         "_target",
+        "_win_reason",
         "_win_rows",
         "_windows",
         "catalog",
@@ -106,8 +110,14 @@ class Router:
         settings = config.settings
         self._max_fallbacks = max(0, settings.router.max_attempts - 1)
         self._strategies: dict[str, Strategy] = {}
-        self._lacking_cache: dict[frozenset[Capability], tuple[tuple[int, Excluded], ...]] = {}
-        self._floor_cache: dict[Complexity, tuple[Excluded | None, ...]] = {}
+        self._lacking_cache: dict[
+            frozenset[Capability], tuple[tuple[int, ...], tuple[Excluded, ...]]
+        ] = {}
+        # per complexity: the floor's exclusion per row (None: meets it), and those of the
+        # whole table in quality order
+        self._floor_cache: dict[
+            Complexity, tuple[tuple[Excluded | None, ...], tuple[Excluded, ...]]
+        ] = {}
 
         pairs: list[tuple[str, str, ProviderConfig]] = []
         self._provider_rows: dict[str, range] = {}
@@ -138,12 +148,14 @@ class Router:
         self._label = tuple(f"{pid}/{m}" for pid, m, _ in pairs)
         self._target = tuple(Target(pid, m) for pid, m, _ in pairs)
         self._slots = tuple(stats.slot(pid, m) for pid, m, _ in pairs)
+        self._latency = stats.columns([(pid, m) for pid, m, _ in pairs])
         quality = self._quality = tuple(e.quality if e.quality is not None else 0.5 for e in entry)
         self._params = tuple(e.params_b for e in entry)
         self._local = tuple(t in LOCAL_TYPES for t in self._ptype)
         # USD per token (not per million): the cost column is then two products and a sum
         self._input = tuple(e.price.input / 1e6 if e.price else None for e in entry)
         self._output = tuple(e.price.output / 1e6 if e.price else 0.0 for e in entry)
+        self._cost_ends = _cost_ends(self._input, self._output)
         # stable: equal quality keeps config order
         self._by_quality = tuple(sorted(range(len(pairs)), key=lambda i: -quality[i]))
         model_rows: dict[str, list[int]] = {}
@@ -153,6 +165,7 @@ class Router:
         sized = sorted((w, i) for i, e in enumerate(entry) if (w := e.context_window) is not None)
         self._windows = tuple(w for w, _ in sized)
         self._win_rows = tuple(i for _, i in sized)
+        self._win_reason = tuple(f"context window {w:,} < " for w, _ in sized)
 
     def _models_of(
         self, provider_type: str, configured: Sequence[str], default: str | None
@@ -190,10 +203,15 @@ class Router:
         if self.checks:
             self._check(drop, excluded)
         if ctx.required:
-            for i, e in self._lacking(ctx.required):
-                if i not in drop:
-                    excluded.append(e)
-                    drop.add(i)
+            lacking_rows, lacking = self._lacking(ctx.required)
+            if not drop:  # the usual case: the cached exclusions as they are
+                excluded.extend(lacking)
+                drop.update(lacking_rows)
+            else:
+                for i, e in zip(lacking_rows, lacking, strict=True):
+                    if i not in drop:
+                        excluded.append(e)
+                        drop.add(i)
         self._exclude_small(ctx.needed_context, drop, excluded)
 
         p, o = float(ctx.prompt_tokens), float(ctx.output_tokens)
@@ -206,9 +224,9 @@ class Router:
         else:
             cost = _LazyCost(self._input, self._output, p, o)
         if ctx.max_cost_usd is not None:
-            self._exclude(_over_cost(cost, ctx.max_cost_usd, drop), drop, excluded)
+            self._exclude_costly(cost, ctx.max_cost_usd, drop, excluded)
         if ctx.max_latency_ms is not None:
-            self._exclude(_too_slow(self._slots, ctx.max_latency_ms, drop), drop, excluded)
+            self._exclude_slow(ctx.max_latency_ms, drop, excluded)
 
         rows: Sequence[int] = (
             [i for i in self._by_quality if i not in drop] if drop else self._by_quality
@@ -220,7 +238,7 @@ class Router:
         else:
             if builtin.uses_floor:
                 rows = self._apply_floor(rows, ctx.complexity, excluded)
-            order = builtin.order(self._pool(builtin, rows, cost, ctx.stream), ctx)
+            order = builtin.order(self._pool(builtin, rows, cost, ctx), ctx)
         self._exclude(order.excluded, None, excluded)
         if not order.rows:
             raise NoCandidateError(excluded, detail=f"strategy {ctx.strategy!r} ranked none")
@@ -275,15 +293,51 @@ class Router:
                     self._exclude(((i, why) for i in live), drop, excluded)
                     break
 
+    # The exclusions below are built per request (their reasons carry its numbers): the rows
+    # are found in one comprehension, then each gets its Excluded, reasons from parts made once.
+
     def _exclude_small(self, need: int, drop: set[int], excluded: list[Excluded]) -> None:
-        windows, rows = self._windows, self._win_rows
-        k = bisect_left(windows, need)  # windows sorted: the first k are too small
-        if k:
-            self._exclude(
-                ((rows[j], f"context window {windows[j]:,} < {need:,} needed") for j in range(k)),
-                drop,
-                excluded,
-            )
+        k = bisect_left(self._windows, need)  # windows sorted: the first k are too small
+        if not k:
+            return
+        rows, prefix = self._win_rows, self._win_reason
+        small = [j for j in range(k) if rows[j] not in drop]
+        needed = f"{need:,} needed"
+        provider, model = self._provider, self._model
+        for j in small:
+            i = rows[j]
+            excluded.append(Excluded(provider[i], model[i], prefix[j] + needed))
+            drop.add(i)
+
+    def _exclude_costly(
+        self, cost: Sequence[float | None], cap: float, drop: set[int], excluded: list[Excluded]
+    ) -> None:
+        """Over ``cap`` or unpriced (an unpriced pair cannot be held to a cap)."""
+        over = [i for i, c in enumerate(cost) if (c is None or c > cap) and i not in drop]
+        if not over:
+            return
+        cap_usd = usd(cap)
+        unpriced = f"unpriced: its cost cannot be held to --max-cost {cap_usd}"
+        tail = f" over --max-cost {cap_usd}"
+        provider, model = self._provider, self._model
+        for i in over:
+            c = cost[i]
+            why = unpriced if c is None else f"estimated {usd(c)}{tail}"
+            excluded.append(Excluded(provider[i], model[i], why))
+        drop.update(over)
+
+    def _exclude_slow(self, max_ms: float, drop: set[int], excluded: list[Excluded]) -> None:
+        """A learned latency over ``max_ms`` (no data: kept)."""
+        latency = self._latency.latency
+        slow = [i for i, x in enumerate(latency) if x is not None and x > max_ms and i not in drop]
+        if not slow:
+            return
+        tail = f" ms over --max-latency-ms {max_ms:g}"
+        provider, model = self._provider, self._model
+        for i in slow:
+            why = f"learned latency {latency[i]:,.0f}{tail}"
+            excluded.append(Excluded(provider[i], model[i], why))
+        drop.update(slow)
 
     def _exclude(
         self, reasons: Iterable[tuple[int, str]], drop: set[int] | None, excluded: list[Excluded]
@@ -310,14 +364,21 @@ class Router:
             return rows
         cached = self._floor_cache.get(complexity)
         if cached is None:
-            cached = self._floor_cache[complexity] = tuple(
+            by_row = tuple(
                 Excluded(self._provider[i], self._model[i], floor_reason(q, complexity))
                 if q < floor
                 else None
                 for i, q in enumerate(quality)
             )
+            every = self._by_quality
+            whole = tuple(e for i in every if (e := by_row[i]) is not None)
+            cached = self._floor_cache[complexity] = (by_row, whole)
+        by_row, whole = cached
         cut = below_floor(rows, quality, floor)
-        excluded.extend(e for i in rows[cut:] if (e := cached[i]) is not None)
+        if rows is self._by_quality:
+            excluded.extend(whole)
+        else:
+            excluded.extend([e for i in rows[cut:] if (e := by_row[i]) is not None])
         return rows[:cut]
 
     def _pool(
@@ -325,28 +386,31 @@ class Router:
         strategy: BuiltinStrategy,
         rows: Sequence[int],
         cost: Sequence[float | None],
-        stream: bool,
+        ctx: RoutingContext,
     ) -> Pool:
-        slots = self._slots
-        latency: Sequence[float | None]
-        if not strategy.uses_latency:
-            latency = _Learned(slots, stream)
-        elif stream:  # time to first token where learned
-            latency = [s.latency_ms if s.ttft_ms is None else s.ttft_ms for s in slots]
-        else:
-            latency = [s.latency_ms for s in slots]
+        learned, stream = self._latency, ctx.stream
+        cost_span = latency_span = None
+        if strategy.uses_spans and rows is self._by_quality:  # every row: spans at hand
+            latency_span = learned.span(first_token=stream)
+            cheapest, priciest = self._cost_ends
+            if cheapest and ctx.prompt_tokens >= 0 and ctx.output_tokens >= 0:
+                low = [c for i in cheapest if (c := cost[i]) is not None]
+                high = [c for i in priciest if (c := cost[i]) is not None]
+                cost_span = (min(low), max(high))
         return Pool(
             rows=rows,
             label=self._label,
             provider=self._provider,
             quality=self._quality,
             cost=cost,
-            latency=latency,
-            samples=_Samples(slots),
+            latency=learned.first_token if stream else learned.latency,
+            samples=learned.samples,
             local=self._local,
             carbon_intensity=self._carbon,
             params_b=self._params,
             floor_applied=strategy.uses_floor,
+            cost_span=cost_span,
+            latency_span=latency_span,
         )
 
     def _fallbacks(self, ranked: Sequence[int]) -> tuple[Target, ...]:
@@ -356,11 +420,11 @@ class Router:
         if limit == 0 or len(ranked) < 2:
             return ()
         provider, target = self._provider, self._target
-        used = {provider[ranked[0]]}
+        rest = iter(ranked)  # read as far as needed: a ranking may complete itself lazily
+        used = {provider[next(rest)]}
         first: list[int] = []
         again: list[int] = []
-        for k in range(1, len(ranked)):
-            i = ranked[k]
+        for i in rest:
             pid = provider[i]
             if pid in used:
                 again.append(i)
@@ -372,18 +436,22 @@ class Router:
         first.extend(again[: limit - len(first)])
         return tuple(target[i] for i in first)
 
-    def _lacking(self, required: frozenset[Capability]) -> tuple[tuple[int, Excluded], ...]:
-        """Rows lacking some of ``required``, excluded (static: built once per capability set)."""
+    def _lacking(
+        self, required: frozenset[Capability]
+    ) -> tuple[tuple[int, ...], tuple[Excluded, ...]]:
+        """Rows lacking some of ``required``, and their exclusions, row by row (static: built
+        once per capability set)."""
         hit = self._lacking_cache.get(required)
         if hit is None:
-            out = []
+            rows, out = [], []
             for i, e in enumerate(self._entry):
                 missing = sorted(required - e.capabilities)
                 if missing:
                     noun = "capability" if len(missing) == 1 else "capabilities"
                     why = f"lacks {noun} {', '.join(missing)}"
-                    out.append((i, Excluded(self._provider[i], self._model[i], why)))
-            hit = self._lacking_cache[required] = tuple(out)
+                    rows.append(i)
+                    out.append(Excluded(self._provider[i], self._model[i], why))
+            hit = self._lacking_cache[required] = (tuple(rows), tuple(out))
         return hit
 
     def _rank_custom(
@@ -425,25 +493,29 @@ class Router:
         return Order(ranked, (), ranking.reasoning, ranking.confidence, excluded)
 
 
-def _over_cost(
-    cost: Sequence[float | None], max_cost: float, drop: set[int]
-) -> Iterator[tuple[int, str]]:
-    cap = usd(max_cost)
-    for i, c in enumerate(cost):
-        if c is None:
-            if i not in drop:
-                yield i, f"unpriced: its cost cannot be held to --max-cost {cap}"
-        elif c > max_cost and i not in drop:
-            yield i, f"estimated {usd(c)} over --max-cost {cap}"
+def _cost_ends(
+    input: Sequence[float | None], output: Sequence[float]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Priced rows among which the cheapest and the priciest of any request are found.
 
-
-def _too_slow(
-    slots: Sequence[LatencySlot], max_ms: float, drop: set[int]
-) -> Iterator[tuple[int, str]]:
-    for i, s in enumerate(slots):
-        lat = s.latency_ms
-        if lat is not None and lat > max_ms and i not in drop:
-            yield i, f"learned latency {lat:,.0f} ms over --max-latency-ms {max_ms:g}"
+    A cost is ``p x input + o x output`` with ``p, o >= 0``, and rounding is monotonic: a
+    pair priced no higher than another on both never costs more. So the cheapest is one of
+    the rows no other undercuts on both prices, the priciest one of those none exceeds."""
+    priced = sorted(
+        (a, b, i) for i, (a, b) in enumerate(zip(input, output, strict=True)) if a is not None
+    )
+    cheapest, priciest = [], []
+    low = math.inf
+    for _, b, i in priced:
+        if b < low:
+            cheapest.append(i)
+            low = b
+    high = -math.inf
+    for _, b, i in reversed(priced):
+        if b > high:
+            priciest.append(i)
+            high = b
+    return tuple(cheapest), tuple(priciest)
 
 
 def _pair(c: Candidate) -> tuple[str, str]:
@@ -485,46 +557,3 @@ class _LazyCost(Sequence[float | None]):
 
     def __iter__(self) -> Iterator[float | None]:
         return (self[k] for k in range(len(self._input)))
-
-
-class _Samples(Sequence[int]):
-    """Sample counts read live from the stats slots (strategies read one or two)."""
-
-    __slots__ = ("_slots",)
-
-    def __init__(self, slots: Sequence[LatencySlot]) -> None:
-        self._slots = slots
-
-    @overload
-    def __getitem__(self, i: int) -> int: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[int]: ...
-    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
-        if isinstance(i, slice):
-            return [s.samples for s in self._slots[i]]
-        return self._slots[i].samples
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-
-class _Learned(Sequence[float | None]):
-    """Learned speed read live from the stats slots (as ``Pool.latency`` defines it)."""
-
-    __slots__ = ("_slots", "_stream")
-
-    def __init__(self, slots: Sequence[LatencySlot], stream: bool) -> None:
-        self._slots, self._stream = slots, stream
-
-    @overload
-    def __getitem__(self, i: int) -> float | None: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[float | None]: ...
-    def __getitem__(self, i: int | slice) -> float | Sequence[float | None] | None:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        s = self._slots[i]
-        return s.ttft_ms if self._stream and s.ttft_ms is not None else s.latency_ms
-
-    def __len__(self) -> int:
-        return len(self._slots)

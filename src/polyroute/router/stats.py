@@ -8,6 +8,10 @@ is what "no data yet" rankings are for.
 
 from __future__ import annotations
 
+import weakref
+from bisect import bisect_left, insort
+from collections.abc import Sequence
+
 DEFAULT_ALPHA = 0.2
 """Weight of the newest sample: about the last ten calls dominate the mean."""
 
@@ -30,6 +34,54 @@ class LatencySlot:
         )
 
 
+class LatencyColumns:
+    """The means of a fixed list of pairs as flat lists indexed by row (a router's table),
+    kept current by :meth:`LatencyStats.record`: a decision reads them as they are, with
+    no per-pair attribute read. Get one from :meth:`LatencyStats.columns`; read only."""
+
+    __slots__ = (
+        "__weakref__",
+        "_sorted_first_token",
+        "_sorted_latency",
+        "first_token",
+        "latency",
+        "samples",
+    )
+
+    def __init__(self, slots: Sequence[LatencySlot]) -> None:
+        self.latency: list[float | None] = [s.latency_ms for s in slots]
+        """Total latency."""
+        self.first_token: list[float | None] = [
+            s.latency_ms if s.ttft_ms is None else s.ttft_ms for s in slots
+        ]
+        """Time to first token where learned, else total latency: what streams wait for."""
+        self.samples: list[int] = [s.samples for s in slots]
+        # the learned values of each column, in order: the fastest and slowest at hand
+        self._sorted_latency = sorted(x for x in self.latency if x is not None)
+        self._sorted_first_token = sorted(x for x in self.first_token if x is not None)
+
+    def span(self, first_token: bool = False) -> tuple[float, float] | None:
+        """The lowest and highest learned value of a column (``None``: nothing learned)."""
+        known = self._sorted_first_token if first_token else self._sorted_latency
+        return (known[0], known[-1]) if known else None
+
+    def _update(self, row: int, s: LatencySlot) -> None:
+        first_token = s.latency_ms if s.ttft_ms is None else s.ttft_ms
+        _move(self._sorted_latency, self.latency[row], s.latency_ms)
+        _move(self._sorted_first_token, self.first_token[row], first_token)
+        self.latency[row] = s.latency_ms
+        self.first_token[row] = first_token
+        self.samples[row] = s.samples
+
+
+def _move(ordered: list[float], old: float | None, new: float | None) -> None:
+    """``old`` replaced by ``new`` in the sorted list ``ordered``."""
+    if old is not None:
+        del ordered[bisect_left(ordered, old)]
+    if new is not None:
+        insort(ordered, new)
+
+
 class LatencyStats:
     """Per (provider, model) exponentially weighted means of latency and time to first token.
 
@@ -37,13 +89,15 @@ class LatencyStats:
     difference. Single-threaded use (one event loop), like the rest of the router.
     """
 
-    __slots__ = ("_slots", "alpha")
+    __slots__ = ("_feeds", "_slots", "alpha")
 
     def __init__(self, alpha: float = DEFAULT_ALPHA) -> None:
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1], not {alpha}")
         self.alpha = alpha
         self._slots: dict[tuple[str, str], LatencySlot] = {}
+        # per pair, the columns (held weakly) and rows that show it
+        self._feeds: dict[tuple[str, str], list[tuple[weakref.ref[LatencyColumns], int]]] = {}
 
     def record(
         self, provider: str, model: str, latency_ms: float, ttft_ms: float | None = None
@@ -58,6 +112,14 @@ class LatencyStats:
         if ttft_ms is not None:
             s.ttft_ms = ttft_ms if s.ttft_ms is None else s.ttft_ms + a * (ttft_ms - s.ttft_ms)
             s.ttft_samples += 1
+        feeds = self._feeds.get((provider, model))
+        if feeds:
+            for ref, row in feeds:
+                columns = ref()
+                if columns is not None:
+                    columns._update(row, s)
+            if any(ref() is None for ref, _ in feeds):  # a router gone: forget its columns
+                feeds[:] = [(ref, row) for ref, row in feeds if ref() is not None]
 
     def get(self, provider: str, model: str) -> tuple[float | None, float | None, int]:
         """``(latency_ms, ttft_ms, samples)``; ``(None, None, 0)`` while nothing is learned."""
@@ -74,6 +136,15 @@ class LatencyStats:
         if s is None:
             s = self._slots[key] = LatencySlot()
         return s
+
+    def columns(self, pairs: Sequence[tuple[str, str]]) -> LatencyColumns:
+        """The means of ``pairs`` as flat columns (row ``i`` is ``pairs[i]``), updated in
+        place by every later :meth:`record` for as long as the returned object lives."""
+        columns = LatencyColumns([self.slot(p, m) for p, m in pairs])
+        ref = weakref.ref(columns)
+        for row, key in enumerate(pairs):
+            self._feeds.setdefault(key, []).append((ref, row))
+        return columns
 
     def snapshot(self) -> dict[tuple[str, str], tuple[float | None, float | None, int]]:
         """Every pair with data, for state pages and tests."""

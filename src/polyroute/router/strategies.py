@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import importlib
 import math
-from bisect import bisect_right
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import cast
+from typing import TypeVar, cast, overload
 
 from polyroute.config import BalancedWeights
 from polyroute.errors import ConfigError
@@ -71,6 +71,10 @@ _KWH = 3.6e6  # joules
 
 _INF = math.inf
 _NO_DATA_LOCAL = -1e300  # a speed score below every real one, above -inf (no data, remote)
+
+T = TypeVar("T")
+Scores = Sequence[float] | Mapping[int, float]
+"""A strategy's score per row: a list over the whole table, or a dict over the candidates."""
 
 
 @dataclass(slots=True)  # not frozen: one is built per decision, and a frozen init costs µs
@@ -99,6 +103,32 @@ class Pool:
     floor_applied: bool = False
     """The router already excluded rows below the quality floor (and listed them), unless
     none met it: then ``rows`` has them all."""
+    cost_span: tuple[float, float] | None = None
+    """The lowest and highest estimated cost among ``rows``, when the router has them at
+    hand (``None``: not given, or no row is priced)."""
+    latency_span: tuple[float, float] | None = None
+    """The same for ``latency``, among the rows with data."""
+
+    @property
+    def whole(self) -> bool:
+        """``rows`` are every row of the columns (nothing was filtered out)."""
+        return len(self.rows) == len(self.label)
+
+    @property
+    def sparse(self) -> bool:
+        """``rows`` are a small part of the columns: computing a value for each of them
+        costs less than computing it for every row."""
+        return 3 * len(self.rows) < len(self.label)
+
+    def column(self, values: Sequence[T]) -> Sequence[T]:
+        """``values`` for one comprehension to compute a result per candidate from: the whole
+        column (indexed by row, non-candidates included) unless the pool is sparse, then
+        ``values[i]`` for each ``i`` in ``rows``. :meth:`by_row` indexes the results by row."""
+        return [values[i] for i in self.rows] if self.sparse else values
+
+    def by_row(self, values: list[float]) -> Scores:
+        """Results computed over :meth:`column` columns, indexed by row."""
+        return dict(zip(self.rows, values, strict=True)) if self.sparse else values
 
     @classmethod
     def of(cls, candidates: Sequence[Candidate], ctx: RoutingContext) -> Pool:
@@ -126,12 +156,54 @@ class Order:
     """A built-in strategy's verdict on a pool."""
 
     rows: Sequence[int]
-    """Best first."""
-    score: Sequence[float]
+    """Best first (possibly a :class:`Ranked`, completed when read past its head)."""
+    score: Scores
     """Per row (the pool's indexing), higher is better; ``-inf``: unknown."""
     reasoning: str
     confidence: float
     excluded: Sequence[tuple[int, str]] = ()
+
+
+class Ranked(Sequence[int]):
+    """Rows best first, ranked only as far as they are read: ``pieces`` yields the ranking in
+    consecutive pieces, each made when a read first goes past the ones before. A decision
+    reads the winner and a few fallbacks; ``rank()`` reads everything."""
+
+    __slots__ = ("_len", "_pieces", "_rows")
+
+    def __init__(self, pieces: Iterator[list[int]], n: int) -> None:
+        self._rows: list[int] = []
+        self._pieces, self._len = pieces, n
+
+    def _reach(self, k: int) -> bool:
+        """Ranked up to index ``k`` at least (``False``: there are not that many rows)."""
+        rows = self._rows
+        while len(rows) <= k:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return False
+            rows += piece
+        return True
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, k: int) -> int: ...
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[int]: ...
+    def __getitem__(self, k: int | slice) -> int | Sequence[int]:
+        if isinstance(k, int) and k >= 0:
+            self._reach(k)
+        else:
+            self._reach(self._len - 1)
+        return self._rows[k]
+
+    def __iter__(self) -> Iterator[int]:
+        rows, k = self._rows, 0
+        while k < len(rows) or self._reach(k):
+            yield rows[k]
+            k += 1
 
 
 class BuiltinStrategy:
@@ -145,6 +217,8 @@ class BuiltinStrategy:
     """Reads the latency column for most rows."""
     uses_floor = False
     """Excludes rows below ``QUALITY_FLOOR`` (the router may do it first: ``floor_applied``)."""
+    uses_spans = False
+    """Reads the lowest and highest cost and latency (``Pool.cost_span``, ``latency_span``)."""
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
         raise NotImplementedError
@@ -166,7 +240,7 @@ class CostStrategy(BuiltinStrategy):
     name = "cost"
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
-        score = [-c if c is not None else -_INF for c in pool.cost]
+        score = pool.by_row([-c if c is not None else -_INF for c in pool.column(pool.cost)])
         ranked = sorted(pool.rows, key=score.__getitem__, reverse=True)
         best = ranked[0]
         cost = pool.cost[best]
@@ -197,14 +271,24 @@ class QualityStrategy(BuiltinStrategy):
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
         rows, excluded, note = _above_floor(pool, ctx)
-        cost_key = [c if c is not None else _INF for c in pool.cost]
-        ranked = sorted(rows, key=cost_key.__getitem__)  # ties by cost: cheaper first
-        quality = pool.quality
-        ranked.sort(key=quality.__getitem__, reverse=True)
-        best = ranked[0]
+        quality, cost = pool.quality, pool.cost
+        # rows come in descending quality: ranking them is ordering each run of equal quality
+        # by cost, and only the first run is needed up front (the winner, likely fallbacks)
+        best_run = below_floor(rows, quality, quality[rows[0]])
+        head = _cheapest_first(rows[:best_run], cost)
+
+        def pieces() -> Iterator[list[int]]:
+            yield head
+            if best_run < len(rows):
+                rest = _cheapest_first(rows[best_run:], cost)  # ties by cost: cheaper first
+                rest.sort(key=quality.__getitem__, reverse=True)
+                yield rest
+
+        best = head[0]
         why = f"{pool.label[best]} has the highest catalog quality ({quality[best]:.2f})"
-        if len(ranked) > 1 and quality[ranked[1]] == quality[best]:
-            why += f", tied with {pool.label[ranked[1]]} and cheaper"
+        if len(head) > 1:
+            why += f", tied with {pool.label[head[1]]} and cheaper"
+        ranked = Ranked(pieces(), len(rows))
         return Order(ranked, quality, why + note, 0.5 if note else 0.9, excluded)
 
 
@@ -215,10 +299,11 @@ class PerformanceStrategy(BuiltinStrategy):
     uses_latency = True
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
-        score = [
+        speed = [
             -x if x is not None else _NO_DATA_LOCAL if loc else -_INF
-            for x, loc in zip(pool.latency, pool.local, strict=True)
+            for x, loc in zip(pool.column(pool.latency), pool.column(pool.local), strict=True)
         ]
+        score = pool.by_row(speed)
         ranked = sorted(pool.rows, key=score.__getitem__, reverse=True)
         best = ranked[0]
         lat = pool.latency[best]
@@ -241,9 +326,10 @@ class BalancedStrategy(BuiltinStrategy):
     (neutral), and 0.5 for all when fewer than two distinct latencies exist.
     """
 
-    __slots__ = ("w_cost", "w_perf", "w_quality")
+    __slots__ = ("_weighted", "_weighted_of", "w_cost", "w_perf", "w_quality")
     name = "balanced"
     uses_latency = True
+    uses_spans = True
 
     def __init__(self, weights: BalancedWeights | None = None) -> None:
         w = weights or BalancedWeights()
@@ -254,47 +340,68 @@ class BalancedStrategy(BuiltinStrategy):
             self.w_cost = w.cost / total
             self.w_quality = w.quality / total
             self.w_perf = w.performance / total
+        self._weighted_of: Sequence[float] | None = None
+        self._weighted: Sequence[float] = ()
+
+    def _weighted_quality(self, quality: Sequence[float]) -> Sequence[float]:
+        """``w_quality x quality`` per row, made again only for another column (the router
+        passes the same one every time)."""
+        if quality is not self._weighted_of:
+            self._weighted = [self.w_quality * q for q in quality]
+            self._weighted_of = quality
+        return self._weighted
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
-        rows, cost, lat, quality = pool.rows, pool.cost, pool.latency, pool.quality
-        if len(rows) == len(cost):
-            priced = [c for c in cost if c is not None]
-            known = [x for x in lat if x is not None]
-        else:
-            priced = [c for i in rows if (c := cost[i]) is not None]
-            known = [x for i in rows if (x := lat[i]) is not None]
-        cost_scale = _Scale(priced, missing=0.0, flat=1.0)
-        speed_scale = _Scale(known, missing=0.5, flat=0.5)
+        quality = self._weighted_quality(pool.quality)
+        cost, lat = pool.cost, pool.latency
+        cost_scale = _Scale(pool.cost_span or _span(pool, cost), missing=0.0, flat=1.0)
+        speed_scale = _Scale(pool.latency_span or _span(pool, lat), missing=0.5, flat=0.5)
         wc, wq, wp = self.w_cost, self.w_quality, self.w_perf
         # each sub-score is linear: w x (1 - (v - lo) / span) = a - b x v
         ac, bc = wc * cost_scale.at_lo, wc * cost_scale.slope
         al, bl = wp * speed_scale.at_lo, wp * speed_scale.slope
         half = wp * speed_scale.missing
-        score = [
-            wq * q
-            + (ac - bc * c if c is not None else 0.0)
-            + (al - bl * x if x is not None else half)
-            for q, c, x in zip(quality, cost, lat, strict=False)
-        ]
-        ranked = sorted(rows, key=score.__getitem__, reverse=True)
+        score = pool.by_row(
+            [
+                q  # w_quality x quality
+                + (ac - bc * c if c is not None else 0.0)
+                + (al - bl * x if x is not None else half)
+                for q, c, x in zip(
+                    pool.column(quality), pool.column(cost), pool.column(lat), strict=True
+                )
+            ]
+        )
+        ranked = sorted(pool.rows, key=score.__getitem__, reverse=True)
         best = ranked[0]
         why = (
-            f"{pool.label[best]} scores {score[best]:.3f}: cost {cost_scale(cost[best]):.2f}, "
-            f"quality {quality[best]:.2f}, speed {speed_scale(lat[best]):.2f} "
-            f"(weights {wc:.2f}/{wq:.2f}/{wp:.2f})"
+            f"{pool.label[best]} scores {score[best]:.3f}: "
+            f"cost {cost_scale(cost[best]):.2f}, quality {pool.quality[best]:.2f}, "
+            f"speed {speed_scale(lat[best]):.2f} (weights {wc:.2f}/{wq:.2f}/{wp:.2f})"
         )
         margin = score[best] - score[ranked[1]] if len(ranked) > 1 else 1.0
         return Order(ranked, score, why, min(1.0, 0.5 + 5 * margin))
 
 
+def _span(pool: Pool, column: Sequence[float | None]) -> tuple[float, float] | None:
+    """The lowest and highest value of ``column`` among the candidates, ``None`` left out."""
+    if pool.whole:
+        known = [v for v in column if v is not None]
+    else:
+        known = [v for i in pool.rows if (v := column[i]) is not None]
+    if not known:
+        return None
+    known.sort()  # then its ends: faster than min() and max() on floats
+    return known[0], known[-1]
+
+
 class _Scale:
-    """``1 - (v - lo) / (hi - lo)`` over ``values`` (lowest 1.0, highest 0.0) as
-    ``at_lo - slope x v``; ``flat`` for every value when they do not spread."""
+    """``1 - (v - lo) / (hi - lo)`` over values spanning ``lo, hi`` (lowest 1.0, highest
+    0.0) as ``at_lo - slope x v``; ``flat`` for every value when they do not spread."""
 
     __slots__ = ("at_lo", "missing", "slope")
 
-    def __init__(self, values: Sequence[float], missing: float, flat: float) -> None:
-        lo, hi = (min(values), max(values)) if values else (0.0, 0.0)
+    def __init__(self, lo_hi: tuple[float, float] | None, missing: float, flat: float) -> None:
+        lo, hi = lo_hi or (0.0, 0.0)
         span = hi - lo
         self.missing = missing
         self.slope = 1 / span if span > 0 else 0.0
@@ -305,27 +412,44 @@ class _Scale:
 
 
 class CarbonStrategy(BuiltinStrategy):
-    __slots__ = ()
+    __slots__ = ("_grid", "_grid_of")
     name = "carbon"
     uses_floor = True
+
+    def __init__(self) -> None:
+        self._grid_of: Sequence[float | None] | None = None
+        self._grid: Sequence[float] = ()
+
+    def _intensity(self, carbon_intensity: Sequence[float | None]) -> Sequence[float]:
+        """gCO2e/kWh per row, the default where unset; made again only for another column
+        (the router passes the same one every time)."""
+        if carbon_intensity is not self._grid_of:
+            default = DEFAULT_CARBON_INTENSITY
+            self._grid = [ci if ci is not None else default for ci in carbon_intensity]
+            self._grid_of = carbon_intensity
+        return self._grid
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
         rows, excluded, note = _above_floor(pool, ctx)
         tokens = ctx.prompt_tokens + ctx.output_tokens
         per = grams_co2e(1.0, tokens, 1.0)  # per billion params per gCO2e/kWh
         default = DEFAULT_CARBON_INTENSITY
-        score = [
-            -per * p * (ci if ci is not None else default) if p is not None else -_INF
-            for p, ci in zip(pool.params_b, pool.carbon_intensity, strict=True)
-        ]
-        ranked = sorted(rows, key=score.__getitem__, reverse=True)
-        n_known = len(ranked)
-        while n_known and score[ranked[n_known - 1]] == -_INF:
-            n_known -= 1
-        if n_known < len(ranked):  # size unknown: cheapest first, price standing in for size
-            cost = pool.cost
-            key = {i: c if (c := cost[i]) is not None else _INF for i in ranked[n_known:]}
-            ranked[n_known:] = sorted(ranked[n_known:], key=key.__getitem__)
+        grid = pool.column(self._intensity(pool.carbon_intensity))
+        score = pool.by_row(
+            [
+                -per * p * ci if p is not None else -_INF
+                for p, ci in zip(pool.column(pool.params_b), grid, strict=True)
+            ]
+        )
+        by_score = sorted(rows, key=score.__getitem__, reverse=True)
+        n_known = bisect_left(by_score, _INF, key=lambda i: -score[i])  # then -inf: unknown
+
+        def pieces() -> Iterator[list[int]]:
+            yield by_score[:n_known]
+            if n_known < len(by_score):  # size unknown: cheapest first, price for size
+                yield _cheapest_first(by_score[n_known:], pool.cost)
+
+        ranked = Ranked(pieces(), len(by_score))
         best = ranked[0]
         params, ci = pool.params_b[best], pool.carbon_intensity[best]
         if params is None:
@@ -334,10 +458,10 @@ class CarbonStrategy(BuiltinStrategy):
                 "(price standing in for size)"
             )
             return Order(ranked, score, why + note, 0.3, excluded)
-        grid = f"{ci:g} gCO2e/kWh" if ci is not None else f"{default:g} gCO2e/kWh (default)"
+        where = f"{ci:g} gCO2e/kWh" if ci is not None else f"{default:g} gCO2e/kWh (default)"
         why = (
             f"{pool.label[best]} emits the least: ~{-score[best]:.3g} gCO2e for {tokens:,} tokens "
-            f"({params:g}B params at {grid})"
+            f"({params:g}B params at {where})"
         )
         confidence = (0.8 if ci is not None else 0.6) * (0.6 if note else 1.0)
         return Order(ranked, score, why + note, confidence, excluded)
@@ -356,6 +480,8 @@ def floor_reason(quality: float, complexity: Complexity) -> str:
 
 def usd(v: float) -> str:
     """Cents from a dollar up; below, three significant digits (``$0.00123``)."""
+    if 1e-4 <= v < 1:  # the same as below, and faster: "g" drops the trailing zeros
+        return f"${v:.3g}"
     if v >= 1 or v <= 0:
         return f"${v:,.2f}"
     decimals = 2 - math.floor(math.log10(v))
@@ -376,6 +502,11 @@ def _above_floor(
     cut = below_floor(rows, quality, floor)
     excluded = [(i, floor_reason(quality[i], ctx.complexity)) for i in rows[cut:]]
     return rows[:cut], excluded, ""
+
+
+def _cheapest_first(rows: Sequence[int], cost: Sequence[float | None]) -> list[int]:
+    """``rows`` by estimated cost, unpriced last; stable."""
+    return sorted(rows, key=lambda i: c if (c := cost[i]) is not None else _INF)
 
 
 def below_floor(rows: Sequence[int], quality: Sequence[float], floor: float) -> int:
