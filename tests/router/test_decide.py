@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from polyroute.config import Config, validate
 from polyroute.errors import ConfigError, NoCandidateError, ProviderError
-from polyroute.router._router import Router
+from polyroute.router._router import Router, _cost_ends
 from polyroute.router.context import RoutingContext
 from polyroute.router.decision import Target
 from polyroute.router.stats import LatencyStats
@@ -491,3 +492,132 @@ def test_the_fast_path_agrees_with_rank_on_candidates(case: Case) -> None:
     assert fast.excluded == slow.excluded
     assert (fast.reasoning, fast.confidence) == (slow.reasoning, slow.confidence)
     assert fast.estimated_cost_usd == slow.estimated_cost_usd
+
+
+# -- a larger table: the fast path's shortcuts against the plain ranking ------------------
+
+
+def larger_router(seed: int, max_attempts: int = 4) -> Router:
+    """Three providers per type sharing models (equal quality and price across them), some
+    unpriced (local) or of unknown size, windows of several sizes."""
+    rng = random.Random(seed)
+    models: dict[str, dict[str, Any]] = {}
+    providers: dict[str, dict[str, Any]] = {}
+    for t in ("openai", "anthropic", "ollama"):
+        names = [f"{t}-m{k}" for k in range(6)]
+        for k, name in enumerate(names):
+            spec: dict[str, Any] = {
+                "provider_type": t,
+                "quality": rng.choice((0.5, 0.6, 0.7, 0.8, 0.9)),
+                "context_window": rng.choice((8_192, 32_768, 200_000)),
+                "capabilities": ["chat", "stream"] + (["vision"] if k % 2 else []),
+            }
+            if k % 3:
+                spec["params_b"] = rng.choice((3, 8, 70))
+            if t != "ollama" and k != 5:
+                inp = rng.choice((0.1, 0.5, 2.5, 3.0))
+                spec["input_usd_per_mtok"] = inp
+                spec["output_usd_per_mtok"] = inp * rng.choice((2, 4, 5))
+            models[name] = spec
+        for n in range(3):
+            p: dict[str, Any] = {"type": t, "models": names}
+            if t != "ollama":
+                p["api_key"] = "env:K"
+            p["carbon_intensity"] = rng.choice((None, 50, 400))
+            providers[f"{t}-{n}"] = p
+    data = {"providers": providers, "models": models, "router": {"max_attempts": max_attempts}}
+    config = Config(validate(data, "test"), "test", {"K": "x"})
+    return Router(config, config.catalog(), LatencyStats())
+
+
+def random_context(rng: random.Random, strategy: str) -> RoutingContext:
+    return RoutingContext(
+        [Message.user("x")],
+        prompt_tokens=rng.choice((0, 10, 1_000, 1_000, 20_000)),
+        max_tokens=rng.choice((None, None, 64, 8_000)),
+        complexity=rng.choice(("simple", "medium", "complex")),
+        strategy=strategy,
+        stream=rng.random() < 0.3,
+        **rng.choice(  # most requests filter nothing; the rest one way or several
+            (
+                {},
+                {},
+                {"max_cost_usd": rng.choice((0.001, 0.05)), "max_latency_ms": 800.0},
+                {"required": frozenset({"vision"}), "max_latency_ms": 800.0},
+                {"providers": frozenset({"openai-0", "anthropic-1", "ollama-2"})},
+                {"max_cost_usd": 0.01, "required": frozenset({"vision"})},
+            )
+        ),
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_fast_path_agrees_on_a_larger_table_as_latencies_move(seed: int) -> None:
+    rng = random.Random(seed)
+    router = larger_router(seed, max_attempts=rng.choice((2, 4, 30)))
+    for name in ("cost", "quality", "performance", "balanced", "carbon"):
+        router._strategies[f"via-{name}"] = ViaCandidates(router.strategy(name))
+    for step in range(200):
+        for target in rng.sample(router.pairs, 3):  # learned while deciding, as in service
+            ttft = rng.choice((None, rng.uniform(20, 400)))
+            router.stats.record(target.provider, target.model, rng.uniform(100, 2_000), ttft)
+        name = ("cost", "quality", "performance", "balanced", "carbon")[step % 5]
+        ctx = random_context(rng, name)
+        try:
+            fast = router.decide(ctx)
+        except NoCandidateError as no:
+            with pytest.raises(NoCandidateError) as info:
+                router.decide(dataclasses.replace(ctx, strategy=f"via-{name}"))
+            assert info.value.excluded == no.excluded
+            continue
+        slow = router.decide(dataclasses.replace(ctx, strategy=f"via-{name}"))
+        assert fast.targets == slow.targets
+        assert fast.excluded == slow.excluded
+        assert (fast.reasoning, fast.confidence) == (slow.reasoning, slow.confidence)
+        assert fast.estimated_cost_usd == slow.estimated_cost_usd
+
+
+def test_the_cheapest_and_priciest_rows_bound_every_cost() -> None:
+    rng = random.Random(3)
+    for _ in range(300):
+        n = rng.randint(1, 40)
+        prices = [rng.choice((0.0, 0.1, 0.15, 1.0, 2.5, 3.0, 10.0)) / 1e6 for _ in range(2 * n)]
+        per_input: list[float | None] = [None if rng.random() < 0.1 else a for a in prices[:n]]
+        per_output = prices[n:]
+        cheapest, priciest = _cost_ends(per_input, per_output)
+        p, o = float(rng.choice((0, 1, 7, 1_000, 123_457))), float(rng.choice((0, 1, 500)))
+        cost = [
+            p * a + o * b if a is not None else None
+            for a, b in zip(per_input, per_output, strict=True)
+        ]
+        priced = [c for c in cost if c is not None]
+        if not priced:
+            assert cheapest == priciest == ()
+            continue
+        assert min(cost[i] for i in cheapest) == min(priced)  # type: ignore[type-var]
+        assert max(cost[i] for i in priciest) == max(priced)  # type: ignore[type-var]
+
+
+def test_latency_columns_follow_every_record() -> None:
+    stats = LatencyStats()
+    pairs = [("a", "x"), ("a", "y"), ("b", "x")]
+    stats.record("a", "y", 500.0)
+    columns = stats.columns(pairs)
+    assert columns.latency == [None, 500.0, None] and columns.span() == (500.0, 500.0)
+    rng = random.Random(1)
+    for _ in range(200):
+        provider, model = rng.choice(pairs)
+        stats.record(provider, model, rng.uniform(50, 3_000), rng.choice((None, 40.0)))
+        slots = [stats.slot(p, m) for p, m in pairs]
+        assert columns.latency == [s.latency_ms for s in slots]
+        assert columns.first_token == [
+            s.ttft_ms if s.ttft_ms is not None else s.latency_ms for s in slots
+        ]
+        assert columns.samples == [s.samples for s in slots]
+        known = [x for x in columns.latency if x is not None]
+        assert columns.span() == (min(known), max(known))
+        first = [x for x in columns.first_token if x is not None]
+        assert columns.span(first_token=True) == (min(first), max(first))
+    del columns  # a router gone: its columns are forgotten on the next record
+    stats.record("a", "x", 100.0)
+    assert stats._feeds[("a", "x")] == []

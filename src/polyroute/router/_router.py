@@ -24,18 +24,20 @@ tried comes before a second model of one already in the list.
 
 Speed: no per-request object per pair. Columns are tuples read by index; the
 built-in strategies rank the columns (``BuiltinStrategy.order``), and objects
-are made only for excluded pairs and the few targets. Exclusions whose reason
-depends on static data alone (disabled, capabilities, the quality floor) are
-built once and reused. Only a custom strategy gets :class:`Candidate` objects,
-built for the eligible pairs.
+are made only for excluded pairs and the few targets. Learned latencies are
+flat columns the stats keep current (``LatencyStats.columns``); costs are a
+:class:`CostColumn`, computed whole only for strategies (and the cost cap) that
+read most rows. Exclusions whose reason depends on static data alone (disabled,
+capabilities, the quality floor) are built once and reused; a latency exclusion
+is reused while its latency and cap stay the same. Only a custom strategy gets
+:class:`Candidate` objects, built for the eligible pairs.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import overload
+from collections.abc import Callable, Iterable, Sequence
 
 from polyroute.catalog import Catalog
 from polyroute.catalog._catalog import LOCAL_TYPES
@@ -46,6 +48,7 @@ from polyroute.router.decision import Decision, Excluded, Target
 from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
+    CostColumn,
     Order,
     Pool,
     below_floor,
@@ -84,6 +87,7 @@ class Router:
         "_ptype",
         "_quality",
         "_slots",
+        "_slow",
         "_strategies",
         "_target",
         "_win_reason",
@@ -149,6 +153,8 @@ class Router:
         self._target = tuple(Target(pid, m) for pid, m, _ in pairs)
         self._slots = tuple(stats.slot(pid, m) for pid, m, _ in pairs)
         self._latency = stats.columns([(pid, m) for pid, m, _ in pairs])
+        # per row, the last latency exclusion made, with the latency and cap it was for
+        self._slow: list[tuple[float | None, float, Excluded] | None] = [None] * len(pairs)
         quality = self._quality = tuple(e.quality if e.quality is not None else 0.5 for e in entry)
         self._params = tuple(e.params_b for e in entry)
         self._local = tuple(t in LOCAL_TYPES for t in self._ptype)
@@ -215,14 +221,10 @@ class Router:
         self._exclude_small(ctx.needed_context, drop, excluded)
 
         p, o = float(ctx.prompt_tokens), float(ctx.output_tokens)
-        cost: Sequence[float | None]
+        column = CostColumn(p, o, self._input, self._output)
+        cost: Sequence[float | None] = column  # each computed when read, or all at once:
         if builtin is None or builtin.uses_cost or ctx.max_cost_usd is not None:
-            cost = [
-                p * a + o * b if a is not None else None
-                for a, b in zip(self._input, self._output, strict=True)
-            ]
-        else:
-            cost = _LazyCost(self._input, self._output, p, o)
+            cost = column.values()
         if ctx.max_cost_usd is not None:
             self._exclude_costly(cost, ctx.max_cost_usd, drop, excluded)
         if ctx.max_latency_ms is not None:
@@ -239,7 +241,8 @@ class Router:
             if builtin.uses_floor:
                 rows = self._apply_floor(rows, ctx.complexity, excluded)
             order = builtin.order(self._pool(builtin, rows, cost, ctx), ctx)
-        self._exclude(order.excluded, None, excluded)
+        if order.excluded:
+            self._exclude(order.excluded, None, excluded)
         if not order.rows:
             raise NoCandidateError(excluded, detail=f"strategy {ctx.strategy!r} ranked none")
 
@@ -333,10 +336,14 @@ class Router:
         if not slow:
             return
         tail = f" ms over --max-latency-ms {max_ms:g}"
-        provider, model = self._provider, self._model
+        provider, model, made = self._provider, self._model, self._slow
         for i in slow:
-            why = f"learned latency {latency[i]:,.0f}{tail}"
-            excluded.append(Excluded(provider[i], model[i], why))
+            lat = latency[i]
+            last = made[i]  # still right unless the latency (or the cap) moved since
+            if last is None or last[0] != lat or last[1] != max_ms:
+                why = f"learned latency {lat:,.0f}{tail}"
+                last = made[i] = (lat, max_ms, Excluded(provider[i], model[i], why))
+            excluded.append(last[2])
         drop.update(slow)
 
     def _exclude(
@@ -370,8 +377,7 @@ class Router:
                 else None
                 for i, q in enumerate(quality)
             )
-            every = self._by_quality
-            whole = tuple(e for i in every if (e := by_row[i]) is not None)
+            whole = tuple(e for i in self._by_quality if (e := by_row[i]) is not None)
             cached = self._floor_cache[complexity] = (by_row, whole)
         by_row, whole = cached
         cut = below_floor(rows, quality, floor)
@@ -396,7 +402,7 @@ class Router:
             if cheapest and ctx.prompt_tokens >= 0 and ctx.output_tokens >= 0:
                 low = [c for i in cheapest if (c := cost[i]) is not None]
                 high = [c for i in priciest if (c := cost[i]) is not None]
-                cost_span = (min(low), max(high))
+                cost_span = (min(low), max(high))  # of a few rows: see _cost_ends
         return Pool(
             rows=rows,
             label=self._label,
@@ -530,30 +536,3 @@ def _scope(ctx: RoutingContext) -> str:
         parts.append(f"models {', '.join(sorted(ctx.models)) or 'none'}")
     what = " and ".join(parts)
     return f"no enabled provider matches {what}" if what else "no enabled provider has a model"
-
-
-class _LazyCost(Sequence[float | None]):
-    """The cost column computed on access: for strategies that read it for a few rows only."""
-
-    __slots__ = ("_input", "_o", "_output", "_p")
-
-    def __init__(
-        self, input: Sequence[float | None], output: Sequence[float], p: float, o: float
-    ) -> None:
-        self._input, self._output, self._p, self._o = input, output, p, o
-
-    @overload
-    def __getitem__(self, i: int) -> float | None: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[float | None]: ...
-    def __getitem__(self, i: int | slice) -> float | Sequence[float | None] | None:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        a = self._input[i]
-        return None if a is None else self._p * a + self._o * self._output[i]
-
-    def __len__(self) -> int:
-        return len(self._input)
-
-    def __iter__(self) -> Iterator[float | None]:
-        return (self[k] for k in range(len(self._input)))

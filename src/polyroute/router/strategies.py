@@ -72,7 +72,7 @@ _KWH = 3.6e6  # joules
 _INF = math.inf
 _NO_DATA_LOCAL = -1e300  # a speed score below every real one, above -inf (no data, remote)
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 Scores = Sequence[float] | Mapping[int, float]
 """A strategy's score per row: a list over the whole table, or a dict over the candidates."""
 
@@ -120,7 +120,7 @@ class Pool:
         costs less than computing it for every row."""
         return 3 * len(self.rows) < len(self.label)
 
-    def column(self, values: Sequence[T]) -> Sequence[T]:
+    def column(self, values: Sequence[_T]) -> Sequence[_T]:
         """``values`` for one comprehension to compute a result per candidate from: the whole
         column (indexed by row, non-candidates included) unless the pool is sparse, then
         ``values[i]`` for each ``i`` in ``rows``. :meth:`by_row` indexes the results by row."""
@@ -151,7 +151,64 @@ class Pool:
         )
 
 
-@dataclass(frozen=True, slots=True)
+class CostColumn(Sequence[float | None]):
+    """A request's estimated cost per row, ``prompt x per_input[i] + output x per_output[i]``
+    (``None``, unpriced, where ``per_input[i]`` is), each computed when read. The router
+    passes it to strategies that read the costs of a few rows; its terms let a strategy
+    compute costs within its own comprehension."""
+
+    __slots__ = ("_values", "output", "per_input", "per_output", "prompt")
+
+    def __init__(
+        self,
+        prompt: float,
+        output: float,
+        per_input: Sequence[float | None],
+        per_output: Sequence[float],
+    ) -> None:
+        self.prompt, self.output = prompt, output
+        """Tokens in and out."""
+        self.per_input, self.per_output = per_input, per_output
+        """USD per token, per row."""
+        self._values: list[float | None] | None = None
+
+    def values(self) -> list[float | None]:
+        """Every row's cost (computed once)."""
+        if self._values is None:
+            p, o = self.prompt, self.output
+            self._values = [
+                p * a + o * b if a is not None else None
+                for a, b in zip(self.per_input, self.per_output, strict=True)
+            ]
+        return self._values
+
+    def take(self, rows: Sequence[int]) -> list[float | None]:
+        """The costs of ``rows``, in one comprehension."""
+        if self._values is not None:
+            return [self._values[i] for i in rows]
+        p, o, per_input, per_output = self.prompt, self.output, self.per_input, self.per_output
+        return [
+            p * a + o * per_output[i] if (a := per_input[i]) is not None else None for i in rows
+        ]
+
+    @overload
+    def __getitem__(self, i: int) -> float | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[float | None]: ...
+    def __getitem__(self, i: int | slice) -> float | Sequence[float | None] | None:
+        if self._values is not None or isinstance(i, slice):
+            return self.values()[i]
+        a = self.per_input[i]
+        return None if a is None else self.prompt * a + self.output * self.per_output[i]
+
+    def __len__(self) -> int:
+        return len(self.per_input)
+
+    def __iter__(self) -> Iterator[float | None]:
+        return iter(self.values())
+
+
+@dataclass(slots=True)  # not frozen, like Pool: one per decision
 class Order:
     """A built-in strategy's verdict on a pool."""
 
@@ -328,6 +385,7 @@ class BalancedStrategy(BuiltinStrategy):
 
     __slots__ = ("_weighted", "_weighted_of", "w_cost", "w_perf", "w_quality")
     name = "balanced"
+    uses_cost = False  # computed within the score when the pool is whole (see order())
     uses_latency = True
     uses_spans = True
 
@@ -354,6 +412,11 @@ class BalancedStrategy(BuiltinStrategy):
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
         quality = self._weighted_quality(pool.quality)
         cost, lat = pool.cost, pool.latency
+        # costs from their terms within the score's comprehension when the cost span is at
+        # hand (a whole pool): one pass fewer; else the cost column, computed if need be
+        terms = cost if isinstance(cost, CostColumn) and pool.cost_span is not None else None
+        if isinstance(cost, CostColumn) and terms is None:
+            cost = cost.values()
         cost_scale = _Scale(pool.cost_span or _span(pool, cost), missing=0.0, flat=1.0)
         speed_scale = _Scale(pool.latency_span or _span(pool, lat), missing=0.5, flat=0.5)
         wc, wq, wp = self.w_cost, self.w_quality, self.w_perf
@@ -361,8 +424,17 @@ class BalancedStrategy(BuiltinStrategy):
         ac, bc = wc * cost_scale.at_lo, wc * cost_scale.slope
         al, bl = wp * speed_scale.at_lo, wp * speed_scale.slope
         half = wp * speed_scale.missing
-        score = pool.by_row(
-            [
+        values: list[float]
+        if terms is not None:  # the same sums as below, with c = p x a + o x b (whole pool)
+            p, o = terms.prompt, terms.output
+            values = [
+                q  # w_quality x quality
+                + (ac - bc * (p * a + o * b) if a is not None else 0.0)
+                + (al - bl * x if x is not None else half)
+                for q, a, b, x in zip(quality, terms.per_input, terms.per_output, lat, strict=True)
+            ]
+        else:
+            values = [
                 q  # w_quality x quality
                 + (ac - bc * c if c is not None else 0.0)
                 + (al - bl * x if x is not None else half)
@@ -370,7 +442,7 @@ class BalancedStrategy(BuiltinStrategy):
                     pool.column(quality), pool.column(cost), pool.column(lat), strict=True
                 )
             ]
-        )
+        score = pool.by_row(values)
         ranked = sorted(pool.rows, key=score.__getitem__, reverse=True)
         best = ranked[0]
         why = (
@@ -412,33 +484,22 @@ class _Scale:
 
 
 class CarbonStrategy(BuiltinStrategy):
-    __slots__ = ("_grid", "_grid_of")
+    __slots__ = ()
     name = "carbon"
+    uses_cost = False  # read for the rows of unknown size only (when read that far)
     uses_floor = True
-
-    def __init__(self) -> None:
-        self._grid_of: Sequence[float | None] | None = None
-        self._grid: Sequence[float] = ()
-
-    def _intensity(self, carbon_intensity: Sequence[float | None]) -> Sequence[float]:
-        """gCO2e/kWh per row, the default where unset; made again only for another column
-        (the router passes the same one every time)."""
-        if carbon_intensity is not self._grid_of:
-            default = DEFAULT_CARBON_INTENSITY
-            self._grid = [ci if ci is not None else default for ci in carbon_intensity]
-            self._grid_of = carbon_intensity
-        return self._grid
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
         rows, excluded, note = _above_floor(pool, ctx)
         tokens = ctx.prompt_tokens + ctx.output_tokens
         per = grams_co2e(1.0, tokens, 1.0)  # per billion params per gCO2e/kWh
         default = DEFAULT_CARBON_INTENSITY
-        grid = pool.column(self._intensity(pool.carbon_intensity))
         score = pool.by_row(
             [
-                -per * p * ci if p is not None else -_INF
-                for p, ci in zip(pool.column(pool.params_b), grid, strict=True)
+                -per * p * (ci if ci is not None else default) if p is not None else -_INF
+                for p, ci in zip(
+                    pool.column(pool.params_b), pool.column(pool.carbon_intensity), strict=True
+                )
             ]
         )
         by_score = sorted(rows, key=score.__getitem__, reverse=True)
@@ -458,10 +519,10 @@ class CarbonStrategy(BuiltinStrategy):
                 "(price standing in for size)"
             )
             return Order(ranked, score, why + note, 0.3, excluded)
-        where = f"{ci:g} gCO2e/kWh" if ci is not None else f"{default:g} gCO2e/kWh (default)"
+        grid = f"{ci:g} gCO2e/kWh" if ci is not None else f"{default:g} gCO2e/kWh (default)"
         why = (
             f"{pool.label[best]} emits the least: ~{-score[best]:.3g} gCO2e for {tokens:,} tokens "
-            f"({params:g}B params at {where})"
+            f"({params:g}B params at {grid})"
         )
         confidence = (0.8 if ci is not None else 0.6) * (0.6 if note else 1.0)
         return Order(ranked, score, why + note, confidence, excluded)
@@ -506,7 +567,9 @@ def _above_floor(
 
 def _cheapest_first(rows: Sequence[int], cost: Sequence[float | None]) -> list[int]:
     """``rows`` by estimated cost, unpriced last; stable."""
-    return sorted(rows, key=lambda i: c if (c := cost[i]) is not None else _INF)
+    costs = cost.take(rows) if isinstance(cost, CostColumn) else [cost[i] for i in rows]
+    key = [c if c is not None else _INF for c in costs]
+    return [rows[k] for k in sorted(range(len(rows)), key=key.__getitem__)]
 
 
 def below_floor(rows: Sequence[int], quality: Sequence[float], floor: float) -> int:
