@@ -849,3 +849,50 @@ async def test_a_bug_on_the_database_thread_fails_calls_instead_of_hanging(
     await ledger.aclose()  # returns: the records go to the spill file
     assert "the ledger's database thread failed" in caplog.text
     assert len(Path(f"{db}.spill.jsonl").read_text().splitlines()) == 2
+
+
+async def test_a_reservation_cancelled_before_the_thread_reaches_it_is_skipped(
+    make: Make,
+) -> None:
+    import time as _time
+
+    ledger = make(budgets={PA: BudgetLimits(daily_usd=1.0)})
+    await ledger.usage()
+    busy = asyncio.ensure_future(ledger.run(lambda s: _time.sleep(0.2)))
+    waiting = asyncio.ensure_future(reserve(ledger, 0.5))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    await busy
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    s = status_of(await ledger.budgets(), PA)  # the thread lives on, and nothing is held
+    assert s.daily.reserved_usd == 0.0
+
+
+async def test_a_reservation_cancelled_while_held_is_given_back(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+
+    real = Store.reserve
+
+    def slow(self: Store, *args: Any, **kwargs: Any) -> Reservation:
+        _time.sleep(0.2)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "reserve", slow)
+    ledger = make(budgets={PA: BudgetLimits(daily_usd=1.0)})
+    task = asyncio.ensure_future(reserve(ledger, 0.5))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.setattr(Store, "reserve", real)
+    for _ in range(100):  # the release is queued once the held reservation comes back
+        s = status_of(await ledger.budgets(), PA)
+        if s.daily.reserved_usd == 0.0:
+            break
+        await asyncio.sleep(0.02)
+    assert s.daily.reserved_usd == 0.0
+    held = await reserve(ledger, 1.0)  # the whole budget is free again
+    assert held.targets

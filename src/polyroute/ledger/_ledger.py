@@ -138,7 +138,23 @@ class Ledger:
             limits = self._limits(scopes, self._fresh_budgets(store))
             return store.reserve(limits, amount_usd, ts, self.reservation_ttl_s, model)
 
-        return await self._call(job, settle_first=True)
+        future: concurrent.futures.Future[Reservation] = concurrent.futures.Future()
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        self._jobs.put(_Call(job, future, settle_first=True))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # cancelled while the database thread held the budget: give it back when done
+            future.add_done_callback(self._release_orphan)
+            raise
+
+    def _release_orphan(self, future: concurrent.futures.Future[Reservation]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        held = future.result()
+        if held.targets and not self._closed:
+            self._jobs.put(_Call(lambda s: s.release([held.id]), concurrent.futures.Future()))
 
     def record(self, record: UsageRecord, reservation: Reservation | None = None) -> None:
         """Queue ``record`` (and settle ``reservation`` to its cost); returns at once."""
@@ -293,7 +309,8 @@ class Ledger:
             if isinstance(job, _Record):
                 pending.append((job.record, job.reservation))
             elif isinstance(job, _Call):
-                job.future.set_exception(error)
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(error)
             elif self._flushed(job, pending, None, error):
                 return
             job = None
@@ -313,7 +330,8 @@ class Ledger:
             current[0] = job
             if isinstance(job, _Call):
                 if store is None:
-                    job.future.set_exception(open_error)
+                    if job.future.set_running_or_notify_cancel():
+                        job.future.set_exception(open_error)
                     continue
 
                 def settle_now() -> bool:
@@ -361,6 +379,8 @@ class Ledger:
                 if store is not None:
                     store.close()
             return True
+        if not job.future.set_running_or_notify_cancel():
+            return False  # its caller was cancelled
         if not pending:
             job.future.set_result(None)
         elif store is None:
@@ -476,6 +496,8 @@ def _run_call(job: _Call, store: Store, settle: Callable[[], bool] | None = None
     """Run ``job`` and hand its result or error to the awaiting caller; the thread lives on."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    if not job.future.set_running_or_notify_cancel():
+        return  # its caller was cancelled before the job started: nothing to do
     try:
         try:
             result = job.fn(store)

@@ -301,11 +301,18 @@ class Store:
 
     def sweep(self, now: float) -> int:
         """Release reservations whose holder never settled them (a killed process)."""
+        return self._release(reservations.c.expires < now)
+
+    def release(self, ids: Sequence[str]) -> int:
+        """Release these reservations without spend (their request never went out)."""
+        return self._release(reservations.c.id.in_(ids))
+
+    def _release(self, which: Any) -> int:
         deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         with self.write() as c:
             stale = c.execute(
                 select(reservations.c.id, reservations.c.amount_nusd, reservations.c.targets).where(
-                    reservations.c.expires < now
+                    which
                 )
             ).all()
             if not stale:
