@@ -66,38 +66,18 @@ def routing_options(f: F) -> F:
         require: tuple[str, ...],
         **rest: Any,
     ) -> Any:
-        routing = routing_of(
-            priority, complexity, provider, model, max_cost, max_latency_ms, require
-        )
-        return f(*args, routing=routing, **rest)
+        given: dict[str, Any] = {
+            "priority": priority or None,
+            "provider": provider or None,
+            "model": model or None,
+            "max_cost_usd": max_cost,  # 0 is a real cap, so only None means unset
+            "max_latency_ms": max_latency_ms,
+            "require": tuple(require) or None,
+        }
+        routing = {"complexity": complexity} | {k: v for k, v in given.items() if v is not None}
+        return f(*args, routing=cast("Routing", routing), **rest)
 
     command: Any = collect
     for option in reversed(options):
         command = option(command)
     return cast(F, command)
-
-
-def routing_of(
-    priority: str | None,
-    complexity: str,
-    provider: str | None,
-    model: str | None,
-    max_cost: float | None,
-    max_latency_ms: float | None,
-    require: tuple[str, ...],
-) -> Routing:
-    """The flags as the library's ``Routing`` keywords (unset ones left out)."""
-    out: dict[str, Any] = {"complexity": complexity}
-    if priority:
-        out["priority"] = priority
-    if provider:
-        out["provider"] = provider
-    if model:
-        out["model"] = model
-    if max_cost is not None:
-        out["max_cost_usd"] = max_cost
-    if max_latency_ms is not None:
-        out["max_latency_ms"] = max_latency_ms
-    if require:
-        out["require"] = tuple(require)
-    return out  # type: ignore[return-value]
