@@ -30,8 +30,6 @@ from polyroute.config import load as load_config
 from polyroute.errors import (
     AllProvidersFailedError,
     BudgetExceeded,
-    ConfigError,
-    CredentialError,
 )
 from polyroute.events import StreamEnd, StreamEvent, TextDelta
 from polyroute.hub import EventHub
@@ -44,14 +42,14 @@ from polyroute.ledger import (
     ledger_for,
     provider_scope,
 )
-from polyroute.providers import ConnectionCheck, HttpPool, ProviderClient, connect
+from polyroute.providers import HttpPool, ProviderClient, connect
 from polyroute.router._router import Router
 from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
 from polyroute.router.decision import Attempt, Decision, Target
 from polyroute.router.executor import Executor
-from polyroute.router.health import HealthMonitor
+from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.retry import RetryPolicy
 from polyroute.router.stats import LatencyStats
 from polyroute.types import Capability, ChatRequest, ChatResponse, Message, Usage
@@ -363,20 +361,9 @@ class Polyroute:
         )
         return AnswerStream(self, decision, request)
 
-    async def health(self, *, timeout_s: float = 10.0) -> list[ConnectionCheck]:
-        """Probe every enabled provider at once."""
-        ids = self.config.enabled()
-
-        async def check(pid: str) -> ConnectionCheck:
-            try:
-                client = self.client(pid)
-            except (ConfigError, CredentialError) as exc:
-                return ConnectionCheck(
-                    pid, ok=False, latency_ms=0.0, error=str(exc), error_type="config"
-                )
-            return await client.test_connection(timeout_s=timeout_s)
-
-        return list(await asyncio.gather(*(check(p) for p in ids)))
+    async def health(self, *, timeout_s: float = 10.0) -> list[HealthStatus]:
+        """Probe every enabled provider at once; routing then avoids the ones that failed."""
+        return await self.health_monitor.check_all(timeout_s=timeout_s)
 
     # -- accounting ----------------------------------------------------------
 

@@ -25,8 +25,8 @@ from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.events import StreamEvent
 from polyroute.ledger import BudgetStatus, GroupBy, UsageReport
-from polyroute.providers import ConnectionCheck
 from polyroute.router.decision import Decision
+from polyroute.router.health import HealthStatus
 
 
 class SyncPolyroute:
@@ -101,7 +101,7 @@ class SyncPolyroute:
     def budgets(self) -> list[BudgetStatus]:
         return self._runner.run(self.client.budgets())
 
-    def health(self, *, timeout_s: float = 10.0) -> list[ConnectionCheck]:
+    def health(self, *, timeout_s: float = 10.0) -> list[HealthStatus]:
         return self._runner.run(self.client.health(timeout_s=timeout_s))
 
     def close(self) -> None:

@@ -124,8 +124,7 @@ def providers(check: bool, as_json: bool) -> None:
         config = load(config_path)
         async with Polyroute(config) as pr:
             budgets = {b.scope: b for b in await pr.budgets()} if config.settings.providers else {}
-            pr.health_monitor.timeout_s = 5.0
-            probes = {h.provider: h for h in await pr.health_monitor.check_all()} if check else {}
+            probes = {h.provider: h for h in await pr.health(timeout_s=5.0)} if check else {}
             out: list[dict[str, Any]] = []
             for pid, spec in config.settings.providers.items():
                 b = budgets.get(f"provider:{pid}")

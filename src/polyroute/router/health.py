@@ -30,7 +30,7 @@ class HealthStatus:
     checked_at: float
     """Unix time of the probe."""
     latency_ms: float
-    models: int | None = None
+    models: int = 0
     error: str | None = None
     error_type: str | None = None
 
@@ -74,23 +74,24 @@ class HealthMonitor:
         ago = max(0.0, self.clock() - s.checked_at)
         return f"unhealthy: {s.error} (checked {ago:.0f}s ago)"
 
-    async def check(self, provider: str) -> HealthStatus:
+    async def check(self, provider: str, *, timeout_s: float | None = None) -> HealthStatus:
         started = self.clock()
         try:
             client = self._client(provider)
         except (ConfigError, CredentialError) as exc:
-            status = HealthStatus(provider, False, started, 0.0, None, str(exc), "config")
+            status = HealthStatus(provider, False, started, 0.0, 0, str(exc), "config")
         else:
-            c = await client.test_connection(timeout_s=self.timeout_s)
+            c = await client.test_connection(timeout_s=timeout_s or self.timeout_s)
             status = HealthStatus(
                 provider, c.ok, started, c.latency_ms, c.models, c.error, c.error_type
             )
         self.status[provider] = status
         return status
 
-    async def check_all(self) -> list[HealthStatus]:
-        """Probe every provider now, concurrently."""
-        return list(await asyncio.gather(*(self.check(p) for p in self._providers())))
+    async def check_all(self, *, timeout_s: float | None = None) -> list[HealthStatus]:
+        """Probe every provider now, concurrently (``timeout_s``: each; default the monitor's)."""
+        probes = (self.check(p, timeout_s=timeout_s) for p in self._providers())
+        return list(await asyncio.gather(*probes))
 
     # -- the background loop -------------------------------------------------
 
