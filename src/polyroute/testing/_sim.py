@@ -263,23 +263,9 @@ class Simulator(ABC):
             return self.error_response(401, "invalid or missing API key", None)
         if body is None:
             return self.error_response(400, "request body is not valid JSON", None)
-        fault = self.script.take()
-        if self.script.latency_s:
-            await asyncio.sleep(self.script.latency_s)
-        if fault is not None:
-            if fault.kind == "hang":
-                await asyncio.sleep(fault.seconds)
-            elif fault.kind == "status":
-                response = self.error_response(
-                    fault.status,
-                    fault.message or _REASONS.get(fault.status, "error"),
-                    fault.error_type,
-                )
-                if fault.retry_after is not None:
-                    response.headers["retry-after"] = f"{fault.retry_after:g}"
-                return response
-            elif fault.kind == "garbage":
-                return PlainTextResponse("<html><body>502 Bad Gateway</body></html>", 200)
+        fault, instead = await self.play_fault()
+        if instead is not None:
+            return instead
         try:
             chat = self.parse_chat(request, body)
         except (KeyError, TypeError, ValueError) as exc:
@@ -295,6 +281,30 @@ class Simulator(ABC):
         return StreamingResponse(
             self._paced(chat, reply, cut), media_type=self.stream_media_type, headers=headers
         )
+
+    async def play_fault(self) -> tuple[Fault | None, Response | None]:
+        """Wait the scripted latency and play the next fault, for any endpoint that takes
+        faults: returns the fault and, for a status or garbage fault, the response to send."""
+        fault = self.script.take()
+        if self.script.latency_s:
+            await asyncio.sleep(self.script.latency_s)
+        if fault is None:
+            return None, None
+        if fault.kind == "hang":
+            await asyncio.sleep(fault.seconds)
+        elif fault.kind == "status":
+            return fault, self.fault_response(fault)
+        elif fault.kind == "garbage":
+            return fault, PlainTextResponse("<html><body>502 Bad Gateway</body></html>", 200)
+        return fault, None
+
+    def fault_response(self, fault: Fault) -> Response:
+        """The vendor's error for a scripted status fault; ``retry_after`` as the header."""
+        message = fault.message or _REASONS.get(fault.status, "error")
+        response = self.error_response(fault.status, message, fault.error_type)
+        if fault.retry_after is not None:
+            response.headers["retry-after"] = f"{fault.retry_after:g}"
+        return response
 
     async def _paced(self, chat: SimChat, reply: SimReply, cut: Fault | None) -> AsyncIterator[str]:
         frames = list(self.stream_frames(chat, reply))

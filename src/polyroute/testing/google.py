@@ -13,7 +13,6 @@ answered with a ``functionCall`` to the first allowed function, args ``{}``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -22,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from polyroute.testing._sim import SimChat, SimReply, Simulator, sse
+from polyroute.testing._sim import Fault, SimChat, SimReply, Simulator, sse
 from polyroute.testing.openai import embed_text
 
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -145,11 +144,11 @@ class GoogleSimulator(Simulator):
             error["status"] = error_type
         return JSONResponse({"error": error}, status)
 
-    def _fault_response(
-        self, status: int, message: str, error_type: str | None, retry_after: float | None
-    ) -> Response:
-        response = self.error_response(status, message, error_type)
-        return response if retry_after is None else _with_retry_info(response, retry_after)
+    def fault_response(self, fault: Fault) -> Response:
+        # Gemini sends the delay as a RetryInfo detail in the body, not as a header
+        response = super().fault_response(fault)
+        delay = fault.retry_after
+        return response if delay is None else _with_retry_info(response, delay)
 
     async def handle_method(self, request: Request) -> Response:
         """``POST /v1beta/models/{model}:{method}``: route by the custom method."""
@@ -158,12 +157,7 @@ class GoogleSimulator(Simulator):
             self.record(request, await self.read_json(request))
             return self.key_error(request)
         if method in ("generateContent", "streamGenerateContent"):
-            response = await self.handle_chat(request)
-            # the base scripts retry_after as a header; Gemini sends it in the body
-            delay = response.headers.get("retry-after")
-            if response.status_code >= 400 and delay is not None:
-                return _with_retry_info(response, float(delay))
-            return response
+            return await self.handle_chat(request)
         if method == "batchEmbedContents":
             return await self.handle_embed(request)
         self.record(request, await self.read_json(request))
@@ -273,18 +267,9 @@ class GoogleSimulator(Simulator):
         self.record(request, body)
         if body is None or not isinstance(body.get("requests"), list):
             return self.error_response(400, "Invalid JSON payload: requests is required.", None)
-        fault = self.script.take()
-        if self.script.latency_s:
-            await asyncio.sleep(self.script.latency_s)
-        if fault is not None:
-            if fault.kind == "hang":
-                await asyncio.sleep(fault.seconds)
-            elif fault.kind == "status":
-                return self._fault_response(
-                    fault.status, fault.message or "error", fault.error_type, fault.retry_after
-                )
-            elif fault.kind == "garbage":
-                return PlainTextResponse("<html><body>502 Bad Gateway</body></html>", 200)
+        _, instead = await self.play_fault()
+        if instead is not None:
+            return instead
         path_model = request.path_params["name"].rpartition(":")[0]
         embeddings = []
         for item in body["requests"]:

@@ -8,7 +8,6 @@ scripts the ``{"error": ...}`` line Ollama sends when a stream fails after its 2
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections import deque
 from collections.abc import Iterator
@@ -199,17 +198,9 @@ class OllamaSimulator(Simulator):
             return self.error_response(401, "unauthorized", None)
         if body is None or not body.get("model"):
             return self.error_response(400, "model is required", None)
-        fault = self.script.take()
-        if fault is not None:
-            if fault.kind == "hang":
-                await asyncio.sleep(fault.seconds)
-            elif fault.kind == "status":
-                response = self.error_response(fault.status, fault.message or "error", None)
-                if fault.retry_after is not None:
-                    response.headers["retry-after"] = f"{fault.retry_after:g}"
-                return response
-            elif fault.kind == "garbage":
-                return PlainTextResponse("<html><body>502 Bad Gateway</body></html>", 200)
+        _, instead = await self.play_fault()
+        if instead is not None:
+            return instead
         raw = body.get("input", "")
         inputs = raw if isinstance(raw, list) else [raw]
         dims = body.get("dimensions") or 8
