@@ -88,19 +88,24 @@ class BudgetExceeded(PolyrouteError):
         self.reserved_usd = reserved_usd
         self.requested_usd = requested_usd
         self.model = model
-        head = f"{period} budget for {scope} ({_usd(limit_usd)}) "
+        head = f"{period} budget for {scope} ({usd_text(limit_usd)}) "
         if requested_usd is None:
             why = f"cannot admit {model or 'this model'}: it has no price, so its cost has no bound"
         else:
             why = (
-                f"is exhausted: spent {_usd(spent_usd)}, {_usd(reserved_usd)} held by requests "
-                f"in flight, this request needs up to {_usd(requested_usd)}"
+                f"is exhausted: spent {usd_text(spent_usd)}, {usd_text(reserved_usd)} held by requests "
+                f"in flight, this request needs up to {usd_text(requested_usd)}"
             )
         super().__init__(head + why)
 
 
-def _usd(v: float) -> str:
-    """Cents for a dollar and more; below, three significant digits (``$0.00123``)."""
+def usd_text(v: float) -> str:
+    """Cents from a dollar up; below, three significant digits (``$0.00123``).
+
+    Messages about money (budgets, routing exclusions) all read the same way.
+    """
+    if 1e-4 <= v < 1:  # the same as below, and faster: "g" drops the trailing zeros
+        return f"${v:.3g}"
     if v >= 1 or v <= 0:
         return f"${v:,.2f}"
     decimals = 2 - math.floor(math.log10(v))

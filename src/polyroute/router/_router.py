@@ -43,6 +43,7 @@ from polyroute.catalog import Catalog
 from polyroute.catalog._catalog import LOCAL_TYPES
 from polyroute.config import Config, ProviderConfig
 from polyroute.errors import NoCandidateError
+from polyroute.errors import usd_text as usd
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
 from polyroute.router.decision import Decision, Excluded, Target
 from polyroute.router.stats import LatencyStats
@@ -54,7 +55,6 @@ from polyroute.router.strategies import (
     below_floor,
     floor_reason,
     load_strategy,
-    usd,
 )
 from polyroute.types import Capability
 

@@ -52,6 +52,7 @@ from typing import TypeVar, cast, overload
 
 from polyroute.config import BalancedWeights
 from polyroute.errors import ConfigError
+from polyroute.errors import usd_text as usd
 from polyroute.router.context import (
     BUILTIN_STRATEGIES,
     QUALITY_FLOOR,
@@ -537,16 +538,6 @@ def grams_co2e(params_b: float, tokens: int, intensity: float | None) -> float:
 
 def floor_reason(quality: float, complexity: Complexity) -> str:
     return f"quality {quality:.2f} below the {QUALITY_FLOOR[complexity]:g} floor for {complexity}"
-
-
-def usd(v: float) -> str:
-    """Cents from a dollar up; below, three significant digits (``$0.00123``)."""
-    if 1e-4 <= v < 1:  # the same as below, and faster: "g" drops the trailing zeros
-        return f"${v:.3g}"
-    if v >= 1 or v <= 0:
-        return f"${v:,.2f}"
-    decimals = 2 - math.floor(math.log10(v))
-    return f"${v:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def _above_floor(
