@@ -84,6 +84,12 @@ class Meter:
         self.hub = hub
         self.clock = clock
 
+    def cost(self, provider_type: str, model: str, usage: Usage) -> float | None:
+        """What ``usage`` cost; nothing used costs nothing, priced or not."""
+        if not usage.total_tokens:
+            return 0.0
+        return self.catalog.cost(provider_type, model, usage).usd
+
     async def reserve(
         self, client: ProviderClient, request: ChatRequest, ts: float, virtual_key: str | None
     ) -> Reservation:
@@ -185,11 +191,7 @@ class _Attempt:
     ) -> float | None:
         """Record the attempt (settling its reservation); return its cost."""
         self.done = True
-        cost = (
-            self.meter.catalog.cost(self.client.provider.type, self.request.model, usage).usd
-            if usage.total_tokens
-            else 0.0  # nothing used costs nothing, priced or not
-        )
+        cost = self.meter.cost(self.client.provider.type, self.request.model, usage)
         record = UsageRecord(
             ts=self.started,
             provider=self.client.id,

@@ -389,8 +389,6 @@ class ExecutedStream:
         ex = self.executor
         self.target = target
         self.latency_ms = latency_ms
-        usage = end.usage
-        cost = ex.meter.catalog.cost(provider_type, target.model, usage).usd
-        self.cost_usd = cost if usage.total_tokens else 0.0
+        self.cost_usd = ex.meter.cost(provider_type, target.model, end.usage)
         if ex.stats is not None:
             ex.stats.record(target.provider, target.model, latency_ms, ttft_ms=self.ttft_ms)
