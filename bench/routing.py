@@ -4,10 +4,11 @@ Run: ./dev python bench/routing.py
 Target (the routing issue): p50 under 50 µs per decision, for every built-in strategy.
 Setup: a synthetic config (4 providers of each of 5 types, 10 models each, priced through
 `[models."..."]`, varied quality, context window and size), learned latencies for 60 % of
-the pairs, three always-passing health checks. Measured: wall clock (perf_counter_ns) of each
-`decide()` call over 20,000 decisions after a warm-up, rotating among four request shapes.
-A second table adds filters (a required capability, a max cost, a max latency, a big prompt),
-which build `Excluded` entries for the pairs they rule out.
+the pairs, and the facade's four checks (keys, breakers, health, budgets) blocking nothing.
+Measured: wall clock (perf_counter_ns) of each `decide()` call over 20,000 decisions after
+a warm-up, rotating among four request shapes. A second table adds filters (a required
+capability, a max cost, a max latency, a big prompt), which build `Excluded` entries for
+the pairs they rule out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from polyroute.config import Config, validate
 from polyroute.router._router import Router
+from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import BUILTIN_STRATEGIES, RoutingContext
 from polyroute.router.stats import LatencyStats
@@ -120,7 +122,9 @@ def time_decisions(router: Router, ctxs: list[RoutingContext]) -> list[float]:
 def build(rng: random.Random, providers_per_type: int = PROVIDERS_PER_TYPE) -> Router:
     config = synthetic_config(rng, providers_per_type)
     stats = LatencyStats()
-    checks = (lambda pid: None, lambda pid: None, lambda pid: None)  # breaker, health, budget
+    breakers = Breakers(config.settings.router.circuit_breaker)
+    # the facade's four checks (keys, breakers, health, budgets), nothing blocked
+    checks = (dict, breakers.blocked, dict, dict)
     router = Router(config, config.catalog(), stats, checks)
     for target in router.pairs:
         if rng.random() < 0.6:

@@ -59,6 +59,23 @@ async def test_a_budget_refusal_keeps_the_provider_out_of_later_decisions(fleet:
         assert d.provider != "anthropic"
 
 
+async def test_a_global_refusal_keeps_priced_providers_out_for_ten_seconds(fleet: Fleet) -> None:
+    async with polyroute(fleet) as pr:
+        await pr.ledger.set_budget("global", daily_usd=0.0)
+        with pytest.raises(BudgetExceeded):
+            await pr.complete("hi", provider="openai")
+        d = pr.route("hi", priority="quality")
+        reasons = {e.provider: e.reason for e in d.excluded}
+        assert set(reasons) == {"openai", "anthropic"}  # ollama is free: still admitted
+        assert all(r.startswith("over budget: daily budget for global") for r in reasons.values())
+        assert d.provider == "ollama"
+        assert (await pr.complete("hi")).provider == "ollama"
+        # ten seconds on, the hint is gone: the reservation decides again
+        pr._over_budget = {k: (at - 10.0, why) for k, (at, why) in pr._over_budget.items()}
+        assert pr.route("hi", priority="quality").excluded == ()
+        assert pr._over_budget == {}
+
+
 async def test_an_unhealthy_provider_is_excluded_until_it_recovers(fleet: Fleet) -> None:
     down = {"type": "ollama", "base_url": "http://127.0.0.1:9", "models": ["tiny"]}
     async with polyroute(fleet, down=down) as pr:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
 from polyroute.catalog import Catalog
+from polyroute.catalog._catalog import LOCAL_TYPES
 from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.errors import (
@@ -173,7 +174,7 @@ class Polyroute:
         self._router: Router | None = None
         self._executor: Executor | None = None
         self._over_budget: dict[str, tuple[float, str]] = {}
-        self._key_status: dict[str, str] = {}
+        self._key_blocked: dict[str, str] | None = None
 
     @classmethod
     def from_config(cls, path: str | None = None) -> Polyroute:
@@ -210,10 +211,10 @@ class Polyroute:
     def router(self) -> Router:
         if self._router is None:
             checks = (
-                self._key_check,
-                self._breaker_check,
-                self.health_monitor.reason,
-                self._budget_check,
+                self._blocked_by_key,
+                self.breakers.blocked,
+                self.health_monitor.blocked,
+                self._blocked_by_budget,
             )
             self._router = Router(self.config, self.catalog, self.stats, checks)
         return self._router
@@ -232,24 +233,33 @@ class Polyroute:
             )
         return self._executor
 
-    def _key_check(self, provider_id: str) -> str | None:
-        """A provider whose key cannot be had is not a candidate (checked once per process)."""
-        if provider_id not in self._key_status:
-            self._key_status[provider_id] = self.config.key_status(provider_id)
-        status = self._key_status[provider_id]
-        return None if status in ("none", "set", "set (vault)") else f"api key {status}"
+    def _blocked_by_key(self) -> Mapping[str, str]:
+        """Providers whose key cannot be had are not candidates (looked up once per process)."""
+        if self._key_blocked is None:
+            status = {pid: self.config.key_status(pid) for pid in self.config.enabled()}
+            self._key_blocked = {
+                pid: f"api key {s}"
+                for pid, s in status.items()
+                if s not in ("none", "set", "set (vault)")
+            }
+        return self._key_blocked
 
-    def _breaker_check(self, provider_id: str) -> str | None:
-        b = self.breakers.get(provider_id)
-        return f"breaker open, retry in {b.retry_in_s:.0f}s" if b.state == "open" else None
-
-    def _budget_check(self, provider_id: str) -> str | None:
+    def _blocked_by_budget(self) -> Mapping[str, str]:
         """A hint from recent refusals; the reservation at call time is what enforces."""
-        for key in (provider_id, "*"):
-            hit = self._over_budget.get(key)
-            if hit is not None and time.monotonic() - hit[0] < _BUDGET_HINT_S:
-                return f"over budget: {hit[1]}"
-        return None
+        hints = self._over_budget
+        if not hints:
+            return {}
+        now = time.monotonic()
+        for key in [k for k, (at, _) in hints.items() if now - at >= _BUDGET_HINT_S]:
+            del hints[key]
+        out = {pid: f"over budget: {why}" for pid, (_, why) in hints.items() if pid != "*"}
+        everyone = hints.get("*")
+        if everyone is not None:  # local models are free: the global budget still admits them
+            providers = self.config.settings.providers
+            for pid in self.config.enabled():
+                if providers[pid].type not in LOCAL_TYPES:
+                    out.setdefault(pid, f"over budget: {everyone[1]}")
+        return out
 
     def _note_refusals(self, refusals: Sequence[BudgetExceeded]) -> None:
         for exc in refusals:

@@ -277,3 +277,22 @@ def test_policy_gives_up_on_long_retry_after_used_retries_and_permanent_errors()
     assert policy.delay(2, InternalServerError("x"), rng) is None
     assert policy.delay(0, NotFoundError("x"), rng) is None
     assert RetryPolicy(retries_per_provider=0).delay(0, InternalServerError("x"), rng) is None
+
+
+def test_blocked_lists_open_breakers_only_until_they_let_a_probe_through() -> None:
+    clock = Clock()
+    breakers = Breakers(
+        CircuitBreakerConfig(failure_threshold=1, reset_timeout_s=10, half_open_requests=1), clock
+    )
+    assert breakers.blocked() == {}
+    breakers.get("anthropic").success()
+    breakers.get("openai").failure()
+    assert breakers.blocked() == {"openai": "breaker open, retry in 10s"}
+    clock.now += 10  # half-open: a probe may go, so the router may choose it
+    assert breakers.blocked() == {}
+    assert breakers.get("openai").allow()
+    breakers.get("openai").failure()  # the probe failed: open again
+    assert breakers.blocked() == {"openai": "breaker open, retry in 10s"}
+    clock.now += 10
+    breakers.get("openai").success()
+    assert breakers.blocked() == {} and breakers._tripped == {}  # closed: no longer watched

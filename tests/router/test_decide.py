@@ -100,7 +100,7 @@ def make_config(router: Mapping[str, Any] | None = None) -> Config:
 
 def make_router(
     latencies: Mapping[str, float] = {},
-    checks: tuple[Callable[[str], str | None], ...] = (),
+    checks: tuple[Callable[[], Mapping[str, str]], ...] = (),
     router: Mapping[str, Any] | None = None,
 ) -> Router:
     config = make_config(router)
@@ -118,15 +118,15 @@ class Case:
     winner: str
     excluded: Mapping[str, str] = field(default_factory=lambda: DISABLED)
     latencies: Mapping[str, float] = field(default_factory=dict)
-    checks: tuple[Callable[[str], str | None], ...] = ()
+    checks: tuple[Callable[[], Mapping[str, str]], ...] = ()
 
 
-def breaker_open(pid: str) -> str | None:
-    return "breaker open" if pid == "anthropic" else None
+def breaker_open() -> dict[str, str]:
+    return {"anthropic": "breaker open"}
 
 
-def over_budget(pid: str) -> str | None:
-    return "over budget: daily $5.00 spent" if pid == "openai" else None
+def over_budget() -> dict[str, str]:
+    return {"openai": "over budget: daily $5.00 spent"}
 
 
 # Token arithmetic used below: prompt 1,000 and medium's typical 500 output tokens cost
@@ -249,7 +249,7 @@ CASES = [
             "openai/gpt-small": "over budget: daily $5.00 spent",
             "openai/gpt-big": "over budget: daily $5.00 spent",
         },
-        checks=(over_budget, lambda pid: "unhealthy: 503" if pid == "openai" else None),
+        checks=(over_budget, lambda: {"openai": "unhealthy: 503"}),
     ),
     Case(
         "providers filter: others are not candidates, not listed",
@@ -368,7 +368,7 @@ def test_fallbacks_prefer_other_providers_and_respect_max_attempts() -> None:
 
 
 def test_no_candidate_lists_every_exclusion() -> None:
-    router = make_router(checks=(lambda pid: "breaker open",))
+    router = make_router(checks=(lambda: dict.fromkeys(PROVIDERS, "breaker open"),))
     with pytest.raises(NoCandidateError) as info:
         router.decide(RoutingContext([Message.user("x")], prompt_tokens=10, strategy="cost"))
     err = info.value

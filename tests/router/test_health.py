@@ -43,6 +43,17 @@ async def test_probe_results_and_exclusion_reasons(pr: Polyroute) -> None:
     reason = m.reason("down")
     assert reason is not None and reason.startswith("unhealthy: ") and "checked 0s ago" in reason
     assert results["down"].as_dict()["ok"] is False
+    assert m.blocked() == {"down": reason, "wrong-key": m.reason("wrong-key")}
+
+
+async def test_a_provider_that_recovers_is_no_longer_blocked(pr: Polyroute) -> None:
+    clients = {"flaky": pr.client("down")}
+    m = HealthMonitor(clients.__getitem__, lambda: ["flaky"], timeout_s=2.0)
+    await m.check("flaky")
+    assert set(m.blocked()) == {"flaky"}
+    clients["flaky"] = pr.client("openai")  # back up
+    await m.check("flaky")
+    assert m.blocked() == {} and m.status["flaky"].ok
 
 
 async def test_a_provider_that_cannot_be_configured_is_unhealthy(pr: Polyroute) -> None:

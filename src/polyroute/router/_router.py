@@ -10,8 +10,8 @@ computed once, at construction, into parallel columns (one row per pair).
 
 1. leaves out pairs outside ``ctx.providers`` / ``ctx.models`` (not candidates,
    not listed) and lists disabled providers' pairs as excluded ("disabled");
-2. excludes, with a reason: a failing check (the facade's breakers, health and
-   budgets: ``check(provider_id) -> reason | None``), missing capabilities, a
+2. excludes, with a reason: providers a check blocks (the facade's keys, breakers,
+   health and budgets: ``check() -> {provider_id: reason}``), missing capabilities, a
    context window smaller than prompt plus ``max_tokens``, an estimated cost
    over ``max_cost_usd`` (an unpriced pair cannot be held to a cap, so it is
    excluded too), a learned latency over ``max_latency_ms`` (no data: kept);
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from polyroute.catalog import Catalog
 from polyroute.catalog._catalog import LOCAL_TYPES
@@ -58,8 +58,10 @@ from polyroute.router.strategies import (
 )
 from polyroute.types import Capability
 
-Check = Callable[[str], str | None]
-"""``check(provider_id)``: why the provider cannot take a request now, or ``None``."""
+Check = Callable[[], Mapping[str, str]]
+"""``check()``: the providers that cannot take a request now, each with why. Usually
+empty: a check keeps its blocked set current, so a decision costs one call per check,
+not one per provider."""
 
 
 class Router:
@@ -285,16 +287,20 @@ class Router:
         return drop
 
     def _check(self, drop: set[int], excluded: list[Excluded]) -> None:
-        """Each provider with a row still in play through the checks; the first reason wins."""
+        """Providers the checks block, each with the first check's reason, in config order."""
+        why_of: dict[str, str] = {}
+        for check in self.checks:
+            blocked = check()
+            if blocked:
+                for pid, reason in blocked.items():
+                    why_of.setdefault(pid, reason)
+        if not why_of:
+            return
         for pid, r in self._provider_rows.items():
-            live: Sequence[int] = [i for i in r if i not in drop] if drop else r
-            if not live:
-                continue
-            for check in self.checks:
-                why = check(pid)
-                if why is not None:
-                    self._exclude(((i, why) for i in live), drop, excluded)
-                    break
+            why = why_of.get(pid)
+            if why is not None:
+                live: Sequence[int] = [i for i in r if i not in drop] if drop else r
+                self._exclude(((i, why) for i in live), drop, excluded)
 
     # The exclusions below are built per request (their reasons carry its numbers): the rows
     # are found in one comprehension, then each gets its Excluded, reasons from parts made once.
@@ -396,8 +402,10 @@ class Router:
     ) -> Pool:
         learned, stream = self._latency, ctx.stream
         cost_span = latency_span = None
+        latency_key: object = None
         if strategy.uses_spans and rows is self._by_quality:  # every row: spans at hand
             latency_span = learned.span(first_token=stream)
+            latency_key = (learned, learned.version, stream)
             cheapest, priciest = self._cost_ends
             if cheapest and ctx.prompt_tokens >= 0 and ctx.output_tokens >= 0:
                 low = [c for i in cheapest if (c := cost[i]) is not None]
@@ -417,6 +425,7 @@ class Router:
             floor_applied=strategy.uses_floor,
             cost_span=cost_span,
             latency_span=latency_span,
+            latency_key=latency_key,
         )
 
     def _fallbacks(self, ranked: Sequence[int]) -> tuple[Target, ...]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from polyroute.errors import (
@@ -56,6 +57,7 @@ class CircuitBreaker:
         "clock",
         "failure_threshold",
         "half_open_requests",
+        "on_open",
         "reset_timeout_s",
     )
 
@@ -65,7 +67,9 @@ class CircuitBreaker:
         reset_timeout_s: float = 60.0,
         half_open_requests: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
+        """``on_open``: called each time the breaker opens (:class:`Breakers` tracks which are)."""
         if failure_threshold < 1 or half_open_requests < 1 or reset_timeout_s <= 0:
             raise ValueError(
                 "failure_threshold and half_open_requests must be >= 1, reset_timeout_s > 0"
@@ -74,6 +78,7 @@ class CircuitBreaker:
         self.reset_timeout_s = reset_timeout_s
         self.half_open_requests = half_open_requests
         self.clock = clock
+        self.on_open = on_open
         self._state: BreakerState = "closed"
         self._failures = 0
         self._opened_at: float | None = None
@@ -150,6 +155,8 @@ class CircuitBreaker:
         self._state = "open"
         self._opened_at = self.clock()
         self._probes = 0
+        if self.on_open is not None:
+            self.on_open()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,7 +173,7 @@ class CircuitBreaker:
 class Breakers:
     """One :class:`CircuitBreaker` per provider id, created on first use."""
 
-    __slots__ = ("_breakers", "clock", "config")
+    __slots__ = ("_breakers", "_tripped", "clock", "config")
 
     def __init__(
         self, config: CircuitBreakerConfig, clock: Callable[[], float] = time.monotonic
@@ -174,18 +181,33 @@ class Breakers:
         self.config = config
         self.clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._tripped: dict[str, CircuitBreaker] = {}  # opened and not seen closed since
 
     def get(self, provider_id: str) -> CircuitBreaker:
         b = self._breakers.get(provider_id)
         if b is None:
-            b = CircuitBreaker(
+            b = self._breakers[provider_id] = CircuitBreaker(
                 self.config.failure_threshold,
                 self.config.reset_timeout_s,
                 self.config.half_open_requests,
                 self.clock,
             )
-            self._breakers[provider_id] = b
+            b.on_open = partial(self._tripped.__setitem__, provider_id, b)
         return b
+
+    def blocked(self) -> dict[str, str]:
+        """Providers whose breaker is open now, with when it lets a probe through (a
+        router check: only breakers that opened are looked at)."""
+        if not self._tripped:
+            return {}
+        out = {}
+        for pid, b in list(self._tripped.items()):
+            state = b.state
+            if state == "open":
+                out[pid] = f"breaker open, retry in {b.retry_in_s:.0f}s"
+            elif state == "closed":
+                del self._tripped[pid]
+        return out
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every breaker created so far, by provider id (``providers``, ``/router/state``)."""

@@ -64,13 +64,22 @@ class HealthMonitor:
         self.timeout_s = timeout_s
         self.clock = clock
         self.status: dict[str, HealthStatus] = {}
+        """The latest probe of each provider; read only (:meth:`check` writes)."""
+        self._unhealthy: dict[str, HealthStatus] = {}
         self._task: asyncio.Task[None] | None = None
 
     def reason(self, provider: str) -> str | None:
         """Why ``provider`` should get no traffic now, or ``None``."""
         s = self.status.get(provider)
-        if s is None or s.ok:
-            return None
+        return None if s is None or s.ok else self._why(s)
+
+    def blocked(self) -> dict[str, str]:
+        """The providers whose latest probe failed, each with why (a router check)."""
+        if not self._unhealthy:
+            return {}
+        return {pid: self._why(s) for pid, s in self._unhealthy.items()}
+
+    def _why(self, s: HealthStatus) -> str:
         ago = max(0.0, self.clock() - s.checked_at)
         return f"unhealthy: {s.error} (checked {ago:.0f}s ago)"
 
@@ -86,6 +95,10 @@ class HealthMonitor:
                 provider, c.ok, started, c.latency_ms, c.models, c.error, c.error_type
             )
         self.status[provider] = status
+        if status.ok:
+            self._unhealthy.pop(provider, None)
+        else:
+            self._unhealthy[provider] = status
         return status
 
     async def check_all(self, *, timeout_s: float | None = None) -> list[HealthStatus]:

@@ -46,9 +46,12 @@ class LatencyColumns:
         "first_token",
         "latency",
         "samples",
+        "version",
     )
 
     def __init__(self, slots: Sequence[LatencySlot]) -> None:
+        self.version = 0
+        """Counts updates: an unchanged version means unchanged columns."""
         self.latency: list[float | None] = [s.latency_ms for s in slots]
         """Total latency."""
         self.first_token: list[float | None] = [
@@ -72,6 +75,7 @@ class LatencyColumns:
         self.latency[row] = s.latency_ms
         self.first_token[row] = first_token
         self.samples[row] = s.samples
+        self.version += 1
 
 
 def _move(ordered: list[float], old: float | None, new: float | None) -> None:

@@ -109,6 +109,9 @@ class Pool:
     hand (``None``: not given, or no row is priced)."""
     latency_span: tuple[float, float] | None = None
     """The same for ``latency``, among the rows with data."""
+    latency_key: object = None
+    """When not ``None``: equal keys mean the same ``latency`` values and ``latency_span``
+    as an earlier pool's, so what a strategy derived from them may be reused."""
 
     @property
     def whole(self) -> bool:
@@ -384,7 +387,7 @@ class BalancedStrategy(BuiltinStrategy):
     (neutral), and 0.5 for all when fewer than two distinct latencies exist.
     """
 
-    __slots__ = ("_weighted", "_weighted_of", "w_cost", "w_perf", "w_quality")
+    __slots__ = ("_bases", "_weighted", "_weighted_of", "w_cost", "w_perf", "w_quality")
     name = "balanced"
     uses_cost = False  # computed within the score when the pool is whole (see order())
     uses_latency = True
@@ -401,6 +404,7 @@ class BalancedStrategy(BuiltinStrategy):
             self.w_perf = w.performance / total
         self._weighted_of: Sequence[float] | None = None
         self._weighted: Sequence[float] = ()
+        self._bases: dict[object, list[float]] = {}  # a few: streams and not, say
 
     def _weighted_quality(self, quality: Sequence[float]) -> Sequence[float]:
         """``w_quality x quality`` per row, made again only for another column (the router
@@ -408,6 +412,7 @@ class BalancedStrategy(BuiltinStrategy):
         if quality is not self._weighted_of:
             self._weighted = [self.w_quality * q for q in quality]
             self._weighted_of = quality
+            self._bases.clear()  # made from the former column
         return self._weighted
 
     def order(self, pool: Pool, ctx: RoutingContext) -> Order:
@@ -426,19 +431,28 @@ class BalancedStrategy(BuiltinStrategy):
         al, bl = wp * speed_scale.at_lo, wp * speed_scale.slope
         half = wp * speed_scale.missing
         values: list[float]
-        if terms is not None:  # the same sums as below, with c = p x a + o x b (whole pool)
+        if terms is not None:  # a whole pool: the sums below, with c = p x a + o x b
+            # quality and speed terms change only with the latencies: summed once per change
+            key = pool.latency_key
+            base = self._bases.get(key) if key is not None else None
+            if base is None:
+                base = [
+                    q + (al - bl * x if x is not None else half)
+                    for q, x in zip(quality, lat, strict=True)
+                ]
+                if key is not None:
+                    if len(self._bases) >= 4:  # stale keys of older latencies
+                        self._bases.clear()
+                    self._bases[key] = base
             p, o = terms.prompt, terms.output
             values = [
-                q  # w_quality x quality
-                + (ac - bc * (p * a + o * b) if a is not None else 0.0)
-                + (al - bl * x if x is not None else half)
-                for q, a, b, x in zip(quality, terms.per_input, terms.per_output, lat, strict=True)
+                u + (ac - bc * (p * a + o * b)) if a is not None else u
+                for u, a, b in zip(base, terms.per_input, terms.per_output, strict=True)
             ]
-        else:
+        else:  # summed in the same order as above, so both paths agree to the last bit
             values = [
-                q  # w_quality x quality
+                (q + (al - bl * x if x is not None else half))
                 + (ac - bc * c if c is not None else 0.0)
-                + (al - bl * x if x is not None else half)
                 for q, c, x in zip(
                     pool.column(quality), pool.column(cost), pool.column(lat), strict=True
                 )
