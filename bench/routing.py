@@ -6,7 +6,9 @@ Setup: a synthetic config (4 providers of each of 5 types, 10 models each, price
 `[models."..."]`, varied quality, context window and size), learned latencies for 60 % of
 the pairs, and the facade's four checks (keys, breakers, health, budgets) blocking nothing.
 Measured: wall clock (perf_counter_ns) of each `decide()` call over 20,000 decisions after
-a warm-up, rotating among four request shapes. A second table adds filters (a required
+a warm-up, rotating among four request shapes; p50/p90/p99 over all of them, and "best":
+the lowest p50 of five rounds of 4,000 (this VM's speed swings with its neighbours; the
+target is judged on the p50 of all). A second table adds filters (a required
 capability, a max cost, a max latency, a big prompt), which build `Excluded` entries for
 the pairs they rule out.
 """
@@ -31,6 +33,7 @@ TYPES = ("openai", "anthropic", "google", "mistral", "ollama")
 PROVIDERS_PER_TYPE = 4
 MODELS_PER_TYPE = 10
 DECISIONS = 20_000
+ROUNDS = 5
 WARMUP = 2_000
 TARGET_P50_US = 50.0
 
@@ -103,20 +106,24 @@ def contexts(strategy: str, filtered: bool) -> list[RoutingContext]:
     return out
 
 
-def time_decisions(router: Router, ctxs: list[RoutingContext]) -> list[float]:
+def time_decisions(router: Router, ctxs: list[RoutingContext]) -> list[list[float]]:
+    """µs per call, in ROUNDS rounds (a round's p50 shows the machine at its quietest)."""
     for k in range(WARMUP):
         router.decide(ctxs[k % len(ctxs)])
-    samples = []
     clock = time.perf_counter_ns
     decide = router.decide
     n = len(ctxs)
-    gc.collect()
-    for k in range(DECISIONS):
-        ctx = ctxs[k % n]
-        t = clock()
-        decide(ctx)
-        samples.append((clock() - t) / 1000)
-    return samples
+    rounds = []
+    for _ in range(ROUNDS):
+        samples = []
+        gc.collect()
+        for k in range(DECISIONS // ROUNDS):
+            ctx = ctxs[k % n]
+            t = clock()
+            decide(ctx)
+            samples.append((clock() - t) / 1000)
+        rounds.append(samples)
+    return rounds
 
 
 def build(rng: random.Random, providers_per_type: int = PROVIDERS_PER_TYPE) -> Router:
@@ -148,15 +155,20 @@ def main() -> None:
         print()
         title = "with filters (vision, max cost, max latency)" if filtered else "no filters"
         print(f"  {title}")
-        print(f"  {'strategy':<12} {'p50':>7} {'p90':>7} {'p99':>7} {'excluded':>9}   target")
+        print(
+            f"  {'strategy':<12} {'p50':>7} {'p90':>7} {'p99':>7} {'best':>7} {'excluded':>9}"
+            "   target"
+        )
         for strategy in BUILTIN_STRATEGIES:
             ctxs = contexts(strategy, filtered)
             n_excluded = statistics.mean(len(router.decide(c).excluded) for c in ctxs)
-            us = time_decisions(router, ctxs)
+            rounds = time_decisions(router, ctxs)
+            us = [x for r in rounds for x in r]
             p50 = statistics.median(us)
+            best = min(statistics.median(r) for r in rounds)
             ok = verdict(p50 < TARGET_P50_US)
             print(
-                f"  {strategy:<12} {p50:7.1f} {pct(us, 90):7.1f} {pct(us, 99):7.1f} "
+                f"  {strategy:<12} {p50:7.1f} {pct(us, 90):7.1f} {pct(us, 99):7.1f} {best:7.1f} "
                 f"{n_excluded:9.0f}   p50 < {TARGET_P50_US:.0f}  {ok}"
             )
     print()
@@ -165,7 +177,7 @@ def main() -> None:
     routers = [build(random.Random(7), n) for n in (1, 2, 4)]
     for strategy in BUILTIN_STRATEGIES:
         ctxs = contexts(strategy, False)
-        p50s = [statistics.median(time_decisions(r, ctxs)) for r in routers]
+        p50s = [statistics.median(x for r in time_decisions(rt, ctxs) for x in r) for rt in routers]
         print(f"  {strategy:<12} " + " ".join(f"{v:7.1f}" for v in p50s))
     print()
     print("a sample decision (balanced, medium prompt):")

@@ -28,9 +28,10 @@ are made only for excluded pairs and the few targets. Learned latencies are
 flat columns the stats keep current (``LatencyStats.columns``); costs are a
 :class:`CostColumn`, computed whole only for strategies (and the cost cap) that
 read most rows. Exclusions whose reason depends on static data alone (disabled,
-capabilities, the quality floor) are built once and reused; a latency exclusion
-is reused while its latency and cap stay the same. Only a custom strategy gets
-:class:`Candidate` objects, built for the eligible pairs.
+capabilities, the quality floor) are built once and reused; the others (checks,
+context window, cost and latency caps) are made when the decision's list is
+first read (:class:`Exclusions`). Only a custom strategy gets :class:`Candidate` objects,
+built for the eligible pairs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 
 from polyroute.catalog import Catalog
 from polyroute.catalog._catalog import LOCAL_TYPES
@@ -45,7 +47,7 @@ from polyroute.config import Config, ProviderConfig
 from polyroute.errors import NoCandidateError
 from polyroute.errors import usd_text as usd
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
-from polyroute.router.decision import Decision, Excluded, Target
+from polyroute.router.decision import Decision, Excluded, Exclusions, Target
 from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
@@ -89,7 +91,6 @@ class Router:
         "_ptype",
         "_quality",
         "_slots",
-        "_slow",
         "_strategies",
         "_target",
         "_win_reason",
@@ -155,8 +156,6 @@ class Router:
         self._target = tuple(Target(pid, m) for pid, m, _ in pairs)
         self._slots = tuple(stats.slot(pid, m) for pid, m, _ in pairs)
         self._latency = stats.columns([(pid, m) for pid, m, _ in pairs])
-        # per row, the last latency exclusion made, with the latency and cap it was for
-        self._slow: list[tuple[float | None, float, Excluded] | None] = [None] * len(pairs)
         quality = self._quality = tuple(e.quality if e.quality is not None else 0.5 for e in entry)
         self._params = tuple(e.params_b for e in entry)
         self._local = tuple(t in LOCAL_TYPES for t in self._ptype)
@@ -206,7 +205,7 @@ class Router:
         """
         strategy = self.strategy(ctx.strategy)
         builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
-        excluded: list[Excluded] = []
+        excluded = Exclusions()
         drop = self._out_of_scope(ctx, excluded)
         if self.checks:
             self._check(drop, excluded)
@@ -263,17 +262,17 @@ class Router:
             estimated_cost_usd=cost[best],
             fallbacks=self._fallbacks(order.rows),
             confidence=order.confidence,
-            excluded=tuple(excluded),
+            excluded=excluded,
             cost_basis=basis,
         )
 
-    def _out_of_scope(self, ctx: RoutingContext, excluded: list[Excluded]) -> set[int]:
+    def _out_of_scope(self, ctx: RoutingContext, excluded: Exclusions) -> set[int]:
         """Rows outside ``ctx.providers``/``ctx.models``; lists disabled pairs in scope."""
         providers, models = ctx.providers, ctx.models
         drop: set[int] = set()
         for pid, items in self._inactive:
             if providers is None or pid in providers:
-                excluded.extend(e for e in items if models is None or e.model in models)
+                excluded.extend([e for e in items if models is None or e.model in models])
         if providers is not None:
             for pid, r in self._provider_rows.items():
                 if pid not in providers:
@@ -286,7 +285,7 @@ class Router:
             raise NoCandidateError(excluded, detail=_scope(ctx))
         return drop
 
-    def _check(self, drop: set[int], excluded: list[Excluded]) -> None:
+    def _check(self, drop: set[int], excluded: Exclusions) -> None:
         """Providers the checks block, each with the first check's reason, in config order."""
         why_of: dict[str, str] = {}
         for check in self.checks:
@@ -300,72 +299,86 @@ class Router:
             why = why_of.get(pid)
             if why is not None:
                 live: Sequence[int] = [i for i in r if i not in drop] if drop else r
-                self._exclude(((i, why) for i in live), drop, excluded)
+                excluded.defer(live, partial(self._excluded, why))
+                drop.update(live)
 
     # The exclusions below are built per request (their reasons carry its numbers): the rows
     # are found in one comprehension, then each gets its Excluded, reasons from parts made once.
 
-    def _exclude_small(self, need: int, drop: set[int], excluded: list[Excluded]) -> None:
+    def _exclude_small(self, need: int, drop: set[int], excluded: Exclusions) -> None:
         k = bisect_left(self._windows, need)  # windows sorted: the first k are too small
         if not k:
             return
         rows, prefix = self._win_rows, self._win_reason
         small = [j for j in range(k) if rows[j] not in drop]
-        needed = f"{need:,} needed"
         provider, model = self._provider, self._model
-        for j in small:
+
+        def make(j: int) -> Excluded:
             i = rows[j]
-            excluded.append(Excluded(provider[i], model[i], prefix[j] + needed))
-            drop.add(i)
+            return Excluded(provider[i], model[i], f"{prefix[j]}{need:,} needed")
+
+        excluded.defer(small, make)
+        drop.update([rows[j] for j in small])
 
     def _exclude_costly(
-        self, cost: Sequence[float | None], cap: float, drop: set[int], excluded: list[Excluded]
+        self, cost: Sequence[float | None], cap: float, drop: set[int], excluded: Exclusions
     ) -> None:
         """Over ``cap`` or unpriced (an unpriced pair cannot be held to a cap)."""
         over = [i for i, c in enumerate(cost) if (c is None or c > cap) and i not in drop]
         if not over:
             return
-        cap_usd = usd(cap)
-        unpriced = f"unpriced: its cost cannot be held to --max-cost {cap_usd}"
-        tail = f" over --max-cost {cap_usd}"
         provider, model = self._provider, self._model
-        for i in over:
+
+        def make(i: int) -> Excluded:
             c = cost[i]
-            why = unpriced if c is None else f"estimated {usd(c)}{tail}"
-            excluded.append(Excluded(provider[i], model[i], why))
+            why = (
+                f"unpriced: its cost cannot be held to --max-cost {usd(cap)}"
+                if c is None
+                else f"estimated {usd(c)} over --max-cost {usd(cap)}"
+            )
+            return Excluded(provider[i], model[i], why)
+
+        excluded.defer(over, make)
         drop.update(over)
 
-    def _exclude_slow(self, max_ms: float, drop: set[int], excluded: list[Excluded]) -> None:
+    def _exclude_slow(self, max_ms: float, drop: set[int], excluded: Exclusions) -> None:
         """A learned latency over ``max_ms`` (no data: kept)."""
-        latency = self._latency.latency
-        slow = [i for i, x in enumerate(latency) if x is not None and x > max_ms and i not in drop]
+        slow = [
+            (i, x)
+            for i, x in enumerate(self._latency.latency)
+            if x is not None and x > max_ms and i not in drop
+        ]
         if not slow:
             return
-        tail = f" ms over --max-latency-ms {max_ms:g}"
-        provider, model, made = self._provider, self._model, self._slow
-        for i in slow:
-            lat = latency[i]
-            last = made[i]  # still right unless the latency (or the cap) moved since
-            if last is None or last[0] != lat or last[1] != max_ms:
-                why = f"learned latency {lat:,.0f}{tail}"
-                last = made[i] = (lat, max_ms, Excluded(provider[i], model[i], why))
-            excluded.append(last[2])
-        drop.update(slow)
+        provider, model = self._provider, self._model
+
+        def make(k: int) -> Excluded:  # the latency as it was (the column moves on)
+            i, x = slow[k]
+            why = f"learned latency {x:,.0f} ms over --max-latency-ms {max_ms:g}"
+            return Excluded(provider[i], model[i], why)
+
+        excluded.defer(range(len(slow)), make)
+        drop.update([i for i, _ in slow])
+
+    def _excluded(self, why: str, i: int) -> Excluded:
+        return Excluded(self._provider[i], self._model[i], why)
 
     def _exclude(
-        self, reasons: Iterable[tuple[int, str]], drop: set[int] | None, excluded: list[Excluded]
+        self, reasons: Iterable[tuple[int, str]], drop: set[int] | None, excluded: Exclusions
     ) -> None:
         """Rows not yet dropped become excluded with their reason, and dropped."""
         provider, model = self._provider, self._model
+        out = []
         for i, why in reasons:
             if drop is None:
-                excluded.append(Excluded(provider[i], model[i], why))
+                out.append(Excluded(provider[i], model[i], why))
             elif i not in drop:
-                excluded.append(Excluded(provider[i], model[i], why))
+                out.append(Excluded(provider[i], model[i], why))
                 drop.add(i)
+        excluded.extend(out)
 
     def _apply_floor(
-        self, rows: Sequence[int], complexity: Complexity, excluded: list[Excluded]
+        self, rows: Sequence[int], complexity: Complexity, excluded: Exclusions
     ) -> Sequence[int]:
         """The strategy's quality floor, with exclusions built once per (row, complexity).
 

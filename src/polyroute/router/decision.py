@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,73 @@ class Excluded:
 
     def as_dict(self) -> dict[str, str]:
         return {"provider": self.provider, "model": self.model, "reason": self.reason}
+
+
+class Exclusions(Sequence[Excluded]):
+    """A decision's excluded pairs, in the order found. Some are made as found; others are
+    rows with the function that makes theirs, called when the list is first read: a request
+    whose filters rule out most of a large table pays for reason texts only if read."""
+
+    __slots__ = ("_len", "_made", "_parts")
+
+    def __init__(self, items: Sequence[Excluded] = ()) -> None:
+        self._parts: list[Excluded | tuple[Sequence[int], Callable[[int], Excluded]]] = [*items]
+        self._len = len(self._parts)
+        self._made: tuple[Excluded, ...] | None = None
+
+    def append(self, e: Excluded) -> None:
+        self._parts.append(e)
+        self._len += 1
+        self._made = None
+
+    def extend(self, items: Sequence[Excluded]) -> None:
+        self._parts.extend(items)
+        self._len += len(items)
+        self._made = None
+
+    def defer(self, rows: Sequence[int], make: Callable[[int], Excluded]) -> None:
+        """``make(row)`` for each of ``rows``, when first read."""
+        if rows:
+            self._parts.append((rows, make))
+            self._len += len(rows)
+            self._made = None
+
+    def _all(self) -> tuple[Excluded, ...]:
+        if self._made is None:
+            out: list[Excluded] = []
+            for part in self._parts:
+                if isinstance(part, Excluded):
+                    out.append(part)
+                else:
+                    rows, make = part
+                    out.extend(map(make, rows))
+            self._made = tuple(out)
+            self._parts = [*self._made]  # made once: later appends keep them
+        return self._made
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, i: int) -> Excluded: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Excluded]: ...
+    def __getitem__(self, i: int | slice) -> Excluded | Sequence[Excluded]:
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[Excluded]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Exclusions | tuple | list):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return f"Exclusions({list(self._all())!r})"
 
 
 @dataclass(frozen=True, slots=True)
