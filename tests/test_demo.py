@@ -18,7 +18,13 @@ def test_demo_runs_every_scene() -> None:
         "6. Circuit breaker",
         "7. A budget holds under concurrency",
         "8. The usage ledger",
+        "9. Fusion",
     ):
         assert scene in r.stdout, scene
     assert "refused: BudgetExceeded" in r.stdout
     assert "breaker open, retry in" in r.stdout
+    fusion = r.stdout[r.stdout.index("9. Fusion") :]
+    assert "majority: agreement 2/3 (0.67)" in fusion
+    assert "so '41' wins with confidence 0.60" in fusion  # weighted flips the result
+    rows = {line.split("│")[1].strip(): line for line in fusion.splitlines() if "│" in line}
+    assert "The answer is 42." in rows["majority"] and "41" in rows["weighted"]

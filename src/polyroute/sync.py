@@ -6,6 +6,7 @@
 
     with SyncPolyroute.from_config() as pr:
         print(pr.complete("Explain TCP slow start", priority="cost").content)
+        print(pr.fuse("What is 6 x 7?", providers=["openai", "anthropic"]).result)
         for event in pr.stream("Write a haiku"):
             ...
 
@@ -17,13 +18,14 @@ methods instead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from typing import Unpack
 
 from polyroute.client import Answer, Polyroute, Prompt, Routing
 from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.events import StreamEvent
+from polyroute.fusion import FusionMethod, FusionMetrics, FusionResult
 from polyroute.ledger import BudgetStatus, GroupBy, UsageReport
 from polyroute.router.decision import Decision
 from polyroute.router.health import HealthStatus
@@ -92,6 +94,37 @@ class SyncPolyroute:
         **routing: Unpack[Routing],
     ) -> Decision:
         return self.client.route(prompt, system=system, max_tokens=max_tokens, **routing)
+
+    def fuse(
+        self,
+        prompt: Prompt,
+        *,
+        method: FusionMethod | None = None,
+        providers: Sequence[str] | None = None,
+        min_agreement: float | None = None,
+        max_tokens: int | None = None,
+        system: str | None = None,
+        early_stop: bool = False,
+        max_cost_usd: float | None = None,
+        member_timeout_s: float | None = None,
+    ) -> FusionResult:
+        """Ask a panel at once and fuse the answers (:meth:`Polyroute.fuse`)."""
+        return self._runner.run(
+            self.client.fuse(
+                prompt,
+                method=method,
+                providers=providers,
+                min_agreement=min_agreement,
+                max_tokens=max_tokens,
+                system=system,
+                early_stop=early_stop,
+                max_cost_usd=max_cost_usd,
+                member_timeout_s=member_timeout_s,
+            )
+        )
+
+    def fusion_metrics(self) -> FusionMetrics:
+        return self.client.fusion_metrics()
 
     def usage(
         self, *, by: GroupBy = "provider", provider: str | None = None, since: float | None = None

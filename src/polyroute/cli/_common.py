@@ -16,6 +16,8 @@ from polyroute.errors import (
     BudgetExceeded,
     ConfigError,
     CredentialError,
+    FusionCostCapError,
+    NotEnoughAnswersError,
     PolyrouteError,
     ProviderError,
 )
@@ -76,9 +78,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 def exit_code(exc: BaseException) -> int:
     if isinstance(exc, ConfigError | CredentialError):
         return EXIT_USAGE
-    if isinstance(exc, BudgetExceeded):
+    if isinstance(exc, BudgetExceeded | FusionCostCapError):
         return EXIT_BUDGET
-    if isinstance(exc, ProviderError):
+    if isinstance(exc, ProviderError | NotEnoughAnswersError):
         return EXIT_NO_PROVIDER
     return EXIT_FAILURE
 

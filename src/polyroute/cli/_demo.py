@@ -10,6 +10,13 @@ from polyroute.cli._common import common_options, run, table, usd
 from polyroute.cli._common import console as make_console
 
 PROMPT = "In one sentence: why use more than one LLM provider?"
+QUESTION = "What is 6 x 7?"
+# the fusion scene's panel: what each answers, and its [providers.ID] fusion_weight
+FUSION_PANEL = {
+    "openai": ("The answer is 42.", 0.3),
+    "anthropic": ("42", 0.3),
+    "google": ("41", 0.9),
+}
 HARD = (
     "Design a fault-tolerant, multi-region architecture for a payments ledger; "
     "analyze the trade-offs between consistency and availability step by step."
@@ -37,6 +44,8 @@ def demo() -> None:
                 storage={"url": "sqlite://"},
                 router={"circuit_breaker": {"failure_threshold": 2, "reset_timeout_s": 1.0}},
             )
+            for pid, (_, weight) in FUSION_PANEL.items():
+                settings["providers"][pid]["fusion_weight"] = weight
             config = Config(validate(settings, "embedded demo config"), "embedded", fleet.env())
             async with Polyroute(config) as pr:
                 rows = []
@@ -74,6 +83,7 @@ def demo() -> None:
                 await _routing_scene(console, pr)
                 await _fallback_and_breaker_scene(console, pr, fleet)
                 await _budget_scene(console, pr, fleet)
+                await _fusion_scene(console, pr, fleet)
         console.print(
             "Next: [bold]polyroute models[/] for the catalog and prices; "
             "[bold]polyroute ask --help[/] to ask your own providers."
@@ -277,6 +287,37 @@ async def _budget_scene(console: Any, pr: Any, fleet: Any) -> None:
             for r in report.rows
         ],
     )
+
+
+async def _fusion_scene(console: Any, pr: Any, fleet: Any) -> None:
+    from polyroute.cli._fuse import member_table, summary
+
+    panel = list(FUSION_PANEL)
+    for pid, (reply, _) in FUSION_PANEL.items():
+        fleet[pid].script.reply = reply
+    console.print(
+        f"[bold]9. Fusion[/]: {QUESTION!r} goes to {', '.join(panel)} at once. Answers are "
+        'compared on their final answer ("The answer is 42." is 42), grouped by similarity, '
+        "and every member's call is metered and recorded."
+    )
+    majority = await pr.fuse(QUESTION, providers=panel, method="majority", max_tokens=32)
+    _show(console, None, *member_table(majority))
+    console.print(f"   {summary(majority)}", highlight=False)
+    weights = ", ".join(f"{pid} {w:g}" for pid, (_, w) in FUSION_PANEL.items())
+    weighted = await pr.fuse(QUESTION, providers=panel, method="weighted", max_tokens=32)
+    console.print(
+        f"   weighted by fusion_weight ({weights}): google outweighs the other two together, "
+        f"so {weighted.result!r} wins with confidence {weighted.confidence:.2f} "
+        f"(agreement {weighted.agreement:.2f})\n",
+        highlight=False,
+    )
+    rows = [
+        [f.method, f.result, f"{f.agreement:.2f}", f"{f.confidence:.2f}", usd(f.total_cost_usd)]
+        for f in (majority, weighted)
+    ]
+    _show(console, None, ["method", "result", "agreement", "confidence", "total cost"], rows)
+    for pid in panel:
+        fleet[pid].script.reply = None
 
 
 def _show(console: Any, title: str | None, columns: list[str], rows: list[list[str]]) -> None:

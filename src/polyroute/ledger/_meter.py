@@ -23,7 +23,14 @@ from polyroute.hub import BudgetExceededEvent, EventHub, RequestFailed, RequestS
 from polyroute.ledger._ledger import Ledger
 from polyroute.ledger._records import Reservation, Status, UsageRecord
 from polyroute.providers import ProviderClient
-from polyroute.types import ChatRequest, ChatResponse, ImagePart, Usage
+from polyroute.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ImagePart,
+    Usage,
+)
 
 log = logging.getLogger("polyroute.meter")
 
@@ -59,11 +66,32 @@ def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
     return entry.price.cost(Usage(prompt_token_bound(request), out))
 
 
+def embedding_token_bound(request: EmbeddingRequest) -> int:
+    """An upper estimate of an embeddings call's input tokens (the same 3 bytes a token)."""
+    return sum(math.ceil(len(t.encode()) / 3) + 2 for t in request.inputs)
+
+
+def embedding_worst_case_usd(entry: CatalogModel, request: EmbeddingRequest) -> float | None:
+    """The input bound x input price (embeddings have no output); ``None`` when unpriced."""
+    if entry.price is None:
+        return None
+    return entry.price.cost(Usage(embedding_token_bound(request), 0))
+
+
 @dataclass(frozen=True, slots=True)
 class Metered:
     """A completed call and what it cost."""
 
     response: ChatResponse
+    cost_usd: float | None
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredEmbedding:
+    """A completed embeddings call and what it cost."""
+
+    response: EmbeddingResponse
     cost_usd: float | None
     latency_ms: float
 
@@ -91,14 +119,22 @@ class Meter:
         return self.catalog.cost(provider_type, model, usage).usd
 
     async def reserve(
-        self, client: ProviderClient, request: ChatRequest, ts: float, virtual_key: str | None
+        self,
+        client: ProviderClient,
+        request: ChatRequest | EmbeddingRequest,
+        ts: float,
+        virtual_key: str | None,
     ) -> Reservation:
         entry = self.catalog.get(client.provider.type, request.model)
+        if isinstance(request, ChatRequest):
+            amount = worst_case_usd(entry, request)
+        else:
+            amount = embedding_worst_case_usd(entry, request)
         try:
             return await self.ledger.reserve(
                 provider=client.id,
                 model=request.model,
-                amount_usd=worst_case_usd(entry, request),
+                amount_usd=amount,
                 ts=ts,
                 virtual_key=virtual_key,
             )
@@ -107,14 +143,23 @@ class Meter:
             raise
 
     async def complete(
-        self, client: ProviderClient, request: ChatRequest, *, virtual_key: str | None = None
+        self,
+        client: ProviderClient,
+        request: ChatRequest,
+        *,
+        virtual_key: str | None = None,
+        timeout_s: float | None = None,
     ) -> Metered:
+        """``timeout_s``: this call's HTTP timeout (default: the provider's own)."""
         started = self.clock()
         reservation = await self.reserve(client, request, started, virtual_key)
         t0 = time.perf_counter()
         attempt = _Attempt(self, client, request, started, reservation, virtual_key)
         try:
-            response = await client.complete(request)
+            if timeout_s is None:
+                response = await client.complete(request)
+            else:
+                response = await client.complete(request, timeout_s=timeout_s)
         except BaseException as exc:
             attempt.failed(exc, (time.perf_counter() - t0) * 1000)
             raise
@@ -123,6 +168,30 @@ class Meter:
             response.model or request.model, response.usage, latency, None, response.request_id
         )
         return Metered(response, cost, latency)
+
+    async def embed(
+        self,
+        client: ProviderClient,
+        request: EmbeddingRequest,
+        *,
+        virtual_key: str | None = None,
+        timeout_s: float | None = None,
+    ) -> MeteredEmbedding:
+        """An embeddings call, reserved and recorded like a chat call (input tokens only)."""
+        started = self.clock()
+        reservation = await self.reserve(client, request, started, virtual_key)
+        t0 = time.perf_counter()
+        attempt = _Attempt(self, client, request, started, reservation, virtual_key)
+        try:
+            response = await client.embed(request, timeout_s=timeout_s)
+        except BaseException as exc:
+            attempt.failed(exc, (time.perf_counter() - t0) * 1000)
+            raise
+        latency = (time.perf_counter() - t0) * 1000
+        cost = attempt.succeeded(
+            response.model or request.model, response.usage, latency, None, response.request_id
+        )
+        return MeteredEmbedding(response, cost, latency)
 
     async def stream(
         self, client: ProviderClient, request: ChatRequest, *, virtual_key: str | None = None
@@ -166,7 +235,7 @@ class _Attempt:
         self,
         meter: Meter,
         client: ProviderClient,
-        request: ChatRequest,
+        request: ChatRequest | EmbeddingRequest,
         started: float,
         reservation: Reservation,
         virtual_key: str | None,
@@ -263,7 +332,7 @@ class _Attempt:
             error_type = type(exc).__name__
         # vendors bill generated tokens: a stream cut after content is charged for what came
         usage = Usage(0, 0)
-        if delivered_chars:
+        if delivered_chars and isinstance(self.request, ChatRequest):
             usage = Usage(prompt_token_bound(self.request), math.ceil(delivered_chars / 4))
         request_id = exc.request_id if isinstance(exc, ProviderError) else None
         self._write(self.request.model, usage, latency_ms, ttft_ms, request_id, status, error_type)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from polyroute.testing._fleet import SIMULATORS, Fleet, simulator_class
 from polyroute.testing._sim import (
+    Embedder,
     Fault,
     RecordedRequest,
     Script,
@@ -22,6 +23,7 @@ from polyroute.testing._sim import (
     SimReply,
     Simulator,
     count_tokens,
+    embed_text,
 )
 from polyroute.testing.anthropic import AnthropicSimulator
 from polyroute.testing.google import GoogleSimulator
@@ -32,6 +34,7 @@ from polyroute.testing.openai import OpenAISimulator
 __all__ = [
     "SIMULATORS",
     "AnthropicSimulator",
+    "Embedder",
     "Fault",
     "Fleet",
     "GoogleSimulator",
@@ -44,5 +47,6 @@ __all__ = [
     "SimReply",
     "Simulator",
     "count_tokens",
+    "embed_text",
     "simulator_class",
 ]

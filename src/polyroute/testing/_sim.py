@@ -18,7 +18,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
@@ -88,6 +88,20 @@ class RecordedRequest:
 
 
 Replier = Callable[[SimChat], str]
+Embedder = Callable[[str], Sequence[float]]
+
+
+def embed_text(text: str, dims: int = 8) -> list[float]:
+    """A deterministic unit vector from the text's character trigrams (not semantic)."""
+    import hashlib
+
+    vec = [0.0] * dims
+    t = f"  {text.lower()} "
+    for i in range(len(t) - 2):
+        h = int.from_bytes(hashlib.blake2b(t[i : i + 3].encode(), digest_size=4).digest(), "big")
+        vec[h % dims] += 1.0 if (h >> 16) & 1 else -1.0
+    norm = sum(v * v for v in vec) ** 0.5 or 1.0
+    return [v / norm for v in vec]
 
 
 @dataclass
@@ -100,6 +114,9 @@ class Script:
     chunk_delay_s: float = 0.0
     cached_tokens: int = 0
     """Reported as cached input on every call (cache-read pricing tests)."""
+    embedding: Embedder | None = None
+    """The vector of each text sent to the embeddings endpoint; default: :func:`embed_text`
+    (character trigrams, so paraphrases are *not* close: script this for semantic tests)."""
     _queue: deque[Fault] = field(default_factory=deque)
     _sticky: Fault | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,6 +170,11 @@ class Script:
             if self._queue:
                 return self._queue.popleft()
             return self._sticky
+
+    def vector(self, text: str, dims: int) -> list[float]:
+        """The embedding the simulator sends for ``text``."""
+        embedder = self.embedding
+        return list(embedder(text)) if embedder is not None else embed_text(text, dims)
 
     def answer(self, chat: SimChat, default: str) -> SimReply:
         reply = self.reply

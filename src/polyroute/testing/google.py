@@ -25,7 +25,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from polyroute.testing._sim import Fault, SimChat, SimReply, Simulator, sse
-from polyroute.testing.openai import embed_text
 
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -279,7 +278,7 @@ class GoogleSimulator(Simulator):
                 )
             text = "".join(_texts((item.get("content") or {}).get("parts")))
             dims = item.get("outputDimensionality") or 8
-            embeddings.append({"values": embed_text(text, dims)})
+            embeddings.append({"values": self.script.vector(text, dims)})
         return JSONResponse({"embeddings": embeddings})
 
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from polyroute.testing._sim import SimChat, SimReply, count_tokens, sse
-from polyroute.testing.openai import OpenAISimulator, embed_text
+from polyroute.testing.openai import OpenAISimulator
 
 # The fields Mistral's chat and embeddings endpoints accept (SDK request models).
 _CHAT_FIELDS = frozenset(
@@ -210,7 +210,7 @@ class MistralSimulator(OpenAISimulator):
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dims = body.get("output_dimension") or 8
         data = [
-            {"object": "embedding", "embedding": embed_text(str(t), dims), "index": i}
+            {"object": "embedding", "embedding": self.script.vector(str(t), dims), "index": i}
             for i, t in enumerate(inputs)
         ]
         tokens = sum(count_tokens(str(t)) for t in inputs)

@@ -28,7 +28,6 @@ from polyroute.testing._sim import (
     count_tokens,
     ndjson,
 )
-from polyroute.testing.openai import embed_text
 
 # (families, parameter size, quantization) for the default models' /api/tags details
 _DETAILS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -208,7 +207,7 @@ class OllamaSimulator(Simulator):
         return JSONResponse(
             {
                 "model": body["model"],
-                "embeddings": [embed_text(str(t), dims) for t in inputs],
+                "embeddings": [self.script.vector(str(t), dims) for t in inputs],
                 "total_duration": 14_000_000 + tokens * 100_000,
                 "load_duration": 1_000_000,
                 "prompt_eval_count": tokens,

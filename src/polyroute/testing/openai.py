@@ -153,7 +153,7 @@ class OpenAISimulator(Simulator):
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dims = body.get("dimensions") or 8
         data = [
-            {"object": "embedding", "index": i, "embedding": embed_text(str(t), dims)}
+            {"object": "embedding", "index": i, "embedding": self.script.vector(str(t), dims)}
             for i, t in enumerate(inputs)
         ]
         tokens = sum(count_tokens(str(t)) for t in inputs)
@@ -165,19 +165,6 @@ class OpenAISimulator(Simulator):
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
-
-
-def embed_text(text: str, dims: int = 8) -> list[float]:
-    """A deterministic unit vector from the text's character trigrams (not semantic)."""
-    import hashlib
-
-    vec = [0.0] * dims
-    t = f"  {text.lower()} "
-    for i in range(len(t) - 2):
-        h = int.from_bytes(hashlib.blake2b(t[i : i + 3].encode(), digest_size=4).digest(), "big")
-        vec[h % dims] += 1.0 if (h >> 16) & 1 else -1.0
-    norm = sum(v * v for v in vec) ** 0.5 or 1.0
-    return [v / norm for v in vec]
 
 
 def _rid() -> str:

@@ -1,0 +1,254 @@
+"""The panel: who is asked, and asking them all at once.
+
+Members are (provider, model) pairs, each from a different provider when
+routing picks them. Every member's call goes through the :class:`Meter` (its
+worst case reserved against the budgets, one ledger record whatever happens)
+with its own timeout, and reports to the provider's circuit breaker. Members
+are not retried and do not fall back: a panel tolerates failures, and a retry
+would not fit in the member's timeout anyway.
+
+Timeouts: ``timeout_s`` is the member call's HTTP timeout, so a member that
+does not answer in time fails with an ``APITimeoutError`` (recorded as such in
+the ledger). A wall-clock guard :data:`GUARD_GRACE_S` later cancels a call
+that still has not ended (a vendor trickling bytes); the ledger then records
+it as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+from polyroute.errors import (
+    APITimeoutError,
+    BudgetExceeded,
+    ConfigError,
+    NoCandidateError,
+    NotEnoughAnswersError,
+    ProviderError,
+)
+from polyroute.router.decision import Target
+from polyroute.types import ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from polyroute.config import Config
+    from polyroute.ledger import Meter
+    from polyroute.providers import ProviderClient
+    from polyroute.router.breaker import Breakers, CircuitBreaker
+    from polyroute.router.context import RoutingContext
+    from polyroute.router.decision import Decision
+    from polyroute.router.stats import LatencyStats
+
+GUARD_GRACE_S = 1.0
+"""How long after the HTTP timeout the wall-clock guard cancels a member's call."""
+
+CANCELLED_EARLY = "cancelled: enough members agreed (early stop)"
+
+OutcomeKind = Literal["ok", "failed", "refused", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one metered call ended."""
+
+    target: Target
+    kind: OutcomeKind
+    response: ChatResponse | None = None
+    cost_usd: float | None = 0.0
+    latency_ms: float = 0.0
+    error: str | None = None
+    exc: ProviderError | BudgetExceeded | None = None
+
+
+def named_panel(
+    config: Config, names: Sequence[str], models_of: Callable[[str], list[str]]
+) -> list[Target]:
+    """Members from ``"provider-id"`` (its default model) or ``"provider-id/model"`` names."""
+    out: list[Target] = []
+    for name in names:
+        target = resolve_target(config, name, models_of, "providers")
+        if target in out:
+            raise ValueError(f"fusion panel: {target.provider}/{target.model} is listed twice")
+        out.append(target)
+    return out
+
+
+def split_name(config: Config, name: str, where: str) -> tuple[str, str]:
+    """``"provider-id"`` or ``"provider-id/model"`` as ``(provider id, model or "")``; a
+    model may itself contain ``/``. ``where`` names the setting for an unknown provider."""
+    providers = config.settings.providers
+    pid, model = name, ""
+    if name not in providers and "/" in name:
+        pid, _, model = name.partition("/")
+    if pid not in providers:
+        known = ", ".join(providers) or "none"
+        raise ConfigError(f"{config.source}: {where}: no provider {pid!r} (configured: {known})")
+    return pid, model
+
+
+def resolve_target(
+    config: Config, name: str, models_of: Callable[[str], list[str]], where: str
+) -> Target:
+    """A chat target from ``"provider-id"`` (its default model, else its first chat model)
+    or ``"provider-id/model"``."""
+    pid, model = split_name(config, name, where)
+    if not model:
+        spec = config.settings.providers[pid]
+        model = spec.default_model or next(iter(models_of(pid)), "")
+    if not model:
+        raise ConfigError(
+            f"{config.source}: {where}: provider {pid!r} has no default_model and no chat "
+            "models; name one as 'provider-id/model'"
+        )
+    return Target(pid, model)
+
+
+def routed_panel(
+    decide: Callable[[RoutingContext], Decision],
+    ctx: RoutingContext,
+    enabled: Iterable[str],
+    size: int,
+) -> list[Target]:
+    """The top ``size`` distinct providers by routing, each with its best model.
+
+    Reads the decision's winner and fallbacks; if they name too few providers
+    (``max_attempts`` bounds the fallbacks), decides again among the providers
+    not yet chosen. A first decision with no candidate raises its
+    :class:`NoCandidateError` (its exclusions say why); a single eligible
+    provider, :class:`NotEnoughAnswersError` (a panel of one cannot agree).
+    """
+    chosen: dict[str, Target] = {}
+    enabled = list(enabled)
+    while len(chosen) < size:
+        rest = frozenset(p for p in enabled if p not in chosen)
+        if not rest:
+            break
+        try:
+            decision = decide(ctx if not chosen else replace(ctx, providers=rest))
+        except NoCandidateError:
+            if not chosen:
+                raise
+            break
+        for target in decision.targets:
+            if target.provider not in chosen:
+                chosen[target.provider] = target
+                if len(chosen) == size:
+                    break
+    if len(chosen) < 2:
+        only = ", ".join(f"{t.provider}/{t.model}" for t in chosen.values())
+        raise NotEnoughAnswersError(
+            f"fusion needs at least 2 panel members; routing found one eligible provider: {only}"
+        )
+    return list(chosen.values())
+
+
+class Caller:
+    """Makes one metered call for a target, with the panel's timeout, breaker and stats."""
+
+    __slots__ = ("breakers", "clients", "meter", "stats", "timeout_s")
+
+    def __init__(
+        self,
+        meter: Meter,
+        clients: Mapping[str, ProviderClient],
+        breakers: Breakers | None,
+        stats: LatencyStats | None,
+        timeout_s: float,
+    ) -> None:
+        self.meter = meter
+        self.clients = clients
+        self.breakers = breakers
+        self.stats = stats
+        self.timeout_s = timeout_s
+
+    async def call(self, target: Target, request: ChatRequest) -> Outcome:
+        """The call's outcome; raises only if cancelled (or on a bug)."""
+        breaker = self.breakers.get(target.provider) if self.breakers is not None else None
+        if breaker is not None and not breaker.allow():
+            why = f"circuit breaker open, retry in {breaker.retry_in_s:.0f}s"
+            return Outcome(target, "failed", error=why)
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s + GUARD_GRACE_S):
+                done = await self.meter.complete(
+                    self.clients[target.provider], request, timeout_s=self.timeout_s
+                )
+        except BudgetExceeded as exc:
+            if breaker is not None:
+                breaker.release()
+            return Outcome(target, "refused", error=f"budget: {exc}", exc=exc)
+        except TimeoutError:  # the guard: the meter has recorded the call as cancelled
+            late = APITimeoutError(
+                f"no answer within {self.timeout_s:g}s", provider=target.provider
+            )
+            return self._failed(target, late, t0, breaker)
+        except ProviderError as exc:
+            return self._failed(target, exc, t0, breaker)
+        except BaseException:  # cancelled (early stop), or a ledger failure: not the provider's
+            if breaker is not None:
+                breaker.release()
+            raise
+        if breaker is not None:
+            breaker.success()
+        if self.stats is not None:
+            self.stats.record(target.provider, target.model, done.latency_ms)
+        return Outcome(target, "ok", done.response, done.cost_usd, done.latency_ms)
+
+    @staticmethod
+    def _failed(
+        target: Target, exc: ProviderError, t0: float, breaker: CircuitBreaker | None
+    ) -> Outcome:
+        if breaker is not None:
+            breaker.record(exc)
+        text = " ".join(str(exc).split()).removeprefix(f"{target.provider}: ")
+        latency = (time.perf_counter() - t0) * 1000
+        return Outcome(target, "failed", latency_ms=latency, error=text, exc=exc)
+
+
+async def ask_panel(
+    caller: Caller,
+    members: Sequence[Target],
+    request: ChatRequest,
+    stop: Callable[[Sequence[Outcome | None]], bool] | None = None,
+) -> tuple[list[Outcome], bool]:
+    """Call every member at once; return their outcomes in panel order, and whether the
+    panel stopped early (``stop`` said enough had answered; the rest were cancelled)."""
+    tasks = {
+        asyncio.create_task(caller.call(m, replace(request, model=m.model))): i
+        for i, m in enumerate(members)
+    }
+    outcomes: list[Outcome | None] = [None] * len(members)
+    pending: set[asyncio.Task[Outcome]] = set(tasks)
+    stopped = ended = False
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                outcomes[tasks[task]] = task.result()  # a bug in a call propagates
+            if pending and stop is not None and stop(outcomes):
+                stopped = True
+                break
+        ended = True
+    finally:
+        if not ended:  # the fusion itself was cancelled, or a call raised: stop the rest
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+    # early stop: cancel the rest (the meter records each as cancelled); one that ended
+    # meanwhile keeps its real outcome
+    rest = list(pending)
+    for task in rest:
+        task.cancel()
+    results = await asyncio.gather(*rest, return_exceptions=True)
+    for task, result in zip(rest, results, strict=True):
+        i = tasks[task]
+        if isinstance(result, Outcome):
+            outcomes[i] = result
+        elif isinstance(result, asyncio.CancelledError):
+            outcomes[i] = Outcome(members[i], "cancelled", error=CANCELLED_EARLY)
+        else:
+            raise result
+    return [o for o in outcomes if o is not None], stopped
