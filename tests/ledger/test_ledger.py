@@ -318,16 +318,16 @@ async def test_records_are_written_in_batches_without_a_flush(make: Make) -> Non
 
 async def test_migrations_are_applied_once_across_reopenings(make: Make, url: str) -> None:
     first = make()
-    assert await first.run(lambda s: s.applied) == ["0001_initial"]
+    assert await first.run(lambda s: s.applied) == ["0001_initial", "0002_virtual_keys"]
     await first.aclose()
     for _ in range(2):
         again = make()
         assert await again.run(lambda s: s.applied) == []
         await again.aclose()
     with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-        names = db.execute("SELECT name FROM schema_migrations").fetchall()
+        names = db.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
         mode = db.execute("PRAGMA journal_mode").fetchone()
-    assert names == [("0001_initial",)]
+    assert names == [("0001_initial",), ("0002_virtual_keys",)]
     assert mode == ("wal",)
 
 

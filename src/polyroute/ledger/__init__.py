@@ -1,12 +1,21 @@
-"""Accounting: the usage ledger, budgets and their reservations.
+"""Accounting: the usage ledger, budgets and their reservations, and gateway virtual keys.
 
 The public surface is :class:`Ledger` and its plain value types; SQL lives
 in private modules loaded by the ledger's own thread, so importing this
 package does not import SQLAlchemy.
 """
 
+from polyroute.ledger._keys import VirtualKey
 from polyroute.ledger._ledger import KEEP, Ledger, config_budgets, ledger_for, storage_url
-from polyroute.ledger._meter import Meter, Metered, prompt_token_bound, worst_case_usd
+from polyroute.ledger._meter import (
+    DEFAULT_OUTPUT_BOUND,
+    Meter,
+    Metered,
+    MeteredEmbedding,
+    embedding_worst_case_usd,
+    prompt_token_bound,
+    worst_case_usd,
+)
 from polyroute.ledger._records import (
     GLOBAL,
     BudgetLimits,
@@ -23,6 +32,7 @@ from polyroute.ledger._records import (
 )
 
 __all__ = [
+    "DEFAULT_OUTPUT_BOUND",
     "GLOBAL",
     "KEEP",
     "BudgetLimits",
@@ -31,13 +41,16 @@ __all__ = [
     "Ledger",
     "Meter",
     "Metered",
+    "MeteredEmbedding",
     "PeriodKind",
     "PeriodStatus",
     "Reservation",
     "UsageRecord",
     "UsageReport",
     "UsageRow",
+    "VirtualKey",
     "config_budgets",
+    "embedding_worst_case_usd",
     "key_scope",
     "ledger_for",
     "prompt_token_bound",

@@ -29,6 +29,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from polyroute.errors import BudgetExceeded, LedgerError
 from polyroute.hub import BudgetAlert, EventHub, UsageRecorded
+from polyroute.ledger._keys import (
+    PREFIX_CHARS,
+    VirtualKey,
+    clean_key_args,
+    hash_secret,
+    looks_like_secret,
+    new_key_id,
+    new_secret,
+)
 from polyroute.ledger._records import (
     GLOBAL,
     BudgetLimits,
@@ -217,6 +226,60 @@ class Ledger:
         """Totals grouped ``by``, optionally for one provider and from a UTC day on."""
         await self.flush()
         return await self._call(lambda s: s.usage_report(by, provider, since))
+
+    # -- virtual keys (the gateway's) ---------------------------------------------
+
+    async def create_key(
+        self,
+        name: str,
+        *,
+        daily_usd: float | None = None,
+        monthly_usd: float | None = None,
+        models: Iterable[str] = (),
+    ) -> tuple[VirtualKey, str]:
+        """A new key and its secret: the only time the secret exists outside its holder.
+
+        Its budget is stored as scope ``key:<id>``, so reservations made with
+        ``virtual_key=<id>`` charge it. Empty ``models``: any model. Raises
+        :class:`ValueError` for an empty name, a negative budget or an empty model
+        name, and :class:`TypeError` for ``models`` given as one string.
+        """
+        name, allowed = clean_key_args(name, daily_usd, monthly_usd, models)
+        secret = new_secret()
+        limits = None
+        if daily_usd is not None or monthly_usd is not None:
+            limits = BudgetLimits(daily_usd, monthly_usd)
+
+        def job(store: Store) -> VirtualKey:
+            key = store.create_key(
+                name=name,
+                secret_hash=hash_secret(secret),
+                prefix=secret[:PREFIX_CHARS],
+                models=allowed,
+                limits=limits,
+                now=self.clock(),
+                new_id=new_key_id,
+            )
+            if limits is not None:  # this process's reservations see the budget at once
+                self._fresh_budgets(store, force=True)
+            return key
+
+        return await self._call(job), secret
+
+    async def keys(self, include_revoked: bool = True) -> list[VirtualKey]:
+        """Every key, oldest first, with its budget."""
+        return await self._call(lambda s: s.keys(include_revoked))
+
+    async def revoke_key(self, key_id: str) -> VirtualKey:
+        """Revoke a key (again is harmless); raises :class:`UnknownKeyError` for an unknown id."""
+        return await self._call(lambda s: s.revoke_key(key_id, self.clock()))
+
+    async def verify_key(self, secret: str) -> VirtualKey | None:
+        """The active key ``secret`` belongs to; ``None`` if it is unknown or revoked."""
+        if not looks_like_secret(secret):
+            return None
+        digest = hash_secret(secret)
+        return await self._call(lambda s: s.verify_key(digest))
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the database thread (tests, benchmarks, maintenance)."""

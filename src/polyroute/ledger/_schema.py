@@ -103,13 +103,37 @@ _INDEXES = (
     Index("ix_reservations_expires", reservations.c.expires),
 )
 
+# Gateway virtual keys. Only the secret's SHA-256 is kept (see ``ledger/_keys.py``); ``prefix``
+# (its first 12 characters) lets a person tell keys apart. Budgets live in ``budgets`` under
+# scope ``key:<id>``, so reservations charge them like any other scope.
+virtual_keys = Table(
+    "virtual_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("prefix", String(12), nullable=False),
+    Column("models", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+# every gateway request looks its key up by hash: one unique index answers it
+_KEY_INDEX = Index("ux_virtual_keys_secret_hash", virtual_keys.c.secret_hash, unique=True)
+
 
 def _initial(conn: Connection) -> None:
     for table in (usage, budgets, spend, reservations, alerts):
         table.create(conn)
 
 
-MIGRATIONS: tuple[tuple[str, Callable[[Connection], None]], ...] = (("0001_initial", _initial),)
+def _virtual_keys(conn: Connection) -> None:
+    virtual_keys.create(conn)
+
+
+MIGRATIONS: tuple[tuple[str, Callable[[Connection], None]], ...] = (
+    ("0001_initial", _initial),
+    ("0002_virtual_keys", _virtual_keys),
+)
 
 
 def migrate(conn: Connection) -> list[str]:

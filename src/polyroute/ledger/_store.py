@@ -18,18 +18,31 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, case, create_engine, delete, event, func, select
+from sqlalchemy import (
+    Connection,
+    Row,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from polyroute.errors import BudgetExceeded, LedgerError
+from polyroute.errors import BudgetExceeded, LedgerError, UnknownKeyError
+from polyroute.ledger._keys import VirtualKey, utc
 from polyroute.ledger._records import (
     BudgetLimits,
     BudgetStatus,
@@ -41,11 +54,20 @@ from polyroute.ledger._records import (
     UsageReport,
     UsageRow,
     day_of,
+    key_scope,
     period_key,
     to_nusd,
     to_usd,
 )
-from polyroute.ledger._schema import alerts, budgets, migrate, reservations, spend, usage
+from polyroute.ledger._schema import (
+    alerts,
+    budgets,
+    migrate,
+    reservations,
+    spend,
+    usage,
+    virtual_keys,
+)
 
 KINDS: tuple[PeriodKind, ...] = ("daily", "monthly")
 SettleItem = tuple[UsageRecord, Reservation | None]
@@ -107,6 +129,24 @@ class _Statements:
                 scope=b("b_scope"), period=b("b_period"), percent=b("b_pct"), fired_at=b("b_at")
             )
             .on_conflict_do_nothing()
+        )
+        vk = virtual_keys.c
+        # a key with its budget: the join builds the scope as key_scope() does ("key:" || id)
+        self.keys = select(
+            vk.id,
+            vk.name,
+            vk.prefix,
+            vk.models,
+            vk.created_at,
+            vk.revoked_at,
+            budgets.c.daily_usd,
+            budgets.c.monthly_usd,
+        ).select_from(
+            virtual_keys.outerjoin(budgets, budgets.c.scope == literal(key_scope("")) + vk.id)
+        )
+        # the gateway's check of every request: one lookup in the unique index on the hash
+        self.active_key_by_hash = self.keys.where(
+            vk.secret_hash == b("b_hash"), vk.revoked_at.is_(None)
         )
 
 
@@ -183,6 +223,10 @@ class Store:
         }
 
     def set_budget(self, scope: str, limits: BudgetLimits, now: float) -> None:
+        with self.write() as c:
+            self._put_budget(c, scope, limits, now)
+
+    def _put_budget(self, c: Connection, scope: str, limits: BudgetLimits, now: float) -> None:
         values = {
             "scope": scope,
             "daily_usd": limits.daily_usd,
@@ -190,9 +234,71 @@ class Store:
             "alert_percents": json.dumps(list(limits.alert_percents)),
             "updated_at": now,
         }
+        stmt = self._insert(budgets).values(values)
+        c.execute(stmt.on_conflict_do_update(index_elements=["scope"], set_=values))
+
+    # -- virtual keys ------------------------------------------------------------
+
+    def create_key(
+        self,
+        *,
+        name: str,
+        secret_hash: str,
+        prefix: str,
+        models: tuple[str, ...],
+        limits: BudgetLimits | None,
+        now: float,
+        new_id: Callable[[], str],
+    ) -> VirtualKey:
+        """Insert a key and its budget (scope ``key:<id>``) in one transaction."""
         with self.write() as c:
-            stmt = self._insert(budgets).values(values)
-            c.execute(stmt.on_conflict_do_update(index_elements=["scope"], set_=values))
+            key_id = new_id()
+            # ids have 40 random bits: a clash is rare, not impossible; the write lock makes
+            # this check and the insert below one step
+            while c.execute(select(virtual_keys.c.id).where(virtual_keys.c.id == key_id)).first():
+                key_id = new_id()
+            c.execute(
+                virtual_keys.insert().values(
+                    id=key_id,
+                    name=name,
+                    secret_hash=secret_hash,
+                    prefix=prefix,
+                    models=json.dumps(list(models)),
+                    created_at=now,
+                    revoked_at=None,
+                )
+            )
+            if limits is not None:
+                self._put_budget(c, key_scope(key_id), limits, now)
+        daily, monthly = (None, None) if limits is None else (limits.daily_usd, limits.monthly_usd)
+        return VirtualKey(key_id, name, prefix, models, utc(now), None, daily, monthly)
+
+    def keys(self, include_revoked: bool) -> list[VirtualKey]:
+        q = self.sql.keys.order_by(virtual_keys.c.created_at, virtual_keys.c.id)
+        if not include_revoked:
+            q = q.where(virtual_keys.c.revoked_at.is_(None))
+        with self.read() as c:
+            return [_virtual_key(r) for r in c.execute(q)]
+
+    def revoke_key(self, key_id: str, now: float) -> VirtualKey:
+        """Revoke ``key_id``; a revoked key keeps its first ``revoked_at``."""
+        vk = virtual_keys.c
+        with self.write() as c:
+            c.execute(
+                update(virtual_keys)
+                .where(vk.id == key_id, vk.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            row = c.execute(self.sql.keys.where(vk.id == key_id)).first()
+        if row is None:
+            raise UnknownKeyError(key_id)
+        return _virtual_key(row)
+
+    def verify_key(self, secret_hash: str) -> VirtualKey | None:
+        """The active key with this hash, if any."""
+        with self.read() as c:
+            row = c.execute(self.sql.active_key_by_hash, {"b_hash": secret_hash}).first()
+        return None if row is None else _virtual_key(row)
 
     def reserve(
         self,
@@ -435,6 +541,19 @@ class Store:
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+
+
+def _virtual_key(row: Row[*tuple[Any, ...]]) -> VirtualKey:
+    return VirtualKey(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        models=tuple(json.loads(row.models)),
+        created_at=utc(row.created_at),
+        revoked_at=None if row.revoked_at is None else utc(row.revoked_at),
+        daily_usd=row.daily_usd,
+        monthly_usd=row.monthly_usd,
+    )
 
 
 def _usage_row(rec: UsageRecord, cost: int | None) -> dict[str, Any]:

@@ -1,0 +1,194 @@
+"""``polyroute keys``: the gateway's virtual keys (``create``, ``list``, ``revoke``).
+
+A key's secret is printed once, by ``create``: the ledger keeps only its hash,
+so a lost secret is replaced (revoke the key, create another), never recovered.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import click
+
+from polyroute.cli._common import common_options, emit_json, json_option, run, state, table, usd
+
+if TYPE_CHECKING:
+    from polyroute.ledger import Ledger, VirtualKey
+
+
+@click.group()
+@common_options
+def keys() -> None:
+    """Virtual keys for the gateway, each with its own budget and allowed models.
+
+    Secrets are stored hashed: `keys create` shows one once, and nothing shows it again.
+    """
+
+
+def _name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("cannot be empty")
+    return value.strip()
+
+
+def _usd(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        amount = float(value.strip().lstrip("$"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an amount in USD") from None
+    if not 0 <= amount < math.inf:  # also refuses nan and inf
+        raise click.BadParameter(f"{value!r}: must be 0 or more")
+    return amount
+
+
+def _models(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    models = tuple(m.strip() for m in value.split(",") if m.strip())
+    if not models:
+        raise click.BadParameter("name at least one model, or leave --models out for any model")
+    return models
+
+
+def _ledger(config_path: str | None) -> Ledger:
+    from polyroute.config import load
+    from polyroute.ledger import ledger_for
+
+    return ledger_for(load(config_path))
+
+
+@keys.command("create")
+@click.option("--name", required=True, callback=_name, help="Who or what the key is for.")
+@click.option("--daily-usd", metavar="USD", callback=_usd, help="Daily budget (default: none).")
+@click.option("--monthly-usd", metavar="USD", callback=_usd, help="Monthly budget (default: none).")
+@click.option(
+    "--models",
+    metavar="a,b",
+    callback=_models,
+    help="Only these models, as requests name them (default: any).",
+)
+@json_option
+@common_options
+def key_create(
+    name: str,
+    daily_usd: float | None,
+    monthly_usd: float | None,
+    models: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create a key; its secret is shown once, here (polyroute keeps only a hash of it)."""
+    config_path = state().config
+
+    async def main() -> int:
+        ledger = _ledger(config_path)
+        try:
+            key, secret = await ledger.create_key(
+                name, daily_usd=daily_usd, monthly_usd=monthly_usd, models=models
+            )
+        finally:
+            await ledger.aclose()
+        if as_json:
+            emit_json({**key.as_dict(), "key": secret})
+            return 0
+        click.echo(
+            f"created {key.id} ({key.name}): models {_allowed(key)}, "
+            f"daily {_limit(key.daily_usd)}, monthly {_limit(key.monthly_usd)}\n"
+        )
+        click.echo(f"    {secret}\n")
+        click.echo("This key is shown once: store it now. polyroute keeps only its hash.")
+        return 0
+
+    run(main)
+
+
+@keys.command("list")
+@json_option
+@common_options
+def key_list(as_json: bool) -> None:
+    """Every key: models, budgets, spend today, state (never its secret)."""
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.ledger import key_scope
+
+        ledger = _ledger(config_path)
+        try:
+            found = await ledger.keys()
+            # budget status of the key scopes (even unlimited ones): what each spent
+            statuses = await ledger.budgets(key_scope(k.id) for k in found)
+        finally:
+            await ledger.aclose()
+        by_scope = {s.scope: s for s in statuses}
+        spent = {k.id: by_scope[key_scope(k.id)] for k in found}
+        if as_json:
+            emit_json(
+                {
+                    "keys": [
+                        {
+                            **k.as_dict(),
+                            "daily_spent_usd": round(spent[k.id].daily.spent_usd, 9),
+                            "monthly_spent_usd": round(spent[k.id].monthly.spent_usd, 9),
+                        }
+                        for k in found
+                    ]
+                }
+            )
+            return 0
+        if not found:
+            click.echo("no virtual keys yet: create one with `polyroute keys create --name NAME`.")
+            return 0
+        rows = [
+            [
+                k.id,
+                k.name,
+                k.prefix + "…",
+                _allowed(k),
+                _limit(k.daily_usd),
+                _limit(k.monthly_usd),
+                usd(spent[k.id].daily.spent_usd, 4),
+                f"{k.created_at:%Y-%m-%d %H:%M}",
+                "-" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
+            ]
+            for k in found
+        ]
+        columns = ["id", "name", "key", "models", "daily", "monthly", "spent today"]
+        table(None, [*columns, "created (UTC)", "revoked (UTC)"], rows)
+        return 0
+
+    run(main)
+
+
+@keys.command("revoke")
+@click.argument("key_id", metavar="ID")
+@json_option
+@common_options
+def key_revoke(key_id: str, as_json: bool) -> None:
+    """Revoke key ID: the gateway refuses it from now on. Its usage stays in the ledger."""
+    config_path = state().config
+
+    async def main() -> int:
+        ledger = _ledger(config_path)
+        try:
+            key = await ledger.revoke_key(key_id)
+        finally:
+            await ledger.aclose()
+        if as_json:
+            emit_json(key.as_dict())
+        else:
+            click.echo(
+                f"{key.id} ({key.name}) is revoked since {key.revoked_at:%Y-%m-%d %H:%M} UTC"
+            )
+        return 0
+
+    run(main)
+
+
+def _allowed(key: VirtualKey) -> str:
+    return ", ".join(key.models) if key.models else "any"
+
+
+def _limit(v: float | None) -> str:
+    return "none" if v is None else f"${v:.2f}"
