@@ -17,6 +17,21 @@ def test_all_is_exactly_the_exports() -> None:
     assert set(polyroute.__all__) == {"__version__", *polyroute._EXPORTS}
 
 
+def test_fusion_is_public() -> None:
+    fusion = {
+        "FusionResult",
+        "FusionMetrics",
+        "MemberResponse",
+        "FusionError",
+        "NotEnoughAnswersError",
+        "FusionCostCapError",
+    }
+    assert fusion <= set(polyroute.__all__)
+    assert issubclass(polyroute.NotEnoughAnswersError, polyroute.FusionError)
+    assert issubclass(polyroute.FusionCostCapError, polyroute.PolyrouteError)
+    assert callable(polyroute.Polyroute.fuse) and callable(polyroute.SyncPolyroute.fuse)
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     try:
         polyroute.nope  # type: ignore[attr-defined]  # noqa: B018

@@ -73,6 +73,14 @@ _EXPORTS: dict[str, str] = {
     "LedgerError": "polyroute.errors",
     "AllProvidersFailedError": "polyroute.errors",
     "NoCandidateError": "polyroute.errors",
+    "UnknownKeyError": "polyroute.errors",
+    "VirtualKey": "polyroute.ledger",
+    "FusionResult": "polyroute.fusion",
+    "FusionMetrics": "polyroute.fusion",
+    "MemberResponse": "polyroute.fusion",
+    "FusionError": "polyroute.errors",
+    "NotEnoughAnswersError": "polyroute.errors",
+    "FusionCostCapError": "polyroute.errors",
 }
 _RENAMED = {"load_config": "load"}
 
@@ -98,14 +106,20 @@ __all__ = [
     "EmbeddingResponse",
     "EventHub",
     "Excluded",
+    "FusionCostCapError",
+    "FusionError",
+    "FusionMetrics",
+    "FusionResult",
     "HttpPool",
     "HubEvent",
     "ImagePart",
     "Ledger",
     "LedgerError",
+    "MemberResponse",
     "Message",
     "ModelInfo",
     "NoCandidateError",
+    "NotEnoughAnswersError",
     "Polyroute",
     "PolyrouteError",
     "Provider",
@@ -128,10 +142,12 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolCallDelta",
+    "UnknownKeyError",
     "Usage",
     "UsageRecord",
     "UsageRecorded",
     "UsageReport",
+    "VirtualKey",
     "__version__",
     "load_config",
 ]
@@ -160,12 +176,17 @@ if TYPE_CHECKING:
         BudgetExceeded,
         ConfigError,
         CredentialError,
+        FusionCostCapError,
+        FusionError,
         LedgerError,
         NoCandidateError,
+        NotEnoughAnswersError,
         PolyrouteError,
         ProviderError,
+        UnknownKeyError,
     )
     from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+    from polyroute.fusion import FusionMetrics, FusionResult, MemberResponse
     from polyroute.hub import (
         BudgetAlert,
         BudgetExceededEvent,
@@ -175,7 +196,14 @@ if TYPE_CHECKING:
         RequestSucceeded,
         UsageRecorded,
     )
-    from polyroute.ledger import BudgetLimits, BudgetStatus, Ledger, UsageRecord, UsageReport
+    from polyroute.ledger import (
+        BudgetLimits,
+        BudgetStatus,
+        Ledger,
+        UsageRecord,
+        UsageReport,
+        VirtualKey,
+    )
     from polyroute.providers import HttpPool, Provider, ProviderClient
     from polyroute.router.context import Candidate, Ranking, RoutingContext, Scored, Strategy
     from polyroute.router.decision import Attempt, Decision, Excluded, Target

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict, Unpack
 
 from polyroute.catalog import Catalog
@@ -31,8 +32,18 @@ from polyroute.config import load as load_config
 from polyroute.errors import (
     AllProvidersFailedError,
     BudgetExceeded,
+    NoCandidateError,
 )
 from polyroute.events import StreamEnd, StreamEvent, TextDelta
+from polyroute.fusion import (
+    Fuser,
+    FusionMethod,
+    FusionMetrics,
+    FusionResult,
+    FusionTally,
+    named_panel,
+    routed_panel,
+)
 from polyroute.hub import EventHub
 from polyroute.ledger import (
     BudgetStatus,
@@ -49,11 +60,18 @@ from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
 from polyroute.router.decision import Attempt, Decision, Target
-from polyroute.router.executor import Executor
+from polyroute.router.executor import ExecutedEmbedding, ExecutedStream, Executor
 from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.retry import RetryPolicy
 from polyroute.router.stats import LatencyStats
-from polyroute.types import Capability, ChatRequest, ChatResponse, Message, Usage
+from polyroute.types import (
+    Capability,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    Message,
+    Usage,
+)
 
 Prompt = str | Sequence[Message]
 
@@ -119,6 +137,8 @@ class Routing(TypedDict, total=False):
     """Only this configured provider."""
     model: str
     """Only this model."""
+    models: Sequence[str]
+    """Only these models, on any provider that serves one (``model`` wins when both are set)."""
     priority: str
     """The strategy: cost, quality, performance, balanced, carbon, or ``"pkg.module:Class"``."""
     complexity: Complexity | Literal["auto"]
@@ -129,6 +149,21 @@ class Routing(TypedDict, total=False):
 
 _BUDGET_HINT_S = 10.0
 """How long a budget refusal keeps a provider out of decisions (the ledger decides at call time)."""
+
+RECENT_DECISIONS = 50
+"""How many decisions ``Polyroute.recent`` keeps (the gateway's ``/router/state``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A decision a request was sent with (``Polyroute.recent``)."""
+
+    at: float
+    """Unix time of the decision."""
+    decision: Decision
+    stream: bool
+    virtual_key: str | None = None
+    """The gateway key's id the request was billed to, if any."""
 
 
 def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
@@ -175,6 +210,8 @@ class Polyroute:
         self._executor: Executor | None = None
         self._over_budget: dict[str, tuple[float, str]] = {}
         self._key_blocked: dict[str, str] | None = None
+        self.recent: deque[Routed] = deque(maxlen=RECENT_DECISIONS)
+        """The latest decisions requests were sent with, oldest first (bounded)."""
 
     @classmethod
     def from_config(cls, path: str | None = None) -> Polyroute:
@@ -279,7 +316,12 @@ class Polyroute:
     # -- choosing ------------------------------------------------------------
 
     def context(
-        self, messages: Sequence[Message], max_tokens: int | None, routing: Routing
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        routing: Routing,
+        *,
+        stream: bool = False,
     ) -> RoutingContext:
         """The routing context of a request (``complexity="auto"`` is estimated here)."""
         provider = routing.get("provider")
@@ -289,6 +331,9 @@ class Polyroute:
         if provider is not None and model is None:
             # a pinned provider with a configured default uses it, as the user set up
             model = self.config.settings.providers[provider].default_model
+        models = routing.get("models")
+        if model is not None:
+            models = (model,)
         complexity = routing.get("complexity", "auto")
         return RoutingContext(
             messages=messages,
@@ -300,7 +345,8 @@ class Polyroute:
             max_latency_ms=routing.get("max_latency_ms"),
             required=frozenset(routing.get("require", ())),
             providers=None if provider is None else frozenset({provider}),
-            models=None if model is None else frozenset({model}),
+            models=None if models is None else frozenset(models),
+            stream=stream,
         )
 
     def decide(self, ctx: RoutingContext) -> Decision:
@@ -337,22 +383,10 @@ class Polyroute:
         **routing: Unpack[Routing],
     ) -> Answer:
         """Route, call (retrying and falling back per ``[router]``), and answer."""
-        self.events.bind(asyncio.get_running_loop())
-        messages = to_messages(prompt, system)
-        decision = self.decide(self.context(messages, max_tokens, routing))
         request = ChatRequest(
-            decision.model, tuple(messages), max_tokens=max_tokens, temperature=temperature
+            "", tuple(to_messages(prompt, system)), max_tokens=max_tokens, temperature=temperature
         )
-        try:
-            done = await self.executor.complete(decision, request)
-        except BudgetExceeded as exc:
-            self._note_refusals([exc])
-            raise
-        except AllProvidersFailedError as exc:
-            self._note_refusals(exc.refusals)
-            raise
-        self._note_refusals(done.refusals)
-        return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
+        return await self.send(request, **routing)
 
     def stream(
         self,
@@ -364,16 +398,162 @@ class Polyroute:
         **routing: Unpack[Routing],
     ) -> AnswerStream:
         """Route and stream; falls back transparently until the first content token."""
-        messages = to_messages(prompt, system)
-        decision = self.decide(self.context(messages, max_tokens, routing))
         request = ChatRequest(
-            decision.model, tuple(messages), max_tokens=max_tokens, temperature=temperature
+            "", tuple(to_messages(prompt, system)), max_tokens=max_tokens, temperature=temperature
         )
-        return AnswerStream(self, decision, request)
+        return self.send_stream(request, **routing)
+
+    async def send(
+        self, request: ChatRequest, *, virtual_key: str | None = None, **routing: Unpack[Routing]
+    ) -> Answer:
+        """:meth:`complete` for a whole request: every option it carries (tools, stop,
+        response format, seed...) goes to each target tried, with that target's model in
+        place of ``request.model``. ``virtual_key``: the id of the gateway key to bill, whose
+        budgets then apply too."""
+        self.events.bind(asyncio.get_running_loop())
+        decision = self._decide_for(request, routing, stream=False, virtual_key=virtual_key)
+        request = replace(request, model=decision.model)
+        try:
+            done = await self.executor.complete(decision, request, virtual_key=virtual_key)
+        except BudgetExceeded as exc:
+            self._note_refusals([exc])
+            raise
+        except AllProvidersFailedError as exc:
+            self._note_refusals(exc.refusals)
+            raise
+        self._note_refusals(done.refusals)
+        return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
+
+    def send_stream(
+        self, request: ChatRequest, *, virtual_key: str | None = None, **routing: Unpack[Routing]
+    ) -> AnswerStream:
+        """:meth:`stream` for a whole request (see :meth:`send`). The decision is made now
+        (routing errors raise here); the calls start when the stream is iterated."""
+        decision = self._decide_for(request, routing, stream=True, virtual_key=virtual_key)
+        return AnswerStream(self, decision, replace(request, model=decision.model), virtual_key)
+
+    def _decide_for(
+        self, request: ChatRequest, routing: Routing, *, stream: bool, virtual_key: str | None
+    ) -> Decision:
+        ctx = self.context(request.messages, request.max_tokens, routing, stream=stream)
+        decision = self.decide(ctx)
+        self.recent.append(Routed(time.time(), decision, stream, virtual_key))
+        return decision
+
+    async def embed(
+        self,
+        request: EmbeddingRequest,
+        *,
+        provider: str | None = None,
+        virtual_key: str | None = None,
+    ) -> ExecutedEmbedding:
+        """Embed ``request.inputs`` with ``request.model`` on ``provider``, else on the
+        providers that serve that model (:meth:`embedding_targets`), in config order, with
+        the retries, fallback, breakers and budgets of a completion."""
+        self.events.bind(asyncio.get_running_loop())
+        targets = self.embedding_targets(request.model, provider)
+        if not targets:
+            raise NoCandidateError(detail=f"no enabled provider serves {request.model!r}")
+        try:
+            return await self.executor.embed(targets, request, virtual_key=virtual_key)
+        except BudgetExceeded as exc:
+            self._note_refusals([exc])
+            raise
+        except AllProvidersFailedError as exc:
+            self._note_refusals(exc.refusals)
+            raise
+
+    def embedding_targets(self, model: str, provider: str | None = None) -> list[Target]:
+        """Where ``model`` can embed: ``provider`` if given, else each enabled provider that
+        lists it in ``models`` (or, listing none, whose type the catalog says embeds with it)."""
+        if provider is not None:
+            self.client(provider)  # its config or key problem: its own clear error
+            return [Target(provider, model)]
+        out = []
+        for pid in self.config.enabled():
+            spec = self.config.settings.providers[pid]
+            if spec.models:
+                serves = model in spec.models
+            else:
+                entry = self.catalog.get(spec.type, model)
+                serves = entry.known and "embeddings" in entry.capabilities
+            if serves:
+                out.append(Target(pid, model))
+        return out
 
     async def health(self, *, timeout_s: float = 10.0) -> list[HealthStatus]:
         """Probe every enabled provider at once; routing then avoids the ones that failed."""
         return await self.health_monitor.check_all(timeout_s=timeout_s)
+
+    # -- fusion --------------------------------------------------------------
+
+    _fusion_tally: FusionTally | None = None
+    """This client's fusion metrics (created by its first fusion)."""
+
+    async def fuse(
+        self,
+        prompt: Prompt,
+        *,
+        method: FusionMethod | None = None,
+        providers: Sequence[str] | None = None,
+        min_agreement: float | None = None,
+        max_tokens: int | None = None,
+        system: str | None = None,
+        early_stop: bool = False,
+        max_cost_usd: float | None = None,
+        member_timeout_s: float | None = None,
+    ) -> FusionResult:
+        """Ask a panel of providers at once and fuse their answers (see :mod:`polyroute.fusion`).
+
+        The panel: ``providers`` (ids, each with its default model, or ``"id/model"``), else
+        the top ``[fusion] max_providers`` distinct providers of a routing decision.
+        ``method`` and ``min_agreement`` default to ``[fusion]``'s. Each member has its own
+        timeout, ``member_timeout_s`` (default ``[router] timeout_s``); a failed member is
+        listed with its error, and fewer than two answers raise
+        :class:`~polyroute.errors.NotEnoughAnswersError`. ``early_stop``: once
+        ``min_agreement`` of the panel agree, cancel the members still running.
+        ``max_cost_usd``: refuse before any call if the worst case is over it
+        (:class:`~polyroute.errors.FusionCostCapError`). Every call is metered: reserved
+        against the budgets and written to the ledger.
+        """
+        self.events.bind(asyncio.get_running_loop())
+        messages = to_messages(prompt, system)
+        if providers is not None:
+            members = named_panel(self.config, providers, self.models_of)
+        else:
+            size = self.config.settings.fusion.max_providers
+            ctx = self.context(messages, max_tokens, Routing())
+            members = routed_panel(self.decide, ctx, self.config.enabled(), size)
+        fuser = Fuser(
+            self.config,
+            self.catalog,
+            self.client,
+            self.meter,
+            breakers=self.breakers,
+            stats=self.stats,
+            models_of=self.models_of,
+        )
+        try:
+            result = await fuser.fuse(
+                messages,
+                members,
+                method=method,
+                min_agreement=min_agreement,
+                max_tokens=max_tokens,
+                early_stop=early_stop,
+                max_cost_usd=max_cost_usd,
+                timeout_s=member_timeout_s,
+            )
+        finally:
+            self._note_refusals(fuser.refusals)
+        if self._fusion_tally is None:
+            self._fusion_tally = FusionTally()
+        self._fusion_tally.add(result)
+        return result
+
+    def fusion_metrics(self) -> FusionMetrics:
+        """This client's fusions so far: count, average agreement and cost, agreement bands."""
+        return FusionMetrics() if self._fusion_tally is None else self._fusion_tally.snapshot()
 
     # -- accounting ----------------------------------------------------------
 
@@ -421,13 +601,32 @@ class AnswerStream:
     owner: Polyroute
     decision: Decision
     request: ChatRequest
+    virtual_key: str | None = None
     answer: Answer | None = None
     _parts: list[str] = field(default_factory=list)
+    _run: ExecutedStream | None = None
 
-    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+    @property
+    def target(self) -> Target | None:
+        """Who is streaming: known from the first event the iteration yields (before
+        it, a failing target may still be replaced)."""
+        return None if self._run is None else self._run.target
+
+    @property
+    def attempts(self) -> Sequence[Attempt]:
+        """Every attempt so far, in order."""
+        return () if self._run is None else self._run.attempts
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the served stream cost, once it has ended (``None``: unpriced or not yet)."""
+        return None if self._run is None else self._run.cost_usd
+
+    async def __aiter__(self) -> AsyncGenerator[StreamEvent, None]:
         owner = self.owner
         owner.events.bind(asyncio.get_running_loop())
-        run = owner.executor.stream(self.decision, self.request)
+        run = owner.executor.stream(self.decision, self.request, virtual_key=self.virtual_key)
+        self._run = run
         start = time.perf_counter()
         try:
             async for event in run:

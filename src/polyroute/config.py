@@ -85,6 +85,9 @@ class FusionConfig(_Section):
 class GatewayConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    max_body_mb: float = Field(10, gt=0)
+    """Request bodies over this are refused with 413 while being read, before parsing."""
 
 
 class BudgetConfig(_Section):

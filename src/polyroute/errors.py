@@ -5,8 +5,13 @@
     PolyrouteError
     ├── ConfigError                      bad config file, key or value (CLI exit 2)
     ├── CredentialError                  vault: wrong passphrase, tampered file, unknown id
+    │   └── UnknownKeyError              no gateway virtual key has this id (CLI exit 2)
     ├── BudgetExceeded                   a budget refused the request (CLI exit 3)
     ├── LedgerError                      the usage database cannot be used
+    ├── GatewayError                     the gateway refuses a request (``status``: 400, 401...)
+    ├── FusionError                      a fusion could not give a result
+    │   ├── NotEnoughAnswersError        fewer than two panel members answered (CLI exit 4)
+    │   └── FusionCostCapError           the panel's worst case is over ``max_cost_usd`` (exit 3)
     └── ProviderError                    a call to a vendor failed
         ├── APIConnectionError           connection refused, reset, DNS     retryable
         │   └── APITimeoutError          no answer in time                  retryable
@@ -63,6 +68,14 @@ class CredentialError(PolyrouteError):
     """The vault could not give a key: wrong passphrase, tampered file, unknown id."""
 
 
+class UnknownKeyError(CredentialError):
+    """No gateway virtual key has this id (``polyroute keys list`` shows them)."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"no virtual key {key_id!r} (polyroute keys list shows them)")
+
+
 class BudgetExceeded(PolyrouteError):
     """A budget refused the request: its worst-case cost does not fit what is left.
 
@@ -114,6 +127,44 @@ def usd_text(v: float) -> str:
 
 class LedgerError(PolyrouteError):
     """The usage database could not be opened, migrated or written."""
+
+
+class GatewayError(PolyrouteError):
+    """The gateway refuses a request before routing it: a bad body (400), a missing or
+    bad key (401), a model the key may not use (403), an unknown model (404), a body too
+    large (413). ``param`` names the offending field where there is one."""
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+
+
+class FusionError(PolyrouteError):
+    """A fusion could not give a result."""
+
+
+class NotEnoughAnswersError(FusionError):
+    """Fewer than two panel members answered, so there is nothing to compare.
+
+    ``responses`` lists every member with its outcome (empty when the panel
+    could not even be formed, e.g. routing found a single eligible provider).
+    """
+
+    def __init__(self, message: str, responses: Sequence[Any] = ()) -> None:
+        self.responses = tuple(responses)
+        """The members' :class:`~polyroute.fusion.MemberResponse` values, in panel order."""
+        super().__init__(message)
+
+
+class FusionCostCapError(FusionError):
+    """The panel's worst-case cost is over the caller's ``max_cost_usd``: refused before
+    any call. ``worst_case_usd`` is ``None`` when a member is unpriced (no bound at all)."""
+
+    def __init__(self, message: str, *, cap_usd: float, worst_case_usd: float | None) -> None:
+        self.cap_usd = cap_usd
+        self.worst_case_usd = worst_case_usd
+        super().__init__(message)
 
 
 class ProviderError(PolyrouteError):

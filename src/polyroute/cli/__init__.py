@@ -9,7 +9,10 @@ from polyroute.cli._ask import ask, route
 from polyroute.cli._common import common_options
 from polyroute.cli._credentials import credentials
 from polyroute.cli._demo import demo
+from polyroute.cli._fuse import fuse
 from polyroute.cli._info import health, models, providers
+from polyroute.cli._keys import keys
+from polyroute.cli._serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +22,20 @@ def cli() -> None:
     """Use many LLM providers as one: ask, route, fuse, account, serve."""
 
 
-for command in (ask, route, models, providers, health, usage, budget, credentials, demo):
+for command in (
+    ask,
+    route,
+    fuse,
+    models,
+    providers,
+    health,
+    usage,
+    budget,
+    credentials,
+    keys,
+    serve,
+    demo,
+):
     cli.add_command(command)
 
 

@@ -28,7 +28,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -44,7 +44,7 @@ from polyroute.ledger import Meter
 from polyroute.router.breaker import Breakers, CircuitBreaker
 from polyroute.router.decision import Attempt, Decision, Target
 from polyroute.router.retry import RetryPolicy
-from polyroute.types import ChatRequest, ChatResponse
+from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
 
 if TYPE_CHECKING:
     from polyroute.ledger import Metered
@@ -64,6 +64,16 @@ class Executed:
     attempts: list[Attempt]
     refusals: list[BudgetExceeded] = field(default_factory=list)
     """Budgets that refused targets on the way (the facade keeps those out for a while)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedEmbedding:
+    """A served embeddings call: the vectors, what they cost and who computed them."""
+
+    response: EmbeddingResponse
+    cost_usd: float | None
+    latency_ms: float
+    target: Target
 
 
 def _error_text(exc: BaseException) -> str:
@@ -167,15 +177,22 @@ class Executor:
         self.sleep = sleep
         self.rng = rng or random.Random()
 
-    async def complete(self, decision: Decision, request: ChatRequest) -> Executed:
-        """Serve ``request`` from the first target that can; raise if none can."""
+    async def complete(
+        self, decision: Decision, request: ChatRequest, *, virtual_key: str | None = None
+    ) -> Executed:
+        """Serve ``request`` from the first target that can; raise if none can.
+
+        ``virtual_key``: the gateway key the calls are billed to (its budgets apply too).
+        """
         run = _Run()
         for target, client, breaker in self._admitted(decision, run):
             call = replace(request, model=target.model)
             retry = 0
             while True:
                 try:
-                    done = await self._complete_once(target, client, call, breaker, run)
+                    done = await self._complete_once(
+                        target, client, call, breaker, run, virtual_key
+                    )
                 except BudgetExceeded:
                     break
                 except ProviderError as exc:
@@ -195,9 +212,46 @@ class Executor:
                 )
         raise run.outcome()
 
-    def stream(self, decision: Decision, request: ChatRequest) -> ExecutedStream:
+    def stream(
+        self, decision: Decision, request: ChatRequest, *, virtual_key: str | None = None
+    ) -> ExecutedStream:
         """Stream ``request`` from the first target that can, falling back until content flows."""
-        return ExecutedStream(self, decision, request)
+        return ExecutedStream(self, decision, request, virtual_key)
+
+    async def embed(
+        self,
+        targets: Sequence[Target],
+        request: EmbeddingRequest,
+        *,
+        virtual_key: str | None = None,
+    ) -> ExecutedEmbedding:
+        """Embed ``request`` with the first of ``targets`` that can: the same retries,
+        fallback and breakers as a completion."""
+        run = _Run()
+        decision = Decision("embeddings", targets[0].provider, targets[0].model, "", None)
+        decision = replace(decision, fallbacks=tuple(targets[1:]))
+        for target, client, breaker in self._admitted(decision, run):
+            call = replace(request, model=target.model)
+            retry = 0
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    done = await self.meter.embed(client, call, virtual_key=virtual_key)
+                except BudgetExceeded as exc:
+                    run.refused(target, exc, breaker)
+                    break
+                except ProviderError as exc:
+                    run.failed(target, exc, _since_ms(t0), breaker)
+                    if not await self._before_retry(retry, exc, breaker, target, run):
+                        break
+                    retry += 1
+                    continue
+                except BaseException:
+                    run.abandoned(target, _since_ms(t0), breaker)
+                    raise
+                run.served(target, done.latency_ms, breaker)
+                return ExecutedEmbedding(done.response, done.cost_usd, done.latency_ms, target)
+        raise run.outcome()
 
     def _admitted(
         self, decision: Decision, run: _Run
@@ -222,11 +276,12 @@ class Executor:
         call: ChatRequest,
         breaker: CircuitBreaker,
         run: _Run,
+        virtual_key: str | None,
     ) -> Metered:
         t0 = time.perf_counter()
         heard = False  # the breaker has been told this call's outcome
         try:
-            done = await self.meter.complete(client, call)
+            done = await self.meter.complete(client, call, virtual_key=virtual_key)
             heard = True
         except BudgetExceeded as exc:
             heard = True
@@ -278,12 +333,20 @@ class ExecutedStream:
         "request",
         "target",
         "ttft_ms",
+        "virtual_key",
     )
 
-    def __init__(self, executor: Executor, decision: Decision, request: ChatRequest) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        decision: Decision,
+        request: ChatRequest,
+        virtual_key: str | None = None,
+    ) -> None:
         self.executor = executor
         self.decision = decision
         self.request = request
+        self.virtual_key = virtual_key
         self.attempts: list[Attempt] = []
         self.refusals: list[BudgetExceeded] = []
         self.target: Target | None = None
@@ -340,7 +403,7 @@ class ExecutedStream:
         t0 = time.perf_counter()
         held: StreamStart | None = None
         heard = False  # the breaker has been told this call's outcome
-        events = self.executor.meter.stream(client, call)
+        events = self.executor.meter.stream(client, call, virtual_key=self.virtual_key)
         try:
             async for event in events:
                 if not self._delivered:

@@ -1,0 +1,380 @@
+"""The gateway against a fixed-reply upstream, directly, through polyroute, through LiteLLM.
+
+Run: ./dev python bench/gateway.py [--duration 10] [--soak 100000] [--skip-litellm]
+
+Targets (the gateway issue): at 32 connections, at least 20x LiteLLM's proxy's req/s;
+at 1 connection, under 1 ms added p50 over calling the upstream directly.
+
+Setup, all on loopback, in one run:
+- the upstream: nginx (Debian's package) returning a canned OpenAI chat completion;
+- `polyroute serve --workers 1` routing to it (one provider, one priced model, the ledger
+  writing every request to SQLite, as in service, the admin key checked on every call);
+- LiteLLM's proxy (`litellm[proxy]` from PyPI in a throwaway virtual environment under
+  /tmp, never in the project's) with one worker, the same upstream and a master key.
+Load: wrk (Debian's package), one thread, a POST of a short chat request, `--duration`
+seconds per row after a 3 s warm-up. Memory: resident set of the server's process tree
+after the row. `--soak N` then sends N more requests through polyroute in 10 s rounds
+and prints the resident memory after each, against the first round's (target: < 10 %
+growth after warm-up).
+
+Missing tools (nginx, wrk) are installed with apt-get when running as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM_VENV = Path("/tmp/polyroute-bench-litellm")
+KEY = "sk-" + secrets.token_hex(24)  # both gateways check it: LiteLLM's master key, our admin key
+TARGET_X_LITELLM = 20.0
+TARGET_ADDED_MS = 1.0
+SOAK_GROWTH = 0.10
+
+CANNED = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1_700_000_000,
+    "model": "fixed",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "The answer is 42."},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15},
+}
+MODELS = {"object": "list", "data": [{"id": "fixed", "object": "model", "owned_by": "bench"}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("nginx", "wrk") if shutil.which(t) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"missing {', '.join(missing)}: apt-get install nginx-light wrk (as root)")
+    packages = ["nginx-light" if t == "nginx" else t for t in missing]
+    print(f"installing {', '.join(packages)} with apt-get ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "install", "-y", "-q", *packages], check=True, env=env)
+
+
+def ensure_litellm() -> Path:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if not exe.exists():
+        print(f"installing litellm[proxy] into {LITELLM_VENV} (throwaway) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"]
+        subprocess.run(pip, check=True)
+    return exe
+
+
+def wait_http(
+    url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"server for {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{url} did not come up in {timeout_s:.0f} s")
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, MiB."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+@dataclass
+class Row:
+    name: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    rss_mb: float
+    errors: int
+
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if m is None:
+        raise ValueError(f"wrk latency {text!r}")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _found(pattern: str, text: str) -> str:
+    m = re.search(pattern, text, re.M)
+    if m is None:
+        raise ValueError(f"wrk output without {pattern!r}:\n{text}")
+    return m.group(1)
+
+
+def wrk(
+    url: str, body: dict[str, object], connections: int, duration: int, workdir: Path
+) -> tuple[float, float, float, int]:
+    """req/s, p50 ms, p99 ms, non-2xx responses + socket errors."""
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+    )
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script)]
+    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = _ms(_found(r"^\s+50%\s+(\S+)", out))
+    p99 = _ms(_found(r"^\s+99%\s+(\S+)", out))
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in m.groups())
+    return rps, p50, p99, errors
+
+
+def start_nginx(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {workdir}/nginx-body;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 '{json.dumps(CANNED)}';
+        }}
+        location = /v1/models {{
+            default_type application/json;
+            return 200 '{json.dumps(MODELS)}';
+        }}
+    }}
+}}
+"""
+    )
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(workdir)])
+    wait_http(f"http://127.0.0.1:{port}/v1/models", proc=proc)
+    return proc
+
+
+def start_polyroute(workdir: Path, upstream: int, port: int) -> subprocess.Popen[bytes]:
+    config = workdir / "polyroute.toml"
+    config.write_text(
+        f"""
+[router]
+strategy = "cost"
+
+[health]
+interval_s = 0
+
+[providers.upstream]
+type = "openai"
+base_url = "http://127.0.0.1:{upstream}/v1"
+api_key = "env:UPSTREAM_KEY"
+models = ["fixed"]
+
+[models."fixed"]
+provider_type = "openai"
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.60
+"""
+    )
+    env = {
+        **os.environ,
+        "POLYROUTE_HOME": str(workdir / "home"),
+        "UPSTREAM_KEY": "sk-upstream",
+        "POLYROUTE_ADMIN_KEY": KEY,
+    }
+    cmd = [str(ROOT / ".venv" / "bin" / "polyroute"), "--config", str(config), "serve"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
+    return proc
+
+
+def start_litellm(exe: Path, workdir: Path, upstream: int, port: int) -> subprocess.Popen[bytes]:
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        f"""
+model_list:
+  - model_name: fixed
+    litellm_params:
+      model: openai/fixed
+      api_base: http://127.0.0.1:{upstream}/v1
+      api_key: sk-upstream
+"""
+    )
+    env = {
+        **os.environ,
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_MASTER_KEY": KEY,
+    }
+    cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--num_workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=180, proc=proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(
+    name: str, url: str, body: dict[str, object], pid: int, duration: int, workdir: Path
+) -> list[Row]:
+    rows = []
+    for connections in (1, 32):
+        wrk(url, body, connections, 3, workdir)  # warm-up
+        rps, p50, p99, errors = wrk(url, body, connections, duration, workdir)
+        rows.append(Row(name, connections, rps, p50, p99, tree_rss_mb(pid), errors))
+    return rows
+
+
+def soak(url: str, body: dict[str, object], pid: int, total: int, workdir: Path) -> None:
+    print(f"\nsoak: {total:,} requests through polyroute at 32 connections, 10 s rounds")
+    print(f"  {'requests':>10} {'req/s':>8} {'RSS MiB':>8} {'vs first':>9}")
+    sent, first = 0, 0.0
+    while sent < total:
+        rps, _, _, errors = wrk(url, body, 32, 10, workdir)
+        sent += int(rps * 10)
+        rss = tree_rss_mb(pid)
+        first = first or rss  # the first round is the warm-up
+        growth = 100 * (rss / first - 1)
+        print(f"  {sent:>10,} {rps:8.0f} {rss:8.1f} {growth:+8.1f}%  errors {errors}")
+    growth = tree_rss_mb(pid) / first - 1
+    ok = "PASS" if growth < SOAK_GROWTH else "MISS"
+    print(f"  growth after the first round: {100 * growth:+.1f}%   target < 10%  {ok}")
+
+
+def report(rows: list[Row], litellm: Path | None) -> None:
+    version = ""
+    if litellm is not None:
+        show = [str(LITELLM_VENV / "bin" / "pip"), "show", "litellm"]
+        out = subprocess.run(show, check=True, capture_output=True, text=True).stdout
+        version = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("Version:")), "")
+    print(f"\nfixed-reply upstream, one worker each, wrk 1 thread; litellm {version or 'skipped'}")
+    print(
+        f"  {'server':<18} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'added p50':>10} {'RSS MiB':>8} {'errors':>7}"
+    )
+    base = {r.connections: r.p50_ms for r in rows if r.name.startswith("upstream")}
+    for r in rows:
+        added = r.p50_ms - base[r.connections]
+        print(
+            f"  {r.name:<18} {r.connections:>5} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+            f"{added:10.2f} {r.rss_mb:8.1f} {r.errors:>7}"
+        )
+    by = {(r.name, r.connections): r for r in rows}
+    ours1, ours32 = by[("polyroute serve", 1)], by[("polyroute serve", 32)]
+    added = ours1.p50_ms - base[1]
+    ok = "PASS" if added < TARGET_ADDED_MS else "MISS"
+    print(f"\n  added p50 at 1 connection: {added:.2f} ms   target < {TARGET_ADDED_MS:g} ms  {ok}")
+    theirs = by.get(("litellm proxy", 32))
+    if theirs is not None:
+        ratio = ours32.rps / theirs.rps
+        ok = "PASS" if ratio >= TARGET_X_LITELLM else "MISS"
+        print(f"  req/s at 32 connections: {ratio:.1f}x litellm's   target >= 20x  {ok}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--soak", type=int, default=0, help="then N requests through polyroute")
+    parser.add_argument("--skip-litellm", action="store_true")
+    args = parser.parse_args()
+    ensure_tools()
+    litellm = None if args.skip_litellm else ensure_litellm()
+    body: dict[str, object] = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
+    procs: list[subprocess.Popen[bytes]] = []
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="polyroute-bench-") as tmp:
+        workdir = Path(tmp)
+        try:
+            up_port, pr_port, ll_port = free_port(), free_port(), free_port()
+            nginx = start_nginx(workdir, up_port)
+            procs.append(nginx)
+            direct = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+            rows += measure("upstream (nginx)", direct, body, nginx.pid, args.duration, workdir)
+            pr = start_polyroute(workdir, up_port, pr_port)
+            procs.append(pr)
+            via_pr = f"http://127.0.0.1:{pr_port}/v1/chat/completions"
+            rows += measure("polyroute serve", via_pr, body, pr.pid, args.duration, workdir)
+            if litellm is not None:
+                ll = start_litellm(litellm, workdir, up_port, ll_port)
+                procs.append(ll)
+                via_ll = f"http://127.0.0.1:{ll_port}/v1/chat/completions"
+                rows += measure("litellm proxy", via_ll, body, ll.pid, args.duration, workdir)
+                stop(ll)
+            report(rows, litellm)
+            if args.soak:
+                soak(via_pr, body, pr.pid, args.soak, workdir)
+        finally:
+            for p in reversed(procs):
+                stop(p)
+
+
+if __name__ == "__main__":
+    main()

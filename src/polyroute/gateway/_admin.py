@@ -1,0 +1,152 @@
+"""The read endpoints: models, health, router state, metrics, and the dashboard page."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from polyroute.errors import GatewayError
+from polyroute.gateway import _anthropic, _openai
+from polyroute.gateway._chat import JSON, problem_response
+from polyroute.gateway._observe import Metrics, note_of
+from polyroute.gateway._problems import problem_of
+from polyroute.gateway._select import ALIASES, Selector
+from polyroute.gateway._wire import dumps
+
+if TYPE_CHECKING:
+    from polyroute.client import Polyroute
+    from polyroute.gateway._auth import Auth
+
+EXCLUDED_SHOWN = 10
+"""Excluded pairs listed per recent decision (the rest are counted)."""
+
+_PLACEHOLDER = """<!doctype html><title>polyroute</title>
+<p>polyroute gateway: see <a href="/router/state">/router/state</a>."""
+
+
+def _json(data: Any) -> Response:
+    return Response(dumps(data), 200, media_type=JSON)
+
+
+def _refused(exc: GatewayError, request: Request) -> Response:
+    problem = problem_of(exc)
+    body = dumps({"error": _openai.error_object(problem)})
+    return problem_response(body, problem, note_of(request.scope))
+
+
+class Reads:
+    """The read endpoints of one gateway."""
+
+    def __init__(self, polyroute: Polyroute, auth: Auth, selector: Selector, metrics: Metrics):
+        self.pr = polyroute
+        self.auth = auth
+        self.selector = selector
+        self.metrics = metrics
+
+    async def models(self, request: Request) -> Response:
+        """Served models (``provider/model`` and bare) and the routing aliases; an
+        Anthropic SDK (``anthropic-version`` header) gets the Anthropic list shape."""
+        try:
+            caller = await self.auth.caller(request.headers)
+        except GatewayError as exc:
+            return _refused(exc, request)
+        entries: dict[str, str] = {}
+        for pid in self.pr.config.enabled():
+            spec = self.pr.config.settings.providers[pid]
+            models = self.pr.models_of(pid)
+            if spec.default_model and spec.default_model not in models:
+                models.append(spec.default_model)
+            for m in models:
+                entries.setdefault(f"{pid}/{m}", pid)
+                entries.setdefault(m, pid)
+        for alias in ALIASES:
+            entries[alias] = "polyroute"
+        key = caller.key
+        listed = [
+            (mid, owner)
+            for mid, owner in entries.items()
+            if key is None or not key.models or key.allows(mid)
+        ]
+        if "anthropic-version" in request.headers:
+            return Response(_anthropic.render_models(listed), 200, media_type=JSON)
+        return Response(_openai.render_models(listed), 200, media_type=JSON)
+
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def providers(self, request: Request) -> Response:
+        """The latest probe of each enabled provider (open, like ``/health``); ``?check=1``
+        probes them now, which needs the admin key (it calls every vendor)."""
+        if request.query_params.get("check") in ("1", "true", "yes"):
+            try:
+                self.auth.require_admin(request.headers)
+            except GatewayError as exc:
+                return _refused(exc, request)
+            await self.pr.health()
+        return _json({"providers": self._health()})
+
+    def _health(self) -> list[dict[str, Any]]:
+        status = self.pr.health_monitor.status
+        out = []
+        for pid in self.pr.config.enabled():
+            s = status.get(pid)
+            out.append(
+                {"provider": pid, "ok": None, "checked_at": None} if s is None else s.as_dict()
+            )
+        return out
+
+    async def state(self, request: Request) -> Response:
+        """Breakers, health, budgets left, learned latencies, recent decisions."""
+        try:
+            self.auth.require_admin(request.headers)
+        except GatewayError as exc:
+            return _refused(exc, request)
+        pr = self.pr
+        budgets = await pr.budgets()
+        latency = [
+            {"provider": p, "model": m, "latency_ms": lat, "ttft_ms": ttft, "samples": n}
+            for (p, m), (lat, ttft, n) in sorted(pr.stats.snapshot().items())
+        ]
+        recent = []
+        for r in reversed(pr.recent):
+            d = r.decision.as_dict()
+            excluded = d.pop("excluded")
+            d["excluded"] = excluded[:EXCLUDED_SHOWN]
+            d["excluded_count"] = len(excluded)
+            recent.append({"at": r.at, "stream": r.stream, "key": r.virtual_key, **d})
+        providers = [
+            {"id": pid, "type": pr.config.settings.providers[pid].type}
+            for pid in pr.config.enabled()
+        ]
+        return _json(
+            {
+                "at": time.time(),
+                "providers": providers,
+                "breakers": {pid: pr.breakers.get(pid).as_dict() for pid in pr.config.enabled()},
+                "health": self._health(),
+                "budgets": [b.as_dict() for b in budgets],
+                "latency": latency,
+                "recent": recent,
+            }
+        )
+
+    async def metrics_text(self, request: Request) -> Response:
+        try:
+            self.auth.require_admin(request.headers)
+        except GatewayError as exc:
+            return _refused(exc, request)
+        body = generate_latest(self.metrics.registry)
+        return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
+
+    async def dashboard(self, request: Request) -> Response:
+        """``static/index.html`` (read on each visit: it can change under a running gateway)."""
+        page = resources.files("polyroute.gateway").joinpath("static", "index.html")
+        try:
+            return HTMLResponse(page.read_text("utf-8"))
+        except FileNotFoundError:
+            return HTMLResponse(_PLACEHOLDER)

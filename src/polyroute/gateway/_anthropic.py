@@ -1,0 +1,412 @@
+"""The Anthropic Messages API, served: ``POST /v1/messages`` (JSON and SSE).
+
+Inbound counterpart of :mod:`polyroute.providers.anthropic`, and its mirror:
+
+- ``system`` (a string or text blocks) becomes a system message; a user
+  turn's ``tool_result`` blocks become tool messages, placed before the turn's
+  text (the order OpenAI-style upstreams need: results right after the calls);
+  an assistant turn's ``tool_use`` blocks become its tool calls (their ``input``
+  as JSON text).
+- ``max_tokens`` is required, as the API requires it; ``top_k`` and
+  ``thinking`` are ignored (no upstream-neutral meaning).
+- Streams are the API's events: ``message_start``, ``ping``, per content block
+  ``content_block_start`` / ``content_block_delta`` (``text_delta``,
+  ``input_json_delta``) / ``content_block_stop``, then ``message_delta`` (stop
+  reason, usage) and ``message_stop``. Input tokens are known only at the end
+  (OpenAI-style upstreams report usage last), so ``message_start`` says 0 and
+  ``message_delta`` carries the totals, which the SDK reads as cumulative.
+- A failure after the first token is an ``event: error`` frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError
+
+from polyroute.errors import GatewayError
+from polyroute.events import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
+from polyroute.gateway._wire import (
+    Body,
+    Hints,
+    Inbound,
+    Problem,
+    ProblemKind,
+    Reply,
+    StreamEncoder,
+    dumps,
+    invalid,
+    sse,
+    tool_arguments,
+)
+from polyroute.types import ChatRequest, ImagePart, Message, Part, TextPart, Tool, ToolCall, Usage
+
+# -- the request body ------------------------------------------------------------
+
+
+class _Text(Body):
+    type: Literal["text"]
+    text: str
+
+
+class _Source(Body):
+    type: Literal["base64", "url"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class _Image(Body):
+    type: Literal["image"]
+    source: _Source
+
+
+class _ToolUse(Body):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+_ResultPart = Annotated[_Text | _Image, Field(discriminator="type")]
+
+
+class _ToolResult(Body):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[_ResultPart] = ""
+    is_error: bool = False
+
+
+_Block = Annotated[_Text | _Image | _ToolUse | _ToolResult, Field(discriminator="type")]
+
+
+class _Message(Body):
+    role: Literal["user", "assistant"]
+    content: str | list[_Block]
+
+
+class _Tool(Body):
+    name: str = Field(min_length=1)
+    description: str = ""
+    input_schema: dict[str, Any]
+
+
+class _ToolChoice(Body):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+
+
+class _Metadata(Body):
+    user_id: str | None = None
+
+
+class MessagesBody(Body):
+    """``POST /v1/messages``: the fields polyroute carries."""
+
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    messages: list[_Message] = Field(min_length=1)
+    system: str | list[_Text] | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    tools: list[_Tool] | None = None
+    tool_choice: _ToolChoice | None = None
+    metadata: _Metadata | None = None
+    stream: bool = False
+    polyroute: Hints | None = None
+
+
+def _image(source: _Source, where: str) -> ImagePart:
+    if source.type == "url":
+        if not source.url:
+            raise GatewayError(f"{where}.source.url: field required", param=f"{where}.source.url")
+        return ImagePart(url=source.url)
+    if not source.data or not source.media_type:
+        raise GatewayError(
+            f"{where}.source: a base64 image needs data and media_type", param=f"{where}.source"
+        )
+    return ImagePart(data=source.data, media_type=source.media_type)
+
+
+def _parts(blocks: Sequence[_Text | _Image], where: str) -> str | tuple[Part, ...]:
+    parts = tuple(
+        TextPart(b.text) if isinstance(b, _Text) else _image(b.source, f"{where}.{i}")
+        for i, b in enumerate(blocks)
+    )
+    if all(isinstance(p, TextPart) for p in parts):  # plain text: the compact form
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    return parts
+
+
+def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
+    """One turn as our messages (a user turn with tool results gives several)."""
+    if isinstance(m.content, str):
+        return [Message(m.role, m.content)]
+    where = f"messages.{i}.content"
+    if m.role == "assistant":
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for j, b in enumerate(m.content):
+            if isinstance(b, _Text):
+                texts.append(b.text)
+            elif isinstance(b, _ToolUse):
+                names[b.id] = b.name
+                calls.append(ToolCall(b.id, b.name, json.dumps(b.input, ensure_ascii=False)))
+            else:
+                raise GatewayError(
+                    f"{where}.{j}: an assistant turn takes text and tool_use blocks",
+                    param=f"{where}.{j}",
+                )
+        return [Message.assistant("".join(texts), calls)]
+    out: list[Message] = []
+    rest: list[_Text | _Image] = []
+    for j, b in enumerate(m.content):
+        if isinstance(b, _ToolResult):
+            content = b.content if isinstance(b.content, str) else _parts(b.content, where)
+            out.append(
+                Message("tool", content, tool_call_id=b.tool_use_id, name=names.get(b.tool_use_id))
+            )
+        elif isinstance(b, _ToolUse):
+            raise GatewayError(
+                f"{where}.{j}: tool_use blocks belong in assistant turns", param=f"{where}.{j}"
+            )
+        else:
+            rest.append(b)
+    if rest or not out:
+        out.append(Message("user", _parts(rest, where)))
+    return out
+
+
+def _tool_choice(choice: _ToolChoice | None) -> str | None:
+    if choice is None:
+        return None
+    if choice.type == "tool":
+        if not choice.name:
+            raise GatewayError(
+                "tool_choice.name: required for type 'tool'", param="tool_choice.name"
+            )
+        return choice.name
+    return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+
+
+def _request(body: MessagesBody) -> ChatRequest:
+    messages: list[Message] = []
+    system = body.system
+    if system:
+        text = system if isinstance(system, str) else "\n\n".join(b.text for b in system)
+        messages.append(Message.system(text))
+    names: dict[str, str] = {}  # tool_use id -> tool name, for the results that answer them
+    for i, m in enumerate(body.messages):
+        messages.extend(_turn(m, i, names))
+    return ChatRequest(
+        model=body.model,
+        messages=tuple(messages),
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=tuple(body.stop_sequences or ()),
+        tools=tuple(Tool(t.name, t.description, t.input_schema) for t in body.tools or ()),
+        tool_choice=_tool_choice(body.tool_choice),
+        user=body.metadata.user_id if body.metadata is not None else None,
+    )
+
+
+# -- rendering ---------------------------------------------------------------------
+
+# problem families -> Anthropic error types (the SDK picks its exception by status)
+_TYPES: Mapping[ProblemKind, str] = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "too_large": "request_too_large",
+    "budget": "rate_limit_error",
+    "rate_limit": "rate_limit_error",
+    "upstream": "api_error",
+    "timeout": "timeout_error",
+    "internal": "api_error",
+}
+
+_STOP: Mapping[str, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def _stop_reason(finish: str, raw: str | None) -> str:
+    if raw == "stop_sequence":  # an Anthropic upstream said which kind of stop it was
+        return raw
+    return _STOP.get(finish, "end_turn")
+
+
+def _usage(u: Usage) -> dict[str, int]:
+    """``input_tokens`` excludes cache reads, as the API counts them."""
+    return {
+        "input_tokens": u.prompt_tokens - u.cached_tokens,
+        "output_tokens": u.completion_tokens,
+        "cache_read_input_tokens": u.cached_tokens,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{os.urandom(12).hex()}"
+
+
+def error_object(problem: Problem) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": _TYPES[problem.kind], "message": problem.message}}
+
+
+class AnthropicMessages:
+    """``/v1/messages``: see the module docs."""
+
+    def parse(self, raw: bytes) -> Inbound:
+        try:
+            body = MessagesBody.model_validate_json(raw)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        return Inbound(_request(body), stream=body.stream, hints=body.polyroute)
+
+    def render(self, reply: Reply) -> bytes:
+        content: list[dict[str, Any]] = []
+        if reply.content or not reply.tool_calls:
+            content.append({"type": "text", "text": reply.content})
+        content.extend(
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": tool_arguments(c.arguments)}
+            for c in reply.tool_calls
+        )
+        return dumps(
+            {
+                "id": _id("msg"),
+                "type": "message",
+                "role": "assistant",
+                "model": reply.model,
+                "content": content,
+                "stop_reason": _stop_reason(reply.finish_reason, reply.raw_finish_reason),
+                "stop_sequence": None,
+                "usage": _usage(reply.usage),
+            }
+        )
+
+    def encoder(self, inbound: Inbound, model: str) -> StreamEncoder:
+        return _Events(model)
+
+    def error_body(self, problem: Problem) -> bytes:
+        return dumps(error_object(problem))
+
+
+_PING = sse({"type": "ping"}, "ping")
+
+
+class _Events:
+    """Stream events -> Messages stream events, one content block open at a time."""
+
+    __slots__ = ("_model", "_next", "_open", "_started", "_tools")
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._started = False
+        self._open: int | None = None  # the open block's index
+        self._next = 0  # the next block's index
+        self._tools: dict[int, int] = {}  # tool call index -> its block's index
+
+    def _start(self) -> bytes:
+        self._started = True
+        message: dict[str, Any] = {
+            "id": _id("msg"),
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return sse({"type": "message_start", "message": message}, "message_start") + _PING
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        index, self._open = self._open, None
+        return sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+
+    def _block(self, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self._open = self._next
+        self._next += 1
+        start = {"type": "content_block_start", "index": self._open, "content_block": block}
+        return out + sse(start, "content_block_start")
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        return sse(
+            {"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta"
+        )
+
+    def event(self, event: StreamEvent) -> bytes:
+        out = b"" if self._started else self._start()
+        if isinstance(event, TextDelta):
+            if not event.text:
+                return out
+            if self._open is None or self._open in self._tools.values():
+                out += self._block({"type": "text", "text": ""})
+            assert self._open is not None
+            return out + self._delta(self._open, {"type": "text_delta", "text": event.text})
+        if isinstance(event, ToolCallDelta):
+            index = self._tools.get(event.index)
+            if index is None:
+                out += self._block(
+                    {
+                        "type": "tool_use",
+                        "id": event.id or _id("toolu"),
+                        "name": event.name or "",
+                        "input": {},
+                    }
+                )
+                assert self._open is not None
+                index = self._tools[event.index] = self._open
+            if event.arguments:
+                delta = {"type": "input_json_delta", "partial_json": event.arguments}
+                out += self._delta(index, delta)
+            return out
+        if isinstance(event, StreamEnd):
+            end: dict[str, Any] = {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": _stop_reason(event.finish_reason, event.raw_finish_reason),
+                    "stop_sequence": None,
+                },
+                "usage": _usage(event.usage),
+            }
+            return (
+                out
+                + self._close()
+                + sse(end, "message_delta")
+                + sse({"type": "message_stop"}, "message_stop")
+            )
+        return out  # StreamStart: message_start is already out
+
+    def error(self, problem: Problem) -> bytes:
+        return sse(error_object(problem), "error")
+
+
+def render_models(models: Sequence[tuple[str, str]]) -> bytes:
+    """``(id, owner)`` pairs as the Models API's list page (one page, every model)."""
+    data = [
+        {"type": "model", "id": mid, "display_name": mid, "created_at": "1970-01-01T00:00:00Z"}
+        for mid, _ in models
+    ]
+    return dumps(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    )

@@ -1,0 +1,116 @@
+"""``create_app``: the gateway as a Starlette app over one :class:`~polyroute.Polyroute`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from polyroute.client import Polyroute
+from polyroute.gateway._admin import Reads
+from polyroute.gateway._anthropic import AnthropicMessages
+from polyroute.gateway._auth import KEY_CACHE_S, Auth
+from polyroute.gateway._chat import Calls
+from polyroute.gateway._observe import Metrics, Observe
+from polyroute.gateway._openai import OpenAIChat
+from polyroute.gateway._select import Selector
+from polyroute.ledger import VirtualKey
+
+ADMIN_KEY_ENV = "POLYROUTE_ADMIN_KEY"
+MB = 1024 * 1024
+
+
+class _FromEnv:
+    def __repr__(self) -> str:
+        return f"${ADMIN_KEY_ENV}"
+
+
+FROM_ENV: Final[Any] = _FromEnv()
+"""``create_app``'s default admin key: read from ``$POLYROUTE_ADMIN_KEY``."""
+
+
+def create_app(
+    polyroute: Polyroute,
+    *,
+    admin_key: str | None = FROM_ENV,
+    max_body_bytes: int | None = None,
+    lifecycle: bool = False,
+    key_cache_s: float = KEY_CACHE_S,
+) -> Starlette:
+    """The OpenAI- and Anthropic-compatible gateway over ``polyroute`` (DESIGN.md §9).
+
+    ``admin_key``: default ``$POLYROUTE_ADMIN_KEY``; when set, ``/v1`` calls need it or a
+    virtual key, and ``/router/state`` and ``/metrics`` need it. ``None``: open.
+    ``max_body_bytes``: default ``[gateway] max_body_mb``. ``key_cache_s``: how long a
+    virtual key's verdict is reused (a revocation's delay). ``lifecycle``: the app runs
+    ``polyroute``'s life: starts its health monitor on startup and closes it (flushing the
+    ledger) on shutdown, as ``polyroute serve`` does.
+    """
+    if admin_key is FROM_ENV:
+        admin_key = os.environ.get(ADMIN_KEY_ENV) or None
+    if max_body_bytes is None:
+        max_body_bytes = int(polyroute.config.settings.gateway.max_body_mb * MB)
+
+    async def verify(secret: str) -> VirtualKey | None:
+        return await polyroute.ledger.verify_key(secret)  # the ledger opens on first use
+
+    auth = Auth(admin_key, verify, ttl_s=key_cache_s)
+    selector = Selector(polyroute)
+    metrics = Metrics(polyroute.breakers, polyroute.config.enabled)
+    calls = Calls(polyroute, auth, selector, max_body_bytes)
+    reads = Reads(polyroute, auth, selector, metrics)
+    routes = [
+        Route("/v1/chat/completions", calls.chat(OpenAIChat()).handle, methods=["POST"]),
+        Route("/v1/messages", calls.chat(AnthropicMessages()).handle, methods=["POST"]),
+        Route("/v1/embeddings", calls.embeddings, methods=["POST"]),
+        Route("/v1/models", reads.models, methods=["GET"]),
+        Route("/health", reads.health, methods=["GET"]),
+        Route("/health/providers", reads.providers, methods=["GET"]),
+        Route("/router/state", reads.state, methods=["GET"]),
+        Route("/metrics", reads.metrics_text, methods=["GET"]),
+        Route("/", reads.dashboard, methods=["GET"]),
+    ]
+
+    unsubscribe = polyroute.events.subscribe(
+        metrics.on_event, "request_succeeded", "request_failed", "budget_exceeded"
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _ = selector.served  # build the router now, not on the first request
+        if lifecycle:
+            polyroute.start_health_monitor()
+        try:
+            yield
+        finally:
+            unsubscribe()
+            if lifecycle:
+                await polyroute.aclose()
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(Observe, metrics=metrics, endpoints=[r.path for r in routes])],
+        lifespan=lifespan,
+    )
+
+
+def from_env() -> Starlette:
+    """The app ``polyroute serve`` runs in each worker: config from ``$POLYROUTE_CONFIG``
+    (or the usual search), admin key from ``$POLYROUTE_ADMIN_KEY``, access log on stdout."""
+    import logging
+    import sys
+
+    from polyroute.gateway._observe import access_log
+
+    if not access_log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
+    return create_app(Polyroute.from_config(), lifecycle=True)

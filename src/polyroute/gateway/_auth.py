@@ -1,0 +1,124 @@
+"""Who is calling: the admin key, a virtual key, or anyone (no admin key set).
+
+With an admin key (``$POLYROUTE_ADMIN_KEY``) every ``/v1`` call needs
+``Authorization: Bearer <key>`` or ``x-api-key: <key>``: the admin key itself
+or an active virtual key (``polyroute keys create``). Virtual keys are checked
+with :meth:`Ledger.verify_key` and the answer, found or not, is kept in
+process for :data:`KEY_CACHE_S` seconds, so the request path makes no database
+trip per request. The price: a revoked key keeps working for up to that long
+in each gateway process that saw it recently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+
+from polyroute.errors import GatewayError
+from polyroute.ledger import VirtualKey
+
+KEY_CACHE_S = 5.0
+"""How long a key's verdict is reused: a revocation's delay, at most."""
+KEY_CACHE_SIZE = 10_000
+
+Verify = Callable[[str], Awaitable[VirtualKey | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: ``admin`` (the admin key, or anyone when none is set)
+    or the holder of ``key``."""
+
+    admin: bool
+    key: VirtualKey | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        """The virtual key to bill (``None`` for the admin)."""
+        return None if self.key is None else self.key.id
+
+
+OPEN = Caller(admin=True)
+
+
+def presented(headers: Headers) -> str | None:
+    """The key a request presents: ``x-api-key``, else a bearer token."""
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    auth = headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return None
+
+
+class Auth:
+    """Checks keys; verdicts on virtual keys are cached (see module docs)."""
+
+    def __init__(
+        self,
+        admin_key: str | None,
+        verify: Verify,
+        *,
+        ttl_s: float = KEY_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._admin = admin_key.encode() if admin_key else None
+        self._verify = verify
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._cache: dict[bytes, tuple[float, VirtualKey | None]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._admin is not None
+
+    def _is_admin(self, secret: str) -> bool:
+        return self._admin is not None and hmac.compare_digest(secret.encode(), self._admin)
+
+    async def caller(self, headers: Headers) -> Caller:
+        """The caller of a ``/v1`` request; raises :class:`GatewayError` 401 if refused."""
+        if self._admin is None:
+            return OPEN
+        secret = presented(headers)
+        if secret is None:
+            raise GatewayError(
+                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+                status=401,
+            )
+        if self._is_admin(secret):
+            return OPEN
+        key = await self._virtual(secret)
+        if key is None or not key.active:
+            raise GatewayError("invalid API key (unknown or revoked)", status=401)
+        return Caller(admin=False, key=key)
+
+    def require_admin(self, headers: Headers) -> None:
+        """Admin endpoints (``/router/state``, ``/metrics``): the admin key, when one is set."""
+        if self._admin is None:
+            return
+        secret = presented(headers)
+        if secret is None or not self._is_admin(secret):
+            raise GatewayError("this endpoint needs the admin key", status=401)
+
+    async def _virtual(self, secret: str) -> VirtualKey | None:
+        # keyed by digest: the cache holds no secrets
+        digest = hashlib.sha256(secret.encode()).digest()
+        now = self.clock()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        key = await self._verify(secret)
+        cache = self._cache
+        if len(cache) >= KEY_CACHE_SIZE:  # bounded: drop the stale, else start over
+            for d in [d for d, (until, _) in cache.items() if until <= now]:
+                del cache[d]
+            if len(cache) >= KEY_CACHE_SIZE:
+                cache.clear()
+        cache[digest] = (now + self.ttl_s, key)
+        return key

@@ -1,0 +1,216 @@
+"""The calling endpoints: chat in any inbound format, and embeddings.
+
+One flow for every format: authenticate, read the body (refused past the
+limit while it is read), parse it the format's way, select, call, render.
+Streams hold their response head until the first event, so a failure before
+the first token is still a plain HTTP error with its status, and the headers
+name the provider and model actually streaming. After the first token a failure
+is the format's in-stream error frame, never a clean end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from polyroute.errors import GatewayError, PolyrouteError
+from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta
+from polyroute.gateway._observe import Note, note_of
+from polyroute.gateway._openai import error_object as openai_error
+from polyroute.gateway._openai import parse_embeddings, render_embeddings
+from polyroute.gateway._problems import problem_of
+from polyroute.gateway._wire import ChatFormat, Inbound, Problem, Reply, StreamEncoder, dumps
+from polyroute.types import Usage
+
+if TYPE_CHECKING:
+    from polyroute.client import AnswerStream, Polyroute
+    from polyroute.fusion import FusionMethod
+    from polyroute.gateway._auth import Auth, Caller
+    from polyroute.gateway._select import Choice, Selector
+
+JSON = "application/json"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes:
+    from ``content-length`` before reading, or while reading a chunked one."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(f"request body over the gateway's limit of {limit:,} bytes", status=413)
+
+
+def cost_header(cost: float | None) -> str:
+    return "unpriced" if cost is None else f"{cost:.9f}"
+
+
+def served_headers(provider: str, model: str, cost: float | None) -> dict[str, str]:
+    return {
+        "x-polyroute-provider": provider,
+        "x-polyroute-model": model,
+        "x-polyroute-cost-usd": cost_header(cost),
+    }
+
+
+def problem_response(body: bytes, problem: Problem, note: Note) -> Response:
+    note.error = problem.kind
+    headers = None
+    if problem.retry_after is not None:
+        headers = {"retry-after": f"{max(1, round(problem.retry_after))}"}
+    return Response(body, problem.status, headers, JSON)
+
+
+class Calls:
+    """The calling endpoints of one gateway."""
+
+    def __init__(self, polyroute: Polyroute, auth: Auth, selector: Selector, limit: int) -> None:
+        self.pr = polyroute
+        self.auth = auth
+        self.selector = selector
+        self.limit = limit
+
+    def chat(self, fmt: ChatFormat) -> ChatEndpoint:
+        return ChatEndpoint(self, fmt)
+
+    async def embeddings(self, request: Request) -> Response:
+        note = note_of(request.scope)
+        try:
+            caller = await self.auth.caller(request.headers)
+            note.key = caller.key_id
+            embedding, b64 = parse_embeddings(await read_body(request, self.limit))
+            target = self.selector.embedding(embedding.model, caller)
+            if target is not None:
+                embedding = replace(embedding, model=target.model)
+            done = await self.pr.embed(
+                embedding,
+                provider=None if target is None else target.provider,
+                virtual_key=caller.key_id,
+            )
+        except PolyrouteError as exc:
+            problem = problem_of(exc)
+            return problem_response(dumps({"error": openai_error(problem)}), problem, note)
+        response = done.response
+        model = response.model or done.target.model
+        note.provider, note.model, note.cost_usd = done.target.provider, model, done.cost_usd
+        body = render_embeddings(model, response.vectors, response.usage, b64)
+        headers = served_headers(done.target.provider, model, done.cost_usd)
+        return Response(body, 200, headers, JSON)
+
+
+class ChatEndpoint:
+    """``POST`` of one chat format (``/v1/chat/completions``, ``/v1/messages``)."""
+
+    def __init__(self, calls: Calls, fmt: ChatFormat) -> None:
+        self.calls = calls
+        self.fmt = fmt
+
+    async def handle(self, request: Request) -> Response:
+        calls, fmt = self.calls, self.fmt
+        note = note_of(request.scope)
+        try:
+            caller = await calls.auth.caller(request.headers)
+            note.key = caller.key_id
+            inbound = fmt.parse(await read_body(request, calls.limit))
+            choice = calls.selector.chat(inbound.request, inbound.hints, caller)
+            if choice.fusion is not None:
+                return await self._fuse(inbound, choice, choice.fusion, note)
+            if inbound.stream:
+                return await self._stream(inbound, choice, caller, note)
+            answer = await calls.pr.send(
+                inbound.request, virtual_key=caller.key_id, **choice.routing
+            )
+        except PolyrouteError as exc:
+            return self._problem(exc, note)
+        note.provider, note.model, note.cost_usd = answer.provider, answer.model, answer.cost_usd
+        headers = served_headers(answer.provider, answer.model, answer.cost_usd)
+        return Response(fmt.render(Reply.of(answer)), 200, headers, JSON)
+
+    def _problem(self, exc: PolyrouteError, note: Note) -> Response:
+        problem = problem_of(exc)
+        return problem_response(self.fmt.error_body(problem), problem, note)
+
+    async def _stream(
+        self, inbound: Inbound, choice: Choice, caller: Caller, note: Note
+    ) -> Response:
+        stream = self.calls.pr.send_stream(
+            inbound.request, virtual_key=caller.key_id, **choice.routing
+        )
+        events = stream.__aiter__()
+        # failing targets are replaced until this first event; an error here (raised, so
+        # the generator is already closed) is a plain HTTP error
+        first = await anext(events)
+        decision = stream.decision
+        target = stream.target
+        provider = decision.provider if target is None else target.provider
+        model = decision.model if target is None else target.model
+        note.provider, note.model = provider, model
+        headers = served_headers(provider, model, decision.estimated_cost_usd)
+        headers["x-polyroute-cost-estimated"] = "true"  # the actual cost is known at the end
+        headers["cache-control"] = "no-cache"
+        encoder = self.fmt.encoder(inbound, model)
+        frames = _frames(first, events, stream, encoder, note)
+        return StreamingResponse(frames, headers=headers, media_type="text/event-stream")
+
+    async def _fuse(
+        self, inbound: Inbound, choice: Choice, method: FusionMethod, note: Note
+    ) -> Response:
+        request = inbound.request
+        fused = await self.calls.pr.fuse(
+            list(request.messages),
+            method=method,
+            max_tokens=request.max_tokens,
+            max_cost_usd=choice.routing.get("max_cost_usd"),
+        )
+        model = f"fusion:{method}"
+        note.provider, note.model, note.cost_usd = "fusion", model, fused.total_cost_usd
+        headers = served_headers("fusion", model, fused.total_cost_usd)
+        if not inbound.stream:
+            return Response(
+                self.fmt.render(Reply(fused.result, model, Usage())), 200, headers, JSON
+            )
+        encoder = self.fmt.encoder(inbound, model)
+        events: tuple[StreamEvent, ...] = (
+            StreamStart("", model),
+            TextDelta(fused.result),
+            StreamEnd("stop", Usage()),
+        )
+        body = b"".join(encoder.event(e) for e in events)
+        return Response(body, 200, headers, "text/event-stream")
+
+
+async def _frames(
+    first: StreamEvent,
+    events: AsyncGenerator[StreamEvent, None],
+    stream: AnswerStream,
+    encoder: StreamEncoder,
+    note: Note,
+) -> AsyncGenerator[bytes, None]:
+    """The SSE body: the format's frames, or its error frame if the stream fails."""
+    try:
+        yield encoder.event(first)
+        async for event in events:
+            frame = encoder.event(event)
+            if frame:
+                yield frame
+    except PolyrouteError as exc:
+        problem = problem_of(exc)
+        note.error = problem.kind
+        yield encoder.error(problem)
+    finally:
+        await events.aclose()  # the caller left early: the upstream stream is closed and recorded
+        note.cost_usd = stream.cost_usd

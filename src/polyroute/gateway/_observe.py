@@ -1,0 +1,188 @@
+"""Metrics and access logs: a pure ASGI middleware, and the app's own Prometheus registry.
+
+Each request gets a :class:`Note` in its ASGI scope; handlers fill in who served
+it and what it cost, and :class:`Observe` turns it into a counter, a latency
+observation and (when the ``polyroute.access`` logger is on) one JSON line:
+method, path, status, latency, provider, model, cost and the virtual key's id.
+Never a key, never a body. Tokens, cost and upstream attempts are counted per
+attempt from the client's events, fusion members and embeddings included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from polyroute.hub import BudgetExceededEvent, HubEvent, RequestFailed, RequestSucceeded
+
+if TYPE_CHECKING:
+    from polyroute.router.breaker import Breakers
+
+access_log = logging.getLogger("polyroute.access")
+
+NOTE = "polyroute.note"
+"""The scope key of a request's :class:`Note`."""
+
+_BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
+class Note:
+    """What a handler learned about its request, for the metrics and the access log."""
+
+    __slots__ = ("cost_usd", "error", "key", "model", "provider", "status")
+
+    def __init__(self) -> None:
+        self.status = 500  # until a response starts: an app that raised
+        self.provider = ""
+        self.model = ""
+        self.cost_usd: float | None = None
+        self.key: str | None = None
+        self.error: str | None = None
+        """The failure family of a request that failed (streams: after their 200)."""
+
+
+def note_of(scope: Scope) -> Note:
+    note = scope.get(NOTE)
+    return note if isinstance(note, Note) else Note()
+
+
+class _BreakerStates:
+    """``polyroute_breaker_state{provider}``, read from the breakers at scrape time."""
+
+    def __init__(self, breakers: Breakers, providers: Callable[[], Sequence[str]]) -> None:
+        self.breakers = breakers
+        self.providers = providers
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily(
+            "polyroute_breaker_state",
+            "Circuit breaker per provider: 0 closed, 1 half-open, 2 open.",
+            labels=["provider"],
+        )
+        for pid in self.providers():
+            gauge.add_metric([pid], _BREAKER_VALUE[self.breakers.get(pid).state])
+        yield gauge
+
+
+class Metrics:
+    """This gateway's Prometheus metrics, in a registry of its own (no global state)."""
+
+    def __init__(self, breakers: Breakers, providers: Callable[[], Sequence[str]]) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "polyroute_gateway_requests",
+            "Gateway requests by endpoint, serving provider and model, and HTTP status.",
+            ["endpoint", "provider", "model", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "polyroute_gateway_request_duration_seconds",
+            "Gateway request latency (streams: until their last byte).",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.tokens = Counter(
+            "polyroute_tokens",
+            "Tokens of successful upstream calls, by provider, model and kind.",
+            ["provider", "model", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "polyroute_cost_usd",
+            "USD spent on upstream calls (unpriced models are not counted).",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "polyroute_upstream_attempts",
+            "Upstream calls by provider, model and outcome (ok, or the error type).",
+            ["provider", "model", "outcome"],
+            registry=r,
+        )
+        self.budget_refusals = Counter(
+            "polyroute_budget_refusals",
+            "Calls refused by a budget, by budget scope.",
+            ["scope"],
+            registry=r,
+        )
+        r.register(_BreakerStates(breakers, providers))
+
+    def on_event(self, event: HubEvent) -> None:
+        """A client event (subscribe this to the client's hub)."""
+        if isinstance(event, RequestSucceeded):
+            self.attempts.labels(event.provider, event.model, "ok").inc()
+            if event.prompt_tokens:
+                self.tokens.labels(event.provider, event.model, "prompt").inc(event.prompt_tokens)
+            if event.completion_tokens:
+                self.tokens.labels(event.provider, event.model, "completion").inc(
+                    event.completion_tokens
+                )
+            if event.cost_usd:
+                self.cost.labels(event.provider, event.model).inc(event.cost_usd)
+        elif isinstance(event, RequestFailed):
+            self.attempts.labels(event.provider, event.model, event.error_type).inc()
+        elif isinstance(event, BudgetExceededEvent):
+            self.budget_refusals.labels(event.scope).inc()
+
+
+class Observe:
+    """Pure ASGI middleware: every HTTP request counted, timed and (optionally) logged.
+
+    ``endpoints``: the app's paths; any other path is counted as ``other`` (bounded
+    label values whatever callers send).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, endpoints: Iterable[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.endpoints = frozenset(endpoints)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        note = Note()
+        scope[NOTE] = note
+        t0 = time.perf_counter()
+
+        async def send_noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                note.status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting)
+        finally:
+            self._done(scope, note, time.perf_counter() - t0)
+
+    def _done(self, scope: Scope, note: Note, elapsed: float) -> None:
+        path: str = scope["path"]
+        endpoint = path if path in self.endpoints else "other"
+        m = self.metrics
+        m.requests.labels(endpoint, note.provider, note.model, str(note.status)).inc()
+        m.latency.labels(endpoint).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                json.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": path,
+                        "status": note.status,
+                        "latency_ms": round(elapsed * 1000, 2),
+                        "provider": note.provider or None,
+                        "model": note.model or None,
+                        "cost_usd": note.cost_usd,
+                        "key": note.key,
+                        "error": note.error,
+                    },
+                    separators=(",", ":"),
+                )
+            )

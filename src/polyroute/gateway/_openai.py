@@ -1,0 +1,405 @@
+"""The OpenAI API, served: Chat Completions (JSON and SSE), Embeddings, Models.
+
+Inbound counterpart of :mod:`polyroute.providers.openai`. Request bodies are
+checked with pydantic (``model_validate_json`` parses and checks in one pass);
+options we do not carry (``logprobs``, ``presence_penalty``...) are ignored as
+compatible servers do, and ``n`` above 1 is refused. Streams are
+``chat.completion.chunk`` frames ending ``data: [DONE]``; with
+``stream_options.include_usage`` the last chunk before it has empty ``choices``
+and the usage. A failure after the first token is a ``data: {"error": ...}``
+frame and no ``[DONE]``: the official SDK raises on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from array import array
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError
+
+from polyroute.errors import GatewayError
+from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.gateway._wire import (
+    Body,
+    Hints,
+    Inbound,
+    Problem,
+    ProblemKind,
+    Reply,
+    StreamEncoder,
+    dumps,
+    invalid,
+    sse,
+)
+from polyroute.types import (
+    ChatRequest,
+    EmbeddingRequest,
+    ImagePart,
+    Message,
+    Part,
+    TextPart,
+    ToolCall,
+    Usage,
+)
+from polyroute.types import Tool as OurTool
+
+# -- the request body ------------------------------------------------------------
+
+
+class _Text(Body):
+    type: Literal["text"]
+    text: str
+
+
+class _ImageURL(Body):
+    url: str = Field(min_length=1)
+
+
+class _Image(Body):
+    type: Literal["image_url"]
+    image_url: _ImageURL
+
+
+_Part = Annotated[_Text | _Image, Field(discriminator="type")]
+
+
+class _Function(Body):
+    name: str
+    arguments: str = ""
+
+
+class _Call(Body):
+    id: str
+    type: Literal["function"] = "function"
+    function: _Function
+
+
+class _Message(Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[_Part] | None = None
+    name: str | None = None
+    tool_calls: list[_Call] | None = None
+    tool_call_id: str | None = None
+
+
+class _FunctionDef(Body):
+    name: str = Field(min_length=1)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+
+class _Tool(Body):
+    type: Literal["function"] = "function"
+    function: _FunctionDef
+
+
+class _Named(Body):
+    name: str = Field(min_length=1)
+
+
+class _ToolChoice(Body):
+    type: Literal["function"] = "function"
+    function: _Named
+
+
+class _ResponseFormat(Body):
+    type: Literal["text", "json_object", "json_schema"]
+
+
+class _StreamOptions(Body):
+    include_usage: bool = False
+
+
+class ChatBody(Body):
+    """``POST /v1/chat/completions``: the fields polyroute carries."""
+
+    model: str = Field(min_length=1)
+    messages: list[_Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    tools: list[_Tool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | _ToolChoice | None = None
+    response_format: _ResponseFormat | None = None
+    seed: int | None = None
+    user: str | None = None
+    n: int = Field(1, ge=1, le=1)
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    polyroute: Hints | None = None
+
+
+def _content(content: str | list[_Part] | None) -> str | tuple[Part, ...]:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts: tuple[Part, ...] = tuple(
+        TextPart(p.text) if isinstance(p, _Text) else ImagePart(url=p.image_url.url)
+        for p in content
+    )
+    if all(isinstance(p, TextPart) for p in parts):  # plain text: the compact form
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    return parts
+
+
+def _message(m: _Message, i: int) -> Message:
+    if m.role == "tool":
+        if not m.tool_call_id:
+            raise GatewayError(
+                f"messages.{i}.tool_call_id: required for role 'tool'",
+                param=f"messages.{i}.tool_call_id",
+            )
+        return Message("tool", _content(m.content), tool_call_id=m.tool_call_id, name=m.name)
+    if m.role == "assistant":
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()
+        )
+        return Message("assistant", _content(m.content), tool_calls=calls)
+    if m.content is None:
+        raise GatewayError(
+            f"messages.{i}.content: required for role {m.role!r}", param=f"messages.{i}.content"
+        )
+    return Message("system" if m.role == "developer" else m.role, _content(m.content))
+
+
+def _request(body: ChatBody) -> ChatRequest:
+    choice = body.tool_choice
+    stop = body.stop
+    fmt = body.response_format
+    return ChatRequest(
+        model=body.model,
+        messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+        tools=tuple(
+            OurTool(t.function.name, t.function.description, t.function.parameters)
+            for t in body.tools or ()
+        ),
+        tool_choice=choice if choice is None or isinstance(choice, str) else choice.function.name,
+        response_format="text" if fmt is None or fmt.type == "text" else "json",
+        seed=body.seed,
+        user=body.user,
+    )
+
+
+# -- rendering ---------------------------------------------------------------------
+
+# our finish reasons -> OpenAI's ("error" and "other" have no counterpart: "stop")
+_FINISH: Mapping[str, str] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+# problem families -> OpenAI error types
+_TYPES: Mapping[ProblemKind, str] = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "invalid_request_error",
+    "too_large": "invalid_request_error",
+    "budget": "budget_exceeded",
+    "rate_limit": "rate_limit_error",
+    "upstream": "server_error",
+    "timeout": "timeout_error",
+    "internal": "server_error",
+}
+
+
+def error_object(problem: Problem) -> dict[str, Any]:
+    return {
+        "message": problem.message,
+        "type": _TYPES[problem.kind],
+        "param": problem.param,
+        "code": problem.code,
+    }
+
+
+def _token() -> str:
+    return os.urandom(12).hex()
+
+
+def usage_body(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def _tool_call(c: ToolCall) -> dict[str, Any]:
+    return {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+
+
+class OpenAIChat:
+    """``/v1/chat/completions``: see the module docs."""
+
+    def parse(self, raw: bytes) -> Inbound:
+        try:
+            body = ChatBody.model_validate_json(raw)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        options = body.stream_options
+        return Inbound(
+            _request(body),
+            stream=body.stream,
+            hints=body.polyroute,
+            include_usage=options is not None and options.include_usage,
+        )
+
+    def render(self, reply: Reply) -> bytes:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
+        if reply.tool_calls:
+            message["tool_calls"] = [_tool_call(c) for c in reply.tool_calls]
+            message["content"] = reply.content or None
+        return dumps(
+            {
+                "id": f"chatcmpl-{_token()}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": reply.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": _FINISH.get(reply.finish_reason, "stop"),
+                    }
+                ],
+                "usage": usage_body(reply.usage),
+            }
+        )
+
+    def encoder(self, inbound: Inbound, model: str) -> StreamEncoder:
+        return _Chunks(model, inbound.include_usage)
+
+    def error_body(self, problem: Problem) -> bytes:
+        return dumps({"error": error_object(problem)})
+
+
+class _Chunks:
+    """Stream events -> ``chat.completion.chunk`` frames. Every chunk shares its head and
+    tail bytes, so a text delta costs one small JSON encoding."""
+
+    __slots__ = ("_head", "_include_usage", "_started", "_tools", "_usage_head")
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        common = dumps(
+            {
+                "id": f"chatcmpl-{_token()}",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+            }
+        )[:-1]  # without the closing brace: the rest follows
+        self._usage_head = b"data: " + common
+        tail = b',"usage":null' if include_usage else b""
+        self._head = self._usage_head + tail + b',"choices":[{"index":0,"delta":'
+        self._include_usage = include_usage
+        self._started = False
+        self._tools: set[int] = set()
+
+    def _chunk(self, delta: Any, finish: str | None = None) -> bytes:
+        end = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        if finish is not None:
+            end = b',"logprobs":null,"finish_reason":"' + finish.encode() + b'"}]}\n\n'
+        return self._head + dumps(delta) + end
+
+    def event(self, event: StreamEvent) -> bytes:
+        out = b""
+        if not self._started:
+            self._started = True
+            out = self._chunk({"role": "assistant", "content": ""})
+        if isinstance(event, TextDelta):
+            return out + self._chunk({"content": event.text}) if event.text else out
+        if isinstance(event, ToolCallDelta):
+            call: dict[str, Any] = {"index": event.index}
+            if event.index not in self._tools:  # the first piece names the call
+                self._tools.add(event.index)
+                call["id"] = event.id or f"call_{_token()}"
+                call["type"] = "function"
+                call["function"] = {"name": event.name or "", "arguments": event.arguments}
+            else:
+                call["function"] = {"arguments": event.arguments}
+            return out + self._chunk({"tool_calls": [call]})
+        if isinstance(event, StreamEnd):
+            out += self._chunk({}, _FINISH.get(event.finish_reason, "stop"))
+            if self._include_usage:
+                usage = dumps(usage_body(event.usage))
+                out += self._usage_head + b',"choices":[],"usage":' + usage + b"}\n\n"
+            return out + b"data: [DONE]\n\n"
+        assert isinstance(event, StreamStart)
+        return out
+
+    def error(self, problem: Problem) -> bytes:
+        return sse({"error": error_object(problem)})
+
+
+# -- embeddings and models -----------------------------------------------------------
+
+
+class EmbeddingsBody(Body):
+    """``POST /v1/embeddings``: text inputs (token-id inputs are refused)."""
+
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+    dimensions: int | None = Field(None, ge=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+
+def parse_embeddings(raw: bytes) -> tuple[EmbeddingRequest, bool]:
+    """The request, and whether vectors go back as base64 (the SDK asks for it)."""
+    try:
+        body = EmbeddingsBody.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    inputs = (body.input,) if isinstance(body.input, str) else tuple(body.input)
+    request = EmbeddingRequest(body.model, inputs, body.dimensions)
+    return request, body.encoding_format == "base64"
+
+
+def _vector(v: Sequence[float], b64: bool) -> list[float] | str:
+    if not b64:
+        return list(v)
+    return base64.b64encode(array("f", v).tobytes()).decode()  # little-endian float32
+
+
+def render_embeddings(
+    model: str, vectors: Sequence[Sequence[float]], usage: Usage, b64: bool
+) -> bytes:
+    return dumps(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _vector(v, b64)}
+                for i, v in enumerate(vectors)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+        }
+    )
+
+
+def render_models(models: Sequence[tuple[str, str]]) -> bytes:
+    """``(id, owner)`` pairs as the models list."""
+    return dumps(
+        {
+            "object": "list",
+            "data": [
+                {"id": mid, "object": "model", "created": 0, "owned_by": owner}
+                for mid, owner in models
+            ],
+        }
+    )

@@ -1,0 +1,115 @@
+"""Every error a gateway request can end in, as a :class:`Problem`: the one place a
+polyroute error becomes an HTTP status (DESIGN.md §9).
+
+- 400: the request itself (bad body; every upstream refused it as invalid;
+  nothing can serve what it asks, e.g. a capability no model has, or a cost cap)
+- 401/403/404/413: the gateway's own refusals (:class:`GatewayError`)
+- 429: a budget refused it, or every upstream rate-limited it
+- 502: every upstream failed, or none is available (attempts or exclusions listed)
+- 504: every upstream timed out
+- 500: the gateway's own configuration or ledger is broken
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from polyroute.errors import (
+    AllProvidersFailedError,
+    APITimeoutError,
+    BadRequestError,
+    BudgetExceeded,
+    ConfigError,
+    CredentialError,
+    FusionCostCapError,
+    FusionError,
+    GatewayError,
+    NoCandidateError,
+    NotFoundError,
+    PolyrouteError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeoutError,
+    UnprocessableEntityError,
+    UnsupportedError,
+)
+from polyroute.gateway._wire import Problem, ProblemKind
+
+_GATEWAY: Mapping[int, tuple[ProblemKind, str | None]] = {
+    400: ("invalid_request", None),
+    401: ("authentication", "invalid_api_key"),
+    403: ("permission", "model_not_allowed"),
+    404: ("not_found", "model_not_found"),
+    413: ("too_large", "request_too_large"),
+}
+
+# Exclusion reasons that say a provider cannot take traffic now (rather than that it
+# cannot take this request): the router's wording, see router/_router.py and client.py.
+_UNAVAILABLE = ("breaker open", "unhealthy", "over budget", "api key", "disabled", "no models")
+
+_TIMEOUTS = (APITimeoutError, RequestTimeoutError)
+# upstream refusals of the request itself (another upstream would refuse it too)
+_CALLERS_FAULT = (BadRequestError, UnprocessableEntityError, UnsupportedError)
+
+
+def problem_of(exc: PolyrouteError) -> Problem:
+    """The status and message ``exc`` gives the caller."""
+    if isinstance(exc, GatewayError):
+        kind, code = _GATEWAY.get(exc.status, ("invalid_request", None))
+        return Problem(exc.status, kind, str(exc), exc.param, code)
+    if isinstance(exc, BudgetExceeded):
+        return Problem(429, "budget", str(exc), code="budget_exceeded")
+    if isinstance(exc, FusionCostCapError):
+        return Problem(400, "invalid_request", str(exc), "polyroute.max_cost_usd", "cost_cap")
+    if isinstance(exc, FusionError):
+        return Problem(502, "upstream", str(exc), code="fusion_failed")
+    if isinstance(exc, NoCandidateError):
+        return _no_candidate(exc)
+    if isinstance(exc, AllProvidersFailedError):
+        return _all_failed(exc)
+    if isinstance(exc, ProviderError):
+        return _all_failed_with([exc], str(exc))
+    if isinstance(exc, ConfigError | CredentialError):
+        return Problem(500, "internal", f"gateway configuration: {exc}")
+    return Problem(500, "internal", f"gateway: {exc}")
+
+
+def _no_candidate(exc: NoCandidateError) -> Problem:
+    reasons = [e.reason for e in exc.excluded]
+    message = str(exc)
+    if not reasons:  # nothing in scope at all
+        return Problem(404, "not_found", message, "model", "model_not_found")
+    if all(r.startswith("over budget") for r in reasons):
+        return Problem(429, "budget", message, code="budget_exceeded")
+    if any(r.startswith(_UNAVAILABLE) for r in reasons):
+        return Problem(502, "upstream", message, code="no_provider_available")
+    return Problem(400, "invalid_request", message, code="no_provider_can_serve")
+
+
+def _all_failed(exc: AllProvidersFailedError) -> Problem:
+    return _all_failed_with(exc.errors, str(exc))
+
+
+def _all_failed_with(errors: Sequence[ProviderError], message: str) -> Problem:
+    if errors and all(isinstance(e, _TIMEOUTS) for e in errors):
+        return Problem(504, "timeout", message, code="upstream_timeout")
+    limited = [e for e in errors if isinstance(e, RateLimitError)]
+    if (
+        errors
+        and len(limited) == len(errors)
+        and not any(isinstance(e, QuotaExceededError) for e in limited)
+    ):
+        waits = [e.retry_after for e in limited if e.retry_after is not None]
+        return Problem(
+            429,
+            "rate_limit",
+            message,
+            code="rate_limit_exceeded",
+            retry_after=min(waits, default=None),
+        )
+    if errors and all(isinstance(e, NotFoundError) for e in errors):
+        return Problem(404, "not_found", message, "model", "model_not_found")
+    if errors and all(isinstance(e, _CALLERS_FAULT) for e in errors):
+        return Problem(400, "invalid_request", message, code="rejected_by_upstream")
+    return Problem(502, "upstream", message, code="upstream_failed")

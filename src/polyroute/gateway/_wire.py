@@ -1,0 +1,173 @@
+"""What every inbound wire format provides, and what they share.
+
+An inbound format (``_openai.py``, ``_anthropic.py``) is a translation, like a
+provider adapter but facing the other way: a caller's request body becomes an
+:class:`Inbound` (our :class:`~polyroute.types.ChatRequest` and how to answer),
+and our :class:`Reply`, stream events and :class:`Problem` become that API's
+own JSON, SSE frames and error body. The endpoint code (``_chat.py``) is the
+same for every format: it never branches on one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from polyroute.errors import GatewayError
+from polyroute.events import StreamEvent
+from polyroute.types import Capability, ChatRequest, FinishReason, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from polyroute.client import Answer
+
+ProblemKind: TypeAlias = Literal[
+    "invalid_request",
+    "authentication",
+    "permission",
+    "not_found",
+    "too_large",
+    "budget",
+    "rate_limit",
+    "upstream",
+    "timeout",
+    "internal",
+]
+"""A refusal's family, independent of wire format; each format names it its own way."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A request that ends in an error: status, family, a message for the caller."""
+
+    status: int
+    kind: ProblemKind
+    message: str
+    param: str | None = None
+    code: str | None = None
+    """A finer, stable reason (``budget_exceeded``, ``model_not_found``...)."""
+    retry_after: float | None = None
+    """Seconds, for a ``retry-after`` header (upstream rate limits)."""
+
+
+class Hints(BaseModel):
+    """The body's optional ``polyroute`` object: routing hints (DESIGN.md §9)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    priority: str | None = None
+    complexity: Literal["simple", "medium", "complex", "auto"] | None = None
+    max_cost_usd: float | None = Field(None, ge=0)
+    max_latency_ms: float | None = Field(None, gt=0)
+    require: tuple[Capability, ...] = ()
+
+
+class Body(BaseModel):
+    """Base of inbound request models: unknown vendor options are ignored, as the
+    vendors' own compatible servers do; known ones are checked."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A parsed chat request: ours (``request.model`` is the name the caller asked for)."""
+
+    request: ChatRequest
+    stream: bool
+    hints: Hints | None = None
+    include_usage: bool = False
+    """OpenAI ``stream_options.include_usage``: a last chunk with the usage."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A finished answer as the formats render it (a routed answer or a fusion)."""
+
+    content: str
+    model: str
+    usage: Usage
+    finish_reason: FinishReason | str = "stop"
+    """One of :data:`~polyroute.types.FinishReason`'s values."""
+    raw_finish_reason: str | None = None
+    tool_calls: Sequence[ToolCall] = ()
+
+    @classmethod
+    def of(cls, answer: Answer) -> Reply:
+        response = answer.response
+        return cls(
+            answer.content,
+            answer.model,
+            answer.usage,
+            answer.finish_reason,
+            None if response is None else response.raw_finish_reason,
+            () if response is None else response.tool_calls,
+        )
+
+
+class StreamEncoder(Protocol):
+    """Our stream events as one API's SSE frames (bytes; empty when an event has none)."""
+
+    def event(self, event: StreamEvent) -> bytes: ...
+
+    def error(self, problem: Problem) -> bytes:
+        """The frame that ends a stream that failed after its first token."""
+        ...
+
+
+class ChatFormat(Protocol):
+    """One inbound API: parse its requests, render our answers and errors its way."""
+
+    def parse(self, raw: bytes) -> Inbound:
+        """Raises :class:`GatewayError` (400) for a body the API would refuse."""
+        ...
+
+    def render(self, reply: Reply) -> bytes: ...
+
+    def encoder(self, inbound: Inbound, model: str) -> StreamEncoder: ...
+
+    def error_body(self, problem: Problem) -> bytes: ...
+
+
+def dumps(data: Any) -> bytes:
+    """Compact JSON, UTF-8 (the stdlib's encoder is C: fast enough for these small bodies)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event."""
+    payload = dumps(data)
+    if event is None:
+        return b"data: " + payload + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+def invalid(exc: ValidationError) -> GatewayError:
+    """A pydantic refusal of a body as one 400 line: where, and what is wrong."""
+    err = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if err["type"] == "missing":
+        msg = "field required"
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "json_invalid":
+        return GatewayError(f"the body is not valid JSON: {err['ctx'].get('error', msg)}")
+    elif err["type"] == "model_type" and not err["loc"]:
+        return GatewayError("the body must be a JSON object")
+    return GatewayError(f"{where}: {msg}" if where else msg, param=where or None)
+
+
+def tool_arguments(arguments: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as an object (APIs that want one); text that is not a
+    JSON object is kept whole under ``"arguments"`` rather than lost."""
+    if not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {"arguments": arguments}
+    return value if isinstance(value, dict) else {"arguments": value}

@@ -1,0 +1,188 @@
+"""Models, health, router state, metrics, the dashboard page, access logs, and fusion."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import anthropic
+import openai
+import pytest
+
+from gateway.support import Gateway, running
+from polyroute.testing import Fleet
+
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+def test_models_lists_served_models_and_aliases(gateway: Gateway) -> None:
+    data = gateway.http().get("/v1/models").json()
+    assert data["object"] == "list"
+    by_id = {m["id"]: m for m in data["data"]}
+    assert by_id["openai/gpt-4o"] == {
+        "id": "openai/gpt-4o",
+        "object": "model",
+        "created": 0,
+        "owned_by": "openai",
+    }
+    assert by_id["claude-opus-4-7"]["owned_by"] == "anthropic"
+    aliases = {"auto", "fusion"} | {f"auto:{s}" for s in ("cost", "quality", "performance")}
+    aliases |= {f"fusion:{m}" for m in ("majority", "weighted", "semantic", "synthesis")}
+    assert aliases <= set(by_id)
+    assert by_id["auto"]["owned_by"] == "polyroute"
+
+
+def test_health_and_provider_probes(fleet: Fleet) -> None:
+    down = {"type": "ollama", "base_url": "http://127.0.0.1:9", "models": ["tiny"]}
+    with running(fleet, extra_providers={"down": down}) as gw:
+        http = gw.http()
+        assert http.get("/health").json() == {"status": "ok"}
+        before = http.get("/health/providers").json()["providers"]
+        assert {p["provider"]: p["ok"] for p in before} == {
+            "openai": None,
+            "anthropic": None,
+            "down": None,
+        }
+        after = http.get("/health/providers?check=1").json()["providers"]
+        ok = {p["provider"]: p["ok"] for p in after}
+        assert ok == {"openai": True, "anthropic": True, "down": False}
+        [bad] = [p for p in after if p["provider"] == "down"]
+        assert bad["error"] and bad["error_type"] and bad["latency_ms"] >= 0
+
+
+def test_router_state(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    list(client.chat.completions.create(model="claude-sonnet-4-6", messages=MSGS, stream=True))
+    state = gateway.http().get("/router/state").json()
+    assert [p["id"] for p in state["providers"]] == ["openai", "anthropic"]
+    assert state["breakers"]["openai"]["state"] == "closed"
+    assert {b["scope"] for b in state["budgets"]} >= {"provider:openai", "provider:anthropic"}
+    assert {(lat["provider"], lat["model"]) for lat in state["latency"]} == {
+        ("openai", "gpt-4o-mini"),
+        ("anthropic", "claude-sonnet-4-6"),
+    }
+    newest, older = state["recent"][:2]
+    assert (newest["provider"], newest["model"], newest["stream"]) == (
+        "anthropic",
+        "claude-sonnet-4-6",
+        True,
+    )
+    assert (older["provider"], older["stream"]) == ("openai", False)
+    assert {"strategy", "reasoning", "fallbacks", "excluded", "excluded_count", "at"} <= set(newest)
+
+
+def test_metrics(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=MSGS)
+    gateway.http().get("/no/such/path")
+    r = gateway.http().get("/metrics")
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    for line in (
+        'polyroute_gateway_requests_total{endpoint="/v1/chat/completions",model="gpt-4o-mini",'
+        'provider="openai",status="200"} 1.0',
+        'polyroute_gateway_requests_total{endpoint="/v1/chat/completions",model="",provider="",'
+        'status="404"} 1.0',
+        'polyroute_gateway_requests_total{endpoint="other",model="",provider="",status="404"} 1.0',
+        'polyroute_gateway_request_duration_seconds_count{endpoint="/v1/chat/completions"} 2.0',
+        'polyroute_tokens_total{kind="completion",model="gpt-4o-mini",provider="openai"} 10.0',
+        'polyroute_upstream_attempts_total{model="gpt-4o-mini",outcome="ok",provider="openai"} 1.0',
+        'polyroute_breaker_state{provider="openai"} 0.0',
+    ):
+        assert line in text, line
+    assert 'polyroute_cost_usd_total{model="gpt-4o-mini",provider="openai"}' in text
+
+
+def test_the_dashboard_page(gateway: Gateway) -> None:
+    r = gateway.http().get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "/router/state" in r.text
+
+
+def test_one_json_access_log_line_per_request_without_secrets(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "the-admin-secret-123"
+    with running(fleet, admin_key=secret) as gw:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0)
+        with caplog.at_level(logging.INFO, logger="polyroute.access"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+            gw.http().get("/router/state")  # 401: no key
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "polyroute.access"]
+    ok, refused = lines
+    assert ok["method"] == "POST" and ok["path"] == "/v1/chat/completions"
+    assert (ok["status"], ok["provider"], ok["model"], ok["key"]) == (
+        200,
+        "openai",
+        "gpt-4o-mini",
+        None,
+    )
+    assert ok["cost_usd"] > 0 and ok["latency_ms"] > 0
+    assert (refused["status"], refused["error"]) == (401, "authentication")
+    assert secret not in caplog.text and "hi" not in caplog.text.replace("chat", "")
+
+
+def test_fusion_through_the_gateway(gateway: Gateway) -> None:
+    gateway.fleet["openai"].script.reply = "42"
+    gateway.fleet["anthropic"].script.reply = "42"
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="fusion:majority", messages=MSGS)
+    assert raw.parse().choices[0].message.content == "42"
+    assert raw.headers["x-polyroute-provider"] == "fusion"
+    assert raw.headers["x-polyroute-model"] == "fusion:majority"
+    assert gateway.fleet["openai"].calls == gateway.fleet["anthropic"].calls == 1
+    a = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+    with a.messages.stream(
+        model="fusion", max_tokens=20, messages=[{"role": "user", "content": "6x7?"}]
+    ) as stream:
+        assert "".join(stream.text_stream) == "42"
+
+
+def test_a_caller_leaving_mid_stream_closes_and_records_the_upstream_call(
+    gateway: Gateway,
+) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from polyroute.ledger._schema import usage
+    from polyroute.ledger._store import Store
+
+    gateway.fleet["openai"].script.chunk_delay_s = 0.2
+    stream_body = {"model": "gpt-4o-mini", "messages": MSGS, "stream": True}
+    with gateway.http() as http, http.stream("POST", "/v1/chat/completions", json=stream_body) as r:
+        for line in r.iter_lines():
+            if "Simulated" in line:
+                break  # leave after the first token
+
+    def read(store: Store) -> list[dict[str, object]]:
+        with store.read() as c:
+            return [dict(x) for x in c.execute(select(usage)).mappings()]
+
+    async def rows() -> list[dict[str, object]]:
+        for _ in range(50):
+            await gateway.pr.ledger.flush()
+            found = await gateway.pr.ledger.run(read)
+            if found:
+                return found
+            await asyncio.sleep(0.1)
+        return []
+
+    [row] = asyncio.run(rows())
+    assert (row["provider"], row["status"]) == ("openai", "cancelled")
+    assert row["completion_tokens"]  # what was delivered is charged
+
+
+def test_the_dashboard_placeholder_when_the_page_is_missing(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from polyroute.gateway import _admin
+
+    monkeypatch.setattr(_admin.resources, "files", lambda _: Path(str(tmp_path)))
+    r = gateway.http().get("/")
+    assert r.status_code == 200 and "polyroute gateway" in r.text

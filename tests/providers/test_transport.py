@@ -1,0 +1,216 @@
+"""LeanTransport against a raw loopback server: framings, keep-alive, stale connections, faults."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx2
+import pytest
+
+from polyroute.providers import HttpPool
+from polyroute.providers._transport import LeanTransport
+
+Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """Answers each request with the next scripted reply; counts connections."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/x"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.replies:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                await self.replies.pop(0)(reader, writer)
+                if writer.is_closing():
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def fixed(raw: bytes, *, close: bool = False) -> Reply:
+    async def reply(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(raw)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    return reply
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RawServer]:
+    async with RawServer() as s:
+        yield s
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(transport=LeanTransport(), timeout=2) as c:
+        yield c
+
+
+async def test_keep_alive_reuses_one_connection(
+    server: RawServer, client: httpx2.AsyncClient
+) -> None:
+    server.replies = [fixed(OK) for _ in range(3)]
+    for _ in range(3):
+        r = await client.post(server.url, json={"a": 1})
+        assert (r.status_code, r.text, r.reason_phrase) == (200, "ok", "OK")
+    assert server.connections == 1
+
+
+async def test_chunked_with_trailers_close_delimited_and_no_body(
+    server: RawServer, client: httpx2.AsyncClient
+) -> None:
+    server.replies = [
+        fixed(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: t\r\n\r\n"
+        ),
+        fixed(b"HTTP/1.1 204 No Content\r\n\r\n"),
+        fixed(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end", close=True),
+    ]
+    assert (await client.get(server.url)).text == "abcde"
+    assert (await client.get(server.url)).status_code == 204
+    assert (await client.get(server.url)).text == "until the end"
+    assert server.connections == 1  # the close came last
+    server.replies = [fixed(OK)]
+    assert (await client.get(server.url)).text == "ok"
+    assert server.connections == 2
+
+
+async def test_streamed_body_arrives_in_parts(
+    server: RawServer, client: httpx2.AsyncClient
+) -> None:
+    async def slow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for part in (b"data: 1\n\n", b"data: 2\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+
+    server.replies = [slow]
+    async with client.stream("GET", server.url) as r:
+        lines = [line async for line in r.aiter_lines() if line]
+    assert lines == ["data: 1", "data: 2"]
+
+
+async def test_an_abandoned_body_closes_its_connection(
+    server: RawServer, client: httpx2.AsyncClient
+) -> None:
+    big = b"HTTP/1.1 200 OK\r\ncontent-length: 200000\r\n\r\n" + b"x" * 200000
+    server.replies = [fixed(big), fixed(OK)]
+    async with client.stream("GET", server.url) as r:
+        async for _ in r.aiter_bytes():
+            break
+    assert (await client.get(server.url)).text == "ok"
+    assert server.connections == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced(
+    server: RawServer, client: httpx2.AsyncClient
+) -> None:
+    server.replies = [fixed(OK, close=True)]  # answers, then closes the kept-alive socket
+    await client.get(server.url)
+    await asyncio.sleep(0.05)
+    server.replies = [fixed(OK)]
+    assert (await client.get(server.url)).text == "ok"
+    assert server.connections == 2
+
+
+async def test_faults_are_httpx2_errors(server: RawServer, client: httpx2.AsyncClient) -> None:
+    async def hang(_: asyncio.StreamReader, __: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(1)
+
+    server.replies = [hang]
+    with pytest.raises(httpx2.ReadTimeout):
+        await client.get(server.url, timeout=0.1)
+    server.replies = [fixed(b"SPDY/9 nope\r\n\r\n")]
+    with pytest.raises(httpx2.RemoteProtocolError, match="bad status line"):
+        await client.get(server.url)
+    server.replies = [fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", close=True)]
+    with pytest.raises(httpx2.RemoteProtocolError, match="broken off"):
+        await client.get(server.url)
+    server.replies = [fixed(b"", close=True)]  # closed without a response: tried once more
+    with pytest.raises(httpx2.RemoteProtocolError, match="without a response"):
+        await client.get(server.url)
+    with pytest.raises(httpx2.ConnectError):
+        await client.get("http://127.0.0.1:9/x")
+    with pytest.raises(httpx2.UnsupportedProtocol):
+        await LeanTransport().handle_async_request(httpx2.Request("GET", "ftp://127.0.0.1/x"))
+
+
+async def test_the_pool_uses_it_unless_a_proxy_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    pool = HttpPool()
+    assert isinstance(pool.client._transport, LeanTransport)
+    await pool.aclose()
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    pool = HttpPool()
+    assert not isinstance(pool.client._transport, LeanTransport)
+    await pool.aclose()
+
+
+async def test_a_response_head_over_64_kib_is_refused(
+    server: RawServer, client: httpx2.AsyncClient
+) -> None:
+    huge = b"HTTP/1.1 200 OK\r\n" + b"x-junk: " + b"j" * 70_000 + b"\r\n\r\n"
+    server.replies = [fixed(huge)]
+    with pytest.raises(httpx2.RemoteProtocolError, match="head too large"):
+        await client.get(server.url)
+
+
+async def test_a_peer_that_stops_reading_is_a_write_timeout(client: httpx2.AsyncClient) -> None:
+    async def deaf(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(2)
+        writer.close()
+
+    server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(httpx2.WriteTimeout):
+            await client.post(f"http://127.0.0.1:{port}/x", content=b"z" * 50_000_000, timeout=0.2)
+    finally:
+        server.close()
