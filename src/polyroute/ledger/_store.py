@@ -16,6 +16,8 @@ commits (``FULL`` would fsync every reservation, costing milliseconds).
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -150,6 +152,20 @@ class _Statements:
         )
 
 
+def _wal(cur: sqlite3.Cursor, patience_s: float = 30.0) -> None:
+    """Switch to WAL. Openers of a new file race for it, and SQLite answers the loser
+    SQLITE_BUSY at once, without its busy handler: so wait and try again."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class Store:
     """SQL operations. Not thread-safe: one thread (the ledger's) uses it."""
 
@@ -184,7 +200,7 @@ class Store:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL waits on other openers
-        cur.execute("PRAGMA journal_mode=WAL")
+        _wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
