@@ -6,6 +6,7 @@ import asyncio
 import re
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -314,6 +315,63 @@ async def test_records_are_written_in_batches_without_a_flush(make: Make) -> Non
         await asyncio.sleep(0.01)
     assert [type(e) for e in seen] == [UsageRecorded]
     assert await ledger.run(lambda s: s.count()) == 1
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_timer(make: Make, url: str) -> None:
+    ledger = make(flush_interval_s=30, max_batch=50)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(store: object) -> None:  # the thread finds the whole burst waiting
+        busy.set()
+        release.wait(5)
+
+    held = asyncio.ensure_future(ledger.run(hold))
+    await asyncio.to_thread(busy.wait, 5)
+    for i in range(120):
+        ledger.record(rec(T0 + i))
+    release.set()
+    await held
+
+    def written() -> int:  # read from outside: a call to the ledger would flush first
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            return int(db.execute("SELECT count(*) FROM usage").fetchone()[0])
+
+    for _ in range(200):  # a full batch goes at once, with what else is pending by then
+        if written() == 120:
+            break
+        await asyncio.sleep(0.01)
+    assert written() == 120  # long before the 30 s timer, with no flush asked
+
+
+async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
+    ledger = make(flush_interval_s=30, max_batch=50)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(store: object) -> None:  # keeps the database thread away from the records
+        busy.set()
+        release.wait(5)
+
+    held = asyncio.ensure_future(ledger.run(hold))
+    await asyncio.to_thread(busy.wait, 5)
+    woken: list[object] = []
+    jobs = ledger._jobs
+
+    class Counting:
+        def put(self, job: Any) -> None:
+            woken.append(job)
+            jobs.put(job)
+
+        def get(self, timeout: float | None = None) -> Any:
+            return jobs.get(timeout=timeout)
+
+    ledger._jobs = Counting()  # type: ignore[assignment]
+    for i in range(120):
+        ledger.record(rec(T0 + i))
+    release.set()
+    await held
+    assert len(woken) == 2  # the first record and the 50th (a full batch), not one per record
+    await ledger.flush()
+    assert await ledger.run(lambda s: s.count()) == 120
 
 
 async def test_migrations_are_applied_once_across_reopenings(make: Make, url: str) -> None:

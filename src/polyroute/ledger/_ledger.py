@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,10 +72,14 @@ class _Call:
     settled spend releases worst-case holds, so a refusal must not rest on stale ones."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    record: UsageRecord
-    reservation: Reservation | None
+class _Wake:
+    """Records wait in a deque, not in the job queue: the thread is woken for the first
+    of a batch (to set its timer) and for a full batch, not once per record."""
+
+    __slots__ = ()
+
+
+_WAKE = _Wake()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,8 @@ class Ledger:
         self.clock = clock
         # budgets set with `polyroute budget set`, as (read at, rows); replaced whole, never mutated
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
-        self._jobs: queue.SimpleQueue[_Call | _Record | _Flush] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
+        self._records: deque[tuple[UsageRecord, Reservation | None]] = deque()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="polyroute-ledger", daemon=True)
         self._thread.start()
@@ -169,7 +175,11 @@ class Ledger:
         """Queue ``record`` (and settle ``reservation`` to its cost); returns at once."""
         if self._closed:
             raise LedgerError("the ledger is closed")
-        self._jobs.put(_Record(record, reservation))
+        records = self._records
+        records.append((record, reservation))
+        n = len(records)  # 0 if the thread took it already: it then sets its own timer
+        if n in (1, self.max_batch):
+            self._jobs.put(_WAKE)
 
     # -- budgets and reports -----------------------------------------------------
 
@@ -350,27 +360,28 @@ class Ledger:
 
     def _run(self) -> None:
         pending: list[SettleItem] = []
-        current: list[_Call | _Record | _Flush | None] = [None]  # the job being served
+        current: list[_Call | _Wake | _Flush | None] = [None]  # the job being served
         try:
             self._serve(pending, current)
         except Exception as exc:  # a bug in the ledger: keep answering, so no caller waits forever
             log.exception("the ledger's database thread failed")
             error = LedgerError(f"the ledger stopped on an error: {exc!r}")
             job = current[0]  # a record in hand is already in pending; a call or flush still waits
-            self._serve_broken(pending, error, None if isinstance(job, _Record) else job)
+            self._serve_broken(pending, error, None if isinstance(job, _Wake) else job)
 
     def _serve_broken(
         self, pending: list[SettleItem], error: LedgerError, waiting: _Call | _Flush | None
     ) -> None:
         """Fail every call, keep records for the spill file, stop on close."""
-        job: _Call | _Record | _Flush | None = None
+        job: _Call | _Wake | _Flush | None = None
         if waiting is not None and not waiting.future.done():
             job = waiting
         while True:
             if job is None:
                 job = self._jobs.get()
-            if isinstance(job, _Record):
-                pending.append((job.record, job.reservation))
+            self._take_records(pending)
+            if isinstance(job, _Wake):
+                pass
             elif isinstance(job, _Call):
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(error)
@@ -379,7 +390,7 @@ class Ledger:
             job = None
 
     def _serve(
-        self, pending: list[SettleItem], current: list[_Call | _Record | _Flush | None]
+        self, pending: list[SettleItem], current: list[_Call | _Wake | _Flush | None]
     ) -> None:
         store, open_error = self._open()
         next_sweep = time.monotonic() + 60
@@ -391,6 +402,9 @@ class Ledger:
             except queue.Empty:
                 job = None
             current[0] = job
+            self._take_records(pending)
+            if pending and deadline is None:
+                deadline = time.monotonic() + self.flush_interval_s
             if isinstance(job, _Call):
                 if store is None:
                     if job.future.set_running_or_notify_cancel():
@@ -407,12 +421,8 @@ class Ledger:
                 if not pending:
                     deadline = None
                 continue
-            if isinstance(job, _Record):
-                pending.append((job.record, job.reservation))
-                if deadline is None:
-                    deadline = time.monotonic() + self.flush_interval_s
-                if len(pending) < self.max_batch:
-                    continue
+            if isinstance(job, _Wake) and len(pending) < self.max_batch:
+                continue
             # time to write: the timer fired, the batch is full, or a flush was asked for
             if store is not None and pending and self._write(store, pending):
                 pending.clear()
@@ -423,6 +433,11 @@ class Ledger:
                 next_sweep = time.monotonic() + 60
             if isinstance(job, _Flush) and self._flushed(job, pending, store, open_error):
                 return
+
+    def _take_records(self, pending: list[SettleItem]) -> None:
+        records = self._records
+        while records:
+            pending.append(records.popleft())
 
     def _flushed(
         self, job: _Flush, pending: list[SettleItem], store: Store | None, open_error: LedgerError
