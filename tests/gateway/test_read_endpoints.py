@@ -1,15 +1,24 @@
-"""Models, health, router state, metrics, the dashboard page, access logs, and fusion."""
+"""Models, health, router state, usage, metrics, the dashboard page, access logs, fusion."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
 import pytest
 
-from gateway.support import Gateway, running
+from gateway.support import ADMIN, Gateway, running
+from polyroute.errors import GatewayError
+from polyroute.gateway._admin import parse_since
+from polyroute.ledger import UsageRecord
 from polyroute.testing import Fleet
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -99,7 +108,126 @@ def test_metrics(gateway: Gateway) -> None:
 def test_the_dashboard_page(gateway: Gateway) -> None:
     r = gateway.http().get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert "/router/state" in r.text
+    assert "/router/state" in r.text and "/usage?by=" in r.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", r.text)  # no outside assets
+
+
+def _usage(gw: Gateway, query: str = "", **headers: str) -> Any:
+    r = gw.http(**headers).get("/usage" + query)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_usage_in_the_cli_json_shape_by_each_key(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    client.chat.completions.create(model="claude-sonnet-4-6", messages=MSGS)
+    pr = gateway.pr
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    by_provider = _usage(gateway)  # default: by provider, all time
+    assert by_provider == asyncio.run(pr.usage(by="provider")).as_dict()  # `usage --json`
+    assert by_provider["requests"] == 3 and by_provider["total_cost_usd"] > 0
+    [first, second] = by_provider["rows"]
+    assert set(first) == {
+        "provider",
+        "requests",
+        "failed",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+    }
+    assert {first["provider"], second["provider"]} == {"openai", "anthropic"}
+    models = _usage(gateway, "?by=model")
+    assert {r["model"]: r["requests"] for r in models["rows"]} == {
+        "gpt-4o-mini": 2,
+        "claude-sonnet-4-6": 1,
+    }
+    assert [r["day"] for r in _usage(gateway, "?by=day&since=30d")["rows"]] == [today]
+    assert [r["month"] for r in _usage(gateway, "?by=month")["rows"]] == [today[:7]]
+    only = _usage(gateway, "?by=model&provider=openai")
+    assert [(r["model"], r["requests"]) for r in only["rows"]] == [("gpt-4o-mini", 2)]
+    assert _usage(gateway, "?provider=nobody") == {"total_cost_usd": 0, "requests": 0, "rows": []}
+    assert _usage(gateway, "?by=&since=&provider=")["requests"] == 3  # empty = not given
+
+
+def test_usage_since_a_day(gateway: Gateway) -> None:
+    now = time.time()
+    for days_ago in (0, 10, 40):
+        gateway.pr.ledger.record(
+            UsageRecord(ts=now - days_ago * 86_400, provider="openai", model="m", cost_usd=0.5)
+        )
+    asyncio.run(gateway.pr.ledger.flush())
+    ten_days_ago = datetime.fromtimestamp(now - 10 * 86_400, UTC).strftime("%Y-%m-%d")
+    assert _usage(gateway)["requests"] == 3
+    assert _usage(gateway, "?since=1d")["requests"] == 1
+    assert _usage(gateway, "?since=10d")["requests"] == 1
+    assert _usage(gateway, "?since=11d")["requests"] == 2
+    assert _usage(gateway, f"?since={ten_days_ago}")["requests"] == 2
+    assert _usage(gateway, "?since=%2030d%20")["total_cost_usd"] == 1.0  # spaces trimmed
+
+
+@pytest.mark.parametrize(
+    ("query", "param", "message"),
+    [
+        ("?by=week", "by", "'by' must be one of day, month, provider, model, not 'week'"),
+        ("?by=DAY", "by", "'by' must be one of"),
+        ("?since=0d", "since", "'since' must be at least 1d"),
+        ("?since=yesterday", "since", "'since' must be YYYY-MM-DD or Nd (e.g. 30d), not"),
+        ("?since=2026-13-01", "since", "'since' must be YYYY-MM-DD or Nd"),
+        ("?since=-3d", "since", "'since' must be YYYY-MM-DD or Nd"),
+        ("?since=1000000d", "since", "'since' must be YYYY-MM-DD or Nd"),  # before year 1
+        ("?since=99999999d", "since", "'since' must be YYYY-MM-DD or Nd"),
+    ],
+)
+def test_usage_refuses_a_bad_query_with_400(
+    gateway: Gateway, query: str, param: str, message: str
+) -> None:
+    r = gateway.http().get("/usage" + query)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+    assert error["message"].startswith(message), error["message"]
+
+
+def test_parse_since() -> None:
+    now = datetime(2026, 11, 26, 15, 30, tzinfo=UTC).timestamp()
+    assert parse_since("1d", now) == datetime(2026, 11, 26, tzinfo=UTC).timestamp()
+    assert parse_since("30d", now) == datetime(2026, 10, 28, tzinfo=UTC).timestamp()
+    assert parse_since(" 2026-01-02 ", now) == datetime(2026, 1, 2, tzinfo=UTC).timestamp()
+    with pytest.raises(GatewayError, match="at least 1d") as info:
+        parse_since("0d", now)
+    assert (info.value.status, info.value.param) == (400, "since")
+    long = "x" * 500
+    with pytest.raises(GatewayError) as info:
+        parse_since(long, now)
+    assert long not in str(info.value)  # the echo is cut short
+
+
+def test_usage_and_router_state_need_the_admin_key(fleet: Fleet) -> None:
+    with running(fleet, admin_key=ADMIN) as gw:
+        _, virtual = asyncio.run(gw.pr.ledger.create_key("team"))
+        for path in ("/usage", "/usage?by=nope", "/router/state"):
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": virtual}):
+                r = gw.http(**headers).get(path)
+                assert r.status_code == 401, (path, headers)  # before the query is read
+                error = r.json()["error"]
+                assert error["type"] == "authentication_error"
+                assert error["message"] == "this endpoint needs the admin key"
+        assert _usage(gw, authorization=f"Bearer {ADMIN}")["rows"] == []
+        assert _usage(gw, "?by=day", **{"x-api-key": ADMIN})["rows"] == []
+
+
+def test_usage_and_router_state_when_the_ledger_cannot_open(fleet: Fleet, tmp_path: Path) -> None:
+    (tmp_path / "ledger.db").mkdir()  # the gateway's sqlite:///ledger.db cannot be opened
+    with running(fleet) as gw, gw.http() as http:
+        for path in ("/usage?by=day", "/router/state"):
+            r = http.get(path)
+            assert r.status_code == 500, path
+            error = r.json()["error"]
+            assert error["type"] == "server_error"
+            assert error["message"].startswith("gateway: cannot open the ledger"), error
+        assert http.get("/health").status_code == 200  # the rest still answers
 
 
 def test_one_json_access_log_line_per_request_without_secrets(

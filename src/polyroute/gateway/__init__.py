@@ -9,7 +9,8 @@
 
 Endpoints: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages``
 (Anthropic), ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /health``,
-``GET /health/providers``, ``GET /router/state``, ``GET /metrics``, ``GET /``.
+``GET /health/providers``, ``GET /router/state``, ``GET /usage``, ``GET /metrics``,
+``GET /`` (the dashboard).
 Each inbound API is a small translation module; the endpoint flow is shared.
 """
 

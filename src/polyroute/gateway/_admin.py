@@ -1,22 +1,26 @@
-"""The read endpoints: models, health, router state, metrics, and the dashboard page."""
+"""The read endpoints: models, health, router state, usage, metrics, and the dashboard page."""
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from polyroute.errors import GatewayError
+from polyroute.errors import GatewayError, LedgerError, PolyrouteError
 from polyroute.gateway import _anthropic, _openai
 from polyroute.gateway._chat import JSON, problem_response
 from polyroute.gateway._observe import Metrics, note_of
 from polyroute.gateway._problems import problem_of
 from polyroute.gateway._select import ALIASES, Selector
 from polyroute.gateway._wire import dumps
+from polyroute.ledger import GroupBy
 
 if TYPE_CHECKING:
     from polyroute.client import Polyroute
@@ -29,11 +33,46 @@ _PLACEHOLDER = """<!doctype html><title>polyroute</title>
 <p>polyroute gateway: see <a href="/router/state">/router/state</a>."""
 
 
+USAGE_BY: tuple[GroupBy, ...] = get_args(GroupBy)
+"""``/usage?by=``: what the totals can be grouped by."""
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """``/usage?since=``: ``YYYY-MM-DD`` (UTC) or ``Nd`` (the last N days, today included)
+    -> Unix time, as ``polyroute usage --since`` reads it; a bad value is a 400."""
+    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+    text = value.strip()
+    m = re.fullmatch(r"(\d{1,7})d", text)
+    if m and int(m.group(1)) < 1:
+        raise GatewayError("'since' must be at least 1d", param="since")
+    try:
+        if m:
+            day = today - timedelta(days=int(m.group(1)) - 1)
+        else:
+            day = datetime.strptime(text, "%Y-%m-%d").date()
+    except (ValueError, OverflowError):  # not a date, or before year 1
+        raise GatewayError(
+            f"'since' must be YYYY-MM-DD or Nd (e.g. 30d), not {value[:40]!r}", param="since"
+        ) from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def usage_query(query: Mapping[str, str]) -> tuple[GroupBy, str | None, float | None]:
+    """``/usage``'s ``by``, ``provider`` and ``since`` (Unix time); a bad one is a 400."""
+    by = query.get("by") or "provider"
+    if by not in USAGE_BY:
+        raise GatewayError(
+            f"'by' must be one of {', '.join(USAGE_BY)}, not {by[:40]!r}", param="by"
+        )
+    since = query.get("since")
+    return by, query.get("provider") or None, parse_since(since) if since else None
+
+
 def _json(data: Any) -> Response:
     return Response(dumps(data), 200, media_type=JSON)
 
 
-def _refused(exc: GatewayError, request: Request) -> Response:
+def _refused(exc: PolyrouteError, request: Request) -> Response:
     problem = problem_of(exc)
     body = dumps({"error": _openai.error_object(problem)})
     return problem_response(body, problem, note_of(request.scope))
@@ -102,12 +141,12 @@ class Reads:
 
     async def state(self, request: Request) -> Response:
         """Breakers, health, budgets left, learned latencies, recent decisions."""
+        pr = self.pr
         try:
             self.auth.require_admin(request.headers)
-        except GatewayError as exc:
+            budgets = await pr.budgets()
+        except (GatewayError, LedgerError) as exc:
             return _refused(exc, request)
-        pr = self.pr
-        budgets = await pr.budgets()
         latency = [
             {"provider": p, "model": m, "latency_ms": lat, "ttft_ms": ttft, "samples": n}
             for (p, m), (lat, ttft, n) in sorted(pr.stats.snapshot().items())
@@ -134,6 +173,18 @@ class Reads:
                 "recent": recent,
             }
         )
+
+    async def usage(self, request: Request) -> Response:
+        """Ledger totals in ``polyroute usage --json``'s shape (DESIGN.md §5): ``?by=`` day,
+        month, provider (default) or model; ``since=`` ``YYYY-MM-DD`` or ``Nd``;
+        ``provider=ID``. Needs the admin key, like ``/router/state``."""
+        try:
+            self.auth.require_admin(request.headers)
+            by, provider, since = usage_query(request.query_params)
+            report = await self.pr.usage(by=by, provider=provider, since=since)
+        except (GatewayError, LedgerError) as exc:
+            return _refused(exc, request)
+        return _json(report.as_dict())
 
     async def metrics_text(self, request: Request) -> Response:
         try:

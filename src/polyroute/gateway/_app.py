@@ -72,6 +72,7 @@ def create_app(
         Route("/health", reads.health, methods=["GET"]),
         Route("/health/providers", reads.providers, methods=["GET"]),
         Route("/router/state", reads.state, methods=["GET"]),
+        Route("/usage", reads.usage, methods=["GET"]),
         Route("/metrics", reads.metrics_text, methods=["GET"]),
         Route("/", reads.dashboard, methods=["GET"]),
     ]

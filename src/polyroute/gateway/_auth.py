@@ -99,7 +99,8 @@ class Auth:
         return Caller(admin=False, key=key)
 
     def require_admin(self, headers: Headers) -> None:
-        """Admin endpoints (``/router/state``, ``/metrics``): the admin key, when one is set."""
+        """Admin endpoints (``/router/state``, ``/usage``, ``/metrics``): the admin key, when
+        one is set."""
         if self._admin is None:
             return
         secret = presented(headers)
