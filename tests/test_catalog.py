@@ -66,3 +66,13 @@ def test_dated_snapshot_names_resolve(catalog: Catalog) -> None:
     assert catalog.cost("openai", "gpt-4o-2024-08-06", Usage(1_000_000, 0)).usd == pytest.approx(
         2.5
     )
+
+
+def test_unknown_names_are_not_kept_past_a_bound(catalog: Catalog) -> None:
+    from polyroute.catalog import _catalog
+
+    for i in range(_catalog._MAX_UNKNOWN + 50):
+        assert catalog.get("openai", f"made-up-{i}").id == f"made-up-{i}"
+    unknown = [k for k in catalog._resolved if k[1].startswith("made-up-")]
+    assert len(unknown) <= _catalog._MAX_UNKNOWN
+    assert catalog.get("openai", "made-up-9999").id == "made-up-9999"  # still answered

@@ -301,7 +301,7 @@ def test_the_dashboard_says_when_the_gateway_fails(fleet: Fleet, tmp_path: Path)
         page = dom(tmp_path / "browser", gw.url + "/")
     assert 'data-state="error"' in page
     assert re.search(r'<div id="problem"[^>]*role="alert"(?![^>]*\bhidden)[^>]*>', page)
-    assert "The gateway answered 500: gateway: cannot open the ledger" in page
+    assert "The gateway answered 500: the gateway failed this request" in page
 
 
 class _Stub(BaseHTTPRequestHandler):

@@ -185,7 +185,9 @@ def test_413_body_too_large_by_length_and_while_reading(fmt: str, fleet: Fleet) 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_429_budget_exceeded(fmt: str, fleet: Fleet) -> None:
     with running(fleet, sections={"budget": {"daily_usd": 0.0}}) as gw, gw.http() as http:
-        err = error(fmt, http.post(PATHS[fmt], json=body(fmt)), 429)
+        r = http.post(PATHS[fmt], json=body(fmt))
+        err = error(fmt, r, 429)
+        assert r.headers["x-should-retry"] == "false"  # a retry meets the same budget
         assert err["message"].startswith("daily budget for global ($0.00)")
         if fmt == "openai":
             assert (err["type"], err["code"]) == ("budget_exceeded", "budget_exceeded")
@@ -199,6 +201,7 @@ def test_429_upstreams_rate_limited(fmt: str, http: httpx.Client, gateway: Gatew
     r = http.post(PATHS[fmt], json=body(fmt, "auto"))
     err = error(fmt, r, 429)
     assert r.headers["retry-after"] == "2"
+    assert "x-should-retry" not in r.headers  # a rate limit passes: the SDK may retry
     if fmt == "openai":
         assert (err["type"], err["code"]) == ("rate_limit_error", "rate_limit_exceeded")
 
@@ -209,7 +212,9 @@ def test_502_every_upstream_failed_lists_the_attempts(
 ) -> None:
     for sim in gateway.fleet.sims.values():
         sim.script.fail_always(503)
-    err = error(fmt, http.post(PATHS[fmt], json=body(fmt, "auto")), 502)
+    r = http.post(PATHS[fmt], json=body(fmt, "auto"))
+    err = error(fmt, r, 502)
+    assert r.headers["x-should-retry"] == "false"  # the gateway already retried and fell back
     message = err["message"]
     assert message.startswith("no provider could serve the request: ")
     assert "openai/" in message and "anthropic/" in message and "HTTP 503" in message

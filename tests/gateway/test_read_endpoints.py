@@ -105,6 +105,18 @@ def test_metrics(gateway: Gateway) -> None:
     assert 'polyroute_cost_usd_total{model="gpt-4o-mini",provider="openai"}' in text
 
 
+def test_pinned_models_outside_the_config_are_one_metrics_series(gateway: Gateway) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    for name in ("made-up-1", "made-up-2", "made-up-3"):
+        client.chat.completions.create(model=f"openai/{name}", messages=MSGS)
+    text = gateway.http().get("/metrics").text
+    assert "made-up" not in text  # callers cannot grow the series without bound
+    assert (
+        'polyroute_upstream_attempts_total{model="other",outcome="ok",provider="openai"} 3.0'
+        in text
+    )
+
+
 def test_the_dashboard_page(gateway: Gateway) -> None:
     r = gateway.http().get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -218,7 +230,9 @@ def test_usage_and_router_state_need_the_admin_key(fleet: Fleet) -> None:
         assert _usage(gw, "?by=day", **{"x-api-key": ADMIN})["rows"] == []
 
 
-def test_usage_and_router_state_when_the_ledger_cannot_open(fleet: Fleet, tmp_path: Path) -> None:
+def test_usage_and_router_state_when_the_ledger_cannot_open(
+    fleet: Fleet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "ledger.db").mkdir()  # the gateway's sqlite:///ledger.db cannot be opened
     with running(fleet) as gw, gw.http() as http:
         for path in ("/usage?by=day", "/router/state"):
@@ -226,7 +240,11 @@ def test_usage_and_router_state_when_the_ledger_cannot_open(fleet: Fleet, tmp_pa
             assert r.status_code == 500, path
             error = r.json()["error"]
             assert error["type"] == "server_error"
-            assert error["message"].startswith("gateway: cannot open the ledger"), error
+            assert (
+                error["message"] == "the gateway failed this request (the gateway's log says why)"
+            )
+            assert str(tmp_path) not in r.text  # the storage path is for the operator's log
+        assert "cannot open the ledger" in caplog.text
         assert http.get("/health").status_code == 200  # the rest still answers
 
 

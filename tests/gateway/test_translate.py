@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -26,7 +29,7 @@ from polyroute.errors import (
 from polyroute.events import StreamEnd, StreamStart, TextDelta, ToolCallDelta
 from polyroute.gateway._anthropic import AnthropicMessages
 from polyroute.gateway._auth import OPEN, Caller
-from polyroute.gateway._openai import OpenAIChat
+from polyroute.gateway._openai import OpenAIChat, render_embeddings
 from polyroute.gateway._problems import problem_of
 from polyroute.gateway._select import Selector
 from polyroute.gateway._wire import Hints, Inbound, Reply
@@ -76,7 +79,7 @@ def test_openai_messages_become_ours() -> None:
                 "max_tokens": 10,
                 "max_completion_tokens": 20,
                 "stop": "X",
-                "response_format": {"type": "json_schema", "json_schema": {"name": "s"}},
+                "response_format": {"type": "json_object"},
                 "tool_choice": {"type": "function", "function": {"name": "f"}},
                 "logprobs": True,  # ignored, as compatible servers do
                 "stream": True,
@@ -94,6 +97,22 @@ def test_openai_messages_become_ours() -> None:
     assert (r.max_tokens, r.stop, r.response_format, r.tool_choice) == (20, ("X",), "json", "f")
     assert inbound.stream and inbound.include_usage
     assert inbound.hints == Hints(priority="cost", require=("tools",))
+
+
+def test_openai_json_schema_is_refused_not_weakened_and_nulls_are_unset() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    schema = {"type": "json_schema", "json_schema": {"name": "s", "schema": {}}}
+    with pytest.raises(GatewayError, match="json_schema is not supported") as info:
+        OpenAIChat().parse(json.dumps({**body, "response_format": schema}).encode())
+    assert info.value.param == "response_format"
+    inbound = OpenAIChat().parse(json.dumps({**body, "n": None, "stream": None}).encode())
+    assert not inbound.stream
+
+
+def test_base64_embeddings_are_little_endian_float32() -> None:
+    out = json.loads(render_embeddings("m", [[1.0, -2.5]], Usage(1, 0), True))
+    raw = base64.b64decode(out["data"][0]["embedding"])
+    assert struct.unpack("<2f", raw) == (1.0, -2.5)
 
 
 def test_openai_stream_chunks_name_a_tool_call_once() -> None:
@@ -353,3 +372,35 @@ def test_a_rate_limit_problem_carries_the_shortest_wait() -> None:
         failed(RateLimitError("r", retry_after=3), RateLimitError("r", retry_after=1))
     )
     assert problem.retry_after == 1
+
+
+async def test_a_bug_after_the_first_event_still_ends_in_an_error_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from polyroute.gateway._chat import _frames
+    from polyroute.gateway._observe import Note
+
+    async def events() -> AsyncGenerator[Any, None]:
+        yield TextDelta("half an ans")
+        raise RuntimeError("adapter bug")
+
+    class Stream:
+        cost_usd = None
+
+    inbound = Inbound(ChatRequest("m", ()), stream=True)
+    note = Note()
+    frames = [
+        f
+        async for f in _frames(
+            StreamStart("id", "m"),
+            events(),
+            Stream(),  # type: ignore[arg-type]
+            OpenAIChat().encoder(inbound, "m"),
+            note,
+        )
+    ]
+    body = b"".join(frames).decode()
+    assert "half an ans" in body and "[DONE]" not in body
+    last = json.loads(body.strip().split("\n\n")[-1].removeprefix("data: "))
+    assert last["error"]["type"] == "server_error" and "adapter bug" not in body
+    assert note.error == "internal" and "adapter bug" in caplog.text

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 PriceSource: TypeAlias = Literal["genai-prices", "catalog", "config", "local"]
 
 LOCAL_TYPES = frozenset({"ollama"})
+_MAX_UNKNOWN = 1024
+"""Entries kept for models the catalog does not list (a bound: callers can name any)."""
 
 # polyroute provider type -> genai-prices provider id
 _GENAI_PRICES_IDS: Mapping[str, str] = {
@@ -125,7 +127,9 @@ class Catalog:
         hit = self._resolved.get(key)
         if hit is None:
             hit = self._resolve(provider_type, model)
-            self._resolved[key] = hit
+            # names callers make up (a gateway pin) are resolved each time, not kept forever
+            if key in self.models or len(self._resolved) < _MAX_UNKNOWN:
+                self._resolved[key] = hit
         return hit
 
     def for_type(self, provider_type: str) -> list[CatalogModel]:

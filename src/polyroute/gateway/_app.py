@@ -61,7 +61,8 @@ def create_app(
 
     auth = Auth(admin_key, verify, ttl_s=key_cache_s)
     selector = Selector(polyroute)
-    metrics = Metrics(polyroute.breakers, polyroute.config.enabled)
+    served = [(t.provider, t.model) for t in polyroute.router.pairs]
+    metrics = Metrics(polyroute.breakers, polyroute.config.enabled, served)
     calls = Calls(polyroute, auth, selector, max_body_bytes)
     reads = Reads(polyroute, auth, selector, metrics)
     routes = [

@@ -10,6 +10,7 @@ is the format's in-stream error frame, never a clean end.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from polyroute.gateway._select import Choice, Selector
 
 JSON = "application/json"
+log = logging.getLogger("polyroute.gateway")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -69,10 +71,17 @@ def served_headers(provider: str, model: str, cost: float | None) -> dict[str, s
 
 def problem_response(body: bytes, problem: Problem, note: Note) -> Response:
     note.error = problem.kind
-    headers = None
+    headers = {}
     if problem.retry_after is not None:
-        headers = {"retry-after": f"{max(1, round(problem.retry_after))}"}
+        headers["retry-after"] = f"{max(1, round(problem.retry_after))}"
+    if problem.kind in _FINAL:
+        headers["x-should-retry"] = "false"  # the official SDKs would otherwise retry twice
     return Response(body, problem.status, headers, JSON)
+
+
+_FINAL = frozenset({"budget", "upstream"})
+"""Refusals a client retry cannot change: a budget, or upstreams the gateway already retried
+and fell back from."""
 
 
 class Calls:
@@ -209,6 +218,11 @@ async def _frames(
                 yield frame
     except PolyrouteError as exc:
         problem = problem_of(exc)
+        note.error = problem.kind
+        yield encoder.error(problem)
+    except Exception:  # a bug past the head: still an error frame, never a clean end
+        log.exception("a gateway stream failed after its first event")
+        problem = Problem(500, "internal", "the gateway failed this stream (its log says why)")
         note.error = problem.kind
         yield encoder.error(problem)
     finally:

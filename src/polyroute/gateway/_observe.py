@@ -74,7 +74,15 @@ class _BreakerStates:
 class Metrics:
     """This gateway's Prometheus metrics, in a registry of its own (no global state)."""
 
-    def __init__(self, breakers: Breakers, providers: Callable[[], Sequence[str]]) -> None:
+    def __init__(
+        self,
+        breakers: Breakers,
+        providers: Callable[[], Sequence[str]],
+        served: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """``served``: the (provider, model) pairs configured; other models a caller pins
+        are counted as ``"other"``, so callers cannot grow the series without bound."""
+        self._served = frozenset(served)
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "polyroute_gateway_requests",
@@ -118,19 +126,23 @@ class Metrics:
     def on_event(self, event: HubEvent) -> None:
         """A client event (subscribe this to the client's hub)."""
         if isinstance(event, RequestSucceeded):
-            self.attempts.labels(event.provider, event.model, "ok").inc()
+            model = self.model_label(event.provider, event.model)
+            self.attempts.labels(event.provider, model, "ok").inc()
             if event.prompt_tokens:
-                self.tokens.labels(event.provider, event.model, "prompt").inc(event.prompt_tokens)
+                self.tokens.labels(event.provider, model, "prompt").inc(event.prompt_tokens)
             if event.completion_tokens:
-                self.tokens.labels(event.provider, event.model, "completion").inc(
-                    event.completion_tokens
-                )
+                self.tokens.labels(event.provider, model, "completion").inc(event.completion_tokens)
             if event.cost_usd:
-                self.cost.labels(event.provider, event.model).inc(event.cost_usd)
+                self.cost.labels(event.provider, model).inc(event.cost_usd)
         elif isinstance(event, RequestFailed):
-            self.attempts.labels(event.provider, event.model, event.error_type).inc()
+            model = self.model_label(event.provider, event.model)
+            self.attempts.labels(event.provider, model, event.error_type).inc()
         elif isinstance(event, BudgetExceededEvent):
             self.budget_refusals.labels(event.scope).inc()
+
+    def model_label(self, provider: str, model: str) -> str:
+        """``model``, or ``"other"`` for one outside the configured pairs."""
+        return model if (provider, model) in self._served or not model else "other"
 
 
 class Observe:
@@ -167,7 +179,10 @@ class Observe:
         path: str = scope["path"]
         endpoint = path if path in self.endpoints else "other"
         m = self.metrics
-        m.requests.labels(endpoint, note.provider, note.model, str(note.status)).inc()
+        model = (
+            note.model if note.provider == "fusion" else m.model_label(note.provider, note.model)
+        )
+        m.requests.labels(endpoint, note.provider, model, str(note.status)).inc()
         m.latency.labels(endpoint).observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 import time
 from array import array
 from collections.abc import Mapping, Sequence
@@ -129,8 +130,8 @@ class ChatBody(Body):
     response_format: _ResponseFormat | None = None
     seed: int | None = None
     user: str | None = None
-    n: int = Field(1, ge=1, le=1)
-    stream: bool = False
+    n: int | None = Field(None, ge=1, le=1)  # null as "unset", as OpenAI takes it
+    stream: bool | None = None
     stream_options: _StreamOptions | None = None
     polyroute: Hints | None = None
 
@@ -173,6 +174,14 @@ def _request(body: ChatBody) -> ChatRequest:
     choice = body.tool_choice
     stop = body.stop
     fmt = body.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        # refused rather than weakened to JSON mode: the caller would get JSON that ignores
+        # its schema and fail to validate it
+        raise GatewayError(
+            "response_format json_schema is not supported yet (the schema would be lost); "
+            "use json_object",
+            param="response_format",
+        )
     return ChatRequest(
         model=body.model,
         messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
@@ -253,7 +262,7 @@ class OpenAIChat:
         options = body.stream_options
         return Inbound(
             _request(body),
-            stream=body.stream,
+            stream=bool(body.stream),
             hints=body.polyroute,
             include_usage=options is not None and options.include_usage,
         )
@@ -373,7 +382,10 @@ def parse_embeddings(raw: bytes) -> tuple[EmbeddingRequest, bool]:
 def _vector(v: Sequence[float], b64: bool) -> list[float] | str:
     if not b64:
         return list(v)
-    return base64.b64encode(array("f", v).tobytes()).decode()  # little-endian float32
+    floats = array("f", v)
+    if sys.byteorder == "big":  # OpenAI's base64 embeddings are little-endian float32
+        floats.byteswap()
+    return base64.b64encode(floats.tobytes()).decode()
 
 
 def render_embeddings(

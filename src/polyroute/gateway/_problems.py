@@ -12,6 +12,7 @@ polyroute error becomes an HTTP status (DESIGN.md §9).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 from polyroute.errors import (
@@ -35,6 +36,8 @@ from polyroute.errors import (
     UnsupportedError,
 )
 from polyroute.gateway._wire import Problem, ProblemKind
+
+log = logging.getLogger("polyroute.gateway")
 
 _GATEWAY: Mapping[int, tuple[ProblemKind, str | None]] = {
     400: ("invalid_request", None),
@@ -71,8 +74,15 @@ def problem_of(exc: PolyrouteError) -> Problem:
     if isinstance(exc, ProviderError):
         return _all_failed_with([exc], str(exc))
     if isinstance(exc, ConfigError | CredentialError):
-        return Problem(500, "internal", f"gateway configuration: {exc}")
-    return Problem(500, "internal", f"gateway: {exc}")
+        return _internal(exc, "the gateway's configuration")
+    return _internal(exc, "the gateway")
+
+
+def _internal(exc: PolyrouteError, what: str) -> Problem:
+    """The detail goes to the operator's log, not to callers: it may name storage paths or
+    settings, and an unauthenticated caller can reach it (a key check needs the ledger)."""
+    log.error("%s failed a request: %s", what, exc)
+    return Problem(500, "internal", f"{what} failed this request (the gateway's log says why)")
 
 
 def _no_candidate(exc: NoCandidateError) -> Problem:
