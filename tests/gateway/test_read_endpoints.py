@@ -257,6 +257,10 @@ def test_one_json_access_log_line_per_request_without_secrets(
         with caplog.at_level(logging.INFO, logger="polyroute.access"):
             client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
             gw.http().get("/router/state")  # 401: no key
+            for _ in range(200):  # a line is written once its response has gone out
+                if len([r for r in caplog.records if r.name == "polyroute.access"]) == 2:
+                    break
+                time.sleep(0.01)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "polyroute.access"]
     ok, refused = lines
     assert ok["method"] == "POST" and ok["path"] == "/v1/chat/completions"
