@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 Status = Literal["ok", "error", "cancelled"]
@@ -39,7 +40,13 @@ def key_scope(key_id: str) -> str:
 
 
 def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    """The UTC day of ``ts`` (Unix time has exactly 86,400 s a day)."""
+    return _day_name(int(ts // 86_400))
+
+
+@lru_cache(maxsize=64)  # a handful of days are live; the ledger asks ~6 times per record
+def _day_name(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 def period_key(kind: PeriodKind, ts: float) -> str:
