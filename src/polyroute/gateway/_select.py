@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from polyroute.client import Polyroute, Routing
     from polyroute.gateway._auth import Caller
     from polyroute.gateway._wire import Hints
+    from polyroute.ledger import VirtualKey
 
 ALIASES = (
     "auto",
@@ -135,8 +136,7 @@ class Selector:
             return Choice(routing)
         target = self.pinned(model)
         if target is not None:
-            if key is not None and not (key.allows(model) or key.allows(target.model)):
-                raise GatewayError(f"this key may not use model {model!r}", status=403)
+            _permit(key, model, target.model)
             routing["provider"], routing["model"] = target.provider, target.model
             routing.setdefault("complexity", "medium")
             return Choice(routing)
@@ -146,8 +146,7 @@ class Selector:
                 status=404,
                 param="model",
             )
-        if key is not None and not key.allows(model):
-            raise GatewayError(f"this key may not use model {model!r}", status=403)
+        _permit(key, model)
         routing["model"] = model
         routing.setdefault("complexity", "medium")
         return Choice(routing)
@@ -181,8 +180,7 @@ class Selector:
         target = self.pinned(model)
         key = caller.key
         if target is not None:
-            if key is not None and not (key.allows(model) or key.allows(target.model)):
-                raise GatewayError(f"this key may not use model {model!r}", status=403)
+            _permit(key, model, target.model)
             return target
         if not self.pr.embedding_targets(model):
             raise GatewayError(
@@ -190,6 +188,12 @@ class Selector:
                 status=404,
                 param="model",
             )
-        if key is not None and not key.allows(model):
-            raise GatewayError(f"this key may not use model {model!r}", status=403)
+        _permit(key, model)
         return None
+
+
+def _permit(key: VirtualKey | None, model: str, bare: str | None = None) -> None:
+    """403 unless ``key`` (``None``: not a virtual key) may use ``model``, or, for a pin,
+    the ``bare`` model it names."""
+    if key is not None and not (key.allows(model) or (bare is not None and key.allows(bare))):
+        raise GatewayError(f"this key may not use model {model!r}", status=403)
