@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -166,6 +167,15 @@ class Routed:
     """The gateway key's id the request was billed to, if any."""
 
 
+def _request(
+    prompt: Prompt, system: str | None, max_tokens: int | None, temperature: float | None
+) -> ChatRequest:
+    """A prompt as a request; routing puts each target's model in it."""
+    return ChatRequest(
+        "", tuple(to_messages(prompt, system)), max_tokens=max_tokens, temperature=temperature
+    )
+
+
 def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
     messages = [Message.user(prompt)] if isinstance(prompt, str) else list(prompt)
     if system:
@@ -298,6 +308,18 @@ class Polyroute:
                     out.setdefault(pid, f"over budget: {everyone[1]}")
         return out
 
+    @contextmanager
+    def _refusals_noted(self) -> Iterator[None]:
+        """Budget refusals of a call that raised, noted before the error goes on."""
+        try:
+            yield
+        except BudgetExceeded as exc:
+            self._note_refusals([exc])
+            raise
+        except AllProvidersFailedError as exc:
+            self._note_refusals(exc.refusals)
+            raise
+
     def _note_refusals(self, refusals: Sequence[BudgetExceeded]) -> None:
         for exc in refusals:
             kind, _, pid = exc.scope.partition(":")
@@ -383,10 +405,7 @@ class Polyroute:
         **routing: Unpack[Routing],
     ) -> Answer:
         """Route, call (retrying and falling back per ``[router]``), and answer."""
-        request = ChatRequest(
-            "", tuple(to_messages(prompt, system)), max_tokens=max_tokens, temperature=temperature
-        )
-        return await self.send(request, **routing)
+        return await self.send(_request(prompt, system, max_tokens, temperature), **routing)
 
     def stream(
         self,
@@ -398,10 +417,7 @@ class Polyroute:
         **routing: Unpack[Routing],
     ) -> AnswerStream:
         """Route and stream; falls back transparently until the first content token."""
-        request = ChatRequest(
-            "", tuple(to_messages(prompt, system)), max_tokens=max_tokens, temperature=temperature
-        )
-        return self.send_stream(request, **routing)
+        return self.send_stream(_request(prompt, system, max_tokens, temperature), **routing)
 
     async def send(
         self, request: ChatRequest, *, virtual_key: str | None = None, **routing: Unpack[Routing]
@@ -413,14 +429,8 @@ class Polyroute:
         self.events.bind(asyncio.get_running_loop())
         decision = self._decide_for(request, routing, stream=False, virtual_key=virtual_key)
         request = replace(request, model=decision.model)
-        try:
+        with self._refusals_noted():
             done = await self.executor.complete(decision, request, virtual_key=virtual_key)
-        except BudgetExceeded as exc:
-            self._note_refusals([exc])
-            raise
-        except AllProvidersFailedError as exc:
-            self._note_refusals(exc.refusals)
-            raise
         self._note_refusals(done.refusals)
         return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
 
@@ -454,14 +464,8 @@ class Polyroute:
         targets = self.embedding_targets(request.model, provider)
         if not targets:
             raise NoCandidateError(detail=f"no enabled provider serves {request.model!r}")
-        try:
+        with self._refusals_noted():
             return await self.executor.embed(targets, request, virtual_key=virtual_key)
-        except BudgetExceeded as exc:
-            self._note_refusals([exc])
-            raise
-        except AllProvidersFailedError as exc:
-            self._note_refusals(exc.refusals)
-            raise
 
     def embedding_targets(self, model: str, provider: str | None = None) -> list[Target]:
         """Where ``model`` can embed: ``provider`` if given, else each enabled provider that

@@ -13,8 +13,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from polyroute.catalog import Catalog, CatalogModel
 from polyroute.errors import BudgetExceeded, ProviderError
@@ -33,6 +34,8 @@ from polyroute.types import (
 )
 
 log = logging.getLogger("polyroute.meter")
+
+_Answered = TypeVar("_Answered", ChatResponse, EmbeddingResponse)
 
 DEFAULT_OUTPUT_BOUND = 8192
 """Output tokens assumed when neither the request nor the catalog bounds them."""
@@ -151,21 +154,8 @@ class Meter:
         timeout_s: float | None = None,
     ) -> Metered:
         """``timeout_s``: this call's HTTP timeout (default: the provider's own)."""
-        started = self.clock()
-        reservation = await self.reserve(client, request, started, virtual_key)
-        t0 = time.perf_counter()
-        attempt = _Attempt(self, client, request, started, reservation, virtual_key)
-        try:
-            if timeout_s is None:
-                response = await client.complete(request)
-            else:
-                response = await client.complete(request, timeout_s=timeout_s)
-        except BaseException as exc:
-            attempt.failed(exc, (time.perf_counter() - t0) * 1000)
-            raise
-        latency = (time.perf_counter() - t0) * 1000
-        cost = attempt.succeeded(
-            response.model or request.model, response.usage, latency, None, response.request_id
+        response, cost, latency = await self._call(
+            client, request, virtual_key, lambda: client.complete(request, timeout_s=timeout_s)
         )
         return Metered(response, cost, latency)
 
@@ -178,12 +168,26 @@ class Meter:
         timeout_s: float | None = None,
     ) -> MeteredEmbedding:
         """An embeddings call, reserved and recorded like a chat call (input tokens only)."""
+        response, cost, latency = await self._call(
+            client, request, virtual_key, lambda: client.embed(request, timeout_s=timeout_s)
+        )
+        return MeteredEmbedding(response, cost, latency)
+
+    async def _call(
+        self,
+        client: ProviderClient,
+        request: ChatRequest | EmbeddingRequest,
+        virtual_key: str | None,
+        send: Callable[[], Awaitable[_Answered]],
+    ) -> tuple[_Answered, float | None, float]:
+        """Reserve, ``send()``, and record the one attempt whatever its outcome:
+        ``(response, cost, latency_ms)``."""
         started = self.clock()
         reservation = await self.reserve(client, request, started, virtual_key)
         t0 = time.perf_counter()
         attempt = _Attempt(self, client, request, started, reservation, virtual_key)
         try:
-            response = await client.embed(request, timeout_s=timeout_s)
+            response = await send()
         except BaseException as exc:
             attempt.failed(exc, (time.perf_counter() - t0) * 1000)
             raise
@@ -191,7 +195,7 @@ class Meter:
         cost = attempt.succeeded(
             response.model or request.model, response.usage, latency, None, response.request_id
         )
-        return MeteredEmbedding(response, cost, latency)
+        return response, cost, latency
 
     async def stream(
         self, client: ProviderClient, request: ChatRequest, *, virtual_key: str | None = None
