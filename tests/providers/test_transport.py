@@ -185,12 +185,70 @@ async def test_the_pool_uses_it_unless_a_proxy_is_configured(
     ):
         monkeypatch.delenv(name, raising=False)
     pool = HttpPool()
-    assert isinstance(pool.client._transport, LeanTransport)
+    assert isinstance(pool.lean, LeanTransport)  # calls go straight to it
+    assert pool.client._transport is pool.lean  # and httpx2's API, when asked for, runs on it
     await pool.aclose()
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     pool = HttpPool()
+    assert pool.lean is None
     assert not isinstance(pool.client._transport, LeanTransport)
     await pool.aclose()
+    mock = httpx2.MockTransport(lambda _: httpx2.Response(200))
+    pool = HttpPool(transport=mock)  # the test seam: calls go through a client on it
+    assert pool.lean is None
+    assert pool.client._transport is mock
+    await pool.aclose()
+
+
+LIMITS: dict[str, float | None] = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+
+
+async def test_open_directly_reads_heads_bodies_and_keeps_the_connection(
+    server: RawServer,
+) -> None:
+    lean = LeanTransport()
+    url = httpx2.URL(server.url)
+    big = b"y" * 100_000  # over one read: read in parts
+    server.replies = [
+        fixed(b"HTTP/1.1 201 Created\r\nX-Id: a\r\nx-id: b\r\ncontent-length: 2\r\n\r\nok"),
+        fixed(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(big), big)),
+        fixed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
+    ]
+    r = await lean.open("POST", url, [("content-type", "text/plain")], b"body", LIMITS)
+    assert (r.status, r.reason, r.headers["x-id"]) == (201, b"Created", "a, b")
+    assert r.items[:2] == [("X-Id", "a"), ("x-id", "b")]
+    assert await r.read() == b"ok"
+    assert await r.read() == b"ok"  # kept
+    r = await lean.open("GET", url, [], b"", LIMITS)
+    assert await r.read() == big
+    r = await lean.open("GET", url, [], b"", LIMITS)
+    assert [part async for part in r.aiter_bytes()] == [b"hi"]
+    assert server.connections == 1
+    await lean.aclose()
+
+
+async def test_open_directly_raises_the_same_httpx2_errors(server: RawServer) -> None:
+    lean = LeanTransport()
+    url = httpx2.URL(server.url)
+    server.replies = [fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", close=True)]
+    r = await lean.open("GET", url, [], b"", LIMITS)
+    with pytest.raises(httpx2.RemoteProtocolError, match="broken off"):
+        await r.read()
+
+    async def stall(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nsh")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    server.replies = [stall]
+    r = await lean.open("GET", url, [], b"", {**LIMITS, "read": 0.1})
+    with pytest.raises(httpx2.ReadTimeout, match="body"):
+        await r.read()
+    with pytest.raises(httpx2.UnsupportedProtocol):
+        await lean.open("GET", httpx2.URL("ftp://127.0.0.1/x"), [], b"", LIMITS)
+    with pytest.raises(httpx2.ConnectError):
+        await lean.open("GET", httpx2.URL("http://127.0.0.1:9/x"), [], b"", LIMITS)
+    await lean.aclose()
 
 
 async def test_a_response_head_over_64_kib_is_refused(

@@ -7,12 +7,15 @@ the request, mapping transport failures and error statuses to the error tree,
 
 from __future__ import annotations
 
+import codecs
 import email.utils
 import json
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from polyroute.errors import (
     APIConnectionError,
@@ -21,6 +24,7 @@ from polyroute.errors import (
     InvalidResponseError,
     ProviderError,
     StreamInterruptedError,
+    UnsupportedError,
     status_error,
 )
 from polyroute.providers._base import HttpCall, Provider, WireProtocol
@@ -28,17 +32,77 @@ from polyroute.providers._base import HttpCall, Provider, WireProtocol
 if TYPE_CHECKING:
     import httpx2
 
+    from polyroute.providers._transport import LeanTransport
+
+T = TypeVar("T")
+
 USER_AGENT = "polyroute/0.1"
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_BASE_HEADERS: tuple[tuple[str, str], ...] = (("user-agent", USER_AGENT), ("accept", "*/*"))
+_JSON_HEADERS = (*_BASE_HEADERS, ("content-type", "application/json"))
+
+
+class Received(Protocol):
+    """A response whose head has arrived, from either way of sending (:meth:`HttpPool.send`).
+
+    ``headers`` are looked up by lower-case name.
+    """
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def reason(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read(self) -> bytes: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _ViaClient:
+    """An ``httpx2.Response`` seen as :class:`Received`."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    @property
+    def reason(self) -> bytes:
+        return self._response.reason_phrase.encode("latin-1", "replace")
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def read(self) -> bytes:
+        return await self._response.aread()
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_bytes()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 class HttpPool:
     """The process's pooled async HTTP client, created on first use.
 
     ``transport`` is the test seam: pass ``httpx2.MockTransport`` (or any
-    ``AsyncBaseTransport``) to run adapters without sockets. By default the client
-    runs on :class:`~polyroute.providers._transport.LeanTransport` (measured several
-    times cheaper per call than httpx2's own), or on httpx2's own transport when the
-    environment names a proxy, which only httpx2's speaks.
+    ``AsyncBaseTransport``) to run adapters without sockets; calls then go through an
+    ``httpx2.AsyncClient`` on it. By default they go straight to
+    :class:`~polyroute.providers._transport.LeanTransport` (measured several times
+    cheaper per call than httpx2's client on its own transport), or through httpx2's
+    client and transport when the environment names a proxy, which only httpx2 speaks.
     """
 
     def __init__(
@@ -52,20 +116,28 @@ class HttpPool:
         self._max_connections = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._client: httpx2.AsyncClient | None = None
-        self._timeouts: dict[float, httpx2.Timeout] = {}
+        self._lean: LeanTransport | None = None
+        self._direct = transport is None and not _proxy_in_env()
+        self._timeouts: dict[float, dict[str, float | None]] = {}
+
+    @property
+    def lean(self) -> LeanTransport | None:
+        """The transport calls go straight to, or ``None`` when they go through :attr:`client`."""
+        if self._lean is None and self._direct:
+            from polyroute.providers._transport import LeanTransport  # deferred: fast import
+
+            self._lean = LeanTransport(max_idle_per_origin=self._max_connections)
+        return self._lean
 
     @property
     def client(self) -> httpx2.AsyncClient:
+        """The httpx2 client, on the injected transport (or on the direct one, for callers
+        that want httpx2's API)."""
         if self._client is None:
             import httpx2  # deferred: keeps `import polyroute` fast
 
-            transport = self._transport
-            if transport is None and not _proxy_in_env():
-                from polyroute.providers._transport import LeanTransport
-
-                transport = LeanTransport(max_idle_per_origin=self._max_connections)
             self._client = httpx2.AsyncClient(
-                transport=transport,
+                transport=self._transport or self.lean,
                 limits=httpx2.Limits(
                     max_connections=self._max_connections,
                     max_keepalive_connections=self._max_connections,
@@ -75,20 +147,42 @@ class HttpPool:
             )
         return self._client
 
-    def timeout(self, total_s: float) -> httpx2.Timeout:
+    def timeout(self, total_s: float) -> dict[str, float | None]:
+        """Per-operation limits for a call of ``total_s``, as httpx2's ``timeout`` extension."""
         cached = self._timeouts.get(total_s)
         if cached is None:
-            import httpx2
-
-            cached = httpx2.Timeout(total_s, connect=min(self._connect_timeout_s, total_s))
+            connect = min(self._connect_timeout_s, total_s)
+            cached = {"connect": connect, "read": total_s, "write": total_s, "pool": total_s}
             if len(self._timeouts) < 64:
                 self._timeouts[total_s] = cached
         return cached
 
+    async def send(
+        self,
+        method: str,
+        url: httpx2.URL,
+        headers: Iterable[tuple[str, str]],
+        content: bytes,
+        timeout: dict[str, float | None],
+    ) -> Received:
+        """Send one request; return once its head has arrived. Raises httpx2's errors.
+
+        ``timeout``: per-operation limits, from :meth:`timeout`."""
+        lean = self.lean
+        if lean is not None:
+            return await lean.open(method, url, headers, content, timeout)
+        client = self.client
+        request = client.build_request(method, url, content=content, headers=list(headers))
+        request.extensions["timeout"] = timeout
+        return _ViaClient(await client.send(request, stream=True))
+
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.aclose()  # closes the direct transport too when it runs on it
             self._client = None
+        if self._lean is not None:
+            await self._lean.aclose()
+            self._lean = None
 
 
 _PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy")
@@ -112,52 +206,68 @@ class Exchange:
         self._base = (provider.base_url or protocol.default_base_url).rstrip("/")
         if not self._base:
             raise ConfigError(f"provider {provider.id!r}: base_url is required for {protocol.type}")
-        self._urls: dict[str, httpx2.URL] = {}
+        self._urls: dict[object, httpx2.URL] = {}
 
-    def _url(self, path: str) -> httpx2.URL | str:
-        """The URL of ``path``, parsed once (parsing is a good part of a request's cost)."""
-        url = self._urls.get(path)
+    def _url(self, call: HttpCall) -> httpx2.URL:
+        """The URL of ``call``, parsed once (parsing is a good part of a request's cost)."""
+        key = call.path if not call.params else (call.path, *call.params.items())
+        url = self._urls.get(key)
         if url is None:
             import httpx2
 
             try:
-                url = httpx2.URL(self._base + path)
-            except httpx2.InvalidURL:
-                return self._base + path  # the send reports it, as for any bad URL
+                url = httpx2.URL(self._base + call.path)
+                if call.params:
+                    url = url.copy_merge_params(call.params)
+            except httpx2.InvalidURL as exc:
+                raise ConfigError(f"provider {self.provider.id!r}: bad base_url: {exc}") from None
             if len(self._urls) < 64:  # the paths of one vendor's API: a handful
-                self._urls[path] = url
+                self._urls[key] = url
         return url
-
-    def _request(self, call: HttpCall, timeout_s: float | None) -> httpx2.Request:
-        return self.pool.client.build_request(
-            call.method,
-            self._url(call.path),
-            json=call.json,
-            params=call.params,
-            headers=self._headers,
-            timeout=self.pool.timeout(timeout_s or self.provider.timeout_s),
-        )
 
     async def send_json(
         self, call: HttpCall, timeout_s: float | None = None
     ) -> tuple[Any, str | None]:
         """Send and return ``(parsed JSON body, vendor request id)``; raise on any failure."""
-        response = await self._send(call, timeout_s, stream=False)
+        response = await self._send(call, timeout_s)
         rid = self._request_id(response.headers)
-        return _json_body(self._scrubbed(response.content), self.provider.id, rid), rid
+        content = await self._receive(response.read(), timeout_s)
+        return _json_body(self._scrubbed(content), self.provider.id, rid), rid
 
-    async def open_stream(self, call: HttpCall, timeout_s: float | None = None) -> httpx2.Response:
+    async def open_stream(self, call: HttpCall, timeout_s: float | None = None) -> Received:
         """Send and return the open streaming response (status already checked)."""
-        return await self._send(call, timeout_s, stream=True)
+        return await self._send(call, timeout_s)
 
-    async def _send(
-        self, call: HttpCall, timeout_s: float | None, *, stream: bool
-    ) -> httpx2.Response:
+    async def _send(self, call: HttpCall, timeout_s: float | None) -> Received:
+        if call.json is None:
+            content, headers = b"", _BASE_HEADERS
+        else:
+            content, headers = _dumps(call.json, self.provider.id), _JSON_HEADERS
+        limits = self.pool.timeout(timeout_s or self.provider.timeout_s)
+        response = await self._receive(
+            self.pool.send(
+                call.method, self._url(call), _chain(headers, self._headers), content, limits
+            ),
+            timeout_s,
+        )
+        if response.status >= 400:
+            import httpx2
+
+            try:
+                content = await response.read()
+            except httpx2.TransportError:
+                content = b""  # the status alone still tells what happened
+            finally:
+                await response.aclose()
+            raise self._status_error(response, content)
+        return response
+
+    async def _receive(self, pending: Awaitable[T], timeout_s: float | None) -> T:
+        """``pending``, with transport failures as the error tree's."""
         import httpx2
 
         try:
-            request = self._request(call, timeout_s)
-            response = await self.pool.client.send(request, stream=stream)
+            return await pending
         except httpx2.TimeoutException as exc:
             raise APITimeoutError(
                 f"no answer within {timeout_s or self.provider.timeout_s:g}s ({type(exc).__name__})",
@@ -170,16 +280,6 @@ class Exchange:
                 f"cannot reach {self._base} ({type(exc).__name__}: {exc})",
                 provider=self.provider.id,
             ) from None
-        if response.status_code >= 400:
-            try:
-                if stream:
-                    await response.aread()
-            except httpx2.TransportError:
-                pass  # the status alone still tells what happened
-            finally:
-                await response.aclose()
-            raise self._status_error(response)
-        return response
 
     def _scrubbed(self, content: bytes) -> bytes:
         """``content`` without our own key, should a vendor echo it back in a body."""
@@ -187,21 +287,23 @@ class Exchange:
         secret = key.reveal().encode() if key is not None else b""
         return content.replace(secret, b"***") if secret and secret in content else content
 
-    def _status_error(self, response: httpx2.Response) -> ProviderError:
+    def _status_error(self, response: Received, content: bytes) -> ProviderError:
         body: Any
-        content = self._scrubbed(response.content)
+        content = self._scrubbed(content)
+        status = response.status
+        reason = response.reason.decode("latin-1") or _REASONS.get(status, "")
         try:
             body = json.loads(content)
         except ValueError:
             body = content[:2000].decode("utf-8", "replace")
         try:
-            vendor = self.protocol.parse_error(response.status_code, body)
+            vendor = self.protocol.parse_error(status, body)
         except (KeyError, TypeError, AttributeError, IndexError):
             vendor = None
-        message = vendor.message if vendor else (str(body)[:500] or response.reason_phrase)
+        message = vendor.message if vendor else (str(body)[:500] or reason)
         return status_error(
-            response.status_code,
-            message or response.reason_phrase or "error",
+            status,
+            message or reason or "error",
             provider=self.provider.id,
             vendor_type=vendor.vendor_type if vendor else None,
             request_id=self._request_id(response.headers),
@@ -217,20 +319,21 @@ class Exchange:
                 return value
         return None
 
-    def request_id(self, response: httpx2.Response) -> str | None:
+    def request_id(self, response: Received) -> str | None:
         return self._request_id(response.headers)
 
-    async def messages(self, response: httpx2.Response) -> AsyncIterator[tuple[str, str | None]]:
+    async def messages(self, response: Received) -> AsyncIterator[tuple[str, str | None]]:
         """Yield ``(data, event)`` per SSE event or NDJSON line; map broken transports."""
         import httpx2
 
+        lines = _lines(response.aiter_bytes())
         try:
             if self.protocol.stream_format == "ndjson":
-                async for line in response.aiter_lines():
+                async for line in lines:
                     if line.strip():
                         yield line, None
             else:
-                async for item in sse_events(response.aiter_lines()):
+                async for item in sse_events(lines):
                     yield item
         except httpx2.TimeoutException:
             raise APITimeoutError(
@@ -242,6 +345,42 @@ class Exchange:
                 provider=self.provider.id,
                 request_id=self.request_id(response),
             ) from None
+
+
+def _chain(first: Iterable[tuple[str, str]], then: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [*first, *then.items()]
+
+
+def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:  # NaN or infinity: JSON has no way to say it
+        raise UnsupportedError(
+            f"the request cannot be sent as JSON: {exc}", provider=provider
+        ) from None
+
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines)."""
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    rest = ""
+    async for chunk in chunks:
+        text = rest + decode(chunk)
+        held = ""
+        if text.endswith("\r"):  # its LF may open the next chunk: one line end, not two
+            text, held = text[:-1], "\r"
+        *done, rest = _EOL.split(text)
+        rest += held
+        for line in done:
+            yield line
+    *done, last = _EOL.split(rest + decode(b"", True))
+    for line in done:
+        yield line
+    if last:
+        yield last
 
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str | None]]:

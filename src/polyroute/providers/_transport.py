@@ -4,11 +4,15 @@ httpx2's default transport (httpcore2 over anyio) spends most of a loopback call
 CPU on pool bookkeeping: each request polls every idle connection's socket and
 walks anyio's typed attributes. Measured on the gateway's path (a chat completion
 to a local upstream, one process): about 800 µs of CPU per call, which alone
-caps a gateway worker near 1,200 requests/s. This transport keeps httpx2's API
-(requests, responses, exceptions, so error mapping and the ``MockTransport``
-test seam are unchanged) and does only what polyroute's calls need: HTTP/1.1 with
-keep-alive, ``content-length``, chunked and close-delimited bodies, streamed
-responses, TLS, and the client's connect/read/write timeouts.
+caps a gateway worker near 1,200 requests/s. This transport does only what
+polyroute's calls need: HTTP/1.1 with keep-alive, ``content-length``, chunked and
+close-delimited bodies, streamed responses, TLS, and connect/read/write timeouts.
+It raises httpx2's exceptions, so one error mapping serves it and any other transport.
+
+Two ways in: :meth:`LeanTransport.open`, which :class:`~polyroute.providers._http.HttpPool`
+calls directly (httpx2's client layer, its request and response models, cost about as
+much CPU again as the exchange itself), and httpx2's ``handle_async_request``, so it
+also works under an ``httpx2.AsyncClient``.
 
 Idle connections are kept per origin, most recent first; one the server has
 closed is seen at once (the stream reader holds its EOF) and dropped. A request
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 import httpx2
 
@@ -63,13 +67,42 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         self.max_idle_per_origin = max_idle_per_origin
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        url = request.url
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        response = await self.open(
+            request.method,
+            request.url,
+            request.headers.multi_items(),
+            await request.aread(),
+            timeouts,
+            request,
+        )
+        return httpx2.Response(
+            response.status,
+            headers=response.items,
+            stream=response.body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
+        )
+
+    async def open(
+        self,
+        method: str,
+        url: httpx2.URL,
+        headers: Iterable[tuple[str, str]],
+        content: bytes,
+        timeouts: Mapping[str, float | None],
+        request: httpx2.Request | None = None,
+    ) -> LeanResponse:
+        """Send one request; return once its head has arrived (the body is read on demand).
+
+        ``headers`` are sent as given, with ``host`` and ``content-length`` added when
+        absent. ``request`` is only what the raised httpx2 exceptions carry.
+        """
         scheme = url.scheme
         if scheme not in _DEFAULT_PORTS:
             raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
         origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        payload = _serialize(request, await request.aread())
+        payload = _serialize(method, url, headers, content)
+        call = _Call(method, url, request, timeouts)
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
@@ -77,20 +110,20 @@ class LeanTransport(httpx2.AsyncBaseTransport):
                 conn.close()
                 continue
             try:
-                return await self._exchange(conn, origin, request, payload, timeouts, True)
+                return await self._exchange(conn, origin, call, payload, True)
             except _Stale:
                 conn.close()  # closed by the server as we took it: once more, on a new one
                 break
         conn = await self._connect(origin, request, timeouts.get("connect"))
         try:
-            return await self._exchange(conn, origin, request, payload, timeouts, False)
+            return await self._exchange(conn, origin, call, payload, False)
         except _Stale:
             raise httpx2.RemoteProtocolError(
                 "server closed the connection without a response", request=request
             ) from None
 
     async def _connect(
-        self, origin: Origin, request: httpx2.Request, timeout: float | None
+        self, origin: Origin, request: httpx2.Request | None, timeout: float | None
     ) -> _Connection:
         scheme, host, port = origin
         context = None
@@ -110,19 +143,15 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         return _Connection(reader, writer)
 
     async def _exchange(
-        self,
-        conn: _Connection,
-        origin: Origin,
-        request: httpx2.Request,
-        payload: bytes,
-        timeouts: dict[str, float | None],
-        reused: bool,
-    ) -> httpx2.Response:
-        read_timeout = timeouts.get("read")
+        self, conn: _Connection, origin: Origin, call: _Call, payload: bytes, reused: bool
+    ) -> LeanResponse:
+        request = call.request
+        read_timeout = call.timeouts.get("read")
         try:
             conn.writer.write(payload)
-            async with asyncio.timeout(timeouts.get("write")):
-                await conn.writer.drain()
+            if conn.writer.transport.get_write_buffer_size():  # else drain has nothing to wait for
+                async with asyncio.timeout(call.timeouts.get("write")):
+                    await conn.writer.drain()
         except TimeoutError:
             conn.close()
             raise httpx2.WriteTimeout("sending the request", request=request) from None
@@ -145,25 +174,25 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         except OSError as exc:
             conn.close()
             raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from None
-        status, headers, reason = _parse_head(head, request)
+        status, items, reason = _parse_head(head, request)
         if log.isEnabledFor(logging.DEBUG):
-            url = request.url
+            scheme, host, port = origin
             log.debug(
-                "%s %s://%s%s -> %d (%s connection)",
-                request.method,
-                url.scheme,
-                url.netloc.decode("ascii"),
-                url.path,
+                "%s %s://%s:%d%s -> %d (%s connection)",
+                call.method,
+                scheme,
+                host,
+                port,
+                call.url.path,
                 status,
                 "reused" if reused else "new",
             )
-        body = _Body(self, conn, origin, request, read_timeout, headers, status)
-        return httpx2.Response(
-            status,
-            headers=headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        headers: dict[str, str] = {}
+        for name, value in items:
+            lower = name.lower()
+            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+        body = _Body(self, conn, origin, call, read_timeout, headers, status)
+        return LeanResponse(status, reason, items, headers, body)
 
     def _release(self, origin: Origin, conn: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])
@@ -179,25 +208,84 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         self._idle.clear()
 
 
+_BROKEN = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
+"""What a broken body read raises (``TimeoutError`` is an ``OSError``)."""
+
+
 class _Stale(Exception):
     """A reused connection failed before any response byte: the server had closed it."""
 
 
-def _serialize(request: httpx2.Request, content: bytes) -> bytes:
-    url = request.url
-    target = url.raw_path.decode("ascii")
-    lines = [f"{request.method} {target} HTTP/1.1"]
-    headers = request.headers
-    if "host" not in headers:
-        lines.append(f"host: {url.netloc.decode('ascii')}")
-    for name, value in headers.multi_items():
+class _Call:
+    """What an exchange needs of its request besides the bytes."""
+
+    __slots__ = ("method", "request", "timeouts", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: httpx2.URL,
+        request: httpx2.Request | None,
+        timeouts: Mapping[str, float | None],
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.request = request
+        self.timeouts = timeouts
+
+
+class LeanResponse:
+    """A response whose head has arrived: ``status``, ``reason``, ``headers`` (lower-case
+    names, repeated ones joined with ``", "``; ``items`` as received) and the body, read
+    on demand with :meth:`read` or :meth:`aiter_bytes`, or abandoned with :meth:`aclose`."""
+
+    __slots__ = ("_content", "body", "headers", "items", "reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        items: list[tuple[str, str]],
+        headers: dict[str, str],
+        body: _Body,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.items = items
+        self.headers = headers
+        self.body = body
+        self._content: bytes | None = None
+
+    async def read(self) -> bytes:
+        if self._content is None:
+            self._content = await self.body.read()
+        return self._content
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self.body.__aiter__()
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
+
+
+def _serialize(
+    method: str, url: httpx2.URL, headers: Iterable[tuple[str, str]], content: bytes
+) -> bytes:
+    lines = [f"{method} {url.raw_path.decode('ascii')} HTTP/1.1"]
+    names = set()
+    for name, value in headers:
+        names.add(name.lower())
         lines.append(f"{name}: {value}")
-    if content and "content-length" not in headers and "transfer-encoding" not in headers:
+    if "host" not in names:
+        lines.insert(1, f"host: {url.netloc.decode('ascii')}")
+    if content and "content-length" not in names and "transfer-encoding" not in names:
         lines.append(f"content-length: {len(content)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content
 
 
-def _parse_head(head: bytes, request: httpx2.Request) -> tuple[int, list[tuple[str, str]], bytes]:
+def _parse_head(
+    head: bytes, request: httpx2.Request | None
+) -> tuple[int, list[tuple[str, str]], bytes]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -223,33 +311,42 @@ class _Body(httpx2.AsyncByteStream):
         transport: LeanTransport,
         conn: _Connection,
         origin: Origin,
-        request: httpx2.Request,
+        call: _Call,
         timeout: float | None,
-        headers: list[tuple[str, str]],
+        headers: Mapping[str, str],
         status: int,
     ) -> None:
         self._transport = transport
         self._conn: _Connection | None = conn
         self._origin = origin
-        self._request = request
+        self._request = call.request
         self._timeout = timeout
         self._length: int | None = None
-        self._chunked = False
-        self._keep = True
-        for name, value in headers:
-            lower = name.lower()
-            if lower == "content-length" and value.isdigit():
-                self._length = int(value)
-            elif lower == "transfer-encoding" and "chunked" in value.lower():
-                self._chunked = True
-            elif lower == "connection" and "close" in value.lower():
-                self._keep = False
-        if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._keep = "close" not in headers.get("connection", "").lower()
+        length = headers.get("content-length", "")
+        if length.isdigit():
+            self._length = int(length)
+        if call.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             self._length = 0
         if self._chunked:
             self._length = None
         elif self._length is None:
             self._keep = False  # delimited by the close
+
+    async def read(self) -> bytes:
+        """The whole body; one read when it is short and its length known (the read timeout
+        is per read, so a long body is still read in parts)."""
+        conn = self._conn
+        if conn is None or self._length is None or self._length > _READ:
+            return b"".join([part async for part in self])
+        try:
+            async with asyncio.timeout(self._timeout):
+                content = await conn.reader.readexactly(self._length)
+        except _BROKEN as exc:
+            raise self._failed(exc) from None
+        self._done(conn)
+        return content
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
@@ -258,17 +355,22 @@ class _Body(httpx2.AsyncByteStream):
         try:
             async for part in self._parts(conn.reader):
                 yield part
-        except TimeoutError:
-            self._drop()
-            raise httpx2.ReadTimeout("waiting for the body", request=self._request) from None
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            self._drop()
-            raise httpx2.RemoteProtocolError(
-                f"response body broken off ({type(exc).__name__})", request=self._request
-            ) from None
-        except OSError as exc:
-            self._drop()
-            raise httpx2.ReadError(str(exc) or type(exc).__name__, request=self._request) from None
+        except _BROKEN as exc:
+            raise self._failed(exc) from None
+        self._done(conn)
+
+    def _failed(self, exc: Exception) -> httpx2.TransportError:
+        """The httpx2 error for a broken read; the connection is dropped."""
+        self._drop()
+        if isinstance(exc, TimeoutError):
+            return httpx2.ReadTimeout("waiting for the body", request=self._request)
+        if isinstance(exc, OSError):
+            return httpx2.ReadError(str(exc) or type(exc).__name__, request=self._request)
+        return httpx2.RemoteProtocolError(
+            f"response body broken off ({type(exc).__name__})", request=self._request
+        )
+
+    def _done(self, conn: _Connection) -> None:
         self._conn = None
         if self._keep:
             self._transport._release(self._origin, conn)
