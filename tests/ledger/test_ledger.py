@@ -7,6 +7,7 @@ import re
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -372,6 +373,50 @@ async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
     assert len(woken) == 2  # the first record and the 50th (a full batch), not one per record
     await ledger.flush()
     assert await ledger.run(lambda s: s.count()) == 120
+
+
+async def test_records_arriving_one_by_one_to_an_idle_thread_wake_it_once(make: Make) -> None:
+    ledger = make(flush_interval_s=30)
+    await ledger.run(lambda s: None)  # open, and idle
+    woken: list[object] = []
+    jobs = ledger._jobs
+
+    class Counting:
+        def put(self, job: Any) -> None:
+            woken.append(job)
+            jobs.put(job)
+
+        def get(self, timeout: float | None = None) -> Any:
+            return jobs.get(timeout=timeout)
+
+    ledger._jobs = Counting()  # type: ignore[assignment]
+    for i in range(20):  # as a gateway at one connection hands them over
+        ledger.record(rec(T0 + i))
+        await asyncio.sleep(0.002)
+    assert len(woken) == 1  # the batch's first record; the thread waits for its timer
+    await ledger.flush()
+    assert await ledger.run(lambda s: s.count()) == 20
+
+
+async def test_a_steady_stream_of_calls_does_not_hold_back_the_records(
+    make: Make, url: str
+) -> None:
+    ledger = make(flush_interval_s=0.02)
+    await ledger.run(lambda s: None)
+    ledger.record(rec())
+
+    def written() -> int:  # read from outside: a call to the ledger would flush first
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            return int(db.execute("SELECT count(*) FROM usage").fetchone()[0])
+
+    calls = [ledger.run(lambda s: time.sleep(0.002)) for _ in range(200)]  # ~0.4 s of calls
+    queued = asyncio.gather(*calls)
+    for _ in range(100):
+        if written():
+            break
+        await asyncio.sleep(0.01)
+    assert written() == 1 and not queued.done()  # written while the calls still queue
+    await queued
 
 
 async def test_migrations_are_applied_once_across_reopenings(make: Make, url: str) -> None:

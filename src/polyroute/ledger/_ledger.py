@@ -402,8 +402,7 @@ class Ledger:
             except queue.Empty:
                 job = None
             current[0] = job
-            self._take_records(pending)
-            if pending and deadline is None:
+            if deadline is None and self._records:  # a batch began: written within the interval
                 deadline = time.monotonic() + self.flush_interval_s
             if isinstance(job, _Call):
                 if store is None:
@@ -412,18 +411,27 @@ class Ledger:
                     continue
 
                 def settle_now() -> bool:
+                    self._take_records(pending)
                     if not _holds(pending) or not self._write(store, pending):
                         return False
                     pending.clear()
                     return True
 
                 _run_call(job, store, settle_now if job.settle_first else None)
-                if not pending:
+                if not pending and not self._records:
                     deadline = None
-                continue
-            if isinstance(job, _Wake) and len(pending) < self.max_batch:
+                if not _due(deadline):  # a steady stream of calls must not starve the writes
+                    continue
+            # records stay in the deque until written, so their producers wake this thread
+            # once per batch (the first record), not once per record
+            elif (
+                isinstance(job, _Wake)
+                and len(pending) + len(self._records) < self.max_batch
+                and not _due(deadline)
+            ):
                 continue
             # time to write: the timer fired, the batch is full, or a flush was asked for
+            self._take_records(pending)
             if store is not None and pending and self._write(store, pending):
                 pending.clear()
             # a refused batch is retried a second later, not in a hot loop
@@ -564,6 +572,10 @@ class Ledger:
         taken.unlink()
         if items:
             log.warning("ledger: wrote back %d records from %s", len(items), path)
+
+
+def _due(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _holds(pending: list[SettleItem]) -> bool:
