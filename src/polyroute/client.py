@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
 from polyroute.catalog import Catalog
@@ -428,8 +428,7 @@ class Polyroute:
         budgets then apply too."""
         self.events.bind(asyncio.get_running_loop())
         decision = self._decide_for(request, routing, stream=False, virtual_key=virtual_key)
-        request = replace(request, model=decision.model)
-        with self._refusals_noted():
+        with self._refusals_noted():  # the executor puts each target's model in the request
             done = await self.executor.complete(decision, request, virtual_key=virtual_key)
         self._note_refusals(done.refusals)
         return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
@@ -440,7 +439,7 @@ class Polyroute:
         """:meth:`stream` for a whole request (see :meth:`send`). The decision is made now
         (routing errors raise here); the calls start when the stream is iterated."""
         decision = self._decide_for(request, routing, stream=True, virtual_key=virtual_key)
-        return AnswerStream(self, decision, replace(request, model=decision.model), virtual_key)
+        return AnswerStream(self, decision, request, virtual_key)
 
     def _decide_for(
         self, request: ChatRequest, routing: Routing, *, stream: bool, virtual_key: str | None

@@ -21,7 +21,6 @@ Inbound counterpart of :mod:`polyroute.providers.anthropic`, and its mirror:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -39,6 +38,7 @@ from polyroute.gateway._wire import (
     StreamEncoder,
     dumps,
     invalid,
+    new_id,
     sse,
     tool_arguments,
 )
@@ -256,10 +256,6 @@ def _usage(u: Usage) -> dict[str, int]:
     }
 
 
-def _id(prefix: str) -> str:
-    return f"{prefix}_{os.urandom(12).hex()}"
-
-
 def error_object(problem: Problem) -> dict[str, Any]:
     return {"type": "error", "error": {"type": _TYPES[problem.kind], "message": problem.message}}
 
@@ -284,7 +280,7 @@ class AnthropicMessages:
         )
         return dumps(
             {
-                "id": _id("msg"),
+                "id": new_id("msg_"),
                 "type": "message",
                 "role": "assistant",
                 "model": reply.model,
@@ -320,7 +316,7 @@ class _Events:
     def _start(self) -> bytes:
         self._started = True
         message: dict[str, Any] = {
-            "id": _id("msg"),
+            "id": new_id("msg_"),
             "type": "message",
             "role": "assistant",
             "model": self._model,
@@ -364,7 +360,7 @@ class _Events:
                 out += self._block(
                     {
                         "type": "tool_use",
-                        "id": event.id or _id("toolu"),
+                        "id": event.id or new_id("toolu_"),
                         "name": event.name or "",
                         "input": {},
                     }

@@ -14,10 +14,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polyroute.hub import BudgetExceededEvent, HubEvent, RequestFailed, RequestSucceeded
@@ -31,6 +32,25 @@ NOTE = "polyroute.note"
 """The scope key of a request's :class:`Note`."""
 
 _BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class _Children(Generic[M]):
+    """A labelled metric's children, each looked up in prometheus_client once: its
+    ``labels()`` validates and locks on every call, a few µs each, six per request."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class Note:
@@ -84,42 +104,54 @@ class Metrics:
         are counted as ``"other"``, so callers cannot grow the series without bound."""
         self._served = frozenset(served)
         r = self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "polyroute_gateway_requests",
-            "Gateway requests by endpoint, serving provider and model, and HTTP status.",
-            ["endpoint", "provider", "model", "status"],
-            registry=r,
+        self.requests = _Children(
+            Counter(
+                "polyroute_gateway_requests",
+                "Gateway requests by endpoint, serving provider and model, and HTTP status.",
+                ["endpoint", "provider", "model", "status"],
+                registry=r,
+            )
         )
-        self.latency = Histogram(
-            "polyroute_gateway_request_duration_seconds",
-            "Gateway request latency (streams: until their last byte).",
-            ["endpoint"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-            registry=r,
+        self.latency = _Children(
+            Histogram(
+                "polyroute_gateway_request_duration_seconds",
+                "Gateway request latency (streams: until their last byte).",
+                ["endpoint"],
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+                registry=r,
+            )
         )
-        self.tokens = Counter(
-            "polyroute_tokens",
-            "Tokens of successful upstream calls, by provider, model and kind.",
-            ["provider", "model", "kind"],
-            registry=r,
+        self.tokens = _Children(
+            Counter(
+                "polyroute_tokens",
+                "Tokens of successful upstream calls, by provider, model and kind.",
+                ["provider", "model", "kind"],
+                registry=r,
+            )
         )
-        self.cost = Counter(
-            "polyroute_cost_usd",
-            "USD spent on upstream calls (unpriced models are not counted).",
-            ["provider", "model"],
-            registry=r,
+        self.cost = _Children(
+            Counter(
+                "polyroute_cost_usd",
+                "USD spent on upstream calls (unpriced models are not counted).",
+                ["provider", "model"],
+                registry=r,
+            )
         )
-        self.attempts = Counter(
-            "polyroute_upstream_attempts",
-            "Upstream calls by provider, model and outcome (ok, or the error type).",
-            ["provider", "model", "outcome"],
-            registry=r,
+        self.attempts = _Children(
+            Counter(
+                "polyroute_upstream_attempts",
+                "Upstream calls by provider, model and outcome (ok, or the error type).",
+                ["provider", "model", "outcome"],
+                registry=r,
+            )
         )
-        self.budget_refusals = Counter(
-            "polyroute_budget_refusals",
-            "Calls refused by a budget, by budget scope.",
-            ["scope"],
-            registry=r,
+        self.budget_refusals = _Children(
+            Counter(
+                "polyroute_budget_refusals",
+                "Calls refused by a budget, by budget scope.",
+                ["scope"],
+                registry=r,
+            )
         )
         r.register(_BreakerStates(breakers, providers))
 
@@ -127,18 +159,18 @@ class Metrics:
         """A client event (subscribe this to the client's hub)."""
         if isinstance(event, RequestSucceeded):
             model = self.model_label(event.provider, event.model)
-            self.attempts.labels(event.provider, model, "ok").inc()
+            self.attempts(event.provider, model, "ok").inc()
             if event.prompt_tokens:
-                self.tokens.labels(event.provider, model, "prompt").inc(event.prompt_tokens)
+                self.tokens(event.provider, model, "prompt").inc(event.prompt_tokens)
             if event.completion_tokens:
-                self.tokens.labels(event.provider, model, "completion").inc(event.completion_tokens)
+                self.tokens(event.provider, model, "completion").inc(event.completion_tokens)
             if event.cost_usd:
-                self.cost.labels(event.provider, model).inc(event.cost_usd)
+                self.cost(event.provider, model).inc(event.cost_usd)
         elif isinstance(event, RequestFailed):
             model = self.model_label(event.provider, event.model)
-            self.attempts.labels(event.provider, model, event.error_type).inc()
+            self.attempts(event.provider, model, event.error_type).inc()
         elif isinstance(event, BudgetExceededEvent):
-            self.budget_refusals.labels(event.scope).inc()
+            self.budget_refusals(event.scope).inc()
 
     def model_label(self, provider: str, model: str) -> str:
         """``model``, or ``"other"`` for one outside the configured pairs."""
@@ -182,8 +214,8 @@ class Observe:
         model = (
             note.model if note.provider == "fusion" else m.model_label(note.provider, note.model)
         )
-        m.requests.labels(endpoint, note.provider, model, str(note.status)).inc()
-        m.latency.labels(endpoint).observe(elapsed)
+        m.requests(endpoint, note.provider, model, str(note.status)).inc()
+        m.latency(endpoint).observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 json.dumps(

@@ -13,7 +13,6 @@ frame and no ``[DONE]``: the official SDK raises on it.
 from __future__ import annotations
 
 import base64
-import os
 import sys
 import time
 from array import array
@@ -34,6 +33,7 @@ from polyroute.gateway._wire import (
     StreamEncoder,
     dumps,
     invalid,
+    new_id,
     sse,
 )
 from polyroute.types import (
@@ -234,10 +234,6 @@ def error_object(problem: Problem) -> dict[str, Any]:
     }
 
 
-def _token() -> str:
-    return os.urandom(12).hex()
-
-
 def usage_body(usage: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -274,7 +270,7 @@ class OpenAIChat:
             message["content"] = reply.content or None
         return dumps(
             {
-                "id": f"chatcmpl-{_token()}",
+                "id": new_id("chatcmpl-"),
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": reply.model,
@@ -306,7 +302,7 @@ class _Chunks:
     def __init__(self, model: str, include_usage: bool) -> None:
         common = dumps(
             {
-                "id": f"chatcmpl-{_token()}",
+                "id": new_id("chatcmpl-"),
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": model,
@@ -336,7 +332,7 @@ class _Chunks:
             call: dict[str, Any] = {"index": event.index}
             if event.index not in self._tools:  # the first piece names the call
                 self._tools.add(event.index)
-                call["id"] = event.id or f"call_{_token()}"
+                call["id"] = event.id or new_id("call_")
                 call["type"] = "function"
                 call["function"] = {"name": event.name or "", "arguments": event.arguments}
             else:

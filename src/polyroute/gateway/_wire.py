@@ -11,6 +11,7 @@ same for every format: it never branches on one.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
@@ -171,3 +172,9 @@ def tool_arguments(arguments: str) -> dict[str, Any]:
     except ValueError:
         return {"arguments": arguments}
     return value if isinstance(value, dict) else {"arguments": value}
+
+
+def new_id(prefix: str) -> str:
+    """``prefix`` and 96 random bits, as the vendors' response and call ids look. Not a
+    secret, so not from ``os.urandom``: a system call per request costs more here."""
+    return f"{prefix}{random.getrandbits(96):024x}"
