@@ -104,6 +104,7 @@ def create_app(
 def from_env() -> Starlette:
     """The app ``polyroute serve`` runs in each worker: config from ``$POLYROUTE_CONFIG``
     (or the usual search), admin key from ``$POLYROUTE_ADMIN_KEY``, access log on stdout."""
+    import gc
     import logging
     import sys
 
@@ -115,4 +116,8 @@ def from_env() -> Starlette:
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
         access_log.propagate = False
-    return create_app(Polyroute.from_config(), lifecycle=True)
+    app = create_app(Polyroute.from_config(), lifecycle=True)
+    # what is loaded by now (modules, the catalog, the config) lives as long as the
+    # worker: out of the collector's sight, full collections stay short
+    gc.freeze()
+    return app
