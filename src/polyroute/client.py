@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
 from polyroute.catalog import Catalog
-from polyroute.catalog._catalog import LOCAL_TYPES
 from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.errors import (
@@ -257,13 +256,10 @@ class Polyroute:
     @property
     def router(self) -> Router:
         if self._router is None:
-            checks = (
-                self._blocked_by_key,
-                self.breakers.blocked,
-                self.health_monitor.blocked,
-                self._blocked_by_budget,
+            checks = (self._blocked_by_key, self.breakers.blocked, self.health_monitor.blocked)
+            self._router = Router(
+                self.config, self.catalog, self.stats, checks, budget=self._blocked_by_budget
             )
-            self._router = Router(self.config, self.catalog, self.stats, checks)
         return self._router
 
     @property
@@ -299,14 +295,7 @@ class Polyroute:
         now = time.monotonic()
         for key in [k for k, (at, _) in hints.items() if now - at >= _BUDGET_HINT_S]:
             del hints[key]
-        out = {pid: f"over budget: {why}" for pid, (_, why) in hints.items() if pid != "*"}
-        everyone = hints.get("*")
-        if everyone is not None:  # local models are free: the global budget still admits them
-            providers = self.config.settings.providers
-            for pid in self.config.enabled():
-                if providers[pid].type not in LOCAL_TYPES:
-                    out.setdefault(pid, f"over budget: {everyone[1]}")
-        return out
+        return {pid: f"over budget: {why}" for pid, (_, why) in hints.items()}  # "*": all
 
     @contextmanager
     def _refusals_noted(self) -> Iterator[None]:

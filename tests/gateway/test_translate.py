@@ -355,8 +355,18 @@ def failed(*errors: Any) -> AllProvidersFailedError:
         (failed(BadRequestError("b"), InternalServerError("i")), 502, "upstream"),
         (failed(), 502, "upstream"),
         (APITimeoutError("t"), 504, "timeout"),
-        (NoCandidateError([Excluded("p", "m", "over budget: x")]), 429, "budget"),
-        (NoCandidateError([Excluded("p", "m", "breaker open, retry in 3s")]), 502, "upstream"),
+        (NoCandidateError([Excluded("p", "m", "over budget: x", "over_budget")]), 429, "budget"),
+        (NoCandidateError([Excluded("p", "m", "breaker open", "unavailable")]), 502, "upstream"),
+        (
+            NoCandidateError(
+                [
+                    Excluded("p", "m", "over budget: x", "over_budget"),
+                    Excluded("q", "m", "no vision"),
+                ]
+            ),
+            502,
+            "upstream",
+        ),
         (NoCandidateError([Excluded("p", "m", "lacks capability tools")]), 400, "invalid_request"),
         (NoCandidateError(detail="no enabled provider matches models x"), 404, "not_found"),
         (ConfigError("bad"), 500, "internal"),

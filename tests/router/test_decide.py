@@ -283,6 +283,26 @@ def test_decide(case: Case) -> None:
     assert 0 <= d.confidence <= 1
 
 
+def test_each_exclusion_says_what_kind_it_is() -> None:
+    config = make_config()
+    budget = {"*": "over budget: global daily $1.00 spent"}  # local providers are free
+    router = Router(config, config.catalog(), LatencyStats(), (breaker_open,), budget.copy)
+    ctx = RoutingContext(
+        messages=[Message.user("hi")], prompt_tokens=1000, required=frozenset({"vision"})
+    )
+    with pytest.raises(NoCandidateError) as info:
+        router.decide(ctx)
+    kinds = {f"{e.provider}/{e.model}": (e.kind, e.reason) for e in info.value.excluded}
+    assert kinds == {
+        "mistral-off/mistral-x": ("unavailable", "disabled"),
+        "anthropic/claude-mid": ("unavailable", "breaker open"),
+        "anthropic/claude-unpriced": ("unavailable", "breaker open"),
+        "openai/gpt-small": ("over_budget", budget["*"]),
+        "openai/gpt-big": ("over_budget", budget["*"]),
+        "ollama/llama-local": ("unsuitable", "lacks capability vision"),
+    }
+
+
 def test_every_strategy_and_reason_is_covered() -> None:
     strategies = {c.ctx["strategy"] for c in CASES}
     assert strategies == {"cost", "quality", "performance", "balanced", "carbon"}

@@ -47,10 +47,6 @@ _GATEWAY: Mapping[int, tuple[ProblemKind, str | None]] = {
     413: ("too_large", "request_too_large"),
 }
 
-# Exclusion reasons that say a provider cannot take traffic now (rather than that it
-# cannot take this request): the router's wording, see router/_router.py and client.py.
-_UNAVAILABLE = ("breaker open", "unhealthy", "over budget", "api key", "disabled", "no models")
-
 _TIMEOUTS = (APITimeoutError, RequestTimeoutError)
 # upstream refusals of the request itself (another upstream would refuse it too)
 _CALLERS_FAULT = (BadRequestError, UnprocessableEntityError, UnsupportedError)
@@ -86,13 +82,13 @@ def _internal(exc: PolyrouteError, what: str) -> Problem:
 
 
 def _no_candidate(exc: NoCandidateError) -> Problem:
-    reasons = [e.reason for e in exc.excluded]
+    kinds = {e.kind for e in exc.excluded}
     message = str(exc)
-    if not reasons:  # nothing in scope at all
+    if not kinds:  # nothing in scope at all
         return Problem(404, "not_found", message, "model", "model_not_found")
-    if all(r.startswith("over budget") for r in reasons):
+    if kinds == {"over_budget"}:
         return Problem(429, "budget", message, code="budget_exceeded")
-    if any(r.startswith(_UNAVAILABLE) for r in reasons):
+    if kinds & {"unavailable", "over_budget"}:  # it could be served, but not now
         return Problem(502, "upstream", message, code="no_provider_available")
     return Problem(400, "invalid_request", message, code="no_provider_can_serve")
 

@@ -47,7 +47,7 @@ from polyroute.config import Config, ProviderConfig
 from polyroute.errors import NoCandidateError
 from polyroute.errors import usd_text as usd
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
-from polyroute.router.decision import Decision, Excluded, Exclusions, Target
+from polyroute.router.decision import Decision, Excluded, ExclusionKind, Exclusions, Target
 from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
@@ -63,7 +63,8 @@ from polyroute.types import Capability
 Check = Callable[[], Mapping[str, str]]
 """``check()``: the providers that cannot take a request now, each with why. Usually
 empty: a check keeps its blocked set current, so a decision costs one call per check,
-not one per provider."""
+not one per provider. A budget check may block ``"*"``: every provider that costs money
+(local ones are free, so a spent global budget still admits them)."""
 
 
 class Router:
@@ -109,11 +110,17 @@ class Router:
         catalog: Catalog,
         stats: LatencyStats,
         checks: Sequence[Check] = (),
+        budget: Check | None = None,
     ) -> None:
+        """``checks``: who is unavailable now (keys, breakers, health); ``budget``: who a
+        budget refused lately."""
         self.config = config
         self.catalog = catalog
         self.stats = stats
-        self.checks = tuple(checks)
+        self.checks: tuple[tuple[Check, ExclusionKind], ...] = (
+            *((c, "unavailable") for c in checks),
+            *(((budget, "over_budget"),) if budget is not None else ()),
+        )
         settings = config.settings
         self._max_fallbacks = max(0, settings.router.max_attempts - 1)
         self._strategies: dict[str, Strategy] = {}
@@ -132,10 +139,11 @@ class Router:
         for pid, spec in settings.providers.items():
             models = self._models_of(spec.type, spec.models, spec.default_model)
             if not spec.enabled:
-                inactive.append((pid, tuple(Excluded(pid, m, "disabled") for m in models)))
+                off = tuple(Excluded(pid, m, "disabled", "unavailable") for m in models)
+                inactive.append((pid, off))
             elif not models:
                 why = f"no models: set providers.{pid}.models"
-                inactive.append((pid, (Excluded(pid, "", why),)))
+                inactive.append((pid, (Excluded(pid, "", why, "unavailable"),)))
             else:
                 start = len(pairs)
                 pairs.extend((pid, m, spec) for m in models)
@@ -287,19 +295,22 @@ class Router:
 
     def _check(self, drop: set[int], excluded: Exclusions) -> None:
         """Providers the checks block, each with the first check's reason, in config order."""
-        why_of: dict[str, str] = {}
-        for check in self.checks:
+        why_of: dict[str, tuple[str, ExclusionKind]] = {}
+        for check, kind in self.checks:
             blocked = check()
             if blocked:
                 for pid, reason in blocked.items():
-                    why_of.setdefault(pid, reason)
+                    why_of.setdefault(pid, (reason, kind))
         if not why_of:
             return
+        everyone = why_of.get("*")
         for pid, r in self._provider_rows.items():
             why = why_of.get(pid)
+            if why is None and everyone is not None and not self._local[r.start]:
+                why = everyone
             if why is not None:
                 live: Sequence[int] = [i for i in r if i not in drop] if drop else r
-                excluded.defer(live, partial(self._excluded, why))
+                excluded.defer(live, partial(self._excluded, *why))
                 drop.update(live)
 
     # The exclusions below are built per request (their reasons carry its numbers): the rows
@@ -360,8 +371,8 @@ class Router:
         excluded.defer(range(len(slow)), make)
         drop.update([i for i, _ in slow])
 
-    def _excluded(self, why: str, i: int) -> Excluded:
-        return Excluded(self._provider[i], self._model[i], why)
+    def _excluded(self, why: str, kind: ExclusionKind, i: int) -> Excluded:
+        return Excluded(self._provider[i], self._model[i], why, kind)
 
     def _exclude(
         self, reasons: Iterable[tuple[int, str]], drop: set[int] | None, excluded: Exclusions

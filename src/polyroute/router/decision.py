@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,11 +18,18 @@ class Target:
         return {"provider": self.provider, "model": self.model}
 
 
+ExclusionKind = Literal["unsuitable", "unavailable", "over_budget"]
+"""Why a pair was left out: it cannot serve this request (a capability, the context size, a
+cap, the quality floor); its provider cannot take traffic now (disabled, no key, breaker
+open, unhealthy); or a budget refused its provider lately."""
+
+
 @dataclass(frozen=True, slots=True)
 class Excluded:
     provider: str
     model: str
     reason: str
+    kind: ExclusionKind = "unsuitable"
 
     def as_dict(self) -> dict[str, str]:
         return {"provider": self.provider, "model": self.model, "reason": self.reason}
