@@ -344,16 +344,8 @@ async def test_a_full_batch_is_written_without_waiting_for_the_timer(make: Make,
     assert written() == 120  # long before the 30 s timer, with no flush asked
 
 
-async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
-    ledger = make(flush_interval_s=30, max_batch=50)
-    busy, release = threading.Event(), threading.Event()
-
-    def hold(store: object) -> None:  # keeps the database thread away from the records
-        busy.set()
-        release.wait(5)
-
-    held = asyncio.ensure_future(ledger.run(hold))
-    await asyncio.to_thread(busy.wait, 5)
+def _count_wakes(ledger: Ledger) -> list[object]:
+    """The jobs put on ``ledger``'s queue from now on (they still reach its thread)."""
     woken: list[object] = []
     jobs = ledger._jobs
 
@@ -366,6 +358,20 @@ async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
             return jobs.get(timeout=timeout)
 
     ledger._jobs = Counting()  # type: ignore[assignment]
+    return woken
+
+
+async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
+    ledger = make(flush_interval_s=30, max_batch=50)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(store: object) -> None:  # keeps the database thread away from the records
+        busy.set()
+        release.wait(5)
+
+    held = asyncio.ensure_future(ledger.run(hold))
+    await asyncio.to_thread(busy.wait, 5)
+    woken = _count_wakes(ledger)
     for i in range(120):
         ledger.record(rec(T0 + i))
     release.set()
@@ -378,18 +384,7 @@ async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
 async def test_records_arriving_one_by_one_to_an_idle_thread_wake_it_once(make: Make) -> None:
     ledger = make(flush_interval_s=30)
     await ledger.run(lambda s: None)  # open, and idle
-    woken: list[object] = []
-    jobs = ledger._jobs
-
-    class Counting:
-        def put(self, job: Any) -> None:
-            woken.append(job)
-            jobs.put(job)
-
-        def get(self, timeout: float | None = None) -> Any:
-            return jobs.get(timeout=timeout)
-
-    ledger._jobs = Counting()  # type: ignore[assignment]
+    woken = _count_wakes(ledger)
     for i in range(20):  # as a gateway at one connection hands them over
         ledger.record(rec(T0 + i))
         await asyncio.sleep(0.002)
