@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
@@ -106,3 +107,31 @@ async def test_through_an_injected_transport_calls_streams_and_errors_work() -> 
     assert first.headers["content-type"] == "application/json"
     assert first.headers["user-agent"].startswith("polyroute/")
     await pool.aclose()
+
+
+async def test_configured_headers_replace_ours_and_are_sent_once() -> None:
+    heads: list[bytes] = []
+    reply = json.dumps({"object": "list", "data": []}).encode()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(reply), reply))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = HttpPool()
+    headers = {"User-Agent": "custom/1", "Authorization": "Bearer other", "X-Team": "a"}
+    provider = Provider("oa", "openai", f"http://127.0.0.1:{port}/v1", Secret("k"), headers=headers)
+    try:
+        await connect(provider, pool).list_models()
+    finally:
+        server.close()
+        await pool.aclose()
+    lines = heads[0].decode().lower().split("\r\n")
+    names = [line.partition(":")[0] for line in lines[1:] if line]
+    assert sorted(names) == sorted(set(names))  # no header twice
+    assert "user-agent: custom/1" in lines
+    assert "authorization: bearer other" in lines
+    assert "x-team: a" in lines

@@ -38,8 +38,8 @@ T = TypeVar("T")
 
 USER_AGENT = "polyroute/0.1"
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_BASE_HEADERS: tuple[tuple[str, str], ...] = (("user-agent", USER_AGENT), ("accept", "*/*"))
-_JSON_HEADERS = (*_BASE_HEADERS, ("content-type", "application/json"))
+_BASE_HEADERS = {"user-agent": USER_AGENT, "accept": "*/*"}
+_JSON_HEADERS = {**_BASE_HEADERS, "content-type": "application/json"}
 
 
 class Received(Protocol):
@@ -195,14 +195,24 @@ def _proxy_in_env() -> bool:
 class Exchange:
     """One provider's calls over the pool: send, map errors, frame streams."""
 
-    __slots__ = ("_base", "_headers", "_urls", "pool", "protocol", "provider")
+    __slots__ = (
+        "_base",
+        "_json_headers",
+        "_plain_headers",
+        "_urls",
+        "pool",
+        "protocol",
+        "provider",
+    )
 
     def __init__(self, provider: Provider, protocol: WireProtocol, pool: HttpPool) -> None:
         self.provider = provider
         self.protocol = protocol
         self.pool = pool
         key = provider.api_key.reveal() if provider.api_key is not None else None
-        self._headers = {**protocol.headers(key), **provider.headers}
+        own = {**protocol.headers(key), **provider.headers}
+        self._plain_headers = _merged(_BASE_HEADERS, own)
+        self._json_headers = _merged(_JSON_HEADERS, own)
         self._base = (provider.base_url or protocol.default_base_url).rstrip("/")
         if not self._base:
             raise ConfigError(f"provider {provider.id!r}: base_url is required for {protocol.type}")
@@ -240,14 +250,12 @@ class Exchange:
 
     async def _send(self, call: HttpCall, timeout_s: float | None) -> Received:
         if call.json is None:
-            content, headers = b"", _BASE_HEADERS
+            content, headers = b"", self._plain_headers
         else:
-            content, headers = _dumps(call.json, self.provider.id), _JSON_HEADERS
+            content, headers = _dumps(call.json, self.provider.id), self._json_headers
         limits = self.pool.timeout(timeout_s or self.provider.timeout_s)
         response = await self._receive(
-            self.pool.send(
-                call.method, self._url(call), _chain(headers, self._headers), content, limits
-            ),
+            self.pool.send(call.method, self._url(call), headers, content, limits),
             timeout_s,
         )
         if response.status >= 400:
@@ -347,8 +355,13 @@ class Exchange:
             ) from None
 
 
-def _chain(first: Iterable[tuple[str, str]], then: Mapping[str, str]) -> list[tuple[str, str]]:
-    return [*first, *then.items()]
+def _merged(*layers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Headers with later layers overriding earlier ones, names compared case-blind."""
+    out: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            out[name.lower()] = (name, value)
+    return tuple(out.values())
 
 
 def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
