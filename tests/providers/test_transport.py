@@ -272,3 +272,30 @@ async def test_a_peer_that_stops_reading_is_a_write_timeout(client: httpx2.Async
             await client.post(f"http://127.0.0.1:{port}/x", content=b"z" * 50_000_000, timeout=0.2)
     finally:
         server.close()
+
+
+async def test_an_empty_post_says_its_length_and_a_get_does_not() -> None:
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(OK)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = httpx2.URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x")
+    lean = LeanTransport()
+    try:
+        for method in ("POST", "GET"):
+            await (await lean.open(method, url, [], b"", LIMITS)).read()
+    finally:
+        await lean.aclose()
+        server.close()
+    post, get = (h.decode().lower() for h in heads)
+    assert "content-length: 0\r\n" in post
+    assert "content-length" not in get

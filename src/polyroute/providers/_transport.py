@@ -36,6 +36,7 @@ import httpx2
 log = logging.getLogger("polyroute.http")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_BODIED = frozenset({"POST", "PUT", "PATCH"})
 _MAX_HEAD = 64 * 1024
 _READ = 64 * 1024
 
@@ -278,8 +279,8 @@ def _serialize(
         lines.append(f"{name}: {value}")
     if "host" not in names:
         lines.insert(1, f"host: {url.netloc.decode('ascii')}")
-    if content and "content-length" not in names and "transfer-encoding" not in names:
-        lines.append(f"content-length: {len(content)}")
+    if (content or method in _BODIED) and not names & {"content-length", "transfer-encoding"}:
+        lines.append(f"content-length: {len(content)}")  # an empty POST says so too
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content
 
 
