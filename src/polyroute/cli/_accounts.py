@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
-import time
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -17,22 +14,13 @@ if TYPE_CHECKING:
 
 
 def parse_since(value: str, now: float | None = None) -> float:
-    """``YYYY-MM-DD`` (UTC) or ``Nd`` (the last N days, today included) -> Unix time."""
-    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
-    m = re.fullmatch(r"(\d+)d", value.strip())
-    if m:
-        days = int(m.group(1))
-        if days < 1:
-            raise click.BadParameter("must be at least 1d", param_hint="--since")
-        day = today - timedelta(days=days - 1)
-    else:
-        try:
-            day = datetime.strptime(value.strip(), "%Y-%m-%d").date()
-        except ValueError:
-            raise click.BadParameter(
-                f"{value!r} is not a date: use YYYY-MM-DD or Nd (e.g. 7d)", param_hint="--since"
-            ) from None
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+    """``--since``: ``YYYY-MM-DD`` (UTC) or ``Nd`` (the last N days, today included)."""
+    from polyroute.ledger import parse_since as since_start
+
+    try:
+        return since_start(value, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 @click.command()

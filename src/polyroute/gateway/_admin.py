@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -21,6 +19,7 @@ from polyroute.gateway._problems import problem_of
 from polyroute.gateway._select import ALIASES, Selector
 from polyroute.gateway._wire import dumps
 from polyroute.ledger import GroupBy
+from polyroute.ledger import parse_since as since_start
 
 if TYPE_CHECKING:
     from polyroute.client import Polyroute
@@ -38,23 +37,11 @@ USAGE_BY: tuple[GroupBy, ...] = get_args(GroupBy)
 
 
 def parse_since(value: str, now: float | None = None) -> float:
-    """``/usage?since=``: ``YYYY-MM-DD`` (UTC) or ``Nd`` (the last N days, today included)
-    -> Unix time, as ``polyroute usage --since`` reads it; a bad value is a 400."""
-    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
-    text = value.strip()
-    m = re.fullmatch(r"(\d{1,7})d", text)
-    if m and int(m.group(1)) < 1:
-        raise GatewayError("'since' must be at least 1d", param="since")
+    """``/usage?since=``, as ``polyroute usage --since`` reads it; a bad value is a 400."""
     try:
-        if m:
-            day = today - timedelta(days=int(m.group(1)) - 1)
-        else:
-            day = datetime.strptime(text, "%Y-%m-%d").date()
-    except (ValueError, OverflowError):  # not a date, or before year 1
-        raise GatewayError(
-            f"'since' must be YYYY-MM-DD or Nd (e.g. 30d), not {value[:40]!r}", param="since"
-        ) from None
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+        return since_start(value, now)
+    except ValueError as exc:
+        raise GatewayError(f"'since' {exc}", param="since") from None
 
 
 def usage_query(query: Mapping[str, str]) -> tuple[GroupBy, str | None, float | None]:

@@ -28,6 +28,7 @@ from polyroute.ledger._records import (
     UsageReport,
     UsageRow,
     key_scope,
+    parse_since,
     provider_scope,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "embedding_worst_case_usd",
     "key_scope",
     "ledger_for",
+    "parse_since",
     "prompt_token_bound",
     "provider_scope",
     "storage_url",

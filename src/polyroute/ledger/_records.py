@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -47,6 +49,24 @@ def day_of(ts: float) -> str:
 @lru_cache(maxsize=64)  # a handful of days are live; the ledger asks ~6 times per record
 def _day_name(day: int) -> str:
     return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """The start (Unix time) of a reports' ``since``: ``YYYY-MM-DD`` (UTC) or ``Nd``, the
+    last N days, today included. Raises :class:`ValueError` saying what is wrong."""
+    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+    text = value.strip()
+    m = re.fullmatch(r"(\d{1,7})d", text)
+    if m and int(m.group(1)) < 1:
+        raise ValueError("must be at least 1d")
+    try:
+        if m:
+            day = today - timedelta(days=int(m.group(1)) - 1)
+        else:
+            day = datetime.strptime(text, "%Y-%m-%d").date()
+    except (ValueError, OverflowError):  # not a date, or before year 1
+        raise ValueError(f"must be YYYY-MM-DD or Nd (e.g. 30d), not {value[:40]!r}") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
 def period_key(kind: PeriodKind, ts: float) -> str:
