@@ -230,7 +230,7 @@ class Exchange:
                 if call.params:
                     url = url.copy_merge_params(call.params)
             except httpx2.InvalidURL as exc:
-                raise ConfigError(f"provider {self.provider.id!r}: bad base_url: {exc}") from None
+                raise self._bad_base_url(exc) from None
             if len(self._urls) < 64:  # the paths of one vendor's API: a handful
                 self._urls[key] = url
         return url
@@ -281,13 +281,16 @@ class Exchange:
                 f"no answer within {timeout_s or self.provider.timeout_s:g}s ({type(exc).__name__})",
                 provider=self.provider.id,
             ) from None
-        except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
-            raise ConfigError(f"provider {self.provider.id!r}: bad base_url: {exc}") from None
+        except httpx2.UnsupportedProtocol as exc:  # a bad URL fails sooner, in _url
+            raise self._bad_base_url(exc) from None
         except httpx2.TransportError as exc:
             raise APIConnectionError(
                 f"cannot reach {self._base} ({type(exc).__name__}: {exc})",
                 provider=self.provider.id,
             ) from None
+
+    def _bad_base_url(self, exc: Exception) -> ConfigError:
+        return ConfigError(f"provider {self.provider.id!r}: bad base_url: {exc}")
 
     def _scrubbed(self, content: bytes) -> bytes:
         """``content`` without our own key, should a vendor echo it back in a body."""

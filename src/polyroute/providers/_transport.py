@@ -192,7 +192,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         for name, value in items:
             lower = name.lower()
             headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
-        body = _Body(self, conn, origin, call, read_timeout, headers, status)
+        body = _Body(self, conn, origin, call, headers, status)
         return LeanResponse(status, reason, items, headers, body)
 
     def _release(self, origin: Origin, conn: _Connection) -> None:
@@ -313,7 +313,6 @@ class _Body(httpx2.AsyncByteStream):
         conn: _Connection,
         origin: Origin,
         call: _Call,
-        timeout: float | None,
         headers: Mapping[str, str],
         status: int,
     ) -> None:
@@ -321,7 +320,7 @@ class _Body(httpx2.AsyncByteStream):
         self._conn: _Connection | None = conn
         self._origin = origin
         self._request = call.request
-        self._timeout = timeout
+        self._timeout = call.timeouts.get("read")
         self._length: int | None = None
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._keep = "close" not in headers.get("connection", "").lower()
