@@ -36,6 +36,7 @@ from polyroute.gateway._wire import (
     ProblemKind,
     Reply,
     StreamEncoder,
+    compact,
     dumps,
     invalid,
     new_id,
@@ -134,13 +135,12 @@ def _image(source: _Source, where: str) -> ImagePart:
 
 
 def _parts(blocks: Sequence[_Text | _Image], where: str) -> str | tuple[Part, ...]:
-    parts = tuple(
-        TextPart(b.text) if isinstance(b, _Text) else _image(b.source, f"{where}.{i}")
-        for i, b in enumerate(blocks)
+    return compact(
+        tuple(
+            TextPart(b.text) if isinstance(b, _Text) else _image(b.source, f"{where}.{i}")
+            for i, b in enumerate(blocks)
+        )
     )
-    if all(isinstance(p, TextPart) for p in parts):  # plain text: the compact form
-        return "".join(p.text for p in parts if isinstance(p, TextPart))
-    return parts
 
 
 def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:

@@ -31,6 +31,7 @@ from polyroute.gateway._wire import (
     ProblemKind,
     Reply,
     StreamEncoder,
+    compact,
     dumps,
     invalid,
     new_id,
@@ -141,13 +142,12 @@ def _content(content: str | list[_Part] | None) -> str | tuple[Part, ...]:
         return ""
     if isinstance(content, str):
         return content
-    parts: tuple[Part, ...] = tuple(
-        TextPart(p.text) if isinstance(p, _Text) else ImagePart(url=p.image_url.url)
-        for p in content
+    return compact(
+        tuple(
+            TextPart(p.text) if isinstance(p, _Text) else ImagePart(url=p.image_url.url)
+            for p in content
+        )
     )
-    if all(isinstance(p, TextPart) for p in parts):  # plain text: the compact form
-        return "".join(p.text for p in parts if isinstance(p, TextPart))
-    return parts
 
 
 def _message(m: _Message, i: int) -> Message:

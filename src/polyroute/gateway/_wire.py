@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from polyroute.errors import GatewayError
 from polyroute.events import StreamEvent
-from polyroute.types import Capability, ChatRequest, FinishReason, ToolCall, Usage
+from polyroute.types import (
+    Capability,
+    ChatRequest,
+    FinishReason,
+    Part,
+    TextPart,
+    ToolCall,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from polyroute.client import Answer
@@ -160,6 +168,13 @@ def invalid(exc: ValidationError) -> GatewayError:
     elif err["type"] == "model_type" and not err["loc"]:
         return GatewayError("the body must be a JSON object")
     return GatewayError(f"{where}: {msg}" if where else msg, param=where or None)
+
+
+def compact(parts: tuple[Part, ...]) -> str | tuple[Part, ...]:
+    """A message's content parts, as one string when they are all text."""
+    if all(isinstance(p, TextPart) for p in parts):
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    return parts
 
 
 def tool_arguments(arguments: str) -> dict[str, Any]:
