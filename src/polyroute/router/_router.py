@@ -381,11 +381,11 @@ class Router:
         provider, model = self._provider, self._model
         out = []
         for i, why in reasons:
-            if drop is None:
-                out.append(Excluded(provider[i], model[i], why))
-            elif i not in drop:
-                out.append(Excluded(provider[i], model[i], why))
+            if drop is not None:
+                if i in drop:
+                    continue
                 drop.add(i)
+            out.append(Excluded(provider[i], model[i], why))
         excluded.extend(out)
 
     def _apply_floor(
