@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from polyroute.errors import (
     AllProvidersFailedError,
@@ -47,9 +47,16 @@ from polyroute.router.retry import RetryPolicy
 from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
 
 if TYPE_CHECKING:
-    from polyroute.ledger import Metered
     from polyroute.providers import ProviderClient
     from polyroute.router.stats import LatencyStats
+
+
+class _Timed(Protocol):
+    @property
+    def latency_ms(self) -> float: ...
+
+
+_Done = TypeVar("_Done", bound=_Timed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,32 +192,18 @@ class Executor:
         ``virtual_key``: the gateway key the calls are billed to (its budgets apply too).
         """
         run = _Run()
-        for target, client, breaker in self._admitted(decision, run):
-            call = replace(request, model=target.model)
-            retry = 0
-            while True:
-                try:
-                    done = await self._complete_once(
-                        target, client, call, breaker, run, virtual_key
-                    )
-                except BudgetExceeded:
-                    break
-                except ProviderError as exc:
-                    if not await self._before_retry(retry, exc, breaker, target, run):
-                        break
-                    retry += 1
-                    continue
-                if self.stats is not None:
-                    self.stats.record(target.provider, target.model, done.latency_ms)
-                return Executed(
-                    done.response,
-                    done.cost_usd,
-                    done.latency_ms,
-                    target,
-                    run.attempts,
-                    run.budget_refusals,
-                )
-        raise run.outcome()
+        target, done = await self._first_served(
+            decision,
+            run,
+            lambda t, client: self.meter.complete(
+                client, replace(request, model=t.model), virtual_key=virtual_key
+            ),
+        )
+        if self.stats is not None:
+            self.stats.record(target.provider, target.model, done.latency_ms)
+        return Executed(
+            done.response, done.cost_usd, done.latency_ms, target, run.attempts, run.budget_refusals
+        )
 
     def stream(
         self, decision: Decision, request: ChatRequest, *, virtual_key: str | None = None
@@ -230,27 +223,36 @@ class Executor:
         run = _Run()
         decision = Decision("embeddings", targets[0].provider, targets[0].model, "", None)
         decision = replace(decision, fallbacks=tuple(targets[1:]))
+        target, done = await self._first_served(
+            decision,
+            run,
+            lambda t, client: self.meter.embed(
+                client, replace(request, model=t.model), virtual_key=virtual_key
+            ),
+        )
+        return ExecutedEmbedding(done.response, done.cost_usd, done.latency_ms, target)
+
+    async def _first_served(
+        self,
+        decision: Decision,
+        run: _Run,
+        call: Callable[[Target, ProviderClient], Awaitable[_Done]],
+    ) -> tuple[Target, _Done]:
+        """``call`` on the decision's targets in turn, each retried while its errors allow,
+        until one serves; raise what the run came to if none does."""
         for target, client, breaker in self._admitted(decision, run):
-            call = replace(request, model=target.model)
             retry = 0
             while True:
-                t0 = time.perf_counter()
                 try:
-                    done = await self.meter.embed(client, call, virtual_key=virtual_key)
-                except BudgetExceeded as exc:
-                    run.refused(target, exc, breaker)
+                    done = await self._once(target, breaker, run, call(target, client))
+                except BudgetExceeded:
                     break
                 except ProviderError as exc:
-                    run.failed(target, exc, _since_ms(t0), breaker)
                     if not await self._before_retry(retry, exc, breaker, target, run):
                         break
                     retry += 1
                     continue
-                except BaseException:
-                    run.abandoned(target, _since_ms(t0), breaker)
-                    raise
-                run.served(target, done.latency_ms, breaker)
-                return ExecutedEmbedding(done.response, done.cost_usd, done.latency_ms, target)
+                return target, done
         raise run.outcome()
 
     def _admitted(
@@ -269,19 +271,18 @@ class Executor:
             tried += 1
             yield target, client, breaker
 
-    async def _complete_once(
+    async def _once(
         self,
         target: Target,
-        client: ProviderClient,
-        call: ChatRequest,
         breaker: CircuitBreaker,
         run: _Run,
-        virtual_key: str | None,
-    ) -> Metered:
+        sent: Awaitable[_Done],
+    ) -> _Done:
+        """One metered call, awaited here, its outcome told to the run and the breaker."""
         t0 = time.perf_counter()
         heard = False  # the breaker has been told this call's outcome
         try:
-            done = await self.meter.complete(client, call, virtual_key=virtual_key)
+            done = await sent
             heard = True
         except BudgetExceeded as exc:
             heard = True
