@@ -394,6 +394,15 @@ _KEYLIKE = re.compile(
 )
 
 
+def error_line(exc: BaseException) -> str:
+    """``exc`` as one line, without the ``provider: `` prefix (for lists that name the
+    provider already: attempts, panel members)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ProviderError) and exc.provider:
+        text = text.removeprefix(f"{exc.provider}: ")
+    return text or type(exc).__name__
+
+
 def redact(text: str) -> str:
     """Replace anything shaped like an API key with ``***``."""
     return _KEYLIKE.sub("***", text)

@@ -29,6 +29,7 @@ from polyroute.errors import (
     NoCandidateError,
     NotEnoughAnswersError,
     ProviderError,
+    error_line,
 )
 from polyroute.router.decision import Target
 from polyroute.types import ChatRequest, ChatResponse
@@ -203,9 +204,8 @@ class Caller:
     ) -> Outcome:
         if breaker is not None:
             breaker.record(exc)
-        text = " ".join(str(exc).split()).removeprefix(f"{target.provider}: ")
         latency = (time.perf_counter() - t0) * 1000
-        return Outcome(target, "failed", latency_ms=latency, error=text, exc=exc)
+        return Outcome(target, "failed", latency_ms=latency, error=error_line(exc), exc=exc)
 
 
 async def ask_panel(

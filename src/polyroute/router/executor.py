@@ -38,6 +38,7 @@ from polyroute.errors import (
     BudgetExceeded,
     ProviderError,
     StreamInterruptedError,
+    error_line,
 )
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.ledger import Meter
@@ -83,14 +84,6 @@ class ExecutedEmbedding:
     target: Target
 
 
-def _error_text(exc: BaseException) -> str:
-    """One line, without the ``provider: `` prefix (attempts name their provider)."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, ProviderError) and exc.provider:
-        text = text.removeprefix(f"{exc.provider}: ")
-    return text or type(exc).__name__
-
-
 def _since_ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
@@ -122,7 +115,7 @@ class _Run:
         breaker.release()
         self.budget_refusals.append(exc)
         self.attempts.append(
-            Attempt(target.provider, target.model, False, 0.0, _error_text(exc), "budget_exceeded")
+            Attempt(target.provider, target.model, False, 0.0, error_line(exc), "budget_exceeded")
         )
 
     def failed(
@@ -132,7 +125,7 @@ class _Run:
         self.calls += 1
         self.errors.append(exc)
         self.attempts.append(
-            Attempt(target.provider, target.model, False, latency_ms, _error_text(exc), exc.type)
+            Attempt(target.provider, target.model, False, latency_ms, error_line(exc), exc.type)
         )
 
     def abandoned(self, target: Target, latency_ms: float, breaker: CircuitBreaker) -> None:
