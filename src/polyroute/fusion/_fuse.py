@@ -54,7 +54,12 @@ from polyroute.fusion._result import (
     FusionResult,
     MemberResponse,
 )
-from polyroute.ledger import DEFAULT_OUTPUT_BOUND, embedding_worst_case_usd, prompt_token_bound
+from polyroute.ledger import (
+    embedding_worst_case_usd,
+    output_bound,
+    prompt_token_bound,
+    worst_case_usd,
+)
 from polyroute.router.decision import Target
 from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, Message, Usage
 
@@ -384,18 +389,15 @@ class Fuser:
         answer_tokens = 0  # the most the panel can write: what the synthesizer/embedder read
         for m in members:
             entry = self._entry(m)
-            call = replace(request, model=m.model)
-            out = _output_bound(entry, request.max_tokens)
-            answer_tokens += out
-            price = entry.price
-            worst = None if price is None else price.cost(Usage(prompt_token_bound(call), out))
+            answer_tokens += output_bound(entry, request.max_tokens)
+            worst = worst_case_usd(entry, replace(request, model=m.model))
             parts.append((f"{m.provider}/{m.model}", worst))
         if synthesizer is not None:
             entry = self._entry(synthesizer)
             prompt = ChatRequest(synthesizer.model, tuple(synthesis_messages(request.messages, [])))
             usage = Usage(
                 prompt_token_bound(prompt) + answer_tokens + 8 * len(members),
-                _output_bound(entry, request.max_tokens),
+                output_bound(entry, request.max_tokens),
             )
             worst = None if entry.price is None else entry.price.cost(usage)
             parts.append((f"synthesizer {synthesizer.provider}/{synthesizer.model}", worst))
@@ -427,10 +429,6 @@ class Fuser:
     def _entry(self, target: Target) -> CatalogModel:
         ptype = self.config.settings.providers[target.provider].type
         return self.catalog.get(ptype, target.model)
-
-
-def _output_bound(entry: CatalogModel, max_tokens: int | None) -> int:
-    return max_tokens or entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
 
 
 def _text(outcome: Outcome) -> str:
@@ -483,15 +481,10 @@ def _pick_weighted(
 
 
 def _responses(
-    outcomes: Sequence[Outcome], answers: _Answers | None, groups: Groups
+    outcomes: Sequence[Outcome], answers: _Answers, groups: Groups
 ) -> list[MemberResponse]:
-    group_of: dict[int, int] = {}
-    confidence: dict[int, float] = {}
-    if answers is not None:
-        for k, g in enumerate(groups):
-            for i in g:
-                group_of[answers.index[i]] = k
-        confidence = dict(zip(answers.index, answers.confidence, strict=True))
+    group_of = {answers.index[i]: k for k, g in enumerate(groups) for i in g}
+    confidence = dict(zip(answers.index, answers.confidence, strict=True))
     out = []
     for i, o in enumerate(outcomes):
         answered = i in confidence

@@ -13,6 +13,7 @@ from polyroute.ledger._meter import (
     Metered,
     MeteredEmbedding,
     embedding_worst_case_usd,
+    output_bound,
     prompt_token_bound,
     worst_case_usd,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "embedding_worst_case_usd",
     "key_scope",
     "ledger_for",
+    "output_bound",
     "parse_since",
     "prompt_token_bound",
     "provider_scope",

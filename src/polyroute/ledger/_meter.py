@@ -61,11 +61,16 @@ def prompt_token_bound(request: ChatRequest) -> int:
     return total
 
 
+def output_bound(entry: CatalogModel, max_tokens: int | None) -> int:
+    """The most output tokens a call can bill: its ``max_tokens``, else the model's."""
+    return max_tokens or entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
+
+
 def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
     """Prompt bound x input price + max output x output price; ``None`` when unpriced."""
     if entry.price is None:
         return None
-    out = request.max_tokens or entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
+    out = output_bound(entry, request.max_tokens)
     return entry.price.cost(Usage(prompt_token_bound(request), out))
 
 
