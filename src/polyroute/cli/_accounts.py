@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from polyroute.cli._common import common_options, emit_json, json_option, run, state, table, usd
+from polyroute.cli._common import (
+    common_options,
+    emit_json,
+    json_option,
+    limit_text,
+    run,
+    state,
+    table,
+    usd,
+    usd_amount,
+)
 
 if TYPE_CHECKING:
     from polyroute.ledger import GroupBy, PeriodStatus
@@ -90,13 +99,7 @@ def _amount(value: str | None) -> Any:
         return _keep()
     if value.strip().lower() in ("none", "off"):
         return None
-    try:
-        usd_value = float(value.strip().lstrip("$"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an amount in USD (or 'none')") from None
-    if not 0 <= usd_value < math.inf:  # also refuses nan and inf
-        raise click.BadParameter(f"{value!r}: must be 0 or more")
-    return usd_value
+    return usd_amount(value, " (or 'none')")
 
 
 def _alerts(value: str | None) -> Any:
@@ -151,8 +154,8 @@ def budget_set(budget_id: str, daily: str | None, monthly: str | None, alerts: s
         finally:
             await ledger.aclose()
         click.echo(
-            f"budget {budget_id}: daily {_limit(limits.daily_usd)}, monthly "
-            f"{_limit(limits.monthly_usd)}, alerts at "
+            f"budget {budget_id}: daily {limit_text(limits.daily_usd)}, monthly "
+            f"{limit_text(limits.monthly_usd)}, alerts at "
             + ", ".join(f"{p:g}%" for p in limits.alert_percents)
         )
         return 0
@@ -201,11 +204,7 @@ def budget_show(as_json: bool) -> None:
     run(main)
 
 
-def _limit(v: float | None) -> str:
-    return "none" if v is None else f"${v:.2f}"
-
-
 def _cells(p: PeriodStatus) -> list[str]:
     used = "-" if not p.limit_usd else f"{100 * (p.spent_usd + p.reserved_usd) / p.limit_usd:.0f}%"
     left = "-" if p.left_usd is None else usd(p.left_usd, 4)
-    return [_limit(p.limit_usd), usd(p.spent_usd, 4), usd(p.reserved_usd, 4), left, used]
+    return [limit_text(p.limit_usd), usd(p.spent_usd, 4), usd(p.reserved_usd, 4), left, used]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
@@ -112,6 +113,23 @@ def emit_json(data: Any) -> None:
 
 def usd(value: float | None, digits: int = 6) -> str:
     return "unpriced" if value is None else f"${value:.{digits}f}"
+
+
+def usd_amount(value: str, others: str = "") -> float:
+    """An option's USD amount, 0 or more (``5``, ``$5``, ``0.50``); ``others``: what else
+    the option takes, for the error."""
+    try:
+        amount = float(value.strip().lstrip("$"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an amount in USD{others}") from None
+    if not 0 <= amount < math.inf:  # also refuses nan and inf
+        raise click.BadParameter(f"{value!r}: must be 0 or more")
+    return amount
+
+
+def limit_text(v: float | None) -> str:
+    """A budget limit: ``$5.00``, or ``none``."""
+    return "none" if v is None else f"${v:.2f}"
 
 
 def table(title: str | None, columns: list[str], rows: list[list[str]], *, out: Any = None) -> None:

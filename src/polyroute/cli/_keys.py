@@ -6,12 +6,21 @@ so a lost secret is replaced (revoke the key, create another), never recovered.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import click
 
-from polyroute.cli._common import common_options, emit_json, json_option, run, state, table, usd
+from polyroute.cli._common import (
+    common_options,
+    emit_json,
+    json_option,
+    limit_text,
+    run,
+    state,
+    table,
+    usd,
+    usd_amount,
+)
 
 if TYPE_CHECKING:
     from polyroute.ledger import Ledger, VirtualKey
@@ -33,15 +42,7 @@ def _name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 
 
 def _usd(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        amount = float(value.strip().lstrip("$"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an amount in USD") from None
-    if not 0 <= amount < math.inf:  # also refuses nan and inf
-        raise click.BadParameter(f"{value!r}: must be 0 or more")
-    return amount
+    return None if value is None else usd_amount(value)
 
 
 def _models(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
@@ -95,7 +96,7 @@ def key_create(
             return 0
         click.echo(
             f"created {key.id} ({key.name}): models {_allowed(key)}, "
-            f"daily {_limit(key.daily_usd)}, monthly {_limit(key.monthly_usd)}\n"
+            f"daily {limit_text(key.daily_usd)}, monthly {limit_text(key.monthly_usd)}\n"
         )
         click.echo(f"    {secret}\n")
         click.echo("This key is shown once: store it now. polyroute keeps only its hash.")
@@ -146,8 +147,8 @@ def key_list(as_json: bool) -> None:
                 k.name,
                 k.prefix + "…",
                 _allowed(k),
-                _limit(k.daily_usd),
-                _limit(k.monthly_usd),
+                limit_text(k.daily_usd),
+                limit_text(k.monthly_usd),
                 usd(spent[k.id].daily.spent_usd, 4),
                 f"{k.created_at:%Y-%m-%d %H:%M}",
                 "-" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
@@ -188,7 +189,3 @@ def key_revoke(key_id: str, as_json: bool) -> None:
 
 def _allowed(key: VirtualKey) -> str:
     return ", ".join(key.models) if key.models else "any"
-
-
-def _limit(v: float | None) -> str:
-    return "none" if v is None else f"${v:.2f}"
