@@ -51,3 +51,22 @@ def test_import_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_routing_outcomes_share_a_base_and_stay_provider_errors() -> None:
+    for cls in (polyroute.NoCandidateError, polyroute.AllProvidersFailedError):
+        assert issubclass(cls, polyroute.RoutingError)
+        assert issubclass(cls, polyroute.ProviderError)  # caught as before
+
+
+def test_errors_import_nothing_above_the_shared_vocabulary() -> None:
+    code = (
+        "import sys, polyroute.errors; "
+        "print(sorted(m for m in sys.modules if m.startswith('polyroute.') "
+        "and m not in ('polyroute.errors', 'polyroute.types')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+    assert polyroute.Attempt.__module__ == polyroute.Excluded.__module__ == "polyroute.types"

@@ -24,8 +24,8 @@ _EXPORTS: dict[str, str] = {
     "load_config": "polyroute.config",
     "Catalog": "polyroute.catalog",
     "Decision": "polyroute.router.decision",
-    "Attempt": "polyroute.router.decision",
-    "Target": "polyroute.router.decision",
+    "Attempt": "polyroute.types",
+    "Target": "polyroute.types",
     "ChatRequest": "polyroute.types",
     "ChatResponse": "polyroute.types",
     "EmbeddingRequest": "polyroute.types",
@@ -55,7 +55,7 @@ _EXPORTS: dict[str, str] = {
     "Ranking": "polyroute.router.context",
     "Scored": "polyroute.router.context",
     "Strategy": "polyroute.router.context",
-    "Excluded": "polyroute.router.decision",
+    "Excluded": "polyroute.types",
     "Ledger": "polyroute.ledger",
     "UsageRecord": "polyroute.ledger",
     "UsageReport": "polyroute.ledger",
@@ -73,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "LedgerError": "polyroute.errors",
     "AllProvidersFailedError": "polyroute.errors",
     "NoCandidateError": "polyroute.errors",
+    "RoutingError": "polyroute.errors",
     "UnknownKeyError": "polyroute.errors",
     "VirtualKey": "polyroute.ledger",
     "FusionResult": "polyroute.fusion",
@@ -130,6 +131,7 @@ __all__ = [
     "RequestSucceeded",
     "Routing",
     "RoutingContext",
+    "RoutingError",
     "Scored",
     "Strategy",
     "StreamEnd",
@@ -183,6 +185,7 @@ if TYPE_CHECKING:
         NotEnoughAnswersError,
         PolyrouteError,
         ProviderError,
+        RoutingError,
         UnknownKeyError,
     )
     from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
@@ -206,16 +209,19 @@ if TYPE_CHECKING:
     )
     from polyroute.providers import HttpPool, Provider, ProviderClient
     from polyroute.router.context import Candidate, Ranking, RoutingContext, Scored, Strategy
-    from polyroute.router.decision import Attempt, Decision, Excluded, Target
+    from polyroute.router.decision import Decision
     from polyroute.sync import SyncPolyroute
     from polyroute.types import (
+        Attempt,
         ChatRequest,
         ChatResponse,
         EmbeddingRequest,
         EmbeddingResponse,
+        Excluded,
         ImagePart,
         Message,
         ModelInfo,
+        Target,
         TextPart,
         Tool,
         ToolCall,

@@ -59,17 +59,19 @@ from polyroute.router._router import Router
 from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
-from polyroute.router.decision import Attempt, Decision, Target
+from polyroute.router.decision import Decision
 from polyroute.router.executor import ExecutedEmbedding, ExecutedStream, Executor
 from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.retry import RetryPolicy
 from polyroute.router.stats import LatencyStats
 from polyroute.types import (
+    Attempt,
     Capability,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     Message,
+    Target,
     Usage,
 )
 

@@ -5,6 +5,7 @@
     PolyrouteError
     ├── ConfigError                      bad config file, key or value (CLI exit 2)
     ├── CredentialError                  vault: wrong passphrase, tampered file, unknown id
+    │   ├── WrongPassphraseError         the master passphrase does not open the vault
     │   └── UnknownKeyError              no gateway virtual key has this id (CLI exit 2)
     ├── BudgetExceeded                   a budget refused the request (CLI exit 3)
     ├── LedgerError                      the usage database cannot be used
@@ -19,8 +20,9 @@
         ├── UnsupportedError             the vendor cannot take this request (no embeddings API,
         │                                URL images on Ollama...): fall back, don't retry
         ├── StreamInterruptedError       the stream ended without its end marker
-        ├── AllProvidersFailedError      no target could serve the request (``attempts`` lists why)
-        ├── NoCandidateError             routing found no eligible pair (``excluded`` lists why)
+        ├── RoutingError                 routing could not place or serve a request (CLI exit 4)
+        │   ├── AllProvidersFailedError  no target could serve the request (``attempts`` lists why)
+        │   └── NoCandidateError         routing found no eligible pair (``excluded`` lists why)
         └── APIStatusError               the vendor answered with an error status
             ├── BadRequestError              400
             │   └── ContextLengthError       400, the prompt does not fit
@@ -50,10 +52,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from polyroute.router.decision import Attempt, Excluded
+from polyroute.types import Attempt, Excluded
 
 
 class PolyrouteError(Exception):
@@ -66,6 +67,10 @@ class ConfigError(PolyrouteError):
 
 class CredentialError(PolyrouteError):
     """The vault could not give a key: wrong passphrase, tampered file, unknown id."""
+
+
+class WrongPassphraseError(CredentialError):
+    """The master passphrase does not open the vault (its verifier does not decrypt)."""
 
 
 class UnknownKeyError(CredentialError):
@@ -240,7 +245,12 @@ class StreamInterruptedError(ProviderError):
     retryable = True
 
 
-class AllProvidersFailedError(ProviderError):
+class RoutingError(ProviderError):
+    """A routing outcome rather than one vendor's answer: no pair could be chosen, or none
+    served. Under :class:`ProviderError` so that code catching that still catches these."""
+
+
+class AllProvidersFailedError(RoutingError):
     """Every target of a routing decision failed; ``attempts`` lists each try, in order."""
 
     def __init__(
@@ -262,7 +272,7 @@ class AllProvidersFailedError(ProviderError):
         return self.errors[-1] if self.errors else None
 
 
-class NoCandidateError(ProviderError):
+class NoCandidateError(RoutingError):
     """Routing found no eligible (provider, model) pair; ``excluded`` says why, pair by pair."""
 
     def __init__(self, excluded: Sequence[Excluded] = (), *, detail: str = "") -> None:

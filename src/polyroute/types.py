@@ -210,3 +210,53 @@ class ModelInfo:
     capabilities: frozenset[Capability] = frozenset({"chat", "stream"})
     display_name: str | None = None
     owned_by: str | None = None
+
+
+# -- routing outcomes: what errors and decisions list -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A (provider, model) pair: the unit of routing and of fallback."""
+
+    provider: str
+    model: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"provider": self.provider, "model": self.model}
+
+
+ExclusionKind = Literal["unsuitable", "unavailable", "over_budget"]
+"""Why a pair was left out: it cannot serve this request (a capability, the context size, a
+cap, the quality floor); its provider cannot take traffic now (disabled, no key, breaker
+open, unhealthy); or a budget refused its provider lately."""
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    provider: str
+    model: str
+    reason: str
+    kind: ExclusionKind = "unsuitable"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"provider": self.provider, "model": self.model, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    provider: str
+    model: str
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+    error_type: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "ok": self.ok,
+            "error": self.error,
+            "latency_ms": round(self.latency_ms, 1),
+        }

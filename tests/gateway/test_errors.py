@@ -136,7 +136,7 @@ def test_400_bad_routing_hints(fmt: str, hints: Any, why: str, http: httpx.Clien
 def test_400_a_request_nothing_can_serve(fmt: str, http: httpx.Client) -> None:
     r = http.post(PATHS[fmt], json=body(fmt, "auto", polyroute={"max_cost_usd": 0}))
     message = error(fmt, r, 400)["message"]
-    assert message.startswith("no provider can serve this request") and "--max-cost" in message
+    assert message.startswith("no provider can serve this request") and "over the cost cap" in message
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

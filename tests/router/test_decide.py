@@ -213,9 +213,9 @@ CASES = [
         "openai/gpt-small",
         {
             **DISABLED,
-            "openai/gpt-big": "estimated $0.0075 over --max-cost $0.001",
-            "anthropic/claude-mid": "estimated $0.0105 over --max-cost $0.001",
-            "anthropic/claude-unpriced": "unpriced: its cost cannot be held to --max-cost $0.001",
+            "openai/gpt-big": "estimated $0.0075 over the cost cap $0.001",
+            "anthropic/claude-mid": "estimated $0.0105 over the cost cap $0.001",
+            "anthropic/claude-unpriced": "unpriced: its cost cannot be held to the cost cap $0.001",
             "ollama/llama-local": "quality 0.55 below the 0.6 floor for medium",
         },
     ),
@@ -223,7 +223,7 @@ CASES = [
         "max latency: slow learned pairs out, no data kept",
         {"strategy": "performance", "max_latency_ms": 1000.0},
         "ollama/llama-local",
-        {**DISABLED, "openai/gpt-big": "learned latency 1,850 ms over --max-latency-ms 1000"},
+        {**DISABLED, "openai/gpt-big": "learned latency 1,850 ms over the latency cap 1000 ms"},
         latencies={"openai/gpt-big": 1850.0},
     ),
     Case(
@@ -313,9 +313,9 @@ def test_every_strategy_and_reason_is_covered() -> None:
         "over budget",
         "lacks capability",
         "context window",
-        "over --max-cost",
+        "over the cost cap",
         "unpriced",
-        "over --max-latency-ms",
+        "over the latency cap",
         "below the",
     ):
         assert needle in reasons

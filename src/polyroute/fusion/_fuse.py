@@ -60,8 +60,7 @@ from polyroute.ledger import (
     prompt_token_bound,
     worst_case_usd,
 )
-from polyroute.router.decision import Target
-from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, Message, Usage
+from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, Message, Target, Usage
 
 if TYPE_CHECKING:
     from polyroute.catalog import Catalog, CatalogModel

@@ -31,8 +31,7 @@ from polyroute.errors import (
     ProviderError,
     error_line,
 )
-from polyroute.router.decision import Target
-from polyroute.types import ChatRequest, ChatResponse
+from polyroute.types import ChatRequest, ChatResponse, Target
 
 if TYPE_CHECKING:
     from polyroute.config import Config

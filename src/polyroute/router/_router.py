@@ -47,7 +47,7 @@ from polyroute.config import Config, ProviderConfig
 from polyroute.errors import NoCandidateError
 from polyroute.errors import usd_text as usd
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
-from polyroute.router.decision import Decision, Excluded, ExclusionKind, Exclusions, Target
+from polyroute.router.decision import Decision, Exclusions
 from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
@@ -58,7 +58,7 @@ from polyroute.router.strategies import (
     floor_reason,
     load_strategy,
 )
-from polyroute.types import Capability
+from polyroute.types import Capability, Excluded, ExclusionKind, Target
 
 Check = Callable[[], Mapping[str, str]]
 """``check()``: the providers that cannot take a request now, each with why. Usually
@@ -343,9 +343,9 @@ class Router:
         def make(i: int) -> Excluded:
             c = cost[i]
             why = (
-                f"unpriced: its cost cannot be held to --max-cost {usd(cap)}"
+                f"unpriced: its cost cannot be held to the cost cap {usd(cap)}"
                 if c is None
-                else f"estimated {usd(c)} over --max-cost {usd(cap)}"
+                else f"estimated {usd(c)} over the cost cap {usd(cap)}"
             )
             return Excluded(provider[i], model[i], why)
 
@@ -365,7 +365,7 @@ class Router:
 
         def make(k: int) -> Excluded:  # the latency as it was (the column moves on)
             i, x = slow[k]
-            why = f"learned latency {x:,.0f} ms over --max-latency-ms {max_ms:g}"
+            why = f"learned latency {x:,.0f} ms over the latency cap {max_ms:g} ms"
             return Excluded(provider[i], model[i], why)
 
         excluded.defer(range(len(slow)), make)

@@ -4,35 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, overload
 
+from polyroute.types import Attempt, Excluded, ExclusionKind, Target
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A (provider, model) pair: the unit of routing and of fallback."""
-
-    provider: str
-    model: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"provider": self.provider, "model": self.model}
-
-
-ExclusionKind = Literal["unsuitable", "unavailable", "over_budget"]
-"""Why a pair was left out: it cannot serve this request (a capability, the context size, a
-cap, the quality floor); its provider cannot take traffic now (disabled, no key, breaker
-open, unhealthy); or a budget refused its provider lately."""
-
-
-@dataclass(frozen=True, slots=True)
-class Excluded:
-    provider: str
-    model: str
-    reason: str
-    kind: ExclusionKind = "unsuitable"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"provider": self.provider, "model": self.model, "reason": self.reason}
+__all__ = ["Attempt", "Decision", "Excluded", "ExclusionKind", "Exclusions", "Target"]
 
 
 class Exclusions(Sequence[Excluded]):
@@ -132,23 +108,4 @@ class Decision:
             "fallbacks": [f.as_dict() for f in self.fallbacks],
             "confidence": self.confidence,
             "excluded": [e.as_dict() for e in self.excluded],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    provider: str
-    model: str
-    ok: bool
-    latency_ms: float
-    error: str | None = None
-    error_type: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "ok": self.ok,
-            "error": self.error,
-            "latency_ms": round(self.latency_ms, 1),
         }

@@ -43,9 +43,16 @@ from polyroute.errors import (
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.ledger import Meter
 from polyroute.router.breaker import Breakers, CircuitBreaker
-from polyroute.router.decision import Attempt, Decision, Target
+from polyroute.router.decision import Decision
 from polyroute.router.retry import RetryPolicy
-from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
+from polyroute.types import (
+    Attempt,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Target,
+)
 
 if TYPE_CHECKING:
     from polyroute.providers import ProviderClient
