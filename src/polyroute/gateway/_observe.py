@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from polyroute.hub import BudgetExceededEvent, HubEvent, RequestFailed, RequestSucceeded
@@ -30,6 +31,12 @@ access_log = logging.getLogger("polyroute.access")
 
 NOTE = "polyroute.note"
 """The scope key of a request's :class:`Note`."""
+
+READ_TIMED_OUT = "polyroute.read_timed_out"
+"""The scope key the server sets when it closed a request whose body came too slowly."""
+
+CLIENT_CLOSED = 499
+"""The status recorded for a request whose caller left while sending it (nginx's code)."""
 
 _BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
@@ -204,6 +211,11 @@ class Observe:
 
         try:
             await self.app(scope, receive, send_noting)
+        except ClientDisconnect:  # the body never came whole: nobody is left to answer
+            if scope.get(READ_TIMED_OUT):
+                note.status, note.error = 408, "read_timeout"
+            else:
+                note.status, note.error = CLIENT_CLOSED, "client_closed"
         finally:
             self._done(scope, note, time.perf_counter() - t0)
 
