@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -13,7 +15,7 @@ from click.testing import CliRunner, Result
 from polyroute.cli import cli
 from polyroute.config import load
 from polyroute.credentials import KdfParams, Vault
-from polyroute.errors import ConfigError
+from polyroute.errors import ConfigError, WrongPassphraseError
 from polyroute.testing import Fleet
 
 FAST = KdfParams(n=2**10)  # tests only: the real cost is 2**15
@@ -192,6 +194,38 @@ def test_rotate_needs_a_new_different_passphrase(
     assert vault.get("k").reveal() == KEY  # untouched
 
 
+@pytest.mark.parametrize("failing", ["replace", "fsync", "mkdir"])
+def test_rotate_failing_is_one_line_and_changes_nothing(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    vault.set("k", KEY)
+    monkeypatch.setenv("POLYROUTE_NEW_MASTER_KEY", "a new passphrase")
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, failing, full)
+        r = invoke("credentials", "rotate")
+    assert r.exit_code == 1, r.stderr
+    line = one_error_line(r)
+    assert "No space left on device" in line and "nothing changed" in line
+    assert "$POLYROUTE_MASTER_KEY" in line and r.stdout == ""
+    assert Vault(vault.directory, PASS).get("k").reveal() == KEY
+
+
+def test_tampered_vault_metadata_is_one_line(vault: Vault) -> None:
+    vault.set("k", KEY)
+    meta_path = vault.directory / "vault.json"
+    meta = json.loads(meta_path.read_text())
+    meta["kdf"]["n"] = 2**40
+    meta_path.write_text(json.dumps(meta))
+    for args in (("list",), ("rotate",), ("set", "k")):
+        r = invoke("credentials", *args, input="new-value")
+        assert r.exit_code == 2, args
+        assert "damaged vault metadata: kdf.n" in one_error_line(r)
+
+
 def test_rotate_without_a_vault(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLYROUTE_MASTER_KEY", PASS)
     monkeypatch.setenv("POLYROUTE_NEW_MASTER_KEY", "new")
@@ -327,9 +361,20 @@ def test_wrong_passphrase_at_ask(
     assert "providers.openai.api_key" in line and "wrong master passphrase" in line
 
 
+def test_wrong_passphrase_is_its_own_class(
+    vault: Vault, vault_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault.set("sim", KEY)
+    monkeypatch.setenv("POLYROUTE_MASTER_KEY", "wrong")
+    config = load(vault_config)
+    with pytest.raises(WrongPassphraseError, match=r"providers\.openai\.api_key"):
+        config.provider("openai")
+    assert config.key_status("openai") == "error (wrong master passphrase)"
+
+
 def test_flipped_byte_is_a_clear_tamper_error(vault: Vault, vault_config: Path) -> None:
     vault.set("sim", KEY)
-    f = vault.directory / "sim.cred"
+    f = vault.path("sim")
     data = bytearray(f.read_bytes())
     data[20] ^= 0x01
     f.write_bytes(bytes(data))
@@ -344,7 +389,7 @@ def test_flipped_byte_is_a_clear_tamper_error(vault: Vault, vault_config: Path) 
 
 
 def tamper(vault: Vault) -> None:
-    f = vault.directory / "sim.cred"
+    f = vault.path("sim")
     f.write_bytes(f.read_bytes()[:-1] + b"\x00")
 
 

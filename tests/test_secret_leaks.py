@@ -162,7 +162,7 @@ def test_debug_process_vault_failures_have_no_key(
     config_path: Path, home: Path, tmp_path: Path
 ) -> None:
     ask = ("--debug", "ask", "hi", "--provider", "openai", "--config", str(config_path))
-    cred = home / "credentials" / "leak.cred"
+    cred = Vault(home / "credentials", PASSPHRASE).path("leak")
     blob = cred.read_bytes()
     cred.write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
     tampered = run_cli(tmp_path, *ask)
@@ -252,7 +252,7 @@ def vault_errors(
             load(config_path).provider("openai")
         return info.value
 
-    cred = home / "credentials" / "leak.cred"
+    cred = Vault(home / "credentials", PASSPHRASE).path("leak")
     blob = cred.read_bytes()
     cred.write_bytes(blob[:20] + bytes([blob[20] ^ 1]) + blob[21:])
     out.append(provider_error())
@@ -284,7 +284,8 @@ async def test_files_have_no_key(config_path: Path, home: Path, tmp_path: Path) 
     async with Polyroute(load(config_path)) as pr:  # use it first: nothing may be written in clear
         await pr.complete("hi", provider="openai")
     vault_dir = home / "credentials"
-    assert {p.name for p in vault_dir.iterdir()} >= {"vault.json", "leak.cred"}
+    assert (vault_dir / "vault.json").is_file()
+    assert Vault(vault_dir, PASSPHRASE).path("leak").is_file()
     assert_tree_clean(vault_dir)
     assert_tree_clean(home)
     assert_tree_clean(tmp_path)  # the config and anything else a run left behind

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from polyroute.catalog import Catalog, ModelOverride
 from polyroute.credentials import Vault, vault_for
 from polyroute.credentials import valid_id as valid_vault_id  # one id rule, the vault's
-from polyroute.errors import ConfigError, CredentialError, PolyrouteError
+from polyroute.errors import ConfigError, CredentialError, PolyrouteError, WrongPassphraseError
 from polyroute.providers import PROVIDER_TYPES, Provider, Secret
 from polyroute.types import Capability
 
@@ -262,12 +262,12 @@ class Config:
             return missing
         try:
             vault = self.vault()
+        except WrongPassphraseError as exc:
+            return _Unresolved(
+                "error (wrong master passphrase)",
+                WrongPassphraseError(f"{where}: {exc}; check ${MASTER_KEY_ENV}"),
+            )
         except CredentialError as exc:
-            if "wrong master passphrase" in str(exc):
-                return _Unresolved(
-                    "error (wrong master passphrase)",
-                    CredentialError(f"{where}: {exc}; check ${MASTER_KEY_ENV}"),
-                )
             return _Unresolved("error (vault unreadable)", CredentialError(f"{where}: {exc}"))
         try:
             if cred not in vault.list():

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from polyroute.cli._common import common_options, emit_json, json_option, run, state, table
+from polyroute.cli._common import (
+    EXIT_FAILURE,
+    common_options,
+    emit_json,
+    json_option,
+    run,
+    state,
+    table,
+)
 from polyroute.errors import CredentialError
 
 if TYPE_CHECKING:
@@ -162,7 +170,15 @@ def rotate_credentials() -> None:
                 f"${NEW_MASTER_KEY_ENV} is the current passphrase: choose a different one"
             )
         count = len(vault.list())
-        vault.rotate(new)
+        try:
+            vault.rotate(new)
+        except OSError as exc:  # before the switch (Vault.rotate): nothing changed
+            click.echo(
+                f"polyroute: error: cannot rotate the vault in {vault.directory}: {exc}; "
+                f"nothing changed, it still opens with ${MASTER_KEY_ENV}",
+                err=True,
+            )
+            return EXIT_FAILURE
         click.echo(
             f"re-encrypted {count} credential{'' if count == 1 else 's'} in {vault.directory} "
             "under the new passphrase"
