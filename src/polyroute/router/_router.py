@@ -213,6 +213,7 @@ class Router:
         """
         strategy = self.strategy(ctx.strategy)
         builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
+        self.stats.expire()  # aged-out latencies become "no data" (explored again)
         excluded = Exclusions()
         drop = self._out_of_scope(ctx, excluded)
         if self.checks:

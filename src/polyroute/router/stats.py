@@ -4,28 +4,49 @@ The executor records every successful call (total latency, and time to first
 token for streams); the router reads the means to rank by speed and to honour
 ``max_latency_ms``. Nothing is persisted: a restart starts from no data, which
 is what "no data yet" rankings are for.
+
+Learned data ages, so that a provider is never judged for ever on what it did
+once (a slow cold first call would otherwise keep it out of ``auto``: not
+chosen, it is never measured again). The weight of the past halves every
+``half_life_s``: a sample after a quiet spell moves the mean by more than
+``alpha``, and a pair's evidence (its samples, each worth 1, halving with time,
+at most ``1 / alpha``) is forgotten once it falls below one half. One sample is
+then forgotten after one half-life, a well-measured pair after about three
+without calls; a forgotten pair is "no data" again, and the strategies explore
+it as they do a new one.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
+import time
 import weakref
 from bisect import bisect_left, insort
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 DEFAULT_ALPHA = 0.2
 """Weight of the newest sample: about the last ten calls dominate the mean."""
+DEFAULT_HALF_LIFE_S = 300.0
+"""Every five minutes without a call halves the weight of what was learned."""
+_FORGET_BELOW = 0.5
 
 
 class LatencySlot:
     """The live means of one (provider, model). Read them; only :class:`LatencyStats` writes."""
 
-    __slots__ = ("latency_ms", "samples", "ttft_ms", "ttft_samples")
+    __slots__ = ("at", "expires_at", "latency_ms", "samples", "ttft_ms", "ttft_samples", "weight")
 
     def __init__(self) -> None:
         self.latency_ms: float | None = None
         self.ttft_ms: float | None = None
         self.samples = 0
         self.ttft_samples = 0
+        self.weight = 0.0
+        """The evidence as of ``at``: samples, each halving every half-life."""
+        self.at = 0.0
+        self.expires_at = math.inf
+        """When the evidence falls below one half and the means are forgotten."""
 
     def __repr__(self) -> str:
         return (
@@ -90,25 +111,43 @@ class LatencyStats:
     """Per (provider, model) exponentially weighted means of latency and time to first token.
 
     The first sample sets the mean; each later one moves it by ``alpha`` of the
-    difference. Single-threaded use (one event loop), like the rest of the router.
+    difference, or more after a quiet spell, and unrefreshed means are forgotten
+    (see the module docs; ``clock``: monotonic seconds). Single-threaded use (one
+    event loop), like the rest of the router.
     """
 
-    __slots__ = ("_feeds", "_slots", "alpha")
+    __slots__ = ("_expiries", "_feeds", "_slots", "alpha", "clock", "half_life_s")
 
-    def __init__(self, alpha: float = DEFAULT_ALPHA) -> None:
+    def __init__(
+        self,
+        alpha: float = DEFAULT_ALPHA,
+        *,
+        half_life_s: float = DEFAULT_HALF_LIFE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1], not {alpha}")
+        if not half_life_s > 0:
+            raise ValueError(f"half_life_s must be > 0, not {half_life_s}")
         self.alpha = alpha
+        self.half_life_s = half_life_s
+        self.clock = clock
         self._slots: dict[tuple[str, str], LatencySlot] = {}
         # per pair, the columns (held weakly) and rows that show it
         self._feeds: dict[tuple[str, str], list[tuple[weakref.ref[LatencyColumns], int]]] = {}
+        # (when, pair): one entry per pair with data, due at or before the slot's expires_at
+        self._expiries: list[tuple[float, tuple[str, str]]] = []
 
     def record(
         self, provider: str, model: str, latency_ms: float, ttft_ms: float | None = None
     ) -> None:
         """One completed call's total latency, and its time to first token if it streamed."""
+        now = self.clock()
+        self.expire(now)
+        key = (provider, model)
         s = self.slot(provider, model)
-        a = self.alpha
+        kept = 2.0 ** (-(now - s.at) / self.half_life_s) if s.weight else 0.0
+        a = 1.0 - (1.0 - self.alpha) * kept  # alpha right after the last sample, 1 long after
         s.latency_ms = (
             latency_ms if s.latency_ms is None else s.latency_ms + a * (latency_ms - s.latency_ms)
         )
@@ -116,7 +155,36 @@ class LatencyStats:
         if ttft_ms is not None:
             s.ttft_ms = ttft_ms if s.ttft_ms is None else s.ttft_ms + a * (ttft_ms - s.ttft_ms)
             s.ttft_samples += 1
-        feeds = self._feeds.get((provider, model))
+        s.weight = min(s.weight * kept + 1.0, 1.0 / self.alpha)
+        s.at = now
+        if s.expires_at == math.inf:  # else its entry is in the heap already (see expire)
+            heapq.heappush(self._expiries, (now + self._lifetime(s.weight), key))
+        s.expires_at = now + self._lifetime(s.weight)
+        self._publish(key, s)
+
+    def expire(self, now: float | None = None) -> None:
+        """Forget the means whose evidence has aged below one half (cheap when none has:
+        the router calls this before each decision)."""
+        due = self._expiries
+        if not due or due[0][0] > (now := self.clock() if now is None else now):
+            return
+        while due and due[0][0] <= now:
+            _, key = heapq.heappop(due)
+            s = self._slots[key]
+            if s.expires_at > now:  # refreshed since (an expiry only moves later): requeued
+                heapq.heappush(due, (s.expires_at, key))
+                continue
+            s.latency_ms = s.ttft_ms = None
+            s.samples = s.ttft_samples = 0
+            s.weight = 0.0
+            s.expires_at = math.inf
+            self._publish(key, s)
+
+    def _lifetime(self, weight: float) -> float:
+        return self.half_life_s * math.log2(weight / _FORGET_BELOW)
+
+    def _publish(self, key: tuple[str, str], s: LatencySlot) -> None:
+        feeds = self._feeds.get(key)
         if feeds:
             for ref, row in feeds:
                 columns = ref()
@@ -127,6 +195,7 @@ class LatencyStats:
 
     def get(self, provider: str, model: str) -> tuple[float | None, float | None, int]:
         """``(latency_ms, ttft_ms, samples)``; ``(None, None, 0)`` while nothing is learned."""
+        self.expire()
         s = self._slots.get((provider, model))
         if s is None:
             return None, None, 0
@@ -152,6 +221,7 @@ class LatencyStats:
 
     def snapshot(self) -> dict[tuple[str, str], tuple[float | None, float | None, int]]:
         """Every pair with data, for state pages and tests."""
+        self.expire()
         return {
             k: (s.latency_ms, s.ttft_ms, s.samples) for k, s in self._slots.items() if s.samples
         }
