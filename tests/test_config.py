@@ -96,6 +96,19 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, expected: str) 
     assert "sk-abc" not in msg
 
 
+def test_redis_url_is_refused_by_name_until_it_works(tmp_path: Path) -> None:
+    path = write(tmp_path, '[storage]\nredis_url = "redis://localhost:6379/0"\n')
+    with pytest.raises(ConfigError) as info:
+        load(path, env={})
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: storage.redis_url: redis_url is not supported yet")
+    assert "\n" not in msg
+    assert (
+        load(write(tmp_path, '[storage]\nredis_url = ""\n'), env={}).settings.storage.redis_url
+        == ""
+    )
+
+
 def test_missing_explicit_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load(tmp_path / "nope.toml", env={})

@@ -68,6 +68,16 @@ class StorageConfig(_Section):
     url: str = ""
     redis_url: str = ""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str) -> str:
+        if v:
+            raise ValueError(
+                "redis_url is not supported yet (shared state arrives in a later release); "
+                "leave it empty"
+            )
+        return v
+
 
 class CredentialsConfig(_Section):
     dir: str = ""
