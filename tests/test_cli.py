@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -261,3 +262,25 @@ def test_a_failing_provider_falls_back_and_lists_attempts(fleet: Fleet, config: 
     out = json.loads(r.stdout)
     assert [a["ok"] for a in out["attempts"]] == [False, False, True]
     assert out["attempts"][0]["provider"] == "ollama" and out["provider"] != "ollama"
+
+
+@pytest.mark.parametrize("command", ["ask", "route"])
+def test_nothing_configured_says_how_to_configure(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No config file, no vendor key (conftest clears them), no Ollama: a config error (2)."""
+    with socket.socket() as s:  # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("OLLAMA_HOST", closed)
+    r = invoke(command, "hi")
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith("polyroute: error: nothing is configured")
+    assert str(Path.cwd() / "polyroute.toml") in lines[0]
+    assert str(tmp_path / "xdg" / "polyroute" / "config.toml") in lines[0]
+    assert f"no Ollama at {closed}" in lines[0]
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY"):
+        assert f"${name}" in lines[1]
+    assert "--config" in lines[1] and r.stdout == ""

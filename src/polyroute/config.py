@@ -362,8 +362,13 @@ def find_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> 
     local = Path("polyroute.toml")
     if local.is_file():
         return local
-    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "polyroute" / "config.toml"
+    xdg = user_config_path(env)
     return xdg if xdg.is_file() else None
+
+
+def user_config_path(env: Mapping[str, str]) -> Path:
+    """``$XDG_CONFIG_HOME/polyroute/config.toml``, the last place :func:`find_config` looks."""
+    return Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "polyroute" / "config.toml"
 
 
 def parse(path: Path) -> Settings:
@@ -414,6 +419,18 @@ def discover(env: Mapping[str, str]) -> Settings:
     if _reachable(host):
         providers["ollama"] = {"type": "ollama", "base_url": host, "default_model": "llama3.2"}
     return validate({"providers": providers}, "environment")
+
+
+def nothing_configured(env: Mapping[str, str]) -> ConfigError:
+    """Zero-config discovery found no provider: where it looked, and how to configure one."""
+    local = Path("polyroute.toml").absolute()
+    keys = ", ".join(f"${var}" for var, *_ in _DISCOVERY)
+    return ConfigError(
+        f"nothing is configured: no config file ({local} or {user_config_path(env)}), "
+        f"no provider key in the environment, no Ollama at {ollama_host(env)}\n"
+        f"  set one of {keys}, start Ollama ($OLLAMA_HOST), or write a config file "
+        "(or pass --config PATH / set $POLYROUTE_CONFIG)"
+    )
 
 
 def ollama_host(env: Mapping[str, str]) -> str:

@@ -12,6 +12,17 @@ from polyroute.cli._routing import routing_options
 
 if TYPE_CHECKING:
     from polyroute.client import Routing
+    from polyroute.config import Config
+
+
+def load_providers(config_path: str | None) -> Config:
+    """The config, refused with how to configure one when discovery found no provider at all."""
+    from polyroute.config import load, nothing_configured
+
+    config = load(config_path)
+    if config.source == "environment" and not config.settings.providers:
+        raise nothing_configured(config.env)
+    return config
 
 
 def read_prompt(prompt: str) -> str:
@@ -43,9 +54,8 @@ def ask(
 
     async def main() -> int:
         from polyroute.client import Polyroute
-        from polyroute.config import load
 
-        async with Polyroute(load(config_path)) as pr:
+        async with Polyroute(load_providers(config_path)) as pr:
             if not stream:
                 answer = await pr.complete(text, system=system, max_tokens=max_tokens, **routing)
             else:
@@ -97,9 +107,8 @@ def route(
 
     async def main() -> int:
         from polyroute.client import Polyroute
-        from polyroute.config import load
 
-        pr = Polyroute(load(config_path))
+        pr = Polyroute(load_providers(config_path))
         decision = pr.route(text, system=system, max_tokens=max_tokens, **routing)
         if as_json:
             emit_json(decision.as_dict())
