@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.errors import BudgetExceeded, ConfigError
+from polyroute.router.hints import HINT_S, BudgetHints
 from polyroute.testing import Fleet
+from polyroute.types import ChatRequest, Message
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +64,8 @@ async def test_a_budget_refusal_keeps_the_provider_out_of_later_decisions(fleet:
 
 async def test_a_global_refusal_keeps_priced_providers_out_for_ten_seconds(fleet: Fleet) -> None:
     async with polyroute(fleet) as pr:
+        now = [0.0]
+        pr.budget_hints = BudgetHints(clock=lambda: now[0])
         await pr.ledger.set_budget("global", daily_usd=0.0)
         with pytest.raises(BudgetExceeded):
             await pr.complete("hi", provider="openai")
@@ -71,16 +76,70 @@ async def test_a_global_refusal_keeps_priced_providers_out_for_ten_seconds(fleet
         assert d.provider == "ollama"
         assert (await pr.complete("hi")).provider == "ollama"
         # ten seconds on, the hint is gone: the reservation decides again
-        pr._over_budget = {k: (at - 10.0, why) for k, (at, why) in pr._over_budget.items()}
+        now[0] += HINT_S
         assert pr.route("hi", priority="quality").excluded == ()
-        assert pr._over_budget == {}
+        assert pr.budget_hints.headroom() == {}
 
 
-async def test_an_unhealthy_provider_is_excluded_until_it_recovers(fleet: Fleet) -> None:
-    down = {"type": "ollama", "base_url": "http://127.0.0.1:9", "models": ["tiny"]}
-    async with polyroute(fleet, down=down) as pr:
-        await pr.health_monitor.check_all()
-        d = pr.route("hi", priority="cost")
-        reasons = {e.provider: e.reason for e in d.excluded}
-        assert reasons["down"].startswith("unhealthy: ")
-        assert d.provider != "down"
+PRICED = {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 10.0, "context_window": 1_000_000}
+
+
+def priced(fleet: Fleet) -> Polyroute:
+    """Every simulated model at $10 a million tokens each way (ollama's too: not free)."""
+    models = {
+        sim.models[0]: {"provider_type": t, **PRICED, "max_output_tokens": 500_000}
+        for t, sim in fleet.sims.items()
+    }
+    settings = fleet.settings(storage={"url": "sqlite://"}, models=models)
+    settings["providers"]["openai"]["models"].append("gpt-unpriced")
+    return Polyroute(Config(validate(settings, "test"), "test", fleet.env()))
+
+
+async def test_one_refused_request_refuses_only_itself(fleet: Fleet) -> None:
+    async with priced(fleet) as pr:
+        await pr.ledger.set_budget("global", daily_usd=1.0)
+        await pr.complete("hi", provider="openai", max_tokens=10)
+        with pytest.raises(BudgetExceeded) as refused:  # worst case $2.50: rightly refused
+            await pr.complete("hi", provider="openai", max_tokens=250_000)
+        message = str(refused.value)
+        assert "exhausted" not in message
+        assert re.search(r"needs up to \$2\.50; \$[0-9.]+ is left", message), message
+        # the next small request, routed or pinned, billed to a key or not, is served
+        assert pr.route("hi", priority="quality").excluded == ()
+        assert (await pr.complete("hi", max_tokens=10)).content == "routed"
+        key, _ = await pr.ledger.create_key("other")
+        request = ChatRequest("", (Message.user("hi"),), max_tokens=10)
+        assert (await pr.send(request, virtual_key=key.id, provider="openai")).provider == "openai"
+
+
+async def test_a_refusal_of_an_unpriced_model_keeps_nobody_out(fleet: Fleet) -> None:
+    async with priced(fleet) as pr:
+        await pr.ledger.set_budget("global", daily_usd=1.0)
+        with pytest.raises(BudgetExceeded, match="has no price"):
+            await pr.complete("hi", provider="openai", model="gpt-unpriced")
+        assert pr.route("hi", priority="quality").excluded == ()
+        assert (
+            await pr.complete("hi", provider="anthropic", max_tokens=10)
+        ).provider == "anthropic"
+
+
+def test_a_refusal_says_exhausted_only_when_nothing_is_left() -> None:
+    def refusal(spent: float, held: float) -> str:
+        return str(
+            BudgetExceeded(
+                scope="global",
+                period="daily",
+                limit_usd=1.0,
+                spent_usd=spent,
+                reserved_usd=held,
+                requested_usd=2.5,
+            )
+        )
+
+    assert refusal(0.9, 0.1).endswith(
+        "is exhausted: spent $0.9, $0.1 held by requests in flight, this request needs up to $2.50"
+    )
+    assert refusal(0.5, 0.25).endswith(
+        "cannot admit this request: it needs up to $2.50; $0.25 is left "
+        "(spent $0.5, $0.25 held by requests in flight)"
+    )

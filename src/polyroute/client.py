@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -30,7 +29,6 @@ from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.errors import (
-    AllProvidersFailedError,
     BudgetExceeded,
     NoCandidateError,
 )
@@ -62,6 +60,7 @@ from polyroute.router.context import Complexity, RoutingContext
 from polyroute.router.decision import Decision
 from polyroute.router.executor import ExecutedEmbedding, ExecutedStream, Executor
 from polyroute.router.health import HealthMonitor, HealthStatus
+from polyroute.router.hints import BudgetHints
 from polyroute.router.retry import RetryPolicy
 from polyroute.router.stats import LatencyStats
 from polyroute.types import (
@@ -149,9 +148,6 @@ class Routing(TypedDict, total=False):
     require: Sequence[Capability]
 
 
-_BUDGET_HINT_S = 10.0
-"""How long a budget refusal keeps a provider out of decisions (the ledger decides at call time)."""
-
 RECENT_DECISIONS = 50
 """How many decisions ``Polyroute.recent`` keeps (the gateway's ``/router/state``)."""
 
@@ -214,12 +210,16 @@ class Polyroute:
         self.stats = LatencyStats()
         self.breakers = Breakers(settings.router.circuit_breaker)
         self.health_monitor = HealthMonitor(
-            self.client, config.enabled, interval_s=settings.health.interval_s
+            self.client,
+            config.enabled,
+            interval_s=settings.health.interval_s,
+            breakers=self.breakers,
         )
         """Probes on demand; ``start_health_monitor()`` runs it every ``[health] interval_s``."""
         self._router: Router | None = None
         self._executor: Executor | None = None
-        self._over_budget: dict[str, tuple[float, str]] = {}
+        self.budget_hints = BudgetHints()
+        """What budgets that refused lately had left: routing skips pairs that cannot fit."""
         self._key_blocked: dict[str, str] | None = None
         self.recent: deque[Routed] = deque(maxlen=RECENT_DECISIONS)
         """The latest decisions requests were sent with, oldest first (bounded)."""
@@ -260,7 +260,7 @@ class Polyroute:
         if self._router is None:
             checks = (self._blocked_by_key, self.breakers.blocked, self.health_monitor.blocked)
             self._router = Router(
-                self.config, self.catalog, self.stats, checks, budget=self._blocked_by_budget
+                self.config, self.catalog, self.stats, checks, budget=self.budget_hints
             )
         return self._router
 
@@ -288,36 +288,6 @@ class Polyroute:
                 if s not in ("none", "set", "set (vault)")
             }
         return self._key_blocked
-
-    def _blocked_by_budget(self) -> Mapping[str, str]:
-        """A hint from recent refusals; the reservation at call time is what enforces."""
-        hints = self._over_budget
-        if not hints:
-            return {}
-        now = time.monotonic()
-        for key in [k for k, (at, _) in hints.items() if now - at >= _BUDGET_HINT_S]:
-            del hints[key]
-        return {pid: f"over budget: {why}" for pid, (_, why) in hints.items()}  # "*": all
-
-    @contextmanager
-    def _refusals_noted(self) -> Iterator[None]:
-        """Budget refusals of a call that raised, noted before the error goes on."""
-        try:
-            yield
-        except BudgetExceeded as exc:
-            self._note_refusals([exc])
-            raise
-        except AllProvidersFailedError as exc:
-            self._note_refusals(exc.refusals)
-            raise
-
-    def _note_refusals(self, refusals: Sequence[BudgetExceeded]) -> None:
-        for exc in refusals:
-            kind, _, pid = exc.scope.partition(":")
-            if kind == "global":
-                self._over_budget["*"] = (time.monotonic(), str(exc))
-            elif kind == "provider":
-                self._over_budget[pid] = (time.monotonic(), str(exc))
 
     def models_of(self, provider_id: str) -> list[str]:
         """What a provider serves: its configured list, else the catalog's chat models of its type."""
@@ -419,9 +389,9 @@ class Polyroute:
         budgets then apply too."""
         self.events.bind(asyncio.get_running_loop())
         decision = self._decide_for(request, routing, stream=False, virtual_key=virtual_key)
-        with self._refusals_noted():  # the executor puts each target's model in the request
+        with self.budget_hints.noting():  # the executor puts each target's model in the request
             done = await self.executor.complete(decision, request, virtual_key=virtual_key)
-        self._note_refusals(done.refusals)
+        self.budget_hints.note(done.refusals)
         return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
 
     def send_stream(
@@ -454,7 +424,7 @@ class Polyroute:
         targets = self.embedding_targets(request.model, provider)
         if not targets:
             raise NoCandidateError(detail=f"no enabled provider serves {request.model!r}")
-        with self._refusals_noted():
+        with self.budget_hints.noting():
             return await self.executor.embed(targets, request, virtual_key=virtual_key)
 
     def embedding_targets(self, model: str, provider: str | None = None) -> list[Target]:
@@ -539,7 +509,7 @@ class Polyroute:
                 timeout_s=member_timeout_s,
             )
         finally:
-            self._note_refusals(fuser.refusals)
+            self.budget_hints.note(fuser.refusals)
         if self._fusion_tally is None:
             self._fusion_tally = FusionTally()
         self._fusion_tally.add(result)
@@ -641,8 +611,8 @@ class AnswerStream:
                     )
                 yield event
         except BudgetExceeded as exc:
-            owner._note_refusals([exc])
+            owner.budget_hints.note([exc])
             raise
         finally:
             await run.aclose()
-            owner._note_refusals(run.refusals)
+            owner.budget_hints.note(run.refusals)

@@ -16,7 +16,9 @@
     └── ProviderError                    a call to a vendor failed
         ├── APIConnectionError           connection refused, reset, DNS     retryable
         │   └── APITimeoutError          no answer in time                  retryable
+        │       └── PoolTimeoutError     no free connection in time         retryable
         ├── InvalidResponseError         a body that is not the vendor's format
+        │   └── ResponseTooLargeError    an answer over ``[gateway] max_response_mb``
         ├── UnsupportedError             the vendor cannot take this request (no embeddings API,
         │                                URL images on Ollama...): fall back, don't retry
         ├── StreamInterruptedError       the stream ended without its end marker
@@ -25,7 +27,8 @@
         │   └── NoCandidateError         routing found no eligible pair (``excluded`` lists why)
         └── APIStatusError               the vendor answered with an error status
             ├── BadRequestError              400
-            │   └── ContextLengthError       400, the prompt does not fit
+            │   ├── ContextLengthError       400, the prompt does not fit
+            │   └── JSONTooDeepError         400, the caller's JSON nests too deep (before any call)
             ├── AuthenticationError          401
             ├── PermissionDeniedError        403
             ├── NotFoundError                404 (unknown model, usually)
@@ -107,14 +110,22 @@ class BudgetExceeded(PolyrouteError):
         self.requested_usd = requested_usd
         self.model = model
         head = f"{period} budget for {scope} ({usd_text(limit_usd)}) "
+        used = f"spent {usd_text(spent_usd)}, {usd_text(reserved_usd)} held by requests in flight"
         if requested_usd is None:
             why = f"cannot admit {model or 'this model'}: it has no price, so its cost has no bound"
+        elif self.left_usd <= 0:
+            why = f"is exhausted: {used}, this request needs up to {usd_text(requested_usd)}"
         else:
             why = (
-                f"is exhausted: spent {usd_text(spent_usd)}, {usd_text(reserved_usd)} held by requests "
-                f"in flight, this request needs up to {usd_text(requested_usd)}"
+                f"cannot admit this request: it needs up to {usd_text(requested_usd)}; "
+                f"{usd_text(self.left_usd)} is left ({used})"
             )
         super().__init__(head + why)
+
+    @property
+    def left_usd(self) -> float:
+        """What the budget could still admit when it refused (neither spent nor held)."""
+        return max(0.0, round(self.limit_usd - self.spent_usd - self.reserved_usd, 9))  # nano-USD
 
 
 def usd_text(v: float) -> str:
@@ -229,10 +240,22 @@ class APITimeoutError(APIConnectionError):
     retryable = True
 
 
+class PoolTimeoutError(APITimeoutError):
+    """The provider's ``max_connections`` were all busy for the whole pool timeout."""
+
+    retryable = True
+
+
 class InvalidResponseError(ProviderError):
     """The vendor answered, but not in its own format (an HTML error page, truncated JSON)."""
 
     retryable = True
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """An answer (or a stream's total) over ``[gateway] max_response_mb``: reading stopped."""
+
+    retryable = False
 
 
 class UnsupportedError(ProviderError):
@@ -288,6 +311,11 @@ class APIStatusError(ProviderError):
 
 class BadRequestError(APIStatusError):
     pass
+
+
+class JSONTooDeepError(BadRequestError):
+    """JSON nested deeper than polyroute parses (tool arguments or results): refused by the
+    adapter before any call, as the vendor would refuse it."""
 
 
 class ContextLengthError(BadRequestError):

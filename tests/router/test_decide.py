@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from polyroute.config import Config, validate
-from polyroute.errors import ConfigError, NoCandidateError, ProviderError
+from polyroute.errors import BudgetExceeded, ConfigError, NoCandidateError, ProviderError
 from polyroute.router._router import Router, _cost_ends
 from polyroute.router.context import RoutingContext
 from polyroute.router.decision import Target
+from polyroute.router.hints import BudgetHints
 from polyroute.router.stats import LatencyStats
 from polyroute.types import Message
 
@@ -285,8 +286,10 @@ def test_decide(case: Case) -> None:
 
 def test_each_exclusion_says_what_kind_it_is() -> None:
     config = make_config()
-    budget = {"*": "over budget: global daily $1.00 spent"}  # local providers are free
-    router = Router(config, config.catalog(), LatencyStats(), (breaker_open,), budget.copy)
+    budget = BudgetHints()
+    budget.note([refusal(left_usd=0.0)])  # spent: the local provider, free, still fits
+    reason = f"over budget: {refusal(left_usd=0.0)}"
+    router = Router(config, config.catalog(), LatencyStats(), (breaker_open,), budget)
     ctx = RoutingContext(
         messages=[Message.user("hi")], prompt_tokens=1000, required=frozenset({"vision"})
     )
@@ -297,10 +300,40 @@ def test_each_exclusion_says_what_kind_it_is() -> None:
         "mistral-off/mistral-x": ("unavailable", "disabled"),
         "anthropic/claude-mid": ("unavailable", "breaker open"),
         "anthropic/claude-unpriced": ("unavailable", "breaker open"),
-        "openai/gpt-small": ("over_budget", budget["*"]),
-        "openai/gpt-big": ("over_budget", budget["*"]),
+        "openai/gpt-small": ("over_budget", reason),
+        "openai/gpt-big": ("over_budget", reason),
         "ollama/llama-local": ("unsuitable", "lacks capability vision"),
     }
+
+
+def refusal(*, left_usd: float, requested_usd: float | None = 0.01) -> BudgetExceeded:
+    return BudgetExceeded(
+        scope="global",
+        period="daily",
+        limit_usd=1.0,
+        spent_usd=1.0 - left_usd,
+        reserved_usd=0.0,
+        requested_usd=requested_usd,
+    )
+
+
+def test_a_budget_hint_keeps_out_only_pairs_whose_cheapest_request_cannot_fit() -> None:
+    config = make_config()
+    hints = BudgetHints()
+    router = Router(config, config.catalog(), LatencyStats(), (), hints)
+    ctx = RoutingContext(messages=[Message.user("hi")], prompt_tokens=1000, strategy="cost")
+    # a large request refused with room left, or an unpriced one: nothing is kept out
+    hints.note(
+        [refusal(left_usd=0.5, requested_usd=2.5), refusal(left_usd=0.0, requested_usd=None)]
+    )
+    assert {e.kind for e in router.decide(ctx).excluded} == {"unavailable"}  # mistral-off
+    # gpt-small costs $0.15/$0.60 a million tokens: its cheapest request, 1 token each way, fits
+    # in $0.000001; gpt-big's does not
+    hints.note([refusal(left_usd=0.000_001)])
+    over = {
+        f"{e.provider}/{e.model}" for e in router.decide(ctx).excluded if e.kind == "over_budget"
+    }
+    assert over == {"openai/gpt-big", "anthropic/claude-mid"}
 
 
 def test_every_strategy_and_reason_is_covered() -> None:

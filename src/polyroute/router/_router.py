@@ -11,7 +11,8 @@ computed once, at construction, into parallel columns (one row per pair).
 1. leaves out pairs outside ``ctx.providers`` / ``ctx.models`` (not candidates,
    not listed) and lists disabled providers' pairs as excluded ("disabled");
 2. excludes, with a reason: providers a check blocks (the facade's keys, breakers,
-   health and budgets: ``check() -> {provider_id: reason}``), missing capabilities, a
+   health: ``check() -> {provider_id: reason}``), pairs whose cheapest request a budget
+   that refused lately could not fit (:mod:`.hints`), missing capabilities, a
    context window smaller than prompt plus ``max_tokens``, an estimated cost
    over ``max_cost_usd`` (an unpriced pair cannot be held to a cap, so it is
    excluded too), a learned latency over ``max_latency_ms`` (no data: kept);
@@ -48,6 +49,7 @@ from polyroute.errors import NoCandidateError
 from polyroute.errors import usd_text as usd
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
 from polyroute.router.decision import Decision, Exclusions
+from polyroute.router.hints import BudgetHints, Headroom
 from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
@@ -63,8 +65,7 @@ from polyroute.types import Capability, Excluded, ExclusionKind, Target
 Check = Callable[[], Mapping[str, str]]
 """``check()``: the providers that cannot take a request now, each with why. Usually
 empty: a check keeps its blocked set current, so a decision costs one call per check,
-not one per provider. A budget check may block ``"*"``: every provider that costs money
-(local ones are free, so a spent global budget still admits them)."""
+not one per provider."""
 
 
 class Router:
@@ -83,6 +84,7 @@ class Router:
         "_latency",
         "_local",
         "_max_fallbacks",
+        "_min_cost",
         "_model",
         "_model_rows",
         "_output",
@@ -97,6 +99,7 @@ class Router:
         "_win_reason",
         "_win_rows",
         "_windows",
+        "budget",
         "catalog",
         "checks",
         "config",
@@ -110,17 +113,14 @@ class Router:
         catalog: Catalog,
         stats: LatencyStats,
         checks: Sequence[Check] = (),
-        budget: Check | None = None,
+        budget: BudgetHints | None = None,
     ) -> None:
-        """``checks``: who is unavailable now (keys, breakers, health); ``budget``: who a
-        budget refused lately."""
+        """``checks``: who is unavailable now (keys, breakers, health); ``budget``: what
+        budgets that refused lately had left."""
         self.config = config
         self.catalog = catalog
         self.stats = stats
-        self.checks: tuple[tuple[Check, ExclusionKind], ...] = (
-            *((c, "unavailable") for c in checks),
-            *(((budget, "over_budget"),) if budget is not None else ()),
-        )
+        self.checks, self.budget = tuple(checks), budget
         settings = config.settings
         self._max_fallbacks = max(0, settings.router.max_attempts - 1)
         self._strategies: dict[str, Strategy] = {}
@@ -170,7 +170,10 @@ class Router:
         # USD per token (not per million): the cost column is then two products and a sum
         self._input = tuple(e.price.input / 1e6 if e.price else None for e in entry)
         self._output = tuple(e.price.output / 1e6 if e.price else 0.0 for e in entry)
-        self._cost_ends = _cost_ends(self._input, self._output)
+        self._cost_ends, self._min_cost = (
+            _cost_ends(self._input, self._output),
+            _min_costs(self._input, self._output),
+        )
         # stable: equal quality keeps config order
         self._by_quality = tuple(sorted(range(len(pairs)), key=lambda i: -quality[i]))
         model_rows: dict[str, list[int]] = {}
@@ -218,6 +221,8 @@ class Router:
         drop = self._out_of_scope(ctx, excluded)
         if self.checks:
             self._check(drop, excluded)
+        if self.budget is not None:
+            self._exclude_spent(self.budget.headroom(), drop, excluded)
         if ctx.required:
             lacking_rows, lacking = self._lacking(ctx.required)
             if not drop:  # the usual case: the cached exclusions as they are
@@ -296,23 +301,39 @@ class Router:
 
     def _check(self, drop: set[int], excluded: Exclusions) -> None:
         """Providers the checks block, each with the first check's reason, in config order."""
-        why_of: dict[str, tuple[str, ExclusionKind]] = {}
-        for check, kind in self.checks:
+        why_of: dict[str, str] = {}
+        for check in self.checks:
             blocked = check()
             if blocked:
                 for pid, reason in blocked.items():
-                    why_of.setdefault(pid, (reason, kind))
+                    why_of.setdefault(pid, reason)
         if not why_of:
             return
-        everyone = why_of.get("*")
         for pid, r in self._provider_rows.items():
             why = why_of.get(pid)
-            if why is None and everyone is not None and not self._local[r.start]:
-                why = everyone
             if why is not None:
                 live: Sequence[int] = [i for i in r if i not in drop] if drop else r
-                excluded.defer(live, partial(self._excluded, *why))
+                excluded.defer(live, partial(self._excluded, why, "unavailable"))
                 drop.update(live)
+
+    def _exclude_spent(
+        self, hints: Mapping[str, Headroom], drop: set[int], excluded: Exclusions
+    ) -> None:
+        """Priced pairs whose cheapest request does not fit what a budget had left when it
+        last refused (the global one, ``"*"``, or their provider's; see :mod:`.hints`)."""
+        if not hints:
+            return
+        everyone, min_cost = hints.get("*"), self._min_cost
+        for pid, r in self._provider_rows.items():
+            for h in (hints.get(pid), everyone):
+                if h is None:
+                    continue
+                left = h.left_usd
+                out = [
+                    i for i in r if (c := min_cost[i]) is not None and c > left and i not in drop
+                ]
+                excluded.defer(out, partial(self._excluded, h.reason, "over_budget"))
+                drop.update(out)
 
     # The exclusions below are built per request (their reasons carry its numbers): the rows
     # are found in one comprehension, then each gets its Excluded, reasons from parts made once.
@@ -556,6 +577,12 @@ def _cost_ends(
             priciest.append(i)
             high = b
     return tuple(cheapest), tuple(priciest)
+
+
+def _min_costs(input: Sequence[float | None], output: Sequence[float]) -> tuple[float | None, ...]:
+    """The cheapest request each pair can take: one input and one output token (``None``:
+    unpriced)."""
+    return tuple(None if i is None else i + o for i, o in zip(input, output, strict=True))
 
 
 def _pair(c: Candidate) -> tuple[str, str]:
