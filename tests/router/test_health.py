@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 
 from polyroute.client import Polyroute
-from polyroute.config import Config, validate
+from polyroute.config import CircuitBreakerConfig, Config, validate
+from polyroute.providers import ConnectionCheck, ProviderClient
+from polyroute.router.breaker import Breakers
 from polyroute.router.health import HealthMonitor
 from polyroute.testing import Fleet
 
@@ -86,3 +89,113 @@ async def test_interval_zero_means_no_background_checks(pr: Polyroute) -> None:
     m = monitor(pr, interval_s=0)
     m.start()
     assert not m.running
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tripped(clock: Clock, *providers: str, probes: int = 1) -> Breakers:
+    """Breakers whose given providers were opened and have turned half-open."""
+    breakers = Breakers(CircuitBreakerConfig(failure_threshold=1, half_open_requests=probes), clock)
+    for p in providers:
+        assert breakers.get(p).allow()
+        breakers.get(p).failure()
+    clock.now += 61.0
+    assert {breakers.get(p).state for p in providers} == {"half_open"}
+    return breakers
+
+
+async def test_the_monitor_probes_half_open_breakers_and_settles_them(pr: Polyroute) -> None:
+    clock = Clock()
+    breakers = tripped(clock, "openai", "down")
+    m = HealthMonitor(
+        pr.client, lambda: ["openai", "down"], timeout_s=2.0, clock=clock, breakers=breakers
+    )
+    await m.tick()
+    assert breakers.get("openai").state == "closed"  # its probe passed
+    assert breakers.get("down").state == "open"  # failed: open again, timer restarted
+    assert breakers.get("down").retry_in_s == 60.0
+    clock.now += 60.0
+    assert breakers.get("down").state == "half_open"
+    await m.tick()
+    assert breakers.get("down").state == "open"
+
+
+async def test_a_half_open_breaker_admits_exactly_its_probes(pr: Polyroute) -> None:
+    clock = Clock()
+    breakers = tripped(clock, "openai", probes=2)
+    b = breakers.get("openai")
+    assert b.allow()  # a request took one probe slot
+    gate = asyncio.Event()
+
+    class Held:  # a client whose probe waits for the gate
+        async def test_connection(self, *, timeout_s: float) -> ConnectionCheck:
+            await gate.wait()
+            return await pr.client("openai").test_connection(timeout_s=timeout_s)
+
+    held = cast(ProviderClient, Held())
+    m = HealthMonitor(lambda _: held, lambda: ["openai"], clock=clock, breakers=breakers)
+    tick = asyncio.create_task(m.tick())
+    await asyncio.sleep(0.05)
+    assert not b.allow() and b.state == "half_open"  # the monitor holds the second one
+    gate.set()
+    await tick
+    assert b.state == "closed"
+
+
+async def test_the_monitor_leaves_a_half_open_breaker_to_a_request_holding_its_probe(
+    pr: Polyroute,
+) -> None:
+    clock = Clock()
+    breakers = tripped(clock, "down")
+    b = breakers.get("down")
+    assert b.allow()  # a request holds the only probe
+    m = HealthMonitor(pr.client, lambda: ["down"], timeout_s=2.0, clock=clock, breakers=breakers)
+    await m.tick()
+    assert not m.status["down"].ok and b.state == "half_open"  # checked, breaker untouched
+    b.success()  # the request's probe served after all
+    assert b.state == "closed"
+
+
+async def test_a_failed_provider_is_probed_again_with_backoff_up_to_the_interval(
+    pr: Polyroute,
+) -> None:
+    clock = Clock()
+    m = HealthMonitor(pr.client, lambda: ["down", "openai"], interval_s=10.0, clock=clock)
+    down, up = set(), set()
+    for _ in range(8):
+        wait = await m.tick()
+        down.add(m.status["down"].checked_at - 1_000.0)
+        up.add(m.status["openai"].checked_at - 1_000.0)
+        clock.now += wait
+    assert sorted(down) == [0.0, 1.0, 3.0, 7.0, 15.0, 25.0]  # 1, 2, 4, 8 s apart, then 10
+    assert sorted(up) == [0.0, 10.0, 20.0]  # the healthy one: every interval
+
+
+async def test_a_provider_down_at_start_is_served_again_soon_after_it_recovers(
+    pr: Polyroute,
+) -> None:
+    clients = {"flaky": pr.client("down")}
+    m = HealthMonitor(
+        clients.__getitem__, lambda: ["flaky"], interval_s=30.0, timeout_s=2.0, first_retry_s=0.05
+    )
+    m.start()
+    try:
+        for _ in range(100):
+            if "flaky" in m.status:
+                break
+            await asyncio.sleep(0.02)
+        assert set(m.blocked()) == {"flaky"}
+        clients["flaky"] = pr.client("openai")  # back up, long before the next interval
+        for _ in range(200):
+            if not m.blocked():
+                break
+            await asyncio.sleep(0.02)
+        assert m.blocked() == {}
+    finally:
+        await m.stop()

@@ -5,6 +5,12 @@ cheap, and it checks both reachability and the key. The router excludes a
 provider whose last probe failed ("unhealthy: ...") until a later probe
 passes; a provider never probed is assumed healthy. Probes run concurrently,
 each with its own timeout, so one slow vendor does not delay the others.
+
+The loop does not wait a whole interval to look again at a provider in
+trouble: one whose probe failed is probed again after 1 s, 2 s, 4 s... up to
+``interval_s``; one whose circuit breaker turned half-open gets its probe from
+the monitor (taking the breaker's probe slot), so the breaker closes or opens
+again even while the router prefers other providers.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 from polyroute.errors import ConfigError, CredentialError
 from polyroute.providers import ProviderClient
+from polyroute.router.breaker import Breakers
 
 log = logging.getLogger("polyroute.health")
 
@@ -57,15 +64,23 @@ class HealthMonitor:
         interval_s: float = 60.0,
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        breakers: Breakers | None = None,
+        first_retry_s: float = 1.0,
     ) -> None:
+        """``breakers``: half-open ones get their probe from :meth:`tick`; ``first_retry_s``:
+        the first wait before probing a failed provider again (then doubled)."""
         self._client = client
         self._providers = providers
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.clock = clock
+        self.breakers = breakers
+        self.first_retry_s = first_retry_s
         self.status: dict[str, HealthStatus] = {}
         """The latest probe of each provider; read only (:meth:`check` writes)."""
         self._unhealthy: dict[str, HealthStatus] = {}
+        self._retry_in: dict[str, float] = {}  # failing providers: the current backoff
+        self._due: dict[str, float] = {}  # when each provider is probed next (loop clock)
         self._task: asyncio.Task[None] | None = None
 
     def reason(self, provider: str) -> str | None:
@@ -97,8 +112,16 @@ class HealthMonitor:
         self.status[provider] = status
         if status.ok:
             self._unhealthy.pop(provider, None)
+            self._retry_in.pop(provider, None)
+            self._due[provider] = started + self.interval_s
         else:
             self._unhealthy[provider] = status
+            backoff = self._retry_in.get(provider)
+            backoff = self.first_retry_s if backoff is None else 2 * backoff
+            if self.interval_s > 0:
+                backoff = min(backoff, self.interval_s)
+            self._retry_in[provider] = backoff
+            self._due[provider] = started + backoff
         return status
 
     async def check_all(self, *, timeout_s: float | None = None) -> list[HealthStatus]:
@@ -125,10 +148,47 @@ class HealthMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def tick(self) -> float:
+        """Probe every provider that is due (never probed, its interval or backoff over, its
+        breaker half-open) and return the seconds until the next one is due."""
+        now = self.clock()
+        providers = list(self._providers())
+        due = [p for p in providers if self._due.get(p, now) <= now or self._half_open(p)]
+        results = await asyncio.gather(*(self._probe(p) for p in due))
+        for s in results:
+            if not s.ok:
+                log.warning("provider %s unhealthy: %s", s.provider, s.error)
+        now = self.clock()
+        wait = min((self._due.get(p, now) - now for p in providers), default=self.interval_s)
+        if self.breakers is not None:
+            for p in providers:
+                b = self.breakers.get(p)
+                if b.state == "open":  # half-open when its timer runs out: probe it then
+                    wait = min(wait, b.retry_in_s)
+        return max(wait, 0.0)
+
+    def _half_open(self, provider: str) -> bool:
+        return self.breakers is not None and self.breakers.get(provider).state == "half_open"
+
+    async def _probe(self, provider: str) -> HealthStatus:
+        """A check; when the provider's breaker is half-open and its probe slot free, this is
+        that probe, and its result closes or reopens the breaker."""
+        breaker = self.breakers.get(provider) if self._half_open(provider) else None
+        if breaker is not None and not breaker.allow():  # a request holds the probe
+            breaker = None
+        try:
+            status = await self.check(provider)
+        except BaseException:
+            if breaker is not None:
+                breaker.release()
+            raise
+        if breaker is not None:
+            if status.ok:
+                breaker.success()
+            else:
+                breaker.failure()
+        return status
+
     async def _loop(self) -> None:
         while True:
-            results = await self.check_all()
-            for s in results:
-                if not s.ok:
-                    log.warning("provider %s unhealthy: %s", s.provider, s.error)
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(await self.tick())
