@@ -21,6 +21,7 @@ from polyroute.catalog import Catalog, ModelOverride
 from polyroute.credentials import Vault, vault_for
 from polyroute.credentials import valid_id as valid_vault_id  # one id rule, the vault's
 from polyroute.errors import ConfigError, CredentialError, PolyrouteError, WrongPassphraseError
+from polyroute.ledger._records import MAX_USD
 from polyroute.providers import PROVIDER_TYPES, Provider, Secret
 from polyroute.types import Capability
 
@@ -67,6 +68,8 @@ class HealthConfig(_Section):
 class StorageConfig(_Section):
     url: str = ""
     redis_url: str = ""
+    durability: Literal["answered", "batched"] = "answered"
+    """answered: a gateway reply's last byte leaves once its record is committed."""
 
     @field_validator("redis_url")
     @classmethod
@@ -101,8 +104,8 @@ class GatewayConfig(_Section):
 
 
 class BudgetConfig(_Section):
-    daily_usd: float | None = Field(None, ge=0)
-    monthly_usd: float | None = Field(None, ge=0)
+    daily_usd: float | None = Field(None, ge=0, le=MAX_USD)
+    monthly_usd: float | None = Field(None, ge=0, le=MAX_USD)
     alert_percents: tuple[Annotated[float, Field(gt=0, le=100)], ...] = (50, 75, 90)
 
 

@@ -17,7 +17,13 @@ from sqlalchemy.dialects import sqlite
 
 from polyroute.errors import BudgetExceeded, CredentialError, UnknownKeyError
 from polyroute.ledger import BudgetLimits, Ledger, UsageRecord, VirtualKey, key_scope
-from polyroute.ledger._schema import _initial, budgets, migrations_table, usage, virtual_keys
+from polyroute.ledger._schema import (
+    MIGRATIONS,
+    budgets,
+    migrations_table,
+    usage,
+    virtual_keys,
+)
 from polyroute.ledger._store import Store
 
 T0 = datetime(2026, 3, 10, 12, tzinfo=UTC).timestamp()
@@ -159,9 +165,17 @@ async def test_name_is_stripped_and_models_deduplicated(make: Make) -> None:
     [
         ({"name": ""}, ValueError, "needs a name"),
         ({"name": "  "}, ValueError, "needs a name"),
-        ({"daily_usd": -0.01}, ValueError, "daily_usd must be 0 or more"),
-        ({"monthly_usd": math.nan}, ValueError, "monthly_usd must be 0 or more"),
-        ({"monthly_usd": math.inf}, ValueError, "monthly_usd must be 0 or more"),
+        ({"daily_usd": -0.01}, ValueError, "daily_usd must be 0 or more, up to 1,000,000,000 USD"),
+        (
+            {"monthly_usd": math.nan},
+            ValueError,
+            "monthly_usd must be 0 or more, up to 1,000,000,000 USD",
+        ),
+        (
+            {"monthly_usd": math.inf},
+            ValueError,
+            "monthly_usd must be 0 or more, up to 1,000,000,000 USD",
+        ),
         ({"models": ["gpt-4o", " "]}, ValueError, "model name cannot be empty"),
         ({"models": "gpt-4o"}, TypeError, "not one string"),
     ],
@@ -330,19 +344,19 @@ async def test_budgets_set_later_are_joined_into_keys(make: Make) -> None:
 # -- migration -----------------------------------------------------------------------
 
 
-async def test_a_new_database_records_both_migrations(make: Make, db_path: Path) -> None:
+async def test_a_new_database_records_every_migration(make: Make, db_path: Path) -> None:
     ledger = make()
-    assert await ledger.run(lambda s: s.applied) == ["0001_initial", "0002_virtual_keys"]
+    assert await ledger.run(lambda s: s.applied) == [name for name, _ in MIGRATIONS]
     with sqlite3.connect(db_path) as db:
         names = db.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
-    assert names == [("0001_initial",), ("0002_virtual_keys",)]
+    assert names == [(name,) for name, _ in MIGRATIONS]
 
 
 async def test_an_0001_database_is_upgraded_in_place(make: Make, db_path: Path) -> None:
     engine = create_engine(f"sqlite:///{db_path}")
     with engine.begin() as conn:  # a database as the previous release left it
         migrations_table.create(conn)
-        _initial(conn)
+        MIGRATIONS[0][1](conn)
         conn.execute(migrations_table.insert().values(name="0001_initial", applied_at=T0))
         conn.execute(
             budgets.insert().values(
@@ -371,7 +385,7 @@ async def test_an_0001_database_is_upgraded_in_place(make: Make, db_path: Path) 
     engine.dispose()
 
     ledger = make()
-    assert await ledger.run(lambda s: s.applied) == ["0002_virtual_keys"]
+    assert await ledger.run(lambda s: s.applied) == [name for name, _ in MIGRATIONS[1:]]
     report = await ledger.usage()
     assert report.requests == 1  # the old rows are still there
     [g] = [s for s in await ledger.budgets() if s.scope == "global"]
@@ -384,4 +398,4 @@ async def test_an_0001_database_is_upgraded_in_place(make: Make, db_path: Path) 
     assert await again.run(lambda s: s.applied) == []
     with sqlite3.connect(db_path) as db:
         names = db.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
-    assert names == [("0001_initial",), ("0002_virtual_keys",)]
+    assert names == [(name,) for name, _ in MIGRATIONS]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import shutil
 import sqlite3
@@ -30,8 +31,8 @@ from polyroute.ledger import (
     UsageRecord,
     provider_scope,
 )
-from polyroute.ledger._records import to_nusd
-from polyroute.ledger._schema import spend, usage
+from polyroute.ledger._records import MAX_USD, to_nusd
+from polyroute.ledger._schema import MIGRATIONS, leases, spend, usage
 from polyroute.ledger._store import Store
 
 PA = provider_scope("a")
@@ -416,7 +417,7 @@ async def test_a_steady_stream_of_calls_does_not_hold_back_the_records(
 
 async def test_migrations_are_applied_once_across_reopenings(make: Make, url: str) -> None:
     first = make()
-    assert await first.run(lambda s: s.applied) == ["0001_initial", "0002_virtual_keys"]
+    assert await first.run(lambda s: s.applied) == [name for name, _ in MIGRATIONS]
     await first.aclose()
     for _ in range(2):
         again = make()
@@ -425,7 +426,7 @@ async def test_migrations_are_applied_once_across_reopenings(make: Make, url: st
     with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
         names = db.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
         mode = db.execute("PRAGMA journal_mode").fetchone()
-    assert names == [("0001_initial",), ("0002_virtual_keys",)]
+    assert names == [(name,) for name, _ in MIGRATIONS]
     assert mode == ("wal",)
 
 
@@ -706,26 +707,88 @@ async def test_alert_event_fields(make: Make) -> None:
 # -- stale reservations ------------------------------------------------------------
 
 
-async def test_reservation_never_settled_is_swept_after_it_expires(make: Make) -> None:
+def _die(store: Store) -> None:
+    """As if the process were killed: its lease stays as it is, never renewed nor dropped."""
+    store.leased_until = None
+
+
+async def test_hold_of_a_dead_process_is_released_when_its_lease_lapses(make: Make) -> None:
     clock = Clock()
     budgets = {PA: BudgetLimits(daily_usd=1.0)}
-    holder = make(budgets=budgets, clock=clock, reservation_ttl_s=600)
+    holder = make(budgets=budgets, clock=clock, reservation_ttl_s=600, lease_ttl_s=10)
     await reserve(holder, 0.7)
-    await holder.aclose()  # closed without a record: as if the process died
+    await holder.run(_die)
+    await holder.aclose()
 
-    clock.advance(300)  # not expired yet: still held
+    clock.advance(5)  # the lease is still good: still held
     early = make(budgets=budgets, clock=clock)
     assert status_of(await early.budgets(), PA).daily.reserved_usd == 0.7
     with pytest.raises(BudgetExceeded):
         await reserve(early, 0.7)
-    await early.aclose()
 
+    clock.advance(6)  # lapsed: the refused reservation sweeps it and is taken
+    await reserve(early, 0.7)
+    s = status_of(await early.budgets(), PA)
+    assert (s.daily.spent_usd, s.daily.reserved_usd) == (0.0, 0.7)
+    assert await early.run(lambda st: st.sweep(clock.now)) == 0  # early's own hold is live
+
+
+async def test_a_clean_close_drops_the_lease_and_frees_its_holds(make: Make) -> None:
+    clock = Clock()
+    budgets = {PA: BudgetLimits(daily_usd=1.0)}
+    holder = make(budgets=budgets, clock=clock, lease_ttl_s=600)
+    await reserve(holder, 0.7)
+    await holder.aclose()  # a request still in flight at shutdown will never settle
+    other = make(budgets=budgets, clock=clock)
+    assert status_of(await other.budgets(), PA).daily.reserved_usd == 0.0
+
+
+async def test_a_live_process_keeps_its_holds_by_renewing_its_lease(make: Make) -> None:
+    clock = Clock()
+    budgets = {PA: BudgetLimits(daily_usd=1.0)}
+    holder = make(budgets=budgets, clock=clock, lease_ttl_s=0.2)  # renewed every 50 ms
+    await reserve(holder, 0.7)
+    clock.advance(100)  # far past the first lease: only a renewal keeps the hold
+
+    def lease_until(store: Store) -> float:
+        return float(
+            store.conn.execute(
+                select(leases.c.expires_at).where(leases.c.owner == store.owner)
+            ).scalar_one()
+        )
+
+    for _ in range(500):
+        if await holder.run(lease_until) > clock.now:
+            break
+        await asyncio.sleep(0.01)
+    other = make(budgets=budgets, clock=clock)
+    assert await other.run(lambda st: st.sweep(clock.now)) == 0
+    assert status_of(await other.budgets(), PA).daily.reserved_usd == 0.7
+
+
+async def test_an_unowned_hold_from_before_leases_is_released_when_it_expires(
+    make: Make,
+) -> None:
+    clock = Clock()
+    budgets = {PA: BudgetLimits(daily_usd=1.0)}
+    holder = make(budgets=budgets, clock=clock, reservation_ttl_s=600)
+    await reserve(holder, 0.7)
+
+    def unown(store: Store) -> None:
+        with store.write() as c:
+            c.exec_driver_sql("UPDATE budget_reservations SET owner = NULL")
+        store.leased_until = None
+
+    await holder.run(unown)
+    await holder.aclose()
+    clock.advance(300)  # not expired yet: still held
+    early = make(budgets=budgets, clock=clock)
+    assert status_of(await early.budgets(), PA).daily.reserved_usd == 0.7
+    await early.aclose()
     clock.advance(301)
     late = make(budgets=budgets, clock=clock)
     s = status_of(await late.budgets(), PA)
     assert (s.daily.spent_usd, s.daily.reserved_usd) == (0.0, 0.0)
-    await reserve(late, 0.7)
-    assert await late.run(lambda st: st.sweep(clock.now)) == 0  # nothing else was stale
 
 
 async def test_swept_reservation_settled_late_is_not_released_twice(make: Make) -> None:
@@ -994,3 +1057,40 @@ async def test_a_reservation_cancelled_while_held_is_given_back(
     assert s.daily.reserved_usd == 0.0
     held = await reserve(ledger, 1.0)  # the whole budget is free again
     assert held.targets
+
+
+# -- amounts at their bounds ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"daily_usd": 1e10}, "daily_usd"),
+        ({"monthly_usd": math.inf}, "monthly_usd"),
+        ({"daily_usd": math.nan}, "daily_usd"),
+        ({"daily_usd": -1.0}, "daily_usd"),
+    ],
+)
+async def test_a_budget_out_of_bounds_is_refused_by_name(
+    make: Make, kw: dict[str, float], field: str
+) -> None:
+    ledger = make()
+    with pytest.raises(ValueError, match=f"{field} must be 0 or more, up to 1,000,000,000"):
+        await ledger.set_budget(GLOBAL, **kw)
+    assert [b.scope for b in await ledger.budgets()] == []  # nothing was written
+
+
+async def test_huge_costs_and_the_largest_budget_never_overflow(make: Make) -> None:
+    ledger = make(clock=Clock())
+    await ledger.set_budget(GLOBAL, daily_usd=MAX_USD)
+    held = await reserve(ledger, MAX_USD)  # the whole budget, in nano-dollars
+    ledger.record(rec(cost=1e15), held)  # a broken price: counted as the most, not an error
+    for _ in range(5):
+        ledger.record(rec(cost=MAX_USD))
+    await ledger.flush()
+    [g] = [b for b in await ledger.budgets() if b.scope == GLOBAL]
+    assert g.daily.spent_usd == 3 * MAX_USD  # capped, never wrapped or refused
+    assert g.daily.reserved_usd == 0.0
+    assert (await ledger.usage()).total_cost_usd == 6 * MAX_USD
+    with pytest.raises(BudgetExceeded):
+        await reserve(ledger, 1.0)

@@ -93,13 +93,13 @@ def _keep() -> Any:
     return KEEP
 
 
-def _amount(value: str | None) -> Any:
+def _amount(value: str | None, option: str) -> Any:
     """``None`` (flag absent) -> keep; ``none``/``off`` -> remove the limit; else USD >= 0."""
     if value is None:
         return _keep()
     if value.strip().lower() in ("none", "off"):
         return None
-    return usd_amount(value, " (or 'none')")
+    return usd_amount(value, " (or 'none')", option=option)
 
 
 def _alerts(value: str | None) -> Any:
@@ -125,7 +125,7 @@ def budget_set(budget_id: str, daily: str | None, monthly: str | None, alerts: s
 
     Limits set here override the config file's, in every process sharing the ledger.
     """
-    daily_v, monthly_v = _amount(daily), _amount(monthly)
+    daily_v, monthly_v = _amount(daily, "--daily"), _amount(monthly, "--monthly")
     alerts_v = _alerts(alerts)
     if daily_v is _keep() and monthly_v is _keep() and alerts_v is _keep():
         raise click.UsageError("give at least one of --daily, --monthly, --alerts")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
@@ -22,6 +21,7 @@ from polyroute.errors import (
     PolyrouteError,
     ProviderError,
 )
+from polyroute.ledger._records import MAX_USD
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -115,15 +115,19 @@ def usd(value: float | None, digits: int = 6) -> str:
     return "unpriced" if value is None else f"${value:.{digits}f}"
 
 
-def usd_amount(value: str, others: str = "") -> float:
-    """An option's USD amount, 0 or more (``5``, ``$5``, ``0.50``); ``others``: what else
-    the option takes, for the error."""
+def usd_amount(value: str, others: str = "", *, option: str | None = None) -> float:
+    """An option's USD amount, from 0 to MAX_USD (``5``, ``$5``, ``0.50``); ``others``: what
+    else the option takes, for the error; ``option``: its name, when click cannot tell."""
     try:
         amount = float(value.strip().lstrip("$"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an amount in USD{others}") from None
-    if not 0 <= amount < math.inf:  # also refuses nan and inf
-        raise click.BadParameter(f"{value!r}: must be 0 or more")
+        raise click.BadParameter(
+            f"{value!r} is not an amount in USD{others}", param_hint=option
+        ) from None
+    if not 0 <= amount <= MAX_USD:  # also refuses nan and inf; nano-USD must fit 64 bits
+        raise click.BadParameter(
+            f"{value!r}: must be 0 or more, up to {MAX_USD:,.0f}", param_hint=option
+        )
     return amount
 
 

@@ -13,12 +13,13 @@ with one indexed lookup, in a microsecond rather than tens of milliseconds.
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from polyroute.ledger._records import check_usd
 
 SECRET_PREFIX = "sk-pr-"
 PREFIX_CHARS = 12
@@ -54,8 +55,8 @@ def clean_key_args(
     if not name:
         raise ValueError("a virtual key needs a name")
     for label, value in (("daily_usd", daily_usd), ("monthly_usd", monthly_usd)):
-        if value is not None and not 0 <= value < math.inf:  # also refuses nan
-            raise ValueError(f"{label} must be 0 or more, not {value!r}")
+        if value is not None:
+            check_usd(label, value)
     if isinstance(models, str):  # a str is an iterable of one-letter "models"
         raise TypeError(f"models is a list of model names, not one string: [{models!r}]")
     cleaned = tuple(dict.fromkeys(m.strip() for m in models))

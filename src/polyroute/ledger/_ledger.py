@@ -9,6 +9,17 @@ also run at interpreter exit) writes what is pending. If the database
 refuses a batch, the records stay queued and are retried; if it still
 refuses them at close, they go to a JSON-lines spill file next to the
 database, which the next open writes back in.
+
+Durability ``"answered"`` (the default): :meth:`Ledger.durable` returns once
+every record handed over so far is committed, and the gateway awaits it
+before a reply's last byte. Its waiters ride in the record queue, so the
+thread writes at once when one is there, and everything queued while one
+transaction commits goes into the next (group commit). ``"batched"``:
+``durable`` returns at once and records are written on the timer.
+
+Holds are leased (see ``_store.py``): while this ledger holds any, its
+thread renews the lease every quarter of ``lease_ttl_s``; a reservation
+refused by a budget first sweeps holds of dead processes and tries again.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from polyroute.ledger._records import (
     Reservation,
     UsageRecord,
     UsageReport,
+    check_usd,
     key_scope,
     provider_scope,
 )
@@ -58,6 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("polyroute.ledger")
 T = TypeVar("T")
 Source = Literal["config", "cli", "none"]
+Durability = Literal["answered", "batched"]
+DURABILITIES: tuple[Durability, ...] = ("answered", "batched")
 
 KEEP: Any = object()
 """For :meth:`Ledger.set_budget`: leave this value as it is."""
@@ -72,14 +86,20 @@ class _Call:
     settled spend releases worst-case holds, so a refusal must not rest on stale ones."""
 
 
+@dataclass(frozen=True, slots=True)
 class _Wake:
     """Records wait in a deque, not in the job queue: the thread is woken for the first
-    of a batch (to set its timer) and for a full batch, not once per record."""
+    of a batch (to set its timer) and for a full batch, not once per record; ``now``: a
+    caller waits for the commit, so write without waiting for the timer."""
 
-    __slots__ = ()
+    now: bool = False
 
 
 _WAKE = _Wake()
+_WAKE_NOW = _Wake(now=True)
+
+_Waiter = concurrent.futures.Future[None]
+"""In the record queue: answered once every record queued before it is committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,21 +120,27 @@ class Ledger:
         flush_interval_s: float = 0.05,
         max_batch: int = 2000,
         reservation_ttl_s: float = 900.0,
+        lease_ttl_s: float = 10.0,
         budget_refresh_s: float = 1.0,
+        durability: Durability = "answered",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be answered or batched, not {durability!r}")
         self.url = url
         self.config_budgets = dict(budgets or {})
         self.hub = hub or EventHub()
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.reservation_ttl_s = reservation_ttl_s
+        self.lease_ttl_s = lease_ttl_s
+        self.durability = durability
         self.budget_refresh_s = budget_refresh_s
         self.clock = clock
         # budgets set with `polyroute budget set`, as (read at, rows); replaced whole, never mutated
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
         self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
-        self._records: deque[tuple[UsageRecord, Reservation | None]] = deque()
+        self._records: deque[SettleItem | _Waiter] = deque()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="polyroute-ledger", daemon=True)
         self._thread.start()
@@ -151,7 +177,13 @@ class Ledger:
 
         def job(store: Store) -> Reservation:
             limits = self._limits(scopes, self._fresh_budgets(store))
-            return store.reserve(limits, amount_usd, ts, self.reservation_ttl_s, model)
+            ttl, lease = self.reservation_ttl_s, self.lease_ttl_s
+            try:
+                return store.reserve(limits, amount_usd, ts, ttl, model, lease)
+            except BudgetExceeded:
+                if not self._sweep(store):  # no dead process's holds in the way
+                    raise
+                return store.reserve(limits, amount_usd, ts, ttl, model, lease)
 
         future: concurrent.futures.Future[Reservation] = concurrent.futures.Future()
         if self._closed:
@@ -180,6 +212,19 @@ class Ledger:
         n = len(records)  # 0 if the thread took it already: it then sets its own timer
         if n in (1, self.max_batch):
             self._jobs.put(_WAKE)
+
+    async def durable(self) -> None:
+        """Return once the records handed over so far are as durable as a reply needs:
+        committed under durability ``"answered"`` (raises :class:`LedgerError` if the
+        database refused them), at once under ``"batched"``."""
+        if self.durability == "batched":
+            return
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        waiter: _Waiter = concurrent.futures.Future()
+        self._records.append(waiter)
+        self._jobs.put(_WAKE_NOW)
+        await asyncio.wrap_future(waiter)
 
     # -- budgets and reports -----------------------------------------------------
 
@@ -214,7 +259,15 @@ class Ledger:
         monthly_usd: float | None = KEEP,
         alert_percents: tuple[float, ...] = KEEP,
     ) -> BudgetLimits:
-        """Set limits for ``scope``; arguments left out keep their current value."""
+        """Set limits for ``scope``; arguments left out keep their current value.
+
+        Raises :class:`ValueError` naming the argument for an amount that is not a
+        number from 0 to ``MAX_USD``, or a percent outside (0, 100]."""
+        for label, value in (("daily_usd", daily_usd), ("monthly_usd", monthly_usd)):
+            if value is not KEEP and value is not None:
+                check_usd(label, value)
+        if alert_percents is not KEEP and not all(0 < p <= 100 for p in alert_percents):
+            raise ValueError(f"alert_percents must be in (0, 100], not {alert_percents!r}")
 
         def job(store: Store) -> BudgetLimits:
             base, _ = self.budget_scopes([scope])[scope]
@@ -251,8 +304,8 @@ class Ledger:
 
         Its budget is stored as scope ``key:<id>``, so reservations made with
         ``virtual_key=<id>`` charge it. Empty ``models``: any model. Raises
-        :class:`ValueError` for an empty name, a negative budget or an empty model
-        name, and :class:`TypeError` for ``models`` given as one string.
+        :class:`ValueError` for an empty name, a budget that is not from 0 to
+        ``MAX_USD``, or an empty model name, and :class:`TypeError` for ``models`` given as one string.
         """
         name, allowed = clean_key_args(name, daily_usd, monthly_usd, models)
         secret = new_secret()
@@ -359,7 +412,7 @@ class Ledger:
         return store, LedgerError("the ledger is not open")
 
     def _run(self) -> None:
-        pending: list[SettleItem] = []
+        pending = _Pending()
         current: list[_Call | _Wake | _Flush | None] = [None]  # the job being served
         try:
             self._serve(pending, current)
@@ -370,7 +423,7 @@ class Ledger:
             self._serve_broken(pending, error, None if isinstance(job, _Wake) else job)
 
     def _serve_broken(
-        self, pending: list[SettleItem], error: LedgerError, waiting: _Call | _Flush | None
+        self, pending: _Pending, error: LedgerError, waiting: _Call | _Flush | None
     ) -> None:
         """Fail every call, keep records for the spill file, stop on close."""
         job: _Call | _Wake | _Flush | None = None
@@ -380,6 +433,7 @@ class Ledger:
             if job is None:
                 job = self._jobs.get()
             self._take_records(pending)
+            pending.answer(error)
             if isinstance(job, _Wake):
                 pass
             elif isinstance(job, _Call):
@@ -389,19 +443,23 @@ class Ledger:
                 return
             job = None
 
-    def _serve(
-        self, pending: list[SettleItem], current: list[_Call | _Wake | _Flush | None]
-    ) -> None:
+    def _serve(self, pending: _Pending, current: list[_Call | _Wake | _Flush | None]) -> None:
         store, open_error = self._open()
         next_sweep = time.monotonic() + 60
+        renew_every = self.lease_ttl_s / 4
+        next_renew = time.monotonic() + renew_every
         deadline: float | None = None
+        refused = LedgerError("the ledger database refused the records; they are kept and retried")
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wake_at = next_renew if deadline is None else min(deadline, next_renew)
             try:
-                job = self._jobs.get(timeout=timeout)
+                job = self._jobs.get(timeout=max(0.0, wake_at - time.monotonic()))
             except queue.Empty:
                 job = None
             current[0] = job
+            if store is not None and time.monotonic() >= next_renew:
+                self._renew(store)
+                next_renew = time.monotonic() + renew_every
             if deadline is None and self._records:  # a batch began: written within the interval
                 deadline = time.monotonic() + self.flush_interval_s
             if isinstance(job, _Call):
@@ -412,62 +470,76 @@ class Ledger:
 
                 def settle_now() -> bool:
                     self._take_records(pending)
-                    if not _holds(pending) or not self._write(store, pending):
+                    if not _holds(pending.items) or not self._write(store, pending.items):
                         return False
-                    pending.clear()
+                    pending.written()
                     return True
 
                 _run_call(job, store, settle_now if job.settle_first else None)
-                if not pending and not self._records:
+                if not pending.items and not self._records:
                     deadline = None
                 if not _due(deadline):  # a steady stream of calls must not starve the writes
                     continue
             # records stay in the deque until written, so their producers wake this thread
-            # once per batch (the first record), not once per record
-            elif (
-                isinstance(job, _Wake)
-                and len(pending) + len(self._records) < self.max_batch
-                and not _due(deadline)
+            # once per batch (the first record), not once per record; a timeout that is
+            # not the batch's was for the lease
+            elif not _due(deadline) and (
+                job is None
+                or (
+                    isinstance(job, _Wake)
+                    and not job.now
+                    and len(pending.items) + len(self._records) < self.max_batch
+                )
             ):
                 continue
-            # time to write: the timer fired, the batch is full, or a flush was asked for
+            # time to write: the timer fired, the batch is full, a flush was asked for, or a
+            # caller waits for the commit
             self._take_records(pending)
-            if store is not None and pending and self._write(store, pending):
-                pending.clear()
+            if store is not None and pending.items and self._write(store, pending.items):
+                pending.written()
+            pending.answer(refused if store is not None else open_error)
             # a refused batch is retried a second later, not in a hot loop
-            deadline = time.monotonic() + max(1.0, self.flush_interval_s) if pending else None
+            deadline = time.monotonic() + max(1.0, self.flush_interval_s) if pending.items else None
             if store is not None and time.monotonic() > next_sweep:
                 self._sweep(store)
                 next_sweep = time.monotonic() + 60
             if isinstance(job, _Flush) and self._flushed(job, pending, store, open_error):
                 return
 
-    def _take_records(self, pending: list[SettleItem]) -> None:
+    def _take_records(self, pending: _Pending) -> None:
         records = self._records
         while records:
-            pending.append(records.popleft())
+            item = records.popleft()
+            if isinstance(item, concurrent.futures.Future):
+                pending.waiters.append(item)
+            else:
+                pending.items.append(item)
 
     def _flushed(
-        self, job: _Flush, pending: list[SettleItem], store: Store | None, open_error: LedgerError
+        self, job: _Flush, pending: _Pending, store: Store | None, open_error: LedgerError
     ) -> bool:
         """Answer a flush; on the closing one, spill what is left and stop (returns True)."""
         if job.stop:
+            self._take_records(pending)
+            items = pending.items
             try:
-                if pending:
-                    self._spill(pending)
+                if items:
+                    self._spill(items)
             except OSError as exc:  # close must still return, not leave its caller waiting
-                job.future.set_exception(
-                    LedgerError(f"ledger: {len(pending)} records lost, no spill file: {exc}")
-                )
+                lost = LedgerError(f"ledger: {len(items)} records lost, no spill file: {exc}")
+                pending.answer(lost)
+                job.future.set_exception(lost)
             else:
+                pending.written()  # kept in the spill file, which the next open writes back
                 job.future.set_result(None)
             finally:
                 if store is not None:
+                    self._drop_lease(store)
                     store.close()
             return True
         if not job.future.set_running_or_notify_cancel():
             return False  # its caller was cancelled
-        if not pending:
+        if not pending.items:
             job.future.set_result(None)
         elif store is None:
             job.future.set_exception(open_error)
@@ -501,16 +573,34 @@ class Ledger:
         rows = self._fresh_budgets(store)
         return {**self.config_budgets, **rows}
 
-    def _sweep(self, store: Store) -> None:
+    def _sweep(self, store: Store) -> int:
+        """Release holds of dead processes; how many."""
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
             released = store.sweep(self.clock())
         except SQLAlchemyError as exc:
             log.warning("releasing stale budget reservations failed: %s", exc)
-            return
+            return 0
         if released:
             log.warning("released %d budget reservations left by a stopped process", released)
+        return released
+
+    def _renew(self, store: Store) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            store.renew(self.clock(), self.lease_ttl_s)
+        except SQLAlchemyError as exc:  # tried again at the next renewal, well before it lapses
+            log.warning("renewing the ledger's lease failed: %s", exc)
+
+    def _drop_lease(self, store: Store) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            store.drop_lease()
+        except SQLAlchemyError as exc:  # it lapses by itself within lease_ttl_s
+            log.warning("dropping the ledger's lease at close failed: %s", exc)
 
     # -- spill file: records the database refused at close ---------------------------
 
@@ -572,6 +662,32 @@ class Ledger:
         taken.unlink()
         if items:
             log.warning("ledger: wrote back %d records from %s", len(items), path)
+
+
+class _Pending:
+    """What the thread took from the record queue: records not yet written, and the
+    waiters whose records are all among them (or already written)."""
+
+    __slots__ = ("items", "waiters")
+
+    def __init__(self) -> None:
+        self.items: list[SettleItem] = []
+        self.waiters: list[_Waiter] = []
+
+    def written(self) -> None:
+        """The items are committed: clear them and answer every waiter."""
+        self.items.clear()
+        self.answer(None)
+
+    def answer(self, error: LedgerError | None) -> None:
+        """Answer the waiters: committed if no items are left, else ``error``."""
+        for waiter in self.waiters:
+            if waiter.set_running_or_notify_cancel():
+                if self.items and error is not None:
+                    waiter.set_exception(error)
+                else:
+                    waiter.set_result(None)
+        self.waiters.clear()
 
 
 def _due(deadline: float | None) -> bool:
@@ -637,5 +753,11 @@ def config_budgets(config: Config) -> dict[str, BudgetLimits]:
 
 
 def ledger_for(config: Config, *, hub: EventHub | None = None) -> Ledger:
-    """The ledger ``config`` names, with the config's budgets."""
-    return Ledger(storage_url(config), budgets=config_budgets(config), hub=hub)
+    """The ledger ``config`` names, with the config's budgets and durability."""
+    storage = config.settings.storage
+    return Ledger(
+        storage_url(config),
+        budgets=config_budgets(config),
+        hub=hub,
+        durability=storage.durability,
+    )

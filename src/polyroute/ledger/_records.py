@@ -19,11 +19,31 @@ NANO = 1_000_000_000
 """Money is stored as integer nano-dollars: sums stay exact, a token of the
 cheapest model is still representable, and int64 holds $9 billion."""
 
+MAX_USD = 1_000_000_000.0
+"""The largest amount a budget, key limit or other USD input may be: $1 billion (10^18
+nano-dollars, well inside a signed 64-bit integer)."""
+MAX_NUSD = int(MAX_USD) * NANO
+MAX_SUM_NUSD = 3 * MAX_NUSD
+"""Accumulated spend and holds stop growing here: spent + held + a new hold (at most
+MAX_NUSD) still fits in 64 bits, so neither the columns nor the budget check overflow."""
+
 GLOBAL = "global"
 
 
+def check_usd(field: str, value: float) -> float:
+    """``value`` if it is a finite USD amount from 0 to MAX_USD; else :class:`ValueError`
+    naming ``field``."""
+    if not 0 <= value <= MAX_USD:  # also refuses nan and inf
+        raise ValueError(f"{field} must be 0 or more, up to {MAX_USD:,.0f} USD, not {value!r}")
+    return float(value)
+
+
 def to_nusd(usd: float, *, up: bool = False) -> int:
-    """USD -> nano-dollars; ``up`` rounds a reservation up so it never under-reserves."""
+    """USD -> nano-dollars, clamped to +-MAX_NUSD (a cost past $1 billion is a broken price
+    or usage, and must not overflow the database); ``up`` rounds a reservation up so it
+    never under-reserves."""
+    if not -MAX_USD <= usd <= MAX_USD:  # nan too: counted as the most, never as nothing
+        return -MAX_NUSD if usd < 0 else MAX_NUSD
     nusd = usd * NANO
     # round away float noise first, so 0.001 USD is 1,000,000 and not 1,000,001
     return math.ceil(round(nusd, 3)) if up else round(nusd)

@@ -1,9 +1,15 @@
 """Tables and named migrations. Imported only by the ledger's database thread.
 
-A migration is a name and a function of a connection. Applied names are
-recorded in ``schema_migrations``; opening a ledger applies the missing ones
-in order, inside one write transaction, so two processes opening a new
-database at once cannot both migrate it.
+The tables below are the current schema, used for queries only. A migration
+is a name and a function of a connection that carries its own DDL, frozen as
+it was written (its own copies of the tables it creates, or plain DDL
+statements): later changes to the tables here never change what an old
+migration builds. So a new column is a new migration, and the current tables
+must equal what the migrations build (a test checks it).
+
+Applied names are recorded in ``schema_migrations``; opening a ledger applies
+the missing ones in order, inside one write transaction, so two processes
+opening a new database at once cannot both migrate it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     select,
+    text,
 )
 
 metadata = MetaData()
@@ -82,6 +89,17 @@ reservations = Table(
     Column("expires", Float, nullable=False),
     Column("amount_nusd", BigInteger, nullable=False),
     Column("targets", Text, nullable=False),
+    # the ledger (one per process) holding it; NULL: made before leases, released by `expires`
+    Column("owner", String(40)),
+)
+
+# A process's claim to be alive: renewed every few seconds while it holds reservations.
+# Reservations whose owner has no live lease are released by any process's sweep.
+leases = Table(
+    "ledger_leases",
+    metadata,
+    Column("owner", String(40), primary_key=True),
+    Column("expires_at", Float, nullable=False),
 )
 
 alerts = Table(
@@ -91,16 +109,6 @@ alerts = Table(
     Column("period", String(20), primary_key=True),
     Column("percent", Float, primary_key=True),
     Column("fired_at", Float, nullable=False),
-)
-
-# The indexes `polyroute usage` answers from: by time, and by provider or model within time.
-# Defined on their tables' columns, they are created with the tables.
-_INDEXES = (
-    Index("ix_usage_day", usage.c.day),
-    Index("ix_usage_month", usage.c.month),
-    Index("ix_usage_provider_day", usage.c.provider, usage.c.day),
-    Index("ix_usage_model_day", usage.c.model, usage.c.day),
-    Index("ix_reservations_expires", reservations.c.expires),
 )
 
 # Gateway virtual keys. Only the secret's SHA-256 is kept (see ``ledger/_keys.py``); ``prefix``
@@ -117,31 +125,135 @@ virtual_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
 )
-# every gateway request looks its key up by hash: one unique index answers it
-_KEY_INDEX = Index("ux_virtual_keys_secret_hash", virtual_keys.c.secret_hash, unique=True)
 
-
-def _initial(conn: Connection) -> None:
-    for table in (usage, budgets, spend, reservations, alerts):
-        table.create(conn)
-
-
-def _virtual_keys(conn: Connection) -> None:
-    virtual_keys.create(conn)
-
-
-MIGRATIONS: tuple[tuple[str, Callable[[Connection], None]], ...] = (
-    ("0001_initial", _initial),
-    ("0002_virtual_keys", _virtual_keys),
+# The current indexes, as the migrations create them (the schema test compares the two).
+# `polyroute usage` answers by time, and by provider or model within time; every gateway
+# request looks its key up by hash; sweeps find reservations by expiry and by owner.
+INDEXES = (
+    Index("ix_usage_day", usage.c.day),
+    Index("ix_usage_month", usage.c.month),
+    Index("ix_usage_provider_day", usage.c.provider, usage.c.day),
+    Index("ix_usage_model_day", usage.c.model, usage.c.day),
+    Index("ix_reservations_expires", reservations.c.expires),
+    Index("ix_reservations_owner", reservations.c.owner),
+    Index("ux_virtual_keys_secret_hash", virtual_keys.c.secret_hash, unique=True),
 )
 
 
-def migrate(conn: Connection) -> list[str]:
-    """Apply what is missing, in order, and record it. The caller holds a write transaction."""
+# -- migrations: frozen DDL, never edited once released ---------------------------------
+
+
+def _0001_initial(conn: Connection) -> None:
+    md = MetaData()
+    u = Table(
+        "usage",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("ts", Float, nullable=False),
+        Column("day", String(10), nullable=False),
+        Column("month", String(7), nullable=False),
+        Column("provider", String(200), nullable=False),
+        Column("model", String(200), nullable=False),
+        Column("virtual_key", String(100)),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("cached_tokens", Integer, nullable=False),
+        Column("cost_nusd", BigInteger),
+        Column("latency_ms", Float, nullable=False),
+        Column("ttft_ms", Float),
+        Column("status", String(16), nullable=False),
+        Column("error_type", String(100)),
+        Column("request_id", String(200)),
+    )
+    Table(
+        "budgets",
+        md,
+        Column("scope", String(200), primary_key=True),
+        Column("daily_usd", Float),
+        Column("monthly_usd", Float),
+        Column("alert_percents", Text, nullable=False),
+        Column("updated_at", Float, nullable=False),
+    )
+    Table(
+        "budget_spend",
+        md,
+        Column("scope", String(200), primary_key=True),
+        Column("period", String(20), primary_key=True),
+        Column("spent_nusd", BigInteger, nullable=False),
+        Column("reserved_nusd", BigInteger, nullable=False),
+    )
+    r = Table(
+        "budget_reservations",
+        md,
+        Column("id", String(40), primary_key=True),
+        Column("created", Float, nullable=False),
+        Column("expires", Float, nullable=False),
+        Column("amount_nusd", BigInteger, nullable=False),
+        Column("targets", Text, nullable=False),
+    )
+    Table(
+        "budget_alerts",
+        md,
+        Column("scope", String(200), primary_key=True),
+        Column("period", String(20), primary_key=True),
+        Column("percent", Float, primary_key=True),
+        Column("fired_at", Float, nullable=False),
+    )
+    Index("ix_usage_day", u.c.day)
+    Index("ix_usage_month", u.c.month)
+    Index("ix_usage_provider_day", u.c.provider, u.c.day)
+    Index("ix_usage_model_day", u.c.model, u.c.day)
+    Index("ix_reservations_expires", r.c.expires)
+    md.create_all(conn, checkfirst=False)
+
+
+def _0002_virtual_keys(conn: Connection) -> None:
+    md = MetaData()
+    vk = Table(
+        "virtual_keys",
+        md,
+        Column("id", String(40), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("secret_hash", String(64), nullable=False),
+        Column("prefix", String(12), nullable=False),
+        Column("models", Text, nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("revoked_at", Float),
+    )
+    Index("ux_virtual_keys_secret_hash", vk.c.secret_hash, unique=True)
+    md.create_all(conn, checkfirst=False)
+
+
+def _0003_leases(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "ledger_leases",
+        md,
+        Column("owner", String(40), primary_key=True),
+        Column("expires_at", Float, nullable=False),
+    )
+    md.create_all(conn, checkfirst=False)
+    # plain SQL that SQLite and PostgreSQL both take; existing rows get NULL (no owner)
+    conn.execute(text("ALTER TABLE budget_reservations ADD COLUMN owner VARCHAR(40)"))
+    conn.execute(text("CREATE INDEX ix_reservations_owner ON budget_reservations (owner)"))
+
+
+Migration = tuple[str, Callable[[Connection], None]]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    ("0001_initial", _0001_initial),
+    ("0002_virtual_keys", _0002_virtual_keys),
+    ("0003_leases", _0003_leases),
+)
+
+
+def migrate(conn: Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply what is missing of ``migrations``, in order, and record it. The caller holds a
+    write transaction."""
     migrations_table.create(conn, checkfirst=True)
     done = set(conn.scalars(select(migrations_table.c.name)))
     applied = []
-    for name, step in MIGRATIONS:
+    for name, step in migrations:
         if name not in done:
             step(conn)
             conn.execute(migrations_table.insert().values(name=name, applied_at=time.time()))

@@ -8,6 +8,13 @@ together pass a limit. On SQLite the transaction starts with ``BEGIN
 IMMEDIATE`` (the write lock first), which makes it serializable across
 processes; ``busy_timeout`` queues the waiters.
 
+A hold belongs to a live process. Each ledger that holds money keeps a lease
+row (its owner id, an expiry it renews every few seconds); its reservations
+name it as their owner. A sweep, run by any process, releases the
+reservations whose owner's lease has lapsed (a killed process) and those past
+their own expiry (made before leases existed, or held far too long). All of
+it is plain SQL through SQLAlchemy Core, so a shared PostgreSQL works alike.
+
 WAL with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed; only an OS crash or power loss can drop the last
 commits (``FULL`` would fsync every reservation, costing milliseconds).
@@ -27,14 +34,19 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     Connection,
+    Float,
     Row,
+    and_,
     bindparam,
     case,
+    cast,
     create_engine,
     delete,
     event,
+    exists,
     func,
     literal,
+    or_,
     select,
     update,
 )
@@ -46,6 +58,7 @@ from sqlalchemy.pool import NullPool
 from polyroute.errors import BudgetExceeded, LedgerError, UnknownKeyError
 from polyroute.ledger._keys import VirtualKey, utc
 from polyroute.ledger._records import (
+    MAX_SUM_NUSD,
     BudgetLimits,
     BudgetStatus,
     GroupBy,
@@ -64,6 +77,7 @@ from polyroute.ledger._records import (
 from polyroute.ledger._schema import (
     alerts,
     budgets,
+    leases,
     migrate,
     reservations,
     spend,
@@ -120,10 +134,14 @@ class _Statements:
         self.move = move.on_conflict_do_update(
             index_elements=["scope", "period"],
             set_={
-                "spent_nusd": spend.c.spent_nusd + move.excluded.spent_nusd,
+                "spent_nusd": _capped(spend.c.spent_nusd, move.excluded.spent_nusd),
                 # a new row was never reserved against, so its reserved delta is zero
-                "reserved_nusd": spend.c.reserved_nusd + move.excluded.reserved_nusd,
+                "reserved_nusd": _capped(spend.c.reserved_nusd, move.excluded.reserved_nusd),
             },
+        )
+        lease = insert(leases).values(owner=b("b_owner"), expires_at=b("b_until"))
+        self.lease = lease.on_conflict_do_update(
+            index_elements=["owner"], set_={"expires_at": lease.excluded.expires_at}
         )
         self.fire_alert = (
             insert(alerts)
@@ -169,7 +187,11 @@ def _wal(cur: sqlite3.Cursor, patience_s: float = 30.0) -> None:
 class Store:
     """SQL operations. Not thread-safe: one thread (the ledger's) uses it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, owner: str | None = None) -> None:
+        self.owner = owner or uuid.uuid4().hex
+        """This process's ledger: the owner its reservations and lease name."""
+        self.leased_until: float | None = None
+        """When this owner's lease lapses unless renewed; ``None``: it has none (holds nothing)."""
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -323,8 +345,12 @@ class Store:
         ts: float,
         ttl_s: float,
         model: str,
+        lease_s: float = 10.0,
     ) -> Reservation:
-        """Hold ``amount_usd`` against every limited (scope, period), or raise :class:`BudgetExceeded`."""
+        """Hold ``amount_usd`` against every limited (scope, period), or raise :class:`BudgetExceeded`.
+
+        The hold names this store's owner; its lease is taken (or renewed if half of it
+        is gone) in the same transaction, so no hold exists without a live lease."""
         checks = [
             (scope, kind, limit)
             for scope, lim in limits.items()
@@ -371,6 +397,8 @@ class Store:
                         model=model,
                     )
                 targets.append((scope, period))
+            if self.leased_until is None or self.leased_until - ts < lease_s / 2:
+                self._renew(c, ts, lease_s)
             c.execute(
                 self.sql.add_reservation,
                 {
@@ -379,6 +407,7 @@ class Store:
                     "expires": ts + ttl_s,
                     "amount_nusd": amount,
                     "targets": json.dumps(targets),
+                    "owner": self.owner,
                 },
             )
         return Reservation(rid, amount_usd, tuple(targets))
@@ -421,9 +450,35 @@ class Store:
                     fired.append(alert)
         return fired
 
+    def renew(self, now: float, lease_s: float) -> None:
+        """Extend this owner's lease, if it has one, to ``now + lease_s``."""
+        if self.leased_until is not None:
+            with self.write() as c:
+                self._renew(c, now, lease_s)
+
+    def _renew(self, c: Connection, now: float, lease_s: float) -> None:
+        # an upsert: a lease another process swept while this one stalled is taken again
+        # (the holds it released stay released; settling them later finds them gone)
+        c.execute(self.sql.lease, {"b_owner": self.owner, "b_until": now + lease_s})
+        self.leased_until = now + lease_s
+
+    def drop_lease(self) -> None:
+        """At a clean stop: holds still in flight are released by the next sweep, rather
+        than when the lease would lapse."""
+        if self.leased_until is not None:
+            with self.write() as c:
+                c.execute(delete(leases).where(leases.c.owner == self.owner))
+            self.leased_until = None
+
     def sweep(self, now: float) -> int:
-        """Release reservations whose holder never settled them (a killed process)."""
-        return self._release(reservations.c.expires < now)
+        """Release reservations whose holder cannot settle them any more: its lease has
+        lapsed (a killed process), or the reservation is past its own expiry."""
+        r = reservations.c
+        live = exists().where(leases.c.owner == r.owner, leases.c.expires_at >= now)
+        released = self._release(or_(r.expires < now, and_(r.owner.is_not(None), ~live)))
+        with self.write() as c:
+            c.execute(delete(leases).where(leases.c.expires_at < now))
+        return released
 
     def release(self, ids: Sequence[str]) -> int:
         """Release these reservations without spend (their request never went out)."""
@@ -514,7 +569,8 @@ class Store:
             "provider": usage.c.provider,
             "model": usage.c.model,
         }[by]
-        cost = func.coalesce(func.sum(usage.c.cost_nusd), 0)
+        # summed as floats: exact up to $9 million, and no integer overflow past it
+        cost = func.coalesce(func.sum(cast(usage.c.cost_nusd, Float)), 0)
         q = select(
             key.label("key"),
             func.count().label("requests"),
@@ -557,6 +613,12 @@ class Store:
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+
+
+def _capped(total: Any, delta: Any) -> Any:
+    """``total + delta``, but never past MAX_SUM_NUSD: an accumulated sum cannot overflow the
+    64-bit column (the test is written so that it cannot overflow either)."""
+    return case((total > MAX_SUM_NUSD - delta, MAX_SUM_NUSD), else_=total + delta)
 
 
 def _virtual_key(row: Row[*tuple[Any, ...]]) -> VirtualKey:
