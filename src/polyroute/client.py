@@ -258,9 +258,13 @@ class Polyroute:
     @property
     def router(self) -> Router:
         if self._router is None:
-            checks = (self._blocked_by_key, self.breakers.blocked, self.health_monitor.blocked)
             self._router = Router(
-                self.config, self.catalog, self.stats, checks, budget=self.budget_hints
+                self.config,
+                self.catalog,
+                self.stats,
+                (self._blocked_by_key, self.breakers.blocked),
+                budget=self.budget_hints,
+                health=self.health_monitor.blocked,
             )
         return self._router
 

@@ -10,6 +10,7 @@ import pytest
 
 from polyroute.client import Polyroute
 from polyroute.config import CircuitBreakerConfig, Config, validate
+from polyroute.errors import NoCandidateError
 from polyroute.providers import ConnectionCheck, ProviderClient
 from polyroute.router.breaker import Breakers
 from polyroute.router.health import HealthMonitor
@@ -199,3 +200,25 @@ async def test_a_provider_down_at_start_is_served_again_soon_after_it_recovers(
         assert m.blocked() == {}
     finally:
         await m.stop()
+
+
+async def test_a_pin_is_tried_despite_a_health_mark_but_not_past_an_open_breaker(
+    pr: Polyroute,
+) -> None:
+    real = pr.client("openai")
+    pr._clients["openai"] = pr.client("down")  # its probe fails (down at start-up, say)
+    assert not (await pr.health_monitor.check("openai")).ok
+    pr._clients["openai"] = real  # and it is back, before the next probe
+    unpinned = pr.route("hi")
+    assert unpinned.provider != "openai"
+    assert any(
+        e.provider == "openai" and e.reason.startswith("unhealthy: ") for e in unpinned.excluded
+    )
+    assert pr.route("hi", provider="openai").provider == "openai"
+    answer = await pr.complete("hi", provider="openai", max_tokens=5)
+    assert answer.provider == "openai"
+    breaker = pr.breakers.get("openai")
+    for _ in range(breaker.failure_threshold):
+        breaker.failure()
+    with pytest.raises(NoCandidateError, match="breaker open"):
+        pr.route("hi", provider="openai")

@@ -1,9 +1,9 @@
 """The router: a request's context in, a :class:`Decision` out, in tens of microseconds.
 
-Candidates are the (provider, model) pairs of enabled providers: a provider's
-``models`` from config, else the catalog's chat models of its type (as
-``Polyroute.models_of``), plus its ``default_model``; models the catalog knows
-cannot chat (embeddings) are left out. Everything static about a pair is
+Candidates are the (provider, model) pairs of enabled providers
+(:func:`~polyroute.router.targets.candidate_models`: a provider's ``models``, patterns
+matched against the catalog, else the catalog's chat models of its type, plus its
+``default_model``; models the catalog knows cannot chat are left out). Everything static about a pair is
 computed once, at construction, into parallel columns (one row per pair).
 
 ``decide()`` then, in order:
@@ -60,6 +60,7 @@ from polyroute.router.strategies import (
     floor_reason,
     load_strategy,
 )
+from polyroute.router.targets import candidate_models
 from polyroute.types import Capability, Excluded, ExclusionKind, Target
 
 Check = Callable[[], Mapping[str, str]]
@@ -104,6 +105,7 @@ class Router:
         "checks",
         "config",
         "fusion_weight",
+        "health",
         "stats",
     )
 
@@ -114,13 +116,15 @@ class Router:
         stats: LatencyStats,
         checks: Sequence[Check] = (),
         budget: BudgetHints | None = None,
+        health: Check | None = None,
     ) -> None:
-        """``checks``: who is unavailable now (keys, breakers, health); ``budget``: what
-        budgets that refused lately had left."""
+        """``checks``: who is unavailable now (keys, breakers); ``budget``: what budgets that
+        refused lately had left; ``health``: who failed a health probe, which excludes a
+        provider unless the caller pinned it (a pin is tried; its breaker may still refuse)."""
         self.config = config
         self.catalog = catalog
         self.stats = stats
-        self.checks, self.budget = tuple(checks), budget
+        self.checks, self.budget, self.health = tuple(checks), budget, health
         settings = config.settings
         self._max_fallbacks = max(0, settings.router.max_attempts - 1)
         self._strategies: dict[str, Strategy] = {}
@@ -137,7 +141,7 @@ class Router:
         self._provider_rows: dict[str, range] = {}
         inactive: list[tuple[str, tuple[Excluded, ...]]] = []
         for pid, spec in settings.providers.items():
-            models = self._models_of(spec.type, spec.models, spec.default_model)
+            models = candidate_models(spec, catalog)
             if not spec.enabled:
                 off = tuple(Excluded(pid, m, "disabled", "unavailable") for m in models)
                 inactive.append((pid, off))
@@ -185,17 +189,6 @@ class Router:
         self._win_rows = tuple(i for _, i in sized)
         self._win_reason = tuple(f"context window {w:,} < " for w, _ in sized)
 
-    def _models_of(
-        self, provider_type: str, configured: Sequence[str], default: str | None
-    ) -> list[str]:
-        if configured:
-            names = list(dict.fromkeys(configured))
-        else:
-            names = [m.id for m in self.catalog.for_type(provider_type) if "chat" in m.capabilities]
-            if default and default not in names:
-                names.append(default)
-        return [m for m in names if "chat" in self.catalog.get(provider_type, m).capabilities]
-
     @property
     def pairs(self) -> tuple[Target, ...]:
         """Every candidate (provider, model) of the enabled providers, in config order."""
@@ -219,8 +212,9 @@ class Router:
         self.stats.expire()  # aged-out latencies become "no data" (explored again)
         excluded = Exclusions()
         drop = self._out_of_scope(ctx, excluded)
-        if self.checks:
-            self._check(drop, excluded)
+        pinned = ctx.providers is not None and len(ctx.providers) == 1
+        if self.checks or (self.health is not None and not pinned):
+            self._check(drop, excluded, pinned)
         if self.budget is not None:
             self._exclude_spent(self.budget.headroom(), drop, excluded)
         if ctx.required:
@@ -299,10 +293,11 @@ class Router:
             raise NoCandidateError(excluded, detail=_scope(ctx))
         return drop
 
-    def _check(self, drop: set[int], excluded: Exclusions) -> None:
+    def _check(self, drop: set[int], excluded: Exclusions, pinned: bool) -> None:
         """Providers the checks block, each with the first check's reason, in config order."""
         why_of: dict[str, str] = {}
-        for check in self.checks:
+        checks = self.checks if pinned or self.health is None else (*self.checks, self.health)
+        for check in checks:
             blocked = check()
             if blocked:
                 for pid, reason in blocked.items():
