@@ -214,6 +214,24 @@ def test_rotate_failing_is_one_line_and_changes_nothing(
     assert Vault(vault.directory, PASS).get("k").reveal() == KEY
 
 
+@pytest.mark.parametrize("args", [("set", "k"), ("delete", "k")])
+def test_a_disk_refusing_writes_is_one_line(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    vault.set("k", KEY)
+
+    def read_only(*_: object, **__: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", read_only)
+        m.setattr(os, "unlink", read_only)
+        r = invoke("credentials", *args, input="another-value")
+    assert r.exit_code == 1
+    assert "cannot write to the vault" in one_error_line(r) and "Read-only" in r.stderr
+    assert vault.get("k").reveal() == KEY
+
+
 def test_tampered_vault_metadata_is_one_line(vault: Vault) -> None:
     vault.set("k", KEY)
     meta_path = vault.directory / "vault.json"

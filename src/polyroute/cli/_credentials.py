@@ -24,6 +24,8 @@ from polyroute.cli._common import (
 from polyroute.errors import CredentialError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from polyroute.config import Config
 
 NEW_MASTER_KEY_ENV = "POLYROUTE_NEW_MASTER_KEY"
@@ -63,6 +65,12 @@ def _read_key(cred_id: str, from_env: str | None) -> str:
     return value
 
 
+def _write_failed(directory: Path, exc: OSError) -> int:
+    """A disk that refuses a write (full, read-only): one line, exit 1 (an I/O failure)."""
+    click.echo(f"polyroute: error: cannot write to the vault in {directory}: {exc}", err=True)
+    return EXIT_FAILURE
+
+
 @credentials.command("set")
 @click.argument("cred_id", metavar="ID")
 @click.option(
@@ -86,7 +94,10 @@ def set_credential(cred_id: str, from_env: str | None) -> None:
         value = _read_key(cred_id, from_env)
         vault = config.vault(create=True)
         replaced = cred_id in vault.list()
-        vault.set(cred_id, value)
+        try:
+            vault.set(cred_id, value)
+        except OSError as exc:
+            return _write_failed(vault.directory, exc)
         verb = "replaced" if replaced else "stored"
         click.echo(f"{verb} credential {cred_id!r} in {vault.directory}")
         if not _users(config, cred_id):
@@ -137,7 +148,10 @@ def delete_credential(cred_id: str) -> None:
 
         config = load(config_path)
         vault = config.vault()
-        vault.delete(cred_id)
+        try:
+            vault.delete(cred_id)
+        except OSError as exc:
+            return _write_failed(vault.directory, exc)
         click.echo(f"deleted credential {cred_id!r} from {vault.directory}")
         users = _users(config, cred_id)
         if users:
