@@ -22,7 +22,7 @@ from polyroute.credentials import Vault, vault_for
 from polyroute.credentials import valid_id as valid_vault_id  # one id rule, the vault's
 from polyroute.errors import ConfigError, CredentialError, PolyrouteError, WrongPassphraseError
 from polyroute.ledger._records import MAX_USD
-from polyroute.providers import PROVIDER_TYPES, Provider, Secret
+from polyroute.providers import MB, PROVIDER_TYPES, Provider, Secret
 from polyroute.types import Capability
 
 Strategy = str  # a built-in name or "pkg.module:Class"
@@ -101,6 +101,8 @@ class GatewayConfig(_Section):
     workers: int = Field(1, ge=1)
     max_body_mb: float = Field(10, gt=0)
     """Request bodies over this are refused with 413 while being read, before parsing."""
+    max_response_mb: float = Field(50, gt=0)
+    """An upstream answer (or a stream's total) over this is an error, never read whole."""
 
 
 class BudgetConfig(_Section):
@@ -119,6 +121,8 @@ class ProviderConfig(_Section):
     carbon_intensity: float | None = Field(None, ge=0)
     enabled: bool = True
     timeout_s: float | None = Field(None, gt=0)
+    max_connections: int = Field(100, ge=1)
+    """Open upstream connections at most; more calls wait up to their pool timeout."""
     headers: dict[str, str] = {}
     """Extra HTTP headers on every call (e.g. ``anthropic-version``, OpenRouter's ``HTTP-Referer``)."""
     budget: BudgetConfig | None = None
@@ -226,6 +230,8 @@ class Config:
             default_model=spec.default_model,
             timeout_s=spec.timeout_s or self.settings.router.timeout_s,
             headers=spec.headers,
+            max_connections=spec.max_connections,
+            max_response_bytes=int(self.settings.gateway.max_response_mb * MB),
         )
 
     def key_status(self, pid: str) -> str:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -63,10 +64,21 @@ def cost_header(cost: float | None) -> str:
 
 def served_headers(provider: str, model: str, cost: float | None) -> dict[str, str]:
     return {
-        "x-polyroute-provider": provider,
-        "x-polyroute-model": model,
+        "x-polyroute-provider": header_text(provider),
+        "x-polyroute-model": header_text(model),
         "x-polyroute-cost-usd": cost_header(cost),
     }
+
+
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_text(text: str) -> str:
+    """``text`` as a header value: printable ASCII as is, anything else percent-encoded
+    (UTF-8). Upstreams echo model names, and a bad one must not fail a paid answer."""
+    if text.isascii() and text.isprintable():
+        return text
+    return quote(text, safe=_HEADER_SAFE)
 
 
 def problem_response(body: bytes, problem: Problem, note: Note) -> Response:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from polyroute.errors import GatewayError
+from polyroute.errors import GatewayError, JSONTooDeepError
 from polyroute.events import StreamEvent
+from polyroute.providers import loads_bounded
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -183,8 +184,8 @@ def tool_arguments(arguments: str) -> dict[str, Any]:
     if not arguments.strip():
         return {}
     try:
-        value = json.loads(arguments)
-    except ValueError:
+        value = loads_bounded(arguments)
+    except (ValueError, JSONTooDeepError):
         return {"arguments": arguments}
     return value if isinstance(value, dict) else {"arguments": value}
 

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from polyroute.errors import ConfigError
 from polyroute.providers._base import (
+    MB,
     HttpCall,
     Provider,
     Secret,
@@ -22,8 +23,10 @@ from polyroute.providers._base import (
 )
 from polyroute.providers._client import ConnectionCheck, ProviderClient
 from polyroute.providers._http import HttpPool, parse_retry_after
+from polyroute.providers._json import loads_bounded
 
 __all__ = [
+    "MB",
     "PROVIDER_TYPES",
     "ConnectionCheck",
     "HttpCall",
@@ -36,6 +39,7 @@ __all__ = [
     "VendorError",
     "WireProtocol",
     "connect",
+    "loads_bounded",
     "parse_retry_after",
     "protocol_for",
 ]

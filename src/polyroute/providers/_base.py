@@ -25,6 +25,8 @@ from polyroute.types import (
     ModelInfo,
 )
 
+MB = 1024 * 1024
+
 __all__ = [
     "HttpCall",
     "Provider",
@@ -75,6 +77,10 @@ class Provider:
     default_model: str | None = None
     timeout_s: float = 60.0
     headers: Mapping[str, str] = field(default_factory=dict)
+    max_connections: int = 100
+    """Open upstream connections at most; calls beyond wait up to their pool timeout."""
+    max_response_bytes: int = 50 * MB
+    """An answer (or a stream's total) larger than this is an error, never read whole."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,21 +13,28 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from polyroute.errors import (
     APIConnectionError,
     APITimeoutError,
+    BadRequestError,
     ConfigError,
     InvalidResponseError,
+    JSONTooDeepError,
+    PoolTimeoutError,
     ProviderError,
+    ResponseTooLargeError,
     StreamInterruptedError,
     UnsupportedError,
     status_error,
 )
-from polyroute.providers._base import HttpCall, Provider, WireProtocol
+from polyroute.providers._base import MB, HttpCall, Provider, WireProtocol
+from polyroute.providers._gate import Gate
+from polyroute.providers._json import loads_bounded
 
 if TYPE_CHECKING:
     import httpx2
@@ -62,6 +69,72 @@ class Received(Protocol):
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
+
+
+def path_segment(name: str) -> str:
+    """``name`` (a model id) as one URL path segment: everything but unreserved characters
+    percent-encoded, ``/``, ``?``, ``#`` and ``%`` included, so no name can change the
+    path or query it goes into. A name of dots alone (``..``) has no safe encoding (URL
+    parsers read ``%2E%2E`` as ``..``): a :class:`BadRequestError`."""
+    if not name.strip("."):
+        raise BadRequestError(f"model name {name!r} cannot be used in a URL path")
+    return quote(name, safe="")
+
+
+class _Open:
+    """A streaming response that holds its provider's connection slot until it is closed
+    or read to its end, and fails once more than ``limit`` bytes have come."""
+
+    __slots__ = ("_limit", "_release", "_response", "_too_large")
+
+    def __init__(
+        self,
+        response: Received,
+        release: Callable[[], None],
+        limit: int,
+        too_large: Callable[[Received], ResponseTooLargeError],
+    ) -> None:
+        self._response = response
+        self._release: Callable[[], None] | None = release
+        self._limit = limit
+        self._too_large = too_large
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def reason(self) -> bytes:
+        return self._response.reason
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def read(self) -> bytes:
+        return b"".join([part async for part in self.aiter_bytes()])
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        left = self._limit
+        try:
+            async for part in self._response.aiter_bytes():
+                left -= len(part)
+                if left < 0:
+                    raise self._too_large(self._response)
+                yield part
+        finally:
+            self._free()
+
+    async def aclose(self) -> None:
+        try:
+            await self._response.aclose()
+        finally:
+            self._free()
+
+    def _free(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 class _ViaClient:
@@ -197,6 +270,7 @@ class Exchange:
 
     __slots__ = (
         "_base",
+        "_gate",
         "_json_headers",
         "_plain_headers",
         "_urls",
@@ -217,6 +291,7 @@ class Exchange:
         if not self._base:
             raise ConfigError(f"provider {provider.id!r}: base_url is required for {protocol.type}")
         self._urls: dict[object, httpx2.URL] = {}
+        self._gate = Gate(provider.max_connections)
 
     def _url(self, call: HttpCall) -> httpx2.URL:
         """The URL of ``call``, parsed once (parsing is a good part of a request's cost)."""
@@ -239,21 +314,48 @@ class Exchange:
         self, call: HttpCall, timeout_s: float | None = None
     ) -> tuple[Any, str | None]:
         """Send and return ``(parsed JSON body, vendor request id)``; raise on any failure."""
-        response = await self._send(call, timeout_s)
-        rid = self._request_id(response.headers)
-        content = await self._receive(response.read(), timeout_s)
+        limits = self.pool.timeout(timeout_s or self.provider.timeout_s)
+        await self._enter(limits)
+        try:
+            response = await self._send(call, timeout_s, limits)
+            rid = self._request_id(response.headers)
+            content = await self._receive(self._read(response), timeout_s)
+        finally:
+            self._gate.release()
         return _json_body(self._scrubbed(content), self.provider.id, rid), rid
 
     async def open_stream(self, call: HttpCall, timeout_s: float | None = None) -> Received:
-        """Send and return the open streaming response (status already checked)."""
-        return await self._send(call, timeout_s)
+        """Send and return the open streaming response (status already checked). It holds
+        one of the provider's connections until it is closed or read to its end."""
+        limits = self.pool.timeout(timeout_s or self.provider.timeout_s)
+        await self._enter(limits)
+        opened = False
+        try:
+            response = await self._send(call, timeout_s, limits)
+            opened = True
+        finally:
+            if not opened:
+                self._gate.release()
+        return _Open(
+            response, self._gate.release, self.provider.max_response_bytes, self._too_large
+        )
 
-    async def _send(self, call: HttpCall, timeout_s: float | None) -> Received:
+    async def _enter(self, limits: Mapping[str, float | None]) -> None:
+        """Take one of the provider's ``max_connections``, waiting up to the pool timeout."""
+        if not await self._gate.acquire(limits["pool"]):
+            raise PoolTimeoutError(
+                f"all {self._gate.limit} connections (max_connections) stayed busy for "
+                f"{limits['pool']:g}s",
+                provider=self.provider.id,
+            )
+
+    async def _send(
+        self, call: HttpCall, timeout_s: float | None, limits: dict[str, float | None]
+    ) -> Received:
         if call.json is None:
             content, headers = b"", self._plain_headers
         else:
             content, headers = _dumps(call.json, self.provider.id), self._json_headers
-        limits = self.pool.timeout(timeout_s or self.provider.timeout_s)
         response = await self._receive(
             self.pool.send(call.method, self._url(call), headers, content, limits),
             timeout_s,
@@ -262,13 +364,44 @@ class Exchange:
             import httpx2
 
             try:
-                content = await response.read()
-            except httpx2.TransportError:
+                content = await self._read(response)
+            except (httpx2.TransportError, ResponseTooLargeError):
                 content = b""  # the status alone still tells what happened
             finally:
                 await response.aclose()
             raise self._status_error(response, content)
         return response
+
+    async def _read(self, response: Received) -> bytes:
+        """The whole body, or :class:`ResponseTooLargeError` as soon as it passes the limit
+        (before reading anything when its length says so)."""
+        limit = self.provider.max_response_bytes
+        headers = response.headers
+        length = headers.get("content-length", "")
+        if length.isdigit() and not headers.get("content-encoding"):  # else it may inflate
+            if int(length) > limit:
+                await response.aclose()
+                raise self._too_large(response)
+            return await response.read()
+        parts = []
+        left = limit
+        async for part in response.aiter_bytes():
+            left -= len(part)
+            if left < 0:
+                break
+            parts.append(part)
+        else:
+            return b"".join(parts)
+        await response.aclose()
+        raise self._too_large(response)
+
+    def _too_large(self, response: Received) -> ResponseTooLargeError:
+        limit = self.provider.max_response_bytes
+        return ResponseTooLargeError(
+            f"the answer is larger than {limit / MB:g} MB (max_response_mb); reading stopped",
+            provider=self.provider.id,
+            request_id=self._request_id(response.headers),
+        )
 
     async def _receive(self, pending: Awaitable[T], timeout_s: float | None) -> T:
         """``pending``, with transport failures as the error tree's."""
@@ -304,8 +437,8 @@ class Exchange:
         status = response.status
         reason = response.reason.decode("latin-1") or _REASONS.get(status, "")
         try:
-            body = json.loads(content)
-        except ValueError:
+            body = loads_bounded(content)
+        except (ValueError, JSONTooDeepError):
             body = content[:2000].decode("utf-8", "replace")
         try:
             vendor = self.protocol.parse_error(status, body)
@@ -373,6 +506,10 @@ def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
     except ValueError as exc:  # NaN or infinity: JSON has no way to say it
         raise UnsupportedError(
             f"the request cannot be sent as JSON: {exc}", provider=provider
+        ) from None
+    except RecursionError:  # the C encoder unwinds cleanly: the request is just too deep
+        raise JSONTooDeepError(
+            "the request nests too deep to be sent as JSON", provider=provider
         ) from None
 
 
@@ -446,7 +583,11 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 def _json_body(content: bytes, provider: str, request_id: str | None) -> Any:
     try:
-        return json.loads(content)
+        return loads_bounded(content)
+    except JSONTooDeepError as exc:
+        raise InvalidResponseError(
+            f"response {exc.message}", provider=provider, request_id=request_id
+        ) from None
     except ValueError:
         snippet = content[:120].decode("utf-8", "replace")
         raise InvalidResponseError(
@@ -457,7 +598,9 @@ def _json_body(content: bytes, provider: str, request_id: str | None) -> Any:
 def loads_event(data: str, provider: str = "") -> Any:
     """Parse one stream message's JSON, as an :class:`InvalidResponseError` if it is not."""
     try:
-        return json.loads(data)
+        return loads_bounded(data)
+    except JSONTooDeepError as exc:
+        raise InvalidResponseError(f"stream message {exc.message}", provider=provider) from None
     except ValueError:
         raise InvalidResponseError(
             f"stream message is not JSON: {data[:120]!r}", provider=provider

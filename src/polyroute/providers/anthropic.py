@@ -39,6 +39,7 @@ from polyroute.providers._base import (
     sampling,
 )
 from polyroute.providers._http import loads_event
+from polyroute.providers._json import loads_bounded
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -129,7 +130,7 @@ def _tool_input(call: ToolCall) -> dict[str, Any]:
     if not call.arguments.strip():
         return {}
     try:
-        value = json.loads(call.arguments)
+        value = loads_bounded(call.arguments)
     except ValueError:
         value = None
     if not isinstance(value, dict):

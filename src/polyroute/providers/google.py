@@ -26,7 +26,8 @@ from polyroute.providers._base import (
     WireProtocol,
     sampling,
 )
-from polyroute.providers._http import loads_event
+from polyroute.providers._http import loads_event, path_segment
+from polyroute.providers._json import loads_bounded
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -95,9 +96,19 @@ def usage_from_wire(u: Mapping[str, Any] | None) -> Usage:
     )
 
 
+_COLLECTIONS = ("models/", "tunedModels/")
+
+
 def model_path(model: str) -> str:
-    """``gemini-2.5-flash`` -> ``models/gemini-2.5-flash``; ``tunedModels/x`` stays."""
-    return model if "/" in model else f"models/{model}"
+    """A model's resource name: ``gemini-2.5-flash`` -> ``models/gemini-2.5-flash``;
+    ``models/x`` and ``tunedModels/x`` keep their collection. The Gemini API names a
+    model by a collection and one id, so the rest is one path segment, encoded (a
+    ``/``, ``..``, ``?`` or ``#`` in it cannot reach another path): any other name
+    goes under ``models/`` whole, and the API answers that it has no such model."""
+    for collection in _COLLECTIONS:
+        if model.startswith(collection):
+            return collection + path_segment(model[len(collection) :])
+    return "models/" + path_segment(model)
 
 
 def new_call_id() -> str:
@@ -119,7 +130,7 @@ def _part(p: Part) -> dict[str, Any]:
 
 def _args(arguments: str) -> dict[str, Any]:
     try:
-        value = json.loads(arguments) if arguments else {}
+        value = loads_bounded(arguments) if arguments else {}
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
@@ -128,7 +139,7 @@ def _args(arguments: str) -> dict[str, Any]:
 def _tool_response(text: str) -> dict[str, Any]:
     """A tool result as Gemini's ``response`` object: JSON objects as they are, else ``output``."""
     try:
-        value = json.loads(text)
+        value = loads_bounded(text)
     except ValueError:
         return {"output": text}
     return value if isinstance(value, dict) else {"output": value}

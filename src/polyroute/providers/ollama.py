@@ -28,6 +28,7 @@ from polyroute.providers._base import (
     sampling,
 )
 from polyroute.providers._http import loads_event
+from polyroute.providers._json import loads_bounded
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -79,7 +80,7 @@ def _arguments(call: ToolCall) -> Any:
     if not call.arguments.strip():
         return {}
     try:
-        args = json.loads(call.arguments)
+        args = loads_bounded(call.arguments)
     except ValueError:
         args = None
     if not isinstance(args, dict):
