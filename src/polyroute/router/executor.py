@@ -108,6 +108,13 @@ class _Run:
     errors: list[ProviderError] = field(default_factory=list)
     calls: int = 0
     """Calls that reached a provider (not refused by a budget)."""
+    started: float = field(default_factory=time.monotonic)
+    """When the request began: retries never wait past its timeout."""
+
+    def no_wait(self, why: str) -> None:
+        """The last failed attempt was not retried because of the wait it asked for."""
+        last = self.attempts[-1]
+        self.attempts[-1] = replace(last, error=f"{last.error}; {why}, not retried")
 
     def skipped(self, target: Target, breaker: CircuitBreaker) -> None:
         if breaker.state == "half_open":
@@ -302,8 +309,14 @@ class Executor:
         self, retry: int, exc: ProviderError, breaker: CircuitBreaker, target: Target, run: _Run
     ) -> bool:
         """After a failed call: wait and return True to retry the target, or False to fall back."""
-        delay = self.policy.delay(retry, exc, self.rng)
+        timeout = self._client(target.provider).provider.timeout_s
+        left = timeout - (time.monotonic() - run.started)
+        delay = self.policy.delay(retry, exc, self.rng, left)
         if delay is None or breaker.state == "open":
+            if retry < self.policy.retries_per_provider:
+                why = self.policy.no_wait_reason(exc, left)
+                if why is not None:
+                    run.no_wait(why)
             return False
         await self.sleep(delay)
         if not breaker.allow():  # opened (or its probe taken) by other requests meanwhile

@@ -6,6 +6,9 @@ the same (provider, model) per :class:`RetryPolicy`; anything else says that
 this provider cannot serve this request (bad key, unknown model, prompt too
 long, content filter, unsupported feature, quota gone) and the executor falls
 back at once. :func:`backoff_delay` is the one place a retry delay is computed.
+A wait never runs past the request's deadline: when the vendor's ``retry_after``
+is longer than the time left, the executor falls back at once
+(:meth:`RetryPolicy.no_wait_reason` says why, for the attempt's record).
 """
 
 from __future__ import annotations
@@ -65,17 +68,39 @@ class RetryPolicy:
     def from_config(cls, router: RouterConfig) -> RetryPolicy:
         return cls(retries_per_provider=router.retries_per_provider)
 
-    def delay(self, retry: int, exc: BaseException, rng: random.Random) -> float | None:
+    def delay(
+        self,
+        retry: int,
+        exc: BaseException,
+        rng: random.Random,
+        time_left_s: float | None = None,
+    ) -> float | None:
         """Seconds to wait before retry number ``retry`` after ``exc``; ``None``: don't retry.
 
-        ``None`` when the error is not transient, the retries are used up, or
-        the vendor asks for a longer wait than ``max_retry_after_s``.
+        ``None`` when the error is not transient, the retries are used up, the
+        vendor asks for a longer wait than ``max_retry_after_s`` or than the
+        ``time_left_s`` of the request (a wait past its deadline is no retry).
+        A backoff of our own is cut to the time left.
         """
         if not is_transient(exc) or retry >= self.retries_per_provider:
             return None
-        retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
-        if retry_after is not None and retry_after > self.max_retry_after_s:
+        if self.no_wait_reason(exc, time_left_s) is not None:
             return None
-        return backoff_delay(
+        retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+        wait = backoff_delay(
             retry, retry_after=retry_after, base_s=self.base_s, cap_s=self.cap_s, rng=rng
         )
+        return wait if time_left_s is None else min(wait, max(time_left_s, 0.0))
+
+    def no_wait_reason(self, exc: BaseException, time_left_s: float | None) -> str | None:
+        """Why the vendor's ``retry_after`` rules a retry out (too long a wait, or longer than
+        the ``time_left_s`` of the request), or ``None``."""
+        retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+        if retry_after is None:
+            return None
+        if retry_after > self.max_retry_after_s:
+            return f"retry-after {retry_after:g}s is over {self.max_retry_after_s:g}s: not waited"
+        if time_left_s is not None and retry_after > time_left_s:
+            left = max(time_left_s, 0.0)
+            return f"retry-after {retry_after:g}s is past the request's timeout ({left:.1f}s left)"
+        return None
