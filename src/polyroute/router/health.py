@@ -25,7 +25,7 @@ from typing import Any
 
 from polyroute.errors import ConfigError, CredentialError
 from polyroute.providers import ProviderClient
-from polyroute.router.breaker import Breakers
+from polyroute.router.breaker import Breakers, CircuitBreaker
 
 log = logging.getLogger("polyroute.health")
 
@@ -153,7 +153,9 @@ class HealthMonitor:
         breaker half-open) and return the seconds until the next one is due."""
         now = self.clock()
         providers = list(self._providers())
-        due = [p for p in providers if self._due.get(p, now) <= now or self._half_open(p)]
+        due = [
+            p for p in providers if self._due.get(p, now) <= now or self._half_open(p) is not None
+        ]
         results = await asyncio.gather(*(self._probe(p) for p in due))
         for s in results:
             if not s.ok:
@@ -167,13 +169,14 @@ class HealthMonitor:
                     wait = min(wait, b.retry_in_s)
         return max(wait, 0.0)
 
-    def _half_open(self, provider: str) -> bool:
-        return self.breakers is not None and self.breakers.get(provider).state == "half_open"
+    def _half_open(self, provider: str) -> CircuitBreaker | None:
+        b = self.breakers.get(provider) if self.breakers is not None else None
+        return b if b is not None and b.state == "half_open" else None
 
     async def _probe(self, provider: str) -> HealthStatus:
         """A check; when the provider's breaker is half-open and its probe slot free, this is
         that probe, and its result closes or reopens the breaker."""
-        breaker = self.breakers.get(provider) if self._half_open(provider) else None
+        breaker = self._half_open(provider)
         if breaker is not None and not breaker.allow():  # a request holds the probe
             breaker = None
         try:

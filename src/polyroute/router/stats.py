@@ -166,12 +166,13 @@ class LatencyStats:
         """Forget the means whose evidence has aged below one half (cheap when none has:
         the router calls this before each decision)."""
         due = self._expiries
-        if not due or due[0][0] > (now := self.clock() if now is None else now):
+        if not due:
             return
-        while due and due[0][0] <= now:
+        at = self.clock() if now is None else now
+        while due and due[0][0] <= at:
             _, key = heapq.heappop(due)
             s = self._slots[key]
-            if s.expires_at > now:  # refreshed since (an expiry only moves later): requeued
+            if s.expires_at > at:  # refreshed since (an expiry only moves later): requeued
                 heapq.heappush(due, (s.expires_at, key))
                 continue
             s.latency_ms = s.ttft_ms = None
