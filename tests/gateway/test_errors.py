@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -136,7 +137,9 @@ def test_400_bad_routing_hints(fmt: str, hints: Any, why: str, http: httpx.Clien
 def test_400_a_request_nothing_can_serve(fmt: str, http: httpx.Client) -> None:
     r = http.post(PATHS[fmt], json=body(fmt, "auto", polyroute={"max_cost_usd": 0}))
     message = error(fmt, r, 400)["message"]
-    assert message.startswith("no provider can serve this request") and "over the cost cap" in message
+    assert (
+        message.startswith("no provider can serve this request") and "over the cost cap" in message
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -329,3 +332,51 @@ def test_embeddings_errors(http: httpx.Client, gateway: Gateway) -> None:
     gateway.fleet["openai"].script.fail_always(500)
     r = http.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": "a"})
     assert "HTTP 500" in error("openai", r, 502)["message"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "field", "value"),
+    [
+        ("openai", "max_tokens", 2**31),
+        ("openai", "max_completion_tokens", 10**30),
+        ("openai", "seed", 2**64),
+        ("openai", "polyroute.max_cost_usd", float("inf")),
+        ("anthropic", "max_tokens", 10**30),
+        ("anthropic", "polyroute.max_latency_ms", float("nan")),
+    ],
+)
+def test_400_numbers_out_of_range_name_their_field(
+    fmt: str, field: str, value: Any, http: httpx.Client, gateway: Gateway
+) -> None:
+    extra: dict[str, Any] = {field: value}
+    if field.startswith("polyroute."):
+        extra = {"polyroute": {field.removeprefix("polyroute."): value}}
+    # as Infinity and NaN, which are not JSON but which pydantic reads
+    raw = json.dumps(body(fmt, **extra)).encode()
+    r = http.post(PATHS[fmt], content=raw, headers={"content-type": "application/json"})
+    err = error(fmt, r, 400)
+    assert err["message"].startswith(f"{field}: "), err
+    if fmt == "openai":
+        assert err["param"] == field
+    assert gateway.fleet["openai"].calls == 0 and gateway.fleet["anthropic"].calls == 0
+
+
+def test_embeddings_dimensions_are_bounded(http: httpx.Client, gateway: Gateway) -> None:
+    model = "text-embedding-3-small"
+    for dims in (0, 10**9):
+        r = http.post("/v1/embeddings", json={"model": model, "input": "a", "dimensions": dims})
+        err = error("openai", r, 400)
+        assert err["param"] == "dimensions" and err["message"].startswith("dimensions: ")
+    assert gateway.fleet["openai"].calls == 0
+    r = http.post("/v1/embeddings", json={"model": model, "input": "a", "dimensions": 256})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"][0]["embedding"]) == 256
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_largest_values_vendors_take_pass(fmt: str, http: httpx.Client) -> None:
+    extra: dict[str, Any] = {"max_tokens": 16_000, "temperature": 1, "top_p": 1}
+    if fmt == "openai":
+        extra |= {"seed": -(2**63), "max_completion_tokens": 16_384, "temperature": 2}
+    r = http.post(PATHS[fmt], json=body(fmt, **extra))
+    assert r.status_code == 200, r.text

@@ -29,6 +29,7 @@ from pydantic import Field, ValidationError
 from polyroute.errors import GatewayError
 from polyroute.events import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
 from polyroute.gateway._wire import (
+    MAX_TOKENS,
     Body,
     Hints,
     Inbound,
@@ -109,7 +110,7 @@ class MessagesBody(Body):
     """``POST /v1/messages``: the fields polyroute carries."""
 
     model: str = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, le=MAX_TOKENS)
     messages: list[_Message] = Field(min_length=1)
     system: str | list[_Text] | None = None
     stop_sequences: list[str] | None = None

@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError
 from polyroute.errors import GatewayError
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.gateway._wire import (
+    MAX_TOKENS,
     Body,
     Hints,
     Inbound,
@@ -121,15 +122,15 @@ class ChatBody(Body):
 
     model: str = Field(min_length=1)
     messages: list[_Message] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = None
     tools: list[_Tool] | None = None
     tool_choice: Literal["auto", "none", "required"] | _ToolChoice | None = None
     response_format: _ResponseFormat | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's
     user: str | None = None
     n: int | None = Field(None, ge=1, le=1)  # null as "unset", as OpenAI takes it
     stream: bool | None = None
@@ -354,12 +355,17 @@ class _Chunks:
 # -- embeddings and models -----------------------------------------------------------
 
 
+MAX_DIMENSIONS = 65536
+"""Past any embedding model's width (the widest are 4096): a larger ``dimensions`` is a
+caller's mistake, refused before an upstream is paid to refuse it."""
+
+
 class EmbeddingsBody(Body):
     """``POST /v1/embeddings``: text inputs (token-id inputs are refused)."""
 
     model: str = Field(min_length=1)
     input: str | list[str] = Field(min_length=1)
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1, le=MAX_DIMENSIONS)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
 

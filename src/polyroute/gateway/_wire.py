@@ -70,9 +70,14 @@ class Hints(BaseModel):
 
     priority: str | None = None
     complexity: Literal["simple", "medium", "complex", "auto"] | None = None
-    max_cost_usd: float | None = Field(None, ge=0)
-    max_latency_ms: float | None = Field(None, gt=0)
+    max_cost_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    max_latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
     require: tuple[Capability, ...] = ()
+
+
+MAX_TOKENS = 2**31 - 1
+"""The largest token count a caller may ask for: no vendor takes more (Gemini's and
+llama.cpp's are 32-bit), and the worst-case cost of more overflows the ledger's integers."""
 
 
 class Body(BaseModel):
