@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import logging
 import re
@@ -122,6 +124,28 @@ def test_the_dashboard_page(gateway: Gateway) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "/router/state" in r.text and "/usage?by=" in r.text
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", r.text)  # no outside assets
+    policy = r.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "connect-src 'self'" in policy and "unsafe-eval" not in policy
+    [script] = re.findall(r"<script>(.*?)</script>", r.text, re.S)  # allowed by its hash
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}';" in policy
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_every_response_is_nosniff(gateway: Gateway) -> None:
+    http = gateway.http()
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    for r in (
+        http.get("/health"),
+        http.get("/v1/models"),
+        http.get("/metrics"),
+        http.get("/no/such/route"),
+        http.post("/v1/chat/completions", json=body),
+        http.post("/v1/chat/completions", json={}),
+    ):
+        assert r.headers.get_list("x-content-type-options") == ["nosniff"], r.request.url
 
 
 def _usage(gw: Gateway, query: str = "", **headers: str) -> Any:
@@ -336,3 +360,4 @@ def test_the_dashboard_placeholder_when_the_page_is_missing(
     monkeypatch.setattr(_admin.resources, "files", lambda _: Path(str(tmp_path)))
     r = gateway.http().get("/")
     assert r.status_code == 200 and "polyroute gateway" in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'; script-src 'none';")

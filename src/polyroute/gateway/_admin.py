@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import time
 from collections.abc import Mapping
 from importlib import resources
@@ -53,6 +56,29 @@ def usage_query(query: Mapping[str, str]) -> tuple[GroupBy, str | None, float | 
         )
     since = query.get("since")
     return by, query.get("provider") or None, parse_since(since) if since else None
+
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+_NONE = "'none'"
+
+
+def page_headers(html: str) -> dict[str, str]:
+    """A page that runs only its own inline scripts (by hash), talks only to this gateway,
+    loads nothing else, and is framed by no one (the admin key lives in it)."""
+    scripts = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+        for s in _INLINE_SCRIPT.findall(html)
+    )
+    policy = (
+        f"default-src 'none'; script-src {scripts or _NONE}; style-src 'unsafe-inline'; "
+        "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return {
+        "content-security-policy": policy,
+        "x-frame-options": "DENY",
+        "referrer-policy": "no-referrer",
+    }
 
 
 def _json(data: Any) -> Response:
@@ -185,6 +211,7 @@ class Reads:
         """``static/index.html`` (read on each visit: it can change under a running gateway)."""
         page = resources.files("polyroute.gateway").joinpath("static", "index.html")
         try:
-            return HTMLResponse(page.read_text("utf-8"))
+            html = page.read_text("utf-8")
         except FileNotFoundError:
-            return HTMLResponse(_PLACEHOLDER)
+            html = _PLACEHOLDER
+        return HTMLResponse(html, headers=page_headers(html))

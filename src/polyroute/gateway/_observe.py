@@ -184,8 +184,13 @@ class Metrics:
         return model if (provider, model) in self._served or not model else "other"
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+"""On every response: a browser never reads a JSON body (or any other) as a script or page."""
+
+
 class Observe:
-    """Pure ASGI middleware: every HTTP request counted, timed and (optionally) logged.
+    """Pure ASGI middleware: every HTTP request counted, timed and (optionally) logged, and
+    every response marked ``nosniff``.
 
     ``endpoints``: the app's paths; any other path is counted as ``other`` (bounded
     label values whatever callers send).
@@ -207,6 +212,7 @@ class Observe:
         async def send_noting(message: Message) -> None:
             if message["type"] == "http.response.start":
                 note.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), _NOSNIFF]
             await send(message)
 
         try:
