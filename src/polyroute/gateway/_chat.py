@@ -11,7 +11,7 @@ is the format's in-stream error frame, never a clean end.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -122,6 +122,7 @@ class Calls:
                 provider=None if target is None else target.provider,
                 virtual_key=caller.key_id,
             )
+            await self.pr.ledger.durable()  # [storage] durability: recorded before answered
         except PolyrouteError as exc:
             problem = problem_of(exc)
             return problem_response(dumps({"error": openai_error(problem)}), problem, note)
@@ -155,6 +156,7 @@ class ChatEndpoint:
             answer = await calls.pr.send(
                 inbound.request, virtual_key=caller.key_id, **choice.routing
             )
+            await calls.pr.ledger.durable()  # [storage] durability: recorded before answered
         except PolyrouteError as exc:
             return self._problem(exc, note)
         note.provider, note.model, note.cost_usd = answer.provider, answer.model, answer.cost_usd
@@ -184,7 +186,7 @@ class ChatEndpoint:
         headers["x-polyroute-cost-estimated"] = "true"  # the actual cost is known at the end
         headers["cache-control"] = "no-cache"
         encoder = self.fmt.encoder(inbound, model)
-        frames = _frames(first, events, stream, encoder, note)
+        frames = _frames(first, events, stream, encoder, note, self.calls.pr.ledger.durable)
         return StreamingResponse(frames, headers=headers, media_type="text/event-stream")
 
     async def _fuse(
@@ -197,6 +199,7 @@ class ChatEndpoint:
             max_tokens=request.max_tokens,
             max_cost_usd=choice.routing.get("max_cost_usd"),
         )
+        await self.calls.pr.ledger.durable()  # [storage] durability: recorded before answered
         model = f"fusion:{method}"
         note.provider, note.model, note.cost_usd = "fusion", model, fused.total_cost_usd
         headers = served_headers("fusion", model, fused.total_cost_usd)
@@ -220,12 +223,16 @@ async def _frames(
     stream: AnswerStream,
     encoder: StreamEncoder,
     note: Note,
+    durable: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE body: the format's frames, or its error frame if the stream fails."""
+    """The SSE body: the format's frames, or its error frame if the stream fails. The end's
+    frame (the last bytes) waits for the ledger's commit of the stream's record."""
     try:
         yield encoder.event(first)
         async for event in events:
             frame = encoder.event(event)
+            if isinstance(event, StreamEnd) and durable is not None:
+                await durable()
             if frame:
                 yield frame
     except PolyrouteError as exc:
