@@ -10,8 +10,9 @@ import pytest
 
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
-from polyroute.errors import BudgetExceeded, ConfigError
+from polyroute.errors import BudgetExceeded, ConfigError, InvalidModelError, UnknownModelError
 from polyroute.router.hints import HINT_S, BudgetHints
+from polyroute.router.targets import check_model
 from polyroute.testing import Fleet
 from polyroute.types import ChatRequest, Message
 
@@ -45,10 +46,51 @@ async def test_pins(fleet: Fleet) -> None:
     async with polyroute(fleet) as pr:
         d = pr.route("hi", provider="anthropic")
         assert (d.provider, d.model) == ("anthropic", fleet["anthropic"].models[0])  # default
-        d = pr.route("hi", provider="openai", model="gpt-brand-new")
-        assert (d.strategy, d.provider, d.model) == ("pinned", "openai", "gpt-brand-new")
-        answer = await pr.complete("hi", provider="openai", model="gpt-brand-new")
+        calls = fleet["openai"].calls
+        with pytest.raises(UnknownModelError, match="does not list model 'gpt-brand-new'"):
+            await pr.complete("hi", provider="openai", model="gpt-brand-new")
+        assert fleet["openai"].calls == calls  # refused before any call
+    passing = {**fleet.settings()["providers"]["openai"], "models": ["gpt-*"]}
+    async with polyroute(fleet, passing=passing) as pr:
+        d = pr.route("hi", provider="passing", model="gpt-brand-new")
+        assert (d.strategy, d.provider, d.model) == ("pinned", "passing", "gpt-brand-new")
+        answer = await pr.complete("hi", provider="passing", model="gpt-brand-new")
         assert answer.model == "gpt-brand-new"
+        with pytest.raises(UnknownModelError):
+            pr.route("hi", provider="passing", model="o3")
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "tunedModels/../../../v1beta/cachedContents#",
+        "a?b",
+        "a#b",
+        "a\x00b",
+        "",
+        "a//b",
+        "./a",
+        "a/..",
+        "caf\u00e9",
+        "a b",
+        "x" * 257,
+    ],
+)
+async def test_a_model_name_that_is_not_a_plain_id_is_refused_before_any_call(
+    fleet: Fleet, model: str
+) -> None:
+    async with polyroute(fleet) as pr:
+        calls = fleet["openai"].calls
+        with pytest.raises(InvalidModelError):
+            await pr.complete("hi", provider="openai", model=model)
+        with pytest.raises(InvalidModelError):
+            pr.route("hi", model=model)
+        assert fleet["openai"].calls == calls
+
+
+def test_plain_model_ids_with_slashes_and_tags_pass() -> None:
+    for model in ["tunedModels/x", "meta-llama/Llama-3.3-70B", "llama3.2:3b", "gpt-4o@2024-08"]:
+        assert check_model(model) == model
 
 
 async def test_a_budget_refusal_keeps_the_provider_out_of_later_decisions(fleet: Fleet) -> None:

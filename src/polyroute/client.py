@@ -53,6 +53,7 @@ from polyroute.ledger import (
     provider_scope,
 )
 from polyroute.providers import HttpPool, ProviderClient, connect
+from polyroute.router import targets
 from polyroute.router._router import Router
 from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
@@ -294,11 +295,9 @@ class Polyroute:
         return self._key_blocked
 
     def models_of(self, provider_id: str) -> list[str]:
-        """What a provider serves: its configured list, else the catalog's chat models of its type."""
-        spec = self.config.settings.providers[provider_id]
-        if spec.models:
-            return list(spec.models)
-        return [m.id for m in self.catalog.for_type(spec.type) if "chat" in m.capabilities]
+        """What a provider serves: its configured ``models`` (patterns included), else the
+        catalog's chat models of its type."""
+        return targets.models_of(self.config.settings.providers[provider_id], self.catalog)
 
     # -- choosing ------------------------------------------------------------
 
@@ -321,6 +320,8 @@ class Polyroute:
         models = routing.get("models")
         if model is not None:
             models = (model,)
+        for m in models or ():
+            targets.check_model(m)  # a name is data: refused before any call
         complexity = routing.get("complexity", "auto")
         return RoutingContext(
             messages=messages,
@@ -332,18 +333,21 @@ class Polyroute:
             max_latency_ms=routing.get("max_latency_ms"),
             required=frozenset(routing.get("require", ())),
             providers=None if provider is None else frozenset({provider}),
+            pinned=provider is not None,
             models=None if models is None else frozenset(models),
             stream=stream,
         )
 
     def decide(self, ctx: RoutingContext) -> Decision:
-        """Where ``ctx`` goes. A provider and model both pinned are honoured even when the
-        model is not in the provider's list (a new model, say)."""
+        """Where ``ctx`` goes. A provider and model both pinned must be listed by the
+        provider's ``models``; one that a pattern lists (``"*"``: any) but routing does not
+        know as a candidate is honoured as it is."""
         if ctx.providers and ctx.models and len(ctx.providers) == len(ctx.models) == 1:
             [pid], [model] = ctx.providers, ctx.models
             spec = self.config.settings.providers[pid]
+            targets.check_pin(spec, self.catalog, pid, model)
             if spec.enabled and Target(pid, model) not in self.router.pairs:
-                why = f"pinned by the caller to {pid}/{model} (not in the provider's model list)"
+                why = f"pinned by the caller to {pid}/{model} (listed by a pattern in its models)"
                 return Decision("pinned", pid, model, why, None)
         return self.router.decide(ctx)
 
@@ -425,29 +429,18 @@ class Polyroute:
         providers that serve that model (:meth:`embedding_targets`), in config order, with
         the retries, fallback, breakers and budgets of a completion."""
         self.events.bind(asyncio.get_running_loop())
-        targets = self.embedding_targets(request.model, provider)
-        if not targets:
+        where = self.embedding_targets(request.model, provider)
+        if not where:
             raise NoCandidateError(detail=f"no enabled provider serves {request.model!r}")
         with self.budget_hints.noting():
-            return await self.executor.embed(targets, request, virtual_key=virtual_key)
+            return await self.executor.embed(where, request, virtual_key=virtual_key)
 
     def embedding_targets(self, model: str, provider: str | None = None) -> list[Target]:
         """Where ``model`` can embed: ``provider`` if given, else each enabled provider that
         lists it in ``models`` (or, listing none, whose type the catalog says embeds with it)."""
         if provider is not None:
             self.client(provider)  # its config or key problem: its own clear error
-            return [Target(provider, model)]
-        out = []
-        for pid in self.config.enabled():
-            spec = self.config.settings.providers[pid]
-            if spec.models:
-                serves = model in spec.models
-            else:
-                entry = self.catalog.get(spec.type, model)
-                serves = entry.known and "embeddings" in entry.capabilities
-            if serves:
-                out.append(Target(pid, model))
-        return out
+        return targets.embedding_targets(self.config, self.catalog, model, provider)
 
     async def health(self, *, timeout_s: float = 10.0) -> list[HealthStatus]:
         """Probe every enabled provider at once; routing then avoids the ones that failed."""
@@ -487,7 +480,7 @@ class Polyroute:
         self.events.bind(asyncio.get_running_loop())
         messages = to_messages(prompt, system)
         if providers is not None:
-            members = named_panel(self.config, providers, self.models_of)
+            members = named_panel(self.config, self.catalog, providers)
         else:
             size = self.config.settings.fusion.max_providers
             ctx = self.context(messages, max_tokens, Routing())
@@ -499,7 +492,6 @@ class Polyroute:
             self.meter,
             breakers=self.breakers,
             stats=self.stats,
-            models_of=self.models_of,
         )
         try:
             result = await fuser.fuse(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -101,6 +102,10 @@ class GatewayConfig(_Section):
     workers: int = Field(1, ge=1)
     max_body_mb: float = Field(10, gt=0)
     """Request bodies over this are refused with 413 while being read, before parsing."""
+    read_timeout_s: float = Field(10, gt=0)
+    """A caller must send a request's headers and body within this, or is disconnected."""
+    max_connections: int = Field(1000, ge=1)
+    """Inbound connections per worker; past it, the longest idle or incomplete are closed."""
     max_response_mb: float = Field(50, gt=0)
     """An upstream answer (or a stream's total) over this is an error, never read whole."""
 
@@ -401,11 +406,16 @@ def validate(data: Mapping[str, Any], source: str) -> Settings:
             msg = "unknown key"
         raise ConfigError(f"{source}: {where}: {msg}") from None
     for pid, spec in settings.providers.items():
-        if spec.default_model and spec.models and spec.default_model not in spec.models:
+        if spec.default_model and spec.models and not _listed(spec.default_model, spec.models):
             raise ConfigError(
                 f"{source}: providers.{pid}.default_model: {spec.default_model!r} is not in models"
             )
     return settings
+
+
+def _listed(model: str, entries: Sequence[str]) -> bool:
+    """Named by ``models``, literally or by a pattern (``"gpt-5*"``, ``"*"``)."""
+    return any(model == e or fnmatchcase(model, e) for e in entries)
 
 
 # env var -> (provider id, type, default model)

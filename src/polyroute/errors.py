@@ -24,7 +24,9 @@
         ├── StreamInterruptedError       the stream ended without its end marker
         ├── RoutingError                 routing could not place or serve a request (CLI exit 4)
         │   ├── AllProvidersFailedError  no target could serve the request (``attempts`` lists why)
-        │   └── NoCandidateError         routing found no eligible pair (``excluded`` lists why)
+        │   ├── NoCandidateError         routing found no eligible pair (``excluded`` lists why)
+        │   │   └── UnknownModelError    a pin to a model its provider does not list (404)
+        │   └── InvalidModelError        a model name that is not a plain model id (400, exit 2)
         └── APIStatusError               the vendor answered with an error status
             ├── BadRequestError              400
             │   ├── ContextLengthError       400, the prompt does not fit
@@ -303,6 +305,26 @@ class NoCandidateError(RoutingError):
         head = "no provider can serve this request" + (f" ({detail})" if detail else "")
         why = "; ".join(f"{e.provider}/{e.model}: {e.reason}" for e in self.excluded)
         super().__init__(f"{head}: {why}" if why else head)
+
+
+class UnknownModelError(NoCandidateError):
+    """A pin to a model that its provider's ``models`` does not list: refused before any call."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider_id, self.model = provider, model
+        super().__init__(
+            detail=f"provider {provider!r} does not list model {model!r} in its models; "
+            'add it, or a pattern such as "*" to pass any name through'
+        )
+
+
+class InvalidModelError(RoutingError):
+    """A model name that is not a plain model id (a path climbing with ``..``, ``?``,
+    ``#``, control characters...): a name is data, so it is refused before any call."""
+
+    def __init__(self, model: str, why: str) -> None:
+        self.model = model
+        super().__init__(f"model {model[:80]!r} is not a plain model id: {why}")
 
 
 class APIStatusError(ProviderError):

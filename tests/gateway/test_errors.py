@@ -159,8 +159,8 @@ def test_404_unknown_model(fmt: str, model: str, why: str, http: httpx.Client) -
 def test_404_a_pinned_model_the_upstream_does_not_have(
     fmt: str, http: httpx.Client, gateway: Gateway
 ) -> None:
-    gateway.fleet["openai"].script.fail_next(1, 404)
-    r = http.post(PATHS[fmt], json=body(fmt, "openai/gpt-9"))
+    gateway.fleet["openai"].script.fail_next(1, 404)  # listed here, gone upstream
+    r = http.post(PATHS[fmt], json=body(fmt, "openai/gpt-4o"))
     assert "model not found" in error(fmt, r, 404)["message"]
 
 

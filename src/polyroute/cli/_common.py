@@ -17,6 +17,7 @@ from polyroute.errors import (
     ConfigError,
     CredentialError,
     FusionCostCapError,
+    InvalidModelError,
     NotEnoughAnswersError,
     PolyrouteError,
     ProviderError,
@@ -77,7 +78,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def exit_code(exc: BaseException) -> int:
-    if isinstance(exc, ConfigError | CredentialError):
+    if isinstance(exc, ConfigError | CredentialError | InvalidModelError):
         return EXIT_USAGE
     if isinstance(exc, BudgetExceeded | FusionCostCapError):
         return EXIT_BUDGET

@@ -45,7 +45,6 @@ from polyroute.fusion._panel import (
     Outcome,
     ask_panel,
     named_panel,
-    resolve_target,
     routed_panel,
 )
 from polyroute.fusion._result import (
@@ -58,6 +57,7 @@ from polyroute.fusion._result import (
     MemberResponse,
     band,
 )
+from polyroute.router.targets import resolve_target  # where "provider/model" is parsed
 
 __all__ = [
     "CANCELLED_EARLY",

@@ -46,7 +46,7 @@ from polyroute.errors import (
 )
 from polyroute.fusion._group import Groups, group_texts, group_vectors, largest
 from polyroute.fusion._normalize import comparison_key
-from polyroute.fusion._panel import Caller, Outcome, ask_panel, resolve_target, split_name
+from polyroute.fusion._panel import Caller, Outcome, ask_panel
 from polyroute.fusion._result import (
     METHODS,
     AuxiliaryCall,
@@ -60,6 +60,7 @@ from polyroute.ledger import (
     prompt_token_bound,
     worst_case_usd,
 )
+from polyroute.router.targets import resolve_target, split_setting
 from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, Message, Target, Usage
 
 if TYPE_CHECKING:
@@ -152,7 +153,6 @@ class Fuser:
         *,
         breakers: Breakers | None = None,
         stats: LatencyStats | None = None,
-        models_of: Callable[[str], list[str]] = lambda pid: [],
     ) -> None:
         self.config = config
         self.catalog = catalog
@@ -160,7 +160,6 @@ class Fuser:
         self.meter = meter
         self.breakers = breakers
         self.stats = stats
-        self.models_of = models_of
         self.refusals: list[BudgetExceeded] = []
 
     async def fuse(
@@ -290,7 +289,7 @@ class Fuser:
                 f"{source}: {where}: semantic fusion needs a provider that can embed "
                 "(set [fusion] embedding_provider to a provider id)"
             )
-        pid, model = split_name(self.config, name, where)
+        pid, model = split_setting(self.config, name, where)
         client = self.client(pid)
         ptype = client.provider.type
         try:  # a pure translation, no I/O: does this wire protocol have an embeddings API?
@@ -324,7 +323,7 @@ class Fuser:
                 f"{self.config.source}: fusion.synthesizer: synthesis needs a synthesizer "
                 'model (set [fusion] synthesizer = "provider-id/model")'
             )
-        return resolve_target(self.config, name, self.models_of, "fusion.synthesizer")
+        return resolve_target(self.config, self.catalog, name, "fusion.synthesizer")
 
     async def _embed(
         self, caller: Caller, target: Target, texts: Sequence[str]

@@ -25,15 +25,16 @@ from typing import TYPE_CHECKING, Literal
 from polyroute.errors import (
     APITimeoutError,
     BudgetExceeded,
-    ConfigError,
     NoCandidateError,
     NotEnoughAnswersError,
     ProviderError,
     error_line,
 )
+from polyroute.router.targets import resolve_target
 from polyroute.types import ChatRequest, ChatResponse, Target
 
 if TYPE_CHECKING:
+    from polyroute.catalog import Catalog
     from polyroute.config import Config
     from polyroute.ledger import Meter
     from polyroute.providers import ProviderClient
@@ -63,47 +64,15 @@ class Outcome:
     exc: ProviderError | BudgetExceeded | None = None
 
 
-def named_panel(
-    config: Config, names: Sequence[str], models_of: Callable[[str], list[str]]
-) -> list[Target]:
+def named_panel(config: Config, catalog: Catalog, names: Sequence[str]) -> list[Target]:
     """Members from ``"provider-id"`` (its default model) or ``"provider-id/model"`` names."""
     out: list[Target] = []
     for name in names:
-        target = resolve_target(config, name, models_of, "providers")
+        target = resolve_target(config, catalog, name, "providers")
         if target in out:
             raise ValueError(f"fusion panel: {target.provider}/{target.model} is listed twice")
         out.append(target)
     return out
-
-
-def split_name(config: Config, name: str, where: str) -> tuple[str, str]:
-    """``"provider-id"`` or ``"provider-id/model"`` as ``(provider id, model or "")``; a
-    model may itself contain ``/``. ``where`` names the setting for an unknown provider."""
-    providers = config.settings.providers
-    pid, model = name, ""
-    if name not in providers and "/" in name:
-        pid, _, model = name.partition("/")
-    if pid not in providers:
-        known = ", ".join(providers) or "none"
-        raise ConfigError(f"{config.source}: {where}: no provider {pid!r} (configured: {known})")
-    return pid, model
-
-
-def resolve_target(
-    config: Config, name: str, models_of: Callable[[str], list[str]], where: str
-) -> Target:
-    """A chat target from ``"provider-id"`` (its default model, else its first chat model)
-    or ``"provider-id/model"``."""
-    pid, model = split_name(config, name, where)
-    if not model:
-        spec = config.settings.providers[pid]
-        model = spec.default_model or next(iter(models_of(pid)), "")
-    if not model:
-        raise ConfigError(
-            f"{config.source}: {where}: provider {pid!r} has no default_model and no chat "
-            "models; name one as 'provider-id/model'"
-        )
-    return Target(pid, model)
 
 
 def routed_panel(

@@ -25,6 +25,7 @@ from polyroute.errors import (
     FusionCostCapError,
     FusionError,
     GatewayError,
+    InvalidModelError,
     NoCandidateError,
     NotFoundError,
     PolyrouteError,
@@ -63,6 +64,8 @@ def problem_of(exc: PolyrouteError) -> Problem:
         return Problem(400, "invalid_request", str(exc), "polyroute.max_cost_usd", "cost_cap")
     if isinstance(exc, FusionError):
         return Problem(502, "upstream", str(exc), code="fusion_failed")
+    if isinstance(exc, InvalidModelError):
+        return Problem(400, "invalid_request", str(exc), "model", "invalid_model")
     if isinstance(exc, NoCandidateError):
         return _no_candidate(exc)
     if isinstance(exc, AllProvidersFailedError):

@@ -29,6 +29,7 @@ from polyroute.errors import GatewayError
 from polyroute.fusion import METHODS, FusionMethod
 from polyroute.router.context import BUILTIN_STRATEGIES
 from polyroute.router.decision import Target
+from polyroute.router.targets import split_pin
 from polyroute.types import Capability, ChatRequest, ImagePart
 
 if TYPE_CHECKING:
@@ -106,9 +107,10 @@ class Selector:
 
     def pinned(self, model: str) -> Target | None:
         """``provider-id/model`` when the first segment is a configured provider id."""
-        pid, slash, rest = model.partition("/")
-        if not slash or not rest or pid not in self.pr.config.settings.providers:
+        split = split_pin(model, self.pr.config.settings.providers)
+        if split is None or not split[1]:
             return None
+        pid, rest = split
         if not self.pr.config.settings.providers[pid].enabled:
             raise GatewayError(f"model {model!r}: provider {pid!r} is disabled", status=404)
         return Target(pid, rest)

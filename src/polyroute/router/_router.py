@@ -1,9 +1,7 @@
 """The router: a request's context in, a :class:`Decision` out, in tens of microseconds.
 
 Candidates are the (provider, model) pairs of enabled providers
-(:func:`~polyroute.router.targets.candidate_models`: a provider's ``models``, patterns
-matched against the catalog, else the catalog's chat models of its type, plus its
-``default_model``; models the catalog knows cannot chat are left out). Everything static about a pair is
+(:func:`~polyroute.router.targets.candidate_models`). Everything static about a pair is
 computed once, at construction, into parallel columns (one row per pair).
 
 ``decide()`` then, in order:
@@ -212,7 +210,7 @@ class Router:
         self.stats.expire()  # aged-out latencies become "no data" (explored again)
         excluded = Exclusions()
         drop = self._out_of_scope(ctx, excluded)
-        pinned = ctx.providers is not None and len(ctx.providers) == 1
+        pinned = ctx.pinned
         if self.checks or (self.health is not None and not pinned):
             self._check(drop, excluded, pinned)
         if self.budget is not None:

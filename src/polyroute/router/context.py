@@ -41,6 +41,8 @@ class RoutingContext:
     required: frozenset[Capability] = frozenset()
     providers: frozenset[str] | None = None
     """Only these provider ids (``None``: any enabled one)."""
+    pinned: bool = False
+    """The caller named the provider (not routing narrowing its choice, as fusion does)."""
     models: frozenset[str] | None = None
     """Only these models (``None``: any the providers serve)."""
     stream: bool = False
