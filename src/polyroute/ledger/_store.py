@@ -122,6 +122,10 @@ class _Statements:
         self.read_spend = select(spend.c.spent_nusd, spend.c.reserved_nusd).where(
             spend.c.scope == b("b_scope"), spend.c.period == b("b_period")
         )
+        self.read_spends = select(spend.c.scope, spend.c.period, spend.c.spent_nusd).where(
+            spend.c.scope.in_(b("b_scopes", expanding=True)),
+            spend.c.period.in_(b("b_periods", expanding=True)),
+        )
         self.add_reservation = reservations.insert()
         self.live_reservations = select(
             reservations.c.id, reservations.c.amount_nusd, reservations.c.targets
@@ -519,16 +523,28 @@ class Store:
         limits: Mapping[str, BudgetLimits],
     ) -> Iterator[FiredAlert]:
         """Every alert threshold reached by the (scope, period) rows this batch changed."""
+        checks: list[tuple[str, str, PeriodKind, float, BudgetLimits]] = []
         for (scope, period), (ds, _) in deltas.items():
             lim = limits.get(scope)
             if lim is None or ds <= 0:
                 continue
             kind: PeriodKind = "daily" if period.startswith("day:") else "monthly"
             limit = lim.for_period(kind)
-            if not limit:
-                continue
-            row = c.execute(self.sql.read_spend, {"b_scope": scope, "b_period": period}).one()
-            spent = row.spent_nusd
+            if limit:
+                checks.append((scope, period, kind, limit, lim))
+        if not checks:
+            return
+        # one read for all of them (a superset: every scope by every period), not one each
+        rows = c.execute(
+            self.sql.read_spends,
+            {
+                "b_scopes": list({s for s, *_ in checks}),
+                "b_periods": list({p for _, p, *_ in checks}),
+            },
+        )
+        spent_of = {(r.scope, r.period): r.spent_nusd for r in rows}
+        for scope, period, kind, limit, lim in checks:
+            spent = spent_of[(scope, period)]
             for pct in lim.alert_percents:
                 if spent >= to_nusd(limit * pct / 100):
                     yield FiredAlert(scope, kind, period, pct, to_usd(spent), limit)
