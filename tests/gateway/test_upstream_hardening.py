@@ -32,7 +32,7 @@ def fleet() -> Iterator[Fleet]:
 
 
 @pytest.mark.parametrize(
-    "model", ["anthropic/claude-3-5-haiku-latest", "google/gemini-2.0-flash", "ollama/llama3.2"]
+    "model", ["anthropic/claude-haiku-4-5", "google/gemini-2.5-flash", "ollama/llama3.2:latest"]
 )
 def test_deep_tool_arguments_in_chat_completions_are_a_400(fleet: Fleet, model: str) -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": DEEP}}
@@ -55,9 +55,9 @@ def test_deep_tool_arguments_in_chat_completions_are_a_400(fleet: Fleet, model: 
     ("model", "blocks"),
     [
         # an input object deep enough for the adapters' limit, not for the body parser's
-        ("anthropic/claude-3-5-haiku-latest", {"input": _deep_object(150), "result": "ok"}),
-        ("ollama/llama3.2", {"input": _deep_object(150), "result": "ok"}),
-        ("google/gemini-2.0-flash", {"input": {}, "result": DEEP}),
+        ("anthropic/claude-haiku-4-5", {"input": _deep_object(150), "result": "ok"}),
+        ("ollama/llama3.2:latest", {"input": _deep_object(150), "result": "ok"}),
+        ("google/gemini-2.5-flash", {"input": {}, "result": DEEP}),
     ],
 )
 def test_deep_tool_use_in_messages_is_a_400(fleet: Fleet, model: str, blocks: Any) -> None:
