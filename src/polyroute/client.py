@@ -21,18 +21,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, Unpack
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypedDict, Unpack
 
+from polyroute.answer import Answer, AnswerStream, answer_of
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.errors import (
-    BudgetExceeded,
     NoCandidateError,
 )
-from polyroute.events import StreamEnd, StreamEvent, TextDelta
 from polyroute.fusion import (
     Fuser,
     FusionMethod,
@@ -59,77 +58,20 @@ from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
 from polyroute.router.decision import Decision
-from polyroute.router.executor import ExecutedEmbedding, ExecutedStream, Executor
+from polyroute.router.executor import ExecutedEmbedding, Executor
 from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.hints import BudgetHints
 from polyroute.router.retry import RetryPolicy
 from polyroute.router.stats import LatencyStats
 from polyroute.types import (
-    Attempt,
     Capability,
     ChatRequest,
-    ChatResponse,
     EmbeddingRequest,
     Message,
     Target,
-    Usage,
 )
 
 Prompt = str | Sequence[Message]
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A completed request: the reply, who answered, what it cost, how it was decided."""
-
-    content: str
-    provider: str
-    model: str
-    usage: Usage
-    cost_usd: float | None
-    """``None`` when the model is unpriced."""
-    latency_ms: float
-    decision: Decision
-    attempts: Sequence[Attempt]
-    finish_reason: str = "stop"
-    response: ChatResponse | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "content": self.content,
-            "provider": self.provider,
-            "model": self.model,
-            "usage": {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-                "total_tokens": self.usage.total_tokens,
-            },
-            "cost_usd": self.cost_usd,
-            "latency_ms": round(self.latency_ms, 1),
-            "decision": self.decision.as_dict(),
-            "attempts": [a.as_dict() for a in self.attempts],
-        }
-
-
-def _answer(
-    decision: Decision,
-    response: ChatResponse,
-    latency_ms: float,
-    cost: float | None,
-    attempts: Sequence[Attempt],
-) -> Answer:
-    return Answer(
-        content=response.content,
-        provider=response.provider or decision.provider,
-        model=response.model or decision.model,
-        usage=response.usage,
-        cost_usd=cost,
-        latency_ms=latency_ms,
-        decision=decision,
-        attempts=attempts,
-        finish_reason=response.finish_reason,
-        response=response,
-    )
 
 
 class Routing(TypedDict, total=False):
@@ -400,7 +342,7 @@ class Polyroute:
         with self.budget_hints.noting():  # the executor puts each target's model in the request
             done = await self.executor.complete(decision, request, virtual_key=virtual_key)
         self.budget_hints.note(done.refusals)
-        return _answer(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
+        return answer_of(decision, done.response, done.latency_ms, done.cost_usd, done.attempts)
 
     def send_stream(
         self, request: ChatRequest, *, virtual_key: str | None = None, **routing: Unpack[Routing]
@@ -548,67 +490,3 @@ class Polyroute:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-@dataclass
-class AnswerStream:
-    """Async-iterate for stream events; ``answer`` is set once the stream has ended.
-
-    Until the first content token a failing provider is replaced by the next
-    one, unseen; after it, a failure raises (a truncated answer never ends cleanly).
-    """
-
-    owner: Polyroute
-    decision: Decision
-    request: ChatRequest
-    virtual_key: str | None = None
-    answer: Answer | None = None
-    _parts: list[str] = field(default_factory=list)
-    _run: ExecutedStream | None = None
-
-    @property
-    def target(self) -> Target | None:
-        """Who is streaming: known from the first event the iteration yields (before
-        it, a failing target may still be replaced)."""
-        return None if self._run is None else self._run.target
-
-    @property
-    def attempts(self) -> Sequence[Attempt]:
-        """Every attempt so far, in order."""
-        return () if self._run is None else self._run.attempts
-
-    @property
-    def cost_usd(self) -> float | None:
-        """What the served stream cost, once it has ended (``None``: unpriced or not yet)."""
-        return None if self._run is None else self._run.cost_usd
-
-    async def __aiter__(self) -> AsyncGenerator[StreamEvent, None]:
-        owner = self.owner
-        owner.events.bind(asyncio.get_running_loop())
-        run = owner.executor.stream(self.decision, self.request, virtual_key=self.virtual_key)
-        self._run = run
-        start = time.perf_counter()
-        try:
-            async for event in run:
-                if isinstance(event, TextDelta):
-                    self._parts.append(event.text)
-                elif isinstance(event, StreamEnd):
-                    target = run.target or Target(self.decision.provider, self.decision.model)
-                    response = ChatResponse(
-                        content="".join(self._parts),
-                        model=target.model,
-                        finish_reason=event.finish_reason,
-                        usage=event.usage,
-                        provider=target.provider,
-                    )
-                    latency = (time.perf_counter() - start) * 1000
-                    self.answer = _answer(
-                        self.decision, response, latency, run.cost_usd, run.attempts
-                    )
-                yield event
-        except BudgetExceeded as exc:
-            owner.budget_hints.note([exc])
-            raise
-        finally:
-            await run.aclose()
-            owner.budget_hints.note(run.refusals)
