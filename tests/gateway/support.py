@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ import uvicorn
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.gateway import create_app
+from polyroute.gateway._server import ServeConfig, listen
 from polyroute.router.breaker import Breakers
 from polyroute.testing import Fleet
 
@@ -22,17 +22,29 @@ ADMIN = "admin-secret-key"
 
 
 class Server:
-    """``create_app(pr)`` served by uvicorn in a thread (its own event loop)."""
+    """``create_app(pr)`` served by uvicorn in a thread (its own event loop), with the
+    guards ``polyroute serve`` has (``read_timeout_s``, ``max_connections``)."""
 
-    def __init__(self, pr: Polyroute, **options: Any) -> None:
+    def __init__(
+        self,
+        pr: Polyroute,
+        *,
+        read_timeout_s: float = 10,
+        max_connections: int = 1000,
+        **options: Any,
+    ) -> None:
         self.pr = pr
         self.app = create_app(pr, lifecycle=True, **options)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = listen("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, lifespan="on", log_level="critical", access_log=False, loop="asyncio"
+        config = ServeConfig(
+            self.app,
+            read_timeout_s=read_timeout_s,
+            max_connections=max_connections,
+            lifespan="on",
+            log_level="critical",
+            access_log=False,
+            loop="asyncio",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

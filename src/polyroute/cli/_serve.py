@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from polyroute.cli._common import common_options, exit_code, state
+from polyroute.cli._common import EXIT_FAILURE, common_options, exit_code, state
 
 FACTORY = "polyroute.gateway._app:from_env"
 """What each uvicorn worker imports and calls to build its app."""
@@ -46,25 +47,39 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     host = host or gw.host
     port = gw.port if port is None else port
     workers = workers or gw.workers
+
+    from polyroute.gateway._server import ServeConfig, connection_bound, listen, run
+
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            click.echo(f"polyroute: error: port {port} on {host} is in use: {why}", err=True)
+        else:
+            click.echo(f"polyroute: error: cannot listen on {host}:{port}: {why}", err=True)
+        sys.exit(EXIT_FAILURE)
     admin = bool(os.environ.get("POLYROUTE_ADMIN_KEY"))
     click.echo(
-        f"polyroute: gateway on http://{host}:{port} ({len(config.enabled())} providers, "
+        f"polyroute: gateway on http://{host}:{sock.getsockname()[1]} "
+        f"({len(config.enabled())} providers, "
         f"{workers} worker{'s' if workers > 1 else ''}, "
         f"{'admin key set' if admin else 'open: no $POLYROUTE_ADMIN_KEY'})",
         err=True,
     )
-    import uvicorn
-
-    uvicorn.run(
+    serve_config = ServeConfig(
         FACTORY,
+        read_timeout_s=gw.read_timeout_s,
+        max_connections=connection_bound(gw.max_connections),
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
         loop="auto",  # uvloop when installed (the `server` extra)
-        http="auto",  # httptools when installed
         lifespan="on",
         access_log=False,  # ours is the JSON line on the polyroute.access logger
         log_level="warning",
         timeout_graceful_shutdown=max(30, math.ceil(config.settings.router.timeout_s)),
     )
+    with sock:
+        started = run(serve_config, sock)
+    if not started:  # uvicorn logged why (the app or its lifespan failed to start)
+        sys.exit(EXIT_FAILURE)
