@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -405,11 +406,16 @@ def validate(data: Mapping[str, Any], source: str) -> Settings:
             msg = "unknown key"
         raise ConfigError(f"{source}: {where}: {msg}") from None
     for pid, spec in settings.providers.items():
-        if spec.default_model and spec.models and spec.default_model not in spec.models:
+        if spec.default_model and spec.models and not _listed(spec.default_model, spec.models):
             raise ConfigError(
                 f"{source}: providers.{pid}.default_model: {spec.default_model!r} is not in models"
             )
     return settings
+
+
+def _listed(model: str, entries: Sequence[str]) -> bool:
+    """Named by ``models``, literally or by a pattern (``"gpt-5*"``, ``"*"``)."""
+    return any(model == e or fnmatchcase(model, e) for e in entries)
 
 
 # env var -> (provider id, type, default model)
