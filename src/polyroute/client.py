@@ -22,7 +22,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal, TypedDict, Unpack
 
 from polyroute.answer import Answer, AnswerStream, answer_of
@@ -57,7 +56,7 @@ from polyroute.router._router import Router
 from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
-from polyroute.router.decision import Decision
+from polyroute.router.decision import RECENT_DECISIONS, Decision, Routed
 from polyroute.router.executor import ExecutedEmbedding, Executor
 from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.hints import BudgetHints
@@ -70,6 +69,18 @@ from polyroute.types import (
     Message,
     Target,
 )
+
+__all__ = [
+    "RECENT_DECISIONS",
+    "Answer",
+    "AnswerStream",
+    "Polyroute",
+    "Prompt",
+    "Routed",
+    "Routing",
+    "estimate_tokens",
+    "to_messages",
+]
 
 Prompt = str | Sequence[Message]
 
@@ -89,22 +100,6 @@ class Routing(TypedDict, total=False):
     max_cost_usd: float
     max_latency_ms: float
     require: Sequence[Capability]
-
-
-RECENT_DECISIONS = 50
-"""How many decisions ``Polyroute.recent`` keeps (the gateway's ``/router/state``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Routed:
-    """A decision a request was sent with (``Polyroute.recent``)."""
-
-    at: float
-    """Unix time of the decision."""
-    decision: Decision
-    stream: bool
-    virtual_key: str | None = None
-    """The gateway key's id the request was billed to, if any."""
 
 
 def _request(

@@ -8,7 +8,16 @@ from typing import Any, overload
 
 from polyroute.types import Attempt, Excluded, ExclusionKind, Target
 
-__all__ = ["Attempt", "Decision", "Excluded", "ExclusionKind", "Exclusions", "Target"]
+__all__ = [
+    "RECENT_DECISIONS",
+    "Attempt",
+    "Decision",
+    "Excluded",
+    "ExclusionKind",
+    "Exclusions",
+    "Routed",
+    "Target",
+]
 
 
 class Exclusions(Sequence[Excluded]):
@@ -109,3 +118,19 @@ class Decision:
             "confidence": self.confidence,
             "excluded": [e.as_dict() for e in self.excluded],
         }
+
+
+RECENT_DECISIONS = 50
+"""How many decisions ``Polyroute.recent`` keeps (the gateway's ``/router/state``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A decision a request was sent with (``Polyroute.recent``)."""
+
+    at: float
+    """Unix time of the decision."""
+    decision: Decision
+    stream: bool
+    virtual_key: str | None = None
+    """The gateway key's id the request was billed to, if any."""
