@@ -295,7 +295,7 @@ async def test_a_member_refused_by_its_budget_is_listed(make: MakeClient) -> Non
     await pr.ledger.set_budget("provider:google", daily_usd=0.0)
     fused = await pr.fuse(Q, providers=PANEL)
     google = fused.responses[2]
-    assert not google.ok and (google.error or "").startswith("budget: daily budget")
+    assert not google.ok and (google.error or "").startswith("daily budget for provider:google")
     assert fused.result == "42"
 
 

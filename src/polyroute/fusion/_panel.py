@@ -17,8 +17,7 @@ it as ``cancelled``.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -28,17 +27,17 @@ from polyroute.errors import (
     NoCandidateError,
     NotEnoughAnswersError,
     ProviderError,
-    error_line,
 )
+from polyroute.router.attempt import Call, Failed, admit
 from polyroute.router.targets import resolve_target
 from polyroute.types import ChatRequest, ChatResponse, Target
 
 if TYPE_CHECKING:
     from polyroute.catalog import Catalog
     from polyroute.config import Config
-    from polyroute.ledger import Meter
+    from polyroute.ledger import Meter, Metered
     from polyroute.providers import ProviderClient
-    from polyroute.router.breaker import Breakers, CircuitBreaker
+    from polyroute.router.breaker import Breakers
     from polyroute.router.context import RoutingContext
     from polyroute.router.decision import Decision
     from polyroute.router.stats import LatencyStats
@@ -136,44 +135,29 @@ class Caller:
     async def call(self, target: Target, request: ChatRequest) -> Outcome:
         """The call's outcome; raises only if cancelled (or on a bug)."""
         breaker = self.breakers.get(target.provider) if self.breakers is not None else None
-        if breaker is not None and not breaker.allow():
-            why = f"circuit breaker open, retry in {breaker.retry_in_s:.0f}s"
-            return Outcome(target, "failed", error=why)
-        t0 = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.timeout_s + GUARD_GRACE_S):
-                done = await self.meter.complete(
-                    self.clients[target.provider], request, timeout_s=self.timeout_s
-                )
-        except BudgetExceeded as exc:
-            if breaker is not None:
-                breaker.release()
-            return Outcome(target, "refused", error=f"budget: {exc}", exc=exc)
-        except TimeoutError:  # the guard: the meter has recorded the call as cancelled
-            late = APITimeoutError(
-                f"no answer within {self.timeout_s:g}s", provider=target.provider
-            )
-            return self._failed(target, late, t0, breaker)
-        except ProviderError as exc:
-            return self._failed(target, exc, t0, breaker)
-        except BaseException:  # cancelled (early stop), or a ledger failure: not the provider's
-            if breaker is not None:
-                breaker.release()
-            raise
-        if breaker is not None:
-            breaker.success()
+        call = admit(target, breaker)
+        if not isinstance(call, Call):
+            return Outcome(target, "failed", error=call.error)
+        sent = self.meter.complete(self.clients[target.provider], request, timeout_s=self.timeout_s)
+        result = await call.settle(_guarded(sent, self.timeout_s, target.provider))
+        if isinstance(result, Failed):
+            kind: OutcomeKind = "refused" if isinstance(result.error, BudgetExceeded) else "failed"
+            a = result.attempt
+            return Outcome(target, kind, latency_ms=a.latency_ms, error=a.error, exc=result.error)
+        done = result.done
         if self.stats is not None:
             self.stats.record(target.provider, target.model, done.latency_ms)
         return Outcome(target, "ok", done.response, done.cost_usd, done.latency_ms)
 
-    @staticmethod
-    def _failed(
-        target: Target, exc: ProviderError, t0: float, breaker: CircuitBreaker | None
-    ) -> Outcome:
-        if breaker is not None:
-            breaker.record(exc)
-        latency = (time.perf_counter() - t0) * 1000
-        return Outcome(target, "failed", latency_ms=latency, error=error_line(exc), exc=exc)
+
+async def _guarded(sent: Awaitable[Metered], timeout_s: float, provider: str) -> Metered:
+    """``sent``, cancelled :data:`GUARD_GRACE_S` after its HTTP timeout if it has not ended
+    (the meter then records the call as cancelled): a provider failure, a timeout."""
+    try:
+        async with asyncio.timeout(timeout_s + GUARD_GRACE_S):
+            return await sent
+    except TimeoutError:
+        raise APITimeoutError(f"no answer within {timeout_s:g}s", provider=provider) from None
 
 
 async def ask_panel(

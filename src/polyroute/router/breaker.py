@@ -17,6 +17,11 @@ key or an empty account keeps failing). A request's own fault (400, 404 model
 not found, context too long, content filter, unsupported feature) and a budget
 refusal say nothing about the provider: they neither count nor reset the run
 of failures (:meth:`CircuitBreaker.release`).
+
+Each change of state starts a new epoch; :meth:`CircuitBreaker.admit` returns
+the epoch as the call's ticket, and a report carrying a ticket from an earlier
+epoch is stale news: it changes nothing, so a call admitted before the breaker
+opened can neither free nor settle a half-open probe's slot.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class CircuitBreaker:
     """One provider's breaker. Not thread-safe: use it from one event loop."""
 
     __slots__ = (
+        "_epoch",
         "_failures",
         "_opened_at",
         "_probes",
@@ -83,6 +89,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probes = 0  # half-open: probes admitted and not yet reported
+        self._epoch = 0  # one more at each change of state
 
     @property
     def state(self) -> BreakerState:
@@ -93,6 +100,7 @@ class CircuitBreaker:
         ):
             self._state = "half_open"
             self._probes = 0
+            self._epoch += 1
         return self._state
 
     @property
@@ -109,52 +117,65 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Whether a call may go out now. A half-open admit is a probe in flight:
         report it with :meth:`success`, :meth:`failure` or :meth:`release`."""
+        return self.admit() is not None
+
+    def admit(self) -> int | None:
+        """Like :meth:`allow`, but the admitted call's ticket (``None``: refused): pass it
+        with the call's report so that a report outliving its epoch is ignored."""
         state = self.state
         if state == "closed":
-            return True
+            return self._epoch
         if state == "half_open" and self._probes < self.half_open_requests:
             self._probes += 1
-            return True
-        return False
+            return self._epoch
+        return None
 
-    def success(self) -> None:
-        """The provider served a call."""
+    def success(self, ticket: int | None = None) -> None:
+        """The provider served a call (``ticket``: from :meth:`admit`)."""
         state = self.state
-        if state == "open":  # a call admitted before the breaker opened: stale news
+        # open: a call admitted before the breaker opened, stale news
+        if state == "open" or self._stale(ticket):
             return
+        if state != "closed":
+            self._epoch += 1
         self._state = "closed"
         self._failures = 0
         self._opened_at = None
         self._probes = 0
 
-    def failure(self) -> None:
+    def failure(self, ticket: int | None = None) -> None:
         """The provider failed a call (see :func:`counts_against_provider`)."""
         state = self.state
-        if state == "open":  # a call admitted before the breaker opened: keep the timer
+        if state == "open" or self._stale(ticket):  # stale: keep the timer
             return
         self._failures += 1
         if state == "half_open" or self._failures >= self.failure_threshold:
             self._open()
 
-    def release(self) -> None:
+    def release(self, ticket: int | None = None) -> None:
         """An admitted call ended saying nothing about the provider (a request's own fault,
         a budget refusal, cancellation): give back its probe slot, change nothing else."""
-        if self.state == "half_open" and self._probes > 0:
+        if self.state == "half_open" and self._probes > 0 and not self._stale(ticket):
             self._probes -= 1
 
-    def record(self, exc: BaseException | None) -> None:
+    def record(self, exc: BaseException | None, ticket: int | None = None) -> None:
         """Report an admitted call's outcome: ``None`` for success, else its error."""
         if exc is None:
-            self.success()
+            self.success(ticket)
         elif counts_against_provider(exc):
-            self.failure()
+            self.failure(ticket)
         else:
-            self.release()
+            self.release(ticket)
+
+    def _stale(self, ticket: int | None) -> bool:
+        """Whether a report's call was admitted in an earlier epoch (``state`` read first)."""
+        return ticket is not None and ticket != self._epoch
 
     def _open(self) -> None:
         self._state = "open"
         self._opened_at = self.clock()
         self._probes = 0
+        self._epoch += 1
         if self.on_open is not None:
             self.on_open()
 

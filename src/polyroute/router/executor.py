@@ -25,24 +25,23 @@ are refused before any call, so they have no ledger row).
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from polyroute.errors import (
     AllProvidersFailedError,
     BudgetExceeded,
     ProviderError,
     StreamInterruptedError,
-    error_line,
 )
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.ledger import Meter
-from polyroute.router.breaker import Breakers, CircuitBreaker
+from polyroute.router.attempt import Call, Refusal, Served, Timed, admit
+from polyroute.router.breaker import Breakers
 from polyroute.router.decision import Decision
 from polyroute.router.retry import RetryPolicy
 from polyroute.types import (
@@ -59,12 +58,7 @@ if TYPE_CHECKING:
     from polyroute.router.stats import LatencyStats
 
 
-class _Timed(Protocol):
-    @property
-    def latency_ms(self) -> float: ...
-
-
-_Done = TypeVar("_Done", bound=_Timed)
+_Done = TypeVar("_Done", bound=Timed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +85,13 @@ class ExecutedEmbedding:
     target: Target
 
 
-def _since_ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000
-
-
 def _is_content(event: StreamEvent) -> bool:
     return (isinstance(event, TextDelta) and bool(event.text)) or isinstance(event, ToolCallDelta)
 
 
 @dataclass(slots=True)
 class _Run:
-    """What one execution has tried so far, and the breakers told of each outcome."""
+    """What one execution has tried so far (each attempt reported by its :class:`Call`)."""
 
     attempts: list[Attempt] = field(default_factory=list)
     budget_refusals: list[BudgetExceeded] = field(default_factory=list)
@@ -111,48 +101,21 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
     """When the request began: retries never wait past its timeout."""
 
+    def note(self, attempt: Attempt, error: Refusal | None) -> None:
+        """An attempt ended (a :data:`~polyroute.router.attempt.Report`)."""
+        self.attempts.append(attempt)
+        if isinstance(error, BudgetExceeded):
+            self.budget_refusals.append(error)
+        elif error is not None:
+            self.calls += 1
+            self.errors.append(error)
+        elif attempt.ok:
+            self.calls += 1
+
     def no_wait(self, why: str) -> None:
         """The last failed attempt was not retried because of the wait it asked for."""
         last = self.attempts[-1]
         self.attempts[-1] = replace(last, error=f"{last.error}; {why}, not retried")
-
-    def skipped(self, target: Target, breaker: CircuitBreaker) -> None:
-        if breaker.state == "half_open":
-            why = "circuit breaker half-open, its probe is in flight"
-        else:
-            why = f"circuit breaker open, retry in {math.ceil(breaker.retry_in_s)}s"
-        self.attempts.append(
-            Attempt(target.provider, target.model, False, 0.0, why, "breaker_open")
-        )
-
-    def refused(self, target: Target, exc: BudgetExceeded, breaker: CircuitBreaker) -> None:
-        breaker.release()
-        self.budget_refusals.append(exc)
-        self.attempts.append(
-            Attempt(target.provider, target.model, False, 0.0, error_line(exc), "budget_exceeded")
-        )
-
-    def failed(
-        self, target: Target, exc: ProviderError, latency_ms: float, breaker: CircuitBreaker
-    ) -> None:
-        breaker.record(exc)
-        self.calls += 1
-        self.errors.append(exc)
-        self.attempts.append(
-            Attempt(target.provider, target.model, False, latency_ms, error_line(exc), exc.type)
-        )
-
-    def abandoned(self, target: Target, latency_ms: float, breaker: CircuitBreaker) -> None:
-        """Cancelled, or the caller stopped reading: no news of the provider's health."""
-        breaker.release()
-        self.attempts.append(
-            Attempt(target.provider, target.model, False, latency_ms, "cancelled", "cancelled")
-        )
-
-    def served(self, target: Target, latency_ms: float, breaker: CircuitBreaker) -> None:
-        breaker.success()
-        self.calls += 1
-        self.attempts.append(Attempt(target.provider, target.model, True, latency_ms))
 
     def outcome(self) -> BudgetExceeded | AllProvidersFailedError:
         """The error to raise when nothing served."""
@@ -247,68 +210,35 @@ class Executor:
     ) -> tuple[Target, _Done]:
         """``call`` on the decision's targets in turn, each retried while its errors allow,
         until one serves; raise what the run came to if none does."""
-        for target, client, breaker in self._admitted(decision, run):
+        for admitted, client in self._admitted(decision, run):
+            attempt: Call | None = admitted
             retry = 0
-            while True:
-                try:
-                    done = await self._once(target, breaker, run, call(target, client))
-                except BudgetExceeded:
+            while attempt is not None:
+                result = await attempt.settle(call(attempt.target, client))
+                if isinstance(result, Served):
+                    return attempt.target, result.done
+                if isinstance(result.error, BudgetExceeded):
                     break
-                except ProviderError as exc:
-                    if not await self._before_retry(retry, exc, breaker, target, run):
-                        break
-                    retry += 1
-                    continue
-                return target, done
+                attempt = await self._retry(retry, result.error, attempt, run)
+                retry += 1
         raise run.outcome()
 
-    def _admitted(
-        self, decision: Decision, run: _Run
-    ) -> Iterator[tuple[Target, ProviderClient, CircuitBreaker]]:
-        """The targets to call, in order, each admitted by its breaker when it comes up."""
+    def _admitted(self, decision: Decision, run: _Run) -> Iterator[tuple[Call, ProviderClient]]:
+        """The calls to make, in order, each admitted by its breaker when it comes up."""
         tried = 0
         for target in dict.fromkeys(decision.targets):
             if tried >= self.max_attempts:
                 return
             client = self._client(target.provider)
-            breaker = self.breakers.get(target.provider)
-            if not breaker.allow():
-                run.skipped(target, breaker)
-                continue
-            tried += 1
-            yield target, client, breaker
+            call = admit(target, self.breakers.get(target.provider), run.note)
+            if isinstance(call, Call):
+                tried += 1
+                yield call, client
 
-    async def _once(
-        self,
-        target: Target,
-        breaker: CircuitBreaker,
-        run: _Run,
-        sent: Awaitable[_Done],
-    ) -> _Done:
-        """One metered call, awaited here, its outcome told to the run and the breaker."""
-        t0 = time.perf_counter()
-        heard = False  # the breaker has been told this call's outcome
-        try:
-            done = await sent
-            heard = True
-        except BudgetExceeded as exc:
-            heard = True
-            run.refused(target, exc, breaker)
-            raise
-        except ProviderError as exc:
-            heard = True
-            run.failed(target, exc, _since_ms(t0), breaker)
-            raise
-        finally:
-            if not heard:
-                run.abandoned(target, _since_ms(t0), breaker)
-        run.served(target, done.latency_ms, breaker)
-        return done
-
-    async def _before_retry(
-        self, retry: int, exc: ProviderError, breaker: CircuitBreaker, target: Target, run: _Run
-    ) -> bool:
-        """After a failed call: wait and return True to retry the target, or False to fall back."""
+    async def _retry(self, retry: int, exc: ProviderError, failed: Call, run: _Run) -> Call | None:
+        """After a failed call: wait and return the target's next call, or None to fall back."""
+        target = failed.target
+        breaker = self.breakers.get(target.provider)
         timeout = self._client(target.provider).provider.timeout_s
         left = timeout - (time.monotonic() - run.started)
         delay = self.policy.delay(retry, exc, self.rng, left)
@@ -317,12 +247,11 @@ class Executor:
                 why = self.policy.no_wait_reason(exc, left)
                 if why is not None:
                     run.no_wait(why)
-            return False
+            return None
         await self.sleep(delay)
-        if not breaker.allow():  # opened (or its probe taken) by other requests meanwhile
-            run.skipped(target, breaker)
-            return False
-        return True
+        # opened (or its probe taken) by other requests meanwhile: skipped
+        again = admit(target, breaker, run.note)
+        return again if isinstance(again, Call) else None
 
 
 class ExecutedStream:
@@ -386,12 +315,12 @@ class ExecutedStream:
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         ex = self.executor
         run = _Run(attempts=self.attempts, budget_refusals=self.refusals)
-        for target, client, breaker in ex._admitted(self.decision, run):
-            call = replace(self.request, model=target.model)
+        for admitted, client in ex._admitted(self.decision, run):
+            attempt: Call | None = admitted
             retry = 0
-            while True:
+            while attempt is not None:
                 try:
-                    async with aclosing(self._call(target, client, call, breaker, run)) as events:
+                    async with aclosing(self._call(attempt, client)) as events:
                         async for event in events:
                             yield event
                     return
@@ -400,65 +329,52 @@ class ExecutedStream:
                 except ProviderError as exc:
                     if self._delivered:  # content is out: never a clean end of a truncated answer
                         raise
-                    if not await ex._before_retry(retry, exc, breaker, target, run):
-                        break
+                    attempt = await ex._retry(retry, exc, attempt, run)
                     retry += 1
         raise run.outcome()
 
     async def _call(
-        self,
-        target: Target,
-        client: ProviderClient,
-        call: ChatRequest,
-        breaker: CircuitBreaker,
-        run: _Run,
+        self, attempt: Call, client: ProviderClient
     ) -> AsyncGenerator[StreamEvent, None]:
-        """One metered stream; raises its error, with the attempt recorded, if it fails."""
-        t0 = time.perf_counter()
+        """One metered stream; raises its error, with the attempt ended, if it fails."""
+        target = attempt.target
         held: StreamStart | None = None
-        heard = False  # the breaker has been told this call's outcome
+        call = replace(self.request, model=target.model)
         events = self.executor.meter.stream(client, call, virtual_key=self.virtual_key)
-        try:
-            async for event in events:
-                if not self._delivered:
-                    if isinstance(event, StreamStart):
-                        held = event
-                        continue
-                    if isinstance(event, TextDelta) and not event.text:
-                        continue  # nothing to show yet: keep the fallback open
-                    self._delivered = _is_content(event)
-                    if self._delivered:
-                        self.ttft_ms = _since_ms(t0)
-                    self.target = target
-                    if held is not None:
-                        yield held
-                        held = None
-                if isinstance(event, StreamEnd):
-                    # booked before the consumer sees the end: it may stop reading there
-                    heard = True
-                    self._served(target, client.provider.type, event, _since_ms(t0))
-                    run.served(target, _since_ms(t0), breaker)
-                yield event
-            if not heard:
-                raise StreamInterruptedError(
-                    "stream ended without its end event: the answer is truncated",
-                    provider=target.provider,
-                )
-        except BudgetExceeded as exc:
-            heard = True
-            run.refused(target, exc, breaker)
-            raise
-        except ProviderError as exc:
-            if heard:  # after its end event: the answer is whole
-                return
-            heard = True
-            run.failed(target, exc, _since_ms(t0), breaker)
-            raise
-        finally:
-            if isinstance(events, AsyncGenerator):
-                await events.aclose()  # the meter records an abandoned stream now, not at GC
-            if not heard:
-                run.abandoned(target, _since_ms(t0), breaker)
+        with attempt:  # an error leaving it fails the attempt; else, unended, abandons it
+            try:
+                async for event in events:
+                    if not self._delivered:
+                        if isinstance(event, StreamStart):
+                            held = event
+                            continue
+                        if isinstance(event, TextDelta) and not event.text:
+                            continue  # nothing to show yet: keep the fallback open
+                        self._delivered = _is_content(event)
+                        if self._delivered:
+                            self.ttft_ms = attempt.elapsed_ms()
+                        self.target = target
+                        if held is not None:
+                            yield held
+                            held = None
+                    if isinstance(event, StreamEnd):
+                        # booked before the consumer sees the end: it may stop reading there
+                        latency = attempt.elapsed_ms()
+                        self._served(target, client.provider.type, event, latency)
+                        attempt.served(latency)
+                    yield event
+                if not attempt.ended:
+                    raise StreamInterruptedError(
+                        "stream ended without its end event: the answer is truncated",
+                        provider=target.provider,
+                    )
+            except ProviderError:
+                if attempt.ended:  # after its end event: the answer is whole
+                    return
+                raise
+            finally:
+                if isinstance(events, AsyncGenerator):
+                    await events.aclose()  # the meter records an abandoned stream now, not at GC
 
     def _served(
         self, target: Target, provider_type: str, end: StreamEnd, latency_ms: float

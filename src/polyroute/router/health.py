@@ -177,19 +177,20 @@ class HealthMonitor:
         """A check; when the provider's breaker is half-open and its probe slot free, this is
         that probe, and its result closes or reopens the breaker."""
         breaker = self._half_open(provider)
-        if breaker is not None and not breaker.allow():  # a request holds the probe
+        ticket = breaker.admit() if breaker is not None else None
+        if ticket is None:  # not half-open, or a request holds the probe
             breaker = None
         try:
             status = await self.check(provider)
         except BaseException:
             if breaker is not None:
-                breaker.release()
+                breaker.release(ticket)
             raise
         if breaker is not None:
             if status.ok:
-                breaker.success()
+                breaker.success(ticket)
             else:
-                breaker.failure()
+                breaker.failure(ticket)
         return status
 
     async def _loop(self) -> None:
