@@ -62,6 +62,7 @@ from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.hints import BudgetHints
 from polyroute.router.retry import RetryPolicy
 from polyroute.router.stats import LatencyStats
+from polyroute.tokens import estimate_prompt_tokens
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -78,7 +79,6 @@ __all__ = [
     "Prompt",
     "Routed",
     "Routing",
-    "estimate_tokens",
     "to_messages",
 ]
 
@@ -116,11 +116,6 @@ def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
     if system:
         messages.insert(0, Message.system(system))
     return messages
-
-
-def estimate_tokens(messages: Sequence[Message]) -> int:
-    """About four characters a token: a cheap upper-ish bound for estimates."""
-    return sum(len(m.text) for m in messages) // 4 + 4 * len(messages)
 
 
 class Polyroute:
@@ -262,7 +257,7 @@ class Polyroute:
         complexity = routing.get("complexity", "auto")
         return RoutingContext(
             messages=messages,
-            prompt_tokens=estimate_tokens(messages),
+            prompt_tokens=estimate_prompt_tokens(messages),
             max_tokens=max_tokens,
             complexity=estimate_complexity(messages) if complexity == "auto" else complexity,
             strategy=routing.get("priority") or self.config.settings.router.strategy,

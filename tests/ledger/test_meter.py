@@ -20,10 +20,11 @@ from polyroute.errors import StreamInterruptedError
 from polyroute.events import StreamEnd, TextDelta
 from polyroute.hub import HubEvent, RequestFailed, RequestSucceeded
 from polyroute.ledger import Ledger, prompt_token_bound, worst_case_usd
-from polyroute.ledger._meter import DEFAULT_OUTPUT_BOUND, IMAGE_TOKENS
+from polyroute.ledger._meter import DEFAULT_OUTPUT_BOUND
 from polyroute.ledger._schema import usage
 from polyroute.ledger._store import Store
 from polyroute.testing import Fleet
+from polyroute.tokens import IMAGE_TOKENS
 from polyroute.types import ChatRequest, ImagePart, Message, TextPart, Tool
 
 MODEL = "gpt-4o-mini"

@@ -54,13 +54,9 @@ from polyroute.fusion._result import (
     FusionResult,
     MemberResponse,
 )
-from polyroute.ledger import (
-    embedding_worst_case_usd,
-    output_bound,
-    prompt_token_bound,
-    worst_case_usd,
-)
+from polyroute.ledger import embedding_worst_case_usd, output_bound, worst_case_usd
 from polyroute.router.targets import resolve_target, split_setting
+from polyroute.tokens import BOUND_BYTES_PER_TOKEN, BOUND_MESSAGE_TOKENS, prompt_token_bound
 from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, Message, Target, Usage
 
 if TYPE_CHECKING:
@@ -394,7 +390,7 @@ class Fuser:
             entry = self._entry(synthesizer)
             prompt = ChatRequest(synthesizer.model, tuple(synthesis_messages(request.messages, [])))
             usage = Usage(
-                prompt_token_bound(prompt) + answer_tokens + 8 * len(members),
+                prompt_token_bound(prompt) + answer_tokens + BOUND_MESSAGE_TOKENS * len(members),
                 output_bound(entry, request.max_tokens),
             )
             worst = None if entry.price is None else entry.price.cost(usage)
@@ -402,7 +398,9 @@ class Fuser:
         if embedder is not None:
             entry = self._entry(embedder)
             # the answers' keys are at most the answers: bound them by the panel's output
-            probe = EmbeddingRequest(embedder.model, ("x" * (3 * answer_tokens),))
+            probe = EmbeddingRequest(
+                embedder.model, ("x" * (BOUND_BYTES_PER_TOKEN * answer_tokens),)
+            )
             worst = embedding_worst_case_usd(entry, probe)
             parts.append((f"embeddings {embedder.provider}/{embedder.model}", worst))
         unpriced = [who for who, usd in parts if usd is None]

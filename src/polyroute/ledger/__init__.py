@@ -14,7 +14,6 @@ from polyroute.ledger._meter import (
     MeteredEmbedding,
     embedding_worst_case_usd,
     output_bound,
-    prompt_token_bound,
     worst_case_usd,
 )
 from polyroute.ledger._records import (
@@ -32,6 +31,7 @@ from polyroute.ledger._records import (
     parse_since,
     provider_scope,
 )
+from polyroute.tokens import prompt_token_bound
 
 __all__ = [
     "DEFAULT_OUTPUT_BOUND",

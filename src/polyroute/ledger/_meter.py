@@ -9,9 +9,7 @@ request events. The router (Step 3) meters every attempt through it.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,12 +22,12 @@ from polyroute.hub import BudgetExceededEvent, EventHub, RequestFailed, RequestS
 from polyroute.ledger._ledger import Ledger
 from polyroute.ledger._records import Reservation, Status, UsageRecord
 from polyroute.providers import ProviderClient
+from polyroute.tokens import embedding_token_bound, estimate_output_tokens, prompt_token_bound
 from polyroute.types import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
-    ImagePart,
     Usage,
 )
 
@@ -39,26 +37,6 @@ _Answered = TypeVar("_Answered", ChatResponse, EmbeddingResponse)
 
 DEFAULT_OUTPUT_BOUND = 8192
 """Output tokens assumed when neither the request nor the catalog bounds them."""
-IMAGE_TOKENS = 1600
-"""An image's input tokens, at most, for the vendors we speak (Claude caps near 1,600)."""
-
-
-def prompt_token_bound(request: ChatRequest) -> int:
-    """An upper estimate of input tokens, for reservations: one token per 3 UTF-8 bytes.
-
-    BPE tokenizers average about 4 bytes a token on English and 3 on most
-    other text; per message and per tool, a few tokens of framing are added.
-    """
-    total = 0
-    for m in request.messages:
-        for part in m.parts:
-            if isinstance(part, ImagePart):
-                total += IMAGE_TOKENS
-        total += math.ceil(len(m.text.encode()) / 3) + 8
-    for tool in request.tools:
-        schema = json.dumps(tool.parameters)
-        total += math.ceil((len(tool.name) + len(tool.description) + len(schema)) / 3) + 8
-    return total
 
 
 def output_bound(entry: CatalogModel, max_tokens: int | None) -> int:
@@ -72,11 +50,6 @@ def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
         return None
     out = output_bound(entry, request.max_tokens)
     return entry.price.cost(Usage(prompt_token_bound(request), out))
-
-
-def embedding_token_bound(request: EmbeddingRequest) -> int:
-    """An upper estimate of an embeddings call's input tokens (the same 3 bytes a token)."""
-    return sum(math.ceil(len(t.encode()) / 3) + 2 for t in request.inputs)
 
 
 def embedding_worst_case_usd(entry: CatalogModel, request: EmbeddingRequest) -> float | None:
@@ -342,7 +315,7 @@ class _Attempt:
         # vendors bill generated tokens: a stream cut after content is charged for what came
         usage = Usage(0, 0)
         if delivered_chars and isinstance(self.request, ChatRequest):
-            usage = Usage(prompt_token_bound(self.request), math.ceil(delivered_chars / 4))
+            usage = Usage(prompt_token_bound(self.request), estimate_output_tokens(delivered_chars))
         request_id = exc.request_id if isinstance(exc, ProviderError) else None
         self._write(self.request.model, usage, latency_ms, ttft_ms, request_id, status, error_type)
         if self.meter.hub.listening:

@@ -35,7 +35,7 @@ synonym, capital, hello, thanks...)
 Total 0 or less: ``simple``; 1-2: ``medium``; 3 or more: ``complex``. A
 conversation over ~1,500 tokens in all is at least ``medium`` (a model must
 read it all, whatever the ask), but length alone never makes it ``complex``.
-Tokens are estimated at four characters each.
+Tokens are estimated by :func:`polyroute.tokens.estimate_text_tokens`.
 
 The vocabulary is mostly English, with a few common French, German, Spanish
 and Chinese words; other languages are judged on structure and length.
@@ -48,6 +48,7 @@ import string
 from collections.abc import Sequence
 
 from polyroute.router.context import Complexity
+from polyroute.tokens import estimate_text_tokens
 from polyroute.types import Message
 
 _LONG_ASK_CHARS = 1_000
@@ -122,10 +123,10 @@ _FENCE = re.compile("```")
 def estimate_complexity(messages: Sequence[Message]) -> Complexity:
     """``simple``, ``medium`` or ``complex`` by the rules in this module's docstring."""
     ask = ""
-    total_chars = 0
+    tokens = 0
     for m in messages:
         text = m.text
-        total_chars += len(text)
+        tokens += estimate_text_tokens(text)
         if m.role == "user":
             ask = text
     if not ask:
@@ -135,7 +136,7 @@ def estimate_complexity(messages: Sequence[Message]) -> Complexity:
     score = _score(ask)
     if score >= 3:
         return "complex"
-    if score >= 1 or total_chars // 4 > _LONG_CONVERSATION_TOKENS:
+    if score >= 1 or tokens > _LONG_CONVERSATION_TOKENS:
         return "medium"
     return "simple"
 
@@ -170,7 +171,7 @@ def _score(ask: str) -> int:
     if "\n" in head:
         items = len(_LIST_ITEM.findall(head))
         score += 2 if items >= 6 else 1 if items >= 3 else 0
-    if len(ask) // 4 > _LONG_ASK_TOKENS:
+    if estimate_text_tokens(ask) > _LONG_ASK_TOKENS:
         score += 1
     if not has_code and (words & _TRIVIAL or any(p in head for p in _TRIVIAL_PHRASES)):
         score -= 1
