@@ -47,7 +47,9 @@
 Every :class:`ProviderError` carries the provider id, the HTTP status (if
 any), the vendor's own error type, its request id, ``retryable`` and
 ``retry_after`` (seconds). :func:`status_error` is the one place a status
-becomes a class. Messages never contain API keys: adapters build them from
+becomes a class; what a vendor's codes say beyond the status (a 400 that is
+a bad key, a 429 that is an empty account) each adapter reads from its own
+vendor's body and passes as an :data:`ErrorKind`. Messages never contain API keys: adapters build them from
 vendor error bodies, which do not echo keys, and :func:`redact` scrubs
 anything that looks like one.
 """
@@ -57,7 +59,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from polyroute.types import Attempt, Excluded
 
@@ -407,16 +409,17 @@ _BY_STATUS: Mapping[int, type[APIStatusError]] = {
     529: OverloadedError,
 }
 
-# Vendor error types that name a more precise class than the status does.
-_BY_VENDOR_TYPE: Mapping[str, type[APIStatusError]] = {
-    "context_length_exceeded": ContextLengthError,  # OpenAI, Mistral, compatible servers
-    "overloaded_error": OverloadedError,  # Anthropic
-    "insufficient_quota": QuotaExceededError,  # OpenAI
-    "enforced_spend_limit_reached": QuotaExceededError,  # Anthropic
-    "content_filter": ContentFilterError,  # OpenAI-compatible servers
-    "content_policy_violation": ContentFilterError,
-    "API_KEY_INVALID": AuthenticationError,  # Gemini: a 400 whose ErrorInfo names the key
-    "API_KEY_EXPIRED": AuthenticationError,  # Gemini
+ErrorKind: TypeAlias = Literal[
+    "authentication", "content_filter", "context_length", "overloaded", "quota"
+]
+"""A failure more precise than its status, as an adapter reads it from its vendor's codes."""
+
+_BY_KIND: Mapping[ErrorKind, type[APIStatusError]] = {
+    "authentication": AuthenticationError,
+    "content_filter": ContentFilterError,
+    "context_length": ContextLengthError,
+    "overloaded": OverloadedError,
+    "quota": QuotaExceededError,
 }
 
 
@@ -425,13 +428,17 @@ def status_error(
     message: str,
     *,
     provider: str = "",
+    kind: ErrorKind | None = None,
     vendor_type: str | None = None,
     request_id: str | None = None,
     retry_after: float | None = None,
     body: Any = None,
 ) -> APIStatusError:
-    """Build the error for an HTTP error status: the one place this mapping lives."""
-    cls = _BY_VENDOR_TYPE.get(vendor_type or "") or _BY_STATUS.get(status)
+    """Build the error for an HTTP error status: the one place this mapping lives.
+
+    ``kind``: what the adapter read in the vendor's body, when it names a more precise
+    class than the status does."""
+    cls = (_BY_KIND[kind] if kind is not None else None) or _BY_STATUS.get(status)
     if cls is None:
         cls = InternalServerError if status >= 500 else APIStatusError
     retryable = None

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from polyroute.errors import UnsupportedError
+from polyroute.errors import ErrorKind, UnsupportedError
 from polyroute.events import StreamEvent
 from polyroute.types import (
     ChatRequest,
@@ -100,6 +100,8 @@ class VendorError:
     message: str
     vendor_type: str | None = None
     retry_after: float | None = None
+    kind: ErrorKind | None = None
+    """What the vendor's codes say beyond the status (the adapter knows its vendor's)."""
 
 
 def sampling(

@@ -449,6 +449,7 @@ class Exchange:
             status,
             message or reason or "error",
             provider=self.provider.id,
+            kind=vendor.kind if vendor else None,
             vendor_type=vendor.vendor_type if vendor else None,
             request_id=self._request_id(response.headers),
             retry_after=parse_retry_after(response.headers)

@@ -28,7 +28,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from polyroute.errors import BadRequestError, status_error
+from polyroute.errors import BadRequestError, ErrorKind, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.providers._base import (
     HttpCall,
@@ -81,6 +81,13 @@ ERROR_STATUS: dict[str, int] = {
     "api_error": 500,
     "timeout_error": 504,
     "overloaded_error": 529,
+}
+
+
+# Error types and details.error_codes that name a more precise failure than the status.
+ERROR_KINDS: dict[str, ErrorKind] = {
+    "overloaded_error": "overloaded",  # also sent as a 503, or in a stream
+    "enforced_spend_limit_reached": "quota",
 }
 
 
@@ -306,9 +313,11 @@ class AnthropicProtocol(WireProtocol):
                 # details.error_code names the precise cause; type is the family.
                 details = err.get("details")
                 code = details.get("error_code") if isinstance(details, dict) else None
+                vendor = code if isinstance(code, str) else err.get("type")
                 return VendorError(
                     message=str(err.get("message") or ""),
-                    vendor_type=code if isinstance(code, str) else err.get("type"),
+                    vendor_type=vendor,
+                    kind=ERROR_KINDS.get(vendor or ""),
                 )
         return VendorError(message=str(body)[:500])
 
@@ -383,6 +392,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             raise status_error(
                 ERROR_STATUS.get(vendor or "", 500),
                 str(err.get("message") or "error in stream"),
+                kind=ERROR_KINDS.get(vendor or ""),
                 vendor_type=vendor,
                 request_id=chunk.get("request_id"),
                 body=chunk,

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from polyroute.errors import ContentFilterError, InvalidResponseError, status_error
+from polyroute.errors import ContentFilterError, ErrorKind, InvalidResponseError, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.providers._base import (
     HttpCall,
@@ -182,18 +182,21 @@ def read_error(err: Mapping[str, Any]) -> VendorError:
     """A google.rpc.Status: ``status`` is the type, unless an ErrorInfo says the key is bad."""
     vendor_type = err.get("status") or None
     retry_after = None
+    kind: ErrorKind | None = None
     for detail in err.get("details") or ():
         if not isinstance(detail, dict):
             continue
-        kind = detail.get("@type")
-        if kind == _ERROR_INFO and detail.get("reason") in AUTH_REASONS:
+        info = detail.get("@type")
+        if info == _ERROR_INFO and detail.get("reason") in AUTH_REASONS:
             vendor_type = detail["reason"]
-        elif kind == _RETRY_INFO:
+            kind = "authentication"
+        elif info == _RETRY_INFO:
             retry_after = parse_duration(detail.get("retryDelay"))
     return VendorError(
         message=str(err.get("message") or ""),
         vendor_type=str(vendor_type) if vendor_type else None,
         retry_after=retry_after,
+        kind=kind,
     )
 
 
@@ -223,6 +226,7 @@ def raise_in_band(err: Mapping[str, Any], body: Any) -> None:
     raise status_error(
         code if isinstance(code, int) and code >= 400 else 500,
         vendor.message or "error in stream",
+        kind=vendor.kind,
         vendor_type=vendor.vendor_type,
         retry_after=vendor.retry_after,
         body=body,

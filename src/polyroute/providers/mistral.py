@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from polyroute.errors import status_error
+from polyroute.errors import ErrorKind, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.providers import openai
 from polyroute.providers._base import HttpCall, StreamDecoder, VendorError
@@ -48,8 +48,11 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "error": "error",
 }
 
-# Mistral's numeric error codes that name a more precise failure than its `type`.
-_CODES: Mapping[str, str] = {"3051": "context_length_exceeded"}
+# Mistral's numeric error codes that name a more precise failure than its `type`
+# (and than the status): the name shown, and the kind of failure.
+_CODES: Mapping[str, tuple[str, ErrorKind]] = {
+    "3051": ("context_length_exceeded", "context_length")
+}
 
 _ERROR_OBJECTS = frozenset({"error", "Error"})
 _ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -117,10 +120,10 @@ def vendor_error(body: Mapping[str, Any]) -> VendorError:
     message = body.get("message")
     if message is None:
         message = body.get("detail")  # {"detail": [...]} or {"detail": "Unauthorized"}
-    return VendorError(
-        message=_error_text(message),
-        vendor_type=_CODES.get(code or "") or body.get("type") or code,
-    )
+    known = _CODES.get(code or "")
+    if known is not None:
+        return VendorError(_error_text(message), known[0], kind=known[1])
+    return VendorError(_error_text(message), body.get("type") or code)
 
 
 def _error_text(message: Any) -> str:
@@ -279,6 +282,7 @@ def _raise_in_band(chunk: dict[str, Any]) -> None:
     raise status_error(
         status if isinstance(status, int) and status >= 400 else 500,
         vendor.message or "stream error",
+        kind=vendor.kind,
         vendor_type=vendor.vendor_type,
         body=chunk,
     )

@@ -29,6 +29,7 @@ from polyroute.providers._base import (
 )
 from polyroute.providers._http import loads_event
 from polyroute.providers._json import loads_bounded
+from polyroute.providers.openai import error_kind
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -250,10 +251,9 @@ class OllamaProtocol(WireProtocol):
             err = body.get("error")
             if isinstance(err, str):
                 return VendorError(message=err)
-            if isinstance(err, dict):  # an OpenAI-style proxy in front
-                return VendorError(
-                    str(err.get("message") or ""), err.get("code") or err.get("type")
-                )
+            if isinstance(err, dict):  # an OpenAI-style proxy in front: OpenAI's codes
+                code = err.get("code") or err.get("type")
+                return VendorError(str(err.get("message") or ""), code, kind=error_kind(code))
         return VendorError(message=str(body)[:500])
 
 

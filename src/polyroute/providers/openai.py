@@ -8,10 +8,10 @@ before it has empty ``choices`` and the usage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from polyroute.errors import status_error
+from polyroute.errors import ErrorKind, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.providers._base import (
     HttpCall,
@@ -43,8 +43,22 @@ FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
+# Error codes (or types) that name a more precise failure than the status.
+ERROR_KINDS: Mapping[str, ErrorKind] = {
+    "context_length_exceeded": "context_length",  # OpenAI and compatible servers
+    "insufficient_quota": "quota",
+    "content_filter": "content_filter",  # compatible servers
+    "content_policy_violation": "content_filter",
+}
+
+
 def finish_reason(raw: str | None) -> FinishReason:
     return FINISH_REASONS.get(raw or "", "other")
+
+
+def error_kind(code: str | None) -> ErrorKind | None:
+    """What an OpenAI-style error ``code`` or ``type`` says beyond the status."""
+    return ERROR_KINDS.get(code or "")
 
 
 def message_to_wire(m: Message) -> dict[str, Any]:
@@ -180,14 +194,17 @@ class OpenAIProtocol(WireProtocol):
             err = body.get("error")
             if isinstance(err, dict):
                 # `code` is the precise one (context_length_exceeded); `type` the family.
+                code = err.get("code") or err.get("type")
                 return VendorError(
                     message=str(err.get("message") or ""),
-                    vendor_type=err.get("code") or err.get("type"),
+                    vendor_type=code,
+                    kind=error_kind(code),
                 )
             if isinstance(err, str):  # some compatible servers: {"error": "..."}
                 return VendorError(message=err)
             if "message" in body:
-                return VendorError(message=str(body["message"]), vendor_type=body.get("type"))
+                kind = error_kind(body.get("type"))
+                return VendorError(str(body["message"]), body.get("type"), kind=kind)
         return VendorError(message=str(body)[:500])
 
 
@@ -227,7 +244,9 @@ class OpenAIStreamDecoder(StreamDecoder):
             code = err.get("code") if isinstance(err, dict) else None
             status = code if isinstance(code, int) else 500
             vendor = err.get("type") if isinstance(err, dict) else None
-            raise status_error(status, message, vendor_type=vendor, body=chunk)
+            raise status_error(
+                status, message, kind=error_kind(vendor), vendor_type=vendor, body=chunk
+            )
         out: list[StreamEvent] = []
         if not self._started:
             self._started = True
