@@ -4,9 +4,9 @@ Run: ./dev python bench/gateway.py [--duration 10] [--soak 100000] [--skip-litel
 
 Targets (the gateway issue): at 32 connections, at least 20x LiteLLM's proxy's req/s;
 at 1 connection, under 1 ms added p50 over calling the upstream directly. And the cost
-of `[storage] durability = "answered"` (the default: a reply's last byte waits for its
-ledger record's commit) against `"batched"`: added p50 at 1 connection up by at most
-0.2 ms, req/s at 32 connections down by at most 10 %.
+of `[storage] durability = "answered"` (the default: a reply's last byte waits until its
+ledger record is durable, in the ledger's journal) against `"batched"`: added p50 at 1
+connection up by at most 0.2 ms, req/s at 32 connections down by at most 10 %.
 
 Setup, all on loopback, in one run:
 - the upstream: nginx (Debian's package) returning a canned OpenAI chat completion;

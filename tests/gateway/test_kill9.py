@@ -3,8 +3,9 @@ restarted gateway serves the same key within seconds (the dead process's holds l
 
 Half the load streams. A request counts as answered when the client got all of it: a
 200 body, or a stream through its ``[DONE]``. With durability "answered" each of these was
-committed before its last byte left, so the ledger has at least as many rows for the key
-as there were answers (and no more than the simulator answered).
+in the ledger's journal before its last byte left, so once the ledger is opened again (which
+replays a dead process's journal) it has at least as many rows for the key as there were
+answers (and no more than the simulator answered).
 
 The budget is sized so that a dead process's holds block the restart's probe: load
 requests hold $0.01 each (30 in flight), the probe holds $0.95 of the key's $1.00.
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from polyroute.ledger import Ledger
+from polyroute.ledger._journal import journal_dir
 from polyroute.testing import Fleet
 
 OUT_PRICE = 100.0  # USD per million output tokens; input is free
@@ -136,6 +138,12 @@ async def test_kill_9_loses_no_answered_request_and_the_restart_serves_the_key(
             proc.wait()
         assert proc.returncode == -signal.SIGKILL
         upstream = sim.calls  # what the simulator was asked (streams included)
+
+        # the ledger is the database and the dead process's journal: any open replays it
+        replayer = Ledger(url_db)
+        await replayer.usage()
+        await replayer.aclose()
+        assert not any(journal_dir(str(db)).iterdir())
 
         with sqlite3.connect(db) as con:
             assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)

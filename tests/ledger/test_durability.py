@@ -1,6 +1,7 @@
-"""``[storage] durability``: with "answered", :meth:`Ledger.durable` returns only once the
-records handed over are committed, and concurrent waiters share commits (group commit);
-with "batched" it returns at once and records wait for the timer."""
+"""``[storage] durability``: with "answered", :meth:`Ledger.durable` returns once the
+records handed over are in the journal (``test_journal.py``) or, where there is no journal,
+committed, and concurrent waiters share commits (group commit); with "batched" it returns
+at once and records wait for the timer."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from polyroute.config import load
 from polyroute.errors import ConfigError, LedgerError
 from polyroute.ledger import Ledger, UsageRecord, ledger_for
+from polyroute.ledger._journal import journal_dir
 from polyroute.ledger._store import Store
 
 SLOW_TIMER = 30.0  # the batch timer never fires during a test: only durable() writes
@@ -34,8 +36,10 @@ def rec(i: int = 0) -> UsageRecord:
 async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Ledger]]:
     opened: list[Ledger] = []
 
-    def _make(**kw: Any) -> Ledger:
+    def _make(journal: bool = True, **kw: Any) -> Ledger:
         kw.setdefault("flush_interval_s", SLOW_TIMER)
+        if not journal:  # a file where its directory would go: durable() waits for commits
+            journal_dir(str(tmp_path / "l.db")).write_text("")
         ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}", **kw)
         opened.append(ledger)
         return ledger
@@ -45,10 +49,10 @@ async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Ledger]]:
         await ledger.aclose()
 
 
-async def test_answered_returns_once_the_record_is_committed(
+async def test_answered_without_a_journal_returns_once_the_record_is_committed(
     make: Callable[..., Ledger], tmp_path: Path
 ) -> None:
-    ledger = make()
+    ledger = make(journal=False)
     await ledger.run(lambda s: None)  # open (and migrate) first
     ledger.record(rec())
     await ledger.durable()
@@ -58,7 +62,7 @@ async def test_answered_returns_once_the_record_is_committed(
 async def test_concurrent_waiters_share_commits(
     make: Callable[..., Ledger], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ledger = make()
+    ledger = make(journal=False)
     await ledger.run(lambda s: None)
     batches: list[int] = []
     settle = Store.settle
@@ -95,7 +99,7 @@ async def test_batched_returns_at_once_and_leaves_the_write_to_the_timer(
 async def test_a_refused_commit_is_an_error_and_the_record_is_kept(
     make: Callable[..., Ledger], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ledger = make()
+    ledger = make(journal=False)
     await ledger.run(lambda s: None)
 
     def refuse(*_: Any, **__: Any) -> Any:

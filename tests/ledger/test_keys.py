@@ -263,7 +263,7 @@ async def test_only_the_hash_is_stored_and_the_secret_is_nowhere(make: Make, db_
         assert random_part[6:] not in shown  # the prefix's 6 random characters are public
     await ledger.aclose()
 
-    files = list(db_path.parent.iterdir())
+    files = [p for p in db_path.parent.rglob("*") if p.is_file()]
     assert db_path in files
     for path in files:
         data = path.read_bytes()

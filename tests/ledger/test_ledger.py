@@ -320,7 +320,7 @@ async def test_records_are_written_in_batches_without_a_flush(make: Make) -> Non
 
 
 async def test_a_full_batch_is_written_without_waiting_for_the_timer(make: Make, url: str) -> None:
-    ledger = make(flush_interval_s=30, max_batch=50)
+    ledger = make(flush_interval_s=30, max_batch=50, durability="batched")
     busy, release = threading.Event(), threading.Event()
 
     def hold(store: object) -> None:  # the thread finds the whole burst waiting
@@ -363,7 +363,7 @@ def _count_wakes(ledger: Ledger) -> list[object]:
 
 
 async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
-    ledger = make(flush_interval_s=30, max_batch=50)
+    ledger = make(flush_interval_s=30, max_batch=50, durability="batched")
     busy, release = threading.Event(), threading.Event()
 
     def hold(store: object) -> None:  # keeps the database thread away from the records
@@ -383,7 +383,7 @@ async def test_records_wake_the_thread_once_per_batch(make: Make) -> None:
 
 
 async def test_records_arriving_one_by_one_to_an_idle_thread_wake_it_once(make: Make) -> None:
-    ledger = make(flush_interval_s=30)
+    ledger = make(flush_interval_s=30, durability="batched")
     await ledger.run(lambda s: None)  # open, and idle
     woken = _count_wakes(ledger)
     for i in range(20):  # as a gateway at one connection hands them over
@@ -884,7 +884,8 @@ async def test_records_refused_at_close_are_spilled_and_written_back(
     db = Path(url.removeprefix("sqlite:///"))
     spill = Path(f"{db}.spill.jsonl")
     budgets = {PA: BudgetLimits(daily_usd=1.0)}
-    ledger = make(budgets=budgets, flush_interval_s=30)
+    # the spill is "batched"'s; "answered" keeps them in its journal (test_journal.py)
+    ledger = make(budgets=budgets, flush_interval_s=30, durability="batched")
     held = await reserve(ledger, 0.5)
     with monkeypatch.context() as m:
         m.setattr(Store, "settle", _refuse)
@@ -914,7 +915,7 @@ async def test_dropped_table_spills_and_the_repaired_file_takes_them_back(
     make: Make, url: str
 ) -> None:
     db = Path(url.removeprefix("sqlite:///"))
-    ledger = make(flush_interval_s=30)
+    ledger = make(flush_interval_s=30, durability="batched")
 
     def drop(store: Store) -> None:
         with store.write() as c:
@@ -941,7 +942,7 @@ async def test_spill_kept_while_the_database_still_refuses(
     spill = Path(url.removeprefix("sqlite:///") + ".spill.jsonl")
     with monkeypatch.context() as m:
         m.setattr(Store, "settle", _refuse)
-        first = make(flush_interval_s=30)
+        first = make(flush_interval_s=30, durability="batched")
         first.record(rec())
         await first.aclose()
         second = make()  # cannot write them back either: the file is kept for later
@@ -962,7 +963,7 @@ async def test_close_reports_records_it_could_neither_write_nor_spill(
 ) -> None:
     home = tmp_path / "gone"
     home.mkdir()
-    ledger = make(f"sqlite:///{home}/l.db", flush_interval_s=30)
+    ledger = make(f"sqlite:///{home}/l.db", flush_interval_s=30, durability="batched")
     await ledger.flush()
     monkeypatch.setattr(Store, "settle", _refuse)
     ledger.record(rec())
@@ -977,7 +978,7 @@ async def test_a_torn_spill_line_does_not_stop_the_ledger(
     spill = Path(url.removeprefix("sqlite:///") + ".spill.jsonl")
     with monkeypatch.context() as m:
         m.setattr(Store, "settle", _refuse)
-        first = make(flush_interval_s=30)
+        first = make(flush_interval_s=30, durability="batched")
         first.record(rec(request_id="kept"))
         await first.aclose()
     torn = '{"record": {"ts": 1.0, "provider": "a", "mod'
@@ -998,7 +999,7 @@ async def test_a_bug_on_the_database_thread_fails_calls_instead_of_hanging(
         raise RuntimeError("a bug, not a database error")
 
     db = Path(url.removeprefix("sqlite:///"))
-    ledger = make(flush_interval_s=30)
+    ledger = make(flush_interval_s=30, durability="batched")
     await ledger.usage()  # opened
     monkeypatch.setattr(Store, "settle", explode)
     ledger.record(rec(request_id="kept"))

@@ -10,12 +10,15 @@ refuses a batch, the records stay queued and are retried; if it still
 refuses them at close, they go to a JSON-lines spill file next to the
 database, which the next open writes back in.
 
-Durability ``"answered"`` (the default): :meth:`Ledger.durable` returns once
-every record handed over so far is committed, and the gateway awaits it
-before a reply's last byte. Its waiters ride in the record queue, so the
-thread writes at once when one is there, and everything queued while one
-transaction commits goes into the next (group commit). ``"batched"``:
-``durable`` returns at once and records are written on the timer.
+Durability ``"answered"`` (the default): :meth:`record` appends the record to
+this process's journal (``_journal.py``) before it returns, so it survives a
+``kill -9``; the gateway awaits :meth:`durable` before a reply's last byte,
+which then has nothing left to wait for. Where there is no journal (a database
+that is not a file, or a disk that refused it), ``durable`` waits for the
+commit instead: its waiters ride in the record queue, so the thread writes at
+once, and everything queued while one transaction commits goes into the next
+(group commit). ``"batched"``: ``durable`` returns at once, and a kill loses
+what the last batch interval handed over.
 
 Holds are leased (see ``_store.py``): while this ledger holds any, its
 thread renews the lease every quarter of ``lease_ttl_s``; a reservation
@@ -27,20 +30,28 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import json
 import logging
 import os
 import queue
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from polyroute.errors import BudgetExceeded, LedgerError
 from polyroute.hub import BudgetAlert, EventHub, UsageRecorded
+from polyroute.ledger._journal import (
+    SEGMENT_BYTES,
+    Journal,
+    dead_journals,
+    decode,
+    encode,
+    journal_dir,
+)
 from polyroute.ledger._keys import (
     PREFIX_CHARS,
     VirtualKey,
@@ -124,6 +135,7 @@ class Ledger:
         budget_refresh_s: float = 1.0,
         durability: Durability = "answered",
         clock: Callable[[], float] = time.time,
+        segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         if durability not in DURABILITIES:
             raise ValueError(f"durability must be answered or batched, not {durability!r}")
@@ -141,6 +153,15 @@ class Ledger:
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
         self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
         self._records: deque[SettleItem | _Waiter] = deque()
+        self._owner = uuid.uuid4().hex  # of this ledger's holds, lease and journal
+        self._handing = threading.Lock()
+        self._handed = 0  # records handed over (under _handing), numbered from 1 ...
+        self._committed = 0  # ... and how many of them the thread has written, in order
+        self._must_commit = 0  # the last one that durable() must see written (not journaled)
+        self._journal: Journal | None = None
+        if durability == "answered":
+            self._journal = self._open_journal(segment_bytes)
+        self._journaling = self._journal is not None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="polyroute-ledger", daemon=True)
         self._thread.start()
@@ -208,16 +229,34 @@ class Ledger:
         if self._closed:
             raise LedgerError("the ledger is closed")
         records = self._records
-        records.append((record, reservation))
+        item = (record, reservation)
+        with self._handing:
+            self._handed += 1
+            journal = self._journal
+            if journal is None or not self._journaling:
+                self._must_commit = self._handed
+            else:
+                try:
+                    journal.append(item, self._handed)
+                except OSError as exc:  # the database write is all that is left: wait for it
+                    self._journaling = False
+                    self._must_commit = self._handed
+                    log.warning(
+                        "ledger: the journal failed (%s); replies now wait for commits", exc
+                    )
+            records.append(item)
         n = len(records)  # 0 if the thread took it already: it then sets its own timer
         if n in (1, self.max_batch):
             self._jobs.put(_WAKE)
 
     async def durable(self) -> None:
-        """Return once the records handed over so far are as durable as a reply needs:
-        committed under durability ``"answered"`` (raises :class:`LedgerError` if the
-        database refused them), at once under ``"batched"``."""
-        if self.durability == "batched":
+        """Return once the records handed over so far are as durable as a reply needs.
+
+        Under durability ``"answered"``: in the journal (so at once), or, where there is
+        none (a database that is not a file, or a journal the disk refused), committed
+        to the database (raises :class:`LedgerError` if it refused them). Under
+        ``"batched"``: at once."""
+        if self.durability == "batched" or self._committed >= self._must_commit:
             return
         if self._closed:
             raise LedgerError("the ledger is closed")
@@ -404,10 +443,11 @@ class Ledger:
         from polyroute.ledger._store import Store
 
         try:
-            store = Store(self.url)
+            store = Store(self.url, owner=self._owner)
         except LedgerError as exc:
             return None, exc
         self._take_spill(store)
+        self._replay(store)
         self._sweep(store)
         return store, LedgerError("the ledger is not open")
 
@@ -470,10 +510,7 @@ class Ledger:
 
                 def settle_now() -> bool:
                     self._take_records(pending)
-                    if not _holds(pending.items) or not self._write(store, pending.items):
-                        return False
-                    pending.written()
-                    return True
+                    return _holds(pending.items) and self._write_pending(store, pending)
 
                 _run_call(job, store, settle_now if job.settle_first else None)
                 if not pending.items and not self._records:
@@ -495,16 +532,32 @@ class Ledger:
             # time to write: the timer fired, the batch is full, a flush was asked for, or a
             # caller waits for the commit
             self._take_records(pending)
-            if store is not None and pending.items and self._write(store, pending.items):
-                pending.written()
+            if store is not None and pending.items:
+                self._write_pending(store, pending)
             pending.answer(refused if store is not None else open_error)
             # a refused batch is retried a second later, not in a hot loop
             deadline = time.monotonic() + max(1.0, self.flush_interval_s) if pending.items else None
             if store is not None and time.monotonic() > next_sweep:
+                self._replay(store)
                 self._sweep(store)
                 next_sweep = time.monotonic() + 60
             if isinstance(job, _Flush) and self._flushed(job, pending, store, open_error):
                 return
+
+    def _write_pending(self, store: Store, pending: _Pending) -> bool:
+        """Write what the thread holds, with the journal's position it reaches."""
+        end = self._committed + len(pending.items)
+        mark = None if self._journal is None else (self._owner, end)
+        if not self._write(store, pending.items, mark):
+            return False
+        self._written(pending)
+        if self._journal is not None:
+            self._journal.committed(end)
+        return True
+
+    def _written(self, pending: _Pending) -> None:
+        self._committed += len(pending.items)  # only this thread writes it
+        pending.written()
 
     def _take_records(self, pending: _Pending) -> None:
         records = self._records
@@ -522,17 +575,25 @@ class Ledger:
         if job.stop:
             self._take_records(pending)
             items = pending.items
+            journal = self._journal
+            # the first of them are in the journal (all, unless it failed): it keeps those
+            journaled = 0 if journal is None else max(0, journal.last_seq - self._committed)
+            spill = items[journaled:]
             try:
-                if items:
-                    self._spill(items)
+                if spill:
+                    self._spill(spill)
             except OSError as exc:  # close must still return, not leave its caller waiting
-                lost = LedgerError(f"ledger: {len(items)} records lost, no spill file: {exc}")
+                lost = LedgerError(f"ledger: {len(spill)} records lost, no spill file: {exc}")
                 pending.answer(lost)
                 job.future.set_exception(lost)
             else:
-                pending.written()  # kept in the spill file, which the next open writes back
+                if journaled:
+                    log.error("ledger: %d records kept in the journal for the next open", journaled)
+                self._written(pending)  # kept in a file, which the next open writes back
                 job.future.set_result(None)
             finally:
+                if journal is not None:
+                    self._close_journal(journal, store, keep=journaled > 0)
                 if store is not None:
                     self._drop_lease(store)
                     store.close()
@@ -549,11 +610,13 @@ class Ledger:
             )
         return False
 
-    def _write(self, store: Store, batch: list[SettleItem]) -> bool:
+    def _write(
+        self, store: Store, batch: list[SettleItem], mark: tuple[str, int] | None = None
+    ) -> bool:
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
-            fired = store.settle(batch, self._limits_all(store), self.clock())
+            fired = store.settle(batch, self._limits_all(store), self.clock(), mark)
         except (SQLAlchemyError, TypeError, ValueError) as exc:
             log.warning("ledger write of %d records failed, will retry: %s", len(batch), exc)
             return False
@@ -602,9 +665,9 @@ class Ledger:
         except SQLAlchemyError as exc:  # it lapses by itself within lease_ttl_s
             log.warning("dropping the ledger's lease at close failed: %s", exc)
 
-    # -- spill file: records the database refused at close ---------------------------
+    # -- the journal (see _journal.py) --------------------------------------------------
 
-    def _spill_path(self) -> Path | None:
+    def _database_file(self) -> str | None:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
@@ -614,7 +677,61 @@ class Ledger:
             return None
         if not database or database == ":memory:":
             return None
-        return Path(database + ".spill.jsonl")
+        return database
+
+    def _open_journal(self, segment_bytes: int) -> Journal | None:
+        database = self._database_file()
+        if database is None:  # durable() waits for the commit instead
+            return None
+        try:
+            return Journal(journal_dir(database), self._owner, segment_bytes)
+        except OSError as exc:
+            log.warning("ledger: no journal (%s); replies wait for commits", exc)
+            return None
+
+    def _close_journal(self, journal: Journal, store: Store | None, keep: bool) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            journal.close(keep)
+            if not keep and store is not None:
+                store.drop_journal_mark(self._owner)
+        except (OSError, SQLAlchemyError) as exc:  # a mark left behind is only a row
+            log.warning("ledger: closing the journal: %s", exc)
+
+    def _replay(self, store: Store) -> None:
+        """Write back the journals of ledgers that died, exactly what the database lacks."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        database = self._database_file()
+        if database is None:
+            return
+        try:
+            with dead_journals(journal_dir(database)) as dead:
+                for journal in dead:
+                    done = store.journal_mark(journal.owner)
+                    entries, bad = journal.entries()
+                    todo = [(seq, item) for seq, item in entries if seq > done]
+                    for i in range(0, len(todo), self.max_batch):
+                        chunk = todo[i : i + self.max_batch]
+                        mark = (journal.owner, chunk[-1][0])
+                        if not self._write(store, [item for _, item in chunk], mark):
+                            return  # kept: the next sweep tries again
+                    if bad:
+                        journal.keep_unreadable(bad)
+                        log.error("ledger: %d unreadable journal lines kept aside", len(bad))
+                    journal.remove()
+                    store.drop_journal_mark(journal.owner)
+                    if todo:
+                        log.warning("ledger: wrote back %d records of a stopped process", len(todo))
+        except (OSError, SQLAlchemyError) as exc:
+            log.warning("ledger: replaying journals failed, will retry: %s", exc)
+
+    # -- spill file: records the database refused at close ---------------------------
+
+    def _spill_path(self) -> Path | None:
+        database = self._database_file()
+        return None if database is None else Path(database + ".spill.jsonl")
 
     def _spill(self, batch: list[SettleItem]) -> None:
         path = self._spill_path()
@@ -622,8 +739,7 @@ class Ledger:
             log.error("ledger: %d records lost (no database file to keep them beside)", len(batch))
             return
         with path.open("a", encoding="utf-8") as f:
-            for rec, res in batch:
-                f.write(json.dumps({"record": asdict(rec), "reservation": _res(res)}) + "\n")
+            f.write("".join(encode(item) + "\n" for item in batch))
             f.flush()
             os.fsync(f.fileno())
         log.error("ledger: %d records could not be written; kept in %s", len(batch), path)
@@ -642,15 +758,8 @@ class Ledger:
         bad: list[str] = []
         for line in taken.read_text("utf-8").splitlines():
             try:
-                data = json.loads(line)
-                r = data["reservation"]
-                res = (
-                    None
-                    if r is None
-                    else Reservation(r["id"], r["amount_usd"], _pairs(r["targets"]))
-                )
-                items.append((UsageRecord(**data["record"]), res))
-            except (ValueError, TypeError, KeyError):  # a torn line must not stop the ledger
+                items.append(decode(line)[1])
+            except ValueError:  # a torn line must not stop the ledger
                 bad.append(line)
         if items and not self._write(store, items):
             taken.rename(path)
@@ -719,14 +828,6 @@ def _run_call(job: _Call, store: Store, settle: Callable[[], bool] | None = None
     finally:
         if store.conn.in_transaction():  # a run() that left one open must not block the writer
             store.conn.rollback()
-
-
-def _res(r: Reservation | None) -> dict[str, Any] | None:
-    return None if r is None else {"id": r.id, "amount_usd": r.amount_usd, "targets": r.targets}
-
-
-def _pairs(targets: list[list[str]]) -> tuple[tuple[str, str], ...]:
-    return tuple((s, p) for s, p in targets)
 
 
 def storage_url(config: Config) -> str:

@@ -102,6 +102,14 @@ leases = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+journal_marks = Table(
+    "ledger_journal",
+    metadata,
+    Column("owner", String(40), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+"""How far into each ledger's journal (see ``_journal.py``) the database has written."""
+
 alerts = Table(
     "budget_alerts",
     metadata,
@@ -238,12 +246,24 @@ def _0003_leases(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_reservations_owner ON budget_reservations (owner)"))
 
 
+def _0004_journal(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "ledger_journal",
+        md,
+        Column("owner", String(40), primary_key=True),
+        Column("seq", BigInteger, nullable=False),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
     ("0001_initial", _0001_initial),
     ("0002_virtual_keys", _0002_virtual_keys),
     ("0003_leases", _0003_leases),
+    ("0004_journal", _0004_journal),
 )
 
 

@@ -52,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from polyroute.errors import BudgetExceeded, LedgerError, UnknownKeyError
@@ -77,6 +77,7 @@ from polyroute.ledger._records import (
 from polyroute.ledger._schema import (
     alerts,
     budgets,
+    journal_marks,
     leases,
     migrate,
     reservations,
@@ -122,18 +123,10 @@ class _Statements:
         self.read_spend = select(spend.c.spent_nusd, spend.c.reserved_nusd).where(
             spend.c.scope == b("b_scope"), spend.c.period == b("b_period")
         )
-        self.read_spends = select(spend.c.scope, spend.c.period, spend.c.spent_nusd).where(
-            spend.c.scope.in_(b("b_scopes", expanding=True)),
-            spend.c.period.in_(b("b_periods", expanding=True)),
-        )
         self.add_reservation = reservations.insert()
-        self.live_reservations = select(
-            reservations.c.id, reservations.c.amount_nusd, reservations.c.targets
-        ).where(reservations.c.id.in_(b("b_ids", expanding=True)))
         self.drop_reservations = delete(reservations).where(
             reservations.c.id.in_(b("b_ids", expanding=True))
         )
-        self.add_usage = usage.insert()
         move = insert(spend)
         self.move = move.on_conflict_do_update(
             index_elements=["scope", "period"],
@@ -142,6 +135,10 @@ class _Statements:
                 # a new row was never reserved against, so its reserved delta is zero
                 "reserved_nusd": _capped(spend.c.reserved_nusd, move.excluded.reserved_nusd),
             },
+        )
+        mark = insert(journal_marks)
+        self.mark_journal = mark.on_conflict_do_update(
+            index_elements=["owner"], set_={"seq": mark.excluded.seq}
         )
         lease = insert(leases).values(owner=b("b_owner"), expires_at=b("b_until"))
         self.lease = lease.on_conflict_do_update(
@@ -172,6 +169,61 @@ class _Statements:
         self.active_key_by_hash = self.keys.where(
             vk.secret_hash == b("b_hash"), vk.revoked_at.is_(None)
         )
+
+
+class _Prepared:
+    """A statement compiled once to the driver's SQL and run on the driver's cursor.
+
+    SQLAlchemy's execution of even a prebuilt statement costs about 80 µs against
+    SQLite's 10: too much for the settle that a reply waits on under durability
+    "answered" (``bench/ledger.py`` section 4). Literal values compiled into bound
+    parameters (``_capped``'s ceiling) are filled in from the compiled defaults.
+    """
+
+    def __init__(self, stmt: Any, dialect: Any, keys: Sequence[str] | None = None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
+        self.sql: str = compiled.string
+        self._defaults: dict[str, Any] = {k: bp.effective_value for k, bp in compiled.binds.items()}
+        self._order: list[str] | None = (
+            list(compiled.positiontup or ()) if dialect.positional else None
+        )
+
+    def _args(self, row: Mapping[str, Any]) -> Any:
+        if self._order is None:
+            return {**self._defaults, **row}
+        return tuple(row[k] if k in row else self._defaults[k] for k in self._order)
+
+    def rows(self, cur: Any, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cur.execute(self.sql, self._args(row))
+        return list(cur.fetchall())
+
+    def count(self, cur: Any, row: Mapping[str, Any]) -> int:
+        cur.execute(self.sql, self._args(row))
+        return int(cur.rowcount)
+
+    def many(self, cur: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        cur.executemany(self.sql, [self._args(r) for r in rows])
+
+
+class _Fast:
+    """The settle's statements, prepared (see :class:`_Prepared`)."""
+
+    def __init__(self, sql: _Statements, dialect: Any) -> None:
+        r = reservations.c
+        self.take_reservation = _Prepared(
+            delete(reservations).where(r.id == bindparam("id")).returning(r.amount_nusd, r.targets),
+            dialect,
+        )
+        self.add_usage = _Prepared(
+            usage.insert(), dialect, [c.name for c in usage.c if c.name != "id"]
+        )
+        self.move = _Prepared(
+            sql.move.returning(spend.c.spent_nusd),
+            dialect,
+            ["scope", "period", "spent_nusd", "reserved_nusd"],
+        )
+        self.fire_alert = _Prepared(sql.fire_alert, dialect)
+        self.mark_journal = _Prepared(sql.mark_journal, dialect, ["owner", "seq"])
 
 
 def _wal(cur: sqlite3.Cursor, patience_s: float = 30.0) -> None:
@@ -212,6 +264,8 @@ class Store:
         event.listen(engine, "begin", self._on_begin)
         self.engine = engine
         self.sql = _Statements(self._insert)
+        self.fast = _Fast(self.sql, engine.dialect)
+        self._begin_write = "IMMEDIATE"
         try:
             self.conn = engine.connect()
             with self.write():
@@ -417,11 +471,17 @@ class Store:
         return Reservation(rid, amount_usd, tuple(targets))
 
     def settle(
-        self, batch: Sequence[SettleItem], limits: Mapping[str, BudgetLimits], now: float
+        self,
+        batch: Sequence[SettleItem],
+        limits: Mapping[str, BudgetLimits],
+        now: float,
+        mark: tuple[str, int] | None = None,
     ) -> list[FiredAlert]:
         """Write usage rows, turn reservations into actual spend; return alerts newly fired.
 
-        A reservation already swept as expired is not released twice.
+        A reservation already swept as expired is not released twice. ``mark``: the batch
+        ends at this (owner, seq) of a journal, stored in the same transaction. The hot
+        path of every record, so it runs prepared statements (see :class:`_Prepared`).
         """
         deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         rows = []
@@ -432,27 +492,72 @@ class Store:
                 for kind in KINDS:
                     deltas[(scope, period_key(kind, rec.ts))][0] += cost or 0
         ids = [r.id for _, r in batch if r is not None and r.targets]
+        fast = self.fast
         fired: list[FiredAlert] = []
-        with self.write() as c:
-            if ids:
-                live = c.execute(self.sql.live_reservations, {"b_ids": ids}).all()
-                c.execute(self.sql.drop_reservations, {"b_ids": ids})
-                for _, amount, targets in live:
+        with self.driver_write() as cur:
+            for rid in ids:  # gone already if a sweep released it: then nothing to move
+                for amount, targets in fast.take_reservation.rows(cur, {"id": rid}):
                     for scope, period in json.loads(targets):
                         deltas[(scope, period)][1] += amount
             if rows:
-                c.execute(self.sql.add_usage, rows)
-            self._apply(c, deltas)
-            for alert in self._crossed(c, deltas, limits):
-                params = {
-                    "b_scope": alert.scope,
-                    "b_period": alert.period,
-                    "b_pct": alert.percent,
-                    "b_at": now,
-                }
-                if c.execute(self.sql.fire_alert, params).rowcount == 1:
-                    fired.append(alert)
+                fast.add_usage.many(cur, rows)
+            if mark is not None:
+                fast.mark_journal.count(cur, {"owner": mark[0], "seq": mark[1]})
+            for (scope, period), (ds, dr) in deltas.items():
+                row = {"scope": scope, "period": period, "spent_nusd": ds, "reserved_nusd": -dr}
+                ((spent,),) = fast.move.rows(cur, row)
+                lim = limits.get(scope)
+                if lim is None or ds <= 0:
+                    continue
+                period_kind: PeriodKind = "daily" if period.startswith("day:") else "monthly"
+                limit = lim.for_period(period_kind)
+                if not limit:  # none, or 0: nothing to alert about
+                    continue
+                for pct in lim.alert_percents:
+                    if spent >= to_nusd(limit * pct / 100):
+                        params = {"b_scope": scope, "b_period": period, "b_pct": pct, "b_at": now}
+                        if fast.fire_alert.count(cur, params) == 1:
+                            alert = FiredAlert(
+                                scope, period_kind, period, pct, to_usd(spent), limit
+                            )
+                            fired.append(alert)
         return fired
+
+    @contextmanager
+    def driver_write(self) -> Iterator[Any]:
+        """A write transaction on the driver's own cursor, for :class:`_Prepared` statements.
+
+        Driver errors come out as SQLAlchemy's, like every other statement's."""
+        if self.conn.in_transaction():  # never nest in (or under) a SQLAlchemy transaction
+            raise LedgerError("the ledger's connection is already in a transaction")
+        dbapi = self.conn.connection.dbapi_connection
+        assert dbapi is not None
+        cur = dbapi.cursor()
+        try:
+            cur.execute(f"BEGIN {self._begin_write}")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                None, None, exc, self.engine.dialect.loaded_dbapi.Error
+            ) from exc
+        finally:
+            cur.close()
+
+    def journal_mark(self, owner: str) -> int:
+        """How far into ``owner``'s journal the database has written (0: nothing)."""
+        with self.read() as c:
+            seq = c.scalar(select(journal_marks.c.seq).where(journal_marks.c.owner == owner))
+        return int(seq or 0)
+
+    def drop_journal_mark(self, owner: str) -> None:
+        """``owner``'s journal is gone: forget its mark."""
+        with self.write() as c:
+            c.execute(delete(journal_marks).where(journal_marks.c.owner == owner))
 
     def renew(self, now: float, lease_s: float) -> None:
         """Extend this owner's lease, if it has one, to ``now + lease_s``."""
@@ -515,39 +620,6 @@ class Store:
                 for (s, p), (ds, dr) in deltas.items()
             ],
         )
-
-    def _crossed(
-        self,
-        c: Connection,
-        deltas: Mapping[tuple[str, str], list[int]],
-        limits: Mapping[str, BudgetLimits],
-    ) -> Iterator[FiredAlert]:
-        """Every alert threshold reached by the (scope, period) rows this batch changed."""
-        checks: list[tuple[str, str, PeriodKind, float, BudgetLimits]] = []
-        for (scope, period), (ds, _) in deltas.items():
-            lim = limits.get(scope)
-            if lim is None or ds <= 0:
-                continue
-            kind: PeriodKind = "daily" if period.startswith("day:") else "monthly"
-            limit = lim.for_period(kind)
-            if limit:
-                checks.append((scope, period, kind, limit, lim))
-        if not checks:
-            return
-        # one read for all of them (a superset: every scope by every period), not one each
-        rows = c.execute(
-            self.sql.read_spends,
-            {
-                "b_scopes": list({s for s, *_ in checks}),
-                "b_periods": list({p for _, p, *_ in checks}),
-            },
-        )
-        spent_of = {(r.scope, r.period): r.spent_nusd for r in rows}
-        for scope, period, kind, limit, lim in checks:
-            spent = spent_of[(scope, period)]
-            for pct in lim.alert_percents:
-                if spent >= to_nusd(limit * pct / 100):
-                    yield FiredAlert(scope, kind, period, pct, to_usd(spent), limit)
 
     # -- reading ---------------------------------------------------------------
 
