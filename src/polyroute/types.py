@@ -27,13 +27,44 @@ FinishReason: TypeAlias = Literal[
 - ``other``: anything else the vendor reports (kept in ``raw_finish_reason``).
 """
 
-Capability: TypeAlias = Literal["chat", "stream", "tools", "vision", "json", "embeddings"]
-CAPABILITIES: tuple[Capability, ...] = ("chat", "stream", "tools", "vision", "json", "embeddings")
+Capability: TypeAlias = Literal[
+    "chat",
+    "stream",
+    "tools",
+    "vision",
+    "json",
+    "json_schema",
+    "pdf",
+    "reasoning",
+    "caching",
+    "embeddings",
+]
+CAPABILITIES: tuple[Capability, ...] = (
+    "chat",
+    "stream",
+    "tools",
+    "vision",
+    "json",
+    "json_schema",
+    "pdf",
+    "reasoning",
+    "caching",
+    "embeddings",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """A prompt-cache breakpoint (Anthropic's ``cache_control``): the prompt up to and
+    including the block it marks is cached, for 5 minutes or an hour."""
+
+    ttl: Literal["5m", "1h"] = "5m"
 
 
 @dataclass(frozen=True, slots=True)
 class TextPart:
     text: str
+    cache_control: CacheControl | None = None
     kind: Literal["text"] = "text"
 
 
@@ -44,6 +75,9 @@ class ImagePart:
     url: str | None = None
     data: str | None = None
     media_type: str = "image/png"
+    detail: Literal["auto", "low", "high"] | None = None
+    """OpenAI's resolution hint; ``None``: not given."""
+    cache_control: CacheControl | None = None
     kind: Literal["image"] = "image"
 
     def __post_init__(self) -> None:
@@ -51,7 +85,35 @@ class ImagePart:
             raise ValueError("ImagePart needs exactly one of url or data")
 
 
-Part: TypeAlias = TextPart | ImagePart
+@dataclass(frozen=True, slots=True)
+class DocumentPart:
+    """A document (a PDF, usually), by URL or inline base64 ``data``."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str = "application/pdf"
+    filename: str | None = None
+    cache_control: CacheControl | None = None
+    kind: Literal["document"] = "document"
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("DocumentPart needs exactly one of url or data")
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingPart:
+    """A model's visible reasoning in an assistant turn, with the vendor's ``signature``
+    that must come back unchanged in the next turn to the same vendor. ``redacted``: the
+    text is the vendor's opaque encrypted data, not readable reasoning."""
+
+    text: str
+    signature: str | None = None
+    redacted: bool = False
+    kind: Literal["thinking"] = "thinking"
+
+
+Part: TypeAlias = TextPart | ImagePart | DocumentPart | ThinkingPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +129,9 @@ class Tool:
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    strict: bool | None = None
+    """Arguments must match ``parameters`` exactly (OpenAI's strict mode); ``None``: not given."""
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +143,8 @@ class Message:
     """For ``role="tool"``: the id of the call this message answers."""
     name: str | None = None
     """For ``role="tool"``: the name of the tool that answered (Gemini needs it)."""
+    is_error: bool = False
+    """For ``role="tool"``: the tool failed, and ``content`` says how."""
 
     @property
     def text(self) -> str:
@@ -110,6 +177,25 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class JsonSchema:
+    """Structured output: the answer must be JSON matching ``schema``."""
+
+    name: str
+    schema: Mapping[str, Any]
+    strict: bool | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """How hard a reasoning model should think: an ``effort`` (OpenAI, Gemini) or a
+    budget of thinking tokens (Anthropic, Gemini); adapters translate one into the other."""
+
+    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    budget_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One chat completion request, vendor-neutral."""
 
@@ -122,9 +208,20 @@ class ChatRequest:
     tools: Sequence[Tool] = ()
     tool_choice: Literal["auto", "none", "required"] | str | None = None
     """``auto``/``none``/``required``, or a tool name to force that tool."""
-    response_format: Literal["text", "json"] = "text"
+    response_format: Literal["text", "json"] | JsonSchema = "text"
     seed: int | None = None
     user: str | None = None
+    parallel_tool_calls: bool | None = None
+    """``False``: at most one tool call per turn; ``None``: the vendor's default."""
+    n: int = 1
+    """How many alternative answers."""
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    metadata: Mapping[str, str] | None = None
+    service_tier: str | None = None
+    reasoning: Reasoning | None = None
+    betas: Sequence[str] = ()
+    """Anthropic beta features (``anthropic-beta``), forwarded to Anthropic upstreams."""
 
     @property
     def system_text(self) -> str:
@@ -143,6 +240,12 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Input tokens written to the prompt cache (a subset of the prompt, 1-hour ones included)."""
+    cache_write_1h_tokens: int = 0
+    """Of ``cache_write_tokens``, those cached for an hour (billed at their own rate)."""
+    reasoning_tokens: int = 0
+    """Of ``completion_tokens``, those spent thinking (billed as output)."""
 
     @property
     def total_tokens(self) -> int:
@@ -153,6 +256,9 @@ class Usage:
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.cached_tokens + other.cached_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -181,6 +287,10 @@ class ChatResponse:
     """The vendor's request id, from its response headers, for support tickets."""
     server_ms: float | None = None
     """Time the vendor says it spent, where it reports one (Ollama's ``total_duration``)."""
+    thinking: Sequence[ThinkingPart] = ()
+    """The model's reasoning blocks, in order, to send back with the next turn."""
+    stop_sequence: str | None = None
+    """The stop sequence that ended the answer, where the vendor says which."""
 
 
 @dataclass(frozen=True, slots=True)

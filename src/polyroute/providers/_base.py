@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 from polyroute.errors import ErrorKind, UnsupportedError
 from polyroute.events import StreamEvent
@@ -23,6 +23,7 @@ from polyroute.types import (
     EmbeddingRequest,
     EmbeddingResponse,
     ModelInfo,
+    Part,
 )
 
 MB = 1024 * 1024
@@ -184,3 +185,8 @@ class WireProtocol(ABC):
     @abstractmethod
     def parse_error(self, status: int, body: Any) -> VendorError:
         """Read the vendor's error body (JSON, or text when it was not JSON)."""
+
+
+def refuse_part(vendor: str, part: Part) -> NoReturn:
+    """A content part this vendor's adapter does not translate: refused by name, never dropped."""
+    raise UnsupportedError(f"{vendor} cannot take a {part.kind} part in a message")

@@ -36,6 +36,7 @@ from polyroute.providers._base import (
     UnsupportedError,
     VendorError,
     WireProtocol,
+    refuse_part,
     sampling,
 )
 from polyroute.providers._http import loads_event
@@ -49,6 +50,7 @@ from polyroute.types import (
     Message,
     ModelInfo,
     Part,
+    TextPart,
     ToolCall,
     Usage,
 )
@@ -125,12 +127,15 @@ def _image(p: ImagePart) -> dict[str, Any]:
 
 
 def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
-    # The API rejects empty text blocks.
-    return [
-        _image(p) if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
-        for p in parts
-        if isinstance(p, ImagePart) or p.text
-    ]
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, ImagePart):
+            out.append(_image(p))
+        elif not isinstance(p, TextPart):
+            refuse_part("anthropic", p)
+        elif p.text:  # the API rejects empty text blocks
+            out.append({"type": "text", "text": p.text})
+    return out
 
 
 def _tool_input(call: ToolCall) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from polyroute.providers._base import (
     StreamDecoder,
     VendorError,
     WireProtocol,
+    refuse_part,
     sampling,
 )
 from polyroute.providers._http import loads_event, path_segment
@@ -39,6 +40,7 @@ from polyroute.types import (
     Message,
     ModelInfo,
     Part,
+    TextPart,
     ToolCall,
     Usage,
 )
@@ -125,6 +127,8 @@ def _part(p: Part) -> dict[str, Any]:
             mime = head[5:].split(";", 1)[0] or p.media_type
             return {"inlineData": {"mimeType": mime, "data": data}}
         return {"fileData": {"mimeType": p.media_type, "fileUri": url}}
+    if not isinstance(p, TextPart):
+        refuse_part("google", p)
     return {"text": p.text}
 
 

@@ -25,6 +25,7 @@ from polyroute.providers._base import (
     UnsupportedError,
     VendorError,
     WireProtocol,
+    refuse_part,
     sampling,
 )
 from polyroute.providers._http import loads_event
@@ -40,6 +41,7 @@ from polyroute.types import (
     ImagePart,
     Message,
     ModelInfo,
+    TextPart,
     ToolCall,
     Usage,
 )
@@ -94,6 +96,9 @@ def _arguments(call: ToolCall) -> Any:
 def message_to_wire(m: Message, tool_names: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"role": m.role, "content": m.text}
     if not isinstance(m.content, str):
+        for p in m.content:
+            if not isinstance(p, TextPart | ImagePart):
+                refuse_part("ollama", p)
         images = [_image(p) for p in m.content if isinstance(p, ImagePart)]
         if images:
             out["images"] = images

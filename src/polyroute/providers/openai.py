@@ -18,6 +18,7 @@ from polyroute.providers._base import (
     StreamDecoder,
     VendorError,
     WireProtocol,
+    refuse_part,
     sampling,
 )
 from polyroute.providers._http import loads_event
@@ -30,6 +31,8 @@ from polyroute.types import (
     ImagePart,
     Message,
     ModelInfo,
+    Part,
+    TextPart,
     ToolCall,
     Usage,
 )
@@ -79,10 +82,12 @@ def message_to_wire(m: Message) -> dict[str, Any]:
     return out
 
 
-def _part(p: Any) -> dict[str, Any]:
+def _part(p: Part) -> dict[str, Any]:
     if isinstance(p, ImagePart):
         url = p.url if p.url is not None else f"data:{p.media_type};base64,{p.data}"
         return {"type": "image_url", "image_url": {"url": url}}
+    if not isinstance(p, TextPart):
+        refuse_part("openai", p)
     return {"type": "text", "text": p.text}
 
 
