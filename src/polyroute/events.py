@@ -55,6 +55,8 @@ class StreamEnd:
     raw_finish_reason: str | None = None
     server_ms: float | None = None
     """Time the vendor says it spent, where it reports one (Ollama's ``total_duration``)."""
+    stop_sequence: str | None = None
+    """The stop sequence that ended the answer, where the vendor says which."""
     kind: Literal["end"] = "end"
 
 

@@ -241,9 +241,13 @@ _STOP: Mapping[str, str] = {
 }
 
 
-def _stop_reason(finish: str, raw: str | None) -> str:
-    if raw == "stop_sequence":  # an Anthropic upstream said which kind of stop it was
-        return raw
+def _stop_reason(finish: str, raw: str | None, stop_sequence: str | None, tools: bool) -> str:
+    """Tool calls make it ``tool_use`` whatever the upstream called the end (OpenAI-style
+    upstreams may say ``stop``): an agent loop reads ``end_turn`` as done."""
+    if stop_sequence is not None or raw == "stop_sequence":
+        return "stop_sequence"
+    if tools and finish in ("stop", "tool_calls"):
+        return "tool_use"
     return _STOP.get(finish, "end_turn")
 
 
@@ -286,8 +290,13 @@ class AnthropicMessages:
                 "role": "assistant",
                 "model": reply.model,
                 "content": content,
-                "stop_reason": _stop_reason(reply.finish_reason, reply.raw_finish_reason),
-                "stop_sequence": None,
+                "stop_reason": _stop_reason(
+                    reply.finish_reason,
+                    reply.raw_finish_reason,
+                    reply.stop_sequence,
+                    bool(reply.tool_calls),
+                ),
+                "stop_sequence": reply.stop_sequence,
                 "usage": _usage(reply.usage),
             }
         )
@@ -376,8 +385,13 @@ class _Events:
             end: dict[str, Any] = {
                 "type": "message_delta",
                 "delta": {
-                    "stop_reason": _stop_reason(event.finish_reason, event.raw_finish_reason),
-                    "stop_sequence": None,
+                    "stop_reason": _stop_reason(
+                        event.finish_reason,
+                        event.raw_finish_reason,
+                        event.stop_sequence,
+                        bool(self._tools),
+                    ),
+                    "stop_sequence": event.stop_sequence,
                 },
                 "usage": _usage(event.usage),
             }

@@ -109,6 +109,8 @@ class Reply:
     """One of :data:`~polyroute.types.FinishReason`'s values."""
     raw_finish_reason: str | None = None
     tool_calls: Sequence[ToolCall] = ()
+    stop_sequence: str | None = None
+    """The stop sequence that ended the answer, where the upstream said which."""
 
     @classmethod
     def of(cls, answer: Answer) -> Reply:
@@ -120,6 +122,7 @@ class Reply:
             answer.finish_reason,
             None if response is None else response.raw_finish_reason,
             () if response is None else response.tool_calls,
+            None if response is None else response.stop_sequence,
         )
 
 

@@ -282,6 +282,7 @@ class AnthropicProtocol(WireProtocol):
             usage=usage_from_wire(body.get("usage")),
             id=body.get("id", ""),
             tool_calls=tuple(calls),
+            stop_sequence=body.get("stop_sequence"),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -343,6 +344,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         "_output",
         "_provider",
         "_raw_finish",
+        "_stop_sequence",
         "_tools",
         "done",
     )
@@ -351,6 +353,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._provider = provider
         self._input = self._output = self._cache_read = self._cache_write = 0
         self._raw_finish: str | None = None
+        self._stop_sequence: str | None = None
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._args_seen: set[int] = set()
         self._json_block = -1
@@ -370,7 +373,9 @@ class AnthropicStreamDecoder(StreamDecoder):
                 return [ToolCallDelta(index=tool, arguments="{}")]  # a call with no input
             return ()
         if kind == "message_delta":
-            self._raw_finish = (chunk.get("delta") or {}).get("stop_reason") or self._raw_finish
+            delta = chunk.get("delta") or {}
+            self._raw_finish = delta.get("stop_reason") or self._raw_finish
+            self._stop_sequence = delta.get("stop_sequence") or self._stop_sequence
             self._take_usage(chunk.get("usage"))
             return ()
         if kind == "message_start":
@@ -389,6 +394,7 @@ class AnthropicStreamDecoder(StreamDecoder):
                         self._cache_read,
                     ),
                     self._raw_finish,
+                    stop_sequence=self._stop_sequence,
                 )
             ]
         if kind == "error":

@@ -64,6 +64,13 @@ def error_kind(code: str | None) -> ErrorKind | None:
     return ERROR_KINDS.get(code or "")
 
 
+def matched_stop(choice: Mapping[str, Any]) -> str | None:
+    """The stop sequence that ended a choice, where the server says which: vLLM's
+    ``stop_reason`` (a string; an int is a stop token id). OpenAI itself does not say."""
+    matched = choice.get("stop_reason")
+    return matched if isinstance(matched, str) and choice.get("finish_reason") == "stop" else None
+
+
 def message_to_wire(m: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": m.role}
     if isinstance(m.content, str):
@@ -167,6 +174,7 @@ class OpenAIProtocol(WireProtocol):
             usage=usage_from_wire(body.get("usage")),
             id=body.get("id", ""),
             tool_calls=tool_calls_from_wire(message.get("tool_calls")),
+            stop_sequence=matched_stop(choice),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -228,20 +236,32 @@ class OpenAICompatibleProtocol(OpenAIProtocol):
 class OpenAIStreamDecoder(StreamDecoder):
     """Chat completion chunks -> events. Usage arrives in a last chunk with no choices."""
 
-    __slots__ = ("_finish", "_provider", "_raw_finish", "_started", "_usage", "done")
+    __slots__ = (
+        "_finish",
+        "_provider",
+        "_raw_finish",
+        "_started",
+        "_stop_sequence",
+        "_usage",
+        "done",
+    )
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
         self._started = False
         self._finish: FinishReason | None = None
         self._raw_finish: str | None = None
+        self._stop_sequence: str | None = None
         self._usage = Usage()
         self.done = False
 
     def feed(self, data: str, event: str | None) -> Sequence[StreamEvent]:
         if data == "[DONE]":
             self.done = True
-            return [StreamEnd(self._finish or "stop", self._usage, self._raw_finish)]
+            finish = self._finish or "stop"
+            return [
+                StreamEnd(finish, self._usage, self._raw_finish, stop_sequence=self._stop_sequence)
+            ]
         chunk = loads_event(data, self._provider)
         err = chunk.get("error")
         if err is not None:  # in-band error after a 200 (OpenAI, vLLM)
@@ -278,4 +298,5 @@ class OpenAIStreamDecoder(StreamDecoder):
             if raw:
                 self._raw_finish = raw
                 self._finish = finish_reason(raw)
+                self._stop_sequence = matched_stop(choice)
         return out

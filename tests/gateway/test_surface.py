@@ -1,0 +1,127 @@
+"""The rest of the gateway's surface (DESIGN.md §9): how answers end (``tool_use``,
+``stop_sequence``), token counting, one model's page, unknown routes and validation
+errors in the caller's own API shape."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import anthropic
+import pytest
+from anthropic.types import MessageParam, ToolParam
+
+from gateway.support import Gateway, running
+from polyroute.testing import Fleet
+from polyroute.testing._sim import SimChat, SimReply, sse
+from polyroute.testing.openai import OpenAISimulator
+
+MSGS: list[MessageParam] = [{"role": "user", "content": "hi"}]
+WEATHER: ToolParam = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.fixture
+def sdk(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0) as c:
+        yield c
+
+
+# -- how an answer ended -------------------------------------------------------------
+
+
+def test_stop_sequence_round_trips_json_and_stream(sdk: anthropic.Anthropic) -> None:
+    m = sdk.messages.create(
+        model="claude-haiku-4-5", max_tokens=100, messages=MSGS, stop_sequences=["from", "zz"]
+    )
+    assert m.content[0].type == "text" and m.content[0].text == "Simulated anthropic reply "
+    assert (m.stop_reason, m.stop_sequence) == ("stop_sequence", "from")
+    with sdk.messages.stream(
+        model="claude-haiku-4-5", max_tokens=100, messages=MSGS, stop_sequences=["reply"]
+    ) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "reply")
+
+
+def test_an_answer_without_a_stop_sequence_says_null(sdk: anthropic.Anthropic) -> None:
+    m = sdk.messages.create(
+        model="claude-haiku-4-5", max_tokens=100, messages=MSGS, stop_sequences=["absent"]
+    )
+    assert (m.stop_reason, m.stop_sequence) == ("end_turn", None)
+
+
+class ToolsThenStop(OpenAISimulator):
+    """An OpenAI-style server that returns a tool call with ``finish_reason: "stop"``, as
+    several compatible servers (and OpenAI with ``tool_choice`` forcing a function) do."""
+
+    vendor: ClassVar[str] = "openai"
+    ARGS: ClassVar[str] = '{"city": "Zürich"}'
+
+    def _call(self) -> dict[str, Any]:
+        return {"id": "call_1", "type": "function", "function": {"name": "get_weather"}}
+
+    def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
+        call = self._call()
+        call["function"]["arguments"] = self.ARGS
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": chat.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": self._usage(reply),
+        }
+
+    def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": chat.model}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            return sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        first = self._call()
+        first["index"] = 0
+        first["function"]["arguments"] = self.ARGS[:7]
+        yield chunk({"role": "assistant", "content": None, "tool_calls": [first]})
+        rest = {"index": 0, "function": {"arguments": self.ARGS[7:]}}
+        yield chunk({"tool_calls": [rest]})
+        yield chunk({}, "stop")
+        yield sse({**base, "choices": [], "usage": self._usage(reply)})
+        yield sse("[DONE]")
+
+
+@pytest.fixture
+def tools_gateway(fleet: Fleet) -> Iterator[Gateway]:
+    with ToolsThenStop() as sim:
+        upstream = {
+            "type": "openai",
+            "base_url": sim.base_url,
+            "models": ["gpt-4o-mini"],
+            "api_key": "env:POLYROUTE_SIM_KEY",
+        }
+        with running(fleet, extra_providers={"toolsy": upstream}) as gw:
+            yield gw
+
+
+def test_tool_calls_ending_in_stop_reach_anthropic_callers_as_tool_use(
+    tools_gateway: Gateway,
+) -> None:
+    kw: dict[str, Any] = {
+        "model": "toolsy/gpt-4o-mini",
+        "max_tokens": 100,
+        "messages": MSGS,
+        "tools": [WEATHER],
+    }
+    with anthropic.Anthropic(base_url=tools_gateway.url, api_key="u", max_retries=0) as sdk:
+        m = sdk.messages.create(**kw)
+        with sdk.messages.stream(**kw) as stream:
+            final = stream.get_final_message()
+    for message in (m, final):
+        assert message.stop_reason == "tool_use"
+        (block,) = message.content
+        assert block.type == "tool_use" and block.input == {"city": "Zürich"}
