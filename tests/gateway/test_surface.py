@@ -125,3 +125,58 @@ def test_tool_calls_ending_in_stop_reach_anthropic_callers_as_tool_use(
         assert message.stop_reason == "tool_use"
         (block,) = message.content
         assert block.type == "tool_use" and block.input == {"city": "Zürich"}
+
+
+# -- token counting ----------------------------------------------------------------
+
+
+def test_count_tokens_is_exact_from_an_anthropic_upstream(
+    sdk: anthropic.Anthropic, gateway: Gateway
+) -> None:
+    sim = gateway.fleet["anthropic"]
+    raw = sdk.messages.with_raw_response.count_tokens(
+        model="anthropic/claude-haiku-4-5",
+        system="be brief",
+        messages=[{"role": "user", "content": "What is the weather in Rome today?"}],
+        tools=[WEATHER],
+    )
+    counted = raw.parse()
+    sent = sim.last_request()
+    assert sent.path == "/v1/messages/count_tokens"
+    assert sent.body["model"] == "claude-haiku-4-5" and sent.body["tools"][0]["name"] == "get_weather"
+    assert "max_tokens" not in sent.body and "stream" not in sent.body
+    assert raw.headers["x-polyroute-token-count"] == "exact"
+    assert raw.headers["x-polyroute-provider"] == "anthropic"
+    assert counted.input_tokens > 0
+    # a bare model an Anthropic provider serves is counted there too, and agrees with a call
+    message = sdk.messages.create(model="claude-haiku-4-5", max_tokens=50, messages=MSGS)
+    bare = sdk.messages.with_raw_response.count_tokens(model="claude-haiku-4-5", messages=MSGS)
+    assert bare.headers["x-polyroute-token-count"] == "exact"
+    assert bare.parse().input_tokens == message.usage.input_tokens
+
+
+def test_count_tokens_is_estimated_and_marked_elsewhere(
+    sdk: anthropic.Anthropic, gateway: Gateway
+) -> None:
+    calls = gateway.fleet["openai"].calls
+    long = "word " * 400
+    for model in ("gpt-4o-mini", "openai/gpt-4o", "auto"):
+        raw = sdk.messages.with_raw_response.count_tokens(
+            model=model, messages=[{"role": "user", "content": long}]
+        )
+        assert raw.headers["x-polyroute-token-count"] == "estimated"
+        assert "x-polyroute-provider" not in raw.headers
+        assert 500 <= raw.parse().input_tokens <= 520  # 2,000 characters, 4 a token
+    assert gateway.fleet["openai"].calls == calls  # an estimate calls no one
+
+
+def test_count_tokens_refuses_as_messages_does(sdk: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as unknown:
+        sdk.messages.count_tokens(model="no-such-model", messages=MSGS)
+    assert unknown.value.body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": unknown.value.body["error"]["message"]},
+    }
+    with pytest.raises(anthropic.BadRequestError) as empty:
+        sdk.messages.count_tokens(model="claude-haiku-4-5", messages=[])
+    assert "messages" in empty.value.message

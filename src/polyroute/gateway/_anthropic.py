@@ -217,6 +217,23 @@ def _request(body: MessagesBody) -> ChatRequest:
     )
 
 
+class CountTokensBody(MessagesBody):
+    """``POST /v1/messages/count_tokens``: ``/v1/messages``'s body; ``max_tokens`` is
+    optional (what shapes an answer does not change the count)."""
+
+    # optional here (a count has no answer to bound); _request reads it as unset
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)  # type: ignore[assignment]
+
+
+def parse_count_tokens(raw: bytes) -> Inbound:
+    """A count request as a chat request (nothing is generated from it)."""
+    try:
+        body = CountTokensBody.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    return Inbound(_request(body), stream=False, hints=body.polyroute)
+
+
 # -- rendering ---------------------------------------------------------------------
 
 # problem families -> Anthropic error types (the SDK picks its exception by status)

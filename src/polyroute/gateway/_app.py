@@ -16,6 +16,7 @@ from polyroute.gateway._admin import Reads
 from polyroute.gateway._anthropic import AnthropicMessages
 from polyroute.gateway._auth import KEY_CACHE_S, Auth
 from polyroute.gateway._chat import Calls
+from polyroute.gateway._count import CountTokens
 from polyroute.gateway._observe import Metrics, Observe
 from polyroute.gateway._openai import OpenAIChat
 from polyroute.gateway._select import Selector
@@ -65,9 +66,11 @@ def create_app(
     metrics = Metrics(polyroute.breakers, polyroute.config.enabled, served)
     calls = Calls(polyroute, auth, selector, max_body_bytes)
     reads = Reads(polyroute, auth, selector, metrics)
+    count = CountTokens(polyroute, auth, selector, max_body_bytes)
     routes = [
         Route("/v1/chat/completions", calls.chat(OpenAIChat()).handle, methods=["POST"]),
         Route("/v1/messages", calls.chat(AnthropicMessages()).handle, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count.handle, methods=["POST"]),
         Route("/v1/embeddings", calls.embeddings, methods=["POST"]),
         Route("/v1/models", reads.models, methods=["GET"]),
         Route("/health", reads.health, methods=["GET"]),

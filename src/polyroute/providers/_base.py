@@ -156,6 +156,8 @@ class WireProtocol(ABC):
     stream_format: ClassVar[Literal["sse", "ndjson"]] = "sse"
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
     list_models_path: ClassVar[str] = "/models"
+    counts_tokens: ClassVar[bool] = False
+    """Whether the vendor counts a request's input tokens (:meth:`count_tokens`)."""
 
     @abstractmethod
     def headers(self, api_key: str | None) -> dict[str, str]:
@@ -181,6 +183,13 @@ class WireProtocol(ABC):
 
     def parse_embed(self, body: Any) -> EmbeddingResponse:
         raise UnsupportedError(f"{self.type} has no embeddings API")
+
+    def count_tokens(self, request: ChatRequest) -> HttpCall:
+        """The call that counts ``request``'s input tokens, where :attr:`counts_tokens`."""
+        raise UnsupportedError(f"{self.type} has no token counting API")
+
+    def parse_count_tokens(self, body: Any) -> int:
+        raise UnsupportedError(f"{self.type} has no token counting API")
 
     @abstractmethod
     def parse_error(self, status: int, body: Any) -> VendorError:

@@ -118,6 +118,18 @@ class ProviderClient:
                 request_id=rid,
             )
 
+    async def count_tokens(self, request: ChatRequest, *, timeout_s: float | None = None) -> int:
+        """``request``'s input tokens as the vendor counts them (where it can:
+        ``protocol.counts_tokens``; else :class:`UnsupportedError`)."""
+        request = self._model(request)
+        try:
+            call = self.protocol.count_tokens(request)
+        except ProviderError as exc:  # name who could not take it
+            exc.provider = exc.provider or self.id
+            raise
+        body, rid = await self._x.send_json(call, timeout_s)
+        return self._parse(self.protocol.parse_count_tokens, rid, body)
+
     async def list_models(self, *, timeout_s: float | None = None) -> list[ModelInfo]:
         body, rid = await self._x.send_json(self.protocol.list_models(), timeout_s)
         return self._parse(self.protocol.parse_models, rid, body)

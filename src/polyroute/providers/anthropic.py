@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from polyroute.errors import BadRequestError, ErrorKind, status_error
@@ -69,6 +70,11 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "refusal": "content_filter",
     # "pause_turn" (a server tool paused the turn) -> "other"
 }
+
+COUNTED_FIELDS = frozenset(
+    ("model", "messages", "system", "tools", "tool_choice", "thinking", "output_config")
+)
+"""The chat body's fields ``/v1/messages/count_tokens`` takes."""
 
 # Error type -> HTTP status, for errors sent in-band in a stream (status 200).
 ERROR_STATUS: dict[str, int] = {
@@ -192,6 +198,7 @@ class AnthropicProtocol(WireProtocol):
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     request_id_headers: ClassVar[tuple[str, ...]] = ("request-id",)
     list_models_path: ClassVar[str] = "/v1/models"
+    counts_tokens: ClassVar[bool] = True
 
     DEFAULT_MAX_TOKENS: ClassVar[int] = 4096
     """Sent when a request has no ``max_tokens`` (the API requires one)."""
@@ -244,6 +251,16 @@ class AnthropicProtocol(WireProtocol):
         if stream:
             body["stream"] = True
         return HttpCall("POST", "/v1/messages", json=body)
+
+    def count_tokens(self, request: ChatRequest) -> HttpCall:
+        """``/v1/messages/count_tokens``: the request's chat body, without the fields that
+        only shape the answer (the endpoint refuses them)."""
+        call = self.chat(request, stream=False)
+        body = {k: v for k, v in (call.json or {}).items() if k in COUNTED_FIELDS}
+        return replace(call, path="/v1/messages/count_tokens", json=body)
+
+    def parse_count_tokens(self, body: Any) -> int:
+        return int(body["input_tokens"])
 
     def _tool_choice(self, choice: str) -> dict[str, Any]:
         if choice == "required":

@@ -38,6 +38,22 @@ from polyroute.testing._sim import (
 )
 
 VERSIONS = ("2023-06-01", "2026-10-21")
+_COUNTED = frozenset(
+    (
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+        "output_format",
+        "cache_control",
+        "context_management",
+        "mcp_servers",
+        "speed",
+    )
+)  # what /v1/messages/count_tokens takes
 _NO_SAMPLING_VERSION = "2026-10-21"  # removed temperature, top_p and top_k
 
 # status -> error type, as the API documents them; other 4xx are invalid_request_error
@@ -129,6 +145,7 @@ class AnthropicSimulator(Simulator):
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/messages", self.handle_chat, methods=["POST"]),
+            Route("/v1/messages/count_tokens", self.handle_count_tokens, methods=["POST"]),
             Route("/v1/models", self.handle_models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", self.handle_model, methods=["GET"]),
         ]
@@ -314,6 +331,34 @@ class AnthropicSimulator(Simulator):
         usage.pop("service_tier")
         yield sse({"type": "message_delta", "delta": end, "usage": usage}, "message_delta")
         yield sse({"type": "message_stop"}, "message_stop")
+
+    # -- token counting -----------------------------------------------------
+
+    async def handle_count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: the prompt's tokens as a chat call counts
+        them, plus the tools' JSON; fields that shape an answer (``max_tokens``,
+        ``stream``...) are refused, as the API refuses them."""
+        body = await self.read_json(request)
+        self.record(request, body)
+        if not self.authorized(request):
+            return self.error_response(401, "invalid x-api-key", None)
+        problem = self._version_error(request)
+        if problem:
+            return self.error_response(400, problem, None)
+        if not isinstance(body, dict):
+            return self.error_response(400, "the body must be a JSON object", None)
+        extra = sorted(set(body) - _COUNTED)
+        if extra:
+            return self.error_response(400, f"{extra[0]}: Extra inputs are not permitted", None)
+        messages = body.get("messages")
+        if "model" not in body or not isinstance(messages, list) or not messages:
+            return self.error_response(400, "model and messages: Field required", None)
+        system = body.get("system")
+        texts = [_text(m.get("content")) for m in messages if isinstance(m, dict)]
+        prompt = "\n".join([_text(system), *texts] if system else texts)
+        tools = json.dumps(body["tools"]) if body.get("tools") else ""
+        tokens = count_tokens(prompt) + count_tokens(tools)
+        return JSONResponse({"input_tokens": tokens}, headers=self.response_headers())
 
     # -- models -------------------------------------------------------------
 
