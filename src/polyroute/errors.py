@@ -10,6 +10,7 @@
     ├── BudgetExceeded                   a budget refused the request (CLI exit 3)
     ├── LedgerError                      the usage database cannot be used
     ├── GatewayError                     the gateway refuses a request (``status``: 400, 401...)
+    │   └── UnknownResponseError         no stored response with this id for this key (404)
     ├── FusionError                      a fusion could not give a result
     │   ├── NotEnoughAnswersError        fewer than two panel members answered (CLI exit 4)
     │   └── FusionCostCapError           the panel's worst case is over ``max_cost_usd`` (exit 3)
@@ -158,6 +159,16 @@ class GatewayError(PolyrouteError):
         super().__init__(message)
         self.status = status
         self.param = param
+
+
+class UnknownResponseError(GatewayError):
+    """A stored response (``previous_response_id``, ``/v1/responses/{id}``) that does not
+    exist or belongs to another virtual key: 404."""
+
+    def __init__(self, response_id: str, *, param: str | None = None) -> None:
+        what = "previous response" if param == "previous_response_id" else "response"
+        super().__init__(f"{what} with id {response_id!r} not found", status=404, param=param)
+        self.code = "previous_response_not_found" if param else "response_not_found"
 
 
 class FusionError(PolyrouteError):

@@ -19,6 +19,7 @@ from polyroute.gateway._chat import Calls
 from polyroute.gateway._count import CountTokens
 from polyroute.gateway._observe import Metrics, Observe
 from polyroute.gateway._openai import OpenAIChat
+from polyroute.gateway._responses import ResponsesEndpoint
 from polyroute.gateway._select import Selector
 from polyroute.ledger import VirtualKey
 
@@ -67,10 +68,14 @@ def create_app(
     calls = Calls(polyroute, auth, selector, max_body_bytes)
     reads = Reads(polyroute, auth, selector, metrics)
     count = CountTokens(polyroute, auth, selector, max_body_bytes)
+    responses = ResponsesEndpoint(calls)
     routes = [
         Route("/v1/chat/completions", calls.chat(OpenAIChat()).handle, methods=["POST"]),
         Route("/v1/messages", calls.chat(AnthropicMessages()).handle, methods=["POST"]),
         Route("/v1/messages/count_tokens", count.handle, methods=["POST"]),
+        Route("/v1/responses", responses.handle, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete, methods=["DELETE"]),
         Route("/v1/embeddings", calls.embeddings, methods=["POST"]),
         Route("/v1/models", reads.models, methods=["GET"]),
         Route("/health", reads.health, methods=["GET"]),

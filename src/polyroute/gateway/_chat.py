@@ -142,26 +142,42 @@ class ChatEndpoint:
         self.fmt = fmt
 
     async def handle(self, request: Request) -> Response:
-        calls, fmt = self.calls, self.fmt
+        calls = self.calls
         note = note_of(request.scope)
         try:
             caller = await calls.auth.caller(request.headers)
             note.key = caller.key_id
-            inbound = fmt.parse(await read_body(request, calls.limit))
+            inbound = await self.inbound(await read_body(request, calls.limit), caller)
             choice = calls.selector.chat(inbound.request, inbound.hints, caller)
             if choice.fusion is not None:
-                return await self._fuse(inbound, choice, choice.fusion, note)
+                return await self._fuse(inbound, choice, choice.fusion, caller, note)
             if inbound.stream:
                 return await self._stream(inbound, choice, caller, note)
             answer = await calls.pr.send(
                 inbound.request, virtual_key=caller.key_id, **choice.routing
             )
             await calls.pr.ledger.durable()  # [storage] durability: recorded before answered
+            body = await self.rendered(inbound, Reply.of(answer), caller)
         except PolyrouteError as exc:
             return self._problem(exc, note)
         note.provider, note.model, note.cost_usd = answer.provider, answer.model, answer.cost_usd
         headers = served_headers(answer.provider, answer.model, answer.cost_usd)
-        return Response(fmt.render(Reply.of(answer)), 200, headers, JSON)
+        return Response(body, 200, headers, JSON)
+
+    # a format that keeps state (the Responses API) overrides these three
+    async def inbound(self, raw: bytes, caller: Caller) -> Inbound:
+        """The parsed request, with whatever it continues."""
+        return self.fmt.parse(raw)
+
+    async def rendered(self, inbound: Inbound, reply: Reply, caller: Caller) -> bytes:
+        """A finished answer's body (once it is recorded)."""
+        return self.fmt.render(reply)
+
+    def ending(
+        self, inbound: Inbound, encoder: StreamEncoder, caller: Caller
+    ) -> Callable[[], Awaitable[None]]:
+        """What a stream's end frame waits for (once the encoder has seen the end)."""
+        return self.calls.pr.ledger.durable
 
     def _problem(self, exc: PolyrouteError, note: Note) -> Response:
         problem = problem_of(exc)
@@ -186,11 +202,13 @@ class ChatEndpoint:
         headers["x-polyroute-cost-estimated"] = "true"  # the actual cost is known at the end
         headers["cache-control"] = "no-cache"
         encoder = self.fmt.encoder(inbound, model)
-        frames = _frames(first, events, stream, encoder, note, self.calls.pr.ledger.durable)
+        frames = _frames(
+            first, events, stream, encoder, note, self.ending(inbound, encoder, caller)
+        )
         return StreamingResponse(frames, headers=headers, media_type="text/event-stream")
 
     async def _fuse(
-        self, inbound: Inbound, choice: Choice, method: FusionMethod, note: Note
+        self, inbound: Inbound, choice: Choice, method: FusionMethod, caller: Caller, note: Note
     ) -> Response:
         request = inbound.request
         fused = await self.calls.pr.fuse(
@@ -204,17 +222,17 @@ class ChatEndpoint:
         note.provider, note.model, note.cost_usd = "fusion", model, fused.total_cost_usd
         headers = served_headers("fusion", model, fused.total_cost_usd)
         if not inbound.stream:
-            return Response(
-                self.fmt.render(Reply(fused.result, model, Usage())), 200, headers, JSON
-            )
+            body = await self.rendered(inbound, Reply(fused.result, model, Usage()), caller)
+            return Response(body, 200, headers, JSON)
         encoder = self.fmt.encoder(inbound, model)
         events: tuple[StreamEvent, ...] = (
             StreamStart("", model),
             TextDelta(fused.result),
             StreamEnd("stop", Usage()),
         )
-        body = b"".join(encoder.event(e) for e in events)
-        return Response(body, 200, headers, "text/event-stream")
+        frames = [encoder.event(e) for e in events]
+        await self.ending(inbound, encoder, caller)()
+        return Response(b"".join(frames), 200, headers, "text/event-stream")
 
 
 async def _frames(

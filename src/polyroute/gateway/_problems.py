@@ -33,6 +33,7 @@ from polyroute.errors import (
     QuotaExceededError,
     RateLimitError,
     RequestTimeoutError,
+    UnknownResponseError,
     UnprocessableEntityError,
     UnsupportedError,
 )
@@ -55,6 +56,8 @@ _CALLERS_FAULT = (BadRequestError, UnprocessableEntityError, UnsupportedError)
 
 def problem_of(exc: PolyrouteError) -> Problem:
     """The status and message ``exc`` gives the caller."""
+    if isinstance(exc, UnknownResponseError):
+        return Problem(404, "not_found", str(exc), exc.param, exc.code)
     if isinstance(exc, GatewayError):
         kind, code = _GATEWAY.get(exc.status, ("invalid_request", None))
         return Problem(exc.status, kind, str(exc), exc.param, code)

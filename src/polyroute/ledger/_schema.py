@@ -134,6 +134,20 @@ virtual_keys = Table(
     Column("revoked_at", Float),
 )
 
+# Stored Responses API answers (``POST /v1/responses`` with ``store``): the conversation up
+# to the answer (input items, JSON) and the Response object as rendered (JSON). Only the
+# virtual key that made one may read, continue or delete it (NULL: made without a key).
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("virtual_key", String(100)),
+    Column("created_at", Float, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("input", Text, nullable=False),
+    Column("response", Text, nullable=False),
+)
+
 # The current indexes, as the migrations create them (the schema test compares the two).
 # `polyroute usage` answers by time, and by provider or model within time; every gateway
 # request looks its key up by hash; sweeps find reservations by expiry and by owner.
@@ -257,6 +271,21 @@ def _0004_journal(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _0005_responses(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "responses",
+        md,
+        Column("id", String(64), primary_key=True),
+        Column("virtual_key", String(100)),
+        Column("created_at", Float, nullable=False),
+        Column("model", String(200), nullable=False),
+        Column("input", Text, nullable=False),
+        Column("response", Text, nullable=False),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -264,6 +293,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0002_virtual_keys", _0002_virtual_keys),
     ("0003_leases", _0003_leases),
     ("0004_journal", _0004_journal),
+    ("0005_responses", _0005_responses),
 )
 
 
