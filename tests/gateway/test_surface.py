@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import anthropic
+import openai
 import pytest
 from anthropic.types import MessageParam, ToolParam
 
@@ -143,7 +144,9 @@ def test_count_tokens_is_exact_from_an_anthropic_upstream(
     counted = raw.parse()
     sent = sim.last_request()
     assert sent.path == "/v1/messages/count_tokens"
-    assert sent.body["model"] == "claude-haiku-4-5" and sent.body["tools"][0]["name"] == "get_weather"
+    assert (
+        sent.body["model"] == "claude-haiku-4-5" and sent.body["tools"][0]["name"] == "get_weather"
+    )
     assert "max_tokens" not in sent.body and "stream" not in sent.body
     assert raw.headers["x-polyroute-token-count"] == "exact"
     assert raw.headers["x-polyroute-provider"] == "anthropic"
@@ -180,3 +183,63 @@ def test_count_tokens_refuses_as_messages_does(sdk: anthropic.Anthropic) -> None
     with pytest.raises(anthropic.BadRequestError) as empty:
         sdk.messages.count_tokens(model="claude-haiku-4-5", messages=[])
     assert "messages" in empty.value.message
+
+
+# -- one model; unknown routes ----------------------------------------------------
+
+
+@pytest.fixture
+def oa(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0) as c:
+        yield c
+
+
+def test_a_model_is_retrieved_by_id_slashes_included(
+    oa: openai.OpenAI, sdk: anthropic.Anthropic
+) -> None:
+    pinned = oa.models.retrieve("openai/gpt-4o-mini")
+    assert (pinned.id, pinned.object, pinned.owned_by) == ("openai/gpt-4o-mini", "model", "openai")
+    assert oa.models.retrieve("auto:cost").owned_by == "polyroute"
+    claude = sdk.models.retrieve("anthropic/claude-haiku-4-5")
+    assert (claude.type, claude.id) == ("model", "anthropic/claude-haiku-4-5")
+    with pytest.raises(openai.NotFoundError) as missing:
+        oa.models.retrieve("openai/no-such-model")
+    body = missing.value.body
+    assert isinstance(body, dict) and "'openai/no-such-model'" in body["message"]
+    assert (body["type"], body["param"], body["code"]) == (
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    )
+    with pytest.raises(anthropic.NotFoundError) as gone:
+        sdk.models.retrieve("claude-nope")
+    assert gone.value.body["error"]["type"] == "not_found_error"
+
+
+def test_unknown_routes_are_404_in_the_callers_shape(
+    oa: openai.OpenAI, sdk: anthropic.Anthropic
+) -> None:
+    with pytest.raises(openai.NotFoundError) as legacy:
+        oa.completions.create(model="gpt-4o-mini", prompt="hi")
+    body = legacy.value.body
+    assert isinstance(body, dict) and body["type"] == "invalid_request_error"
+    assert body["code"] == "unknown_route" and "POST /v1/completions" in body["message"]
+    with pytest.raises(anthropic.NotFoundError) as batches:
+        sdk.messages.batches.list()
+    assert batches.value.body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "GET /v1/messages/batches: no such route"},
+    }
+
+
+def test_a_method_a_route_does_not_take_is_405_in_the_callers_shape(gateway: Gateway) -> None:
+    with gateway.http() as http:
+        chat = http.get("/v1/chat/completions")
+        messages = http.get("/v1/messages")
+        other = http.delete("/nowhere", headers={"anthropic-version": "2023-06-01"})
+    assert chat.status_code == 405 and chat.headers["allow"] == "POST"
+    assert chat.json()["error"]["code"] == "method_not_allowed"
+    assert messages.status_code == 405
+    assert messages.json()["error"]["type"] == "invalid_request_error"
+    assert messages.json()["type"] == "error"
+    assert other.status_code == 404 and other.json()["error"]["type"] == "not_found_error"

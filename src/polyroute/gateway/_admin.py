@@ -26,7 +26,7 @@ from polyroute.ledger import parse_since as since_start
 
 if TYPE_CHECKING:
     from polyroute.client import Polyroute
-    from polyroute.gateway._auth import Auth
+    from polyroute.gateway._auth import Auth, Caller
 
 EXCLUDED_SHOWN = 10
 """Excluded pairs listed per recent decision (the rest are counted)."""
@@ -85,10 +85,12 @@ def _json(data: Any) -> Response:
     return Response(dumps(data), 200, media_type=JSON)
 
 
-def _refused(exc: PolyrouteError, request: Request) -> Response:
+def _refused(exc: PolyrouteError, request: Request, *, anthropic: bool = False) -> Response:
     problem = problem_of(exc)
-    body = dumps({"error": _openai.error_object(problem)})
-    return problem_response(body, problem, note_of(request.scope))
+    error = (
+        _anthropic.error_object(problem) if anthropic else {"error": _openai.error_object(problem)}
+    )
+    return problem_response(dumps(error), problem, note_of(request.scope))
 
 
 class Reads:
@@ -107,6 +109,34 @@ class Reads:
             caller = await self.auth.caller(request.headers)
         except GatewayError as exc:
             return _refused(exc, request)
+        listed = self._listed(caller)
+        if "anthropic-version" in request.headers:
+            return Response(_anthropic.render_models(listed), 200, media_type=JSON)
+        return Response(_openai.render_models(listed), 200, media_type=JSON)
+
+    async def model(self, request: Request) -> Response:
+        """One of ``models``' entries (``provider/model`` ids included), in the caller's
+        API shape; an id the list does not show is a 404."""
+        anthropic = "anthropic-version" in request.headers
+        model_id = request.path_params["model_id"]
+        try:
+            caller = await self.auth.caller(request.headers)
+        except GatewayError as exc:
+            return _refused(exc, request, anthropic=anthropic)
+        owner = dict(self._listed(caller)).get(model_id)
+        if owner is None:
+            unknown = GatewayError(
+                f"unknown model {model_id!r}: GET /v1/models lists the served models and aliases",
+                status=404,
+                param="model",
+            )
+            return _refused(unknown, request, anthropic=anthropic)
+        if anthropic:
+            return Response(_anthropic.render_model(model_id), 200, media_type=JSON)
+        return Response(_openai.render_model(model_id, owner), 200, media_type=JSON)
+
+    def _listed(self, caller: Caller) -> list[tuple[str, str]]:
+        """``(id, owner)`` of every model and alias ``caller`` may use."""
         entries: dict[str, str] = {}
         for pid in self.pr.config.enabled():
             spec = self.pr.config.settings.providers[pid]
@@ -119,14 +149,11 @@ class Reads:
         for alias in ALIASES:
             entries[alias] = "polyroute"
         key = caller.key
-        listed = [
+        return [
             (mid, owner)
             for mid, owner in entries.items()
             if key is None or not key.models or key.allows(mid)
         ]
-        if "anthropic-version" in request.headers:
-            return Response(_anthropic.render_models(listed), 200, media_type=JSON)
-        return Response(_openai.render_models(listed), 200, media_type=JSON)
 
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok"})

@@ -424,12 +424,23 @@ class _Events:
         return sse(error_object(problem), "error")
 
 
+def _model(model_id: str) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": model_id,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+
+
+def render_model(model_id: str) -> bytes:
+    """One model object (``GET /v1/models/{id}``)."""
+    return dumps(_model(model_id))
+
+
 def render_models(models: Sequence[tuple[str, str]]) -> bytes:
     """``(id, owner)`` pairs as the Models API's list page (one page, every model)."""
-    data = [
-        {"type": "model", "id": mid, "display_name": mid, "created_at": "1970-01-01T00:00:00Z"}
-        for mid, _ in models
-    ]
+    data = [_model(mid) for mid, _ in models]
     return dumps(
         {
             "data": data,

@@ -21,6 +21,7 @@ from polyroute.gateway._observe import Metrics, Observe
 from polyroute.gateway._openai import OpenAIChat
 from polyroute.gateway._responses import ResponsesEndpoint
 from polyroute.gateway._select import Selector
+from polyroute.gateway._unknown import unknown_route
 from polyroute.ledger import VirtualKey
 
 ADMIN_KEY_ENV = "POLYROUTE_ADMIN_KEY"
@@ -78,6 +79,7 @@ def create_app(
         Route("/v1/responses/{response_id}", responses.delete, methods=["DELETE"]),
         Route("/v1/embeddings", calls.embeddings, methods=["POST"]),
         Route("/v1/models", reads.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", reads.model, methods=["GET"]),
         Route("/health", reads.health, methods=["GET"]),
         Route("/health/providers", reads.providers, methods=["GET"]),
         Route("/router/state", reads.state, methods=["GET"]),
@@ -106,6 +108,7 @@ def create_app(
         routes=routes,
         middleware=[Middleware(Observe, metrics=metrics, endpoints=[r.path for r in routes])],
         lifespan=lifespan,
+        exception_handlers={404: unknown_route, 405: unknown_route},
     )
 
 

@@ -406,14 +406,15 @@ def render_embeddings(
     )
 
 
+def _model(model_id: str, owner: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
 def render_models(models: Sequence[tuple[str, str]]) -> bytes:
     """``(id, owner)`` pairs as the models list."""
-    return dumps(
-        {
-            "object": "list",
-            "data": [
-                {"id": mid, "object": "model", "created": 0, "owned_by": owner}
-                for mid, owner in models
-            ],
-        }
-    )
+    return dumps({"object": "list", "data": [_model(mid, owner) for mid, owner in models]})
+
+
+def render_model(model_id: str, owner: str) -> bytes:
+    """One model object (``GET /v1/models/{id}``)."""
+    return dumps(_model(model_id, owner))
