@@ -52,7 +52,7 @@ from polyroute.ledger import (
 )
 from polyroute.providers import HttpPool, ProviderClient, connect
 from polyroute.router import targets
-from polyroute.router._router import Router
+from polyroute.router._router import Router, lacking
 from polyroute.router.breaker import Breakers
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
@@ -67,6 +67,8 @@ from polyroute.types import (
     Capability,
     ChatRequest,
     EmbeddingRequest,
+    Excluded,
+    JsonSchema,
     Message,
     Target,
 )
@@ -279,6 +281,9 @@ class Polyroute:
             spec = self.config.settings.providers[pid]
             targets.check_pin(spec, self.catalog, pid, model)
             if spec.enabled and Target(pid, model) not in self.router.pairs:
+                missing = sorted(ctx.required - self.catalog.get(spec.type, model).capabilities)
+                if missing:
+                    raise NoCandidateError([Excluded(pid, model, lacking(missing))])
                 why = f"pinned by the caller to {pid}/{model} (listed by a pattern in its models)"
                 return Decision("pinned", pid, model, why, None)
         return self.router.decide(ctx)
@@ -345,6 +350,9 @@ class Polyroute:
     def _decide_for(
         self, request: ChatRequest, routing: Routing, *, stream: bool, virtual_key: str | None
     ) -> Decision:
+        if isinstance(request.response_format, JsonSchema):  # a schema is never weakened
+            routing = Routing(**routing)
+            routing["require"] = (*routing.get("require", ()), "json_schema")
         ctx = self.context(request.messages, request.max_tokens, routing, stream=stream)
         decision = self.decide(ctx)
         self.recent.append(Routed(time.time(), decision, stream, virtual_key))

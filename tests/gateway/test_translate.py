@@ -35,7 +35,7 @@ from polyroute.gateway._select import Selector
 from polyroute.gateway._wire import Hints, Inbound, Reply
 from polyroute.ledger import VirtualKey
 from polyroute.router.decision import Excluded
-from polyroute.types import ChatRequest, ImagePart, Message, TextPart, ToolCall, Usage
+from polyroute.types import ChatRequest, ImagePart, JsonSchema, Message, TextPart, ToolCall, Usage
 
 
 def dumps(data: Any) -> bytes:
@@ -99,12 +99,19 @@ def test_openai_messages_become_ours() -> None:
     assert inbound.hints == Hints(priority="cost", require=("tools",))
 
 
-def test_openai_json_schema_is_refused_not_weakened_and_nulls_are_unset() -> None:
+def test_openai_json_schema_is_carried_whole_and_nulls_are_unset() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    schema = {"type": "json_schema", "json_schema": {"name": "s", "schema": {}}}
-    with pytest.raises(GatewayError, match="json_schema is not supported") as info:
-        OpenAIChat().parse(json.dumps({**body, "response_format": schema}).encode())
-    assert info.value.param == "response_format"
+    spec = {"name": "s", "schema": {"type": "object"}, "strict": True, "description": "d"}
+    fmt = {"type": "json_schema", "json_schema": spec}
+    tool = {"type": "function", "function": {"name": "f", "strict": True}}
+    raw = json.dumps({**body, "response_format": fmt, "tools": [tool]}).encode()
+    request = OpenAIChat().parse(raw).request
+    assert request.response_format == JsonSchema("s", {"type": "object"}, True, "d")
+    assert request.tools[0].strict is True
+    with pytest.raises(GatewayError, match="json_schema: required") as info:
+        no_schema = {**body, "response_format": {"type": "json_schema"}}
+        OpenAIChat().parse(json.dumps(no_schema).encode())
+    assert info.value.param == "response_format.json_schema"
     inbound = OpenAIChat().parse(json.dumps({**body, "n": None, "stream": None}).encode())
     assert not inbound.stream
 

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 PriceSource: TypeAlias = Literal["genai-prices", "catalog", "config", "local"]
 
 LOCAL_TYPES = frozenset({"ollama"})
+# What a model the catalog does not list can do, beyond chat, by provider type: these APIs
+# take a JSON schema for any chat model (Ollama's ``format``, Mistral's ``response_format``,
+# Anthropic's structured outputs or, on older models, a forced tool).
+_TYPE_CAPABILITIES: Mapping[str, frozenset[Capability]] = {
+    "ollama": frozenset({"json_schema"}),
+    "mistral": frozenset({"json_schema"}),
+    "anthropic": frozenset({"json_schema"}),
+}
 _MAX_UNKNOWN = 1024
 """Entries kept for models the catalog does not list (a bound: callers can name any)."""
 
@@ -153,7 +161,9 @@ class Catalog:
         entry = self.models.get((provider_type, model))
         known = entry is not None
         if entry is None:
-            entry = CatalogModel(model, provider_type, known=False)
+            caps: frozenset[Capability] = frozenset({"chat", "stream"})
+            caps |= _TYPE_CAPABILITIES.get(provider_type, frozenset())
+            entry = CatalogModel(model, provider_type, capabilities=caps, known=False)
         if entry.price is not None and entry.price.source == "config":
             return entry  # the user's price wins, local models included
         if provider_type in LOCAL_TYPES:

@@ -44,7 +44,17 @@ from polyroute.gateway._wire import (
     sse,
     tool_arguments,
 )
-from polyroute.types import ChatRequest, ImagePart, Message, Part, TextPart, Tool, ToolCall, Usage
+from polyroute.types import (
+    ChatRequest,
+    ImagePart,
+    JsonSchema,
+    Message,
+    Part,
+    TextPart,
+    Tool,
+    ToolCall,
+    Usage,
+)
 
 # -- the request body ------------------------------------------------------------
 
@@ -95,11 +105,21 @@ class _Tool(Body):
     name: str = Field(min_length=1)
     description: str = ""
     input_schema: dict[str, Any]
+    strict: bool | None = None
 
 
 class _ToolChoice(Body):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
+
+
+class _OutputFormat(Body):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class _OutputConfig(Body):
+    format: _OutputFormat | None = None
 
 
 class _Metadata(Body):
@@ -119,6 +139,9 @@ class MessagesBody(Body):
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
+    output_config: _OutputConfig | None = None
+    output_format: _OutputFormat | None = None
+    """The structured-outputs beta's name for ``output_config.format``."""
     stream: bool = False
     polyroute: Hints | None = None
 
@@ -195,6 +218,20 @@ def _tool_choice(choice: _ToolChoice | None) -> str | None:
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
 
+def _output_format(body: MessagesBody) -> Literal["text"] | JsonSchema:
+    """Structured outputs: Anthropic's schemas are always enforced, so ``strict``."""
+    config = body.output_config.format if body.output_config is not None else None
+    if config is not None and body.output_format is not None:
+        raise GatewayError(
+            "output_format: give output_config.format or output_format, not both",
+            param="output_format",
+        )
+    fmt = config or body.output_format
+    if fmt is None:
+        return "text"
+    return JsonSchema("output", fmt.schema_, strict=True)
+
+
 def _request(body: MessagesBody) -> ChatRequest:
     messages: list[Message] = []
     system = body.system
@@ -211,7 +248,10 @@ def _request(body: MessagesBody) -> ChatRequest:
         temperature=body.temperature,
         top_p=body.top_p,
         stop=tuple(body.stop_sequences or ()),
-        tools=tuple(Tool(t.name, t.description, t.input_schema) for t in body.tools or ()),
+        tools=tuple(
+            Tool(t.name, t.description, t.input_schema, strict=t.strict) for t in body.tools or ()
+        ),
+        response_format=_output_format(body),
         tool_choice=_tool_choice(body.tool_choice),
         user=body.metadata.user_id if body.metadata is not None else None,
     )

@@ -42,6 +42,7 @@ from polyroute.types import (
     ChatRequest,
     EmbeddingRequest,
     ImagePart,
+    JsonSchema,
     Message,
     Part,
     TextPart,
@@ -93,6 +94,7 @@ class _FunctionDef(Body):
     name: str = Field(min_length=1)
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    strict: bool | None = None
 
 
 class _Tool(Body):
@@ -109,8 +111,16 @@ class _ToolChoice(Body):
     function: _Named
 
 
+class _JsonSchema(Body):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
 class _ResponseFormat(Body):
     type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JsonSchema | None = None
 
 
 class _StreamOptions(Body):
@@ -171,18 +181,23 @@ def _message(m: _Message, i: int) -> Message:
     return Message("system" if m.role == "developer" else m.role, _content(m.content))
 
 
+def _response_format(fmt: _ResponseFormat | None) -> Literal["text", "json"] | JsonSchema:
+    if fmt is None or fmt.type == "text":
+        return "text"
+    if fmt.type == "json_object":
+        return "json"
+    spec = fmt.json_schema
+    if spec is None:
+        raise GatewayError(
+            "response_format.json_schema: required for type 'json_schema'",
+            param="response_format.json_schema",
+        )
+    return JsonSchema(spec.name, spec.schema_, spec.strict, spec.description)
+
+
 def _request(body: ChatBody) -> ChatRequest:
     choice = body.tool_choice
     stop = body.stop
-    fmt = body.response_format
-    if fmt is not None and fmt.type == "json_schema":
-        # refused rather than weakened to JSON mode: the caller would get JSON that ignores
-        # its schema and fail to validate it
-        raise GatewayError(
-            "response_format json_schema is not supported yet (the schema would be lost); "
-            "use json_object",
-            param="response_format",
-        )
     return ChatRequest(
         model=body.model,
         messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
@@ -191,11 +206,16 @@ def _request(body: ChatBody) -> ChatRequest:
         top_p=body.top_p,
         stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
         tools=tuple(
-            OurTool(t.function.name, t.function.description, t.function.parameters)
+            OurTool(
+                t.function.name,
+                t.function.description,
+                t.function.parameters,
+                strict=t.function.strict,
+            )
             for t in body.tools or ()
         ),
         tool_choice=choice if choice is None or isinstance(choice, str) else choice.function.name,
-        response_format="text" if fmt is None or fmt.type == "text" else "json",
+        response_format=_response_format(body.response_format),
         seed=body.seed,
         user=body.user,
     )

@@ -30,7 +30,7 @@ from polyroute.fusion import METHODS, FusionMethod
 from polyroute.router.context import BUILTIN_STRATEGIES
 from polyroute.router.decision import Target
 from polyroute.router.targets import split_pin
-from polyroute.types import Capability, ChatRequest, ImagePart
+from polyroute.types import Capability, ChatRequest, ImagePart, JsonSchema
 
 if TYPE_CHECKING:
     from polyroute.client import Polyroute, Routing
@@ -139,6 +139,8 @@ class Selector:
         target = self.pinned(model)
         if target is not None:
             _permit(key, model, target.model)
+            if isinstance(request.response_format, JsonSchema):
+                self._honours_schema(target)
             routing["provider"], routing["model"] = target.provider, target.model
             routing.setdefault("complexity", "medium")
             return Choice(routing)
@@ -170,11 +172,25 @@ class Selector:
             )
         if request.tools:
             raise GatewayError("fusion does not take tools", param="tools")
+        if isinstance(request.response_format, JsonSchema):
+            raise GatewayError(
+                "fusion does not take response_format json_schema", param="response_format"
+            )
         chosen: FusionMethod = self.pr.config.settings.fusion.method
         for m in METHODS:  # narrowed to the literal type
             if m == method:
                 chosen = m
         return Choice(routing, fusion=chosen)
+
+    def _honours_schema(self, target: Target) -> None:
+        """400 naming the field unless the pinned pair can answer in a JSON schema."""
+        spec = self.pr.config.settings.providers[target.provider]
+        if "json_schema" not in self.pr.catalog.get(spec.type, target.model).capabilities:
+            raise GatewayError(
+                f"{target.provider}/{target.model} cannot honour response_format json_schema "
+                "(the catalog does not list capability json_schema for it)",
+                param="response_format",
+            )
 
     def embedding(self, model: str, caller: Caller) -> Target | None:
         """An embeddings request's pinned target, or ``None`` to use every provider that

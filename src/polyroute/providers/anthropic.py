@@ -19,6 +19,9 @@ Choices worth knowing:
   :data:`JSON_TOOL`, whose input schema is any object; its input comes back as
   the answer's text (finish reason ``stop``). It cannot be combined with the
   request's own tools (:class:`UnsupportedError`).
+- A JSON schema goes to ``output_config.format`` (structured outputs) on models
+  that have it; older ones get the same forced tool with the schema as its input
+  schema, so the answer is still text in the caller's schema.
 - ``seed`` is dropped: the API has none.
 """
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from polyroute.errors import BadRequestError, ErrorKind, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
@@ -48,10 +51,12 @@ from polyroute.types import (
     ChatResponse,
     FinishReason,
     ImagePart,
+    JsonSchema,
     Message,
     ModelInfo,
     Part,
     TextPart,
+    Tool,
     ToolCall,
     Usage,
 )
@@ -193,6 +198,49 @@ def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return out
 
 
+_NO_STRUCTURED_OUTPUTS = (
+    "claude-3",
+    "claude-2",
+    "claude-instant",
+    "claude-sonnet-4-0",
+    "claude-sonnet-4-2025",
+    "claude-opus-4-0",
+    "claude-opus-4-2025",
+)
+"""Models older than structured outputs (Opus 4.1, Sonnet 4.5, Haiku 4.5 and later have them)."""
+
+
+def structured_outputs(model: str) -> bool:
+    """Whether ``model`` takes ``output_config.format`` (else a schema is a forced tool)."""
+    return not model.startswith(_NO_STRUCTURED_OUTPUTS)
+
+
+def _format_name(fmt: Literal["json"] | JsonSchema) -> str:
+    return "json_schema" if isinstance(fmt, JsonSchema) else "'json'"
+
+
+def _answer_tool(fmt: Literal["json"] | JsonSchema) -> dict[str, Any]:
+    """The tool whose forced call is the answer: its input schema is the caller's schema."""
+    if not isinstance(fmt, JsonSchema):
+        schema: dict[str, Any] = {"type": "object"}
+        about = "Give your complete answer as one JSON object."
+    else:
+        schema = dict(fmt.schema)
+        about = fmt.description or f"Give your complete answer as one {fmt.name} object."
+    return {"name": JSON_TOOL, "description": about, "input_schema": schema}
+
+
+def _tool(t: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": t.name,
+        "description": t.description,
+        "input_schema": dict(t.parameters),
+    }
+    if t.strict is not None:
+        out["strict"] = t.strict
+    return out
+
+
 class AnthropicProtocol(WireProtocol):
     type: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
@@ -224,24 +272,22 @@ class AnthropicProtocol(WireProtocol):
         body.update(sampling(request, max_tokens=None, stop="stop_sequences", seed=None))
         if request.user is not None:
             body["metadata"] = {"user_id": request.user}
-        if request.response_format == "json":
+        fmt = request.response_format
+        if isinstance(fmt, JsonSchema) and structured_outputs(request.model):
+            schema = {"type": "json_schema", "schema": dict(fmt.schema)}
+            body.setdefault("output_config", {})["format"] = schema
+            fmt = "text"  # answered as text: the tools below are the request's own
+        if fmt != "text":
             if request.tools:
                 raise UnsupportedError(
-                    "anthropic: response_format='json' cannot be combined with tools "
-                    "(JSON mode is a forced call to a tool of its own)"
+                    f"anthropic: response_format {_format_name(fmt)} cannot be combined with "
+                    f"tools on {request.model} (it is a forced call to a tool of its own)"
                 )
-            body["tools"] = [
-                {
-                    "name": JSON_TOOL,
-                    "description": "Give your complete answer as one JSON object.",
-                    "input_schema": {"type": "object"},
-                }
-            ]
+            body["tools"] = [_answer_tool(fmt)]
             body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
         elif request.tools:
             body["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
-                for t in request.tools
+                _tool(t) for t in request.tools
             ]
             if request.tool_choice is not None:
                 body["tool_choice"] = self._tool_choice(request.tool_choice)

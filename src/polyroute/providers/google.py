@@ -37,6 +37,7 @@ from polyroute.types import (
     EmbeddingResponse,
     FinishReason,
     ImagePart,
+    JsonSchema,
     Message,
     ModelInfo,
     Part,
@@ -258,8 +259,11 @@ class GoogleProtocol(WireProtocol):
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
         config = sampling(request, max_tokens="maxOutputTokens", top_p="topP", stop="stopSequences")
-        if request.response_format == "json":
+        if request.response_format != "text":
             config["responseMimeType"] = "application/json"
+        if isinstance(request.response_format, JsonSchema):
+            # full JSON Schema (``responseSchema`` takes an OpenAPI subset)
+            config["responseJsonSchema"] = dict(request.response_format.schema)
         if config:
             body["generationConfig"] = config
         if request.tools:
@@ -276,8 +280,13 @@ class GoogleProtocol(WireProtocol):
                     ]
                 }
             ]
-        if request.tool_choice is not None:
-            body["toolConfig"] = {"functionCallingConfig": self._tool_choice(request.tool_choice)}
+        strict = any(t.strict for t in request.tools)
+        if request.tool_choice is not None or strict:
+            calling = self._tool_choice(request.tool_choice or "auto")
+            if strict and calling["mode"] == "AUTO":
+                # strict tools: calls held to their schemas (ANY, a forced call, already is)
+                calling = {"mode": "VALIDATED"}
+            body["toolConfig"] = {"functionCallingConfig": calling}
         path = f"/{API_VERSION}/{model_path(request.model)}"
         if stream:
             return HttpCall(

@@ -39,6 +39,7 @@ from polyroute.types import (
     EmbeddingResponse,
     FinishReason,
     ImagePart,
+    JsonSchema,
     Message,
     ModelInfo,
     TextPart,
@@ -172,6 +173,8 @@ class OllamaProtocol(WireProtocol):
             body["options"] = options
         if request.response_format == "json":
             body["format"] = "json"
+        elif isinstance(request.response_format, JsonSchema):
+            body["format"] = dict(request.response_format.schema)  # a JSON schema
         tools = request.tools
         # No tool_choice on the wire: "none" drops the tools, a name narrows them
         # to that one; "required" cannot be enforced and is sent as "auto".
@@ -179,6 +182,12 @@ class OllamaProtocol(WireProtocol):
             tools = ()
         elif request.tool_choice not in (None, "auto", "required"):
             tools = [t for t in tools if t.name == request.tool_choice]
+        for i, t in enumerate(tools):
+            if t.strict:
+                raise UnsupportedError(
+                    f"ollama cannot hold tool calls to their schema: tools.{i}.function.strict "
+                    f"({t.name})"
+                )
         if tools:
             body["tools"] = [
                 {

@@ -9,7 +9,7 @@ before it has empty ``choices`` and the usage.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from polyroute.errors import ErrorKind, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
@@ -29,10 +29,12 @@ from polyroute.types import (
     EmbeddingResponse,
     FinishReason,
     ImagePart,
+    JsonSchema,
     Message,
     ModelInfo,
     Part,
     TextPart,
+    Tool,
     ToolCall,
     Usage,
 )
@@ -98,6 +100,29 @@ def _part(p: Part) -> dict[str, Any]:
     return {"type": "text", "text": p.text}
 
 
+def response_format(fmt: Literal["json"] | JsonSchema) -> dict[str, Any]:
+    """JSON mode, or Structured Outputs: ``json_schema`` with the caller's schema as it is."""
+    if not isinstance(fmt, JsonSchema):
+        return {"type": "json_object"}
+    spec: dict[str, Any] = {"name": fmt.name, "schema": dict(fmt.schema)}
+    if fmt.strict is not None:
+        spec["strict"] = fmt.strict
+    if fmt.description is not None:
+        spec["description"] = fmt.description
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _function(t: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": t.name,
+        "description": t.description,
+        "parameters": dict(t.parameters),
+    }
+    if t.strict is not None:
+        out["strict"] = t.strict
+    return out
+
+
 def usage_from_wire(u: dict[str, Any] | None) -> Usage:
     if not u:
         return Usage()
@@ -136,20 +161,10 @@ class OpenAIProtocol(WireProtocol):
         body.update(sampling(request, max_tokens=self.max_tokens_field))
         if request.user is not None:
             body["user"] = request.user
-        if request.response_format == "json":
-            body["response_format"] = {"type": "json_object"}
+        if request.response_format != "text":
+            body["response_format"] = response_format(request.response_format)
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": dict(t.parameters),
-                    },
-                }
-                for t in request.tools
-            ]
+            body["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
         if request.tool_choice is not None:
             body["tool_choice"] = self._tool_choice(request.tool_choice)
         if stream:

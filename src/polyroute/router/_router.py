@@ -66,6 +66,19 @@ Check = Callable[[], Mapping[str, str]]
 empty: a check keeps its blocked set current, so a decision costs one call per check,
 not one per provider."""
 
+_NEEDED_BY: Mapping[Capability, str] = {
+    "json_schema": "cannot honour response_format json_schema",
+}
+"""What a request asks that a pair lacking the capability cannot give, where a field needs it."""
+
+
+def lacking(missing: Sequence[Capability]) -> str:
+    """Why a pair lacking ``missing`` (sorted) is left out."""
+    noun = "capability" if len(missing) == 1 else "capabilities"
+    why = f"lacks {noun} {', '.join(missing)}"
+    fields = [_NEEDED_BY[c] for c in missing if c in _NEEDED_BY]
+    return f"{why} ({'; '.join(fields)})" if fields else why
+
 
 class Router:
     """Decides where a request goes. Build once per config; ``decide()`` per request."""
@@ -501,10 +514,8 @@ class Router:
             for i, e in enumerate(self._entry):
                 missing = sorted(required - e.capabilities)
                 if missing:
-                    noun = "capability" if len(missing) == 1 else "capabilities"
-                    why = f"lacks {noun} {', '.join(missing)}"
                     rows.append(i)
-                    out.append(Excluded(self._provider[i], self._model[i], why))
+                    out.append(Excluded(self._provider[i], self._model[i], lacking(missing)))
             hit = self._lacking_cache[required] = (tuple(rows), tuple(out))
         return hit
 

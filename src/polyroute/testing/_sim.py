@@ -62,6 +62,9 @@ class SimChat:
     max_tokens: int | None
     stream: bool
     include_usage: bool = True
+    schema: Mapping[str, Any] | None = None
+    """The JSON schema the answer must match, where the request gave one: the default
+    reply is then a JSON object in it (:func:`sample_json`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +258,8 @@ class Simulator(ABC):
         return {}
 
     def default_reply(self, chat: SimChat) -> str:
+        if chat.schema is not None:
+            return json.dumps(sample_json(chat.schema), ensure_ascii=False)
         return f"Simulated {self.vendor} reply from {chat.model}."
 
     # -- shared request handling ------------------------------------------
@@ -395,6 +400,36 @@ class Simulator(ABC):
     def last_request(self) -> RecordedRequest:
         with self._lock:
             return self.requests[-1]
+
+
+def sample_json(schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> Any:
+    """A value matching ``schema`` (the JSON Schema that structured outputs use: types,
+    properties, items, enum, const, anyOf/oneOf, local ``$ref``), every property filled."""
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for key in ref[2:].split("/"):
+            target = target[key]
+        return sample_json(target, root)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return sample_json(schema[key][0], root)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: sample_json(sub, root) for name, sub in props.items()}
+    if kind == "array":
+        items = schema.get("items") or {}
+        return [sample_json(items, root) for _ in range(max(1, schema.get("minItems", 1)))]
+    samples = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True, "null": None}
+    return samples.get(kind, "sample")
 
 
 def sse(data: Any, event: str | None = None) -> str:

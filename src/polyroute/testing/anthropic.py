@@ -205,7 +205,20 @@ class AnthropicSimulator(Simulator):
             stream=bool(body.get("stream")),
             tool=self._forced_tool(body),
             stop_sequences=tuple(body.get("stop_sequences") or ()),
+            schema=self._schema(body),
         )
+
+    def _schema(self, body: Any) -> Any:
+        """The answer's JSON schema: structured outputs (``output_config.format``, or the
+        beta's ``output_format``), else the input schema of the tool a call is forced to."""
+        fmt = (body.get("output_config") or {}).get("format") or body.get("output_format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return fmt.get("schema") or {}
+        forced = self._forced_tool(body)
+        for tool in body.get("tools") or ():
+            if forced is not None and tool.get("name") == forced:
+                return tool.get("input_schema")
+        return None
 
     def _forced_tool(self, body: Any) -> str | None:
         choice = body.get("tool_choice") or {}

@@ -191,6 +191,7 @@ class GoogleSimulator(Simulator):
             max_tokens=config.get("maxOutputTokens"),
             stream=stream,
             call=_forced_call(body),
+            schema=config.get("responseJsonSchema") or config.get("responseSchema"),
         )
 
     def _usage(self, reply: SimReply) -> dict[str, Any]:

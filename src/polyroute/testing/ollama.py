@@ -106,6 +106,7 @@ class OllamaSimulator(Simulator):
             last_user=users[-1] if users else "",
             max_tokens=options.get("num_predict"),
             stream=body.get("stream", True) is not False,  # Ollama streams unless told not to
+            schema=body["format"] if isinstance(body.get("format"), dict) else None,
         )
 
     def _final(self, chat: SimChat, reply: SimReply) -> dict[str, Any]:

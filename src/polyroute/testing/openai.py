@@ -37,6 +37,13 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _schema(fmt: Any) -> Any:
+    """``response_format``'s JSON schema (Structured Outputs), if it has one."""
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return (fmt.get("json_schema") or {}).get("schema") or {}
+    return None
+
+
 class OpenAISimulator(Simulator):
     vendor: ClassVar[str] = "openai"
     default_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
@@ -80,6 +87,7 @@ class OpenAISimulator(Simulator):
             max_tokens=body.get("max_completion_tokens", body.get("max_tokens")),
             stream=bool(body.get("stream")),
             include_usage=bool(options.get("include_usage")),
+            schema=_schema(body.get("response_format")),
         )
 
     def _usage(self, reply: SimReply) -> dict[str, Any]:
