@@ -19,6 +19,7 @@ from polyroute.providers import (
     connect,
 )
 from polyroute.providers.anthropic import JSON_TOOL
+from polyroute.providers.google import GoogleProtocol
 from polyroute.testing import Simulator, simulator_class
 from polyroute.testing._sim import sample_json
 from polyroute.types import ChatRequest, JsonSchema, Message, Tool
@@ -210,3 +211,25 @@ def test_sample_json_fills_every_property() -> None:
     assert sample_json(PERSON) == EXPECTED
     nullable = {"anyOf": [{"type": "number"}, {"type": "null"}]}
     assert sample_json({"type": ["null", "boolean"]}) is True and sample_json(nullable) == 1.5
+
+
+def test_gemini_gets_const_as_enum_and_constraints_it_would_not_enforce_are_refused() -> None:
+    with_const = {"type": "object", "properties": {"kind": {"const": "person"}}}
+    body = (
+        GoogleProtocol()
+        .chat(req("gemini-2.5-flash", response_format=JsonSchema("k", with_const)), stream=False)
+        .json
+    )
+    assert body is not None
+    sent = body["generationConfig"]["responseJsonSchema"]
+    assert sent["properties"]["kind"] == {"enum": ["person"]}
+    nested = {
+        "type": "object",
+        "properties": {
+            "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"}}
+        },
+    }
+    with pytest.raises(UnsupportedError, match=r"schema\.properties\.tags\.items\.pattern"):
+        GoogleProtocol().chat(
+            req("gemini-2.5-flash", response_format=JsonSchema("t", nested)), stream=False
+        )

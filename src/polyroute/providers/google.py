@@ -17,7 +17,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from polyroute.errors import ContentFilterError, ErrorKind, InvalidResponseError, status_error
+from polyroute.errors import (
+    ContentFilterError,
+    ErrorKind,
+    InvalidResponseError,
+    UnsupportedError,
+    status_error,
+)
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.providers._base import (
     HttpCall,
@@ -244,6 +250,45 @@ def blocked(body: Mapping[str, Any]) -> ContentFilterError:
     return ContentFilterError(f"prompt blocked by Gemini ({reason})", vendor_type=reason, body=body)
 
 
+# JSON Schema keywords that constrain a value but that responseJsonSchema does not enforce
+# (it takes: type, format, enum, items, prefixItems, min/maxItems, minimum, maximum, anyOf,
+# oneOf, properties, additionalProperties, required, $ref/$defs; annotations pass as they are)
+_UNENFORCED = frozenset(
+    {
+        "pattern", "minLength", "maxLength", "exclusiveMinimum", "exclusiveMaximum",
+        "multipleOf", "allOf", "not", "if", "then", "else", "uniqueItems", "contains",
+        "minContains", "maxContains", "minProperties", "maxProperties", "patternProperties",
+        "propertyNames", "dependentRequired", "dependentSchemas", "unevaluatedProperties",
+        "unevaluatedItems", "additionalItems",
+    }
+)  # fmt: skip
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")
+
+
+def response_schema(schema: Mapping[str, Any], where: str = "schema") -> dict[str, Any]:
+    """A caller's JSON schema as Gemini takes it: ``const`` becomes the one-value ``enum`` it
+    means; a constraint Gemini would not enforce is refused by name, never silently lost."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _UNENFORCED:
+            raise UnsupportedError(
+                f"google: response_format json_schema: {where}.{key} is not enforced by "
+                "Gemini's responseJsonSchema"
+            )
+        if key == "const":
+            out["enum"] = [value]
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {k: response_schema(v, f"{where}.{key}.{k}") for k, v in value.items()}
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            out[key] = [response_schema(v, f"{where}.{key}.{i}") for i, v in enumerate(value)]
+        elif key in ("items", "additionalProperties") and isinstance(value, Mapping):
+            out[key] = response_schema(value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
 class GoogleProtocol(WireProtocol):
     type: ClassVar[str] = "google"
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
@@ -263,7 +308,7 @@ class GoogleProtocol(WireProtocol):
             config["responseMimeType"] = "application/json"
         if isinstance(request.response_format, JsonSchema):
             # full JSON Schema (``responseSchema`` takes an OpenAPI subset)
-            config["responseJsonSchema"] = dict(request.response_format.schema)
+            config["responseJsonSchema"] = response_schema(request.response_format.schema)
         if config:
             body["generationConfig"] = config
         if request.tools:
