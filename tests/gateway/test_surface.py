@@ -4,6 +4,7 @@ errors in the caller's own API shape."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -78,6 +79,9 @@ class ToolsThenStop(OpenAISimulator):
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": self._usage(reply),
         }
+
+    def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
+        return body  # the one answer above, as it is
 
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": chat.model}
@@ -243,3 +247,89 @@ def test_a_method_a_route_does_not_take_is_405_in_the_callers_shape(gateway: Gat
     assert messages.json()["error"]["type"] == "invalid_request_error"
     assert messages.json()["type"] == "error"
     assert other.status_code == 404 and other.json()["error"]["type"] == "not_found_error"
+
+
+# -- validation errors in plain words ------------------------------------------------
+
+BRANCH_NAMES = re.compile(r"\.str\b|\[|tagged-union|\b_[A-Z]|Input should")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (
+            "/v1/messages",
+            {"messages": [{"role": "user", "content": 5}]},
+            "messages.0.content: expected a string or an array, got a number",
+        ),
+        (
+            "/v1/messages",
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "messages.0.content.0.text: expected a string, got a number",
+        ),
+        (
+            "/v1/messages",
+            {"messages": [{"role": "user", "content": [{"type": "video"}]}]},
+            "messages.0.content.0.type: unknown type 'video' (expected one of 'text', ",
+        ),
+        (
+            "/v1/messages",
+            {"system": [{"type": "text"}]},
+            "system.0.text: field required",
+        ),
+        (
+            "/v1/chat/completions",
+            {"stop": 5},
+            "stop: expected a string or an array, got a number",
+        ),
+        (
+            "/v1/chat/completions",
+            {"tool_choice": "sometimes"},
+            "tool_choice: expected 'auto', 'none' or 'required' or an object, got \"sometimes\"",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]},
+            "messages.0.content.0.image_url: expected an object, got a number",
+        ),
+        (
+            "/v1/embeddings",
+            {"input": {"text": "hi"}},
+            "input: expected ",
+        ),
+    ],
+)
+def test_validation_errors_name_the_callers_field_in_plain_words(
+    gateway: Gateway, path: str, body: dict[str, Any], message: str
+) -> None:
+    base: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSGS}
+    if path == "/v1/messages":
+        base["max_tokens"] = 10
+    if path == "/v1/embeddings":
+        base = {"model": "text-embedding-3-small"}
+    with gateway.http() as http:
+        r = http.post(path, json={**base, **body})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["message"].startswith(message), error["message"]
+    assert not BRANCH_NAMES.search(error["message"]), error["message"]
+    if "param" in error:  # OpenAI's shape names the field alone
+        assert error["param"] == message.partition(":")[0]
+
+
+def test_the_sdks_show_the_plain_words(oa: openai.OpenAI, sdk: anthropic.Anthropic) -> None:
+    with pytest.raises(openai.BadRequestError) as chat:
+        oa.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": [{"type": "text", "text": None}]}],  # type: ignore[typeddict-item]
+        )
+    assert "messages.0.content.0.text: expected a string, got null" in chat.value.message
+    with pytest.raises(anthropic.BadRequestError) as messages:
+        sdk.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=10,
+            messages=[{"role": "user", "content": 42}],  # type: ignore[typeddict-item]
+        )
+    assert "messages.0.content: expected a string or an array, got a number" in (
+        messages.value.message
+    )

@@ -270,7 +270,7 @@ def parse_count_tokens(raw: bytes) -> Inbound:
     try:
         body = CountTokensBody.model_validate_json(raw)
     except ValidationError as exc:
-        raise invalid(exc) from None
+        raise invalid(exc, raw) from None
     return Inbound(_request(body), stream=False, hints=body.polyroute)
 
 
@@ -329,7 +329,7 @@ class AnthropicMessages:
         try:
             body = MessagesBody.model_validate_json(raw)
         except ValidationError as exc:
-            raise invalid(exc) from None
+            raise invalid(exc, raw) from None
         return Inbound(_request(body), stream=body.stream, hints=body.polyroute)
 
     def render(self, reply: Reply) -> bytes:

@@ -275,7 +275,7 @@ class OpenAIChat:
         try:
             body = ChatBody.model_validate_json(raw)
         except ValidationError as exc:
-            raise invalid(exc) from None
+            raise invalid(exc, raw) from None
         options = body.stream_options
         return Inbound(
             _request(body),
@@ -395,7 +395,7 @@ def parse_embeddings(raw: bytes) -> tuple[EmbeddingRequest, bool]:
     try:
         body = EmbeddingsBody.model_validate_json(raw)
     except ValidationError as exc:
-        raise invalid(exc) from None
+        raise invalid(exc, raw) from None
     inputs = (body.input,) if isinstance(body.input, str) else tuple(body.input)
     request = EmbeddingRequest(body.model, inputs, body.dimensions)
     return request, body.encoding_format == "base64"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from polyroute.errors import GatewayError, JSONTooDeepError
 from polyroute.events import StreamEvent
+from polyroute.gateway._plain import refusal
 from polyroute.providers import loads_bounded
 from polyroute.types import (
     Capability,
@@ -163,20 +164,10 @@ def sse(data: Any, event: str | None = None) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
-def invalid(exc: ValidationError) -> GatewayError:
-    """A pydantic refusal of a body as one 400 line: where, and what is wrong."""
-    err = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
-    if err["type"] == "missing":
-        msg = "field required"
-    elif err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif err["type"] == "json_invalid":
-        return GatewayError(f"the body is not valid JSON: {err['ctx'].get('error', msg)}")
-    elif err["type"] == "model_type" and not err["loc"]:
-        return GatewayError("the body must be a JSON object")
-    return GatewayError(f"{where}: {msg}" if where else msg, param=where or None)
+def invalid(exc: ValidationError, raw: bytes | None = None) -> GatewayError:
+    """A pydantic refusal of the body ``raw`` as one 400 line in the caller's words: the
+    field's path in that body (no union branch names), and what is wrong (``_plain``)."""
+    return refusal(exc, raw)
 
 
 def compact(parts: tuple[Part, ...]) -> str | tuple[Part, ...]:
