@@ -55,7 +55,14 @@ def test_ask_json_reports_reply_usage_cost_and_key_header(
     assert out["content"] == "Routing is choosing well"
     assert out["provider"] == vendor
     usage = out["usage"]
-    assert usage == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+    assert usage == {
+        "prompt_tokens": 4,
+        "completion_tokens": 6,
+        "total_tokens": 10,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+    }
     assert out["cost_usd"] == pytest.approx((4 * PRICE[0] + 6 * PRICE[1]) / 1e6)
     assert out["attempts"][0]["ok"] is True and out["decision"]["provider"] == vendor
     headers = fleet[vendor].last_request().headers

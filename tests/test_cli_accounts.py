@@ -64,6 +64,9 @@ def test_usage_totals_by_provider_model_and_day(fleet: Fleet, config: Path) -> N
         "failed",
         "prompt_tokens",
         "completion_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
         "cost_usd",
     }
     assert (rows["openai"]["requests"], rows["openai"]["failed"]) == (4, 2)

@@ -39,11 +39,7 @@ class Answer:
             "content": self.content,
             "provider": self.provider,
             "model": self.model,
-            "usage": {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-                "total_tokens": self.usage.total_tokens,
-            },
+            "usage": self.usage.as_dict(),
             "cost_usd": self.cost_usd,
             "latency_ms": round(self.latency_ms, 1),
             "decision": self.decision.as_dict(),

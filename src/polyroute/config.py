@@ -165,6 +165,8 @@ class ModelConfig(_Section):
     input_usd_per_mtok: float | None = Field(None, ge=0)
     output_usd_per_mtok: float | None = Field(None, ge=0)
     cached_input_usd_per_mtok: float | None = Field(None, ge=0)
+    cache_write_usd_per_mtok: float | None = Field(None, ge=0)
+    cache_write_1h_usd_per_mtok: float | None = Field(None, ge=0)
     context_window: int | None = Field(None, gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
     quality: float | None = Field(None, ge=0, le=1)

@@ -145,6 +145,9 @@ class Message:
     """For ``role="tool"``: the name of the tool that answered (Gemini needs it)."""
     is_error: bool = False
     """For ``role="tool"``: the tool failed, and ``content`` says how."""
+    cache_control: CacheControl | None = None
+    """A cache breakpoint on the message's last block where no part carries it: a tool
+    result (Anthropic's ``tool_result`` block) or an assistant turn's last tool call."""
 
     @property
     def text(self) -> str:
@@ -267,6 +270,8 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
         }
 
 

@@ -47,19 +47,33 @@ _GENAI_PRICES_IDS: Mapping[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens. ``cached_input`` ``None`` means cached input costs as input."""
+    """USD per million tokens. A cache rate of ``None`` bills those tokens as input; a
+    1-hour write with no rate of its own is billed as a 5-minute one."""
 
     input: float
     output: float
     cached_input: float | None = None
+    """Cache reads."""
     source: PriceSource = "catalog"
+    cache_write: float | None = None
+    """Cache writes (Anthropic's 5-minute ones)."""
+    cache_write_1h: float | None = None
+    """Cache writes kept an hour."""
 
     def cost(self, usage: Usage) -> float:
+        """Each input token once, at its own rate: cache reads, 5-minute writes, 1-hour
+        writes, the rest at the input rate; output (reasoning included) at the output rate."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+        written_1h = min(usage.cache_write_1h_tokens, written)
         cached_rate = self.input if self.cached_input is None else self.cached_input
+        write_rate = self.input if self.cache_write is None else self.cache_write
+        write_1h_rate = write_rate if self.cache_write_1h is None else self.cache_write_1h
         return (
-            (usage.prompt_tokens - cached) * self.input
+            (usage.prompt_tokens - cached - written) * self.input
             + cached * cached_rate
+            + (written - written_1h) * write_rate
+            + written_1h * write_1h_rate
             + usage.completion_tokens * self.output
         ) / 1_000_000
 
@@ -101,6 +115,8 @@ class ModelOverride:
     input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
     cached_input_usd_per_mtok: float | None = None
+    cache_write_usd_per_mtok: float | None = None
+    cache_write_1h_usd_per_mtok: float | None = None
     context_window: int | None = None
     max_output_tokens: int | None = None
     quality: float | None = None
@@ -195,6 +211,8 @@ def _from_table(t: Mapping[str, Any]) -> CatalogModel:
             float(t["output_usd_per_mtok"]),
             t.get("cached_input_usd_per_mtok"),
             source="catalog",
+            cache_write=t.get("cache_write_usd_per_mtok"),
+            cache_write_1h=t.get("cache_write_1h_usd_per_mtok"),
         )
     return CatalogModel(
         id=t["id"],
@@ -219,9 +237,15 @@ def _apply(m: CatalogModel, o: ModelOverride) -> CatalogModel:
             if o.cached_input_usd_per_mtok is not None
             else base.cached_input,
             source="config",
+            cache_write=base.cache_write,
+            cache_write_1h=base.cache_write_1h,
         )
     elif o.cached_input_usd_per_mtok is not None and price is not None:
         price = replace(price, cached_input=o.cached_input_usd_per_mtok, source="config")
+    if price is not None and o.cache_write_usd_per_mtok is not None:
+        price = replace(price, cache_write=o.cache_write_usd_per_mtok, source="config")
+    if price is not None and o.cache_write_1h_usd_per_mtok is not None:
+        price = replace(price, cache_write_1h=o.cache_write_1h_usd_per_mtok, source="config")
     return replace(
         m,
         context_window=o.context_window if o.context_window is not None else m.context_window,
@@ -270,6 +294,8 @@ def _base_price(info: GPModelInfo) -> Price | None:
         out or 0.0,
         _rate(getattr(prices, "cache_read_mtok", None)),
         source="genai-prices",
+        cache_write=_rate(getattr(prices, "cache_write_mtok", None)),
+        cache_write_1h=_rate(getattr(prices, "cache_write_1h_mtok", None)),
     )
 
 
@@ -283,6 +309,8 @@ def _genai_cost(provider_type: str, model: str, usage: Usage) -> float | None:
                 input_tokens=usage.prompt_tokens,
                 output_tokens=usage.completion_tokens,
                 cache_read_tokens=usage.cached_tokens or None,
+                cache_write_tokens=usage.cache_write_tokens or None,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens or None,
             ),
             model,
             provider_id=_GENAI_PRICES_IDS[provider_type],

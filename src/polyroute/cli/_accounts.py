@@ -71,12 +71,17 @@ def usage(by: str, provider: str | None, since: str | None, as_json: bool) -> No
                 str(r.failed),
                 f"{r.prompt_tokens:,}",
                 f"{r.completion_tokens:,}",
+                f"{r.cached_tokens:,}",
+                f"{r.cache_write_tokens:,}",
+                f"{r.reasoning_tokens:,}",
                 usd(r.cost_usd),
             ]
             for r in report.rows
         ]
-        rows.append(["total", str(report.requests), "", "", "", usd(report.total_cost_usd)])
-        table(None, [by, "requests", "failed", "prompt tok", "completion tok", "cost"], rows)
+        total = usd(report.total_cost_usd)
+        rows.append(["total", str(report.requests), "", "", "", "", "", "", total])
+        head = ["requests", "failed", "prompt tok", "completion tok", "cached", "cache write"]
+        table(None, [by, *head, "reasoning", "cost"], rows)
         return 0
 
     run(main)

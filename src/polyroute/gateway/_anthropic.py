@@ -21,7 +21,9 @@ Inbound counterpart of :mod:`polyroute.providers.anthropic`, and its mirror:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
@@ -45,6 +47,7 @@ from polyroute.gateway._wire import (
     tool_arguments,
 )
 from polyroute.types import (
+    CacheControl,
     ChatRequest,
     ImagePart,
     JsonSchema,
@@ -59,9 +62,15 @@ from polyroute.types import (
 # -- the request body ------------------------------------------------------------
 
 
+class _CacheControl(Body):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] = "5m"
+
+
 class _Text(Body):
     type: Literal["text"]
     text: str
+    cache_control: _CacheControl | None = None
 
 
 class _Source(Body):
@@ -74,6 +83,7 @@ class _Source(Body):
 class _Image(Body):
     type: Literal["image"]
     source: _Source
+    cache_control: _CacheControl | None = None
 
 
 class _ToolUse(Body):
@@ -81,6 +91,7 @@ class _ToolUse(Body):
     id: str
     name: str
     input: dict[str, Any] = Field(default_factory=dict)
+    cache_control: _CacheControl | None = None
 
 
 _ResultPart = Annotated[_Text | _Image, Field(discriminator="type")]
@@ -91,6 +102,7 @@ class _ToolResult(Body):
     tool_use_id: str
     content: str | list[_ResultPart] = ""
     is_error: bool = False
+    cache_control: _CacheControl | None = None
 
 
 _Block = Annotated[_Text | _Image | _ToolUse | _ToolResult, Field(discriminator="type")]
@@ -105,6 +117,7 @@ class _Tool(Body):
     name: str = Field(min_length=1)
     description: str = ""
     input_schema: dict[str, Any]
+    cache_control: _CacheControl | None = None
     strict: bool | None = None
 
 
@@ -146,22 +159,30 @@ class MessagesBody(Body):
     polyroute: Hints | None = None
 
 
-def _image(source: _Source, where: str) -> ImagePart:
+def mark(cache_control: _CacheControl | None) -> CacheControl | None:
+    """A block's ``cache_control`` as our breakpoint."""
+    return None if cache_control is None else CacheControl(cache_control.ttl)
+
+
+def _image(source: _Source, where: str, cache_control: _CacheControl | None = None) -> ImagePart:
+    cache = mark(cache_control)
     if source.type == "url":
         if not source.url:
             raise GatewayError(f"{where}.source.url: field required", param=f"{where}.source.url")
-        return ImagePart(url=source.url)
+        return ImagePart(url=source.url, cache_control=cache)
     if not source.data or not source.media_type:
         raise GatewayError(
             f"{where}.source: a base64 image needs data and media_type", param=f"{where}.source"
         )
-    return ImagePart(data=source.data, media_type=source.media_type)
+    return ImagePart(data=source.data, media_type=source.media_type, cache_control=cache)
 
 
 def _parts(blocks: Sequence[_Text | _Image], where: str) -> str | tuple[Part, ...]:
     return compact(
         tuple(
-            TextPart(b.text) if isinstance(b, _Text) else _image(b.source, f"{where}.{i}")
+            TextPart(b.text, mark(b.cache_control))
+            if isinstance(b, _Text)
+            else _image(b.source, f"{where}.{i}", b.cache_control)
             for i, b in enumerate(blocks)
         )
     )
@@ -173,27 +194,42 @@ def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
         return [Message(m.role, m.content)]
     where = f"messages.{i}.content"
     if m.role == "assistant":
-        texts: list[str] = []
+        texts: list[TextPart] = []
         calls: list[ToolCall] = []
+        last: CacheControl | None = None  # a breakpoint on the turn's last tool_use
         for j, b in enumerate(m.content):
             if isinstance(b, _Text):
-                texts.append(b.text)
+                texts.append(TextPart(b.text, mark(b.cache_control)))
             elif isinstance(b, _ToolUse):
                 names[b.id] = b.name
                 calls.append(ToolCall(b.id, b.name, json.dumps(b.input, ensure_ascii=False)))
+                if b.cache_control is not None:
+                    if j != len(m.content) - 1:
+                        raise GatewayError(
+                            f"{where}.{j}.cache_control: on a tool_use block, only the "
+                            "turn's last block can carry a cache breakpoint",
+                            param=f"{where}.{j}.cache_control",
+                        )
+                    last = mark(b.cache_control)
             else:
                 raise GatewayError(
                     f"{where}.{j}: an assistant turn takes text and tool_use blocks",
                     param=f"{where}.{j}",
                 )
-        return [Message.assistant("".join(texts), calls)]
+        return [Message("assistant", compact(tuple(texts)), tuple(calls), cache_control=last)]
     out: list[Message] = []
     rest: list[_Text | _Image] = []
     for j, b in enumerate(m.content):
         if isinstance(b, _ToolResult):
             content = b.content if isinstance(b.content, str) else _parts(b.content, where)
             out.append(
-                Message("tool", content, tool_call_id=b.tool_use_id, name=names.get(b.tool_use_id))
+                Message(
+                    "tool",
+                    content,
+                    tool_call_id=b.tool_use_id,
+                    name=names.get(b.tool_use_id),
+                    cache_control=mark(b.cache_control),
+                )
             )
         elif isinstance(b, _ToolUse):
             raise GatewayError(
@@ -235,7 +271,11 @@ def _output_format(body: MessagesBody) -> Literal["text"] | JsonSchema:
 def _request(body: MessagesBody) -> ChatRequest:
     messages: list[Message] = []
     system = body.system
-    if system:
+    if isinstance(system, list) and any(b.cache_control for b in system):
+        # kept as blocks: each breakpoint stays where it was
+        parts = tuple(TextPart(b.text, mark(b.cache_control)) for b in system)
+        messages.append(Message("system", parts))
+    elif system:
         text = system if isinstance(system, str) else "\n\n".join(b.text for b in system)
         messages.append(Message.system(text))
     names: dict[str, str] = {}  # tool_use id -> tool name, for the results that answer them
@@ -249,7 +289,14 @@ def _request(body: MessagesBody) -> ChatRequest:
         top_p=body.top_p,
         stop=tuple(body.stop_sequences or ()),
         tools=tuple(
-            Tool(t.name, t.description, t.input_schema, strict=t.strict) for t in body.tools or ()
+            Tool(
+                t.name,
+                t.description,
+                t.input_schema,
+                strict=t.strict,
+                cache_control=mark(t.cache_control),
+            )
+            for t in body.tools or ()
         ),
         response_format=_output_format(body),
         tool_choice=_tool_choice(body.tool_choice),
@@ -308,18 +355,45 @@ def _stop_reason(finish: str, raw: str | None, stop_sequence: str | None, tools:
     return _STOP.get(finish, "end_turn")
 
 
-def _usage(u: Usage) -> dict[str, int]:
-    """``input_tokens`` excludes cache reads, as the API counts them."""
-    return {
-        "input_tokens": u.prompt_tokens - u.cached_tokens,
+def _usage(u: Usage, *, split: bool = True) -> dict[str, Any]:
+    """``input_tokens`` excludes cache reads and writes, as the API counts them; ``split``:
+    with ``cache_creation``, the writes by lifetime (a stream's ``message_delta`` has none)."""
+    out: dict[str, Any] = {
+        "input_tokens": max(0, u.prompt_tokens - u.cached_tokens - u.cache_write_tokens),
         "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": u.cached_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": u.cache_write_tokens,
     }
+    if split:
+        out["cache_creation"] = {
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - u.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": u.cache_write_1h_tokens,
+        }
+    if u.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
+    return out
 
 
 def error_object(problem: Problem) -> dict[str, Any]:
     return {"type": "error", "error": {"type": _TYPES[problem.kind], "message": problem.message}}
+
+
+_BETA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def with_betas(inbound: Inbound, values: Sequence[str]) -> Inbound:
+    """The request with the ``anthropic-beta`` header's features (comma-separated, the header
+    repeatable), forwarded to Anthropic upstreams whatever API the caller speaks."""
+    betas = [b.strip() for v in values for b in v.split(",") if b.strip()]
+    if not betas:
+        return inbound
+    for b in betas:
+        if not _BETA.fullmatch(b):
+            raise GatewayError(
+                f"anthropic-beta: {b[:40]!r} is not a beta feature name", param="anthropic-beta"
+            )
+    request = replace(inbound.request, betas=tuple(dict.fromkeys(betas)))
+    return replace(inbound, request=request)
 
 
 class AnthropicMessages:
@@ -450,7 +524,7 @@ class _Events:
                     ),
                     "stop_sequence": event.stop_sequence,
                 },
-                "usage": _usage(event.usage),
+                "usage": _usage(event.usage, split=False),
             }
             return (
                 out

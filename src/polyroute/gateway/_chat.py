@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from polyroute.errors import GatewayError, PolyrouteError
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta
+from polyroute.gateway._anthropic import with_betas
 from polyroute.gateway._observe import Note, note_of
 from polyroute.gateway._openai import error_object as openai_error
 from polyroute.gateway._openai import parse_embeddings, render_embeddings
@@ -148,6 +149,7 @@ class ChatEndpoint:
             caller = await calls.auth.caller(request.headers)
             note.key = caller.key_id
             inbound = await self.inbound(await read_body(request, calls.limit), caller)
+            inbound = with_betas(inbound, request.headers.getlist("anthropic-beta"))
             choice = calls.selector.chat(inbound.request, inbound.hints, caller)
             if choice.fusion is not None:
                 return await self._fuse(inbound, choice, choice.fusion, caller, note)

@@ -39,6 +39,7 @@ from polyroute.gateway._wire import (
     sse,
 )
 from polyroute.types import (
+    CacheControl,
     ChatRequest,
     EmbeddingRequest,
     ImagePart,
@@ -54,9 +55,21 @@ from polyroute.types import Tool as OurTool
 # -- the request body ------------------------------------------------------------
 
 
+class _CacheControl(Body):
+    """Anthropic's prompt-cache breakpoint, taken on parts and tools as LiteLLM and
+    OpenRouter take it, so an OpenAI client can cache on an Anthropic upstream."""
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] = "5m"
+
+    def mark(self) -> CacheControl:
+        return CacheControl(self.ttl)
+
+
 class _Text(Body):
     type: Literal["text"]
     text: str
+    cache_control: _CacheControl | None = None
 
 
 class _ImageURL(Body):
@@ -66,6 +79,7 @@ class _ImageURL(Body):
 class _Image(Body):
     type: Literal["image_url"]
     image_url: _ImageURL
+    cache_control: _CacheControl | None = None
 
 
 _Part = Annotated[_Text | _Image, Field(discriminator="type")]
@@ -100,6 +114,7 @@ class _FunctionDef(Body):
 class _Tool(Body):
     type: Literal["function"] = "function"
     function: _FunctionDef
+    cache_control: _CacheControl | None = None
 
 
 class _Named(Body):
@@ -153,12 +168,14 @@ def _content(content: str | list[_Part] | None) -> str | tuple[Part, ...]:
         return ""
     if isinstance(content, str):
         return content
-    return compact(
-        tuple(
-            TextPart(p.text) if isinstance(p, _Text) else ImagePart(url=p.image_url.url)
-            for p in content
-        )
-    )
+    return compact(tuple(_part(p) for p in content))
+
+
+def _part(p: _Part) -> Part:
+    cache = None if p.cache_control is None else p.cache_control.mark()
+    if isinstance(p, _Text):
+        return TextPart(p.text, cache)
+    return ImagePart(url=p.image_url.url, cache_control=cache)
 
 
 def _message(m: _Message, i: int) -> Message:
@@ -211,6 +228,7 @@ def _request(body: ChatBody) -> ChatRequest:
                 t.function.description,
                 t.function.parameters,
                 strict=t.function.strict,
+                cache_control=None if t.cache_control is None else t.cache_control.mark(),
             )
             for t in body.tools or ()
         ),
@@ -256,11 +274,13 @@ def error_object(problem: Problem) -> dict[str, Any]:
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage; cache writes have no field of their own (OpenAI bills none)."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 

@@ -171,8 +171,9 @@ def invalid(exc: ValidationError, raw: bytes | None = None) -> GatewayError:
 
 
 def compact(parts: tuple[Part, ...]) -> str | tuple[Part, ...]:
-    """A message's content parts, as one string when they are all text."""
-    if all(isinstance(p, TextPart) for p in parts):
+    """A message's content parts, as one string when they are all text (without a cache
+    breakpoint, which only a part can carry)."""
+    if all(isinstance(p, TextPart) and p.cache_control is None for p in parts):
         return "".join(p.text for p in parts if isinstance(p, TextPart))
     return parts
 

@@ -62,6 +62,8 @@ def encode(item: SettleItem, seq: int | None = None) -> str:
             rec.error_type,
             rec.request_id,
             rec.virtual_key,
+            rec.cache_write_tokens,
+            rec.reasoning_tokens,
             reservation,
         ],
         separators=(",", ":"),
@@ -70,7 +72,8 @@ def encode(item: SettleItem, seq: int | None = None) -> str:
 
 def decode(line: str) -> tuple[int | None, SettleItem]:
     """``(seq, item)`` of a line :func:`encode` wrote; :class:`ValueError` for anything else
-    (a line torn by a full disk, or edited by hand)."""
+    (a line torn by a full disk, or edited by hand). Fields added later come last, before the
+    reservation, so a line written before them reads with their defaults."""
     try:
         seq, *fields, res = json.loads(line)
         reservation = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from polyroute.catalog import Catalog, CatalogModel
@@ -26,8 +26,11 @@ from polyroute.tokens import embedding_token_bound, estimate_output_tokens, prom
 from polyroute.types import (
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EmbeddingRequest,
     EmbeddingResponse,
+    ImagePart,
+    TextPart,
     Usage,
 )
 
@@ -49,7 +52,29 @@ def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
     if entry.price is None:
         return None
     out = output_bound(entry, request.max_tokens)
-    return entry.price.cost(Usage(prompt_token_bound(request), out))
+    prompt = prompt_token_bound(request)
+    usage = Usage(prompt, out)
+    ttls = _cache_ttls(request)
+    if not ttls:
+        return entry.price.cost(usage)
+    # with breakpoints, every input token may be written to the cache, at a rate above input's
+    one_hour = prompt if "1h" in ttls else 0
+    written = replace(usage, cache_write_tokens=prompt, cache_write_1h_tokens=one_hour)
+    return max(entry.price.cost(usage), entry.price.cost(written))
+
+
+def _cache_ttls(request: ChatRequest) -> set[str]:
+    """The lifetimes of the request's cache breakpoints (none: nothing is written)."""
+    marks = [t.cache_control for t in request.tools]
+    for m in request.messages:
+        marks.append(m.cache_control)
+        if not isinstance(m.content, str):
+            marks.extend(
+                p.cache_control
+                for p in m.content
+                if isinstance(p, TextPart | ImagePart | DocumentPart)
+            )
+    return {mark.ttl for mark in marks if mark is not None}
 
 
 def embedding_worst_case_usd(entry: CatalogModel, request: EmbeddingRequest) -> float | None:
@@ -253,6 +278,8 @@ class _Attempt:
             cost_usd=cost,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
             status=status,
             error_type=error_type,
             request_id=request_id,

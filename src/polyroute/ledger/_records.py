@@ -114,6 +114,10 @@ class UsageRecord:
     error_type: str | None = None
     request_id: str | None = None
     virtual_key: str | None = None
+    cache_write_tokens: int = 0
+    """Input tokens written to the prompt cache (a subset of ``prompt_tokens``)."""
+    reasoning_tokens: int = 0
+    """Output tokens spent reasoning (a subset of ``completion_tokens``)."""
 
     def scopes(self) -> list[str]:
         """Every budget scope this attempt counts against."""
@@ -200,6 +204,9 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +235,9 @@ class UsageReport:
                     "failed": r.failed,
                     "prompt_tokens": r.prompt_tokens,
                     "completion_tokens": r.completion_tokens,
+                    "cached_tokens": r.cached_tokens,
+                    "cache_write_tokens": r.cache_write_tokens,
+                    "reasoning_tokens": r.reasoning_tokens,
                     "cost_usd": round(r.cost_usd, 9),
                 }
                 for r in self.rows

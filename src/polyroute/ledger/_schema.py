@@ -60,6 +60,9 @@ usage = Table(
     Column("status", String(16), nullable=False),
     Column("error_type", String(100)),
     Column("request_id", String(200)),
+    # input tokens written to the prompt cache; output tokens spent reasoning (0 before 0006)
+    Column("cache_write_tokens", Integer, nullable=False, server_default="0"),
+    Column("reasoning_tokens", Integer, nullable=False, server_default="0"),
 )
 
 budgets = Table(
@@ -286,6 +289,12 @@ def _0005_responses(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _0006_usage_details(conn: Connection) -> None:
+    # plain SQL that SQLite and PostgreSQL both take; existing rows get 0
+    for column in ("cache_write_tokens", "reasoning_tokens"):
+        conn.execute(text(f"ALTER TABLE usage ADD COLUMN {column} INTEGER DEFAULT 0 NOT NULL"))
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -294,6 +303,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0003_leases", _0003_leases),
     ("0004_journal", _0004_journal),
     ("0005_responses", _0005_responses),
+    ("0006_usage_details", _0006_usage_details),
 )
 
 

@@ -665,6 +665,9 @@ class Store:
             func.coalesce(func.sum(case((usage.c.status != "ok", 1), else_=0)), 0).label("failed"),
             func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
             func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
+            func.coalesce(func.sum(usage.c.cached_tokens), 0).label("cached_tokens"),
+            func.coalesce(func.sum(usage.c.cache_write_tokens), 0).label("cache_write_tokens"),
+            func.coalesce(func.sum(usage.c.reasoning_tokens), 0).label("reasoning_tokens"),
             cost.label("cost"),
         ).group_by(key)
         if provider is not None:
@@ -684,6 +687,9 @@ class Store:
                     r.prompt_tokens,
                     r.completion_tokens,
                     to_usd(r.cost),
+                    r.cached_tokens,
+                    r.cache_write_tokens,
+                    r.reasoning_tokens,
                 )
                 for r in rows
             ),
@@ -740,4 +746,6 @@ def _usage_row(rec: UsageRecord, cost: int | None) -> dict[str, Any]:
         "status": rec.status,
         "error_type": rec.error_type,
         "request_id": rec.request_id,
+        "cache_write_tokens": rec.cache_write_tokens,
+        "reasoning_tokens": rec.reasoning_tokens,
     }

@@ -92,6 +92,8 @@ class HttpCall:
     path: str
     json: Mapping[str, Any] | None = None
     params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    """Headers of this request alone (``anthropic-beta``), over the provider's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -356,6 +356,8 @@ class Exchange:
             content, headers = b"", self._plain_headers
         else:
             content, headers = _dumps(call.json, self.provider.id), self._json_headers
+        if call.headers:
+            headers = _merged(dict(headers), call.headers)
         response = await self._receive(
             self.pool.send(call.method, self._url(call), headers, content, limits),
             timeout_s,

@@ -46,6 +46,7 @@ from polyroute.providers._base import (
 from polyroute.providers._http import loads_event
 from polyroute.providers._json import loads_bounded
 from polyroute.types import (
+    CacheControl,
     Capability,
     ChatRequest,
     ChatResponse,
@@ -111,7 +112,8 @@ def finish_reason(raw: str | None, *, json_mode: bool = False) -> FinishReason:
 
 
 def usage_from_wire(u: dict[str, Any] | None) -> Usage:
-    """``input_tokens`` excludes cache reads and writes: add them back."""
+    """``input_tokens`` excludes cache reads and writes: add them back.
+    ``cache_creation`` splits the writes by lifetime (5 minutes, 1 hour)."""
     if not u:
         return Usage()
     cache_read = u.get("cache_read_input_tokens") or 0
@@ -120,7 +122,20 @@ def usage_from_wire(u: dict[str, Any] | None) -> Usage:
         prompt_tokens=(u.get("input_tokens") or 0) + cache_read + cache_write,
         completion_tokens=u.get("output_tokens") or 0,
         cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=_written_1h(u),
+        reasoning_tokens=_thought(u),
     )
+
+
+def _written_1h(u: dict[str, Any]) -> int:
+    split = u.get("cache_creation")
+    return (split.get("ephemeral_1h_input_tokens") or 0) if isinstance(split, dict) else 0
+
+
+def _thought(u: dict[str, Any]) -> int:
+    details = u.get("output_tokens_details")
+    return (details.get("thinking_tokens") or 0) if isinstance(details, dict) else 0
 
 
 def _image(p: ImagePart) -> dict[str, Any]:
@@ -141,12 +156,31 @@ def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in parts:
         if isinstance(p, ImagePart):
-            out.append(_image(p))
+            out.append(cached(_image(p), p.cache_control))
         elif not isinstance(p, TextPart):
             refuse_part("anthropic", p)
         elif p.text:  # the API rejects empty text blocks
-            out.append({"type": "text", "text": p.text})
+            out.append(cached({"type": "text", "text": p.text}, p.cache_control))
     return out
+
+
+def cached(block: dict[str, Any], mark: CacheControl | None) -> dict[str, Any]:
+    """``block`` with its cache breakpoint, if it has one (5 minutes is the API's default)."""
+    if mark is not None:
+        block["cache_control"] = (
+            {"type": "ephemeral"} if mark.ttl == "5m" else {"type": "ephemeral", "ttl": mark.ttl}
+        )
+    return block
+
+
+def system_to_wire(messages: Sequence[Message]) -> str | list[dict[str, Any]]:
+    """The system messages as the ``system`` field: one string, or text blocks when one of
+    them carries a cache breakpoint (only blocks can)."""
+    system = [m for m in messages if m.role == "system"]
+    parts = [p for m in system for p in m.parts]
+    if not any(isinstance(p, TextPart) and p.cache_control for p in parts):
+        return "\n\n".join(m.text for m in system)
+    return _blocks(parts)
 
 
 def _tool_input(call: ToolCall) -> dict[str, Any]:
@@ -169,12 +203,14 @@ def _turn(m: Message) -> tuple[str, list[dict[str, Any]]]:
     if m.role == "tool":
         content: Any = m.content if isinstance(m.content, str) else _blocks(m.content)
         block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": content}
-        return "user", [block]
+        return "user", [cached(block, m.cache_control)]
     blocks = _blocks(m.parts)
     for call in m.tool_calls:
         blocks.append(
             {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
         )
+    if m.cache_control is not None and blocks:
+        cached(blocks[-1], m.cache_control)
     return m.role, blocks
 
 
@@ -193,8 +229,8 @@ def messages_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
             out.append({"role": role, "content": blocks})
     for turn in out:  # the compact form for a lone text block
         content = turn["content"]
-        if len(content) == 1 and content[0]["type"] == "text":
-            turn["content"] = content[0]["text"]
+        if len(content) == 1 and content[0]["type"] == "text" and len(content[0]) == 2:
+            turn["content"] = content[0]["text"]  # (no cache_control, citations...)
     return out
 
 
@@ -265,7 +301,7 @@ class AnthropicProtocol(WireProtocol):
             else self.DEFAULT_MAX_TOKENS,
             "messages": messages_to_wire(request.messages),
         }
-        system = request.system_text
+        system = system_to_wire(request.messages)
         if system:
             body["system"] = system
         # max_tokens is set above (required); the API has no seed
@@ -286,9 +322,7 @@ class AnthropicProtocol(WireProtocol):
             body["tools"] = [_answer_tool(fmt)]
             body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
         elif request.tools:
-            body["tools"] = [
-                _tool(t) for t in request.tools
-            ]
+            body["tools"] = [cached(_tool(t), t.cache_control) for t in request.tools]
             if request.tool_choice is not None:
                 body["tool_choice"] = self._tool_choice(request.tool_choice)
         elif request.tool_choice not in (None, "auto", "none"):
@@ -296,7 +330,8 @@ class AnthropicProtocol(WireProtocol):
             body["tool_choice"] = self._tool_choice(request.tool_choice or "")
         if stream:
             body["stream"] = True
-        return HttpCall("POST", "/v1/messages", json=body)
+        betas = {"anthropic-beta": ",".join(request.betas)} if request.betas else None
+        return HttpCall("POST", "/v1/messages", json=body, headers=betas)
 
     def count_tokens(self, request: ChatRequest) -> HttpCall:
         """``/v1/messages/count_tokens``: the request's chat body, without the fields that
@@ -402,12 +437,14 @@ class AnthropicStreamDecoder(StreamDecoder):
         "_args_seen",
         "_cache_read",
         "_cache_write",
+        "_cache_write_1h",
         "_input",
         "_json_block",
         "_output",
         "_provider",
         "_raw_finish",
         "_stop_sequence",
+        "_thought",
         "_tools",
         "done",
     )
@@ -415,6 +452,7 @@ class AnthropicStreamDecoder(StreamDecoder):
     def __init__(self, provider: str) -> None:
         self._provider = provider
         self._input = self._output = self._cache_read = self._cache_write = 0
+        self._cache_write_1h = self._thought = 0
         self._raw_finish: str | None = None
         self._stop_sequence: str | None = None
         self._tools: dict[int, int] = {}  # content block index -> tool call index
@@ -455,6 +493,9 @@ class AnthropicStreamDecoder(StreamDecoder):
                         self._input + self._cache_read + self._cache_write,
                         self._output,
                         self._cache_read,
+                        self._cache_write,
+                        self._cache_write_1h,
+                        self._thought,
                     ),
                     self._raw_finish,
                     stop_sequence=self._stop_sequence,
@@ -521,6 +562,10 @@ class AnthropicStreamDecoder(StreamDecoder):
         value = u.get("cache_creation_input_tokens")
         if value is not None:
             self._cache_write = value
+        if isinstance(u.get("cache_creation"), dict):
+            self._cache_write_1h = _written_1h(u)
+        if isinstance(u.get("output_tokens_details"), dict):
+            self._thought = _thought(u)
         value = u.get("output_tokens")
         if value is not None:
             self._output = value

@@ -102,6 +102,7 @@ def usage_from_wire(u: Mapping[str, Any] | None) -> Usage:
         prompt_tokens=(u.get("promptTokenCount") or 0) + (u.get("toolUsePromptTokenCount") or 0),
         completion_tokens=(u.get("candidatesTokenCount") or 0) + (u.get("thoughtsTokenCount") or 0),
         cached_tokens=u.get("cachedContentTokenCount") or 0,
+        reasoning_tokens=u.get("thoughtsTokenCount") or 0,
     )
 
 

@@ -97,7 +97,7 @@ def usage_from_wire(u: dict[str, Any] | None) -> Usage:
     usage = openai.usage_from_wire(u)
     if u and not usage.cached_tokens and u.get("num_cached_tokens"):
         # an older spelling of the cached-prompt count
-        usage = Usage(usage.prompt_tokens, usage.completion_tokens, u["num_cached_tokens"])
+        usage = replace(usage, cached_tokens=u["num_cached_tokens"])
     return usage
 
 

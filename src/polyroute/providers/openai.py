@@ -124,13 +124,17 @@ def _function(t: Tool) -> dict[str, Any]:
 
 
 def usage_from_wire(u: dict[str, Any] | None) -> Usage:
+    """Cached input is part of ``prompt_tokens``, reasoning part of ``completion_tokens``.
+    OpenAI caches prompts by itself: it reports reads, and writes cost nothing extra."""
     if not u:
         return Usage()
     details = u.get("prompt_tokens_details") or {}
+    output = u.get("completion_tokens_details") or {}
     return Usage(
         prompt_tokens=u.get("prompt_tokens") or 0,
         completion_tokens=u.get("completion_tokens") or 0,
         cached_tokens=details.get("cached_tokens") or 0,
+        reasoning_tokens=output.get("reasoning_tokens") or 0,
     )
 
 

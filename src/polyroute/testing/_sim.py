@@ -75,6 +75,11 @@ class SimReply:
     cached_tokens: int
     truncated: bool
     """True when ``max_tokens`` cut the reply (finish reason: length)."""
+    cache_write_tokens: int = 0
+    """Of the prompt, tokens written to the cache (1-hour ones included)."""
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    """Of ``completion_tokens``, those spent reasoning."""
 
     def chunks(self) -> list[str]:
         """The reply in word-sized pieces, as vendors stream it."""
@@ -117,6 +122,13 @@ class Script:
     chunk_delay_s: float = 0.0
     cached_tokens: int = 0
     """Reported as cached input on every call (cache-read pricing tests)."""
+    cache_write_tokens: int = 0
+    """Reported as input written to the cache on every call, 1-hour writes included (where
+    the vendor reports writes: Anthropic)."""
+    cache_write_1h_tokens: int = 0
+    """Of ``cache_write_tokens``, those cached for an hour."""
+    reasoning_tokens: int = 0
+    """Reported as reasoning on every call, on top of the reply's own tokens."""
     embedding: Embedder | None = None
     """The vector of each text sent to the embeddings endpoint; default: :func:`embed_text`
     (character trigrams, so paraphrases are *not* close: script this for semantic tests)."""
@@ -188,7 +200,18 @@ class Script:
             text = text[: chat.max_tokens * 4]
             completion = chat.max_tokens
         prompt = count_tokens(chat.prompt)
-        return SimReply(text, prompt, completion, min(self.cached_tokens, prompt), truncated)
+        cached = min(self.cached_tokens, prompt)
+        written = min(self.cache_write_tokens, prompt - cached)
+        return SimReply(
+            text,
+            prompt,
+            completion + self.reasoning_tokens,
+            cached,
+            truncated,
+            written,
+            min(self.cache_write_1h_tokens, written),
+            self.reasoning_tokens,
+        )
 
 
 class Simulator(ABC):

@@ -12,6 +12,12 @@ When ``tool_choice`` forces a tool (``tool`` or ``any``), the reply is a
 object, else ``{"answer": text}``. Stop sequences cut the reply as the API
 would. :meth:`AnthropicSimulator.error_mid_stream` scripts the ``event: error``
 the API sends when a stream fails after its 200.
+
+Prompt caching: ``cache_control`` breakpoints are checked as the API checks them
+(at most four, 1-hour ones first); the script's ``cached_tokens``,
+``cache_write_tokens`` and ``cache_write_1h_tokens`` come back as
+``cache_read_input_tokens``, ``cache_creation_input_tokens`` and the
+``cache_creation`` split, with ``input_tokens`` the rest of the prompt.
 """
 
 from __future__ import annotations
@@ -105,6 +111,46 @@ def _text(content: Any) -> str:
     return "".join(out)
 
 
+MAX_BREAKPOINTS = 4
+
+
+def _marks(blocks: Any) -> Iterator[Any]:
+    """The ``cache_control`` of each block (and of a tool result's blocks), in order."""
+    if not isinstance(blocks, list):
+        return
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "tool_result":
+            yield from _marks(block.get("content"))
+        if "cache_control" in block:
+            yield block["cache_control"]
+
+
+def _check_cache_control(body: Any) -> None:
+    """As the API checks breakpoints: ``ephemeral`` with a ``5m``/``1h`` ttl, at most four,
+    and the 1-hour ones before any 5-minute one (tools, then system, then messages)."""
+    marks = [*_marks(body.get("tools")), *_marks(body.get("system"))]
+    for m in body.get("messages") or ():
+        if isinstance(m, dict):
+            marks.extend(_marks(m.get("content")))
+    ttls = []
+    for mark in marks:
+        if not isinstance(mark, dict) or mark.get("type") != "ephemeral":
+            raise ValueError("cache_control.type: Input should be 'ephemeral'")
+        ttl = mark.get("ttl", "5m")
+        if ttl not in ("5m", "1h"):
+            raise ValueError("cache_control.ttl: Input should be '5m' or '1h'")
+        ttls.append(ttl)
+    if len(ttls) > MAX_BREAKPOINTS:
+        raise ValueError(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(ttls)}."
+        )
+    if "1h" in ttls and "5m" in ttls[: len(ttls) - ttls[::-1].index("1h")]:
+        raise ValueError("a ttl='1h' cache_control block must not come after a ttl='5m' one")
+
+
 def _id(prefix: str) -> str:
     return f"{prefix}_01{uuid.uuid4().hex[:22]}"
 
@@ -186,6 +232,7 @@ class AnthropicSimulator(Simulator):
         for name in ("model", "max_tokens", "messages"):
             if name not in body:
                 raise ValueError(f"{name}: Field required")
+        _check_cache_control(body)
         messages = body["messages"]
         if not isinstance(messages, list) or not messages:
             raise ValueError("messages: at least one message is required")
@@ -255,13 +302,21 @@ class AnthropicSimulator(Simulator):
 
     def _usage(self, reply: SimReply) -> dict[str, Any]:
         # input_tokens excludes the tokens read from (or written to) the cache.
-        return {
-            "input_tokens": reply.prompt_tokens - reply.cached_tokens,
-            "cache_creation_input_tokens": 0,
+        written, written_1h = reply.cache_write_tokens, reply.cache_write_1h_tokens
+        usage: dict[str, Any] = {
+            "input_tokens": reply.prompt_tokens - reply.cached_tokens - written,
+            "cache_creation_input_tokens": written,
             "cache_read_input_tokens": reply.cached_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written - written_1h,
+                "ephemeral_1h_input_tokens": written_1h,
+            },
             "output_tokens": reply.completion_tokens,
             "service_tier": "standard",
         }
+        if reply.reasoning_tokens:
+            usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+        return usage
 
     def _message(self, chat: SimChat, content: list[Any], usage: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -342,6 +397,7 @@ class AnthropicSimulator(Simulator):
         }
         usage = self._usage(reply)
         usage.pop("service_tier")
+        usage.pop("cache_creation")  # message_delta's usage has no split
         yield sse({"type": "message_delta", "delta": end, "usage": usage}, "message_delta")
         yield sse({"type": "message_stop"}, "message_stop")
 

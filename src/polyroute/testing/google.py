@@ -197,10 +197,12 @@ class GoogleSimulator(Simulator):
     def _usage(self, reply: SimReply) -> dict[str, Any]:
         usage: dict[str, Any] = {
             "promptTokenCount": reply.prompt_tokens,
-            "candidatesTokenCount": reply.completion_tokens,
+            "candidatesTokenCount": reply.completion_tokens - reply.reasoning_tokens,
             "totalTokenCount": reply.prompt_tokens + reply.completion_tokens,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.prompt_tokens}],
         }
+        if reply.reasoning_tokens:  # thinking, counted apart from the candidates
+            usage["thoughtsTokenCount"] = reply.reasoning_tokens
         if reply.cached_tokens:  # proto3 JSON leaves zero counts out
             usage["cachedContentTokenCount"] = reply.cached_tokens
             usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.cached_tokens}]
