@@ -158,3 +158,36 @@ def test_fusion_refuses_a_schema_by_name(sdk: openai.OpenAI) -> None:
         )
     error = info.value.body
     assert isinstance(error, dict) and error["param"] == "response_format"
+
+
+def test_anthropic_beta_output_format_on_a_gemini_upstream(gateway: Gateway) -> None:
+    """The structured-outputs beta's own field, ``output_format``, as older clients send it."""
+    with anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0) as c:
+        message = c.beta.messages.create(
+            model="gemini-2.5-flash",
+            max_tokens=200,
+            messages=ASK,  # type: ignore[arg-type]
+            extra_body={
+                "output_format": {"type": "json_schema", "schema": Person.model_json_schema()}
+            },
+            betas=["structured-outputs-2025-11-13"],
+        )
+    [block] = message.content
+    assert block.type == "text" and Person.model_validate_json(block.text) == EXPECTED
+    config = gateway.fleet["google"].last_request().body["generationConfig"]
+    assert set(config["responseJsonSchema"]["properties"]) == {"name", "age", "tags"}
+
+
+def test_both_anthropic_schema_fields_at_once_are_a_400(gateway: Gateway) -> None:
+    fmt = {"type": "json_schema", "schema": {"type": "object"}}
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 10,
+        "messages": ASK,
+        "output_config": {"format": fmt},
+        "output_format": fmt,
+    }
+    with gateway.http(**{"anthropic-version": "2023-06-01"}) as http:
+        r = http.post("/v1/messages", json=body)
+    assert r.status_code == 400
+    assert "output_format" in r.json()["error"]["message"]
