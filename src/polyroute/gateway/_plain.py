@@ -89,9 +89,11 @@ def _locate(error: ErrorDetails, body: Any) -> _Located:
     path: list[str | int] = []
     branch: int | None = None
     value = body
+    tag = False  # without the body: a tagged union's next key is its tag, not a field
     for i, step in enumerate(loc):
         if body is _NO_BODY:
-            keep = isinstance(step, int) or not _is_branch_name(step)
+            keep = isinstance(step, int) or not (_is_branch_name(step) or tag)
+            tag = (tag and keep) or (isinstance(step, str) and "tagged-union[" in step)
         elif _has(value, step):
             keep, value = True, value[step]
         else:  # a field the caller left out is named; anything else is a branch name
