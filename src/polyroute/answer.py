@@ -117,7 +117,9 @@ class AnswerStream:
                         model=target.model,
                         finish_reason=event.finish_reason,
                         usage=event.usage,
+                        raw_finish_reason=event.raw_finish_reason,
                         provider=target.provider,
+                        stop_sequence=event.stop_sequence,
                     )
                     latency = (time.perf_counter() - start) * 1000
                     self.answer = answer_of(

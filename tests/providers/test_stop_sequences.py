@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from polyroute.client import Polyroute
+from polyroute.config import Config, validate
 from polyroute.events import StreamEnd
 from polyroute.providers import HttpPool, Provider, ProviderClient, Secret, connect
 from polyroute.providers.openai import OpenAICompatibleProtocol, OpenAIProtocol
+from polyroute.testing import Fleet
 from polyroute.testing.anthropic import AnthropicSimulator
 from polyroute.types import ChatRequest, Message
 
@@ -70,3 +73,14 @@ def test_stream_reads_the_named_sequence_from_the_finishing_chunk() -> None:
     d.feed(json.dumps({"id": "x", "model": "m", "choices": [finish]}), None)
     (end,) = d.feed("[DONE]", None)
     assert isinstance(end, StreamEnd) and end.stop_sequence == "42"
+
+
+async def test_a_streamed_answer_keeps_how_it_ended() -> None:
+    with Fleet(("anthropic",)) as fleet:
+        settings = fleet.settings(storage={"url": "sqlite://"})
+        async with Polyroute(Config(validate(settings, "test"), "test", fleet.env())) as pr:
+            stream = pr.send_stream(req("claude-haiku-4-5", "reply"), provider="anthropic")
+            _ = [e async for e in stream]
+    assert stream.answer is not None and stream.answer.response is not None
+    response = stream.answer.response
+    assert (response.stop_sequence, response.raw_finish_reason) == ("reply", "stop_sequence")
