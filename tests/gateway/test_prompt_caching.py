@@ -289,3 +289,40 @@ def test_without_breakpoints_an_anthropic_caller_sees_no_cache_fields_change(
             "ephemeral_1h_input_tokens": 0,
         }
         assert "anthropic-beta" not in fleet["anthropic"].last_request().headers
+
+
+def test_a_providers_configured_beta_and_the_callers_both_reach_anthropic(fleet: Fleet) -> None:
+    options = {"headers": {"anthropic-beta": "configured-1"}}
+    with running(fleet, provider_options=options) as gw, httpx.Client(base_url=gw.url) as http:
+        ask = {
+            "model": "anthropic/claude-haiku-4-5",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        assert http.post("/v1/messages", json=ask).status_code == 200
+        assert fleet["anthropic"].last_request().headers["anthropic-beta"] == "configured-1"
+        r = http.post("/v1/messages", json=ask, headers={"anthropic-beta": "asked-2"})
+        assert r.status_code == 200
+        sent = fleet["anthropic"].last_request().headers["anthropic-beta"]
+        assert sent == "configured-1,asked-2"
+
+
+def test_an_openai_stream_reports_cache_reads_in_its_usage_chunk(
+    oai: openai.OpenAI, gateway: Gateway
+) -> None:
+    script_cache(gateway, "anthropic", read=1_500, write=200)
+    messages: Any = [
+        {"role": "system", "content": [{"type": "text", "text": POLICY, "cache_control": FIVE}]},
+        {"role": "user", "content": "hi"},
+    ]
+    stream = oai.chat.completions.create(
+        model="anthropic/claude-haiku-4-5",
+        messages=messages,
+        max_tokens=50,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    [usage] = [c.usage for c in stream if c.usage is not None]
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 1_500
+    assert usage.prompt_tokens > 1_700  # every input token: fresh, read and written

@@ -357,7 +357,7 @@ class Exchange:
         else:
             content, headers = _dumps(call.json, self.provider.id), self._json_headers
         if call.headers:
-            headers = _merged(dict(headers), call.headers)
+            headers = _joined(headers, call.headers)
         response = await self._receive(
             self.pool.send(call.method, self._url(call), headers, content, limits),
             timeout_s,
@@ -500,6 +500,18 @@ def _merged(*layers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     for layer in layers:
         for name, value in layer.items():
             out[name.lower()] = (name, value)
+    return tuple(out.values())
+
+
+def _joined(
+    base: tuple[tuple[str, str], ...], extra: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """``base`` with a call's own headers; a name in both keeps both values, comma-joined (a
+    provider's configured ``anthropic-beta`` and a request's betas)."""
+    out = {name.lower(): (name, value) for name, value in base}
+    for name, value in extra.items():
+        had = out.get(name.lower())
+        out[name.lower()] = (name, value if had is None else f"{had[1]},{value}")
     return tuple(out.values())
 
 
