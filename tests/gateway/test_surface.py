@@ -144,10 +144,12 @@ def test_count_tokens_is_exact_from_an_anthropic_upstream(
         system="be brief",
         messages=[{"role": "user", "content": "What is the weather in Rome today?"}],
         tools=[WEATHER],
+        extra_headers={"anthropic-beta": "token-efficient-tools-2025-02-19"},
     )
     counted = raw.parse()
     sent = sim.last_request()
     assert sent.path == "/v1/messages/count_tokens"
+    assert sent.headers["anthropic-beta"] == "token-efficient-tools-2025-02-19"
     assert (
         sent.body["model"] == "claude-haiku-4-5" and sent.body["tools"][0]["name"] == "get_weather"
     )

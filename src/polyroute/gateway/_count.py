@@ -5,7 +5,8 @@ are checked as for ``/v1/messages``. The answer is ``{"input_tokens": N}``:
 
 - exact where the request's upstream counts: a pin to an Anthropic-type
   provider, or a bare model one of them serves. Its own
-  ``/v1/messages/count_tokens`` answers; the call is free and not in the ledger.
+  ``/v1/messages/count_tokens`` answers (``anthropic-beta`` forwarded); the call
+  is free and not in the ledger.
 - else estimated (:func:`polyroute.tokens.estimate_prompt_tokens`, the routing
   guess): other vendors, ``auto`` and ``fusion`` (no single upstream).
 
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from polyroute.errors import PolyrouteError
-from polyroute.gateway._anthropic import AnthropicMessages, parse_count_tokens
+from polyroute.gateway._anthropic import AnthropicMessages, parse_count_tokens, with_betas
 from polyroute.gateway._chat import JSON, header_text, problem_response, read_body
 from polyroute.gateway._observe import note_of
 from polyroute.gateway._problems import problem_of
@@ -71,6 +72,7 @@ class CountTokens:
             caller = await self.auth.caller(request.headers)
             note.key = caller.key_id
             inbound = parse_count_tokens(await read_body(request, self.limit))
+            inbound = with_betas(inbound, request.headers.getlist("anthropic-beta"))
             chat = inbound.request
             target = self.counter(self.selector.chat(chat, inbound.hints, caller))
             if target is not None:
