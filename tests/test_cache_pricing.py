@@ -3,9 +3,14 @@ reported usage against a bill worked out by hand from the vendor's published rat
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 
 from polyroute.catalog import Catalog, ModelOverride
+from polyroute.cli import cli
 from polyroute.config import Config, validate
 from polyroute.ledger._meter import worst_case_usd
 from polyroute.providers import anthropic, google, openai
@@ -114,3 +119,20 @@ def test_the_worst_case_holds_a_request_that_writes_its_whole_prompt_for_an_hour
     # input at $1 unmarked; every input token written for an hour at $2 when marked
     assert worst_case_usd(entry, plain) == pytest.approx((prompt * 1.0 + 10 * 5.0) / 1e6)
     assert worst_case_usd(entry, marked) == pytest.approx((prompt * 2.0 + 10 * 5.0) / 1e6)
+
+
+def test_the_config_keys_show_in_models_json(tmp_path: Path) -> None:
+    config = tmp_path / "polyroute.toml"
+    config.write_text(
+        '[models."house-model"]\n'
+        'provider_type = "anthropic"\n'
+        "input_usd_per_mtok = 3.0\n"
+        "output_usd_per_mtok = 15.0\n"
+        "cache_write_usd_per_mtok = 3.75\n"
+        "cache_write_1h_usd_per_mtok = 6.0\n"
+    )
+    r = CliRunner().invoke(cli, ["models", "--json", "--config", str(config)])
+    assert r.exit_code == 0, r.output
+    [house] = [m for m in json.loads(r.stdout) if m["model"] == "house-model"]
+    assert (house["cache_write_usd_per_mtok"], house["cache_write_1h_usd_per_mtok"]) == (3.75, 6.0)
+    assert house["price_source"] == "config"

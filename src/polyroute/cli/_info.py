@@ -98,6 +98,8 @@ def _model_json(m: CatalogModel) -> dict[str, Any]:
         "input_usd_per_mtok": p.input if p else None,
         "output_usd_per_mtok": p.output if p else None,
         "cached_input_usd_per_mtok": p.cached_input if p else None,
+        "cache_write_usd_per_mtok": p.cache_write if p else None,
+        "cache_write_1h_usd_per_mtok": p.cache_write_1h if p else None,
         "price_source": p.source if p else None,
         "known": m.known,
     }
