@@ -10,8 +10,8 @@ Every event has a ``kind`` literal, so ``match event.kind`` (or
             case StreamEnd(finish_reason=reason, usage=usage):
                 ...
 
-A well-formed stream is ``StreamStart``, then any number of ``TextDelta`` and
-``ToolCallDelta``, then exactly one ``StreamEnd``. A stream that breaks off
+A well-formed stream is ``StreamStart``, then any number of ``ThinkingDelta``,
+``TextDelta`` and ``ToolCallDelta``, then exactly one ``StreamEnd``. A stream that breaks off
 raises :class:`polyroute.errors.StreamInterruptedError` instead of ending:
 a truncated answer never looks complete.
 """
@@ -38,6 +38,19 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """A piece of the model's reasoning, never answer text; pieces with the same ``index``
+    form one thinking block. ``signature`` (Anthropic's, sent last) must go back with the
+    block unchanged; ``redacted``: ``text`` is the vendor's encrypted data, sent whole."""
+
+    index: int
+    text: str = ""
+    signature: str | None = None
+    redacted: bool = False
+    kind: Literal["thinking"] = "thinking"
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of a tool call; pieces with the same ``index`` belong together."""
 
@@ -60,4 +73,4 @@ class StreamEnd:
     kind: Literal["end"] = "end"
 
 
-StreamEvent: TypeAlias = StreamStart | TextDelta | ToolCallDelta | StreamEnd
+StreamEvent: TypeAlias = StreamStart | ThinkingDelta | TextDelta | ToolCallDelta | StreamEnd

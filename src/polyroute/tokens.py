@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from polyroute.types import ChatRequest, EmbeddingRequest, ImagePart, Message, Tool
+from polyroute.types import ChatRequest, EmbeddingRequest, ImagePart, Message, ThinkingPart, Tool
 
 IMAGE_TOKENS = 1600
 """An image's input tokens, at most, for the vendors we speak (Claude caps near 1,600)."""
@@ -58,6 +58,8 @@ def _prompt(rate: _Rate, messages: Sequence[Message], tools: Sequence[Tool]) -> 
     total = 0
     for m in messages:
         total += IMAGE_TOKENS * sum(isinstance(p, ImagePart) for p in m.parts)
+        # thinking sent back (Anthropic tool loops) is read as input
+        total += sum(rate.text(p.text) for p in m.parts if isinstance(p, ThinkingPart))
         total += rate.text(m.text) + rate.message
     for tool in tools:
         total += rate.text(tool.name + tool.description + json.dumps(tool.parameters))

@@ -1,31 +1,35 @@
-"""A content part an adapter does not translate is refused by name before any call,
-never dropped (DESIGN §9)."""
+"""Every content part is translated by every adapter, never refused and never sent as
+something else: a thinking part goes to Anthropic as its thinking block and is left out for
+the other vendors (its signature is only good at Anthropic), never sent as text."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from polyroute.errors import UnsupportedError
 from polyroute.providers import anthropic, google, ollama, openai
 from polyroute.providers._base import WireProtocol
-from polyroute.types import ChatRequest, DocumentPart, Message, TextPart, ThinkingPart
-
-PDF = DocumentPart(data="JVBERi0xLjQK")
+from polyroute.types import ChatRequest, Message, TextPart, ThinkingPart
 
 
-@pytest.mark.parametrize("part", [PDF, ThinkingPart("hmm", signature="sig")])
 @pytest.mark.parametrize(
-    ("vendor", "protocol"),
-    [
-        ("openai", openai.OpenAIProtocol()),
-        ("anthropic", anthropic.AnthropicProtocol()),
-        ("google", google.GoogleProtocol()),
-        ("ollama", ollama.OllamaProtocol()),
-    ],
+    "protocol",
+    [openai.OpenAIProtocol(), google.GoogleProtocol(), ollama.OllamaProtocol()],
 )
-def test_an_untranslated_part_is_refused_by_name(
-    vendor: str, protocol: WireProtocol, part: DocumentPart | ThinkingPart
-) -> None:
-    request = ChatRequest("m", [Message.user([TextPart("read this"), part])])
-    with pytest.raises(UnsupportedError, match=f"{vendor} cannot take a {part.kind} part"):
-        protocol.chat(request, stream=False)
+def test_a_thinking_part_is_left_out_for_other_vendors(protocol: WireProtocol) -> None:
+    turn = Message("assistant", (ThinkingPart("hmm, private", signature="sig"), TextPart("hi")))
+    request = ChatRequest("m", [Message.user("q"), turn, Message.user("again")])
+    sent = json.dumps(protocol.chat(request, stream=False).json)
+    assert "hmm, private" not in sent and "sig" not in sent and "hi" in sent
+
+
+def test_a_thinking_part_goes_to_anthropic_as_its_block() -> None:
+    turn = Message("assistant", (TextPart("hi"), ThinkingPart("hmm", signature="sig")))
+    request = ChatRequest("m", [Message.user("q"), turn, Message.user("again")])
+    sent = anthropic.AnthropicProtocol().chat(request, stream=False).json
+    assert sent is not None
+    assert sent["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+        {"type": "text", "text": "hi"},
+    ]

@@ -17,11 +17,12 @@ from typing import TypeVar
 
 from polyroute.catalog import Catalog, CatalogModel
 from polyroute.errors import BudgetExceeded, ProviderError
-from polyroute.events import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
+from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
 from polyroute.hub import BudgetExceededEvent, EventHub, RequestFailed, RequestSucceeded
 from polyroute.ledger._ledger import Ledger
 from polyroute.ledger._records import Reservation, Status, UsageRecord
 from polyroute.providers import ProviderClient
+from polyroute.reasoning import output_tokens_floor
 from polyroute.tokens import embedding_token_bound, estimate_output_tokens, prompt_token_bound
 from polyroute.types import (
     ChatRequest,
@@ -42,16 +43,17 @@ DEFAULT_OUTPUT_BOUND = 8192
 """Output tokens assumed when neither the request nor the catalog bounds them."""
 
 
-def output_bound(entry: CatalogModel, max_tokens: int | None) -> int:
-    """The most output tokens a call can bill: its ``max_tokens``, else the model's."""
-    return max_tokens or entry.max_output_tokens or DEFAULT_OUTPUT_BOUND
+def output_bound(entry: CatalogModel, max_tokens: int | None, floor: int = 0) -> int:
+    """The most output tokens a call can bill: its ``max_tokens``, else the model's, and at
+    least ``floor`` (what an adapter sends for a thinking budget: reasoning.py)."""
+    return max(max_tokens or entry.max_output_tokens or DEFAULT_OUTPUT_BOUND, floor)
 
 
 def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
     """Prompt bound x input price + max output x output price; ``None`` when unpriced."""
     if entry.price is None:
         return None
-    out = output_bound(entry, request.max_tokens)
+    out = output_bound(entry, request.max_tokens, output_tokens_floor(request))
     prompt = prompt_token_bound(request)
     usage = Usage(prompt, out)
     ttls = _cache_ttls(request)
@@ -216,11 +218,12 @@ class Meter:
         delivered = 0
         try:
             async for event in client.stream(request):
-                if isinstance(event, TextDelta | ToolCallDelta):
+                if isinstance(event, TextDelta | ToolCallDelta | ThinkingDelta):
                     if ttft is None:
                         ttft = (time.perf_counter() - t0) * 1000
+                    # thinking is billed as output too
                     delivered += len(
-                        event.text if isinstance(event, TextDelta) else event.arguments
+                        event.arguments if isinstance(event, ToolCallDelta) else event.text
                     )
                 elif isinstance(event, StreamEnd):
                     latency = (time.perf_counter() - t0) * 1000

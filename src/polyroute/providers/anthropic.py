@@ -23,6 +23,12 @@ Choices worth knowing:
   that have it; older ones get the same forced tool with the schema as its input
   schema, so the answer is still text in the caller's schema.
 - ``seed`` is dropped: the API has none.
+- Reasoning is extended ``thinking`` with a budget (an effort becomes one:
+  :mod:`polyroute.reasoning`); ``max_tokens`` must exceed it, and a temperature,
+  a low ``top_p`` or a forced tool cannot go with it (refused by name). Thinking
+  blocks come back in :attr:`ChatResponse.thinking` (streams: ``ThinkingDelta``)
+  and go back first in their assistant turn, signatures unchanged; one without a
+  signature (another vendor's) stays out. ``output_tokens`` includes thinking.
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from polyroute.errors import BadRequestError, ErrorKind, status_error
-from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.events import (
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from polyroute.providers._base import (
     HttpCall,
     StreamDecoder,
@@ -45,6 +58,7 @@ from polyroute.providers._base import (
 )
 from polyroute.providers._http import loads_event
 from polyroute.providers._json import loads_bounded
+from polyroute.reasoning import ANSWER_TOKENS, MIN_BUDGET, budget_of
 from polyroute.types import (
     CacheControl,
     Capability,
@@ -57,6 +71,7 @@ from polyroute.types import (
     ModelInfo,
     Part,
     TextPart,
+    ThinkingPart,
     Tool,
     ToolCall,
     Usage,
@@ -157,6 +172,8 @@ def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
     for p in parts:
         if isinstance(p, ImagePart):
             out.append(cached(_image(p), p.cache_control))
+        elif isinstance(p, ThinkingPart):
+            continue  # an assistant turn sends them first (_thinking)
         elif not isinstance(p, TextPart):
             refuse_part("anthropic", p)
         elif p.text:  # the API rejects empty text blocks
@@ -183,6 +200,36 @@ def system_to_wire(messages: Sequence[Message]) -> str | list[dict[str, Any]]:
     return _blocks(parts)
 
 
+def _thinking(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    """An assistant turn's thinking blocks, signatures unchanged. A part without a signature
+    came from another vendor (or was cut short): the API would refuse it, so it stays out."""
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if not isinstance(p, ThinkingPart):
+            continue
+        if p.redacted:
+            out.append({"type": "redacted_thinking", "data": p.text})
+        elif p.signature:
+            out.append({"type": "thinking", "thinking": p.text, "signature": p.signature})
+    return out
+
+
+def thinking_to_wire(request: ChatRequest, max_tokens: int | None) -> tuple[dict[str, Any], int]:
+    """The ``thinking`` field and the ``max_tokens`` to send with it. The API wants
+    ``max_tokens`` above the budget: a request without one gets the budget plus
+    :data:`~polyroute.reasoning.ANSWER_TOKENS`; one with a smaller one gets the budget cut
+    to fit (never below the API's least, 1,024), as ``max_tokens`` bounds the bill."""
+    assert request.reasoning is not None
+    budget = max(budget_of(request.reasoning), MIN_BUDGET)
+    if max_tokens is None:
+        return {"type": "enabled", "budget_tokens": budget}, budget + ANSWER_TOKENS
+    if max_tokens <= MIN_BUDGET:
+        raise UnsupportedError(
+            f"anthropic: thinking needs max_tokens above {MIN_BUDGET} (got {max_tokens})"
+        )
+    return {"type": "enabled", "budget_tokens": min(budget, max_tokens - 1)}, max_tokens
+
+
 def _tool_input(call: ToolCall) -> dict[str, Any]:
     if not call.arguments.strip():
         return {}
@@ -205,6 +252,8 @@ def _turn(m: Message) -> tuple[str, list[dict[str, Any]]]:
         block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": content}
         return "user", [cached(block, m.cache_control)]
     blocks = _blocks(m.parts)
+    if m.role == "assistant":  # the API wants thinking first in the turn
+        blocks[:0] = _thinking(m.parts)
     for call in m.tool_calls:
         blocks.append(
             {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
@@ -277,6 +326,21 @@ def _tool(t: Tool) -> dict[str, Any]:
     return out
 
 
+def _think(body: dict[str, Any], request: ChatRequest) -> None:
+    """Extended thinking on ``body``: the API refuses it with a temperature other than 1,
+    ``top_p`` below 0.95 or a forced tool, so those are refused here by name."""
+    if request.temperature is not None and request.temperature != 1:
+        raise UnsupportedError("anthropic: temperature cannot be set with thinking (only 1)")
+    if request.top_p is not None and request.top_p < 0.95:
+        raise UnsupportedError("anthropic: top_p below 0.95 cannot be set with thinking")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise UnsupportedError(
+            "anthropic: thinking cannot be combined with a forced tool "
+            "(tool_choice, or response_format='json')"
+        )
+    body["thinking"], body["max_tokens"] = thinking_to_wire(request, request.max_tokens)
+
+
 class AnthropicProtocol(WireProtocol):
     type: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
@@ -328,6 +392,8 @@ class AnthropicProtocol(WireProtocol):
         elif request.tool_choice not in (None, "auto", "none"):
             # Forcing a tool with none declared: let the API say what is wrong.
             body["tool_choice"] = self._tool_choice(request.tool_choice or "")
+        if request.reasoning is not None:
+            _think(body, request)
         if stream:
             body["stream"] = True
         betas = {"anthropic-beta": ",".join(request.betas)} if request.betas else None
@@ -353,11 +419,16 @@ class AnthropicProtocol(WireProtocol):
     def parse_chat(self, body: Any) -> ChatResponse:
         texts: list[str] = []
         calls: list[ToolCall] = []
+        thinking: list[ThinkingPart] = []
         json_mode = False
         for block in body["content"]:
             kind = block.get("type")
             if kind == "text":
                 texts.append(block["text"])
+            elif kind == "thinking":
+                thinking.append(ThinkingPart(block.get("thinking") or "", block.get("signature")))
+            elif kind == "redacted_thinking":
+                thinking.append(ThinkingPart(block.get("data") or "", redacted=True))
             elif kind == "tool_use":
                 if block["name"] == JSON_TOOL:
                     json_mode = True
@@ -370,7 +441,7 @@ class AnthropicProtocol(WireProtocol):
                             arguments=json.dumps(block.get("input") or {}, ensure_ascii=False),
                         )
                     )
-            # thinking, redacted_thinking and server tool blocks carry no answer text
+            # server tool blocks carry no answer text
         raw = body.get("stop_reason")
         return ChatResponse(
             content="".join(texts),
@@ -381,6 +452,7 @@ class AnthropicProtocol(WireProtocol):
             id=body.get("id", ""),
             tool_calls=tuple(calls),
             stop_sequence=body.get("stop_sequence"),
+            thinking=tuple(thinking),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -444,6 +516,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         "_provider",
         "_raw_finish",
         "_stop_sequence",
+        "_thinking",
         "_thought",
         "_tools",
         "done",
@@ -456,6 +529,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._raw_finish: str | None = None
         self._stop_sequence: str | None = None
         self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._thinking: dict[int, int] = {}  # content block index -> thinking block index
         self._args_seen: set[int] = set()
         self._json_block = -1
         self.done = False
@@ -532,7 +606,15 @@ class AnthropicStreamDecoder(StreamDecoder):
                 return ()  # a server tool's input
             self._args_seen.add(index)
             return [ToolCallDelta(index=tool, arguments=part)]
-        return ()  # thinking, signature and citation deltas
+        if dtype in ("thinking_delta", "signature_delta"):
+            block = self._thinking.get(chunk.get("index", 0))
+            if block is None:
+                return ()
+            if dtype == "signature_delta":
+                return [ThinkingDelta(block, signature=delta.get("signature") or "")]
+            text = delta.get("thinking")
+            return [ThinkingDelta(block, text)] if text else ()
+        return ()  # citation deltas
 
     def _block_start(self, chunk: dict[str, Any]) -> Sequence[StreamEvent]:
         block = chunk.get("content_block") or {}
@@ -548,6 +630,12 @@ class AnthropicStreamDecoder(StreamDecoder):
             tool = len(self._tools)
             self._tools[index] = tool
             return [ToolCallDelta(index=tool, id=block.get("id"), name=block.get("name"))]
+        if btype in ("thinking", "redacted_thinking"):
+            thinking = self._thinking[chunk.get("index", 0)] = len(self._thinking)
+            if btype == "redacted_thinking":
+                return [ThinkingDelta(thinking, block.get("data") or "", redacted=True)]
+            text = block.get("thinking")
+            return [ThinkingDelta(thinking, text)] if text else ()
         return ()
 
     def _take_usage(self, u: dict[str, Any] | None) -> None:

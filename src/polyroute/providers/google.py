@@ -48,6 +48,7 @@ from polyroute.types import (
     ModelInfo,
     Part,
     TextPart,
+    ThinkingPart,
     ToolCall,
     Usage,
 )
@@ -176,7 +177,8 @@ def contents_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
             previous_tool = True
             continue
         previous_tool = False
-        parts = [_part(p) for p in m.parts]
+        # another vendor's reasoning is left out (its signature means nothing here)
+        parts = [_part(p) for p in m.parts if not isinstance(p, ThinkingPart)]
         for i, call in enumerate(m.tool_calls):
             names[call.id] = call.name
             fc: dict[str, Any] = {

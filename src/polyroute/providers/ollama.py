@@ -43,6 +43,7 @@ from polyroute.types import (
     Message,
     ModelInfo,
     TextPart,
+    ThinkingPart,
     ToolCall,
     Usage,
 )
@@ -98,7 +99,7 @@ def message_to_wire(m: Message, tool_names: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"role": m.role, "content": m.text}
     if not isinstance(m.content, str):
         for p in m.content:
-            if not isinstance(p, TextPart | ImagePart):
+            if not isinstance(p, TextPart | ImagePart | ThinkingPart):  # thinking: left out
                 refuse_part("ollama", p)
         images = [_image(p) for p in m.content if isinstance(p, ImagePart)]
         if images:

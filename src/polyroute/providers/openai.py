@@ -34,6 +34,7 @@ from polyroute.types import (
     ModelInfo,
     Part,
     TextPart,
+    ThinkingPart,
     Tool,
     ToolCall,
     Usage,
@@ -78,7 +79,8 @@ def message_to_wire(m: Message) -> dict[str, Any]:
     if isinstance(m.content, str):
         out["content"] = m.content
     else:
-        out["content"] = [_part(p) for p in m.content]
+        # another vendor's reasoning is left out (its signature is only good there)
+        out["content"] = [_part(p) for p in m.content if not isinstance(p, ThinkingPart)] or ""
     if m.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

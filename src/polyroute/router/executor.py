@@ -38,7 +38,14 @@ from polyroute.errors import (
     ProviderError,
     StreamInterruptedError,
 )
-from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.events import (
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from polyroute.ledger import Meter
 from polyroute.router.attempt import Call, Refusal, Served, Timed, admit
 from polyroute.router.breaker import Breakers
@@ -86,7 +93,9 @@ class ExecutedEmbedding:
 
 
 def _is_content(event: StreamEvent) -> bool:
-    return (isinstance(event, TextDelta) and bool(event.text)) or isinstance(event, ToolCallDelta)
+    return (isinstance(event, TextDelta) and bool(event.text)) or isinstance(
+        event, ToolCallDelta | ThinkingDelta
+    )
 
 
 @dataclass(slots=True)

@@ -13,6 +13,15 @@ object, else ``{"answer": text}``. Stop sequences cut the reply as the API
 would. :meth:`AnthropicSimulator.error_mid_stream` scripts the ``event: error``
 the API sends when a stream fails after its 200.
 
+Extended thinking: with ``thinking: {type: enabled, budget_tokens}`` (at least
+1,024, below ``max_tokens``, no temperature but 1) the answer starts with a
+``thinking`` block (the simulator's ``thinking`` text, or a line about the
+question) signed by :func:`sign`; streamed as ``thinking_delta`` pieces and one
+``signature_delta``. Its tokens count in ``output_tokens``. A ``thinking`` block
+sent back must carry the signature the simulator gave it, and come first in its
+assistant turn, as the API checks; :attr:`AnthropicSimulator.thinking_seen`
+keeps the blocks received.
+
 Prompt caching: ``cache_control`` breakpoints are checked as the API checks them
 (at most four, 1-hour ones first); the script's ``cached_tokens``,
 ``cache_write_tokens`` and ``cache_write_1h_tokens`` come back as
@@ -22,6 +31,7 @@ Prompt caching: ``cache_control`` breakpoints are checked as the API checks them
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections import deque
@@ -92,6 +102,13 @@ class AnthropicChat(SimChat):
     tool: str | None = None
     """The tool ``tool_choice`` forces, if any: the reply is a call to it."""
     stop_sequences: tuple[str, ...] = ()
+    thinking: str | None = None
+    """The thinking the answer starts with (extended thinking asked), if any."""
+
+
+def sign(thinking: str) -> str:
+    """The simulator's signature of a thinking block (opaque to clients, as the API's)."""
+    return "sig" + hashlib.sha256(b"sim-thinking:" + thinking.encode()).hexdigest()
 
 
 def _text(content: Any) -> str:
@@ -167,9 +184,15 @@ class AnthropicSimulator(Simulator):
         api_key: str | None = "sim-key",
         models: tuple[str, ...] | None = None,
         script: Script | None = None,
+        thinking: str | None = None,
     ) -> None:
         super().__init__(reply=reply, api_key=api_key, models=models, script=script)
         self._inband: deque[tuple[str, str, int]] = deque()
+        self.thinking = thinking
+        """The thinking text answers start with when thinking is asked (``None``: one line
+        about the question)."""
+        self.thinking_seen: list[dict[str, Any]] = []
+        """Thinking and redacted thinking blocks received in assistant turns, in order."""
 
     def error_mid_stream(
         self,
@@ -241,6 +264,8 @@ class AnthropicSimulator(Simulator):
                 raise TypeError("messages: each message must be an object")
             if m.get("role") not in ("user", "assistant"):
                 raise ValueError(f"messages: Unexpected role {m.get('role')!r}")
+            if m["role"] == "assistant":
+                self._check_thinking(m.get("content"))
         texts = [_text(m.get("content")) for m in messages]
         users = [t for m, t in zip(messages, texts, strict=True) if m["role"] == "user"]
         system = body.get("system")
@@ -252,6 +277,7 @@ class AnthropicSimulator(Simulator):
             stream=bool(body.get("stream")),
             tool=self._forced_tool(body),
             stop_sequences=tuple(body.get("stop_sequences") or ()),
+            thinking=self._thinking(body, users[-1] if users else ""),
             schema=self._schema(body),
         )
 
@@ -266,6 +292,36 @@ class AnthropicSimulator(Simulator):
             if forced is not None and tool.get("name") == forced:
                 return tool.get("input_schema")
         return None
+
+    def _check_thinking(self, content: Any) -> None:
+        """Thinking blocks come first in their turn, each with the signature it was given."""
+        if not isinstance(content, list):
+            return
+        seen_other = False
+        for i, block in enumerate(content):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in ("thinking", "redacted_thinking"):
+                seen_other = True
+                continue
+            if seen_other:
+                raise ValueError(f"messages: content.{i}: thinking blocks must come first")
+            if kind == "thinking" and block.get("signature") != sign(block.get("thinking", "")):
+                raise ValueError(f"messages: content.{i}: Invalid `signature` in `thinking` block")
+            with self._lock:
+                self.thinking_seen.append(block)
+
+    def _thinking(self, body: Any, question: str) -> str | None:
+        config = body.get("thinking")
+        if not isinstance(config, dict) or config.get("type") != "enabled":
+            return None
+        budget = config.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            raise ValueError("thinking.enabled.budget_tokens: Input should be >= 1024")
+        if budget >= int(body["max_tokens"]):
+            raise ValueError("`max_tokens` must be greater than `thinking.budget_tokens`")
+        if body.get("temperature", 1) != 1:
+            raise ValueError("`temperature` may only be set to 1 when thinking is enabled")
+        return self.thinking if self.thinking is not None else f"The user asks: {question}"
 
     def _forced_tool(self, body: Any) -> str | None:
         choice = body.get("tool_choice") or {}
@@ -300,8 +356,9 @@ class AnthropicSimulator(Simulator):
             value = None
         return value if isinstance(value, dict) else {"answer": text}
 
-    def _usage(self, reply: SimReply) -> dict[str, Any]:
-        # input_tokens excludes the tokens read from (or written to) the cache.
+    def _usage(self, reply: SimReply, thinking: str | None = None) -> dict[str, Any]:
+        # input_tokens excludes the tokens read from (or written to) the cache; output_tokens
+        # includes thinking.
         written, written_1h = reply.cache_write_tokens, reply.cache_write_1h_tokens
         usage: dict[str, Any] = {
             "input_tokens": reply.prompt_tokens - reply.cached_tokens - written,
@@ -311,7 +368,7 @@ class AnthropicSimulator(Simulator):
                 "ephemeral_5m_input_tokens": written - written_1h,
                 "ephemeral_1h_input_tokens": written_1h,
             },
-            "output_tokens": reply.completion_tokens,
+            "output_tokens": reply.completion_tokens + count_tokens(thinking or ""),
             "service_tier": "standard",
         }
         if reply.reasoning_tokens:
@@ -334,7 +391,10 @@ class AnthropicSimulator(Simulator):
     def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
         reply, stop_reason, stop_sequence = self._outcome(chat, reply)
         tool = chat.tool if isinstance(chat, AnthropicChat) else None
+        thinking = chat.thinking if isinstance(chat, AnthropicChat) else None
         content: list[Any] = []
+        if thinking is not None:
+            content.append({"type": "thinking", "thinking": thinking, "signature": sign(thinking)})
         if tool is not None:
             content.append(
                 {
@@ -346,7 +406,7 @@ class AnthropicSimulator(Simulator):
             )
         elif reply.text:
             content.append({"type": "text", "text": reply.text})
-        message = self._message(chat, content, self._usage(reply))
+        message = self._message(chat, content, self._usage(reply, thinking))
         message["stop_reason"] = stop_reason
         message["stop_sequence"] = stop_sequence
         return message
@@ -356,11 +416,16 @@ class AnthropicSimulator(Simulator):
             inband = self._inband.popleft() if self._inband else None
         reply, stop_reason, stop_sequence = self._outcome(chat, reply)
         tool = chat.tool if isinstance(chat, AnthropicChat) else None
+        thinking = chat.thinking if isinstance(chat, AnthropicChat) else None
         start_usage = {**self._usage(reply), "output_tokens": 1}
         yield sse(
             {"type": "message_start", "message": self._message(chat, [], start_usage)},
             "message_start",
         )
+        at = 0  # the answer block's index
+        if thinking is not None:
+            yield from self._thinking_frames(thinking)
+            at = 1
         if tool is not None:
             block: dict[str, Any] = {"type": "tool_use", "id": _id("toolu"), "name": tool}
             block["input"] = {}
@@ -370,7 +435,7 @@ class AnthropicSimulator(Simulator):
             block = {"type": "text", "text": ""}
             pieces = reply.chunks() if reply.text else []
         yield sse(
-            {"type": "content_block_start", "index": 0, "content_block": block},
+            {"type": "content_block_start", "index": at, "content_block": block},
             "content_block_start",
         )
         yield sse({"type": "ping"}, "ping")
@@ -383,23 +448,36 @@ class AnthropicSimulator(Simulator):
                 else {"type": "text_delta", "text": piece}
             )
             yield sse(
-                {"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta"
+                {"type": "content_block_delta", "index": at, "delta": delta}, "content_block_delta"
             )
         if inband is not None:
             error = {"type": inband[0], "message": inband[1]}
             yield sse({"type": "error", "error": error}, "error")
             return
-        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield sse({"type": "content_block_stop", "index": at}, "content_block_stop")
         end: dict[str, Any] = {
             "stop_reason": stop_reason,
             "stop_sequence": stop_sequence,
             "stop_details": None,
         }
-        usage = self._usage(reply)
+        usage = self._usage(reply, thinking)
         usage.pop("service_tier")
         usage.pop("cache_creation")  # message_delta's usage has no split
         yield sse({"type": "message_delta", "delta": end, "usage": usage}, "message_delta")
         yield sse({"type": "message_stop"}, "message_stop")
+
+    def _thinking_frames(self, thinking: str) -> Iterator[str]:
+        """Block 0: the thinking in pieces, then its signature, as the API streams them."""
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        start = {"type": "content_block_start", "index": 0, "content_block": block}
+        yield sse(start, "content_block_start")
+        pieces = [thinking[i : i + 16] for i in range(0, len(thinking), 16)]
+        deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces]
+        deltas.append({"type": "signature_delta", "signature": sign(thinking)})
+        for delta in deltas:
+            frame = {"type": "content_block_delta", "index": 0, "delta": delta}
+            yield sse(frame, "content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
 
     # -- token counting -----------------------------------------------------
 
