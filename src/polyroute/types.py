@@ -146,8 +146,9 @@ class Message:
     is_error: bool = False
     """For ``role="tool"``: the tool failed, and ``content`` says how."""
     cache_control: CacheControl | None = None
-    """A cache breakpoint on the message's last block where no part carries it: a tool
-    result (Anthropic's ``tool_result`` block) or an assistant turn's last tool call."""
+    """A cache breakpoint on the message's last block: a tool result (Anthropic's
+    ``tool_result`` block), an assistant turn's last tool call, or whatever block ends a
+    message an OpenAI-format caller marked as a whole."""
 
     @property
     def text(self) -> str:

@@ -326,3 +326,32 @@ def test_an_openai_stream_reports_cache_reads_in_its_usage_chunk(
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == 1_500
     assert usage.prompt_tokens > 1_700  # every input token: fresh, read and written
+
+
+def test_an_openai_caller_may_mark_a_whole_message_as_litellm_does(
+    oai: openai.OpenAI, gateway: Gateway
+) -> None:
+    messages: Any = [
+        {"role": "system", "content": POLICY, "cache_control": HOUR},
+        {"role": "user", "content": "What is in it?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "a store", "cache_control": FIVE},
+    ]
+    tools: Any = [{"type": "function", "function": {"name": "lookup"}}]
+    oai.chat.completions.create(
+        model="anthropic/claude-haiku-4-5", messages=messages, tools=tools, max_tokens=50
+    )
+    body = gateway.fleet["anthropic"].last_request().body
+    assert body["system"] == [{"type": "text", "text": POLICY, "cache_control": HOUR}]
+    [result] = body["messages"][-1]["content"]
+    assert result["type"] == "tool_result" and result["cache_control"] == FIVE

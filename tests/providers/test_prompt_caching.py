@@ -181,3 +181,19 @@ def test_gemini_usage_reads_cached_content_and_thoughts() -> None:
         }
     )
     assert u == Usage(5000, 500, 4096, reasoning_tokens=400)
+
+
+def test_a_message_marked_as_a_whole_marks_its_last_block() -> None:
+    request = ChatRequest(
+        "claude-haiku-4-5",
+        (
+            Message("system", "rules", cache_control=CacheControl("1h")),
+            Message("user", (TextPart("a"), TextPart("b")), cache_control=CacheControl()),
+        ),
+    )
+    body: Any = AnthropicProtocol().chat(request, stream=False).json
+    assert body["system"] == [{"type": "text", "text": "rules", "cache_control": HOUR}]
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "a"},
+        {"type": "text", "text": "b", "cache_control": FIVE},
+    ]

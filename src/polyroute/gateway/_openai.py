@@ -17,6 +17,7 @@ import sys
 import time
 from array import array
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
@@ -102,6 +103,8 @@ class _Message(Body):
     name: str | None = None
     tool_calls: list[_Call] | None = None
     tool_call_id: str | None = None
+    cache_control: _CacheControl | None = None
+    """LiteLLM's form: a breakpoint on the message's last block."""
 
 
 class _FunctionDef(Body):
@@ -163,6 +166,13 @@ class ChatBody(Body):
     polyroute: Hints | None = None
 
 
+def _marked(message: Message, cache_control: _CacheControl | None) -> Message:
+    """A message-level ``cache_control`` (LiteLLM's form): a breakpoint on its last block."""
+    if cache_control is None:
+        return message
+    return replace(message, cache_control=cache_control.mark())
+
+
 def _content(content: str | list[_Part] | None) -> str | tuple[Part, ...]:
     if content is None:
         return ""
@@ -217,7 +227,9 @@ def _request(body: ChatBody) -> ChatRequest:
     stop = body.stop
     return ChatRequest(
         model=body.model,
-        messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
+        messages=tuple(
+            _marked(_message(m, i), m.cache_control) for i, m in enumerate(body.messages)
+        ),
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,

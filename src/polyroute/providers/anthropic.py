@@ -194,10 +194,19 @@ def system_to_wire(messages: Sequence[Message]) -> str | list[dict[str, Any]]:
     """The system messages as the ``system`` field: one string, or text blocks when one of
     them carries a cache breakpoint (only blocks can)."""
     system = [m for m in messages if m.role == "system"]
-    parts = [p for m in system for p in m.parts]
-    if not any(isinstance(p, TextPart) and p.cache_control for p in parts):
+    marked = any(
+        m.cache_control or any(isinstance(p, TextPart) and p.cache_control for p in m.parts)
+        for m in system
+    )
+    if not marked:
         return "\n\n".join(m.text for m in system)
-    return _blocks(parts)
+    out: list[dict[str, Any]] = []
+    for m in system:
+        blocks = _blocks(m.parts)
+        if m.cache_control is not None and blocks:
+            cached(blocks[-1], m.cache_control)
+        out.extend(blocks)
+    return out
 
 
 def _thinking(parts: Sequence[Part]) -> list[dict[str, Any]]:
