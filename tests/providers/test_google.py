@@ -496,7 +496,7 @@ def test_stream_decoder_ends_only_on_finish_reason() -> None:
     first = d.feed(json.dumps(chunk), None)
     assert [e.kind for e in first] == ["start", "text"] and not d.done
     thought = {"candidates": [{"content": {"parts": [{"text": "hmm", "thought": True}]}}]}
-    assert d.feed(json.dumps(thought), None) == []
+    assert [e.kind for e in d.feed(json.dumps(thought), None)] == ["thinking"]  # never text
     last = {
         "candidates": [{"content": {"parts": [{"text": "b"}]}, "finishReason": "SAFETY"}],
         "usageMetadata": {

@@ -24,7 +24,14 @@ from polyroute.errors import (
     UnsupportedError,
     status_error,
 )
-from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.events import (
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from polyroute.providers._base import (
     HttpCall,
     StreamDecoder,
@@ -35,6 +42,7 @@ from polyroute.providers._base import (
 )
 from polyroute.providers._http import loads_event, path_segment
 from polyroute.providers._json import loads_bounded
+from polyroute.reasoning import budget_of, effort_of
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -47,6 +55,7 @@ from polyroute.types import (
     Message,
     ModelInfo,
     Part,
+    Reasoning,
     TextPart,
     ThinkingPart,
     ToolCall,
@@ -192,6 +201,25 @@ def contents_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return contents
 
 
+THINKING_BUDGET_MAX = 24_576
+"""Gemini 2.5 Flash's largest thinking budget (Pro's is 32,768): a budget above it is cut
+to it, so one number fits every Gemini 2.5 model."""
+
+
+def thinking_config(model: str, reasoning: Reasoning) -> dict[str, Any]:
+    """``thinkingConfig``: Gemini 3 takes a level (Pro only ``low`` and ``high``), 2.5 a
+    budget (polyroute.reasoning maps one to the other); thought summaries come back."""
+    out: dict[str, Any] = {"includeThoughts": True}
+    if model.startswith("gemini-3"):
+        level = effort_of(reasoning)
+        if "flash" not in model:
+            level = "low" if level in ("minimal", "low") else "high"
+        out["thinkingLevel"] = level
+    else:
+        out["thinkingBudget"] = min(budget_of(reasoning), THINKING_BUDGET_MAX)
+    return out
+
+
 def read_error(err: Mapping[str, Any]) -> VendorError:
     """A google.rpc.Status: ``status`` is the type, unless an ErrorInfo says the key is bad."""
     vendor_type = err.get("status") or None
@@ -312,6 +340,8 @@ class GoogleProtocol(WireProtocol):
         if isinstance(request.response_format, JsonSchema):
             # full JSON Schema (``responseSchema`` takes an OpenAPI subset)
             config["responseJsonSchema"] = response_schema(request.response_format.schema)
+        if request.reasoning is not None:
+            config["thinkingConfig"] = thinking_config(request.model, request.reasoning)
         if config:
             body["generationConfig"] = config
         if request.tools:
@@ -359,10 +389,13 @@ class GoogleProtocol(WireProtocol):
             raise InvalidResponseError("Gemini answered with no candidates", body=body)
         candidate = candidates[0]
         texts: list[str] = []
+        thoughts: list[ThinkingPart] = []
         calls: list[ToolCall] = []
         for part in (candidate.get("content") or {}).get("parts") or ():
             if "text" in part:
-                if not part.get("thought"):
+                if part.get("thought"):  # a thought summary (includeThoughts)
+                    thoughts.append(ThinkingPart(part["text"]))
+                else:
                     texts.append(part["text"])
             elif "functionCall" in part:
                 fc = part["functionCall"]
@@ -382,6 +415,7 @@ class GoogleProtocol(WireProtocol):
             usage=usage_from_wire(body.get("usageMetadata")),
             id=body.get("responseId", ""),
             tool_calls=tuple(calls),
+            thinking=tuple(thoughts),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -474,7 +508,9 @@ class GoogleStreamDecoder(StreamDecoder):
         for part in (candidate.get("content") or {}).get("parts") or ():
             text = part.get("text")
             if text is not None:
-                if text and not part.get("thought"):
+                if text and part.get("thought"):  # one thinking block: summaries are text
+                    out.append(ThinkingDelta(0, text))
+                elif text:
                     out.append(TextDelta(text))
                 continue
             fc = part.get("functionCall")

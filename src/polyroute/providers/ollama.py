@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from polyroute.errors import status_error
-from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.events import (
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from polyroute.providers._base import (
     HttpCall,
     StreamDecoder,
@@ -172,6 +179,9 @@ class OllamaProtocol(WireProtocol):
         options = sampling(request, max_tokens="num_predict")
         if options:
             body["options"] = options
+        if request.reasoning is not None:
+            # thinking models take true (gpt-oss also a level; a budget, none of them)
+            body["think"] = True
         if request.response_format == "json":
             body["format"] = "json"
         elif isinstance(request.response_format, JsonSchema):
@@ -215,6 +225,7 @@ class OllamaProtocol(WireProtocol):
             usage=usage_from_wire(body),
             tool_calls=calls,
             server_ms=server_ms(body),
+            thinking=(ThinkingPart(message["thinking"]),) if message.get("thinking") else (),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -294,6 +305,9 @@ class OllamaStreamDecoder(StreamDecoder):
             out.append(StreamStart("", chunk.get("model", "")))
         message = chunk.get("message")
         if message:
+            thought = message.get("thinking")
+            if thought:  # a thinking model's reasoning (``think``): never answer text
+                out.append(ThinkingDelta(0, thought))
             text = message.get("content")
             if text:
                 out.append(TextDelta(text))

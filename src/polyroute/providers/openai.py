@@ -22,6 +22,7 @@ from polyroute.providers._base import (
     sampling,
 )
 from polyroute.providers._http import loads_event
+from polyroute.reasoning import effort_of
 from polyroute.types import (
     ChatRequest,
     ChatResponse,
@@ -167,6 +168,8 @@ class OpenAIProtocol(WireProtocol):
         body.update(sampling(request, max_tokens=self.max_tokens_field))
         if request.user is not None:
             body["user"] = request.user
+        if request.reasoning is not None:  # reasoning models only: routing checks the catalog
+            body["reasoning_effort"] = effort_of(request.reasoning)
         if request.response_format != "text":
             body["response_format"] = response_format(request.response_format)
         if request.tools:
