@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from polyroute.errors import BudgetExceeded
-from polyroute.events import StreamEnd, StreamEvent, TextDelta
+from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta
+from polyroute.reasoning import thinking_parts
 from polyroute.router.decision import Decision
 from polyroute.router.executor import ExecutedStream
 from polyroute.types import Attempt, ChatRequest, ChatResponse, Target, Usage
@@ -82,6 +83,7 @@ class AnswerStream:
     virtual_key: str | None = None
     answer: Answer | None = None
     _parts: list[str] = field(default_factory=list)
+    _thinking: list[ThinkingDelta] = field(default_factory=list)
     _run: ExecutedStream | None = None
 
     @property
@@ -110,6 +112,8 @@ class AnswerStream:
             async for event in run:
                 if isinstance(event, TextDelta):
                     self._parts.append(event.text)
+                elif isinstance(event, ThinkingDelta):
+                    self._thinking.append(event)
                 elif isinstance(event, StreamEnd):
                     target = run.target or Target(self.decision.provider, self.decision.model)
                     response = ChatResponse(
@@ -120,6 +124,7 @@ class AnswerStream:
                         raw_finish_reason=event.raw_finish_reason,
                         provider=target.provider,
                         stop_sequence=event.stop_sequence,
+                        thinking=thinking_parts(self._thinking),
                     )
                     latency = (time.perf_counter() - start) * 1000
                     self.answer = answer_of(

@@ -353,6 +353,9 @@ class Polyroute:
         if isinstance(request.response_format, JsonSchema):  # a schema is never weakened
             routing = Routing(**routing)
             routing["require"] = (*routing.get("require", ()), "json_schema")
+        if request.reasoning is not None:  # thinking asked: reasoning models only
+            routing = Routing(**routing)
+            routing["require"] = (*routing.get("require", ()), "reasoning")
         ctx = self.context(request.messages, request.max_tokens, routing, stream=stream)
         decision = self.decide(ctx)
         self.recent.append(Routed(time.time(), decision, stream, virtual_key))

@@ -26,9 +26,11 @@ what a call bills. A request without ``max_tokens`` is sent the budget plus room
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal, TypeAlias
 
-from polyroute.types import ChatRequest, Reasoning
+from polyroute.events import ThinkingDelta
+from polyroute.types import ChatRequest, Reasoning, ThinkingPart
 
 Effort: TypeAlias = Literal["minimal", "low", "medium", "high"]
 
@@ -72,3 +74,19 @@ def output_tokens_floor(request: ChatRequest) -> int:
     if request.reasoning is None or request.max_tokens is not None:
         return 0
     return budget_of(request.reasoning) + ANSWER_TOKENS
+
+
+def thinking_parts(deltas: Iterable[ThinkingDelta]) -> tuple[ThinkingPart, ...]:
+    """A stream's thinking deltas as whole blocks, in the order they began."""
+    texts: dict[int, list[str]] = {}
+    signatures: dict[int, str] = {}
+    redacted: set[int] = set()
+    for d in deltas:
+        texts.setdefault(d.index, []).append(d.text)
+        if d.signature:
+            signatures[d.index] = d.signature
+        if d.redacted:
+            redacted.add(d.index)
+    return tuple(
+        ThinkingPart("".join(t), signatures.get(i), i in redacted) for i, t in texts.items()
+    )

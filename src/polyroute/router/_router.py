@@ -68,6 +68,7 @@ not one per provider."""
 
 _NEEDED_BY: Mapping[Capability, str] = {
     "json_schema": "cannot honour response_format json_schema",
+    "reasoning": "cannot honour reasoning_effort / thinking",
 }
 """What a request asks that a pair lacking the capability cannot give, where a field needs it."""
 
