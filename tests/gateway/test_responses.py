@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,8 @@ import openai
 import pytest
 
 from gateway.support import ADMIN, Gateway, start
-from polyroute.gateway._responses import parse
+from polyroute.gateway._responses_in import parse
+from polyroute.ledger._responses import _recent, new_response_id
 from polyroute.testing import Fleet
 from polyroute.types import DocumentPart, ImagePart, JsonSchema, Reasoning, ThinkingPart, Tool
 
@@ -381,3 +383,43 @@ def test_json_object_and_effort_none() -> None:
     }
     req = parse(json.dumps(body).encode()).request
     assert req.response_format == "json" and req.reasoning is None
+
+
+# -- where stored responses live ----------------------------------------------------------
+
+
+def test_another_worker_reads_a_response_the_moment_it_is_answered(fleet: Fleet) -> None:
+    """Two gateways on one ledger database, as ``serve --workers 2``: a response answered by
+    one is read and continued through the other at once (its write may still be queued)."""
+    one, two = start(fleet), start(fleet)
+    try:
+        with (
+            openai.OpenAI(base_url=one.url + "/v1", api_key="x", max_retries=0) as a,
+            openai.OpenAI(base_url=two.url + "/v1", api_key="x", max_retries=0) as b,
+        ):
+            for _ in range(5):
+                r = a.responses.create(model="gpt-4o-mini", input="hi")
+                assert b.responses.retrieve(r.id).output_text == OPENAI_REPLY
+                nxt = b.responses.create(model="gpt-4o-mini", input="on", previous_response_id=r.id)
+                assert a.responses.retrieve(nxt.id).previous_response_id == r.id
+    finally:
+        one.server.stop()
+        two.server.stop()
+
+
+def test_a_clean_shutdown_commits_the_queued_responses(fleet: Fleet) -> None:
+    gw = start(fleet)
+    try:
+        with openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0) as c:
+            ids = [c.responses.create(model="gpt-4o-mini", input="hi").id for _ in range(3)]
+    finally:
+        gw.server.stop()
+    with sqlite3.connect("ledger.db") as db:
+        kept = {row[0] for row in db.execute("SELECT id FROM responses")}
+    assert kept == set(ids)
+
+
+def test_ids_tell_their_age() -> None:
+    rid = new_response_id()
+    assert rid.startswith("resp_") and len(rid) == 5 + 28
+    assert _recent(rid) and not _recent("resp_nope") and not _recent("resp_" + "0" * 28)

@@ -101,6 +101,7 @@ def create_app(
             yield
         finally:
             unsubscribe()
+            await responses.aclose()
             if lifecycle:
                 await polyroute.aclose()
 
