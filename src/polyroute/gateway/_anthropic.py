@@ -7,8 +7,13 @@ Inbound counterpart of :mod:`polyroute.providers.anthropic`, and its mirror:
   text (the order OpenAI-style upstreams need: results right after the calls);
   an assistant turn's ``tool_use`` blocks become its tool calls (their ``input``
   as JSON text).
-- ``max_tokens`` is required, as the API requires it; ``top_k`` and
-  ``thinking`` are ignored (no upstream-neutral meaning).
+- ``max_tokens`` is required, as the API requires it; ``top_k`` is ignored
+  (no upstream-neutral meaning).
+- ``thinking`` (a budget) is the request's reasoning; an assistant turn's
+  ``thinking`` / ``redacted_thinking`` blocks are kept first in its content,
+  signatures unchanged, for an Anthropic upstream (others leave them out).
+  Answers carry thinking blocks first (JSON, and ``thinking_delta`` /
+  ``signature_delta`` in streams).
 - Streams are the API's events: ``message_start``, ``ping``, per content block
   ``content_block_start`` / ``content_block_delta`` (``text_delta``,
   ``input_json_delta``) / ``content_block_stop``, then ``message_delta`` (stop
@@ -29,7 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from polyroute.errors import GatewayError
-from polyroute.events import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
+from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
 from polyroute.gateway._wire import (
     MAX_TOKENS,
     Body,
@@ -53,7 +58,9 @@ from polyroute.types import (
     JsonSchema,
     Message,
     Part,
+    Reasoning,
     TextPart,
+    ThinkingPart,
     Tool,
     ToolCall,
     Usage,
@@ -97,6 +104,17 @@ class _ToolUse(Body):
 _ResultPart = Annotated[_Text | _Image, Field(discriminator="type")]
 
 
+class _Thinking(Body):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class _RedactedThinking(Body):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
 class _ToolResult(Body):
     type: Literal["tool_result"]
     tool_use_id: str
@@ -105,7 +123,10 @@ class _ToolResult(Body):
     cache_control: _CacheControl | None = None
 
 
-_Block = Annotated[_Text | _Image | _ToolUse | _ToolResult, Field(discriminator="type")]
+_Block = Annotated[
+    _Text | _Image | _ToolUse | _ToolResult | _Thinking | _RedactedThinking,
+    Field(discriminator="type"),
+]
 
 
 class _Message(Body):
@@ -139,6 +160,11 @@ class _Metadata(Body):
     user_id: str | None = None
 
 
+class _ThinkingConfig(Body):
+    type: Literal["enabled", "disabled"]
+    budget_tokens: int | None = Field(None, ge=1024, le=MAX_TOKENS)
+
+
 class MessagesBody(Body):
     """``POST /v1/messages``: the fields polyroute carries."""
 
@@ -152,6 +178,7 @@ class MessagesBody(Body):
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
+    thinking: _ThinkingConfig | None = None
     output_config: _OutputConfig | None = None
     output_format: _OutputFormat | None = None
     """The structured-outputs beta's name for ``output_config.format``."""
@@ -195,11 +222,16 @@ def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
     where = f"messages.{i}.content"
     if m.role == "assistant":
         texts: list[TextPart] = []
+        thoughts: list[ThinkingPart] = []  # kept first, with their signatures, for the way back
         calls: list[ToolCall] = []
         last: CacheControl | None = None  # a breakpoint on the turn's last tool_use
         for j, b in enumerate(m.content):
             if isinstance(b, _Text):
                 texts.append(TextPart(b.text, mark(b.cache_control)))
+            elif isinstance(b, _Thinking):
+                thoughts.append(ThinkingPart(b.thinking, b.signature))
+            elif isinstance(b, _RedactedThinking):
+                thoughts.append(ThinkingPart(b.data, redacted=True))
             elif isinstance(b, _ToolUse):
                 names[b.id] = b.name
                 calls.append(ToolCall(b.id, b.name, json.dumps(b.input, ensure_ascii=False)))
@@ -216,7 +248,8 @@ def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
                     f"{where}.{j}: an assistant turn takes text and tool_use blocks",
                     param=f"{where}.{j}",
                 )
-        return [Message("assistant", compact(tuple(texts)), tuple(calls), cache_control=last)]
+        content: str | tuple[Part, ...] = (*thoughts, *texts) if thoughts else compact(tuple(texts))
+        return [Message("assistant", content, tuple(calls), cache_control=last)]
     out: list[Message] = []
     rest: list[_Text | _Image] = []
     for j, b in enumerate(m.content):
@@ -231,9 +264,9 @@ def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
                     cache_control=mark(b.cache_control),
                 )
             )
-        elif isinstance(b, _ToolUse):
+        elif isinstance(b, _ToolUse | _Thinking | _RedactedThinking):
             raise GatewayError(
-                f"{where}.{j}: tool_use blocks belong in assistant turns", param=f"{where}.{j}"
+                f"{where}.{j}: {b.type} blocks belong in assistant turns", param=f"{where}.{j}"
             )
         else:
             rest.append(b)
@@ -266,6 +299,22 @@ def _output_format(body: MessagesBody) -> Literal["text"] | JsonSchema:
     if fmt is None:
         return "text"
     return JsonSchema("output", fmt.schema_, strict=True)
+
+
+def _reasoning(body: MessagesBody) -> Reasoning | None:
+    """``thinking``: a budget, checked as the API checks it; ``disabled`` is the default."""
+    config = body.thinking
+    if config is None or config.type == "disabled":
+        return None
+    budget = config.budget_tokens
+    if budget is None:
+        raise GatewayError("thinking.budget_tokens: field required", param="thinking.budget_tokens")
+    if body.max_tokens is not None and budget >= body.max_tokens:
+        raise GatewayError(
+            "thinking.budget_tokens: must be less than max_tokens",
+            param="thinking.budget_tokens",
+        )
+    return Reasoning(budget_tokens=budget)
 
 
 def _request(body: MessagesBody) -> ChatRequest:
@@ -301,6 +350,7 @@ def _request(body: MessagesBody) -> ChatRequest:
         response_format=_output_format(body),
         tool_choice=_tool_choice(body.tool_choice),
         user=body.metadata.user_id if body.metadata is not None else None,
+        reasoning=_reasoning(body),
     )
 
 
@@ -407,7 +457,7 @@ class AnthropicMessages:
         return Inbound(_request(body), stream=body.stream, hints=body.polyroute)
 
     def render(self, reply: Reply) -> bytes:
-        content: list[dict[str, Any]] = []
+        content: list[dict[str, Any]] = [_thinking_block(t) for t in reply.thinking]
         if reply.content or not reply.tool_calls:
             content.append({"type": "text", "text": reply.content})
         content.extend(
@@ -439,13 +489,21 @@ class AnthropicMessages:
         return dumps(error_object(problem))
 
 
+def _thinking_block(t: ThinkingPart) -> dict[str, Any]:
+    """A thinking block; another vendor's reasoning has no signature, so its is empty (an
+    Anthropic upstream would refuse it, and polyroute leaves such blocks out)."""
+    if t.redacted:
+        return {"type": "redacted_thinking", "data": t.text}
+    return {"type": "thinking", "thinking": t.text, "signature": t.signature or ""}
+
+
 _PING = sse({"type": "ping"}, "ping")
 
 
 class _Events:
     """Stream events -> Messages stream events, one content block open at a time."""
 
-    __slots__ = ("_model", "_next", "_open", "_started", "_tools")
+    __slots__ = ("_model", "_next", "_open", "_started", "_thinking", "_tools")
 
     def __init__(self, model: str) -> None:
         self._model = model
@@ -453,6 +511,7 @@ class _Events:
         self._open: int | None = None  # the open block's index
         self._next = 0  # the next block's index
         self._tools: dict[int, int] = {}  # tool call index -> its block's index
+        self._thinking: dict[int, int] = {}  # thinking block index -> its block's index
 
     def _start(self) -> bytes:
         self._started = True
@@ -491,10 +550,16 @@ class _Events:
         if isinstance(event, TextDelta):
             if not event.text:
                 return out
-            if self._open is None or self._open in self._tools.values():
+            if (
+                self._open is None
+                or self._open in self._tools.values()
+                or self._open in self._thinking.values()
+            ):
                 out += self._block({"type": "text", "text": ""})
             assert self._open is not None
             return out + self._delta(self._open, {"type": "text_delta", "text": event.text})
+        if isinstance(event, ThinkingDelta):
+            return out + self._thought(event)
         if isinstance(event, ToolCallDelta):
             index = self._tools.get(event.index)
             if index is None:
@@ -533,6 +598,24 @@ class _Events:
                 + sse({"type": "message_stop"}, "message_stop")
             )
         return out  # StreamStart: message_start is already out
+
+    def _thought(self, event: ThinkingDelta) -> bytes:
+        out = b""
+        index = self._thinking.get(event.index)
+        if index is None:
+            if event.redacted:  # the API sends redacted data whole, in the block's start
+                out += self._block({"type": "redacted_thinking", "data": event.text})
+                assert self._open is not None
+                self._thinking[event.index] = self._open
+                return out
+            out += self._block({"type": "thinking", "thinking": "", "signature": ""})
+            assert self._open is not None
+            index = self._thinking[event.index] = self._open
+        if event.text and not event.redacted:
+            out += self._delta(index, {"type": "thinking_delta", "thinking": event.text})
+        if event.signature:
+            out += self._delta(index, {"type": "signature_delta", "signature": event.signature})
+        return out
 
     def error(self, problem: Problem) -> bytes:
         return sse(error_object(problem), "error")

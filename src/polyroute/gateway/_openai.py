@@ -7,7 +7,9 @@ compatible servers do, and ``n`` above 1 is refused. Streams are
 ``chat.completion.chunk`` frames ending ``data: [DONE]``; with
 ``stream_options.include_usage`` the last chunk before it has empty ``choices``
 and the usage. A failure after the first token is a ``data: {"error": ...}``
-frame and no ``[DONE]``: the official SDK raises on it.
+frame and no ``[DONE]``: the official SDK raises on it. ``reasoning_effort`` is
+the request's reasoning; an answer's reasoning goes back as ``reasoning_content``
+(message and deltas), as DeepSeek, vLLM and LiteLLM send it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from polyroute.errors import GatewayError
-from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.events import (
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from polyroute.gateway._wire import (
     MAX_TOKENS,
     Body,
@@ -47,7 +56,9 @@ from polyroute.types import (
     JsonSchema,
     Message,
     Part,
+    Reasoning,
     TextPart,
+    ThinkingPart,
     ToolCall,
     Usage,
 )
@@ -161,6 +172,7 @@ class ChatBody(Body):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's
     user: str | None = None
     n: int | None = Field(None, ge=1, le=1)  # null as "unset", as OpenAI takes it
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
     polyroute: Hints | None = None
@@ -248,6 +260,7 @@ def _request(body: ChatBody) -> ChatRequest:
         response_format=_response_format(body.response_format),
         seed=body.seed,
         user=body.user,
+        reasoning=None if body.reasoning_effort is None else Reasoning(body.reasoning_effort),
     )
 
 
@@ -300,6 +313,13 @@ def _tool_call(c: ToolCall) -> dict[str, Any]:
     return {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
 
 
+def thinking_text(thinking: Sequence[ThinkingPart]) -> str:
+    """Reasoning as OpenAI-style clients read it: ``reasoning_content``, the field DeepSeek,
+    vLLM and LiteLLM use (Chat Completions has none; the SDK keeps unknown fields). Redacted
+    blocks are encrypted data, not text: left out."""
+    return "\n\n".join(t.text for t in thinking if not t.redacted and t.text)
+
+
 class OpenAIChat:
     """``/v1/chat/completions``: see the module docs."""
 
@@ -318,6 +338,9 @@ class OpenAIChat:
 
     def render(self, reply: Reply) -> bytes:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
+        reasoning = thinking_text(reply.thinking)
+        if reasoning:
+            message["reasoning_content"] = reasoning
         if reply.tool_calls:
             message["tool_calls"] = [_tool_call(c) for c in reply.tool_calls]
             message["content"] = reply.content or None
@@ -381,6 +404,10 @@ class _Chunks:
             out = self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, TextDelta):
             return out + self._chunk({"content": event.text}) if event.text else out
+        if isinstance(event, ThinkingDelta):
+            if not event.text or event.redacted:
+                return out
+            return out + self._chunk({"reasoning_content": event.text})
         if isinstance(event, ToolCallDelta):
             call: dict[str, Any] = {"index": event.index}
             if event.index not in self._tools:  # the first piece names the call

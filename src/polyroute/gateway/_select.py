@@ -63,6 +63,8 @@ def _needs(request: ChatRequest) -> set[Capability]:
         needs.add("json")
     if any(isinstance(p, ImagePart) for m in request.messages for p in m.parts):
         needs.add("vision")
+    if request.reasoning is not None:
+        needs.add("reasoning")
     return needs
 
 
@@ -141,6 +143,8 @@ class Selector:
             _permit(key, model, target.model)
             if isinstance(request.response_format, JsonSchema):
                 self._honours_schema(target)
+            if request.reasoning is not None:
+                self._reasons(target)
             routing["provider"], routing["model"] = target.provider, target.model
             routing.setdefault("complexity", "medium")
             return Choice(routing)
@@ -190,6 +194,17 @@ class Selector:
                 f"{target.provider}/{target.model} cannot honour response_format json_schema "
                 "(the catalog does not list capability json_schema for it)",
                 param="response_format",
+            )
+
+    def _reasons(self, target: Target) -> None:
+        """400 naming the field unless the pinned pair is a reasoning model."""
+        spec = self.pr.config.settings.providers[target.provider]
+        if "reasoning" not in self.pr.catalog.get(spec.type, target.model).capabilities:
+            raise GatewayError(
+                f"{target.provider}/{target.model} cannot honour reasoning "
+                "(reasoning_effort, thinking or reasoning.effort): the catalog does not list "
+                "capability reasoning for it",
+                param="reasoning",
             )
 
     def embedding(self, model: str, caller: Caller) -> Target | None:

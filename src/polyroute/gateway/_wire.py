@@ -28,6 +28,7 @@ from polyroute.types import (
     FinishReason,
     Part,
     TextPart,
+    ThinkingPart,
     ToolCall,
     Usage,
 )
@@ -113,6 +114,9 @@ class Reply:
     stop_sequence: str | None = None
     """The stop sequence that ended the answer, where the upstream said which."""
 
+    thinking: Sequence[ThinkingPart] = ()
+    """The model's reasoning blocks, with their signatures."""
+
     @classmethod
     def of(cls, answer: Answer) -> Reply:
         response = answer.response
@@ -124,6 +128,7 @@ class Reply:
             None if response is None else response.raw_finish_reason,
             () if response is None else response.tool_calls,
             None if response is None else response.stop_sequence,
+            thinking=() if response is None else response.thinking,
         )
 
 
