@@ -172,6 +172,9 @@ def test_usage_in_the_cli_json_shape_by_each_key(gateway: Gateway) -> None:
         "failed",
         "prompt_tokens",
         "completion_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
         "cost_usd",
     }
     assert {first["provider"], second["provider"]} == {"openai", "anthropic"}

@@ -162,6 +162,9 @@ async def test_usage_by_provider_and_model_counts_failures_tokens_and_costs(make
                 "failed": 0,
                 "prompt_tokens": 100,
                 "completion_tokens": 50,
+                "cached_tokens": 0,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": 0,
                 "cost_usd": 0.01,
             },
             {
@@ -170,6 +173,9 @@ async def test_usage_by_provider_and_model_counts_failures_tokens_and_costs(make
                 "failed": 2,
                 "prompt_tokens": 22,
                 "completion_tokens": 23,
+                "cached_tokens": 0,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": 0,
                 "cost_usd": 0.0015,
             },
             {
@@ -178,6 +184,9 @@ async def test_usage_by_provider_and_model_counts_failures_tokens_and_costs(make
                 "failed": 0,
                 "prompt_tokens": 1,
                 "completion_tokens": 2,
+                "cached_tokens": 0,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": 0,
                 "cost_usd": 0.0,
             },
         ],
@@ -229,6 +238,9 @@ async def test_usage_by_day_and_month_with_since_and_provider_filters(make: Make
         "failed": 0,
         "prompt_tokens": 10,
         "completion_tokens": 20,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
         "cost_usd": 0.001,
     }
 
