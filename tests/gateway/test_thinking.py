@@ -13,8 +13,9 @@ import openai
 import pytest
 from anthropic.types import MessageParam
 
-from gateway.support import Gateway
+from gateway.support import Gateway, start
 from polyroute.reasoning import ANSWER_TOKENS, EFFORT_BUDGETS
+from polyroute.testing import Fleet
 from polyroute.testing.anthropic import AnthropicSimulator, sign
 
 THOUGHT = "The user wants the capital of Italy: Rome, no doubt about it."
@@ -196,3 +197,42 @@ def test_thinking_blocks_in_a_user_turn_are_refused_by_name(gateway: Gateway) ->
     )
     assert r.status_code == 400
     assert "thinking blocks belong in assistant turns" in r.json()["error"]["message"]
+
+
+@pytest.fixture
+def gemini_gateway() -> Iterator[Gateway]:
+    with Fleet(("anthropic", "google")) as fleet:
+        gw = start(fleet)
+        yield gw
+        gw.server.stop()
+
+
+def test_gemini_thoughts_reach_an_anthropic_caller_and_stay_out_of_the_next_claude_turn(
+    gemini_gateway: Gateway,
+) -> None:
+    with anthropic.Anthropic(base_url=gemini_gateway.url, api_key="u", max_retries=0) as sdk:
+        first = sdk.messages.create(
+            model="google/gemini-2.5-flash",
+            max_tokens=4000,
+            thinking={"type": "enabled", "budget_tokens": 2048},
+            messages=[QUESTION],
+        )
+        sent = gemini_gateway.fleet["google"].last_request().body["generationConfig"]
+        assert sent["thinkingConfig"] == {"includeThoughts": True, "thinkingBudget": 2048}
+        thought = first.content[0]
+        assert thought.type == "thinking" and thought.thinking and thought.signature == ""
+        assert first.content[1].type == "text"
+        # Gemini's summary has no Anthropic signature: left out, not refused by Claude
+        sdk.messages.create(
+            model=CLAUDE,
+            max_tokens=100,
+            messages=[
+                QUESTION,
+                {"role": "assistant", "content": first.content},
+                {"role": "user", "content": "And of France?"},
+            ],
+        )
+    claude = gemini_gateway.fleet["anthropic"]
+    assert isinstance(claude, AnthropicSimulator)
+    turn = claude.last_request().body["messages"][1]
+    assert "thinking" not in str(turn) and claude.thinking_seen == []

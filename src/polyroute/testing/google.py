@@ -9,6 +9,11 @@ detail (``retryDelay``), as Gemini sends it, not as a header.
 
 A request that forces a tool (``functionCallingConfig.mode == "ANY"``) is
 answered with a ``functionCall`` to the first allowed function, args ``{}``.
+
+``generationConfig.thinkingConfig`` is checked as the API checks it (a
+``thinkingBudget`` or a ``thinkingLevel``, not both); with ``includeThoughts``
+the answer starts with a thought summary part (``thought: true``), whose tokens
+are ``thoughtsTokenCount``, apart from the candidates'.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from polyroute.testing._sim import Fault, SimChat, SimReply, Simulator, sse
+from polyroute.testing._sim import Fault, SimChat, SimReply, Simulator, count_tokens, sse
 
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -56,6 +61,39 @@ _STATUS: Mapping[int, str] = {
 class GoogleChat(SimChat):
     call: str | None = None
     """The function the request forces (mode ANY), answered with a functionCall."""
+    thought: str | None = None
+    """The thought summary the answer starts with (``includeThoughts``), if any."""
+
+
+_LEVELS = ("minimal", "low", "medium", "high")
+
+
+def _thought(config: Any, question: str) -> str | None:
+    """The thought summary to answer with, after checking ``thinkingConfig`` (proto JSON:
+    camelCase or snake_case names, as the API takes both and google-genai sends the latter)."""
+    thinking = config.get("thinkingConfig", config.get("thinking_config"))
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict):
+        raise TypeError("generation_config.thinking_config: must be an object")
+    named = {k.replace("_", "").lower(): v for k, v in thinking.items()}
+    if "thinkingbudget" in named and "thinkinglevel" in named:
+        raise ValueError("You can only set only one of thinking budget and thinking level.")
+    budget = named.get("thinkingbudget", -1)
+    if not isinstance(budget, int) or not -1 <= budget <= 32768:
+        raise ValueError("thinking_budget: must be -1 (dynamic) or between 0 and 32768")
+    if str(named.get("thinkinglevel", "high")).lower() not in _LEVELS:
+        raise ValueError(f"thinking_level: must be one of {', '.join(_LEVELS)}")
+    return f"**Weighing it** The user asks: {question}" if named.get("includethoughts") else None
+
+
+def _with_thought(usage: dict[str, Any], thought: str | None) -> dict[str, Any]:
+    """``usage`` with the thought summary's tokens, counted apart from the candidates'."""
+    if thought:
+        spent = count_tokens(thought)
+        usage["thoughtsTokenCount"] = usage.get("thoughtsTokenCount", 0) + spent
+        usage["totalTokenCount"] += spent
+    return usage
 
 
 def _texts(parts: Any) -> list[str]:
@@ -191,6 +229,7 @@ class GoogleSimulator(Simulator):
             max_tokens=config.get("maxOutputTokens"),
             stream=stream,
             call=_forced_call(body),
+            thought=_thought(config, last_user),
             schema=config.get("responseJsonSchema") or config.get("responseSchema"),
         )
 
@@ -225,12 +264,15 @@ class GoogleSimulator(Simulator):
 
     def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
         call = self._call_part(chat)
-        parts = [call] if call is not None else [{"text": reply.text}]
+        parts: list[dict[str, Any]] = [call] if call is not None else [{"text": reply.text}]
+        thought = chat.thought if isinstance(chat, GoogleChat) else None
+        if thought:
+            parts.insert(0, {"text": thought, "thought": True})
         candidate = {
             "content": {"parts": parts, "role": "model"},
             "finishReason": "MAX_TOKENS" if reply.truncated else "STOP",
         }
-        return self._response(chat, _rid(), candidate, self._usage(reply))
+        return self._response(chat, _rid(), candidate, _with_thought(self._usage(reply), thought))
 
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
         rid = _rid()
@@ -239,6 +281,9 @@ class GoogleSimulator(Simulator):
         pieces: list[dict[str, Any]] = (
             [call] if call is not None else [{"text": p} for p in reply.chunks()]
         )
+        thought = chat.thought if isinstance(chat, GoogleChat) else None
+        if thought:
+            pieces.insert(0, {"text": thought, "thought": True})
         for part in pieces:
             candidate = {"content": {"parts": [part], "role": "model"}}
             yield sse(self._response(chat, rid, candidate, running))
@@ -246,7 +291,7 @@ class GoogleSimulator(Simulator):
             "content": {"parts": [{"text": ""}], "role": "model"},
             "finishReason": "MAX_TOKENS" if reply.truncated else "STOP",
         }
-        yield sse(self._response(chat, rid, end, self._usage(reply)))
+        yield sse(self._response(chat, rid, end, _with_thought(self._usage(reply), thought)))
 
     async def handle_models(self, request: Request) -> Response:
         self.record(request, None)
