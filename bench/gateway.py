@@ -6,7 +6,11 @@ Targets (the gateway issue): at 32 connections, at least 20x LiteLLM's proxy's r
 at 1 connection, under 1 ms added p50 over calling the upstream directly. And the cost
 of `[storage] durability = "answered"` (the default: a reply's last byte waits until its
 ledger record is durable, in the ledger's journal) against `"batched"`: added p50 at 1
-connection up by at most 0.2 ms, req/s at 32 connections down by at most 10 %.
+connection up by at most 0.2 ms, req/s at 32 connections down by at most 10 %. And the
+Responses API (`POST /v1/responses`, JSON, `store` on as by default: every answer is also
+kept in the ledger database) against chat completions on the same server: at most 10 %
+more per request (the server's CPU time per request; and p50 at 1 connection, 1/req/s at
+32, which a busy machine blurs).
 
 Setup, all on loopback, in one run:
 - the upstream: nginx (Debian's package) returning a canned OpenAI chat completion;
@@ -50,6 +54,8 @@ TARGET_ADDED_MS = 1.0
 SOAK_GROWTH = 0.10
 TARGET_DURABLE_ADDED_MS = 0.2
 TARGET_DURABLE_RPS_LOSS = 0.10
+TARGET_RESPONSES_EXTRA = 0.10
+RESPONSES = "responses answered"
 DURABILITIES = ("batched", "answered")  # the default last: it serves the soak
 
 CANNED = {
@@ -113,8 +119,8 @@ def wait_http(
     sys.exit(f"{url} did not come up in {timeout_s:.0f} s")
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, MiB."""
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -122,10 +128,18 @@ def tree_rss_mb(pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total_kb, todo = 0, [pid]
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(children.get(p, []))
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, MiB."""
+    total_kb = 0
+    for p in tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -133,6 +147,19 @@ def tree_rss_mb(pid: int) -> float:
         except OSError:
             continue
     return total_kb / 1024
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and all its descendants, seconds: what a row's
+    requests cost the server, whatever else the machine runs meanwhile."""
+    ticks = 0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -144,6 +171,8 @@ class Row:
     p99_ms: float
     rss_mb: float
     errors: int
+    cpu_us: float = 0.0
+    """The server's CPU time per request."""
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -300,8 +329,10 @@ def measure(
     rows = []
     for connections in (1, 32):
         wrk(url, body, connections, 3, workdir)  # warm-up
+        cpu = tree_cpu_s(pid)
         rps, p50, p99, errors = wrk(url, body, connections, duration, workdir)
-        rows.append(Row(name, connections, rps, p50, p99, tree_rss_mb(pid), errors))
+        cpu_us = 1e6 * (tree_cpu_s(pid) - cpu) / max(1.0, rps * duration)
+        rows.append(Row(name, connections, rps, p50, p99, tree_rss_mb(pid), errors, cpu_us))
     return rows
 
 
@@ -330,14 +361,14 @@ def report(rows: list[Row], litellm: Path | None) -> None:
     print(f"\nfixed-reply upstream, one worker each, wrk 1 thread; litellm {version or 'skipped'}")
     print(
         f"  {'server':<18} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'added p50':>10} {'RSS MiB':>8} {'errors':>7}"
+        f"{'added p50':>10} {'CPU us/req':>10} {'RSS MiB':>8} {'errors':>7}"
     )
     base = {r.connections: r.p50_ms for r in rows if r.name.startswith("upstream")}
     for r in rows:
         added = r.p50_ms - base[r.connections]
         print(
             f"  {r.name:<18} {r.connections:>5} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
-            f"{added:10.2f} {r.rss_mb:8.1f} {r.errors:>7}"
+            f"{added:10.2f} {r.cpu_us:10.0f} {r.rss_mb:8.1f} {r.errors:>7}"
         )
     by = {(r.name, r.connections): r for r in rows}
     ours1, ours32 = by[("polyroute answered", 1)], by[("polyroute answered", 32)]
@@ -362,6 +393,20 @@ def report(rows: list[Row], litellm: Path | None) -> None:
         f"  durability answered vs batched: req/s at 32 connections {-100 * loss:+.1f} %"
         f"   target >= -{100 * TARGET_DURABLE_RPS_LOSS:g} %  {ok}"
     )
+    for conns in (1, 32):
+        chat, resp = by[("polyroute answered", conns)], by[(RESPONSES, conns)]
+        for what, extra in (
+            ("server CPU per request", resp.cpu_us / chat.cpu_us - 1),
+            (
+                "p50" if conns == 1 else "time per request (1/req/s)",
+                resp.p50_ms / chat.p50_ms - 1 if conns == 1 else chat.rps / resp.rps - 1,
+            ),
+        ):
+            ok = "PASS" if extra <= TARGET_RESPONSES_EXTRA else "MISS"
+            print(
+                f"  /v1/responses vs /v1/chat/completions, {conns} conn., {what}: "
+                f"{100 * extra:+.1f} %   target <= +{100 * TARGET_RESPONSES_EXTRA:g} %  {ok}"
+            )
 
 
 def main() -> None:
@@ -391,6 +436,9 @@ def main() -> None:
                 rows += measure(name, via_pr, body, pr.pid, args.duration, workdir)
                 if durability != DURABILITIES[-1]:
                     stop(pr)
+            via_responses = f"http://127.0.0.1:{pr_port}/v1/responses"
+            ask: dict[str, object] = {"model": "fixed", "input": "hi"}
+            rows += measure(RESPONSES, via_responses, ask, pr.pid, args.duration, workdir)
             if litellm is not None:
                 ll = start_litellm(litellm, workdir, up_port, ll_port)
                 procs.append(ll)
