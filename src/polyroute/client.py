@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Literal, TypedDict, Unpack
 
 from polyroute.answer import Answer, AnswerStream, answer_of
@@ -58,6 +59,7 @@ from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
 from polyroute.router.decision import RECENT_DECISIONS, Decision, Routed
 from polyroute.router.executor import ExecutedEmbedding, Executor
+from polyroute.router.fields import refusals
 from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.hints import BudgetHints
 from polyroute.router.retry import RetryPolicy
@@ -280,6 +282,8 @@ class Polyroute:
             [pid], [model] = ctx.providers, ctx.models
             spec = self.config.settings.providers[pid]
             targets.check_pin(spec, self.catalog, pid, model)
+            if pid in ctx.refused:
+                raise NoCandidateError([Excluded(pid, model, ctx.refused[pid])])
             if spec.enabled and Target(pid, model) not in self.router.pairs:
                 missing = sorted(ctx.required - self.catalog.get(spec.type, model).capabilities)
                 if missing:
@@ -357,6 +361,9 @@ class Polyroute:
             routing = Routing(**routing)
             routing["require"] = (*routing.get("require", ()), "reasoning")
         ctx = self.context(request.messages, request.max_tokens, routing, stream=stream)
+        refused = refusals(request, self.config.settings.providers, stream=stream)
+        if refused:  # fields a vendor cannot carry: its pairs are left out, by name
+            ctx = replace(ctx, refused=refused)
         decision = self.decide(ctx)
         self.recent.append(Routed(time.time(), decision, stream, virtual_key))
         return decision

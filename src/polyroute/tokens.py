@@ -89,5 +89,7 @@ def prompt_token_bound(request: ChatRequest) -> int:
 
 
 def embedding_token_bound(request: EmbeddingRequest) -> int:
-    """An upper bound of an embeddings call's input tokens."""
-    return sum(_BOUND.text(t) + _BOUND_INPUT for t in request.inputs)
+    """An upper bound of an embeddings call's input tokens (token-id inputs: exact)."""
+    return sum(
+        (_BOUND.text(t) if isinstance(t, str) else len(t)) + _BOUND_INPUT for t in request.inputs
+    )

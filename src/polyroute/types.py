@@ -222,6 +222,8 @@ class ChatRequest:
     logprobs: bool = False
     top_logprobs: int | None = None
     metadata: Mapping[str, str] | None = None
+    store: bool | None = None
+    """OpenAI's: keep the completion in the vendor's dashboard (where ``metadata`` tags it)."""
     service_tier: str | None = None
     reasoning: Reasoning | None = None
     betas: Sequence[str] = ()
@@ -277,6 +279,26 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log probability, and the likeliest tokens at its place."""
+
+    token: str
+    logprob: float
+    top: Sequence[tuple[str, float]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """Another answer to the same request (``n > 1``): OpenAI's ``choices[1:]``."""
+
+    content: str
+    finish_reason: FinishReason
+    tool_calls: Sequence[ToolCall] = ()
+    raw_finish_reason: str | None = None
+    logprobs: Sequence[TokenLogprob] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatResponse:
     """A completed answer, vendor-neutral."""
 
@@ -297,12 +319,17 @@ class ChatResponse:
     """The model's reasoning blocks, in order, to send back with the next turn."""
     stop_sequence: str | None = None
     """The stop sequence that ended the answer, where the vendor says which."""
+    alternatives: Sequence[Alternative] = ()
+    """With ``n > 1``: the answers after this first one, in the vendor's order."""
+    logprobs: Sequence[TokenLogprob] | None = None
+    """With ``logprobs``: the answer's tokens and their log probabilities."""
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingRequest:
     model: str
-    inputs: Sequence[str]
+    inputs: Sequence[str] | Sequence[Sequence[int]]
+    """Texts, or token-id arrays (OpenAI-type upstreams only)."""
     dimensions: int | None = None
 
 

@@ -92,7 +92,7 @@ def test_400_bad_json_missing_fields_wrong_types(fmt: str, http: httpx.Client) -
 
 def test_400_openai_specifics(http: httpx.Client) -> None:
     path = PATHS["openai"]
-    err = error("openai", http.post(path, json=body("openai", n=2)), 400)
+    err = error("openai", http.post(path, json=body("openai", n=129)), 400)  # OpenAI's most: 128
     assert err["param"] == "n"
     tool = [{"role": "tool", "content": "x"}]
     err = error("openai", http.post(path, json=body("openai", messages=tool)), 400)
@@ -325,7 +325,8 @@ def test_more_400s_of_each_format(http: httpx.Client) -> None:
 
 
 def test_embeddings_errors(http: httpx.Client, gateway: Gateway) -> None:
-    r = http.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": [1, 2]})
+    bad = {"model": "text-embedding-3-small", "input": [{"text": "a"}]}  # texts or token ids
+    r = http.post("/v1/embeddings", json=bad)
     assert error("openai", r, 400)["message"].startswith("input")
     r = http.post("/v1/embeddings", json={"model": "no-embedder", "input": "a"})
     assert "unknown embeddings model 'no-embedder'" in error("openai", r, 404)["message"]

@@ -81,7 +81,6 @@ def test_openai_messages_become_ours() -> None:
                 "stop": "X",
                 "response_format": {"type": "json_object"},
                 "tool_choice": {"type": "function", "function": {"name": "f"}},
-                "logprobs": True,  # ignored, as compatible servers do
                 "stream": True,
                 "stream_options": {"include_usage": True},
                 "polyroute": {"priority": "cost", "require": ["tools"]},

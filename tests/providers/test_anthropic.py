@@ -372,7 +372,6 @@ def test_request_translation_system_turns_images_and_tools() -> None:
         stop=["END"],
         tools=[LOOKUP],
         tool_choice="lookup",
-        seed=7,
         user="user-123",
     )
     body = AnthropicProtocol().chat(r, stream=False).json
@@ -402,7 +401,7 @@ def test_request_translation_system_turns_images_and_tools() -> None:
     assert body["tool_choice"] == {"type": "tool", "name": "lookup"}
     assert body["max_tokens"] == 300 and body["temperature"] == 0.3 and body["top_p"] == 0.9
     assert body["stop_sequences"] == ["END"] and body["metadata"] == {"user_id": "user-123"}
-    assert "seed" not in body and "stream" not in body
+    assert "stream" not in body
     json.dumps(body)  # serialisable
 
 

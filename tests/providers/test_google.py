@@ -334,7 +334,6 @@ def test_request_translation_covers_system_images_tools_and_config() -> None:
         temperature=0.2,
         top_p=0.9,
         seed=7,
-        user="u-1",
     )
     body = GoogleProtocol().chat(r, stream=False).json
     assert body is not None

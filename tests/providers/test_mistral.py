@@ -137,12 +137,11 @@ async def test_full_tool_conversation_is_accepted(
             tool_choice="required",
             response_format="json",
             stop=["END"],
-            user="u-1",
         )
     )
     assert r.content == "The answer is 42"
     body = sim.last_request().body
-    assert body["tool_choice"] == "any" and "user" not in body
+    assert body["tool_choice"] == "any"
 
 
 async def test_list_models_reads_cards(client: ProviderClient, sim: MistralSimulator) -> None:
@@ -304,7 +303,6 @@ def test_request_translation() -> None:
         temperature=0.1,
         top_p=0.9,
         seed=3,
-        user="someone",
     )
     body = p.chat(r, stream=True).json
     assert body is not None

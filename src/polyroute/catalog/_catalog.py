@@ -27,11 +27,13 @@ PriceSource: TypeAlias = Literal["genai-prices", "catalog", "config", "local"]
 LOCAL_TYPES = frozenset({"ollama"})
 # What a model the catalog does not list can do, beyond chat, by provider type: these APIs
 # take a JSON schema for any chat model (Ollama's ``format``, Mistral's ``response_format``,
-# Anthropic's structured outputs or, on older models, a forced tool).
+# Anthropic's structured outputs or, on older models, a forced tool); Claude and Gemini
+# models read PDFs.
 _TYPE_CAPABILITIES: Mapping[str, frozenset[Capability]] = {
     "ollama": frozenset({"json_schema"}),
     "mistral": frozenset({"json_schema"}),
-    "anthropic": frozenset({"json_schema"}),
+    "anthropic": frozenset({"json_schema", "pdf"}),
+    "google": frozenset({"pdf"}),
 }
 _MAX_UNKNOWN = 1024
 """Entries kept for models the catalog does not list (a bound: callers can name any)."""

@@ -25,6 +25,7 @@ Inbound counterpart of :mod:`polyroute.providers.anthropic`, and its mirror:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,7 @@ from polyroute.gateway._wire import (
 from polyroute.types import (
     CacheControl,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     JsonSchema,
     Message,
@@ -93,6 +95,26 @@ class _Image(Body):
     cache_control: _CacheControl | None = None
 
 
+class _DocumentSource(Body):
+    type: Literal["base64", "url", "text"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class _Citations(Body):
+    enabled: bool = False
+
+
+class _Document(Body):
+    type: Literal["document"]
+    source: _DocumentSource
+    title: str | None = None
+    context: str | None = None
+    citations: _Citations | None = None
+    cache_control: _CacheControl | None = None
+
+
 class _ToolUse(Body):
     type: Literal["tool_use"]
     id: str
@@ -124,7 +146,7 @@ class _ToolResult(Body):
 
 
 _Block = Annotated[
-    _Text | _Image | _ToolUse | _ToolResult | _Thinking | _RedactedThinking,
+    _Text | _Image | _Document | _ToolUse | _ToolResult | _Thinking | _RedactedThinking,
     Field(discriminator="type"),
 ]
 
@@ -145,6 +167,7 @@ class _Tool(Body):
 class _ToolChoice(Body):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
+    disable_parallel_tool_use: bool | None = None
 
 
 class _OutputFormat(Body):
@@ -179,6 +202,7 @@ class MessagesBody(Body):
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
     thinking: _ThinkingConfig | None = None
+    service_tier: Literal["auto", "standard_only"] | None = None
     output_config: _OutputConfig | None = None
     output_format: _OutputFormat | None = None
     """The structured-outputs beta's name for ``output_config.format``."""
@@ -204,15 +228,45 @@ def _image(source: _Source, where: str, cache_control: _CacheControl | None = No
     return ImagePart(data=source.data, media_type=source.media_type, cache_control=cache)
 
 
-def _parts(blocks: Sequence[_Text | _Image], where: str) -> str | tuple[Part, ...]:
-    return compact(
-        tuple(
-            TextPart(b.text, mark(b.cache_control))
-            if isinstance(b, _Text)
-            else _image(b.source, f"{where}.{i}", b.cache_control)
-            for i, b in enumerate(blocks)
+def _document(b: _Document, where: str) -> DocumentPart:
+    """A ``document`` block: a PDF by data or URL, or plain text (carried as base64 data).
+    Citations and ``context`` have no counterpart elsewhere: refused by name."""
+    if b.citations is not None and b.citations.enabled:
+        raise GatewayError(
+            f"{where}.citations: citations are not carried", param=f"{where}.citations"
         )
+    if b.context is not None:
+        raise GatewayError(f"{where}.context: not carried", param=f"{where}.context")
+    source, cache = b.source, mark(b.cache_control)
+    if source.type == "url":
+        if not source.url:
+            raise GatewayError(f"{where}.source.url: field required", param=f"{where}.source.url")
+        return DocumentPart(url=source.url, filename=b.title, cache_control=cache)
+    if source.data is None:
+        raise GatewayError(f"{where}.source.data: field required", param=f"{where}.source.data")
+    if source.type == "text":
+        data = base64.b64encode(source.data.encode()).decode()
+        return DocumentPart(
+            data=data, media_type="text/plain", filename=b.title, cache_control=cache
+        )
+    return DocumentPart(
+        data=source.data,
+        media_type=source.media_type or "application/pdf",
+        filename=b.title,
+        cache_control=cache,
     )
+
+
+def _parts(blocks: Sequence[_Text | _Image | _Document], where: str) -> str | tuple[Part, ...]:
+    out: list[Part] = []
+    for i, b in enumerate(blocks):
+        if isinstance(b, _Text):
+            out.append(TextPart(b.text, mark(b.cache_control)))
+        elif isinstance(b, _Document):
+            out.append(_document(b, f"{where}.{i}"))
+        else:
+            out.append(_image(b.source, f"{where}.{i}", b.cache_control))
+    return compact(tuple(out))
 
 
 def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
@@ -251,7 +305,7 @@ def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
         content: str | tuple[Part, ...] = (*thoughts, *texts) if thoughts else compact(tuple(texts))
         return [Message("assistant", content, tuple(calls), cache_control=last)]
     out: list[Message] = []
-    rest: list[_Text | _Image] = []
+    rest: list[_Text | _Image | _Document] = []
     for j, b in enumerate(m.content):
         if isinstance(b, _ToolResult):
             content = b.content if isinstance(b.content, str) else _parts(b.content, where)
@@ -262,6 +316,7 @@ def _turn(m: _Message, i: int, names: dict[str, str]) -> list[Message]:
                     tool_call_id=b.tool_use_id,
                     name=names.get(b.tool_use_id),
                     cache_control=mark(b.cache_control),
+                    is_error=b.is_error,
                 )
             )
         elif isinstance(b, _ToolUse | _Thinking | _RedactedThinking):
@@ -351,7 +406,17 @@ def _request(body: MessagesBody) -> ChatRequest:
         tool_choice=_tool_choice(body.tool_choice),
         user=body.metadata.user_id if body.metadata is not None else None,
         reasoning=_reasoning(body),
+        parallel_tool_calls=_parallel(body.tool_choice),
+        # in OpenAI's words, as ChatRequest keeps it: "standard_only" is its "default"
+        service_tier="default" if body.service_tier == "standard_only" else body.service_tier,
     )
+
+
+def _parallel(choice: _ToolChoice | None) -> bool | None:
+    """``disable_parallel_tool_use`` as ``parallel_tool_calls`` (unset stays unset)."""
+    if choice is None or choice.disable_parallel_tool_use is None:
+        return None
+    return not choice.disable_parallel_tool_use
 
 
 class CountTokensBody(MessagesBody):

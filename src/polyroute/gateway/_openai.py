@@ -2,8 +2,11 @@
 
 Inbound counterpart of :mod:`polyroute.providers.openai`. Request bodies are
 checked with pydantic (``model_validate_json`` parses and checks in one pass);
-options we do not carry (``logprobs``, ``presence_penalty``...) are ignored as
-compatible servers do, and ``n`` above 1 is refused. Streams are
+options we do not carry (``presence_penalty``...) are ignored as compatible
+servers do. ``n`` > 1 renders as ``choices[i]``, ``logprobs`` as each choice's
+``logprobs.content``; neither streams (refused by name). A ``file`` part is a
+document (its ``file_data``; a ``file_id`` names a file only OpenAI has, refused).
+Streams are
 ``chat.completion.chunk`` frames ending ``data: [DONE]``; with
 ``stream_options.include_usage`` the last chunk before it has empty ``choices``
 and the usage. A failure after the first token is a ``data: {"error": ...}``
@@ -51,6 +54,7 @@ from polyroute.gateway._wire import (
 from polyroute.types import (
     CacheControl,
     ChatRequest,
+    DocumentPart,
     EmbeddingRequest,
     ImagePart,
     JsonSchema,
@@ -59,6 +63,7 @@ from polyroute.types import (
     Reasoning,
     TextPart,
     ThinkingPart,
+    TokenLogprob,
     ToolCall,
     Usage,
 )
@@ -86,6 +91,7 @@ class _Text(Body):
 
 class _ImageURL(Body):
     url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
 
 
 class _Image(Body):
@@ -94,7 +100,20 @@ class _Image(Body):
     cache_control: _CacheControl | None = None
 
 
-_Part = Annotated[_Text | _Image, Field(discriminator="type")]
+class _FileData(Body):
+    file_data: str | None = None
+    """A data URL: ``data:application/pdf;base64,...``."""
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class _File(Body):
+    type: Literal["file"]
+    file: _FileData
+    cache_control: _CacheControl | None = None
+
+
+_Part = Annotated[_Text | _Image | _File, Field(discriminator="type")]
 
 
 class _Function(Body):
@@ -171,7 +190,13 @@ class ChatBody(Body):
     response_format: _ResponseFormat | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's
     user: str | None = None
-    n: int | None = Field(None, ge=1, le=1)  # null as "unset", as OpenAI takes it
+    n: int | None = Field(None, ge=1, le=128)  # null as "unset", as OpenAI takes it
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    parallel_tool_calls: bool | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
@@ -185,19 +210,39 @@ def _marked(message: Message, cache_control: _CacheControl | None) -> Message:
     return replace(message, cache_control=cache_control.mark())
 
 
-def _content(content: str | list[_Part] | None) -> str | tuple[Part, ...]:
+def _content(content: str | list[_Part] | None, where: str) -> str | tuple[Part, ...]:
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    return compact(tuple(_part(p) for p in content))
+    return compact(tuple(_part(p, f"{where}.{j}") for j, p in enumerate(content)))
 
 
-def _part(p: _Part) -> Part:
+def _part(p: _Part, where: str) -> Part:
     cache = None if p.cache_control is None else p.cache_control.mark()
     if isinstance(p, _Text):
         return TextPart(p.text, cache)
-    return ImagePart(url=p.image_url.url, cache_control=cache)
+    if isinstance(p, _File):
+        return _document(p.file, cache, f"{where}.file")
+    return ImagePart(url=p.image_url.url, detail=p.image_url.detail, cache_control=cache)
+
+
+def _document(f: _FileData, cache: CacheControl | None, where: str) -> DocumentPart:
+    """A ``file`` part's data URL as a document; a ``file_id`` (OpenAI's Files API) is
+    refused by name: no other upstream can read it."""
+    if f.file_id is not None:
+        raise GatewayError(
+            f"{where}.file_id: files by id are not carried; send file_data",
+            param=f"{where}.file_id",
+        )
+    head, comma, data = (f.file_data or "").partition(",")
+    if not (head.startswith("data:") and head.endswith(";base64") and comma and data):
+        raise GatewayError(
+            f"{where}.file_data: a base64 data URL is required (data:<type>;base64,...)",
+            param=f"{where}.file_data",
+        )
+    media_type = head[5:-7] or "application/pdf"
+    return DocumentPart(data=data, media_type=media_type, filename=f.filename, cache_control=cache)
 
 
 def _message(m: _Message, i: int) -> Message:
@@ -207,17 +252,19 @@ def _message(m: _Message, i: int) -> Message:
                 f"messages.{i}.tool_call_id: required for role 'tool'",
                 param=f"messages.{i}.tool_call_id",
             )
-        return Message("tool", _content(m.content), tool_call_id=m.tool_call_id, name=m.name)
+        content = _content(m.content, f"messages.{i}.content")
+        return Message("tool", content, tool_call_id=m.tool_call_id, name=m.name)
     if m.role == "assistant":
         calls = tuple(
             ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()
         )
-        return Message("assistant", _content(m.content), tool_calls=calls)
+        return Message("assistant", _content(m.content, f"messages.{i}.content"), tool_calls=calls)
     if m.content is None:
         raise GatewayError(
             f"messages.{i}.content: required for role {m.role!r}", param=f"messages.{i}.content"
         )
-    return Message("system" if m.role == "developer" else m.role, _content(m.content))
+    role = "system" if m.role == "developer" else m.role
+    return Message(role, _content(m.content, f"messages.{i}.content"))
 
 
 def _response_format(fmt: _ResponseFormat | None) -> Literal["text", "json"] | JsonSchema:
@@ -260,6 +307,13 @@ def _request(body: ChatBody) -> ChatRequest:
         response_format=_response_format(body.response_format),
         seed=body.seed,
         user=body.user,
+        parallel_tool_calls=body.parallel_tool_calls,
+        n=body.n or 1,
+        logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs,
+        metadata=body.metadata,
+        store=body.store,
+        service_tier=body.service_tier,
         reasoning=None if body.reasoning_effort is None else Reasoning(body.reasoning_effort),
     )
 
@@ -313,11 +367,61 @@ def _tool_call(c: ToolCall) -> dict[str, Any]:
     return {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
 
 
+def _refuse_streamed(body: ChatBody) -> None:
+    """Stream chunks carry one answer's text: ``n`` > 1 and ``logprobs`` are refused there."""
+    if body.n is not None and body.n > 1:
+        raise GatewayError("n: more than one choice cannot stream; drop stream or n", param="n")
+    if body.logprobs:
+        raise GatewayError(
+            "logprobs: log probabilities are not streamed; drop stream or logprobs",
+            param="logprobs",
+        )
+
+
+def _logprobs(items: Sequence[TokenLogprob] | None) -> dict[str, Any] | None:
+    """Our log probabilities as a choice's ``logprobs`` (bytes: the token's UTF-8)."""
+    if items is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": t.token,
+                "logprob": t.logprob,
+                "bytes": list(t.token.encode()),
+                "top_logprobs": [
+                    {"token": tok, "logprob": lp, "bytes": list(tok.encode())} for tok, lp in t.top
+                ],
+            }
+            for t in items
+        ],
+        "refusal": None,
+    }
+
+
 def thinking_text(thinking: Sequence[ThinkingPart]) -> str:
     """Reasoning as OpenAI-style clients read it: ``reasoning_content``, the field DeepSeek,
     vLLM and LiteLLM use (Chat Completions has none; the SDK keeps unknown fields). Redacted
     blocks are encrypted data, not text: left out."""
     return "\n\n".join(t.text for t in thinking if not t.redacted and t.text)
+
+
+def _choice(
+    index: int,
+    content: str,
+    calls: Sequence[ToolCall],
+    finish: str,
+    logprobs: Sequence[TokenLogprob] | None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if calls:
+        message["tool_calls"] = [_tool_call(c) for c in calls]
+        message["content"] = content or None
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": _logprobs(logprobs),
+        "finish_reason": _FINISH.get(finish, "stop"),
+    }
 
 
 class OpenAIChat:
@@ -329,6 +433,8 @@ class OpenAIChat:
         except ValidationError as exc:
             raise invalid(exc, raw) from None
         options = body.stream_options
+        if body.stream:
+            _refuse_streamed(body)
         return Inbound(
             _request(body),
             stream=bool(body.stream),
@@ -337,27 +443,23 @@ class OpenAIChat:
         )
 
     def render(self, reply: Reply) -> bytes:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
+        choices = [
+            _choice(0, reply.content, reply.tool_calls, reply.finish_reason, reply.logprobs)
+        ]
+        choices.extend(
+            _choice(i, a.content, a.tool_calls, a.finish_reason, a.logprobs)
+            for i, a in enumerate(reply.alternatives, 1)
+        )
         reasoning = thinking_text(reply.thinking)
         if reasoning:
-            message["reasoning_content"] = reasoning
-        if reply.tool_calls:
-            message["tool_calls"] = [_tool_call(c) for c in reply.tool_calls]
-            message["content"] = reply.content or None
+            choices[0]["message"]["reasoning_content"] = reasoning
         return dumps(
             {
                 "id": new_id("chatcmpl-"),
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": reply.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "logprobs": None,
-                        "finish_reason": _FINISH.get(reply.finish_reason, "stop"),
-                    }
-                ],
+                "choices": choices,
                 "usage": usage_body(reply.usage),
             }
         )
@@ -440,13 +542,28 @@ caller's mistake, refused before an upstream is paid to refuse it."""
 
 
 class EmbeddingsBody(Body):
-    """``POST /v1/embeddings``: text inputs (token-id inputs are refused)."""
+    """``POST /v1/embeddings``: texts, or token ids (one array, or one per input: LangChain's
+    default), carried to OpenAI-type upstreams and refused by name by the others."""
 
     model: str = Field(min_length=1)
-    input: str | list[str] = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     dimensions: int | None = Field(None, ge=1, le=MAX_DIMENSIONS)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
+
+
+def _inputs(
+    given: str | list[str] | list[int] | list[list[int]],
+) -> tuple[str, ...] | tuple[tuple[int, ...], ...]:
+    if isinstance(given, str):
+        return (given,)
+    texts = tuple(i for i in given if isinstance(i, str))
+    if len(texts) == len(given):
+        return texts
+    ids = tuple(i for i in given if isinstance(i, int))
+    if len(ids) == len(given):  # one input's token ids
+        return (ids,)
+    return tuple(tuple(i) for i in given if isinstance(i, list))
 
 
 def parse_embeddings(raw: bytes) -> tuple[EmbeddingRequest, bool]:
@@ -455,8 +572,7 @@ def parse_embeddings(raw: bytes) -> tuple[EmbeddingRequest, bool]:
         body = EmbeddingsBody.model_validate_json(raw)
     except ValidationError as exc:
         raise invalid(exc, raw) from None
-    inputs = (body.input,) if isinstance(body.input, str) else tuple(body.input)
-    request = EmbeddingRequest(body.model, inputs, body.dimensions)
+    request = EmbeddingRequest(body.model, _inputs(body.input), body.dimensions)
     return request, body.encoding_format == "base64"
 
 

@@ -30,7 +30,7 @@ from polyroute.fusion import METHODS, FusionMethod
 from polyroute.router.context import BUILTIN_STRATEGIES
 from polyroute.router.decision import Target
 from polyroute.router.targets import split_pin
-from polyroute.types import Capability, ChatRequest, ImagePart, JsonSchema
+from polyroute.types import Capability, ChatRequest, DocumentPart, ImagePart, JsonSchema
 
 if TYPE_CHECKING:
     from polyroute.client import Polyroute, Routing
@@ -63,9 +63,25 @@ def _needs(request: ChatRequest) -> set[Capability]:
         needs.add("json")
     if any(isinstance(p, ImagePart) for m in request.messages for p in m.parts):
         needs.add("vision")
+    if any(isinstance(p, DocumentPart) for m in request.messages for p in m.parts):
+        needs.add("pdf")
     if request.reasoning is not None:
         needs.add("reasoning")
     return needs
+
+
+def _answer_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
+    """The fields that shape one routed answer, and whether ``request`` sets each."""
+    return (
+        ("n", request.n > 1),
+        ("logprobs", request.logprobs),
+        ("top_logprobs", request.top_logprobs is not None),
+        ("seed", request.seed is not None),
+        ("user", request.user is not None),
+        ("metadata", request.metadata is not None),
+        ("store", bool(request.store)),
+        ("service_tier", request.service_tier is not None),
+    )
 
 
 class Selector:
@@ -180,6 +196,9 @@ class Selector:
             raise GatewayError(
                 "fusion does not take response_format json_schema", param="response_format"
             )
+        for name, given in _answer_fields(request):
+            if given:  # a panel's members get the messages alone
+                raise GatewayError(f"fusion does not take {name}", param=name)
         chosen: FusionMethod = self.pr.config.settings.fusion.method
         for m in METHODS:  # narrowed to the literal type
             if m == method:

@@ -23,12 +23,14 @@ from polyroute.events import StreamEvent
 from polyroute.gateway._plain import refusal
 from polyroute.providers import loads_bounded
 from polyroute.types import (
+    Alternative,
     Capability,
     ChatRequest,
     FinishReason,
     Part,
     TextPart,
     ThinkingPart,
+    TokenLogprob,
     ToolCall,
     Usage,
 )
@@ -113,7 +115,9 @@ class Reply:
     tool_calls: Sequence[ToolCall] = ()
     stop_sequence: str | None = None
     """The stop sequence that ended the answer, where the upstream said which."""
-
+    alternatives: Sequence[Alternative] = ()
+    """With ``n > 1``: the other answers."""
+    logprobs: Sequence[TokenLogprob] | None = None
     thinking: Sequence[ThinkingPart] = ()
     """The model's reasoning blocks, with their signatures."""
 
@@ -128,6 +132,8 @@ class Reply:
             None if response is None else response.raw_finish_reason,
             () if response is None else response.tool_calls,
             None if response is None else response.stop_sequence,
+            alternatives=() if response is None else response.alternatives,
+            logprobs=None if response is None else response.logprobs,
             thinking=() if response is None else response.thinking,
         )
 

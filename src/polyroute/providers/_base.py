@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, NoReturn
 
 from polyroute.errors import ErrorKind, UnsupportedError
@@ -22,8 +22,10 @@ from polyroute.types import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    Message,
     ModelInfo,
     Part,
+    TextPart,
 )
 
 MB = 1024 * 1024
@@ -196,6 +198,76 @@ class WireProtocol(ABC):
     @abstractmethod
     def parse_error(self, status: int, body: Any) -> VendorError:
         """Read the vendor's error body (JSON, or text when it was not JSON)."""
+
+
+def refuse_field(vendor: str, name: str, why: str = "it has no equivalent") -> NoReturn:
+    """A request field this vendor cannot honour: refused by name, never dropped."""
+    raise UnsupportedError(f"{vendor} cannot take {name}: {why}")
+
+
+def refuse_fields(vendor: str, request: ChatRequest, names: Sequence[str]) -> None:
+    """Refuse the first of the OpenAI-named fields ``names`` that ``request`` sets (``n``,
+    ``logprobs``, ``top_logprobs``, ``seed``, ``user``, ``metadata``, ``store``,
+    ``service_tier``, ``parallel_tool_calls``: false), for a vendor that has none of them."""
+    for name in names:
+        if _set(request, name):
+            refuse_field(vendor, name)
+
+
+def _set(request: ChatRequest, name: str) -> bool:
+    if name == "n":
+        return request.n > 1
+    if name == "logprobs":
+        return request.logprobs
+    if name == "parallel_tool_calls":  # true is every vendor's default
+        return request.parallel_tool_calls is False
+    if name == "store":
+        return bool(request.store)
+    value = getattr(request, name)
+    return value is not None
+
+
+def standard_tier(vendor: str, tier: str) -> str:
+    """OpenAI's ``service_tier`` as Anthropic and Mistral name theirs (``auto`` or
+    ``standard_only``); tiers they do not sell are refused by name."""
+    if tier == "auto":
+        return "auto"
+    if tier in ("default", "standard_only"):
+        return "standard_only"
+    refuse_field(vendor, f"service_tier {tier!r}", "it offers 'auto' and 'default' only")
+
+
+def refuse_streamed(vendor: str, request: ChatRequest) -> None:
+    """``n > 1`` and ``logprobs`` come back with whole answers only: stream events carry one
+    answer's text."""
+    if request.n > 1:
+        refuse_field(vendor, "n > 1 with stream", "a stream carries one answer")
+    if request.logprobs:
+        refuse_field(vendor, "logprobs with stream", "stream events carry no log probabilities")
+
+
+ERROR_PREFIX = "Error: "
+"""Starts a failed tool's result for vendors with no error flag on tool results."""
+
+
+def error_marked(m: Message) -> Message:
+    """A failed tool's result (``is_error``), its content starting with :data:`ERROR_PREFIX`,
+    for a vendor whose tool results have no error flag."""
+    if not m.is_error:
+        return m
+    if isinstance(m.content, str):
+        return replace(m, content=ERROR_PREFIX + m.content, is_error=False)
+    return replace(m, content=(TextPart(ERROR_PREFIX), *m.content), is_error=False)
+
+
+def text_inputs(vendor: str, request: EmbeddingRequest) -> list[str]:
+    """An embeddings request's inputs as texts; token-id inputs are refused by name."""
+    out: list[str] = []
+    for item in request.inputs:
+        if not isinstance(item, str):
+            refuse_field(vendor, "input as token ids", "it embeds text only")
+        out.append(item)
+    return out
 
 
 def refuse_part(vendor: str, part: Part) -> NoReturn:

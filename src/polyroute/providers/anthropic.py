@@ -22,7 +22,11 @@ Choices worth knowing:
 - A JSON schema goes to ``output_config.format`` (structured outputs) on models
   that have it; older ones get the same forced tool with the schema as its input
   schema, so the answer is still text in the caller's schema.
-- ``seed`` is dropped: the API has none.
+- ``n``, ``logprobs``, ``top_logprobs``, ``seed``, ``metadata`` (beyond
+  ``user``) and ``store`` have no equivalent: refused by name. ``service_tier``
+  is ``auto`` or ``standard_only``; ``parallel_tool_calls: false`` is
+  ``tool_choice.disable_parallel_tool_use``; a failed tool's result carries
+  ``is_error``. Documents are ``document`` blocks (plain text as a text source).
 - Reasoning is extended ``thinking`` with a budget (an effort becomes one:
   :mod:`polyroute.reasoning`); ``max_tokens`` must exceed it, and a temperature,
   a low ``top_p`` or a forced tool cannot go with it (refused by name). Thinking
@@ -33,6 +37,8 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -53,8 +59,11 @@ from polyroute.providers._base import (
     UnsupportedError,
     VendorError,
     WireProtocol,
+    refuse_field,
+    refuse_fields,
     refuse_part,
     sampling,
+    standard_tier,
 )
 from polyroute.providers._http import loads_event
 from polyroute.providers._json import loads_bounded
@@ -64,6 +73,7 @@ from polyroute.types import (
     Capability,
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     FinishReason,
     ImagePart,
     JsonSchema,
@@ -172,12 +182,33 @@ def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
     for p in parts:
         if isinstance(p, ImagePart):
             out.append(cached(_image(p), p.cache_control))
+        elif isinstance(p, DocumentPart):
+            out.append(cached(_document(p), p.cache_control))
         elif isinstance(p, ThinkingPart):
             continue  # an assistant turn sends them first (_thinking)
         elif not isinstance(p, TextPart):
             refuse_part("anthropic", p)
         elif p.text:  # the API rejects empty text blocks
             out.append(cached({"type": "text", "text": p.text}, p.cache_control))
+    return out
+
+
+def _document(p: DocumentPart) -> dict[str, Any]:
+    """A ``document`` block: a PDF by base64 or URL, plain text as a text source."""
+    source: dict[str, Any]
+    if p.url is not None:
+        source = {"type": "url", "url": p.url}
+    elif p.media_type == "text/plain":
+        try:
+            text = base64.b64decode(p.data or "", validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            refuse_field("anthropic", "a text document", "its data is not base64 UTF-8 text")
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        source = {"type": "base64", "media_type": p.media_type, "data": p.data}
+    out: dict[str, Any] = {"type": "document", "source": source}
+    if p.filename:
+        out["title"] = p.filename
     return out
 
 
@@ -259,6 +290,8 @@ def _turn(m: Message) -> tuple[str, list[dict[str, Any]]]:
     if m.role == "tool":
         content: Any = m.content if isinstance(m.content, str) else _blocks(m.content)
         block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": content}
+        if m.is_error:
+            block["is_error"] = True
         return "user", [cached(block, m.cache_control)]
     blocks = _blocks(m.parts)
     if m.role == "assistant":  # the API wants thinking first in the turn
@@ -367,6 +400,9 @@ class AnthropicProtocol(WireProtocol):
         return out
 
     def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        refuse_fields(
+            self.type, request, ("n", "logprobs", "top_logprobs", "seed", "metadata", "store")
+        )
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens
@@ -381,6 +417,8 @@ class AnthropicProtocol(WireProtocol):
         body.update(sampling(request, max_tokens=None, stop="stop_sequences", seed=None))
         if request.user is not None:
             body["metadata"] = {"user_id": request.user}
+        if request.service_tier is not None:
+            body["service_tier"] = standard_tier(self.type, request.service_tier)
         fmt = request.response_format
         if isinstance(fmt, JsonSchema) and structured_outputs(request.model):
             schema = {"type": "json_schema", "schema": dict(fmt.schema)}
@@ -401,6 +439,10 @@ class AnthropicProtocol(WireProtocol):
         elif request.tool_choice not in (None, "auto", "none"):
             # Forcing a tool with none declared: let the API say what is wrong.
             body["tool_choice"] = self._tool_choice(request.tool_choice or "")
+        if request.parallel_tool_calls is False and request.tools:
+            choice = body.setdefault("tool_choice", {"type": "auto"})
+            if choice.get("type") != "none":
+                choice["disable_parallel_tool_use"] = True
         if request.reasoning is not None:
             _think(body, request)
         if stream:

@@ -37,16 +37,22 @@ from polyroute.providers._base import (
     StreamDecoder,
     VendorError,
     WireProtocol,
+    refuse_field,
+    refuse_fields,
     refuse_part,
+    refuse_streamed,
     sampling,
+    text_inputs,
 )
 from polyroute.providers._http import loads_event, path_segment
 from polyroute.providers._json import loads_bounded
 from polyroute.reasoning import budget_of, effort_of
 from polyroute.types import (
+    Alternative,
     Capability,
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EmbeddingRequest,
     EmbeddingResponse,
     FinishReason,
@@ -58,6 +64,7 @@ from polyroute.types import (
     Reasoning,
     TextPart,
     ThinkingPart,
+    TokenLogprob,
     ToolCall,
     Usage,
 )
@@ -135,16 +142,31 @@ def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
+# OpenAI's image detail -> Gemini's per-part media resolution ("auto": the API's default)
+_RESOLUTION = {"low": "MEDIA_RESOLUTION_LOW", "high": "MEDIA_RESOLUTION_HIGH"}
+
+
+def _media(p: ImagePart | DocumentPart) -> dict[str, Any]:
+    """An image or a document (a PDF): inline data, or a file by URI."""
+    if p.data is not None:
+        return {"inlineData": {"mimeType": p.media_type, "data": p.data}}
+    url = p.url or ""
+    if url.startswith("data:"):
+        head, _, data = url.partition(",")
+        mime = head[5:].split(";", 1)[0] or p.media_type
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    return {"fileData": {"mimeType": p.media_type, "fileUri": url}}
+
+
 def _part(p: Part) -> dict[str, Any]:
+    if isinstance(p, DocumentPart):
+        return _media(p)
     if isinstance(p, ImagePart):
-        if p.data is not None:
-            return {"inlineData": {"mimeType": p.media_type, "data": p.data}}
-        url = p.url or ""
-        if url.startswith("data:"):
-            head, _, data = url.partition(",")
-            mime = head[5:].split(";", 1)[0] or p.media_type
-            return {"inlineData": {"mimeType": mime, "data": data}}
-        return {"fileData": {"mimeType": p.media_type, "fileUri": url}}
+        out = _media(p)
+        level = _RESOLUTION.get(p.detail or "")
+        if level is not None:
+            out["mediaResolution"] = {"level": level}
+        return out
     if not isinstance(p, TextPart):
         refuse_part("google", p)
     return {"text": p.text}
@@ -158,12 +180,15 @@ def _args(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _tool_response(text: str) -> dict[str, Any]:
-    """A tool result as Gemini's ``response`` object: JSON objects as they are, else ``output``."""
+def _tool_response(text: str, is_error: bool = False) -> dict[str, Any]:
+    """A tool result as Gemini's ``response`` object: JSON objects as they are, else
+    ``output``; a failed tool's result under ``error``, as the API documents."""
     try:
-        value = loads_bounded(text)
+        value: Any = loads_bounded(text)
     except ValueError:
-        return {"output": text}
+        value = text
+    if is_error:
+        return {"error": value}
     return value if isinstance(value, dict) else {"output": value}
 
 
@@ -178,7 +203,8 @@ def contents_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
         if m.role == "tool":
             call_id = m.tool_call_id or ""
             name = m.name or names.get(call_id) or call_id
-            part = {"functionResponse": {"name": name, "response": _tool_response(m.text)}}
+            response = _tool_response(m.text, m.is_error)
+            part = {"functionResponse": {"name": name, "response": response}}
             if previous_tool:  # answers to parallel calls go back in one content
                 contents[-1]["parts"].append(part)
             else:
@@ -199,6 +225,75 @@ def contents_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
         role = "model" if m.role == "assistant" else "user"
         contents.append({"role": role, "parts": parts or [{"text": ""}]})
     return contents
+
+
+def _generation_options(request: ChatRequest, stream: bool) -> dict[str, Any]:
+    """``n`` as ``candidateCount``, ``logprobs`` / ``top_logprobs`` as ``responseLogprobs`` /
+    ``logprobs``; ``user``, ``metadata``, ``store`` and ``parallel_tool_calls: false``
+    (with tools) have no equivalent and are refused by name."""
+    names = ["user", "metadata", "store"]
+    if request.tools:
+        names.append("parallel_tool_calls")
+    refuse_fields("google", request, names)
+    if stream:
+        refuse_streamed("google", request)
+    out: dict[str, Any] = {}
+    if request.n > 1:
+        out["candidateCount"] = request.n
+    if request.logprobs:
+        out["responseLogprobs"] = True
+    if request.top_logprobs is not None:
+        out["logprobs"] = request.top_logprobs
+    return out
+
+
+def _service_tier(tier: str) -> str:
+    """OpenAI's ``service_tier`` as Gemini's ``serviceTier`` (``standard``, ``flex``,
+    ``priority``)."""
+    if tier in ("default", "standard_only"):
+        return "standard"
+    if tier in ("flex", "priority"):
+        return tier
+    refuse_field("google", f"service_tier {tier!r}", "it offers default, flex and priority")
+
+
+def logprobs_from_wire(result: Any) -> tuple[TokenLogprob, ...] | None:
+    """A candidate's ``logprobsResult``: the chosen tokens, and the top ones at each step."""
+    if not isinstance(result, dict):
+        return None
+    tops = result.get("topCandidates") or ()
+    out: list[TokenLogprob] = []
+    for i, chosen in enumerate(result.get("chosenCandidates") or ()):
+        top = tops[i].get("candidates") or () if i < len(tops) else ()
+        out.append(
+            TokenLogprob(
+                chosen.get("token", ""),
+                chosen.get("logProbability", 0.0),
+                tuple((t.get("token", ""), t.get("logProbability", 0.0)) for t in top),
+            )
+        )
+    return tuple(out)
+
+
+def _alternative(candidate: Mapping[str, Any]) -> Alternative:
+    """A candidate after the first (``candidateCount`` > 1)."""
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for part in (candidate.get("content") or {}).get("parts") or ():
+        if "text" in part and not part.get("thought"):
+            texts.append(part["text"])
+        elif "functionCall" in part:
+            fc = part["functionCall"]
+            args = json.dumps(fc.get("args") or {})
+            calls.append(ToolCall(fc.get("id") or new_call_id(), fc["name"], args))
+    raw = candidate.get("finishReason")
+    return Alternative(
+        "".join(texts),
+        finish_reason(raw, bool(calls)),
+        tuple(calls),
+        raw,
+        logprobs_from_wire(candidate.get("logprobsResult")),
+    )
 
 
 THINKING_BUDGET_MAX = 24_576
@@ -340,8 +435,11 @@ class GoogleProtocol(WireProtocol):
         if isinstance(request.response_format, JsonSchema):
             # full JSON Schema (``responseSchema`` takes an OpenAPI subset)
             config["responseJsonSchema"] = response_schema(request.response_format.schema)
+        config.update(_generation_options(request, stream))
         if request.reasoning is not None:
             config["thinkingConfig"] = thinking_config(request.model, request.reasoning)
+        if request.service_tier not in (None, "auto"):  # auto: the API's default tier
+            body["serviceTier"] = _service_tier(request.service_tier or "")
         if config:
             body["generationConfig"] = config
         if request.tools:
@@ -415,6 +513,8 @@ class GoogleProtocol(WireProtocol):
             usage=usage_from_wire(body.get("usageMetadata")),
             id=body.get("responseId", ""),
             tool_calls=tuple(calls),
+            alternatives=tuple(_alternative(c) for c in candidates[1:]),
+            logprobs=logprobs_from_wire(candidate.get("logprobsResult")),
             thinking=tuple(thoughts),
         )
 
@@ -450,7 +550,7 @@ class GoogleProtocol(WireProtocol):
     def embed(self, request: EmbeddingRequest) -> HttpCall:
         name = model_path(request.model)
         requests: list[dict[str, Any]] = []
-        for text in request.inputs:
+        for text in text_inputs(self.type, request):
             item: dict[str, Any] = {"model": name, "content": {"parts": [{"text": text}]}}
             if request.dimensions is not None:
                 item["outputDimensionality"] = request.dimensions

@@ -6,7 +6,11 @@ It is OpenAI's chat shape with Mistral's own names and rules:
 - ``base_url`` is the host root, as the SDK's ``server_url``; paths carry ``/v1``.
 - ``max_tokens``, ``random_seed``, ``tool_choice: "any"`` (OpenAI: ``required``).
 - The request schema is strict: an unknown field is a 422 ``extra_forbidden``,
-  so OpenAI-only fields (``stream_options``, ``user``, ``seed``) are never sent.
+  so OpenAI-only fields are never sent: ``stream_options`` is left out (usage
+  comes unasked), ``seed`` is ``random_seed``, ``user`` and ``store`` are refused
+  by name. ``n``, ``logprobs``, ``parallel_tool_calls``, ``metadata`` and
+  ``service_tier`` (``auto`` / ``standard_only``) are Mistral's too. Documents
+  go by URL (``document_url``).
 - Tool call ids must be exactly 9 ASCII letters or digits; ids minted by other
   vendors are mapped to such ids, the same way on both sides of a tool turn.
 - Streams are SSE ending in ``data: [DONE]``; usage rides on the last chunk
@@ -28,13 +32,23 @@ from typing import Any, ClassVar
 from polyroute.errors import ErrorKind, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
 from polyroute.providers import openai
-from polyroute.providers._base import HttpCall, StreamDecoder, VendorError
+from polyroute.providers._base import (
+    HttpCall,
+    StreamDecoder,
+    VendorError,
+    refuse_field,
+    refuse_fields,
+    standard_tier,
+    text_inputs,
+)
 from polyroute.providers._http import loads_event
 from polyroute.providers.openai import OpenAIProtocol, OpenAIStreamDecoder
 from polyroute.types import (
+    Alternative,
     Capability,
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EmbeddingRequest,
     FinishReason,
     ModelInfo,
@@ -170,7 +184,9 @@ class MistralProtocol(OpenAIProtocol):
         call = super().chat(request, stream=stream)
         body = dict(call.json or {})
         body.pop("stream_options", None)  # usage comes unasked; the field would be a 422
-        body.pop("user", None)  # no such field
+        refuse_fields(self.type, request, ("user", "store"))  # no such fields
+        if request.service_tier is not None:
+            body["service_tier"] = standard_tier(self.type, request.service_tier)
         if "seed" in body:
             body["random_seed"] = body.pop("seed")
         for wire, m in zip(body["messages"], request.messages, strict=True):
@@ -182,6 +198,15 @@ class MistralProtocol(OpenAIProtocol):
                 if m.name:
                     wire["name"] = m.name
         return replace(call, path=self.path_prefix + call.path, json=body)
+
+    def document(self, p: DocumentPart) -> dict[str, Any]:
+        """Mistral reads documents by URL (``document_url``), not inline."""
+        if p.url is None or p.url.startswith("data:"):
+            refuse_field(self.type, "a document's data", "it takes documents by URL only")
+        out: dict[str, Any] = {"type": "document_url", "document_url": p.url}
+        if p.filename:
+            out["document_name"] = p.filename
+        return out
 
     def _tool_choice(self, choice: str) -> Any:
         return "any" if choice == "required" else super()._tool_choice(choice)
@@ -198,6 +223,17 @@ class MistralProtocol(OpenAIProtocol):
             usage=usage_from_wire(body.get("usage")),
             id=body.get("id", ""),
             tool_calls=tool_calls_from_wire(message.get("tool_calls")),
+            alternatives=tuple(
+                Alternative(
+                    content_text(c["message"].get("content")),
+                    finish_reason(c.get("finish_reason")),
+                    tool_calls_from_wire(c["message"].get("tool_calls")),
+                    c.get("finish_reason"),
+                    openai.choice_logprobs(c),
+                )
+                for c in body["choices"][1:]
+            ),
+            logprobs=openai.choice_logprobs(choice),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -217,6 +253,7 @@ class MistralProtocol(OpenAIProtocol):
         ]
 
     def embed(self, request: EmbeddingRequest) -> HttpCall:
+        text_inputs(self.type, request)  # token-id inputs are OpenAI's
         call = super().embed(request)
         body = dict(call.json or {})
         if "dimensions" in body:

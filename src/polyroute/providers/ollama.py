@@ -26,14 +26,20 @@ from polyroute.events import (
     ThinkingDelta,
     ToolCallDelta,
 )
+from polyroute.providers import openai
 from polyroute.providers._base import (
     HttpCall,
     StreamDecoder,
     UnsupportedError,
     VendorError,
     WireProtocol,
+    error_marked,
+    refuse_field,
+    refuse_fields,
     refuse_part,
+    refuse_streamed,
     sampling,
+    text_inputs,
 )
 from polyroute.providers._http import loads_event
 from polyroute.providers._json import loads_bounded
@@ -103,6 +109,7 @@ def _arguments(call: ToolCall) -> Any:
 
 
 def message_to_wire(m: Message, tool_names: dict[str, str]) -> dict[str, Any]:
+    m = error_marked(m)  # tool results have no error flag here
     out: dict[str, Any] = {"role": m.role, "content": m.text}
     if not isinstance(m.content, str):
         for p in m.content:
@@ -125,6 +132,26 @@ def message_to_wire(m: Message, tool_names: dict[str, str]) -> dict[str, Any]:
             out["tool_name"] = name
         if m.tool_call_id:
             out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _options(request: ChatRequest, stream: bool) -> dict[str, Any]:
+    """``logprobs`` / ``top_logprobs`` as the API names them; one answer, one tier, no
+    end-user or stored tags: ``n``, ``user``, ``metadata``, ``store``, a ``service_tier``
+    but ``auto`` and ``parallel_tool_calls: false`` (with tools) are refused by name."""
+    names = ["n", "user", "metadata", "store"]
+    if request.tools:
+        names.append("parallel_tool_calls")
+    refuse_fields("ollama", request, names)
+    if request.service_tier not in (None, "auto"):
+        refuse_field("ollama", "service_tier", "it has one tier")
+    if stream:
+        refuse_streamed("ollama", request)
+    out: dict[str, Any] = {}
+    if request.logprobs:
+        out["logprobs"] = True
+    if request.top_logprobs is not None:
+        out["top_logprobs"] = request.top_logprobs
     return out
 
 
@@ -179,6 +206,7 @@ class OllamaProtocol(WireProtocol):
         options = sampling(request, max_tokens="num_predict")
         if options:
             body["options"] = options
+        body.update(_options(request, stream))
         if request.reasoning is not None:
             # thinking models take true (gpt-oss also a level; a budget, none of them)
             body["think"] = True
@@ -215,6 +243,7 @@ class OllamaProtocol(WireProtocol):
 
     def parse_chat(self, body: Any) -> ChatResponse:
         message = body["message"]
+        logprobs = openai.logprobs_from_wire(body.get("logprobs"))
         calls = tool_calls_from_wire(message.get("tool_calls"))
         raw = body.get("done_reason")
         return ChatResponse(
@@ -225,6 +254,7 @@ class OllamaProtocol(WireProtocol):
             usage=usage_from_wire(body),
             tool_calls=calls,
             server_ms=server_ms(body),
+            logprobs=logprobs,
             thinking=(ThinkingPart(message["thinking"]),) if message.get("thinking") else (),
         )
 
@@ -259,7 +289,7 @@ class OllamaProtocol(WireProtocol):
         )
 
     def embed(self, request: EmbeddingRequest) -> HttpCall:
-        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
+        body: dict[str, Any] = {"model": request.model, "input": text_inputs(self.type, request)}
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
         return HttpCall("POST", "/api/embed", json=body)

@@ -8,7 +8,7 @@ before it has empty ``choices`` and the usage.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from polyroute.errors import ErrorKind, status_error
@@ -18,14 +18,19 @@ from polyroute.providers._base import (
     StreamDecoder,
     VendorError,
     WireProtocol,
+    error_marked,
+    refuse_field,
     refuse_part,
+    refuse_streamed,
     sampling,
 )
 from polyroute.providers._http import loads_event
 from polyroute.reasoning import effort_of
 from polyroute.types import (
+    Alternative,
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EmbeddingRequest,
     EmbeddingResponse,
     FinishReason,
@@ -36,6 +41,7 @@ from polyroute.types import (
     Part,
     TextPart,
     ThinkingPart,
+    TokenLogprob,
     Tool,
     ToolCall,
     Usage,
@@ -75,13 +81,20 @@ def matched_stop(choice: Mapping[str, Any]) -> str | None:
     return matched if isinstance(matched, str) and choice.get("finish_reason") == "stop" else None
 
 
-def message_to_wire(m: Message) -> dict[str, Any]:
+def message_to_wire(
+    m: Message, document: Callable[[DocumentPart], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``document``: how the vendor takes a document part (default: a ``file`` part)."""
+    m = error_marked(m)  # tool results have no error flag here
     out: dict[str, Any] = {"role": m.role}
     if isinstance(m.content, str):
         out["content"] = m.content
     else:
-        # another vendor's reasoning is left out (its signature is only good there)
-        out["content"] = [_part(p) for p in m.content if not isinstance(p, ThinkingPart)] or ""
+        out["content"] = [
+            document(p) if document is not None and isinstance(p, DocumentPart) else _part(p)
+            for p in m.content
+            if not isinstance(p, ThinkingPart)  # another vendor's reasoning: left out
+        ] or ""
     if m.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -97,10 +110,66 @@ def message_to_wire(m: Message) -> dict[str, Any]:
 def _part(p: Part) -> dict[str, Any]:
     if isinstance(p, ImagePart):
         url = p.url if p.url is not None else f"data:{p.media_type};base64,{p.data}"
-        return {"type": "image_url", "image_url": {"url": url}}
+        image: dict[str, Any] = {"url": url}
+        if p.detail is not None:
+            image["detail"] = p.detail
+        return {"type": "image_url", "image_url": image}
+    if isinstance(p, DocumentPart):
+        return {"type": "file", "file": _file(p)}
     if not isinstance(p, TextPart):
         refuse_part("openai", p)
     return {"type": "text", "text": p.text}
+
+
+def _file(p: DocumentPart) -> dict[str, Any]:
+    """A document as a ``file`` part: its data as a data URL (Chat Completions takes no URL)."""
+    if p.data is not None:
+        data = f"data:{p.media_type};base64,{p.data}"
+    elif (p.url or "").startswith("data:"):
+        data = p.url or ""
+    else:
+        refuse_field("openai", "a document by URL", "Chat Completions takes a file's data only")
+    name = p.filename or ("document.pdf" if p.media_type == "application/pdf" else "document")
+    return {"file_data": data, "filename": name}
+
+
+def options(request: ChatRequest) -> dict[str, Any]:
+    """``n``, ``logprobs``, ``top_logprobs``, ``parallel_tool_calls``, ``metadata``,
+    ``store``, ``service_tier``: each carried as OpenAI names it, when set."""
+    out: dict[str, Any] = {}
+    if request.n > 1:
+        out["n"] = request.n
+    if request.logprobs:
+        out["logprobs"] = True
+    if request.top_logprobs is not None:
+        out["top_logprobs"] = request.top_logprobs
+    if request.parallel_tool_calls is not None and request.tools:  # the API wants tools with it
+        out["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.metadata is not None:
+        out["metadata"] = dict(request.metadata)
+    if request.store is not None:
+        out["store"] = request.store
+    if request.service_tier is not None:
+        out["service_tier"] = request.service_tier
+    return out
+
+
+def logprobs_from_wire(items: Any) -> tuple[TokenLogprob, ...] | None:
+    """OpenAI's ``logprobs.content`` (Mistral's and Ollama's ``logprobs`` have its shape)."""
+    if not isinstance(items, list):
+        return None
+    return tuple(
+        TokenLogprob(
+            i["token"],
+            i["logprob"],
+            tuple((t["token"], t["logprob"]) for t in i.get("top_logprobs") or ()),
+        )
+        for i in items
+    )
+
+
+def choice_logprobs(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...] | None:
+    return logprobs_from_wire((choice.get("logprobs") or {}).get("content"))
 
 
 def response_format(fmt: Literal["json"] | JsonSchema) -> dict[str, Any]:
@@ -163,11 +232,14 @@ class OpenAIProtocol(WireProtocol):
     def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [message_to_wire(m) for m in request.messages],
+            "messages": [message_to_wire(m, self.document) for m in request.messages],
         }
         body.update(sampling(request, max_tokens=self.max_tokens_field))
         if request.user is not None:
             body["user"] = request.user
+        if stream:
+            refuse_streamed(self.type, request)
+        body.update(options(request))
         if request.reasoning is not None:  # reasoning models only: routing checks the catalog
             body["reasoning_effort"] = effort_of(request.reasoning)
         if request.response_format != "text":
@@ -180,6 +252,10 @@ class OpenAIProtocol(WireProtocol):
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         return HttpCall("POST", "/chat/completions", json=body)
+
+    def document(self, p: DocumentPart) -> dict[str, Any]:
+        """A document part as this vendor takes it: a ``file`` part with its data."""
+        return {"type": "file", "file": _file(p)}
 
     def _tool_choice(self, choice: str) -> Any:
         if choice in ("auto", "none", "required"):
@@ -199,6 +275,17 @@ class OpenAIProtocol(WireProtocol):
             id=body.get("id", ""),
             tool_calls=tool_calls_from_wire(message.get("tool_calls")),
             stop_sequence=matched_stop(choice),
+            alternatives=tuple(
+                Alternative(
+                    c["message"].get("content") or "",
+                    finish_reason(c.get("finish_reason")),
+                    tool_calls_from_wire(c["message"].get("tool_calls")),
+                    c.get("finish_reason"),
+                    choice_logprobs(c),
+                )
+                for c in body["choices"][1:]
+            ),
+            logprobs=choice_logprobs(choice),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -211,7 +298,11 @@ class OpenAIProtocol(WireProtocol):
         ]
 
     def embed(self, request: EmbeddingRequest) -> HttpCall:
-        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs)}
+        # texts, or token-id arrays as they came
+        body: dict[str, Any] = {
+            "model": request.model,
+            "input": [i if isinstance(i, str) else list(i) for i in request.inputs],
+        }
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
         body["encoding_format"] = "float"

@@ -239,6 +239,8 @@ class Router:
                     if i not in drop:
                         excluded.append(e)
                         drop.add(i)
+        if ctx.refused:
+            self._exclude_refused(ctx.refused, drop, excluded)
         self._exclude_small(ctx.needed_context, drop, excluded)
 
         p, o = float(ctx.prompt_tokens), float(ctx.output_tokens)
@@ -344,6 +346,17 @@ class Router:
 
     # The exclusions below are built per request (their reasons carry its numbers): the rows
     # are found in one comprehension, then each gets its Excluded, reasons from parts made once.
+
+    def _exclude_refused(
+        self, refused: Mapping[str, str], drop: set[int], excluded: Exclusions
+    ) -> None:
+        """Pairs of providers that cannot carry a field the request sets, with the adapter's
+        reason (it names the field)."""
+        for pid, why in refused.items():
+            for i in self._provider_rows.get(pid, ()):
+                if i not in drop:
+                    excluded.append(Excluded(self._provider[i], self._model[i], why))
+                    drop.add(i)
 
     def _exclude_small(self, need: int, drop: set[int], excluded: Exclusions) -> None:
         k = bisect_left(self._windows, need)  # windows sorted: the first k are too small

@@ -7,7 +7,7 @@ strategies (``router/strategies.py``) only rank them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -49,6 +49,9 @@ class RoutingContext:
     """The answer streams: the performance strategy ranks by time to first token."""
     prompt_tokens_counted: bool = False
     """``prompt_tokens`` came from a real tokenizer rather than an estimate."""
+    refused: Mapping[str, str] = field(default_factory=dict)
+    """Providers whose adapter cannot carry a field the request sets, and why
+    (:func:`polyroute.router.fields.refusals`): their pairs are excluded."""
 
     @property
     def output_tokens(self) -> int:

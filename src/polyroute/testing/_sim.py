@@ -65,6 +65,26 @@ class SimChat:
     schema: Mapping[str, Any] | None = None
     """The JSON schema the answer must match, where the request gave one: the default
     reply is then a JSON object in it (:func:`sample_json`)."""
+    n: int = 1
+    """Answers asked for (OpenAI and Mistral ``n``, Gemini ``candidateCount``)."""
+    logprobs: int | None = None
+    """``None``: no log probabilities asked; else how many top tokens each position lists."""
+
+
+def alternative(text: str, i: int) -> str:
+    """The ``i``-th answer (0: the reply itself) of a request for several."""
+    return text if i == 0 else f"{text} (choice {i + 1})"
+
+
+def sim_logprobs(text: str, top: int) -> list[tuple[str, float, list[tuple[str, float]]]]:
+    """Made-up log probabilities of ``text``'s word-sized tokens: (token, logprob, the
+    ``top`` likeliest tokens at its place, itself first)."""
+    words = text.split(" ")
+    tokens = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+    return [
+        (t, -0.25, [(t, -0.25)] + [(f"{t.strip()}~{j}", -1.0 - j) for j in range(1, top)])
+        for t in tokens
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +287,11 @@ class Simulator(ABC):
     @abstractmethod
     def chat_body(self, chat: SimChat, reply: SimReply) -> Any: ...
 
+    def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
+        """``body`` with the further answers (``chat.n``) and log probabilities asked for,
+        in the vendors that have them."""
+        return body
+
     @abstractmethod
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
         """The stream, framed (SSE or NDJSON), end marker last."""
@@ -323,7 +348,8 @@ class Simulator(ABC):
         reply = self.script.answer(chat, self.default_reply(chat))
         headers = self.response_headers()
         if not chat.stream:
-            response = JSONResponse(self.chat_body(chat, reply), headers=headers)
+            body = self.more_answers(chat, reply, self.chat_body(chat, reply))
+            response = JSONResponse(body, headers=headers)
             with self._lock:
                 self.answered.append((time.monotonic(), headers))
             return response

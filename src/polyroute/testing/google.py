@@ -29,7 +29,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from polyroute.testing._sim import Fault, SimChat, SimReply, Simulator, count_tokens, sse
+from polyroute.testing._sim import (
+    Fault,
+    SimChat,
+    SimReply,
+    Simulator,
+    alternative,
+    count_tokens,
+    sim_logprobs,
+    sse,
+)
 
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -55,6 +64,17 @@ _STATUS: Mapping[int, str] = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+
+
+def _logprobs_result(text: str, top: int) -> dict[str, Any]:
+    made_up = sim_logprobs(text, top)
+    return {
+        "topCandidates": [
+            {"candidates": [{"token": a, "logProbability": b} for a, b in alts]}
+            for _, _, alts in made_up
+        ],
+        "chosenCandidates": [{"token": t, "logProbability": lp} for t, lp, _ in made_up],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +251,8 @@ class GoogleSimulator(Simulator):
             call=_forced_call(body),
             thought=_thought(config, last_user),
             schema=config.get("responseJsonSchema") or config.get("responseSchema"),
+            n=config.get("candidateCount") or 1,
+            logprobs=(config.get("logprobs") or 0) if config.get("responseLogprobs") else None,
         )
 
     def _usage(self, reply: SimReply) -> dict[str, Any]:
@@ -273,6 +295,19 @@ class GoogleSimulator(Simulator):
             "finishReason": "MAX_TOKENS" if reply.truncated else "STOP",
         }
         return self._response(chat, _rid(), candidate, _with_thought(self._usage(reply), thought))
+
+    def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
+        """``candidateCount`` candidates, each with its ``logprobsResult`` when asked."""
+        first = body["candidates"][0]
+        for i in range(chat.n):
+            candidate = first if i == 0 else {**first, "index": i}
+            text = alternative(reply.text, i)
+            if i:
+                candidate["content"] = {"parts": [{"text": text}], "role": "model"}
+                body["candidates"].append(candidate)
+            if chat.logprobs is not None:
+                candidate["logprobsResult"] = _logprobs_result(text, chat.logprobs)
+        return body
 
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
         rid = _rid()

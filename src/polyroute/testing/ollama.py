@@ -27,6 +27,7 @@ from polyroute.testing._sim import (
     bearer_ok,
     count_tokens,
     ndjson,
+    sim_logprobs,
 )
 
 # (families, parameter size, quantization) for the default models' /api/tags details
@@ -107,6 +108,7 @@ class OllamaSimulator(Simulator):
             max_tokens=options.get("num_predict"),
             stream=body.get("stream", True) is not False,  # Ollama streams unless told not to
             schema=body["format"] if isinstance(body.get("format"), dict) else None,
+            logprobs=(body.get("top_logprobs") or 0) if body.get("logprobs") else None,
         )
 
     def _final(self, chat: SimChat, reply: SimReply) -> dict[str, Any]:
@@ -131,6 +133,19 @@ class OllamaSimulator(Simulator):
             "message": {"role": "assistant", "content": reply.text},
             **self._final(chat, reply),
         }
+
+    def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
+        """``logprobs``, when asked (Ollama has no ``n``)."""
+        if chat.logprobs is not None:
+            body["logprobs"] = [
+                {
+                    "token": t,
+                    "logprob": lp,
+                    "top_logprobs": [{"token": a, "logprob": b} for a, b in alts],
+                }
+                for t, lp, alts in sim_logprobs(reply.text, chat.logprobs)
+            ]
+        return body
 
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
         with self._lock:

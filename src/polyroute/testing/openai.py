@@ -14,7 +14,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from polyroute.testing._sim import SimChat, SimReply, Simulator, bearer_ok, count_tokens, sse
+from polyroute.testing._sim import (
+    SimChat,
+    SimReply,
+    Simulator,
+    alternative,
+    bearer_ok,
+    count_tokens,
+    sim_logprobs,
+    sse,
+)
 
 # status -> (type, code), as OpenAI sends them
 _ERRORS: Mapping[int, tuple[str, str | None]] = {
@@ -88,6 +97,8 @@ class OpenAISimulator(Simulator):
             stream=bool(body.get("stream")),
             include_usage=bool(options.get("include_usage")),
             schema=_schema(body.get("response_format")),
+            n=body.get("n") or 1,
+            logprobs=(body.get("top_logprobs") or 0) if body.get("logprobs") else None,
         )
 
     def _usage(self, reply: SimReply) -> dict[str, Any]:
@@ -141,6 +152,19 @@ class OpenAISimulator(Simulator):
             yield sse({**base, "choices": [], "usage": self._usage(reply)})
         yield sse("[DONE]")
 
+    def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
+        """``n`` choices (each with its ``logprobs.content`` when asked), Mistral's too."""
+        first = body["choices"][0]
+        for i in range(chat.n):
+            choice = first if i == 0 else {**first, "index": i}
+            text = alternative(reply.text, i)
+            choice["message"] = {**first["message"], "content": text}
+            if chat.logprobs is not None:
+                choice["logprobs"] = {"content": _logprobs(text, chat.logprobs)}
+            if i:
+                body["choices"].append(choice)
+        return body
+
     async def handle_models(self, request: Request) -> Response:
         self.record(request, None)
         if not self.authorized(request):
@@ -176,6 +200,16 @@ class OpenAISimulator(Simulator):
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+
+def _logprobs(text: str, top: int) -> list[dict[str, Any]]:
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return [
+        {**entry(t, lp), "top_logprobs": [entry(a, b) for a, b in alts]}
+        for t, lp, alts in sim_logprobs(text, top)
+    ]
 
 
 def _rid() -> str:

@@ -1,0 +1,64 @@
+"""Which providers cannot carry what a request asks (DESIGN.md §9).
+
+A field a vendor has no equivalent for (``n`` on Anthropic, a document on Ollama,
+token-free ``seed`` on Anthropic...) is refused by that vendor's adapter, by name,
+before any call. Routing asks the adapters first, so such pairs are excluded with
+that reason instead of being tried and refused one by one: ``auto`` goes where the
+request can be honoured, and a pin to a vendor that cannot is a 400 naming the field.
+
+Only requests that set one of the fields some vendor refuses are asked about: a
+plain request costs one look at its fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from polyroute.config import ProviderConfig
+from polyroute.errors import UnsupportedError
+from polyroute.providers import protocol_for
+from polyroute.types import ChatRequest, DocumentPart
+
+
+def _asks_more(request: ChatRequest) -> bool:
+    """Whether ``request`` sets a field some vendor has no equivalent for."""
+    return (
+        request.n > 1
+        or request.logprobs
+        or request.top_logprobs is not None
+        or request.seed is not None
+        or request.user is not None
+        or request.metadata is not None
+        or bool(request.store)
+        or request.service_tier is not None
+        or request.parallel_tool_calls is False
+        or any(isinstance(p, DocumentPart) for m in request.messages for p in m.parts)
+    )
+
+
+def refusals(
+    request: ChatRequest, providers: Mapping[str, ProviderConfig], *, stream: bool
+) -> dict[str, str]:
+    """``{provider id: why its adapter refuses request}`` for the enabled providers that
+    cannot carry a field ``request`` sets (each vendor type asked once)."""
+    if not _asks_more(request):
+        return {}
+    by_type: dict[str, str | None] = {}
+    out: dict[str, str] = {}
+    for pid, spec in providers.items():
+        if not spec.enabled:
+            continue
+        if spec.type not in by_type:
+            by_type[spec.type] = _refusal(spec.type, request, stream)
+        why = by_type[spec.type]
+        if why is not None:
+            out[pid] = why
+    return out
+
+
+def _refusal(provider_type: str, request: ChatRequest, stream: bool) -> str | None:
+    try:
+        protocol_for(provider_type).chat(request, stream=stream)
+    except UnsupportedError as exc:
+        return str(exc)
+    return None
