@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from polyroute.catalog import CatalogModel, Price
+from polyroute.catalog import Catalog, CatalogModel, Price
 from polyroute.ledger import prompt_token_bound, worst_case_usd
 from polyroute.providers.anthropic import AnthropicProtocol
 from polyroute.reasoning import ANSWER_TOKENS, EFFORT_BUDGETS, output_tokens_floor
-from polyroute.types import ChatRequest, Message, Reasoning, TextPart, ThinkingPart
+from polyroute.types import ChatRequest, Message, Reasoning, TextPart, ThinkingPart, Usage
 
 PRICE = Price(3.0, 15.0)  # USD per million tokens
 
@@ -56,3 +56,16 @@ def test_thinking_sent_back_counts_in_the_prompt_bound() -> None:
         "m", (Message.user("q"), Message("assistant", (thought, TextPart("a"))))
     )
     assert prompt_token_bound(with_thinking) == prompt_token_bound(plain) + 100
+
+
+@pytest.mark.parametrize(
+    ("vendor", "model"),
+    [("openai", "gpt-5"), ("anthropic", "claude-sonnet-4-6"), ("google", "gemini-2.5-flash")],
+)
+def test_reasoning_tokens_are_billed_once_inside_the_output(vendor: str, model: str) -> None:
+    """Vendors count reasoning inside the output (OpenAI's completion_tokens, Anthropic's
+    output_tokens; Gemini's thoughts are added to it by the adapter): never a second time."""
+    catalog = Catalog.load()
+    plain = catalog.cost(vendor, model, Usage(1000, 500)).usd
+    thought = catalog.cost(vendor, model, Usage(1000, 500, reasoning_tokens=400)).usd
+    assert plain is not None and thought == plain
