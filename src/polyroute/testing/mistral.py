@@ -148,6 +148,15 @@ class MistralSimulator(OpenAISimulator):
             "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
         }
 
+    def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
+        """OpenAI's choices and log probabilities, each token with Mistral's ``token_id``."""
+        body = super().more_answers(chat, reply, body)
+        for choice in body["choices"]:
+            for token in (choice.get("logprobs") or {}).get("content") or ():
+                for entry in (token, *token["top_logprobs"]):
+                    entry["token_id"] = sum(entry["bytes"]) % 32768  # made up, stable
+        return body
+
     def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
         return {
             "id": uuid.uuid4().hex,
