@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "EmbeddingRequest": "polyroute.types",
     "EmbeddingResponse": "polyroute.types",
     "ImagePart": "polyroute.types",
+    "DocumentPart": "polyroute.types",
+    "Alternative": "polyroute.types",
+    "TokenLogprob": "polyroute.types",
     "Message": "polyroute.types",
     "ModelInfo": "polyroute.types",
     "TextPart": "polyroute.types",
@@ -90,6 +93,7 @@ _RENAMED = {"load_config": "load"}
 
 __all__ = [
     "AllProvidersFailedError",
+    "Alternative",
     "Answer",
     "AnswerStream",
     "Attempt",
@@ -106,6 +110,7 @@ __all__ = [
     "ConfigError",
     "CredentialError",
     "Decision",
+    "DocumentPart",
     "EmbeddingRequest",
     "EmbeddingResponse",
     "EventHub",
@@ -147,6 +152,7 @@ __all__ = [
     "TextPart",
     "ThinkingDelta",
     "ThinkingPart",
+    "TokenLogprob",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -225,9 +231,11 @@ if TYPE_CHECKING:
     from polyroute.router.decision import Decision
     from polyroute.sync import SyncPolyroute
     from polyroute.types import (
+        Alternative,
         Attempt,
         ChatRequest,
         ChatResponse,
+        DocumentPart,
         EmbeddingRequest,
         EmbeddingResponse,
         Excluded,
@@ -238,6 +246,7 @@ if TYPE_CHECKING:
         Target,
         TextPart,
         ThinkingPart,
+        TokenLogprob,
         Tool,
         ToolCall,
         Usage,
