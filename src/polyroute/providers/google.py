@@ -8,6 +8,14 @@ GenerateContentResponse, there is no ``[DONE]``, and the end is the chunk
 whose candidate carries a ``finishReason`` (with the final usage).
 
 Gemini sends no request-id header: a response's id is its ``responseId``.
+
+Fields in Gemini's words: ``n`` is ``candidateCount`` (the other candidates are
+``ChatResponse.alternatives``), ``logprobs`` / ``top_logprobs`` are
+``responseLogprobs`` / ``logprobs`` (``logprobsResult`` read back), image
+``detail`` is the part's ``mediaResolution``, ``service_tier`` is ``serviceTier``,
+a document is ``inlineData`` / ``fileData``, a failed tool's result goes under
+``response.error``; ``user``, ``metadata``, ``store`` and ``parallel_tool_calls:
+false`` have no equivalent and are refused by name.
 """
 
 from __future__ import annotations

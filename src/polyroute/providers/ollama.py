@@ -8,6 +8,12 @@ NDJSON: chunks carry ``done: false``; the object with ``done: true`` is the end
 marker and carries the counts and durations (nanoseconds). An error after the
 200 arrives as a ``{"error": "..."}`` line. Tool-call arguments are JSON
 objects on the wire (JSON text in our types), and calls may have no id.
+
+``logprobs`` / ``top_logprobs`` and ``seed`` (an option) are carried; a failed
+tool's result starts ``Error: ``; image ``detail`` is a hint it has no equivalent
+for (ignored). ``n``, documents, ``user``, ``metadata``, ``store``, a
+``service_tier`` other than ``auto`` and ``parallel_tool_calls: false`` are refused
+by name.
 """
 
 from __future__ import annotations
