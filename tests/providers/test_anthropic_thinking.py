@@ -66,6 +66,7 @@ async def test_budget_is_sent_and_thinking_comes_back_signed(
     ]
     # output_tokens includes the thinking: taken once, as the completion
     assert r.usage.completion_tokens == count_tokens("The answer is 42") + count_tokens(THOUGHT)
+    assert r.usage.reasoning_tokens == count_tokens(THOUGHT)  # of the output, not more
 
 
 async def test_stream_thinking_is_thinking_deltas_with_the_signature_never_text(

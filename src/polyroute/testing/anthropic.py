@@ -371,8 +371,9 @@ class AnthropicSimulator(Simulator):
             "output_tokens": reply.completion_tokens + count_tokens(thinking or ""),
             "service_tier": "standard",
         }
-        if reply.reasoning_tokens:
-            usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+        thought = reply.reasoning_tokens + count_tokens(thinking or "")
+        if thought:
+            usage["output_tokens_details"] = {"thinking_tokens": thought}
         return usage
 
     def _message(self, chat: SimChat, content: list[Any], usage: dict[str, Any]) -> dict[str, Any]:
