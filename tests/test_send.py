@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -55,6 +56,8 @@ REQUEST = ChatRequest(
     seed=7,
     user="u-1",
 )
+FOR_ANTHROPIC = replace(REQUEST, seed=None)
+"""Anthropic has no seed: a request with one is refused there by name (DESIGN §9)."""
 
 
 async def test_send_carries_every_option_with_the_targets_model(
@@ -78,7 +81,7 @@ async def test_send_carries_every_option_with_the_targets_model(
 
 async def test_a_virtual_key_is_recorded_and_its_budget_reserved(pr: Polyroute) -> None:
     await pr.send(REQUEST, provider="openai", virtual_key="vk_1")
-    stream = pr.send_stream(REQUEST, provider="anthropic", virtual_key="vk_1")
+    stream = pr.send_stream(FOR_ANTHROPIC, provider="anthropic", virtual_key="vk_1")
     text = "".join([e.text async for e in stream if isinstance(e, TextDelta)])
     assert text == "sent"
     await pr.ledger.flush()
@@ -107,8 +110,10 @@ async def test_complete_and_stream_are_wrappers_over_send(fleet: Fleet, pr: Poly
 
 
 async def test_models_routes_among_the_providers_serving_them(pr: Polyroute) -> None:
-    answer = await pr.send(REQUEST, models=["claude-haiku-4-5"])
+    answer = await pr.send(FOR_ANTHROPIC, models=["claude-haiku-4-5"])
     assert (answer.provider, answer.model) == ("anthropic", "claude-haiku-4-5")
+    with pytest.raises(NoCandidateError, match="anthropic cannot take seed"):
+        await pr.send(REQUEST, models=["claude-haiku-4-5"])
     with pytest.raises(NoCandidateError, match="no enabled provider matches models nope"):
         await pr.send(REQUEST, models=["nope"])
 
