@@ -18,6 +18,7 @@ from gateway.support import ADMIN, Gateway, start
 from polyroute.gateway._responses_in import parse
 from polyroute.ledger._responses import _recent, new_response_id
 from polyroute.testing import Fleet
+from polyroute.testing.anthropic import sign
 from polyroute.types import DocumentPart, ImagePart, JsonSchema, Reasoning, ThinkingPart, Tool
 
 OPENAI_REPLY = "Simulated openai reply from gpt-4o-mini."
@@ -423,3 +424,38 @@ def test_ids_tell_their_age() -> None:
     rid = new_response_id()
     assert rid.startswith("resp_") and len(rid) == 5 + 28
     assert _recent(rid) and not _recent("resp_nope") and not _recent("resp_" + "0" * 28)
+
+
+def test_reasoning_items_carry_thinking_and_its_signature_back(
+    sdk: openai.OpenAI, gateway: Gateway
+) -> None:
+    claude = gateway.fleet["anthropic"]
+    first = sdk.responses.create(
+        model="claude-sonnet-4-6", input="hi", reasoning={"effort": "low"}, max_output_tokens=3000
+    )
+    assert claude.last_request().body["thinking"]["type"] == "enabled"
+    thought, answer = first.output
+    assert thought.type == "reasoning" and thought.id.startswith("rs_")
+    [summary] = thought.summary
+    assert thought.encrypted_content == sign(summary.text)
+    assert answer.type == "message" and first.output_text == CLAUDE_REPLY
+    with sdk.responses.stream(
+        model="claude-sonnet-4-6",
+        input="again",
+        previous_response_id=first.id,
+        reasoning={"effort": "low"},
+        max_output_tokens=3000,
+    ) as s:
+        kinds = [e.type for e in s]
+        second = s.get_final_response()
+    assert claude.thinking_seen == [
+        {"type": "thinking", "thinking": summary.text, "signature": thought.encrypted_content}
+    ]
+    assert kinds[2:5] == [
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+    ]
+    assert "response.reasoning_summary_text.done" in kinds
+    assert [o.type for o in second.output] == ["reasoning", "message"]
+    assert second.output[0].encrypted_content == sign(second.output[0].summary[0].text)  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from polyroute.errors import PolyrouteError, UnknownResponseError
-from polyroute.events import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
+from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
 from polyroute.gateway._chat import JSON, ChatEndpoint, problem_response
 from polyroute.gateway._observe import note_of
 from polyroute.gateway._openai import error_object
@@ -29,7 +29,7 @@ from polyroute.gateway._problems import problem_of
 from polyroute.gateway._responses_in import ResponsesBody, ResponsesInbound, continued, parse
 from polyroute.gateway._wire import Inbound, Problem, Reply, StreamEncoder, dumps, new_id, sse
 from polyroute.ledger._responses import ResponseStore, StoredResponse
-from polyroute.types import ChatRequest, ToolCall, Usage
+from polyroute.types import ChatRequest, ThinkingPart, ToolCall, Usage
 
 if TYPE_CHECKING:
     from polyroute.gateway._auth import Caller
@@ -130,9 +130,28 @@ def response_object(
     }
 
 
+def _reasoning_item(item_id: str, part: ThinkingPart, status: str) -> dict[str, Any]:
+    """A thinking block as a reasoning item: its text as the summary, its signature as the
+    ``encrypted_content`` (redacted thinking: the encrypted data, no summary). Sent back as
+    input, ``_responses_in`` reads it into the same block."""
+    summary: list[dict[str, Any]] = [] if part.redacted else [_summary_part(part.text)]
+    encrypted = part.text if part.redacted else part.signature
+    return {
+        "id": item_id,
+        "type": "reasoning",
+        "summary": summary,
+        "encrypted_content": encrypted,
+        "status": status,
+    }
+
+
+def _summary_part(text: str) -> dict[str, Any]:
+    return {"type": "summary_text", "text": text}
+
+
 def _output(reply: Reply) -> list[dict[str, Any]]:
     status = "incomplete" if reply.finish_reason in _INCOMPLETE else "completed"
-    out = []
+    out = [_reasoning_item(new_id("rs_"), t, "completed") for t in reply.thinking]
     if reply.content or not reply.tool_calls:
         out.append(_message_item(new_id("msg_"), reply.content, status))
     out.extend(_call_item(new_id("fc_"), c, "completed") for c in reply.tool_calls)
@@ -162,6 +181,10 @@ class _Events:
         self.message: int | None = None  # its output_index
         self.calls: dict[int, int] = {}  # our tool-call index -> output_index
         self.args: dict[int, list[str]] = {}  # output_index -> its argument pieces
+        self.thought: int | None = None  # the open reasoning item's output_index
+        self.thought_block = 0  # its thinking block's index
+        self.thought_text: list[str] = []
+        self.signature: str | None = None
         self.started = False
         self.response: dict[str, Any] | None = None
 
@@ -224,8 +247,75 @@ class _Events:
         self.calls.clear()
         return out
 
+    def _think(self, event: ThinkingDelta) -> bytes:
+        out = b""
+        if self.thought is not None and event.index != self.thought_block:
+            out += self._close_thought()
+        if self.thought is None:
+            out += self._close_message() + self._close_calls()
+            index = self.thought = len(self.output)
+            self.thought_block = event.index
+            item = _reasoning_item(new_id("rs_"), ThinkingPart("", redacted=True), "in_progress")
+            item["encrypted_content"] = None  # until the block's end
+            self.output.append(item)
+            out += self._frame("response.output_item.added", output_index=index, item=item)
+            if not event.redacted:
+                out += self._frame(
+                    "response.reasoning_summary_part.added",
+                    summary_index=0,
+                    part=_summary_part(""),
+                    **self._thought_at(),
+                )
+        if event.signature is not None:
+            self.signature = event.signature
+        if event.redacted:
+            self.output[self.thought]["encrypted_content"] = event.text
+        elif event.text:
+            self.thought_text.append(event.text)
+            out += self._frame(
+                "response.reasoning_summary_text.delta",
+                summary_index=0,
+                delta=event.text,
+                **self._thought_at(),
+            )
+        return out
+
+    def _thought_at(self) -> dict[str, Any]:
+        assert self.thought is not None
+        return {"item_id": self.output[self.thought]["id"], "output_index": self.thought}
+
+    def _close_thought(self) -> bytes:
+        index = self.thought
+        if index is None:
+            return b""
+        where = self._thought_at()
+        self.thought = None
+        item = self.output[index]
+        if item["encrypted_content"] is not None and not self.thought_text:  # redacted
+            item["status"] = "completed"
+            return self._frame("response.output_item.done", output_index=index, item=item)
+        text = "".join(self.thought_text)
+        self.thought_text.clear()
+        part = ThinkingPart(text, signature=self.signature)
+        self.signature = None
+        item = self.output[index] = _reasoning_item(item["id"], part, "completed")
+        return (
+            self._frame("response.reasoning_summary_text.done", summary_index=0, text=text, **where)
+            + self._frame(
+                "response.reasoning_summary_part.done",
+                summary_index=0,
+                part=_summary_part(text),
+                **where,
+            )
+            + self._frame("response.output_item.done", output_index=index, item=item)
+        )
+
     def event(self, event: StreamEvent) -> bytes:
         out = b"" if self.started else self._start()
+        if isinstance(event, ThinkingDelta):
+            return out + self._think(event)
+        if isinstance(event, TextDelta | ToolCallDelta | StreamEnd):
+            out += self._close_thought()
         if isinstance(event, TextDelta):
             if not event.text:
                 return out
@@ -263,8 +353,8 @@ class _Events:
             )
         if isinstance(event, StreamEnd):
             short = event.finish_reason in _INCOMPLETE
-            if not self.output:  # an empty answer is still a message, as in JSON
-                out += self._open_message()
+            if not any(o["type"] != "reasoning" for o in self.output):
+                out += self._open_message()  # an empty answer is still a message, as in JSON
             out += self._close_message("incomplete" if short else "completed")
             out += self._close_calls()
             response = self._snapshot("completed", event.usage, finish_reason=event.finish_reason)
