@@ -356,3 +356,12 @@ def test_fusion_refuses_the_fields_of_one_answer_by_name(oai: openai.OpenAI) -> 
                 model="fusion", messages=[{"role": "user", "content": "hi"}], **{field: value}
             )
         assert exc.value.body["param"] == field  # type: ignore[index]
+
+
+def test_responses_metadata_tags_the_response_and_stays_home(
+    oai: openai.OpenAI, gateway: Gateway
+) -> None:
+    for vendor in ("anthropic", "openai"):
+        r = oai.responses.create(model=PINS[vendor], input="hi", metadata={"k": "v"})
+        assert r.metadata == {"k": "v"}
+        assert "metadata" not in sent(gateway, vendor)

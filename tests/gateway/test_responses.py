@@ -370,7 +370,7 @@ def test_the_request_maps_every_field() -> None:
     assert req.tools == (Tool("f", "", {"type": "object"}, strict=True),)
     assert req.tool_choice == "f" and req.max_tokens == 99
     assert (req.temperature, req.top_p, req.parallel_tool_calls) == (0.5, 0.9, False)
-    assert req.metadata == {"k": "v"} and req.user == "u1"
+    assert req.metadata is None and req.user == "u1"  # metadata tags the Response, not the call
     assert req.response_format == JsonSchema("out", {"type": "object"}, strict=True)
     assert req.reasoning == Reasoning(effort="high")
 

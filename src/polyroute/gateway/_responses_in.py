@@ -451,7 +451,7 @@ def _inbound(
         response_format=_format(body.text),
         user=body.user,
         parallel_tool_calls=body.parallel_tool_calls,
-        metadata=body.metadata,
+        # metadata tags the Response object (echoed, stored here), not the upstream's call
         reasoning=reasoning,
     )
     return ResponsesInbound(
