@@ -13,7 +13,7 @@ from polyroute.config import ProviderConfig
 from polyroute.errors import NoCandidateError
 from polyroute.router.fields import refusals
 from polyroute.testing import Fleet
-from polyroute.types import ChatRequest, DocumentPart, Message
+from polyroute.types import ChatRequest, DocumentPart, Message, ToolCall
 
 PDF = DocumentPart(data="JVBERi0xLjQK")
 
@@ -63,3 +63,21 @@ async def test_a_pin_to_a_vendor_that_cannot_is_refused_before_any_call(pr: Poly
     async with pr:
         with pytest.raises(NoCandidateError, match="anthropic cannot take seed"):
             await pr.send(ask(seed=1), provider="anthropic", model="claude-sonnet-4-6")
+
+
+async def test_a_request_one_vendor_cannot_translate_goes_to_another(pr: Polyroute) -> None:
+    # tool arguments that are not a JSON object: Anthropic cannot send them back
+    request = ChatRequest(
+        "auto",
+        [
+            Message.user("go"),
+            Message.assistant("", [ToolCall("call_1", "f", "[1, 2]")]),
+            Message.tool("call_1", "done", name="f"),
+        ],
+        user="u-1",
+    )
+    async with pr:
+        answer = await pr.send(request, models=["claude-sonnet-4-6", "gpt-4o-mini"])
+    assert answer.provider == "openai"
+    reasons = {e.provider: e.reason for e in pr.recent[-1].decision.excluded}
+    assert "arguments as a JSON object" in reasons["anthropic"]

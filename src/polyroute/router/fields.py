@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from polyroute.config import ProviderConfig
-from polyroute.errors import UnsupportedError
+from polyroute.errors import ProviderError
 from polyroute.providers import protocol_for
 from polyroute.types import ChatRequest, DocumentPart
 
@@ -57,8 +57,10 @@ def refusals(
 
 
 def _refusal(provider_type: str, request: ChatRequest, stream: bool) -> str | None:
+    """Why the adapter refuses ``request`` before any call (UnsupportedError, or a request it
+    cannot translate, such as tool arguments that are not an object for Anthropic)."""
     try:
         protocol_for(provider_type).chat(request, stream=stream)
-    except UnsupportedError as exc:
+    except ProviderError as exc:
         return str(exc)
     return None
