@@ -313,8 +313,8 @@ def test_anthropic_user_and_tier_reach_openai(
     [
         ("anthropic", "seed", 1),
         ("anthropic", "metadata", {"a": "b"}),
-        ("google", "user", "u"),
-        ("mistral", "user", "u"),
+        ("google", "metadata", {"a": "b"}),
+        ("mistral", "store", True),
         ("ollama", "metadata", {"a": "b"}),
         ("google", "store", True),
     ],
@@ -329,6 +329,20 @@ def test_fields_a_vendor_lacks_are_refused_by_name(
             **{field: value},
         )
     refused(exc, f"{vendor} cannot take {field}")
+
+
+def test_claude_codes_user_id_does_not_shut_out_local_models(
+    claude: anthropic.Anthropic, gateway: Gateway
+) -> None:
+    for vendor in ("ollama", "google", "mistral"):
+        r = claude.messages.create(
+            model=PINS[vendor],
+            max_tokens=50,
+            messages=[{"role": "user", "content": "hi"}],
+            metadata={"user_id": "user_abc_account_session_1"},
+        )
+        assert r.content[0].type == "text"
+        assert "user_abc" not in str(sent(gateway, vendor))
 
 
 # -- embeddings: token ids ------------------------------------------------------------------

@@ -214,7 +214,7 @@ def test_mistral_fields() -> None:
     assert sent["random_seed"] == 5 and "seed" not in sent
     assert sent["metadata"] == {"a": "b"}
     assert body(MISTRAL, ask(service_tier="default"))["service_tier"] == "standard_only"
-    for field, value in (("user", "u"), ("store", True), ("service_tier", "flex")):
+    for field, value in (("store", True), ("service_tier", "flex")):
         with pytest.raises(UnsupportedError, match=f"mistral cannot take {field}"):
             MISTRAL.chat(ask(**{field: value}), stream=False)
 
@@ -227,12 +227,7 @@ def test_gemini_fields() -> None:
     assert sent["serviceTier"] == "flex"
     assert body(GOOGLE, ask(service_tier="default"))["serviceTier"] == "standard"
     assert "serviceTier" not in body(GOOGLE, ask(service_tier="auto"))
-    for field, value in (
-        ("user", "u"),
-        ("metadata", {"a": "b"}),
-        ("store", True),
-        ("service_tier", "scale"),
-    ):
+    for field, value in (("metadata", {"a": "b"}), ("store", True), ("service_tier", "scale")):
         with pytest.raises(UnsupportedError, match=f"google cannot take {field}"):
             GOOGLE.chat(ask(**{field: value}), stream=False)
 
@@ -261,13 +256,20 @@ def test_ollama_fields() -> None:
     assert sent["options"]["seed"] == 3
     for field, value in (
         ("n", 2),
-        ("user", "u"),
         ("metadata", {"a": "b"}),
         ("store", True),
         ("service_tier", "flex"),
     ):
         with pytest.raises(UnsupportedError, match=f"ollama cannot take {field}"):
             OLLAMA.chat(ask(**{field: value}), stream=False)
+
+
+def test_user_is_ignored_where_the_vendor_has_no_equivalent() -> None:
+    """An end-user id for the vendor's abuse monitoring changes no answer, and Claude Code
+    sends one with every request (``metadata.user_id``): ignored, as the README's table says,
+    rather than shutting those vendors out."""
+    for protocol in (GOOGLE, MISTRAL, OLLAMA):
+        assert "u-1" not in str(body(protocol, ask(user="u-1")))
 
 
 @pytest.mark.parametrize("vendor", ["openai", "google", "mistral", "ollama"])

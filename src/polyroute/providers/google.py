@@ -14,8 +14,10 @@ Fields in Gemini's words: ``n`` is ``candidateCount`` (the other candidates are
 ``responseLogprobs`` / ``logprobs`` (``logprobsResult`` read back), image
 ``detail`` is the part's ``mediaResolution``, ``service_tier`` is ``serviceTier``,
 a document is ``inlineData`` / ``fileData``, a failed tool's result goes under
-``response.error``; ``user``, ``metadata``, ``store`` and ``parallel_tool_calls:
-false`` have no equivalent and are refused by name.
+``response.error``; ``metadata``, ``store`` and ``parallel_tool_calls: false``
+have no equivalent and are refused by name. ``user`` (an end-user id for the
+vendor's abuse monitoring, which Claude Code sends with every request as
+``metadata.user_id``) has no equivalent and changes no answer: ignored.
 """
 
 from __future__ import annotations
@@ -237,9 +239,9 @@ def contents_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 def _generation_options(request: ChatRequest, stream: bool) -> dict[str, Any]:
     """``n`` as ``candidateCount``, ``logprobs`` / ``top_logprobs`` as ``responseLogprobs`` /
-    ``logprobs``; ``user``, ``metadata``, ``store`` and ``parallel_tool_calls: false``
-    (with tools) have no equivalent and are refused by name."""
-    names = ["user", "metadata", "store"]
+    ``logprobs``; ``metadata``, ``store`` and ``parallel_tool_calls: false`` (with tools)
+    have no equivalent and are refused by name; ``user`` is ignored (see the module docs)."""
+    names = ["metadata", "store"]  # user: an abuse-monitoring id, ignored (no equivalent)
     if request.tools:
         names.append("parallel_tool_calls")
     refuse_fields("google", request, names)

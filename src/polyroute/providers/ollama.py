@@ -10,10 +10,10 @@ marker and carries the counts and durations (nanoseconds). An error after the
 objects on the wire (JSON text in our types), and calls may have no id.
 
 ``logprobs`` / ``top_logprobs`` and ``seed`` (an option) are carried; a failed
-tool's result starts ``Error: ``; image ``detail`` is a hint it has no equivalent
-for (ignored). ``n``, documents, ``user``, ``metadata``, ``store``, a
-``service_tier`` other than ``auto`` and ``parallel_tool_calls: false`` are refused
-by name.
+tool's result starts ``Error: ``; image ``detail`` and ``user`` (an end-user id)
+are hints it has no equivalent for (ignored). ``n``, documents, ``metadata``,
+``store``, a ``service_tier`` other than ``auto`` and ``parallel_tool_calls: false``
+are refused by name.
 """
 
 from __future__ import annotations
@@ -143,9 +143,9 @@ def message_to_wire(m: Message, tool_names: dict[str, str]) -> dict[str, Any]:
 
 def _options(request: ChatRequest, stream: bool) -> dict[str, Any]:
     """``logprobs`` / ``top_logprobs`` as the API names them; one answer, one tier, no
-    end-user or stored tags: ``n``, ``user``, ``metadata``, ``store``, a ``service_tier``
-    but ``auto`` and ``parallel_tool_calls: false`` (with tools) are refused by name."""
-    names = ["n", "user", "metadata", "store"]
+    stored tags: ``n``, ``metadata``, ``store``, a ``service_tier`` but ``auto`` and
+    ``parallel_tool_calls: false`` (with tools) are refused by name."""
+    names = ["n", "metadata", "store"]  # user: an abuse-monitoring id, ignored
     if request.tools:
         names.append("parallel_tool_calls")
     refuse_fields("ollama", request, names)

@@ -27,7 +27,6 @@ def _asks_more(request: ChatRequest) -> bool:
         or request.logprobs
         or request.top_logprobs is not None
         or request.seed is not None
-        or request.user is not None
         or request.metadata is not None
         or bool(request.store)
         or request.service_tier is not None
