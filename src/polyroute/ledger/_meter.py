@@ -50,10 +50,11 @@ def output_bound(entry: CatalogModel, max_tokens: int | None, floor: int = 0) ->
 
 
 def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
-    """Prompt bound x input price + max output x output price; ``None`` when unpriced."""
+    """Prompt bound x input price + max output x output price (for each of ``n`` answers);
+    ``None`` when unpriced."""
     if entry.price is None:
         return None
-    out = output_bound(entry, request.max_tokens, output_tokens_floor(request))
+    out = output_bound(entry, request.max_tokens, output_tokens_floor(request)) * request.n
     prompt = prompt_token_bound(request)
     usage = Usage(prompt, out)
     ttls = _cache_ttls(request)
