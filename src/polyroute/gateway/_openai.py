@@ -443,9 +443,7 @@ class OpenAIChat:
         )
 
     def render(self, reply: Reply) -> bytes:
-        choices = [
-            _choice(0, reply.content, reply.tool_calls, reply.finish_reason, reply.logprobs)
-        ]
+        choices = [_choice(0, reply.content, reply.tool_calls, reply.finish_reason, reply.logprobs)]
         choices.extend(
             _choice(i, a.content, a.tool_calls, a.finish_reason, a.logprobs)
             for i, a in enumerate(reply.alternatives, 1)
