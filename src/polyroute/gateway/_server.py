@@ -36,6 +36,9 @@ MAX_HEAD_BYTES = 64 * 1024
 """A request line and headers larger than this are refused (uvicorn's h11 allows 16 KiB;
 httptools has no limit of its own)."""
 
+LINGER_S = 1.0
+"""After a 431, how long the rest of the caller's head is read and dropped before closing."""
+
 _HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     b"content-length: 0\r\nconnection: close\r\n\r\n"
@@ -74,6 +77,7 @@ class _Guard(asyncio.Protocol):
     not for."""
     _since = 0.0
     _head_bytes = 0
+    _refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -85,6 +89,8 @@ class _Guard(asyncio.Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:  # the rest of a refused head: read and dropped until the close
+            return
         waiting = self._waiting()
         if waiting:
             if self._deadline is None:  # a kept-alive connection's next request begins
@@ -94,10 +100,18 @@ class _Guard(asyncio.Protocol):
         cycle = self.cycle
         if cycle is self._armed_for:  # still no head: this was part of one
             if waiting and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
-                self.transport.write(_HEAD_TOO_LARGE)
-                self.transport.close()
+                self._refuse_head()
         elif self._deadline is not None and not cycle.more_body:
             self._disarm()  # head and body are in
+
+    def _refuse_head(self) -> None:
+        # a lingering close: closing with the caller's bytes unread would make the kernel
+        # reset the connection, and the reset can destroy the 431 before it is read
+        self._refused = True
+        self.transport.write(_HEAD_TOO_LARGE)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     def _waiting(self) -> bool:
         cycle = self.cycle
