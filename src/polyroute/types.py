@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 
@@ -39,18 +39,7 @@ Capability: TypeAlias = Literal[
     "caching",
     "embeddings",
 ]
-CAPABILITIES: tuple[Capability, ...] = (
-    "chat",
-    "stream",
-    "tools",
-    "vision",
-    "json",
-    "json_schema",
-    "pdf",
-    "reasoning",
-    "caching",
-    "embeddings",
-)
+CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 
 
 @dataclass(frozen=True, slots=True)
