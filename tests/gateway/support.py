@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,10 +79,14 @@ def polyroute(
     extra_providers: dict[str, Any] | None = None,
     **sections: Any,
 ) -> Polyroute:
-    """A client of ``fleet`` (ledger in ./ledger.db); ``provider_options`` go to every
+    """A client of ``fleet`` (ledger in ./ledger.db unless ``storage`` is given);
+    ``provider_options`` go to every
     provider; ``clock`` drives the circuit breakers."""
     sections.setdefault("health", {"interval_s": 0})  # no probes: calls counted are requests
-    settings = fleet.settings(storage={"url": "sqlite:///ledger.db"}, **sections)
+    # absolute: a server thread that opens it after its test has left the test's directory
+    # must not write beside the repository (module-scoped gateways pass their own storage)
+    storage = sections.pop("storage", {"url": f"sqlite:///{Path.cwd() / 'ledger.db'}"})
+    settings = fleet.settings(storage=storage, **sections)
     for spec in settings["providers"].values():
         spec.update(provider_options or {})
     settings["providers"].update(extra_providers or {})

@@ -39,9 +39,10 @@ WEATHER = {
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[Gateway]:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    db = tmp_path_factory.mktemp("gateway") / "ledger.db"  # not in the test's directory
     with Fleet() as fleet:
-        gw = start(fleet)
+        gw = start(fleet, sections={"storage": {"url": f"sqlite:///{db}"}})
         try:
             yield gw
         finally:

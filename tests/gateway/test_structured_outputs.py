@@ -27,7 +27,8 @@ ASK = [{"role": "user", "content": "Who?"}]
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[Gateway]:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    db = tmp_path_factory.mktemp("gateway") / "ledger.db"  # not in the test's directory
     with Fleet() as fleet:
         compat = {
             "type": "openai-compatible",
@@ -35,7 +36,8 @@ def gateway() -> Iterator[Gateway]:
             "api_key": "env:POLYROUTE_SIM_KEY",
             "models": ["local-llm"],  # unknown to the catalog: no capability json_schema
         }
-        gw = start(fleet, extra_providers={"compat": compat})
+        storage = {"storage": {"url": f"sqlite:///{db}"}}
+        gw = start(fleet, sections=storage, extra_providers={"compat": compat})
         try:
             yield gw
         finally:
