@@ -57,6 +57,9 @@ BOUND_MESSAGE_TOKENS = _BOUND.message
 def _prompt(rate: _Rate, messages: Sequence[Message], tools: Sequence[Tool]) -> int:
     total = 0
     for m in messages:
+        if isinstance(m.content, str):  # most messages: no parts to walk
+            total += rate.text(m.content) + rate.message
+            continue
         total += IMAGE_TOKENS * sum(isinstance(p, ImagePart) for p in m.parts)
         # thinking sent back (Anthropic tool loops) is read as input
         total += sum(rate.text(p.text) for p in m.parts if isinstance(p, ThinkingPart))
