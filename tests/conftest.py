@@ -25,6 +25,15 @@ _VENDOR_ENV = (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A home for what runs outside any test's own (module-scoped fixtures, a server
+    thread finishing after its test): never the user's data directory."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("POLYROUTE_HOME", str(tmp_path_factory.mktemp("session-home")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in _VENDOR_ENV:

@@ -151,7 +151,9 @@ def test_provider_headers_reach_the_wire(tmp_path: Path) -> None:
             f'[providers.c]\ntype = "anthropic"\nbase_url = "{sim.root_url}"\napi_key = "env:K"\n'
             '[providers.c.headers]\n"x-team" = "search"\n'
         )
-        cfg = load(write(tmp_path, text), env={"K": "sim-key"})
+        # an explicit env is all the config sees: its home too, or the ledger goes to the user's
+        env = {"K": "sim-key", "POLYROUTE_HOME": str(tmp_path / "home")}
+        cfg = load(write(tmp_path, text), env=env)
 
         async def ask() -> None:
             async with Polyroute(cfg) as pr:
