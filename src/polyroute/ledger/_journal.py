@@ -28,12 +28,17 @@ import re
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
+from operator import attrgetter
 from pathlib import Path
 
 from polyroute.ledger._records import Reservation, UsageRecord
 
 SettleItem = tuple[UsageRecord, Reservation | None]
 SEGMENT_BYTES = 8 * 1024 * 1024
+_VALUES = attrgetter(*(f.name for f in fields(UsageRecord)))
+"""A record's values in its own field order (``decode`` passes them back positionally; a
+field added to the record goes last, so older lines read with its default)."""
 _SEGMENT = re.compile(r"^(?P<owner>[0-9a-f]{1,40})\.(?P<n>\d{1,9})\.jsonl$")
 
 
@@ -47,25 +52,7 @@ def encode(item: SettleItem, seq: int | None = None) -> str:
     rec, res = item
     reservation = None if res is None else [res.id, res.amount_usd, res.targets]
     return json.dumps(
-        [
-            seq,
-            rec.ts,
-            rec.provider,
-            rec.model,
-            rec.prompt_tokens,
-            rec.completion_tokens,
-            rec.cached_tokens,
-            rec.cost_usd,
-            rec.latency_ms,
-            rec.ttft_ms,
-            rec.status,
-            rec.error_type,
-            rec.request_id,
-            rec.virtual_key,
-            rec.cache_write_tokens,
-            rec.reasoning_tokens,
-            reservation,
-        ],
+        [seq, *_VALUES(rec), reservation],
         separators=(",", ":"),
     )
 
