@@ -1,0 +1,15 @@
+"""The provider benchmark (``polyroute bench``, DESIGN.md §5 and §10).
+
+Suites of graded cases run N times per (provider, model) through the normal
+metered path; samples are stored in the ledger's database as they come, so a
+run can be resumed and compared with earlier ones.
+"""
+
+from polyroute.benchmark._model import RunInfo, RunStatus, Sample, SampleKey
+
+__all__ = [
+    "RunInfo",
+    "RunStatus",
+    "Sample",
+    "SampleKey",
+]
