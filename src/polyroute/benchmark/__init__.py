@@ -6,10 +6,14 @@ run can be resumed and compared with earlier ones.
 """
 
 from polyroute.benchmark._model import RunInfo, RunStatus, Sample, SampleKey
+from polyroute.benchmark._stats import PairSummary, Quality, summarize
 
 __all__ = [
+    "PairSummary",
+    "Quality",
     "RunInfo",
     "RunStatus",
     "Sample",
     "SampleKey",
+    "summarize",
 ]
