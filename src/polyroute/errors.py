@@ -4,6 +4,7 @@
 
     PolyrouteError
     ├── ConfigError                      bad config file, key or value (CLI exit 2)
+    │   └── BudgetBoundsError            optimizer bounds that no allocation can meet (exit 2)
     ├── CredentialError                  vault: wrong passphrase, tampered file, unknown id
     │   ├── WrongPassphraseError         the master passphrase does not open the vault
     │   └── UnknownKeyError              no gateway virtual key has this id (CLI exit 2)
@@ -14,6 +15,9 @@
     ├── FusionError                      a fusion could not give a result
     │   ├── NotEnoughAnswersError        fewer than two panel members answered (CLI exit 4)
     │   └── FusionCostCapError           the panel's worst case is over ``max_cost_usd`` (exit 3)
+    ├── BenchError                       ``polyroute bench`` cannot run as asked
+    │   ├── SuiteError                   a bad suite: file, case and field named (exit 2)
+    │   └── UnknownRunError              no benchmark run with this id (exit 2)
     └── ProviderError                    a call to a vendor failed
         ├── APIConnectionError           connection refused, reset, DNS     retryable
         │   └── APITimeoutError          no answer in time                  retryable
@@ -71,6 +75,11 @@ class PolyrouteError(Exception):
 
 class ConfigError(PolyrouteError):
     """A config file, key or value is wrong. The message names which."""
+
+
+class BudgetBoundsError(ConfigError):
+    """``budget optimize`` (or ``[budget.optimizer]``) bounds no allocation can meet: a
+    negative total, min over max, or the providers' minimums over the total (CLI exit 2)."""
 
 
 class CredentialError(PolyrouteError):
@@ -196,6 +205,19 @@ class FusionCostCapError(FusionError):
         self.cap_usd = cap_usd
         self.worst_case_usd = worst_case_usd
         super().__init__(message)
+
+
+class BenchError(PolyrouteError):
+    """``polyroute bench`` cannot run as asked."""
+
+
+class SuiteError(BenchError):
+    """A benchmark suite is wrong: the message names the file, the case (or line) and the
+    field (CLI exit 2)."""
+
+
+class UnknownRunError(BenchError):
+    """No benchmark run has this id (``--resume``, ``--compare``; CLI exit 2)."""
 
 
 class ProviderError(PolyrouteError):

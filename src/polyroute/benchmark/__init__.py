@@ -7,8 +7,10 @@ run can be resumed and compared with earlier ones.
 
 from polyroute.benchmark._model import RunInfo, RunStatus, Sample, SampleKey
 from polyroute.benchmark._stats import PairSummary, Quality, summarize
+from polyroute.benchmark._store import BenchStore
 
 __all__ = [
+    "BenchStore",
     "PairSummary",
     "Quality",
     "RunInfo",

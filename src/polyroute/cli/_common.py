@@ -21,6 +21,8 @@ from polyroute.errors import (
     NotEnoughAnswersError,
     PolyrouteError,
     ProviderError,
+    SuiteError,
+    UnknownRunError,
 )
 from polyroute.ledger._records import MAX_USD
 
@@ -78,7 +80,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def exit_code(exc: BaseException) -> int:
-    if isinstance(exc, ConfigError | CredentialError | InvalidModelError):
+    if isinstance(exc, ConfigError | CredentialError | InvalidModelError | SuiteError):
+        return EXIT_USAGE
+    if isinstance(exc, UnknownRunError):
         return EXIT_USAGE
     if isinstance(exc, BudgetExceeded | FusionCostCapError):
         return EXIT_BUDGET

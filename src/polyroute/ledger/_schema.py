@@ -122,6 +122,19 @@ alerts = Table(
     Column("fired_at", Float, nullable=False),
 )
 
+# Budget changes the optimizer applied (``polyroute budget optimize --apply`` or the gateway's
+# auto-adjust): when, by whom (``cli`` | ``auto``), the total, and each provider's change (JSON).
+budget_history = Table(
+    "budget_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("total_usd", Float, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("allocations", Text, nullable=False),
+)
+
 # Gateway virtual keys. Only the secret's SHA-256 is kept (see ``ledger/_keys.py``); ``prefix``
 # (its first 12 characters) lets a person tell keys apart. Budgets live in ``budgets`` under
 # scope ``key:<id>``, so reservations charge them like any other scope.
@@ -151,6 +164,44 @@ responses = Table(
     Column("response", Text, nullable=False),
 )
 
+# `polyroute bench` runs (benchmark/_store.py): one row per run, one per sample it measured;
+# a sample's key (run, provider, model, case, repeat) is what a resumed run skips.
+bench_runs = Table(
+    "bench_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("suites", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("runs", Integer, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("pairs", Text, nullable=False),
+    Column("max_cost_usd", Float),
+    Column("status", String(16), nullable=False),
+)
+
+bench_samples = Table(
+    "bench_samples",
+    metadata,
+    Column("run_id", Integer, primary_key=True),
+    Column("provider", String(200), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("case_id", String(200), primary_key=True),
+    Column("repeat", Integer, primary_key=True),
+    Column("task_type", String(100), nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("error", Text),
+    Column("latency_ms", Float),
+    Column("ttft_ms", Float),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost_usd", Float),
+    Column("carbon_g", Float),
+    Column("retries", Integer, nullable=False),
+    Column("score", Float),
+    Column("passed", Integer),
+)
+
 # The current indexes, as the migrations create them (the schema test compares the two).
 # `polyroute usage` answers by time, and by provider or model within time; every gateway
 # request looks its key up by hash; sweeps find reservations by expiry and by owner.
@@ -162,6 +213,7 @@ INDEXES = (
     Index("ix_reservations_expires", reservations.c.expires),
     Index("ix_reservations_owner", reservations.c.owner),
     Index("ux_virtual_keys_secret_hash", virtual_keys.c.secret_hash, unique=True),
+    Index("ix_budget_history_source_ts", budget_history.c.source, budget_history.c.ts),
 )
 
 
@@ -295,6 +347,61 @@ def _0006_usage_details(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE usage ADD COLUMN {column} INTEGER DEFAULT 0 NOT NULL"))
 
 
+def _0007_bench(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "bench_runs",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("suites", Text, nullable=False),
+        Column("started_at", Float, nullable=False),
+        Column("finished_at", Float),
+        Column("runs", Integer, nullable=False),
+        Column("concurrency", Integer, nullable=False),
+        Column("pairs", Text, nullable=False),
+        Column("max_cost_usd", Float),
+        Column("status", String(16), nullable=False),
+    )
+    Table(
+        "bench_samples",
+        md,
+        Column("run_id", Integer, primary_key=True),
+        Column("provider", String(200), primary_key=True),
+        Column("model", String(200), primary_key=True),
+        Column("case_id", String(200), primary_key=True),
+        Column("repeat", Integer, primary_key=True),
+        Column("task_type", String(100), nullable=False),
+        Column("ok", Integer, nullable=False),
+        Column("error", Text),
+        Column("latency_ms", Float),
+        Column("ttft_ms", Float),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("cost_usd", Float),
+        Column("carbon_g", Float),
+        Column("retries", Integer, nullable=False),
+        Column("score", Float),
+        Column("passed", Integer),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
+def _0008_budget_history(conn: Connection) -> None:
+    md = MetaData()
+    h = Table(
+        "budget_history",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("ts", Float, nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("total_usd", Float, nullable=False),
+        Column("method", Text, nullable=False),
+        Column("allocations", Text, nullable=False),
+    )
+    Index("ix_budget_history_source_ts", h.c.source, h.c.ts)
+    md.create_all(conn, checkfirst=False)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -304,6 +411,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0004_journal", _0004_journal),
     ("0005_responses", _0005_responses),
     ("0006_usage_details", _0006_usage_details),
+    ("0007_bench", _0007_bench),
+    ("0008_budget_history", _0008_budget_history),
 )
 
 
