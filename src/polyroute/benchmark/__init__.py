@@ -6,16 +6,19 @@ run can be resumed and compared with earlier ones.
 """
 
 from polyroute.benchmark._model import RunInfo, RunStatus, Sample, SampleKey
+from polyroute.benchmark._recommend import Recommendation, pareto, recommend, recommendations
 from polyroute.benchmark._stats import PairSummary, Quality, summarize
-from polyroute.benchmark._store import BenchStore
 
 __all__ = [
-    "BenchStore",
     "PairSummary",
     "Quality",
+    "Recommendation",
     "RunInfo",
     "RunStatus",
     "Sample",
     "SampleKey",
+    "pareto",
+    "recommend",
+    "recommendations",
     "summarize",
 ]
