@@ -16,14 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from polyroute.catalog import Catalog, ModelOverride
 from polyroute.credentials import Vault, vault_for
@@ -123,27 +116,6 @@ class BudgetConfig(_Section):
     alert_percents: tuple[Annotated[float, Field(gt=0, le=100)], ...] = (50, 75, 90)
 
 
-class OptimizerConfig(_Section):
-    """``[budget.optimizer]``: the defaults of ``budget optimize``, and the gateway's auto-adjust."""
-
-    auto: bool = False
-    interval_h: float = Field(24, gt=0)
-    total_monthly_usd: float = Field(500, ge=0, le=MAX_USD)
-    min_usd: float = Field(20, ge=0, le=MAX_USD)
-    """Per provider, monthly."""
-    max_usd: float = Field(300, ge=0, le=MAX_USD)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> OptimizerConfig:
-        if self.min_usd > self.max_usd:
-            raise ValueError(f"min_usd ({self.min_usd:g}) is over max_usd ({self.max_usd:g})")
-        return self
-
-
-class GlobalBudgetConfig(BudgetConfig):
-    optimizer: OptimizerConfig = OptimizerConfig()
-
-
 class ProviderConfig(_Section):
     type: str
     base_url: str = ""
@@ -200,7 +172,6 @@ class ModelConfig(_Section):
     quality: float | None = Field(None, ge=0, le=1)
     capabilities: tuple[Capability, ...] | None = None
     params_b: float | None = Field(None, gt=0)
-    api: Literal["chat", "responses"] | None = None
 
 
 class Settings(_Section):
@@ -212,7 +183,7 @@ class Settings(_Section):
     credentials: CredentialsConfig = CredentialsConfig()
     fusion: FusionConfig = FusionConfig()
     gateway: GatewayConfig = GatewayConfig()
-    budget: GlobalBudgetConfig | None = None
+    budget: BudgetConfig | None = None
     """The global budget: every provider's spend together."""
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
@@ -268,7 +239,6 @@ class Config:
             headers=spec.headers,
             max_connections=spec.max_connections,
             max_response_bytes=int(self.settings.gateway.max_response_mb * MB),
-            responses_models=self.catalog().responses_models(spec.type),
         )
 
     def key_status(self, pid: str) -> str:
@@ -441,15 +411,6 @@ def validate(data: Mapping[str, Any], source: str) -> Settings:
         if spec.default_model and spec.models and not _listed(spec.default_model, spec.models):
             raise ConfigError(
                 f"{source}: providers.{pid}.default_model: {spec.default_model!r} is not in models"
-            )
-    opt = settings.budget.optimizer if settings.budget else None
-    if opt is not None and opt.auto:  # the gateway will apply these bounds unattended
-        n = sum(p.enabled for p in settings.providers.values())
-        if n and not n * opt.min_usd <= opt.total_monthly_usd <= n * opt.max_usd:
-            raise ConfigError(
-                f"{source}: budget.optimizer: {n} providers between min_usd "
-                f"{opt.min_usd:g} and max_usd {opt.max_usd:g} cannot share "
-                f"total_monthly_usd {opt.total_monthly_usd:g}"
             )
     return settings
 

@@ -23,7 +23,7 @@ from polyroute.errors import (
     RequestTooLargeError,
     UnprocessableEntityError,
 )
-from polyroute.events import StreamEnd, StreamStart, TextDelta, ToolCallDelta
+from polyroute.events import StreamEnd, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta
 from polyroute.providers import HttpPool, Provider, ProviderClient, Secret, connect, protocol_for
 from polyroute.providers.mistral import MistralProtocol, tool_call_id
 from polyroute.testing import Script
@@ -424,7 +424,7 @@ def test_stream_decoder_chunks_tools_and_content_lists() -> None:
     first = feed({"role": "assistant", "content": ""})
     assert first == [StreamStart("s1", "m")]
     thinking = [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}]
-    assert feed({"content": thinking}) == []
+    assert feed({"content": thinking}) == [ThinkingDelta(0, "hmm")]  # never answer text
     assert feed({"content": [{"type": "text", "text": "Hi"}]}) == [TextDelta("Hi")]
     calls = feed(
         {

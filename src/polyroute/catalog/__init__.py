@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from polyroute.catalog._catalog import (
-    APIS,
     FREE,
-    Api,
     Catalog,
     CatalogModel,
     Cost,
@@ -14,14 +12,4 @@ from polyroute.catalog._catalog import (
     PriceSource,
 )
 
-__all__ = [
-    "APIS",
-    "FREE",
-    "Api",
-    "Catalog",
-    "CatalogModel",
-    "Cost",
-    "ModelOverride",
-    "Price",
-    "PriceSource",
-]
+__all__ = ["FREE", "Catalog", "CatalogModel", "Cost", "ModelOverride", "Price", "PriceSource"]

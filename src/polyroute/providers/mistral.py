@@ -16,7 +16,13 @@ It is OpenAI's chat shape with Mistral's own names and rules:
   vendors are mapped to such ids, the same way on both sides of a tool turn.
 - Streams are SSE ending in ``data: [DONE]``; usage rides on the last chunk
   unasked; cached input is ``usage.prompt_tokens_details.cached_tokens``.
-- Reasoning models send ``content`` as a list of chunks (``text``, ``thinking``).
+- Reasoning models send ``content`` as a list of chunks (``text``, ``thinking``: a list
+  of text chunks, maybe a ``signature``), read as ThinkingParts / ThinkingDeltas; a
+  stream sends thinking as such lists, then the answer as plain strings. Reasoning is
+  ``reasoning_effort`` for adjustable models (Mistral Small 4, Medium 3.5); Magistral
+  models always reason and take ``prompt_mode: "reasoning"`` (their reasoning system
+  prompt) instead: no dial, so an effort or budget is a hint there. Thinking in history
+  is left out (Mistral documents dropping it as valid).
 - Error bodies are ``{"object": "error", "message", "type", "param", "code"}``
   (``message`` may hold a validation ``{"detail": [...]}``), or the gateway's
   ``{"message": "Unauthorized", "request_id": ...}`` for a bad key.
@@ -31,7 +37,14 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from polyroute.errors import ErrorKind, status_error
-from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.events import (
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from polyroute.providers import openai
 from polyroute.providers._base import (
     HttpCall,
@@ -53,6 +66,7 @@ from polyroute.types import (
     EmbeddingRequest,
     FinishReason,
     ModelInfo,
+    ThinkingPart,
     ToolCall,
     Usage,
 )
@@ -88,6 +102,29 @@ def content_text(content: Any) -> str:
         for c in content
         if isinstance(c, dict) and c.get("type", "text") == "text"
     )
+
+
+def _thinking_text(chunk: Mapping[str, Any]) -> str:
+    inner = chunk.get("thinking")
+    if isinstance(inner, str):
+        return inner
+    return "".join(c.get("text") or "" for c in inner or () if isinstance(c, dict) and "text" in c)
+
+
+def thinking_parts(content: Any) -> tuple[ThinkingPart, ...]:
+    """The ``thinking`` chunks of a message's content, each a block."""
+    if not isinstance(content, list):
+        return ()
+    return tuple(
+        ThinkingPart(_thinking_text(c), c.get("signature") or None)
+        for c in content
+        if isinstance(c, dict) and c.get("type") == "thinking"
+    )
+
+
+def is_native_reasoner(model: str) -> bool:
+    """Magistral models always reason; they take ``prompt_mode``, not an effort."""
+    return model.startswith("magistral")
 
 
 def arguments_text(args: Any) -> str:
@@ -191,6 +228,9 @@ class MistralProtocol(OpenAIProtocol):
             body["service_tier"] = standard_tier(self.type, request.service_tier)
         if "seed" in body:
             body["random_seed"] = body.pop("seed")
+        if request.reasoning is not None and is_native_reasoner(request.model):
+            body.pop("reasoning_effort", None)
+            body["prompt_mode"] = "reasoning"
         for wire, m in zip(body["messages"], request.messages, strict=True):
             if m.tool_calls:
                 for wc in wire["tool_calls"]:
@@ -236,6 +276,7 @@ class MistralProtocol(OpenAIProtocol):
                 for c in body["choices"][1:]
             ),
             logprobs=openai.choice_logprobs(choice),
+            thinking=thinking_parts(message.get("content")),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
@@ -271,7 +312,31 @@ class MistralProtocol(OpenAIProtocol):
 class MistralStreamDecoder(OpenAIStreamDecoder):
     """Chat completion chunks -> events. The last chunk carries the finish reason and usage."""
 
-    __slots__ = ()
+    __slots__ = ("_thinking_block", "_thinking_open")
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self._thinking_block = 0  # the index of the thinking block now (or next) streamed
+        self._thinking_open = False
+
+    def _content(self, content: Any) -> list[StreamEvent]:
+        """A delta's content: a string of answer text, or a list of text and thinking
+        chunks; thinking interrupted by text starts a new block when it resumes."""
+        out: list[StreamEvent] = []
+        for c in [content] if isinstance(content, str) else content:
+            if isinstance(c, dict) and c.get("type") == "thinking":
+                self._thinking_open = True
+                text = _thinking_text(c)
+                if text or c.get("signature"):
+                    out.append(ThinkingDelta(self._thinking_block, text, c.get("signature")))
+                continue
+            text = c if isinstance(c, str) else content_text([c])
+            if text:
+                if self._thinking_open:
+                    self._thinking_open = False
+                    self._thinking_block += 1
+                out.append(TextDelta(text))
+        return out
 
     def feed(self, data: str, event: str | None) -> Sequence[StreamEvent]:
         if data == "[DONE]":
@@ -292,9 +357,7 @@ class MistralStreamDecoder(OpenAIStreamDecoder):
             delta = choice.get("delta") or {}
             content = delta.get("content")
             if content:
-                text = content if isinstance(content, str) else content_text(content)
-                if text:
-                    out.append(TextDelta(text))
+                out.extend(self._content(content))
             for tc in delta.get("tool_calls") or ():
                 fn = tc.get("function") or {}
                 out.append(

@@ -13,7 +13,9 @@ objects on the wire (JSON text in our types), and calls may have no id.
 tool's result starts ``Error: ``; image ``detail`` and ``user`` (an end-user id)
 are hints it has no equivalent for (ignored). ``n``, documents, ``metadata``,
 ``store``, a ``service_tier`` other than ``auto`` and ``parallel_tool_calls: false``
-are refused by name.
+are refused by name. Reasoning is ``think``: a level (``low``/``medium``/``high``,
+``minimal`` sent as ``low``) for gpt-oss, ``true`` for other thinking models; the
+reasoning comes back as ``message.thinking`` (a ThinkingPart / ThinkingDelta).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from polyroute.providers._base import (
 from polyroute.providers._http import loads_event
 from polyroute.providers._json import loads_bounded
 from polyroute.providers.openai import error_kind
+from polyroute.reasoning import effort_of
 from polyroute.types import (
     Capability,
     ChatRequest,
@@ -61,6 +64,7 @@ from polyroute.types import (
     JsonSchema,
     Message,
     ModelInfo,
+    Reasoning,
     TextPart,
     ThinkingPart,
     ToolCall,
@@ -86,6 +90,16 @@ def finish_reason(raw: str | None, tool_calls: bool) -> FinishReason:
 
 def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def think_value(model: str, reasoning: Reasoning) -> bool | str:
+    """``think`` for a request that asks reasoning: gpt-oss takes a level and ignores
+    true/false; other thinking models take only true (an effort or budget is a hint
+    they have no dial for)."""
+    if model.rpartition("/")[2].startswith("gpt-oss"):
+        effort = effort_of(reasoning)
+        return "low" if effort == "minimal" else effort
+    return True
 
 
 def _image(p: ImagePart) -> str:
@@ -214,8 +228,7 @@ class OllamaProtocol(WireProtocol):
             body["options"] = options
         body.update(_options(request, stream))
         if request.reasoning is not None:
-            # thinking models take true (gpt-oss also a level; a budget, none of them)
-            body["think"] = True
+            body["think"] = think_value(request.model, request.reasoning)
         if request.response_format == "json":
             body["format"] = "json"
         elif isinstance(request.response_format, JsonSchema):

@@ -6,6 +6,13 @@ chunk, model cards carry capabilities, and the request schema is strict like
 the real API's: an unknown field (``stream_options``, ``max_completion_tokens``,
 ``seed``...) is a 422 ``extra_forbidden``, and a tool call id that is not 9
 letters or digits is a 400.
+
+Reasoning: Magistral models always think; other models think when
+``reasoning_effort`` is set and not ``none``. The answer's ``content`` is then a
+list: a ``thinking`` chunk (the simulator's ``thinking`` text, or a line about the
+question) and a ``text`` chunk; a stream sends the thinking as chunk lists, then the
+answer as strings. Thinking tokens count in ``completion_tokens``. ``prompt_mode``
+other than ``reasoning`` and an unknown ``reasoning_effort`` are 422s.
 """
 
 from __future__ import annotations
@@ -13,13 +20,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from polyroute.testing._sim import SimChat, SimReply, count_tokens, sse
+from polyroute.testing._sim import Replier, Script, SimChat, SimReply, count_tokens, sse
 from polyroute.testing.openai import OpenAISimulator
 
 # The fields Mistral's chat and embeddings endpoints accept (SDK request models).
@@ -49,6 +56,15 @@ _CODE_TYPES: Mapping[str, str] = {
 }
 
 
+_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
+
+
+@dataclass(frozen=True, slots=True)
+class MistralChat(SimChat):
+    thinking: str | None = None
+    """The thinking the answer starts with (a reasoning model, or effort asked), if any."""
+
+
 def _valid_call_id(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 9 and value.isascii() and value.isalnum()
 
@@ -61,6 +77,20 @@ class MistralSimulator(OpenAISimulator):
         "mistral-embed",
     )
     head_frames: ClassVar[int] = 1  # the role chunk
+
+    def __init__(
+        self,
+        *,
+        reply: str | Replier | None = None,
+        api_key: str | None = "sim-key",
+        models: tuple[str, ...] | None = None,
+        script: Script | None = None,
+        thinking: str | None = None,
+    ) -> None:
+        super().__init__(reply=reply, api_key=api_key, models=models, script=script)
+        self.thinking = thinking
+        """The thinking text reasoning answers start with (``None``: a line about the
+        question)."""
 
     @property
     def base_url(self) -> str:
@@ -121,11 +151,27 @@ class MistralSimulator(OpenAISimulator):
     async def handle_chat(self, request: Request) -> Response:
         if self.authorized(request):
             body = await self.read_json(request)  # starlette caches the body for the base
-            refused = self._extra_fields(body, _CHAT_FIELDS)
+            refused = self._extra_fields(body, _CHAT_FIELDS) or self._bad_reasoning(body)
             if refused is not None:
                 self.record(request, body)
                 return refused
         return await super().handle_chat(request)
+
+    def _bad_reasoning(self, body: Any) -> Response | None:
+        if not isinstance(body, dict):
+            return None
+        checks = (("prompt_mode", {"reasoning"}), ("reasoning_effort", _EFFORTS))
+        detail = [
+            {
+                "type": "enum",
+                "loc": ["body", name],
+                "msg": f"Input should be one of {sorted(allowed)}",
+                "input": body[name],
+            }
+            for name, allowed in checks
+            if body.get(name) is not None and body[name] not in allowed
+        ]
+        return self._validation_error(detail) if detail else None
 
     def parse_chat(self, request: Request, body: Any) -> SimChat:
         chat = super().parse_chat(request, body)
@@ -138,20 +184,34 @@ class MistralSimulator(OpenAISimulator):
                     raise ValueError(
                         f"Tool call id was {cid} but must be a-z, A-Z, 0-9, with a length of 9."
                     )
-        return replace(chat, include_usage=True)  # usage always comes on the last chunk
+        effort = body.get("reasoning_effort")
+        thinks = chat.model.startswith("magistral") or effort not in (None, "none")
+        thinking = None
+        if thinks:
+            thinking = self.thinking or f"The user asks: {chat.last_user}"
+        fields = {**asdict(chat), "include_usage": True}  # usage always comes last
+        return MistralChat(**fields, thinking=thinking)
 
-    def _usage(self, reply: SimReply) -> dict[str, Any]:
+    def _usage(self, reply: SimReply, chat: SimChat | None = None) -> dict[str, Any]:
+        completion = reply.completion_tokens + count_tokens(_thinking(chat) or "")
         return {
             "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens,
-            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            "completion_tokens": completion,
+            "total_tokens": reply.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
         }
 
     def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
         """OpenAI's choices and log probabilities, each token with Mistral's ``token_id``."""
         body = super().more_answers(chat, reply, body)
+        thinking = _thinking(chat)
         for choice in body["choices"]:
+            if thinking is not None:
+                text = choice["message"]["content"]
+                choice["message"]["content"] = [
+                    _think_chunk(thinking),
+                    {"type": "text", "text": text},
+                ]
             for token in (choice.get("logprobs") or {}).get("content") or ():
                 for entry in (token, *token["top_logprobs"]):
                     entry["token_id"] = sum(entry["bytes"]) % 32768  # made up, stable
@@ -170,7 +230,7 @@ class MistralSimulator(OpenAISimulator):
                     "finish_reason": "length" if reply.truncated else "stop",
                 }
             ],
-            "usage": self._usage(reply),
+            "usage": self._usage(reply, chat),
         }
 
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
@@ -185,10 +245,16 @@ class MistralSimulator(OpenAISimulator):
             return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
         yield sse(chunk({"role": "assistant", "content": ""}))
+        thinking = _thinking(chat)
+        if thinking:
+            words = thinking.split(" ")
+            for i, word in enumerate(words):
+                piece = word + (" " if i < len(words) - 1 else "")
+                yield sse(chunk({"content": [_think_chunk(piece)]}))
         for piece in reply.chunks():
             yield sse(chunk({"content": piece}))
         last = chunk({"content": ""}, "length" if reply.truncated else "stop")
-        yield sse({**last, "usage": self._usage(reply)})
+        yield sse({**last, "usage": self._usage(reply, chat)})
         yield sse("[DONE]")
 
     async def handle_models(self, request: Request) -> Response:
@@ -260,3 +326,11 @@ def _card(model: str) -> dict[str, Any]:
         "default_model_temperature": None if embed else 0.3,
         "type": "base",
     }
+
+
+def _thinking(chat: SimChat | None) -> str | None:
+    return chat.thinking if isinstance(chat, MistralChat) else None
+
+
+def _think_chunk(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}

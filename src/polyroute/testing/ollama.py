@@ -4,13 +4,20 @@ Keyless by default, like a local Ollama (``api_key=None`` accepts anything);
 give a key to play Ollama behind a proxy or Ollama cloud (``Bearer``). Errors
 are ``{"error": "..."}`` with no request id. :meth:`OllamaSimulator.error_mid_stream`
 scripts the ``{"error": ...}`` line Ollama sends when a stream fails after its 200.
+
+Thinking: ``think`` is ``true``/``false`` or a level (``low``/``medium``/``high``);
+anything else is Ollama's 400. With thinking on, the answer carries
+``message.thinking`` (the simulator's ``thinking`` text, or a line about the question),
+streamed as chunks of ``thinking`` before the content; its tokens count in ``eval_count``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -48,6 +55,15 @@ def _tag(model: str) -> str:
     return model if ":" in model else f"{model}:latest"
 
 
+_THINK_LEVELS = frozenset({"low", "medium", "high"})
+
+
+@dataclass(frozen=True, slots=True)
+class OllamaChat(SimChat):
+    thinking: str | None = None
+    """The thinking the answer carries (``think`` asked), if any."""
+
+
 class OllamaSimulator(Simulator):
     vendor: ClassVar[str] = "ollama"
     default_models: ClassVar[tuple[str, ...]] = tuple(_DETAILS)
@@ -61,9 +77,13 @@ class OllamaSimulator(Simulator):
         api_key: str | None = None,
         models: tuple[str, ...] | None = None,
         script: Script | None = None,
+        thinking: str | None = None,
     ) -> None:
         super().__init__(reply=reply, api_key=api_key, models=models, script=script)
         self._inband: deque[tuple[str, int]] = deque()
+        self.thinking = thinking
+        """The thinking text answers carry when ``think`` is on (``None``: a line about
+        the question)."""
 
     def error_mid_stream(
         self, message: str = "an error was encountered", after_chunks: int = 1
@@ -101,7 +121,14 @@ class OllamaSimulator(Simulator):
         texts = [str(m.get("content") or "") for m in messages]
         users = [t for m, t in zip(messages, texts, strict=True) if m.get("role") == "user"]
         options = body.get("options") or {}
-        return SimChat(
+        think = body.get("think")
+        if think is not None and not isinstance(think, bool) and think not in _THINK_LEVELS:
+            raise ValueError(
+                f"invalid think value: {json.dumps(think)} "
+                '(must be "high", "medium", "low", true, or false)'
+            )
+        question = users[-1] if users else ""
+        return OllamaChat(
             model=body["model"],
             prompt="\n".join(texts),
             last_user=users[-1] if users else "",
@@ -109,6 +136,11 @@ class OllamaSimulator(Simulator):
             stream=body.get("stream", True) is not False,  # Ollama streams unless told not to
             schema=body["format"] if isinstance(body.get("format"), dict) else None,
             logprobs=(body.get("top_logprobs") or 0) if body.get("logprobs") else None,
+            thinking=(
+                (self.thinking if self.thinking is not None else f"The user asks: {question}")
+                if think not in (None, False)
+                else None
+            ),
         )
 
     def _final(self, chat: SimChat, reply: SimReply) -> dict[str, Any]:
@@ -116,21 +148,26 @@ class OllamaSimulator(Simulator):
         out: dict[str, Any] = {"done": True, "done_reason": "length" if reply.truncated else "stop"}
         prompt_eval = reply.prompt_tokens - reply.cached_tokens
         load_ns, prompt_ns = 2_000_000, max(prompt_eval, 1) * 1_000_000
-        eval_ns = reply.completion_tokens * _NS_PER_TOKEN
+        evaluated = reply.completion_tokens + count_tokens(_thinking(chat) or "")
+        eval_ns = evaluated * _NS_PER_TOKEN
         out["total_duration"] = load_ns + prompt_ns + eval_ns + 500_000
         out["load_duration"] = load_ns
         if prompt_eval > 0:  # omitted when the whole prompt was cached
             out["prompt_eval_count"] = prompt_eval
         out["prompt_eval_duration"] = prompt_ns
-        out["eval_count"] = reply.completion_tokens
+        out["eval_count"] = evaluated
         out["eval_duration"] = eval_ns
         return out
 
     def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
+        message = {"role": "assistant", "content": reply.text}
+        thinking = _thinking(chat)
+        if thinking is not None:
+            message["thinking"] = thinking
         return {
             "model": chat.model,
             "created_at": _now(),
-            "message": {"role": "assistant", "content": reply.text},
+            "message": message,
             **self._final(chat, reply),
         }
 
@@ -150,6 +187,18 @@ class OllamaSimulator(Simulator):
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
         with self._lock:
             inband = self._inband.popleft() if self._inband else None
+        thinking = _thinking(chat) or ""
+        words = thinking.split(" ") if thinking else []
+        for i, word in enumerate(words):
+            piece = word + (" " if i < len(words) - 1 else "")
+            yield ndjson(
+                {
+                    "model": chat.model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": "", "thinking": piece},
+                    "done": False,
+                }
+            )
         for i, piece in enumerate(reply.chunks()):
             if inband is not None and i >= inband[1]:
                 yield ndjson({"error": inband[0]})
@@ -229,3 +278,7 @@ class OllamaSimulator(Simulator):
                 "prompt_eval_count": tokens,
             }
         )
+
+
+def _thinking(chat: SimChat) -> str | None:
+    return chat.thinking if isinstance(chat, OllamaChat) else None
