@@ -172,6 +172,7 @@ class ModelConfig(_Section):
     quality: float | None = Field(None, ge=0, le=1)
     capabilities: tuple[Capability, ...] | None = None
     params_b: float | None = Field(None, gt=0)
+    api: Literal["chat", "responses"] | None = None
 
 
 class Settings(_Section):
@@ -239,6 +240,7 @@ class Config:
             headers=spec.headers,
             max_connections=spec.max_connections,
             max_response_bytes=int(self.settings.gateway.max_response_mb * MB),
+            responses_models=self.catalog().responses_models(spec.type),
         )
 
     def key_status(self, pid: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from polyroute.catalog._catalog import (
+    APIS,
     FREE,
+    Api,
     Catalog,
     CatalogModel,
     Cost,
@@ -12,4 +14,14 @@ from polyroute.catalog._catalog import (
     PriceSource,
 )
 
-__all__ = ["FREE", "Catalog", "CatalogModel", "Cost", "ModelOverride", "Price", "PriceSource"]
+__all__ = [
+    "APIS",
+    "FREE",
+    "Api",
+    "Catalog",
+    "CatalogModel",
+    "Cost",
+    "ModelOverride",
+    "Price",
+    "PriceSource",
+]

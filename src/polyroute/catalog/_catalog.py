@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from genai_prices.types import ModelInfo as GPModelInfo
 
 PriceSource: TypeAlias = Literal["genai-prices", "catalog", "config", "local"]
+Api: TypeAlias = Literal["chat", "responses"]
+"""How the ``openai`` adapter calls a model: Chat Completions, or OpenAI's Responses API
+(for the models served only there)."""
+APIS: tuple[Api, ...] = ("chat", "responses")
 
 LOCAL_TYPES = frozenset({"ollama"})
 # What a model the catalog does not list can do, beyond chat, by provider type: these APIs
@@ -95,6 +99,7 @@ class CatalogModel:
     price: Price | None = None
     known: bool = True
     """False for a model no source describes (capabilities are then a guess)."""
+    api: Api = "chat"
 
     @property
     def priced(self) -> bool:
@@ -124,6 +129,7 @@ class ModelOverride:
     quality: float | None = None
     capabilities: tuple[Capability, ...] | None = None
     params_b: float | None = None
+    api: Api | None = None
 
 
 @dataclass
@@ -163,6 +169,12 @@ class Catalog:
 
     def all(self) -> list[CatalogModel]:
         return [self.get(t, m) for (t, m) in self.models]
+
+    def responses_models(self, provider_type: str) -> frozenset[str]:
+        """The ids of ``provider_type``'s models called through the Responses API."""
+        return frozenset(
+            m.id for (t, _), m in self.models.items() if t == provider_type and m.api == "responses"
+        )
 
     def cost(self, provider_type: str, model: str, usage: Usage) -> Cost:
         """USD for this usage; tiered genai-prices models are priced by genai-prices itself."""
@@ -206,6 +218,9 @@ def _from_table(t: Mapping[str, Any]) -> CatalogModel:
     unknown = set(caps) - set(CAPABILITIES)
     if unknown:
         raise ValueError(f"catalog model {t['id']}: unknown capabilities {sorted(unknown)}")
+    api = t.get("api", "chat")
+    if api not in APIS:
+        raise ValueError(f"catalog model {t['id']}: api {api!r} is not one of {list(APIS)}")
     price = None
     if "input_usd_per_mtok" in t:
         price = Price(
@@ -225,6 +240,7 @@ def _from_table(t: Mapping[str, Any]) -> CatalogModel:
         quality=t.get("quality"),
         params_b=t.get("params_b"),
         price=price,
+        api=api,
     )
 
 
@@ -258,6 +274,7 @@ def _apply(m: CatalogModel, o: ModelOverride) -> CatalogModel:
         capabilities=frozenset(o.capabilities) if o.capabilities is not None else m.capabilities,
         params_b=o.params_b if o.params_b is not None else m.params_b,
         price=price,
+        api=o.api if o.api is not None else m.api,
     )
 
 

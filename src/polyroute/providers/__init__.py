@@ -73,4 +73,4 @@ def protocol_for(provider_type: str) -> WireProtocol:
 
 def connect(provider: Provider, pool: HttpPool) -> ProviderClient:
     """A client for a configured provider over the shared pool."""
-    return ProviderClient(provider, protocol_for(provider.type), pool)
+    return ProviderClient(provider, protocol_for(provider.type).for_provider(provider), pool)

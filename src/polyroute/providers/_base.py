@@ -84,6 +84,8 @@ class Provider:
     """Open upstream connections at most; calls beyond wait up to their pool timeout."""
     max_response_bytes: int = 50 * MB
     """An answer (or a stream's total) larger than this is an error, never read whole."""
+    responses_models: frozenset[str] = frozenset()
+    """Models called through OpenAI's Responses API (catalog ``api = "responses"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,10 @@ class WireProtocol(ABC):
     @abstractmethod
     def parse_error(self, status: int, body: Any) -> VendorError:
         """Read the vendor's error body (JSON, or text when it was not JSON)."""
+
+    def for_provider(self, provider: Provider) -> WireProtocol:
+        """This translation as ``provider``'s settings shape it (default: unchanged)."""
+        return self
 
 
 def refuse_field(vendor: str, name: str, why: str = "it has no equivalent") -> NoReturn:
