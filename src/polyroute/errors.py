@@ -166,12 +166,15 @@ class GatewayError(PolyrouteError):
 
 class UnknownResponseError(GatewayError):
     """A stored response (``previous_response_id``, ``/v1/responses/{id}``) that does not
-    exist or belongs to another virtual key: 404."""
+    exist or belongs to another virtual key: 404. With ``item``: an ``item_reference`` to no
+    output item of such a response."""
 
-    def __init__(self, response_id: str, *, param: str | None = None) -> None:
+    def __init__(self, response_id: str, *, param: str | None = None, item: bool = False) -> None:
         what = "previous response" if param == "previous_response_id" else "response"
+        what = "item" if item else what
         super().__init__(f"{what} with id {response_id!r} not found", status=404, param=param)
         self.code = "previous_response_not_found" if param else "response_not_found"
+        self.code = "item_not_found" if item else self.code
 
 
 class FusionError(PolyrouteError):

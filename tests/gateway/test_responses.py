@@ -231,10 +231,82 @@ def test_fields_not_carried_are_a_400_naming_them(
 
 
 def test_unsupported_input_items_are_a_400_naming_them(sdk: openai.OpenAI) -> None:
-    ref: Any = {"type": "item_reference", "id": "msg_1"}
+    item: Any = {"type": "web_search_call", "id": "ws_1", "status": "completed"}
     with pytest.raises(openai.BadRequestError) as e:
-        sdk.responses.create(model="gpt-4o-mini", input=[ref])
-    assert "'item_reference'" in e.value.message and e.value.param == "input.0.type"  # type: ignore[attr-defined]
+        sdk.responses.create(model="gpt-4o-mini", input=[item])
+    assert "'web_search_call'" in e.value.message and e.value.param == "input.0.type"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_item_references_resolve_to_stored_output_items(
+    sdk: openai.OpenAI, gateway: Gateway, stream: bool
+) -> None:
+    """The Vercel AI SDK sends an earlier answer back as ``item_reference`` items (its
+    default with ``store``): each is the stored item it names, reasoning and calls too."""
+    claude = gateway.fleet["anthropic"]
+    model = "claude-sonnet-4-6"
+
+    def create(**kw: Any) -> Any:
+        if not stream:
+            return sdk.responses.create(model=model, **kw)
+        with sdk.responses.stream(model=model, **kw) as s:
+            return s.get_final_response()
+
+    def refs(response: Any) -> list[Any]:
+        return [{"type": "item_reference", "id": o.id} for o in response.output]
+
+    hi: Any = {"role": "user", "content": "hi"}
+    again: Any = {"role": "user", "content": "again"}
+    think: Any = {"reasoning": {"effort": "low"}, "max_output_tokens": 3000}
+    first = create(input=[hi], **think)
+    thought, answer = first.output
+    assert thought.type == "reasoning" and answer.type == "message"
+    create(input=[hi, *refs(first), again], **think)
+    text = thought.summary[0].text
+    assert claude.thinking_seen == [{"type": "thinking", "thinking": text, "signature": sign(text)}]
+    assert claude.last_request().body["messages"][1]["content"][1]["text"] == CLAUDE_REPLY
+
+    claude.script.reply = '{"city": "Paris"}'
+    asked: Any = {"role": "user", "content": "Weather in Paris?"}
+    forced: Any = {"type": "function", "name": "get_weather"}
+    called = create(input=[asked], tools=[WEATHER], tool_choice=forced)
+    [call] = called.output
+    assert call.type == "function_call"
+    claude.script.reply = "Sunny in Paris."
+    output: Any = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    answered = create(input=[asked, *refs(called), output], tools=[WEATHER])
+    assert answered.output_text == "Sunny in Paris."
+    turns = claude.last_request().body["messages"]
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    [use] = turns[1]["content"]
+    assert use["type"] == "tool_use" and use["id"] == call.call_id
+    assert use["input"] == {"city": "Paris"}
+    # stored, the conversation holds the items themselves: it goes on without their response
+    sdk.responses.delete(called.id)
+    create(input="and now?", previous_response_id=answered.id, tools=[WEATHER])
+    sent = claude.last_request().body["messages"]
+    assert [t["role"] for t in sent] == ["user", "assistant", "user", "assistant", "user"]
+    assert sent[1]["content"] == turns[1]["content"]
+
+
+def test_an_unknown_item_reference_is_404_naming_it(sdk: openai.OpenAI, gateway: Gateway) -> None:
+    unstored = sdk.responses.create(model="gpt-4o-mini", input="hi", store=False)
+    kept = sdk.responses.create(model="gpt-4o-mini", input="hi")
+    for ref in [
+        "msg_1",  # not one of ours
+        unstored.output[0].id,  # its response was not stored
+        kept.output[0].id[:-1] + "f",  # a stored response, not one of its items
+    ]:
+        item: Any = {"type": "item_reference", "id": ref}
+        with pytest.raises(openai.NotFoundError) as e:
+            sdk.responses.create(model="gpt-4o-mini", input=[item])
+        assert e.value.code == "item_not_found" and ref in e.value.message
+        assert e.value.param == "input.0.id"  # type: ignore[attr-defined]
+    bad: Any = {"type": "item_reference", "id": kept.output[0].id, "role": "user"}
+    with pytest.raises(openai.BadRequestError) as e400:
+        sdk.responses.create(model="gpt-4o-mini", input=[bad])
+    assert e400.value.param == "input.0.role"  # type: ignore[attr-defined]
+    assert gateway.fleet["openai"].calls == 2
 
 
 def test_a_stream_failing_after_the_first_token_ends_with_response_failed(
@@ -285,6 +357,10 @@ def test_a_key_sees_only_its_own_stored_responses(keyed: Gateway) -> None:
         b.responses.retrieve(r.id)
     with pytest.raises(openai.NotFoundError):
         b.responses.create(model="gpt-4o-mini", input="hi", previous_response_id=r.id)
+    ref: Any = {"type": "item_reference", "id": r.output[0].id}
+    with pytest.raises(openai.NotFoundError) as e:
+        b.responses.create(model="gpt-4o-mini", input=[ref])
+    assert e.value.code == "item_not_found"
     with httpx.Client(base_url=keyed.url, timeout=30) as http:
         other = http.delete(
             f"/v1/responses/{r.id}", headers={"authorization": f"Bearer {secrets[1]}"}

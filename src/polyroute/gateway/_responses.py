@@ -26,9 +26,17 @@ from polyroute.gateway._chat import JSON, ChatEndpoint, problem_response
 from polyroute.gateway._observe import note_of
 from polyroute.gateway._openai import error_object
 from polyroute.gateway._problems import problem_of
-from polyroute.gateway._responses_in import ResponsesBody, ResponsesInbound, continued, parse
+from polyroute.gateway._responses_in import (
+    ResponsesBody,
+    ResponsesInbound,
+    body_of,
+    inbound_of,
+    input_items,
+    parse,
+    references,
+)
 from polyroute.gateway._wire import Inbound, Problem, Reply, StreamEncoder, dumps, new_id, sse
-from polyroute.ledger._responses import ResponseStore, StoredResponse
+from polyroute.ledger._responses import ResponseStore, StoredResponse, holder, item_id
 from polyroute.types import ChatRequest, ThinkingPart, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -149,12 +157,18 @@ def _summary_part(text: str) -> dict[str, Any]:
     return {"type": "summary_text", "text": text}
 
 
-def _output(reply: Reply) -> list[dict[str, Any]]:
+def _output(reply: Reply, response_id: str) -> list[dict[str, Any]]:
     status = "incomplete" if reply.finish_reason in _INCOMPLETE else "completed"
-    out = [_reasoning_item(new_id("rs_"), t, "completed") for t in reply.thinking]
+    out = [
+        _reasoning_item(item_id("rs_", response_id, i), t, "completed")
+        for i, t in enumerate(reply.thinking)
+    ]
     if reply.content or not reply.tool_calls:
-        out.append(_message_item(new_id("msg_"), reply.content, status))
-    out.extend(_call_item(new_id("fc_"), c, "completed") for c in reply.tool_calls)
+        out.append(_message_item(item_id("msg_", response_id, len(out)), reply.content, status))
+    out.extend(
+        _call_item(item_id("fc_", response_id, len(out) + i), c, "completed")
+        for i, c in enumerate(reply.tool_calls)
+    )
     return out
 
 
@@ -204,7 +218,7 @@ class _Events:
 
     def _open_message(self) -> bytes:
         index = self.message = len(self.output)
-        item = _message_item(new_id("msg_"), "", "in_progress")
+        item = _message_item(item_id("msg_", self.inbound.id, index), "", "in_progress")
         self.output.append(item)
         return self._frame(
             "response.output_item.added", output_index=index, item=item
@@ -255,7 +269,8 @@ class _Events:
             out += self._close_message() + self._close_calls()
             index = self.thought = len(self.output)
             self.thought_block = event.index
-            item = _reasoning_item(new_id("rs_"), ThinkingPart("", redacted=True), "in_progress")
+            part = ThinkingPart("", redacted=True)
+            item = _reasoning_item(item_id("rs_", self.inbound.id, index), part, "in_progress")
             item["encrypted_content"] = None  # until the block's end
             self.output.append(item)
             out += self._frame("response.output_item.added", output_index=index, item=item)
@@ -338,7 +353,7 @@ class _Events:
                 out += self._close_message()
                 index = self.calls[event.index] = len(self.output)
                 call = ToolCall(event.id or new_id("call_"), event.name or "", "")
-                item = _call_item(new_id("fc_"), call, "in_progress")
+                item = _call_item(item_id("fc_", self.inbound.id, index), call, "in_progress")
                 self.output.append(item)
                 self.args[index] = []
                 out += self._frame("response.output_item.added", output_index=index, item=item)
@@ -393,7 +408,7 @@ class ResponsesFormat:
             inbound,
             reply.model,
             "completed",
-            _output(reply),
+            _output(reply, inbound.id),
             reply.usage,
             finish_reason=reply.finish_reason,
         )
@@ -423,17 +438,38 @@ class ResponsesEndpoint(ChatEndpoint):
         await self.store.flush()
 
     async def inbound(self, raw: bytes, caller: Caller) -> Inbound:
-        inbound = parse(raw)
-        body = inbound.body
-        assert body is not None
+        body = body_of(raw)
+        items = input_items(body)
+        refs = references(items)
+        if refs:
+            items = await self._dereferenced(items, refs, caller)
         previous = body.previous_response_id
         if previous is None:
-            return inbound
+            return inbound_of(body, items)
         stored = await self.store.get(previous, caller.key_id)
         if stored is None:
             raise UnknownResponseError(previous, param="previous_response_id")
         output = json.loads(stored.response)["output"]
-        return continued(inbound, [*json.loads(stored.input), *output])
+        return inbound_of(body, items, [*json.loads(stored.input), *output])
+
+    async def _dereferenced(
+        self, items: list[dict[str, Any]], refs: list[tuple[int, str]], caller: Caller
+    ) -> list[dict[str, Any]]:
+        """``items`` with each ``item_reference`` replaced by the stored output item it names
+        (stored, the conversation then holds the item itself, not the reference)."""
+        items = list(items)
+        outputs: dict[str, list[dict[str, Any]]] = {}
+        for i, ref in refs:
+            response_id = holder(ref)
+            if response_id is not None and response_id not in outputs:
+                stored = await self.store.get(response_id, caller.key_id)
+                held = [] if stored is None else json.loads(stored.response)["output"]
+                outputs[response_id] = held
+            found = [o for o in outputs.get(response_id or "", ()) if o["id"] == ref]
+            if not found:
+                raise UnknownResponseError(ref, param=f"input.{i}.id", item=True)
+            items[i] = found[0]
+        return items
 
     async def rendered(self, inbound: Inbound, reply: Reply, caller: Caller) -> bytes:
         assert isinstance(inbound, ResponsesInbound)

@@ -5,7 +5,9 @@
 function tools, ``tool_choice``, ``text.format``, ``reasoning.effort`` and the
 sampling fields are carried or translated; every other field, hosted tools and
 other item types are a 400 naming them. An assistant's text, reasoning and
-function calls in a row are one assistant turn.
+function calls in a row are one assistant turn. ``item_reference`` items name output
+items of stored responses: the endpoint puts those in their place (:func:`references`)
+before the items are read.
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ class _ReasoningItem(_Strict):
     content: list[_ReasoningText] | None = None
     encrypted_content: str | None = None
     status: _Status | None = None
+
+
+class _ItemReference(_Strict):
+    type: Literal["item_reference"]
+    id: str = Field(min_length=1)
 
 
 _Item = _MessageItem | _FunctionCallItem | _FunctionOutputItem | _ReasoningItem
@@ -411,24 +418,42 @@ class ResponsesInbound(Inbound):
 
 
 def parse(raw: bytes) -> ResponsesInbound:
-    """The request, not yet continuing a stored conversation (see :func:`continued`)."""
+    """The request, when it refers to nothing stored (else see :func:`inbound_of`)."""
+    body = body_of(raw)
+    return inbound_of(body, input_items(body))
+
+
+def body_of(raw: bytes) -> ResponsesBody:
     try:
-        body = ResponsesBody.model_validate_json(raw)
+        return ResponsesBody.model_validate_json(raw)
     except ValidationError as exc:
         raise invalid(exc) from None
+
+
+def input_items(body: ResponsesBody) -> list[dict[str, Any]]:
+    """``input`` as items (a string as one user message)."""
     if isinstance(body.input, str):
-        return _inbound(body, [{"type": "message", "role": "user", "content": body.input}], ())
-    return _inbound(body, body.input, ())
+        return [{"type": "message", "role": "user", "content": body.input}]
+    return body.input
 
 
-def continued(inbound: ResponsesInbound, history: Sequence[dict[str, Any]]) -> ResponsesInbound:
-    assert inbound.body is not None
-    return _inbound(inbound.body, inbound.items, history)
+def references(items: Sequence[Any]) -> list[tuple[int, str]]:
+    """The ``item_reference`` items: (index, the id of the item referred to)."""
+    refs = []
+    for i, data in enumerate(items):
+        if isinstance(data, dict) and data.get("type") == "item_reference":
+            ref: _ItemReference = _checked(_ItemReference, data, f"input.{i}")
+            refs.append((i, ref.id))
+    return refs
 
 
-def _inbound(
-    body: ResponsesBody, items: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+def inbound_of(
+    body: ResponsesBody,
+    items: Sequence[dict[str, Any]],
+    history: Sequence[dict[str, Any]] = (),
 ) -> ResponsesInbound:
+    """The request with ``items`` as its input (references resolved) after ``history``,
+    the stored conversation ``previous_response_id`` continues."""
     if isinstance(body.input, str) and not history:
         messages = [Message.user(body.input)]
     else:

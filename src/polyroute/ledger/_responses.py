@@ -46,6 +46,19 @@ def new_response_id() -> str:
     return f"resp_{int(time.time() * 1000):012x}{random.getrandbits(64):016x}"
 
 
+def item_id(prefix: str, response_id: str, index: int) -> str:
+    """The id of a response's ``index``-th output item: ``prefix``, the response id's digits,
+    the index; so an ``item_reference`` to it names the stored response that holds it."""
+    return f"{prefix}{response_id[5:]}{index:02x}"
+
+
+def holder(item: str) -> str | None:
+    """The id of the response whose output item ``item`` is (see :func:`item_id`), if it
+    is one of ours."""
+    digits = item.partition("_")[2]
+    return f"resp_{digits[:28]}" if len(digits) > 28 else None
+
+
 def _recent(response_id: str) -> bool:
     try:
         made = int(response_id[5:17], 16) / 1000
