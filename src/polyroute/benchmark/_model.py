@@ -23,7 +23,7 @@ class Sample:
     model: str
     repeat: int  # 0 .. runs-1
     ok: bool  # the call answered
-    error: str | None  # when not ok: the error's class name and message
+    error: str | None  # not ok: the call's error (class name: message); ok: why grading failed
     latency_ms: float | None  # whole answer
     ttft_ms: float | None  # first content token (the bench streams)
     prompt_tokens: int
