@@ -195,6 +195,11 @@ class Polyroute:
     @property
     def router(self) -> Router:
         if self._router is None:
+            measured = None
+            if self.config.settings.router.quality_source == "bench":
+                from polyroute.benchmark._learn import load_measured_blocking
+
+                measured = load_measured_blocking(self.ledger)  # once: not on the request path
             self._router = Router(
                 self.config,
                 self.catalog,
@@ -202,6 +207,7 @@ class Polyroute:
                 (self._blocked_by_key, self.breakers.blocked),
                 budget=self.budget_hints,
                 health=self.health_monitor.blocked,
+                measured=measured,
             )
         return self._router
 

@@ -52,6 +52,8 @@ class RouterConfig(_Section):
     timeout_s: float = Field(60, gt=0)
     balanced_weights: BalancedWeights = BalancedWeights()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    quality_source: Literal["catalog", "bench"] = "catalog"
+    """bench: quality per task type (and seed latencies) from the latest finished bench run."""
 
     @field_validator("strategy")
     @classmethod

@@ -21,6 +21,11 @@ other providers first: a provider that just failed (auth, outage, rate limit)
 likely fails for its other models too, so the best pair of each provider not yet
 tried comes before a second model of one already in the list.
 
+Measured quality (``[router] quality_source = "bench"``): given a :class:`Measured`,
+the quality column is made once per complexity from the run's quality for that task
+type, the catalog's where the run has no graded answer; the run's latencies seed the
+learned ones; and a decision's reasoning names the winner's basis.
+
 Speed: no per-request object per pair. Columns are tuples read by index; the
 built-in strategies rank the columns (``BuiltinStrategy.order``), and objects
 are made only for excluded pairs and the few targets. Learned latencies are
@@ -48,6 +53,7 @@ from polyroute.errors import usd_text as usd
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
 from polyroute.router.decision import Decision, Exclusions
 from polyroute.router.hints import BudgetHints, Headroom
+from polyroute.router.measured import Measured
 from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
@@ -85,8 +91,10 @@ class Router:
     """Decides where a request goes. Build once per config; ``decide()`` per request."""
 
     __slots__ = (
+        "_basis",
         "_by_quality",
         "_carbon",
+        "_columns",
         "_cost_ends",
         "_entry",
         "_floor_cache",
@@ -118,6 +126,7 @@ class Router:
         "config",
         "fusion_weight",
         "health",
+        "measured",
         "stats",
     )
 
@@ -129,10 +138,12 @@ class Router:
         checks: Sequence[Check] = (),
         budget: BudgetHints | None = None,
         health: Check | None = None,
+        measured: Measured | None = None,
     ) -> None:
         """``checks``: who is unavailable now (keys, breakers); ``budget``: what budgets that
         refused lately had left; ``health``: who failed a health probe, which excludes a
-        provider unless the caller pinned it (a pin is tried; its breaker may still refuse)."""
+        provider unless the caller pinned it (a pin is tried; its breaker may still refuse);
+        ``measured``: a bench run's figures, used for quality and to seed latencies."""
         self.config = config
         self.catalog = catalog
         self.stats = stats
@@ -180,7 +191,7 @@ class Router:
         self._target = tuple(Target(pid, m) for pid, m, _ in pairs)
         self._slots = tuple(stats.slot(pid, m) for pid, m, _ in pairs)
         self._latency = stats.columns([(pid, m) for pid, m, _ in pairs])
-        quality = self._quality = tuple(e.quality if e.quality is not None else 0.5 for e in entry)
+        self._quality = tuple(e.quality if e.quality is not None else 0.5 for e in entry)
         self._params = tuple(e.params_b for e in entry)
         self._local = tuple(t in LOCAL_TYPES for t in self._ptype)
         # USD per token (not per million): the cost column is then two products and a sum
@@ -190,8 +201,7 @@ class Router:
             _cost_ends(self._input, self._output),
             _min_costs(self._input, self._output),
         )
-        # stable: equal quality keeps config order
-        self._by_quality = tuple(sorted(range(len(pairs)), key=lambda i: -quality[i]))
+        self._learn(measured)
         model_rows: dict[str, list[int]] = {}
         for i, m in enumerate(self._model):
             model_rows.setdefault(m, []).append(i)
@@ -200,6 +210,28 @@ class Router:
         self._windows = tuple(w for w, _ in sized)
         self._win_rows = tuple(i for _, i in sized)
         self._win_reason = tuple(f"context window {w:,} < " for w, _ in sized)
+
+    def _learn(self, measured: Measured | None) -> None:
+        """The quality columns: the catalog's in quality order, and per complexity the bench
+        run's where it has graded answers (with each row's basis; ``None``: catalog); the
+        run's latencies seed the learned ones."""
+        quality = self._quality
+        # stable: equal quality keeps config order
+        self._by_quality = tuple(sorted(range(len(quality)), key=lambda i: -quality[i]))
+        self.measured = measured
+        self._columns: dict[Complexity, tuple[tuple[float, ...], tuple[int, ...]]] = {
+            c: (quality, self._by_quality) for c in QUALITY_FLOOR
+        }
+        self._basis: dict[Complexity, tuple[str | None, ...]] = {}
+        if measured is None:
+            return
+        pairs = list(zip(self._provider, self._model, strict=True))
+        _seed(self.stats, measured, pairs)
+        for c in QUALITY_FLOOR:
+            seen = [measured.quality_of(p, m, c) for p, m in pairs]
+            q = tuple(x.score if x else quality[i] for i, x in enumerate(seen))
+            self._columns[c] = (q, tuple(sorted(range(len(q)), key=lambda i: -q[i])))
+            self._basis[c] = tuple(measured.basis(x) if x else None for x in seen)
 
     @property
     def pairs(self) -> tuple[Target, ...]:
@@ -253,9 +285,8 @@ class Router:
         if ctx.max_latency_ms is not None:
             self._exclude_slow(ctx.max_latency_ms, drop, excluded)
 
-        rows: Sequence[int] = (
-            [i for i in self._by_quality if i not in drop] if drop else self._by_quality
-        )
+        by_quality = self._columns[ctx.complexity][1]
+        rows: Sequence[int] = [i for i in by_quality if i not in drop] if drop else by_quality
         if not rows:
             raise NoCandidateError(excluded)
         if builtin is None:
@@ -280,13 +311,26 @@ class Router:
             strategy=ctx.strategy,
             provider=self._provider[best],
             model=self._model[best],
-            reasoning=order.reasoning,
+            reasoning=(
+                order.reasoning
+                if self.measured is None
+                else f"{order.reasoning}; {self._quality_basis(best, ctx.complexity)}"
+            ),
             estimated_cost_usd=cost[best],
             fallbacks=self._fallbacks(order.rows),
             confidence=order.confidence,
             excluded=excluded,
             cost_basis=basis,
         )
+
+    def _quality_basis(self, row: int, complexity: Complexity) -> str:
+        """Where the quality of ``row`` for ``complexity`` came from (bench mode)."""
+        basis = self._basis[complexity][row]
+        if basis is not None:
+            return basis
+        run = self.measured.run_id if self.measured else "?"
+        q = self._columns[complexity][0][row]
+        return f"quality {q:.2f} from the catalog (bench run {run} graded no {complexity} answer of it)"
 
     def _out_of_scope(self, ctx: RoutingContext, excluded: Exclusions) -> set[int]:
         """Rows outside ``ctx.providers``/``ctx.models``; lists disabled pairs in scope."""
@@ -438,7 +482,7 @@ class Router:
         When no row meets the floor, all stay (the strategy says so in its reasoning).
         """
         floor = QUALITY_FLOOR[complexity]
-        quality = self._quality
+        quality, by_quality = self._columns[complexity]
         if quality[rows[0]] < floor or quality[rows[-1]] >= floor:
             return rows
         cached = self._floor_cache.get(complexity)
@@ -449,11 +493,11 @@ class Router:
                 else None
                 for i, q in enumerate(quality)
             )
-            whole = tuple(e for i in self._by_quality if (e := by_row[i]) is not None)
+            whole = tuple(e for i in by_quality if (e := by_row[i]) is not None)
             cached = self._floor_cache[complexity] = (by_row, whole)
         by_row, whole = cached
         cut = below_floor(rows, quality, floor)
-        if rows is self._by_quality:
+        if rows is by_quality:
             excluded.extend(whole)
         else:
             excluded.extend([e for i in rows[cut:] if (e := by_row[i]) is not None])
@@ -467,9 +511,10 @@ class Router:
         ctx: RoutingContext,
     ) -> Pool:
         learned, stream = self._latency, ctx.stream
+        quality, by_quality = self._columns[ctx.complexity]
         cost_span = latency_span = None
         latency_key: object = None
-        if strategy.uses_spans and rows is self._by_quality:  # every row: spans at hand
+        if strategy.uses_spans and rows is by_quality:  # every row: spans at hand
             latency_span = learned.span(first_token=stream)
             latency_key = (learned, learned.version, stream)
             cheapest, priciest = self._cost_ends
@@ -481,7 +526,7 @@ class Router:
             rows=rows,
             label=self._label,
             provider=self._provider,
-            quality=self._quality,
+            quality=quality,
             cost=cost,
             latency=learned.first_token if stream else learned.latency,
             samples=learned.samples,
@@ -492,6 +537,7 @@ class Router:
             cost_span=cost_span,
             latency_span=latency_span,
             latency_key=latency_key,
+            quality_source="catalog" if self.measured is None else "bench",
         )
 
     def _fallbacks(self, ranked: Sequence[int]) -> tuple[Target, ...]:
@@ -601,6 +647,14 @@ def _min_costs(input: Sequence[float | None], output: Sequence[float]) -> tuple[
     """The cheapest request each pair can take: one input and one output token (``None``:
     unpriced)."""
     return tuple(None if i is None else i + o for i, o in zip(input, output, strict=True))
+
+
+def _seed(stats: LatencyStats, measured: Measured, pairs: Sequence[tuple[str, str]]) -> None:
+    """The run's latencies stand for the pairs it measured until live calls are known."""
+    for pid, m in pairs:
+        timed = measured.latency.get((pid, m))
+        if timed is not None:
+            stats.seed(pid, m, timed.latency_ms, timed.ttft_ms)
 
 
 def _pair(c: Candidate) -> tuple[str, str]:

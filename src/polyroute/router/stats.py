@@ -14,6 +14,10 @@ at most ``1 / alpha``) is forgotten once it falls below one half. One sample is
 then forgotten after one half-life, a well-measured pair after about three
 without calls; a forgotten pair is "no data" again, and the strategies explore
 it as they do a new one.
+
+A pair may be *seeded* (:meth:`LatencyStats.seed`, from a bench run): the seed
+stands for its means while nothing live is known (``samples`` stays 0), the
+first live call replaces it, and a forgotten pair returns to it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,16 @@ _FORGET_BELOW = 0.5
 class LatencySlot:
     """The live means of one (provider, model). Read them; only :class:`LatencyStats` writes."""
 
-    __slots__ = ("at", "expires_at", "latency_ms", "samples", "ttft_ms", "ttft_samples", "weight")
+    __slots__ = (
+        "at",
+        "expires_at",
+        "latency_ms",
+        "samples",
+        "seed",
+        "ttft_ms",
+        "ttft_samples",
+        "weight",
+    )
 
     def __init__(self) -> None:
         self.latency_ms: float | None = None
@@ -47,6 +60,8 @@ class LatencySlot:
         self.at = 0.0
         self.expires_at = math.inf
         """When the evidence falls below one half and the means are forgotten."""
+        self.seed: tuple[float, float | None] | None = None
+        """(latency_ms, ttft_ms) that stand while nothing live is known."""
 
     def __repr__(self) -> str:
         return (
@@ -175,11 +190,19 @@ class LatencyStats:
             if s.expires_at > at:  # refreshed since (an expiry only moves later): requeued
                 heapq.heappush(due, (s.expires_at, key))
                 continue
-            s.latency_ms = s.ttft_ms = None
+            s.latency_ms, s.ttft_ms = s.seed if s.seed is not None else (None, None)
             s.samples = s.ttft_samples = 0
             s.weight = 0.0
             s.expires_at = math.inf
             self._publish(key, s)
+
+    def seed(self, provider: str, model: str, latency_ms: float, ttft_ms: float | None) -> None:
+        """Means measured elsewhere (a bench run): they stand while no live call is known."""
+        s = self.slot(provider, model)
+        s.seed = (latency_ms, ttft_ms)
+        if not s.samples:
+            s.latency_ms, s.ttft_ms = latency_ms, ttft_ms
+            self._publish((provider, model), s)
 
     def _lifetime(self, weight: float) -> float:
         return self.half_life_s * math.log2(weight / _FORGET_BELOW)

@@ -112,6 +112,9 @@ class Pool:
     latency_key: object = None
     """When not ``None``: equal keys mean the same ``latency`` values and ``latency_span``
     as an earlier pool's, so what a strategy derived from them may be reused."""
+    quality_source: str = "catalog"
+    """``catalog``, or ``bench``: ``quality`` is measured where the run has samples (the
+    router names each winner's basis in the decision)."""
 
     @property
     def whole(self) -> bool:
@@ -346,7 +349,8 @@ class QualityStrategy(BuiltinStrategy):
                 yield rest
 
         best = head[0]
-        why = f"{pool.label[best]} has the highest catalog quality ({quality[best]:.2f})"
+        what = "catalog quality" if pool.quality_source == "catalog" else "quality"
+        why = f"{pool.label[best]} has the highest {what} ({quality[best]:.2f})"
         if len(head) > 1:
             why += f", tied with {pool.label[head[1]]} and cheaper"
         ranked = Ranked(pieces(), len(rows))
@@ -374,7 +378,8 @@ class PerformanceStrategy(BuiltinStrategy):
             why = f"no latency learned yet; {pool.label[best]} is {where}"
             return Order(ranked, score, why, 0.25)
         n = pool.samples[best]
-        why = f"{pool.label[best]} has the lowest learned {metric}: {lat:,.0f} ms over {n} calls"
+        basis = f"over {n} calls" if n else "seeded by a bench run, no live call yet"
+        why = f"{pool.label[best]} has the lowest learned {metric}: {lat:,.0f} ms {basis}"
         return Order(ranked, score, why, 0.5 + 0.5 * min(1.0, n / 20))
 
 
