@@ -73,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "RequestFailed": "polyroute.hub",
     "UsageRecorded": "polyroute.hub",
     "BudgetAlert": "polyroute.hub",
+    "BudgetChanged": "polyroute.hub",
     "BudgetExceededEvent": "polyroute.hub",
     "BudgetExceeded": "polyroute.errors",
     "CredentialError": "polyroute.errors",
@@ -98,6 +99,7 @@ __all__ = [
     "AnswerStream",
     "Attempt",
     "BudgetAlert",
+    "BudgetChanged",
     "BudgetExceeded",
     "BudgetExceededEvent",
     "BudgetLimits",
@@ -211,6 +213,7 @@ if TYPE_CHECKING:
     from polyroute.fusion import FusionMetrics, FusionResult, MemberResponse
     from polyroute.hub import (
         BudgetAlert,
+        BudgetChanged,
         BudgetExceededEvent,
         EventHub,
         HubEvent,

@@ -16,7 +16,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
 
 from polyroute.catalog import Catalog, ModelOverride
 from polyroute.credentials import Vault, vault_for
@@ -118,6 +126,27 @@ class BudgetConfig(_Section):
     alert_percents: tuple[Annotated[float, Field(gt=0, le=100)], ...] = (50, 75, 90)
 
 
+class OptimizerConfig(_Section):
+    """``[budget.optimizer]``: the defaults of ``budget optimize``, and the gateway's auto-adjust."""
+
+    auto: bool = False
+    interval_h: float = Field(24, gt=0)
+    total_monthly_usd: float = Field(500, ge=0, le=MAX_USD)
+    min_usd: float = Field(20, ge=0, le=MAX_USD)
+    """Per provider, monthly."""
+    max_usd: float = Field(300, ge=0, le=MAX_USD)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> OptimizerConfig:
+        if self.min_usd > self.max_usd:
+            raise ValueError(f"min_usd ({self.min_usd:g}) is over max_usd ({self.max_usd:g})")
+        return self
+
+
+class GlobalBudgetConfig(BudgetConfig):
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+
 class ProviderConfig(_Section):
     type: str
     base_url: str = ""
@@ -186,7 +215,7 @@ class Settings(_Section):
     credentials: CredentialsConfig = CredentialsConfig()
     fusion: FusionConfig = FusionConfig()
     gateway: GatewayConfig = GatewayConfig()
-    budget: BudgetConfig | None = None
+    budget: GlobalBudgetConfig | None = None
     """The global budget: every provider's spend together."""
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
@@ -415,6 +444,15 @@ def validate(data: Mapping[str, Any], source: str) -> Settings:
         if spec.default_model and spec.models and not _listed(spec.default_model, spec.models):
             raise ConfigError(
                 f"{source}: providers.{pid}.default_model: {spec.default_model!r} is not in models"
+            )
+    opt = settings.budget.optimizer if settings.budget else None
+    if opt is not None and opt.auto:  # the gateway will apply these bounds unattended
+        n = sum(p.enabled for p in settings.providers.values())
+        if n and not n * opt.min_usd <= opt.total_monthly_usd <= n * opt.max_usd:
+            raise ConfigError(
+                f"{source}: budget.optimizer: {n} providers between min_usd "
+                f"{opt.min_usd:g} and max_usd {opt.max_usd:g} cannot share "
+                f"total_monthly_usd {opt.total_monthly_usd:g}"
             )
     return settings
 

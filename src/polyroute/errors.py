@@ -4,6 +4,7 @@
 
     PolyrouteError
     ├── ConfigError                      bad config file, key or value (CLI exit 2)
+    │   └── BudgetBoundsError            optimizer bounds that no allocation can meet (exit 2)
     ├── CredentialError                  vault: wrong passphrase, tampered file, unknown id
     │   ├── WrongPassphraseError         the master passphrase does not open the vault
     │   └── UnknownKeyError              no gateway virtual key has this id (CLI exit 2)
@@ -74,6 +75,11 @@ class PolyrouteError(Exception):
 
 class ConfigError(PolyrouteError):
     """A config file, key or value is wrong. The message names which."""
+
+
+class BudgetBoundsError(ConfigError):
+    """``budget optimize`` (or ``[budget.optimizer]``) bounds no allocation can meet: a
+    negative total, min over max, or the providers' minimums over the total (CLI exit 2)."""
 
 
 class CredentialError(PolyrouteError):

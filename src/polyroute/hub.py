@@ -102,9 +102,34 @@ class BudgetExceededEvent:
         )
 
 
-HubEvent = RequestSucceeded | RequestFailed | UsageRecorded | BudgetAlert | BudgetExceededEvent
+@dataclass(frozen=True, slots=True)
+class BudgetChanged:
+    """A budget's limit was changed (``budget optimize --apply`` or the gateway's auto-adjust),
+    sent once the change is committed; ``None``: no limit."""
+
+    scope: str
+    period: PeriodKind
+    previous_usd: float | None
+    limit_usd: float | None
+    reason: str
+    kind: Literal["budget_changed"] = "budget_changed"
+
+
+HubEvent = (
+    RequestSucceeded
+    | RequestFailed
+    | UsageRecorded
+    | BudgetAlert
+    | BudgetExceededEvent
+    | BudgetChanged
+)
 EventKind = Literal[
-    "request_succeeded", "request_failed", "usage_recorded", "budget_alert", "budget_exceeded"
+    "request_succeeded",
+    "request_failed",
+    "usage_recorded",
+    "budget_alert",
+    "budget_exceeded",
+    "budget_changed",
 ]
 Callback = Callable[[HubEvent], object]
 

@@ -6,6 +6,7 @@ import click
 
 from polyroute.cli._accounts import budget, usage
 from polyroute.cli._ask import ask, route
+from polyroute.cli._budget_opt import budget_analyze, budget_history, budget_optimize
 from polyroute.cli._common import common_options
 from polyroute.cli._credentials import credentials
 from polyroute.cli._demo import demo
@@ -37,6 +38,8 @@ for command in (
     demo,
 ):
     cli.add_command(command)
+for subcommand in (budget_analyze, budget_optimize, budget_history):
+    budget.add_command(subcommand)
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from polyroute.errors import BudgetExceeded, LedgerError
-from polyroute.hub import BudgetAlert, EventHub, UsageRecorded
+from polyroute.hub import BudgetAlert, BudgetChanged, EventHub, UsageRecorded
 from polyroute.ledger._journal import (
     SEGMENT_BYTES,
     Journal,
@@ -75,6 +75,8 @@ from polyroute.ledger._records import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from polyroute.config import Config
     from polyroute.ledger._store import SettleItem, Store
 
@@ -321,6 +323,45 @@ class Ledger:
             return limits
 
         return await self._call(job)
+
+    async def set_monthly_budgets(
+        self,
+        monthly_usd: Mapping[str, float | None],
+        *,
+        reasons: Mapping[str, str] | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> dict[str, tuple[float | None, float | None]]:
+        """Set several scopes' monthly limits in one transaction (daily limits and alerts
+        kept), together with ``also(connection)``'s writes; if anything raises, nothing
+        changes. Returns ``{scope: (previous, new)}`` for the limits that changed, each also
+        a :class:`~polyroute.hub.BudgetChanged` event (with ``reasons[scope]``) once committed.
+        Raises :class:`ValueError` naming the scope for an amount out of range."""
+        for scope, value in monthly_usd.items():
+            if value is not None:
+                check_usd(f"monthly_usd of {scope}", value)
+
+        def job(store: Store) -> dict[str, tuple[float | None, float | None]]:
+            self._fresh_budgets(store, force=True)
+            scoped = self.budget_scopes(monthly_usd)  # as they are now: set, else the config's
+            limits, changed = {}, {}
+            for scope, value in monthly_usd.items():
+                base = scoped[scope][0]
+                limits[scope] = BudgetLimits(base.daily_usd, value, base.alert_percents)
+                if base.monthly_usd != value:
+                    changed[scope] = (base.monthly_usd, value)
+            store.set_budgets(limits, self.clock(), also)
+            self._fresh_budgets(store, force=True)
+            return changed
+
+        changed = await self._call(job)
+        why = reasons or {}
+        self.hub.emit_many(
+            [
+                BudgetChanged(scope, "monthly", old, new, why.get(scope, ""))
+                for scope, (old, new) in changed.items()
+            ]
+        )
+        return changed
 
     async def usage(
         self, *, by: GroupBy = "provider", provider: str | None = None, since: float | None = None

@@ -122,6 +122,19 @@ alerts = Table(
     Column("fired_at", Float, nullable=False),
 )
 
+# Budget changes the optimizer applied (``polyroute budget optimize --apply`` or the gateway's
+# auto-adjust): when, by whom (``cli`` | ``auto``), the total, and each provider's change (JSON).
+budget_history = Table(
+    "budget_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("total_usd", Float, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("allocations", Text, nullable=False),
+)
+
 # Gateway virtual keys. Only the secret's SHA-256 is kept (see ``ledger/_keys.py``); ``prefix``
 # (its first 12 characters) lets a person tell keys apart. Budgets live in ``budgets`` under
 # scope ``key:<id>``, so reservations charge them like any other scope.
@@ -200,6 +213,7 @@ INDEXES = (
     Index("ix_reservations_expires", reservations.c.expires),
     Index("ix_reservations_owner", reservations.c.owner),
     Index("ux_virtual_keys_secret_hash", virtual_keys.c.secret_hash, unique=True),
+    Index("ix_budget_history_source_ts", budget_history.c.source, budget_history.c.ts),
 )
 
 
@@ -372,6 +386,22 @@ def _0007_bench(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _0008_budget_history(conn: Connection) -> None:
+    md = MetaData()
+    h = Table(
+        "budget_history",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("ts", Float, nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("total_usd", Float, nullable=False),
+        Column("method", Text, nullable=False),
+        Column("allocations", Text, nullable=False),
+    )
+    Index("ix_budget_history_source_ts", h.c.source, h.c.ts)
+    md.create_all(conn, checkfirst=False)
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -382,6 +412,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0005_responses", _0005_responses),
     ("0006_usage_details", _0006_usage_details),
     ("0007_bench", _0007_bench),
+    ("0008_budget_history", _0008_budget_history),
 )
 
 

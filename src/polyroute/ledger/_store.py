@@ -322,6 +322,19 @@ class Store:
         with self.write() as c:
             self._put_budget(c, scope, limits, now)
 
+    def set_budgets(
+        self,
+        limits: Mapping[str, BudgetLimits],
+        now: float,
+        also: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """Several scopes' limits, and ``also``'s writes, in one transaction: all or none."""
+        with self.write() as c:
+            if also is not None:
+                also(c)
+            for scope, lim in limits.items():
+                self._put_budget(c, scope, lim, now)
+
     def _put_budget(self, c: Connection, scope: str, limits: BudgetLimits, now: float) -> None:
         values = {
             "scope": scope,
