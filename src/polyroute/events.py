@@ -70,6 +70,8 @@ class StreamEnd:
     """Time the vendor says it spent, where it reports one (Ollama's ``total_duration``)."""
     stop_sequence: str | None = None
     """The stop sequence that ended the answer, where the vendor says which."""
+    refusal: str | None = None
+    """The model declined to answer (OpenAI's ``refusal``): why, whole."""
     kind: Literal["end"] = "end"
 
 

@@ -312,6 +312,8 @@ class ChatResponse:
     """With ``n > 1``: the answers after this first one, in the vendor's order."""
     logprobs: Sequence[TokenLogprob] | None = None
     """With ``logprobs``: the answer's tokens and their log probabilities."""
+    refusal: str | None = None
+    """The model declined to answer (OpenAI's ``refusal``, with structured outputs): why."""
 
 
 @dataclass(frozen=True, slots=True)

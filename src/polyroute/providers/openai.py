@@ -3,7 +3,9 @@
 Wire format: https://platform.openai.com/docs/api-reference/chat
 ``base_url`` includes ``/v1``, as in the official SDK. Streams are SSE ending
 in ``data: [DONE]``; with ``stream_options.include_usage`` the last chunk
-before it has empty ``choices`` and the usage.
+before it has empty ``choices`` and the usage. Models the provider marks
+``responses_models`` (catalog ``api = "responses"``) go to the Responses API
+instead (:mod:`polyroute.providers._openai_responses`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any, ClassVar, Literal
 
 from polyroute.errors import ErrorKind, status_error
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolCallDelta
+from polyroute.providers import _openai_responses as responses
 from polyroute.providers._base import (
     HttpCall,
+    Provider,
     StreamDecoder,
     VendorError,
     WireProtocol,
@@ -226,10 +230,19 @@ class OpenAIProtocol(WireProtocol):
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
 
+    def __init__(self, responses_models: frozenset[str] = frozenset()) -> None:
+        self.responses_models = responses_models
+        """Models called through the Responses API."""
+
+    def for_provider(self, provider: Provider) -> OpenAIProtocol:
+        return type(self)(provider.responses_models) if provider.responses_models else self
+
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        if request.model in self.responses_models:
+            return responses.call(request, stream=stream)
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [message_to_wire(m, self.document) for m in request.messages],
@@ -263,6 +276,8 @@ class OpenAIProtocol(WireProtocol):
         return {"type": "function", "function": {"name": choice}}
 
     def parse_chat(self, body: Any) -> ChatResponse:
+        if body.get("object") == "response":
+            return responses.parse(body)
         choice = body["choices"][0]
         message = choice["message"]
         raw = choice.get("finish_reason")
@@ -286,9 +301,12 @@ class OpenAIProtocol(WireProtocol):
                 for c in body["choices"][1:]
             ),
             logprobs=choice_logprobs(choice),
+            refusal=message.get("refusal"),
         )
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        if request.model in self.responses_models:
+            return responses.ResponsesStreamDecoder(self.type)
         return OpenAIStreamDecoder(self.type)
 
     def parse_models(self, body: Any) -> list[ModelInfo]:
@@ -355,6 +373,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         "_finish",
         "_provider",
         "_raw_finish",
+        "_refusal",
         "_started",
         "_stop_sequence",
         "_usage",
@@ -368,14 +387,22 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._raw_finish: str | None = None
         self._stop_sequence: str | None = None
         self._usage = Usage()
+        self._refusal: list[str] = []
         self.done = False
 
     def feed(self, data: str, event: str | None) -> Sequence[StreamEvent]:
         if data == "[DONE]":
             self.done = True
             finish = self._finish or "stop"
+            refusal = "".join(self._refusal) if self._refusal else None
             return [
-                StreamEnd(finish, self._usage, self._raw_finish, stop_sequence=self._stop_sequence)
+                StreamEnd(
+                    finish,
+                    self._usage,
+                    self._raw_finish,
+                    stop_sequence=self._stop_sequence,
+                    refusal=refusal,
+                )
             ]
         chunk = loads_event(data, self._provider)
         err = chunk.get("error")
@@ -399,6 +426,8 @@ class OpenAIStreamDecoder(StreamDecoder):
             text = delta.get("content")
             if text:
                 out.append(TextDelta(text))
+            if delta.get("refusal"):
+                self._refusal.append(delta["refusal"])
             for tc in delta.get("tool_calls") or ():
                 fn = tc.get("function") or {}
                 out.append(

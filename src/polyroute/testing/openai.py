@@ -14,7 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from polyroute.testing._openai_responses import ResponsesChat, SimResponse, pieces, responses_chat
 from polyroute.testing._sim import (
+    Replier,
+    Script,
     SimChat,
     SimReply,
     Simulator,
@@ -54,9 +57,28 @@ def _schema(fmt: Any) -> Any:
 
 
 class OpenAISimulator(Simulator):
+    """Chat Completions, and the Responses API (:mod:`polyroute.testing._openai_responses`).
+    ``refusal``: every chat answer is that refusal (``message.refusal``, streamed as
+    ``delta.refusal``; a ``refusal`` content part in the Responses API). ``stream_error``:
+    Responses streams fail after the text with that error code."""
+
     vendor: ClassVar[str] = "openai"
     default_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
-    head_frames: ClassVar[int] = 1  # the role chunk
+    head_frames: ClassVar[int] = 1  # the role chunk (Responses streams: created, in_progress)
+
+    def __init__(
+        self,
+        *,
+        reply: str | Replier | None = None,
+        api_key: str | None = "sim-key",
+        models: tuple[str, ...] | None = None,
+        script: Script | None = None,
+        refusal: str | None = None,
+        stream_error: str | None = None,
+    ) -> None:
+        super().__init__(reply=reply, api_key=api_key, models=models, script=script)
+        self.refusal = refusal
+        self.stream_error = stream_error
 
     @property
     def base_url(self) -> str:
@@ -68,6 +90,7 @@ class OpenAISimulator(Simulator):
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/chat/completions", self.handle_chat, methods=["POST"]),
+            Route("/v1/responses", self.handle_chat, methods=["POST"]),
             Route("/v1/models", self.handle_models, methods=["GET"]),
             Route("/v1/embeddings", self.handle_embeddings, methods=["POST"]),
         ]
@@ -83,6 +106,8 @@ class OpenAISimulator(Simulator):
         return JSONResponse(body, status, headers={"x-request-id": _rid()})
 
     def parse_chat(self, request: Request, body: Any) -> SimChat:
+        if request.url.path.endswith("/responses"):
+            return responses_chat(body)
         messages = body["messages"]
         if not isinstance(messages, list) or not messages:
             raise ValueError("messages must be a non-empty array")
@@ -114,6 +139,11 @@ class OpenAISimulator(Simulator):
         }
 
     def chat_body(self, chat: SimChat, reply: SimReply) -> Any:
+        if isinstance(chat, ResponsesChat):
+            return SimResponse(chat, reply, self.refusal).body()
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+        if self.refusal is not None:
+            message = {"role": "assistant", "content": None, "refusal": self.refusal}
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -122,7 +152,7 @@ class OpenAISimulator(Simulator):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": "length" if reply.truncated else "stop",
                 }
@@ -132,6 +162,9 @@ class OpenAISimulator(Simulator):
         }
 
     def stream_frames(self, chat: SimChat, reply: SimReply) -> Iterator[str]:
+        if isinstance(chat, ResponsesChat):
+            yield from SimResponse(chat, reply, self.refusal).events(self.stream_error)
+            return
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion.chunk",
@@ -145,7 +178,10 @@ class OpenAISimulator(Simulator):
             return sse({**base, "choices": [choice]})
 
         yield chunk({"role": "assistant", "content": ""})
-        for piece in reply.chunks():
+        if self.refusal is not None:
+            for piece in pieces(self.refusal):
+                yield chunk({"refusal": piece})
+        for piece in reply.chunks() if self.refusal is None else ():
             yield chunk({"content": piece})
         yield chunk({}, "length" if reply.truncated else "stop")
         if chat.include_usage:
@@ -154,6 +190,8 @@ class OpenAISimulator(Simulator):
 
     def more_answers(self, chat: SimChat, reply: SimReply, body: Any) -> Any:
         """``n`` choices (each with its ``logprobs.content`` when asked), Mistral's too."""
+        if isinstance(chat, ResponsesChat) or self.refusal is not None:
+            return body
         first = body["choices"][0]
         for i in range(chat.n):
             choice = first if i == 0 else {**first, "index": i}
