@@ -10,10 +10,14 @@ connection up by at most 0.2 ms, req/s at 32 connections down by at most 10 %. A
 Responses API (`POST /v1/responses`, JSON, `store` on as by default: every answer is also
 kept in the ledger database) against chat completions on the same server: at most 10 %
 more per request (the server's CPU time per request; and p50 at 1 connection, 1/req/s at
-32, which a busy machine blurs).
+32, which a busy machine blurs). And streamed chat completions (`stream: true`, the upstream
+sending a canned stream of CHUNKS content chunks): streams/s at 32 connections, added p50
+at 1 connection over the upstream's own stream, and what a chunk adds (the server's CPU
+per stream over a JSON request's, per chunk).
 
 Setup, all on loopback, in one run:
-- the upstream: nginx (Debian's package) returning a canned OpenAI chat completion;
+- the upstream: nginx (Debian's package) returning a canned OpenAI chat completion, and
+  under /sse a canned chat completion stream (a second provider serves it, as "fixed-stream");
 - `polyroute serve --workers 1` routing to it (one provider, one priced model, the ledger
   writing every request to SQLite, as in service, the admin key checked on every call),
   once with durability "batched" and once with "answered", each on a new ledger;
@@ -56,6 +60,9 @@ TARGET_DURABLE_ADDED_MS = 0.2
 TARGET_DURABLE_RPS_LOSS = 0.10
 TARGET_RESPONSES_EXTRA = 0.10
 RESPONSES = "responses answered"
+STREAM = "stream answered"
+STREAM_UPSTREAM = "upstream stream"
+CHUNKS = 20
 DURABILITIES = ("batched", "answered")  # the default last: it serves the soak
 
 CANNED = {
@@ -72,7 +79,32 @@ CANNED = {
     ],
     "usage": {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15},
 }
-MODELS = {"object": "list", "data": [{"id": "fixed", "object": "model", "owned_by": "bench"}]}
+MODELS = {
+    "object": "list",
+    "data": [
+        {"id": model, "object": "model", "owned_by": "bench"} for model in ("fixed", "fixed-stream")
+    ],
+}
+
+
+def canned_stream() -> str:
+    """A chat completion stream as OpenAI sends one with ``include_usage``: the role, CHUNKS
+    pieces of content, the finish reason, the usage, ``[DONE]``."""
+    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1_700_000_000}
+    head["model"] = "fixed-stream"
+
+    def data(choices: list[object], **more: object) -> str:
+        return f"data: {json.dumps({**head, 'choices': choices, **more})}\n\n"
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+        return data([{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    frames = [chunk({"role": "assistant", "content": ""})]
+    frames += [chunk({"content": f"word{i} "}) for i in range(CHUNKS)]
+    frames.append(chunk({}, "stop"))
+    usage = {"prompt_tokens": 9, "completion_tokens": CHUNKS, "total_tokens": 9 + CHUNKS}
+    frames.append(data([], usage=usage))
+    return "".join(frames) + "data: [DONE]\n\n"
 
 
 def free_port() -> int:
@@ -218,6 +250,13 @@ def wrk(
 
 def start_nginx(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     conf = workdir / "nginx.conf"
+    sse = workdir / "sse" / "v1" / "chat" / "completions"
+    sse.parent.mkdir(parents=True)
+    sse.write_text(canned_stream())
+    # nginx's workers run as another user when started as root: let them reach the file
+    for d in sse.parents[:4]:  # chat, v1, sse, the workdir
+        d.chmod(0o711)
+    sse.chmod(0o644)
     conf.write_text(
         f"""
 worker_processes 1;
@@ -236,6 +275,16 @@ http {{
             return 200 '{json.dumps(CANNED)}';
         }}
         location = /v1/models {{
+            default_type application/json;
+            return 200 '{json.dumps(MODELS)}';
+        }}
+        location = /sse/v1/chat/completions {{
+            # a file (over the 4 KiB a return takes); a POST to it is served as a GET
+            default_type text/event-stream;
+            root {workdir};
+            error_page 405 =200 $uri;
+        }}
+        location = /sse/v1/models {{
             default_type application/json;
             return 200 '{json.dumps(MODELS)}';
         }}
@@ -269,7 +318,18 @@ base_url = "http://127.0.0.1:{upstream}/v1"
 api_key = "env:UPSTREAM_KEY"
 models = ["fixed"]
 
+[providers.sse]
+type = "openai"
+base_url = "http://127.0.0.1:{upstream}/sse/v1"
+api_key = "env:UPSTREAM_KEY"
+models = ["fixed-stream"]
+
 [models."fixed"]
+provider_type = "openai"
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.60
+
+[models."fixed-stream"]
 provider_type = "openai"
 input_usd_per_mtok = 0.15
 output_usd_per_mtok = 0.60
@@ -363,9 +423,11 @@ def report(rows: list[Row], litellm: Path | None) -> None:
         f"  {'server':<18} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'added p50':>10} {'CPU us/req':>10} {'RSS MiB':>8} {'errors':>7}"
     )
-    base = {r.connections: r.p50_ms for r in rows if r.name.startswith("upstream")}
+    base = {r.connections: r.p50_ms for r in rows if r.name == "upstream (nginx)"}
+    base_stream = {r.connections: r.p50_ms for r in rows if r.name == STREAM_UPSTREAM}
     for r in rows:
-        added = r.p50_ms - base[r.connections]
+        stream = r.name in (STREAM, STREAM_UPSTREAM)
+        added = r.p50_ms - (base_stream if stream else base)[r.connections]
         print(
             f"  {r.name:<18} {r.connections:>5} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
             f"{added:10.2f} {r.cpu_us:10.0f} {r.rss_mb:8.1f} {r.errors:>7}"
@@ -407,6 +469,19 @@ def report(rows: list[Row], litellm: Path | None) -> None:
                 f"  /v1/responses vs /v1/chat/completions, {conns} conn., {what}: "
                 f"{100 * extra:+.1f} %   target <= +{100 * TARGET_RESPONSES_EXTRA:g} %  {ok}"
             )
+    stream1, stream32 = by[(STREAM, 1)], by[(STREAM, 32)]
+    print(
+        f"  streamed chat ({CHUNKS} chunks): {stream32.rps:.0f} streams/s at 32 connections"
+        f" ({stream32.rps / ours32.rps:.2f}x JSON req/s); added p50 at 1 connection"
+        f" {stream1.p50_ms - by[(STREAM_UPSTREAM, 1)].p50_ms:.2f} ms"
+    )
+    for conns in (1, 32):
+        chat, streamed = by[("polyroute answered", conns)], by[(STREAM, conns)]
+        per_chunk = (streamed.cpu_us - chat.cpu_us) / CHUNKS
+        print(
+            f"  a streamed chunk, {conns} conn.: {per_chunk:+.1f} us server CPU"
+            f" (a stream's {streamed.cpu_us:.0f} us over a JSON request's {chat.cpu_us:.0f}, / {CHUNKS})"
+        )
 
 
 def main() -> None:
@@ -428,6 +503,12 @@ def main() -> None:
             procs.append(nginx)
             direct = f"http://127.0.0.1:{up_port}/v1/chat/completions"
             rows += measure("upstream (nginx)", direct, body, nginx.pid, args.duration, workdir)
+            streamed = {**body, "model": "fixed-stream", "stream": True}
+            streamed["stream_options"] = {"include_usage": True}
+            direct_sse = f"http://127.0.0.1:{up_port}/sse/v1/chat/completions"
+            rows += measure(
+                STREAM_UPSTREAM, direct_sse, streamed, nginx.pid, args.duration, workdir
+            )
             via_pr = f"http://127.0.0.1:{pr_port}/v1/chat/completions"
             for durability in DURABILITIES:
                 pr = start_polyroute(workdir, up_port, pr_port, durability)
@@ -439,6 +520,7 @@ def main() -> None:
             via_responses = f"http://127.0.0.1:{pr_port}/v1/responses"
             ask: dict[str, object] = {"model": "fixed", "input": "hi"}
             rows += measure(RESPONSES, via_responses, ask, pr.pid, args.duration, workdir)
+            rows += measure(STREAM, via_pr, streamed, pr.pid, args.duration, workdir)
             if litellm is not None:
                 ll = start_litellm(litellm, workdir, up_port, ll_port)
                 procs.append(ll)
