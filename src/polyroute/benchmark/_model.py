@@ -28,7 +28,9 @@ class Sample:
     ttft_ms: float | None  # first content token (the bench streams)
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float | None  # None: unpriced model
+    cost_usd: (
+        float | None
+    )  # None: unpriced model; a failed call: 0 (a cut stream's bill is in the ledger)
     carbon_g: float | None  # from polyroute's carbon estimate; None when there is none
     retries: int  # same-pair retries the call needed
     score: float | None  # 0..1 from the grader; None when the call failed (or grading did)

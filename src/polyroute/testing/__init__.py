@@ -13,6 +13,7 @@ what it sends: see ``tests/contract``) and plays a :class:`Script` of faults::
 
 from __future__ import annotations
 
+from polyroute.testing._bench import Profile, case_replier, script_fleet
 from polyroute.testing._fleet import SIMULATORS, Fleet, simulator_class
 from polyroute.testing._sim import (
     Embedder,
@@ -41,12 +42,15 @@ __all__ = [
     "MistralSimulator",
     "OllamaSimulator",
     "OpenAISimulator",
+    "Profile",
     "RecordedRequest",
     "Script",
     "SimChat",
     "SimReply",
     "Simulator",
+    "case_replier",
     "count_tokens",
     "embed_text",
+    "script_fleet",
     "simulator_class",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import socket
 import threading
 import time
@@ -152,6 +153,11 @@ class Script:
     embedding: Embedder | None = None
     """The vector of each text sent to the embeddings endpoint; default: :func:`embed_text`
     (character trigrams, so paraphrases are *not* close: script this for semantic tests)."""
+    error_rate: float = 0.0
+    """Each call that no queued or sticky fault takes fails with ``error_status`` with this
+    probability, drawn from ``rng`` (seeded: the same calls fail on every run)."""
+    error_status: int = 500
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     _queue: deque[Fault] = field(default_factory=deque)
     _sticky: Fault | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -204,6 +210,8 @@ class Script:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
+            if self._sticky is None and self.error_rate and self.rng.random() < self.error_rate:
+                return Fault("status", self.error_status)
             return self._sticky
 
     def vector(self, text: str, dims: int) -> list[float]:
