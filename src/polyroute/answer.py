@@ -125,6 +125,7 @@ class AnswerStream:
                         provider=target.provider,
                         stop_sequence=event.stop_sequence,
                         thinking=thinking_parts(self._thinking),
+                        refusal=event.refusal,
                     )
                     latency = (time.perf_counter() - start) * 1000
                     self.answer = answer_of(

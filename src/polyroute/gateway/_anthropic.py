@@ -523,8 +523,9 @@ class AnthropicMessages:
 
     def render(self, reply: Reply) -> bytes:
         content: list[dict[str, Any]] = [_thinking_block(t) for t in reply.thinking]
-        if reply.content or not reply.tool_calls:
-            content.append({"type": "text", "text": reply.content})
+        text = reply.content + (reply.refusal or "")  # Messages has no refusal: it is text
+        if text or not reply.tool_calls:
+            content.append({"type": "text", "text": text})
         content.extend(
             {"type": "tool_use", "id": c.id, "name": c.name, "input": tool_arguments(c.arguments)}
             for c in reply.tool_calls
@@ -643,6 +644,8 @@ class _Events:
                 out += self._delta(index, delta)
             return out
         if isinstance(event, StreamEnd):
+            if event.refusal:  # Messages has no refusal: it is text
+                out += self.event(TextDelta(event.refusal))
             end: dict[str, Any] = {
                 "type": "message_delta",
                 "delta": {

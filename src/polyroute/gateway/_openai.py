@@ -411,8 +411,11 @@ def _choice(
     calls: Sequence[ToolCall],
     finish: str,
     logprobs: Sequence[TokenLogprob] | None,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
+    if refusal is not None and not content:
+        message["content"] = None  # as OpenAI sends a refusal
     if calls:
         message["tool_calls"] = [_tool_call(c) for c in calls]
         message["content"] = content or None
@@ -443,7 +446,16 @@ class OpenAIChat:
         )
 
     def render(self, reply: Reply) -> bytes:
-        choices = [_choice(0, reply.content, reply.tool_calls, reply.finish_reason, reply.logprobs)]
+        choices = [
+            _choice(
+                0,
+                reply.content,
+                reply.tool_calls,
+                reply.finish_reason,
+                reply.logprobs,
+                reply.refusal,
+            )
+        ]
         choices.extend(
             _choice(i, a.content, a.tool_calls, a.finish_reason, a.logprobs)
             for i, a in enumerate(reply.alternatives, 1)
@@ -519,6 +531,8 @@ class _Chunks:
                 call["function"] = {"arguments": event.arguments}
             return out + self._chunk({"tool_calls": [call]})
         if isinstance(event, StreamEnd):
+            if event.refusal is not None:
+                out += self._chunk({"refusal": event.refusal})
             out += self._chunk({}, _FINISH.get(event.finish_reason, "stop"))
             if self._include_usage:
                 usage = dumps(usage_body(event.usage))

@@ -60,14 +60,23 @@ def usage_object(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+def _message_item(
+    item_id: str, text: str, status: str, refusal: str | None = None
+) -> dict[str, Any]:
+    content = [_text_part(text)] if status != "in_progress" else []
+    if refusal is not None and status != "in_progress":
+        content = [*(content if text else []), _refusal_part(refusal)]
     return {
         "id": item_id,
         "type": "message",
         "role": "assistant",
         "status": status,
-        "content": [_text_part(text)] if status != "in_progress" else [],
+        "content": content,
     }
+
+
+def _refusal_part(refusal: str) -> dict[str, Any]:
+    return {"type": "refusal", "refusal": refusal}
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -163,8 +172,9 @@ def _output(reply: Reply, response_id: str) -> list[dict[str, Any]]:
         _reasoning_item(item_id("rs_", response_id, i), t, "completed")
         for i, t in enumerate(reply.thinking)
     ]
-    if reply.content or not reply.tool_calls:
-        out.append(_message_item(item_id("msg_", response_id, len(out)), reply.content, status))
+    if reply.content or reply.refusal is not None or not reply.tool_calls:
+        at = item_id("msg_", response_id, len(out))
+        out.append(_message_item(at, reply.content, status, reply.refusal))
     out.extend(
         _call_item(item_id("fc_", response_id, len(out) + i), c, "completed")
         for i, c in enumerate(reply.tool_calls)
@@ -243,6 +253,22 @@ class _Events:
             self._frame("response.output_text.done", text=text, logprobs=[], **where)
             + self._frame("response.content_part.done", part=_text_part(text), **where)
             + self._frame("response.output_item.done", output_index=index, item=item)
+        )
+
+    def _refusal(self, refusal: str) -> bytes:
+        """A message whose one part is the refusal (it comes whole, at the end)."""
+        index = len(self.output)
+        item = _message_item(item_id("msg_", self.inbound.id, index), "", "in_progress")
+        self.output.append(item)
+        where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        done = self.output[index] = _message_item(item["id"], "", "completed", refusal)
+        return (
+            self._frame("response.output_item.added", output_index=index, item=item)
+            + self._frame("response.content_part.added", part=_refusal_part(""), **where)
+            + self._frame("response.refusal.delta", delta=refusal, **where)
+            + self._frame("response.refusal.done", refusal=refusal, **where)
+            + self._frame("response.content_part.done", part=_refusal_part(refusal), **where)
+            + self._frame("response.output_item.done", output_index=index, item=done)
         )
 
     def _close_calls(self) -> bytes:
@@ -368,6 +394,8 @@ class _Events:
             )
         if isinstance(event, StreamEnd):
             short = event.finish_reason in _INCOMPLETE
+            if event.refusal is not None:
+                out += self._close_message() + self._refusal(event.refusal)
             if not any(o["type"] != "reasoning" for o in self.output):
                 out += self._open_message()  # an empty answer is still a message, as in JSON
             out += self._close_message("incomplete" if short else "completed")

@@ -120,6 +120,8 @@ class Reply:
     logprobs: Sequence[TokenLogprob] | None = None
     thinking: Sequence[ThinkingPart] = ()
     """The model's reasoning blocks, with their signatures."""
+    refusal: str | None = None
+    """The model declined to answer: why (OpenAI's ``refusal``)."""
 
     @classmethod
     def of(cls, answer: Answer) -> Reply:
@@ -135,6 +137,7 @@ class Reply:
             alternatives=() if response is None else response.alternatives,
             logprobs=None if response is None else response.logprobs,
             thinking=() if response is None else response.thinking,
+            refusal=None if response is None else response.refusal,
         )
 
 
