@@ -16,6 +16,7 @@ each monthly budget fits it.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -216,4 +217,5 @@ async def analyze_ledger(
     statuses = await ledger.budgets(provider_scope(p) for p in providers)
     monthly = {s.scope: s.limits.monthly_usd for s in statuses}
     limits = {p: monthly.get(provider_scope(p)) for p in providers}
-    return analyze(days, providers, limits, now, since=start)
+    # the forecasts' grid search is CPU work: off the event loop a gateway serves on
+    return await asyncio.to_thread(analyze, days, providers, limits, now, since=start)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,6 +23,9 @@ from polyroute.gateway._responses import ResponsesEndpoint
 from polyroute.gateway._select import Selector
 from polyroute.gateway._unknown import unknown_route
 from polyroute.ledger import VirtualKey
+
+if TYPE_CHECKING:
+    from polyroute.budgeting import AutoOptimizer
 
 ADMIN_KEY_ENV = "POLYROUTE_ADMIN_KEY"
 MB = 1024 * 1024
@@ -51,8 +54,9 @@ def create_app(
     virtual key, and ``/router/state`` and ``/metrics`` need it. ``None``: open.
     ``max_body_bytes``: default ``[gateway] max_body_mb``. ``key_cache_s``: how long a
     virtual key's verdict is reused (a revocation's delay). ``lifecycle``: the app runs
-    ``polyroute``'s life: starts its health monitor on startup and closes it (flushing the
-    ledger) on shutdown, as ``polyroute serve`` does.
+    ``polyroute``'s life: starts its health monitor (and, with ``[budget.optimizer] auto``,
+    the budget optimizer's task) on startup and closes it (flushing the ledger) on
+    shutdown, as ``polyroute serve`` does.
     """
     if admin_key is FROM_ENV:
         admin_key = os.environ.get(ADMIN_KEY_ENV) or None
@@ -95,12 +99,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         _ = selector.served  # build the router now, not on the first request
+        optimizer = _auto_optimizer(polyroute) if lifecycle else None
         if lifecycle:
             polyroute.start_health_monitor()
+        if optimizer is not None:
+            optimizer.start()
         try:
             yield
         finally:
             unsubscribe()
+            if optimizer is not None:
+                await optimizer.stop()
             await responses.aclose()
             if lifecycle:
                 await polyroute.aclose()
@@ -111,6 +120,16 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: unknown_route, 405: unknown_route},
     )
+
+
+def _auto_optimizer(polyroute: Polyroute) -> AutoOptimizer | None:
+    """``[budget.optimizer] auto = true``: the task that re-applies the optimizer."""
+    budget = polyroute.config.settings.budget
+    if budget is None or not budget.optimizer.auto:
+        return None
+    from polyroute.budgeting import AutoOptimizer
+
+    return AutoOptimizer(polyroute.ledger, polyroute.config.enabled(), budget.optimizer)
 
 
 def from_env() -> Starlette:
