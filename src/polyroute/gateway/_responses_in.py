@@ -342,7 +342,10 @@ def _thinking(item: _ReasoningItem) -> ThinkingPart:
     return ThinkingPart(text, signature=item.encrypted_content)
 
 
-_HOSTED = "hosted tools run on OpenAI's servers, which this gateway's upstreams are not"
+_HOSTED = (
+    "polyroute forwards no hosted tools, not even to OpenAI's Responses API: their calls and "
+    "results (search sources, file hits, computer actions) have no form in its answers"
+)
 
 
 def _tools(raw: Sequence[Any]) -> tuple[list[Tool], list[dict[str, Any]]]:
