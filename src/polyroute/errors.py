@@ -17,7 +17,8 @@
     │   └── FusionCostCapError           the panel's worst case is over ``max_cost_usd`` (exit 3)
     ├── BenchError                       ``polyroute bench`` cannot run as asked
     │   ├── SuiteError                   a bad suite: file, case and field named (exit 2)
-    │   └── UnknownRunError              no benchmark run with this id (exit 2)
+    │   ├── UnknownRunError              no benchmark run with this id (exit 2)
+    │   └── ReportError                  ``--report`` cannot be written: no matplotlib, bad DIR (exit 2)
     └── ProviderError                    a call to a vendor failed
         ├── APIConnectionError           connection refused, reset, DNS     retryable
         │   └── APITimeoutError          no answer in time                  retryable
@@ -221,6 +222,11 @@ class SuiteError(BenchError):
 
 class UnknownRunError(BenchError):
     """No benchmark run has this id (``--resume``, ``--compare``; CLI exit 2)."""
+
+
+class ReportError(BenchError):
+    """``bench --report DIR`` cannot be written: the ``report`` extra (matplotlib) is not
+    installed, or DIR is not a writable directory (CLI exit 2)."""
 
 
 class ProviderError(PolyrouteError):

@@ -6,8 +6,10 @@ run can be resumed and compared with earlier ones.
 """
 
 from polyroute.benchmark._graders import GRADER_KINDS, Grade, Grader, judge_score, parse_grader
+from polyroute.benchmark._learn import RoutingEvaluation, StrategyScore, evaluate_routing
 from polyroute.benchmark._model import RunInfo, RunStatus, Sample, SampleKey
 from polyroute.benchmark._recommend import Recommendation, pareto, recommend, recommendations
+from polyroute.benchmark._report import table, write_report
 from polyroute.benchmark._stats import PairSummary, Quality, summarize
 from polyroute.benchmark._store import BenchStore
 from polyroute.benchmark._suite import BUILTIN, Case, Suite, load_suite, load_suites
@@ -22,11 +24,14 @@ __all__ = [
     "PairSummary",
     "Quality",
     "Recommendation",
+    "RoutingEvaluation",
     "RunInfo",
     "RunStatus",
     "Sample",
     "SampleKey",
+    "StrategyScore",
     "Suite",
+    "evaluate_routing",
     "judge_score",
     "load_suite",
     "load_suites",
@@ -35,4 +40,6 @@ __all__ = [
     "recommend",
     "recommendations",
     "summarize",
+    "table",
+    "write_report",
 ]
