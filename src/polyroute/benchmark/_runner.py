@@ -272,12 +272,17 @@ class Bench:
                 raise BenchError(f"run {run_id} measured provider {pid!r}, not in this config")
         return await self.store.finish(run.id, "running"), suites
 
-    async def execute(self, run: RunInfo, suites: Sequence[Suite]) -> Outcome:
-        """Measure what ``run`` has not stored yet. An interrupt (cancel, Ctrl-C) stores
-        what finished, marks the run ``interrupted`` and re-raises."""
+    async def execute(
+        self, run: RunInfo, suites: Sequence[Suite], *, max_cost_usd: float | None = None
+    ) -> Outcome:
+        """Measure what ``run`` has not stored yet, within ``max_cost_usd`` (default: what
+        the run's own cap leaves after its stored samples). An interrupt (cancel, Ctrl-C)
+        keeps what finished, marks the run ``interrupted`` and re-raises."""
         done = await self.store.done(run.id)
         todo = [j for j in plan(suites, run.pairs, run.runs) if j.key not in done]
-        budget = RunHold(self.pr.ledger, _left(run.max_cost_usd, await self._spent(run)))
+        if max_cost_usd is None:
+            max_cost_usd = _left(run.max_cost_usd, await self._spent(run))
+        budget = RunHold(self.pr.ledger, max_cost_usd)
         await budget.open()
         measured = skipped = 0
         semaphore = asyncio.Semaphore(run.concurrency)
@@ -401,7 +406,7 @@ class Bench:
             prompt_tokens=answer.usage.prompt_tokens,
             completion_tokens=answer.usage.completion_tokens,
             cost_usd=answer.cost_usd,
-            carbon_g=None,
+            carbon_g=None,  # polyroute has no carbon estimate yet
             retries=max(0, len(answer.attempts) - 1),
             score=grade.score,
             passed=grade.passed,

@@ -6,6 +6,7 @@ import click
 
 from polyroute.cli._accounts import budget, usage
 from polyroute.cli._ask import ask, route
+from polyroute.cli._bench import bench
 from polyroute.cli._budget_opt import budget_analyze, budget_history, budget_optimize
 from polyroute.cli._common import common_options
 from polyroute.cli._credentials import credentials
@@ -34,6 +35,7 @@ for command in (
     budget,
     credentials,
     keys,
+    bench,
     serve,
     demo,
 ):

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from polyroute.errors import (
+    BenchError,
     BudgetExceeded,
     ConfigError,
     CredentialError,
@@ -21,8 +22,6 @@ from polyroute.errors import (
     NotEnoughAnswersError,
     PolyrouteError,
     ProviderError,
-    SuiteError,
-    UnknownRunError,
 )
 from polyroute.ledger._records import MAX_USD
 
@@ -80,9 +79,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def exit_code(exc: BaseException) -> int:
-    if isinstance(exc, ConfigError | CredentialError | InvalidModelError | SuiteError):
-        return EXIT_USAGE
-    if isinstance(exc, UnknownRunError):
+    if isinstance(exc, ConfigError | CredentialError | InvalidModelError | BenchError):
         return EXIT_USAGE
     if isinstance(exc, BudgetExceeded | FusionCostCapError):
         return EXIT_BUDGET
