@@ -8,7 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from polyroute.errors import InternalServerError, RateLimitError, UnsupportedError
+from polyroute.errors import (
+    ContextLengthError,
+    InternalServerError,
+    RateLimitError,
+    UnsupportedError,
+)
 from polyroute.events import (
     StreamEnd,
     StreamEvent,
@@ -18,6 +23,7 @@ from polyroute.events import (
     ToolCallDelta,
 )
 from polyroute.providers import HttpPool, Provider, ProviderClient, Secret, connect
+from polyroute.providers._openai_responses import ResponsesStreamDecoder, parse
 from polyroute.testing import OpenAISimulator
 from polyroute.testing._sim import Script
 from polyroute.types import (
@@ -78,6 +84,7 @@ async def test_a_responses_model_goes_to_responses_and_its_answer_is_read(
             service_tier="flex",
             user="u1",
             response_format=JsonSchema("answer", {"type": "object"}, strict=True),
+            reasoning=Reasoning(effort="low"),
         )
     )
     sent = sim.last_request()
@@ -113,8 +120,16 @@ async def test_a_chat_model_of_the_same_provider_stays_on_chat_completions(
 
 
 async def test_store_is_carried_when_asked(client: ProviderClient, sim: OpenAISimulator) -> None:
-    await client.complete(req(store=True))
+    await client.complete(req(store=True, reasoning=Reasoning(effort="low")))
     assert sim.last_request().body["store"] is True and "include" not in sim.last_request().body
+
+
+async def test_encrypted_reasoning_is_asked_of_reasoning_requests_only(
+    client: ProviderClient, sim: OpenAISimulator
+) -> None:
+    r = await client.complete(req())  # OpenAI refuses include for models that do not reason
+    assert "include" not in sim.last_request().body and "reasoning" not in sim.last_request().body
+    assert r.thinking == ()
 
 
 async def test_conversation_items_tools_and_parts_are_translated(
@@ -295,3 +310,43 @@ async def test_a_chat_refusal_is_carried_whole_and_streamed() -> None:
         end = events[-1]
         assert isinstance(end, StreamEnd) and end.refusal == "I can't help with that."
     await pool.aclose()
+
+
+# -- the translation alone ---------------------------------------------------------------
+
+
+def test_a_failed_response_and_error_events_take_the_error_tree() -> None:
+    failed = {"object": "response", "status": "failed", "output": []}
+    failed["error"] = {"code": "rate_limit_exceeded", "message": "slow down"}
+    with pytest.raises(RateLimitError, match="slow down"):
+        parse(failed)
+    decoder = ResponsesStreamDecoder("oa")
+    with pytest.raises(RateLimitError):
+        decoder.feed(json.dumps({"type": "response.failed", "response": failed}), None)
+    error = {"type": "error", "code": "context_length_exceeded", "message": "too long"}
+    with pytest.raises(ContextLengthError):
+        decoder.feed(json.dumps(error), "error")
+    unknown = {"type": "error", "code": None, "message": "boom"}
+    with pytest.raises(InternalServerError, match="boom"):
+        decoder.feed(json.dumps(unknown), "error")
+
+
+def test_incomplete_reasons_and_unknown_events() -> None:
+    body = {"object": "response", "status": "incomplete", "output": []}
+    body["incomplete_details"] = {"reason": "content_filter"}
+    r = parse(body)
+    assert r.finish_reason == "content_filter" and r.raw_finish_reason == "content_filter"
+    decoder = ResponsesStreamDecoder("oa")
+    later = {"type": "response.web_search_call.searching", "output_index": 0}
+    assert decoder.feed(json.dumps(later), None) == [] and not decoder.done
+    (end,) = decoder.feed(json.dumps({"type": "response.incomplete", "response": body}), None)
+    assert isinstance(end, StreamEnd) and end.finish_reason == "content_filter" and decoder.done
+
+
+async def test_a_stream_rate_limited_midway_is_a_rate_limit(
+    client: ProviderClient, sim: OpenAISimulator
+) -> None:
+    sim.stream_error = "rate_limit_exceeded"
+    with pytest.raises(RateLimitError):
+        async for _ in client.stream(req()):
+            pass

@@ -3,8 +3,8 @@
 Wire format: https://platform.openai.com/docs/api-reference/responses
 System messages become ``instructions``; the rest become input items (messages,
 ``function_call``, ``function_call_output``, ``reasoning``). ``store`` is
-false unless the caller asked for it, and reasoning comes back as
-``encrypted_content`` so a tool loop can send it back. Streams are typed SSE
+false unless the caller asked for it, and with ``reasoning`` the reasoning
+comes back as ``encrypted_content`` so a tool loop can send it back. Streams are typed SSE
 events; ``response.completed`` (or ``response.incomplete``) ends them.
 
 Reasoning items round-trip as a :class:`ThinkingPart` whose ``signature`` is
@@ -206,7 +206,10 @@ def request_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     if request.service_tier is not None:
         body["service_tier"] = request.service_tier
     body["store"] = bool(request.store)
-    if not request.store:  # not kept upstream: the reasoning comes back with the answer
+    # not kept upstream: the reasoning comes back with the answer, to go back next turn;
+    # asked of reasoning models only (a request with reasoning routes only to those), as
+    # OpenAI refuses it for the others ("Encrypted content is not supported")
+    if not request.store and request.reasoning is not None:
         body["include"] = ["reasoning.encrypted_content"]
     if stream:
         body["stream"] = True
