@@ -121,6 +121,8 @@ class Tool:
     strict: bool | None = None
     """Arguments must match ``parameters`` exactly (OpenAI's strict mode); ``None``: not given."""
     cache_control: CacheControl | None = None
+    eager_input_streaming: bool | None = None
+    """Anthropic's: stream this tool's arguments unbuffered (others stream them as they come)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +219,14 @@ class ChatRequest:
     reasoning: Reasoning | None = None
     betas: Sequence[str] = ()
     """Anthropic beta features (``anthropic-beta``), forwarded to Anthropic upstreams."""
+    presence_penalty: float | None = None
+    """OpenAI's range, -2..2: penalise tokens already present."""
+    frequency_penalty: float | None = None
+    """OpenAI's range, -2..2: penalise tokens by how often they occurred."""
+    top_k: int | None = None
+    """Sample from the ``top_k`` likeliest tokens only."""
+    logit_bias: Mapping[str, float] | None = None
+    """Token id (as text) -> bias, -100..100 (OpenAI's)."""
 
     @property
     def system_text(self) -> str:

@@ -125,7 +125,7 @@ def test_400_anthropic_specifics(http: httpx.Client) -> None:
         ({"complexity": "hard"}, "polyroute.complexity: "),
         ({"max_cost_usd": -1}, "polyroute.max_cost_usd: "),
         ({"require": ["telepathy"]}, "polyroute.require.0: "),
-        ({"colour": "blue"}, "polyroute.colour: unknown field"),
+        ({"colour": "blue"}, "polyroute.colour: not supported by polyroute"),
     ],
 )
 def test_400_bad_routing_hints(fmt: str, hints: Any, why: str, http: httpx.Client) -> None:

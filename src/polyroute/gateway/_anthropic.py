@@ -7,8 +7,11 @@ Inbound counterpart of :mod:`polyroute.providers.anthropic`, and its mirror:
   text (the order OpenAI-style upstreams need: results right after the calls);
   an assistant turn's ``tool_use`` blocks become its tool calls (their ``input``
   as JSON text).
-- ``max_tokens`` is required, as the API requires it; ``top_k`` is ignored
-  (no upstream-neutral meaning).
+- ``max_tokens`` is required, as the API requires it; ``top_k`` is carried
+  where the vendor has it (refused by name elsewhere). Any field polyroute does
+  not carry, at any depth, is a 400 naming it; fields the SDK dumps back as
+  ``null`` (``citations``, ``toolset_name``) are unset, and a tool call's
+  ``caller`` may say ``direct`` (the model's own call, as every call here is).
 - ``thinking`` (a budget) is the request's reasoning; an assistant turn's
   ``thinking`` / ``redacted_thinking`` blocks are kept first in its content,
   signatures unchanged, for an Anthropic upstream (others leave them out).
@@ -41,6 +44,7 @@ from polyroute.gateway._wire import (
     Body,
     Hints,
     Inbound,
+    Null,
     Problem,
     ProblemKind,
     Reply,
@@ -80,6 +84,7 @@ class _Text(Body):
     type: Literal["text"]
     text: str
     cache_control: _CacheControl | None = None
+    citations: Null = None
 
 
 class _Source(Body):
@@ -115,12 +120,18 @@ class _Document(Body):
     cache_control: _CacheControl | None = None
 
 
+class _Caller(Body):
+    type: Literal["direct"]
+
+
 class _ToolUse(Body):
     type: Literal["tool_use"]
     id: str
     name: str
     input: dict[str, Any] = Field(default_factory=dict)
     cache_control: _CacheControl | None = None
+    caller: _Caller | None = None
+    toolset_name: Null = None
 
 
 _ResultPart = Annotated[_Text | _Image, Field(discriminator="type")]
@@ -162,6 +173,9 @@ class _Tool(Body):
     input_schema: dict[str, Any]
     cache_control: _CacheControl | None = None
     strict: bool | None = None
+    type: Literal["custom"] | None = None
+    eager_input_streaming: bool | None = None
+    """The Vercel AI SDK's default with tools in a stream: carried to Anthropic upstreams."""
 
 
 class _ToolChoice(Body):
@@ -198,6 +212,7 @@ class MessagesBody(Body):
     stop_sequences: list[str] | None = None
     temperature: float | None = Field(None, ge=0, le=1)
     top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=1, le=MAX_TOKENS)
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
@@ -399,6 +414,7 @@ def _request(body: MessagesBody) -> ChatRequest:
                 t.input_schema,
                 strict=t.strict,
                 cache_control=mark(t.cache_control),
+                eager_input_streaming=t.eager_input_streaming,
             )
             for t in body.tools or ()
         ),
@@ -409,6 +425,7 @@ def _request(body: MessagesBody) -> ChatRequest:
         parallel_tool_calls=_parallel(body.tool_choice),
         # in OpenAI's words, as ChatRequest keeps it: "standard_only" is its "default"
         service_tier="default" if body.service_tier == "standard_only" else body.service_tier,
+        top_k=body.top_k,
     )
 
 

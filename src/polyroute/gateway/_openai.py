@@ -2,9 +2,12 @@
 
 Inbound counterpart of :mod:`polyroute.providers.openai`. Request bodies are
 checked with pydantic (``model_validate_json`` parses and checks in one pass);
-options we do not carry (``presence_penalty``...) are ignored as compatible
-servers do. ``n`` > 1 renders as ``choices[i]``, ``logprobs`` as each choice's
-``logprobs.content``; neither streams (refused by name). A ``file`` part is a
+a field polyroute does not carry, at any depth, is a 400 naming it (DESIGN.md
+§9). An answer sent back as the SDK returned it is taken: its
+``reasoning_content`` is the turn's reasoning (an unsigned thinking part, which
+no upstream takes back), a ``refusal`` is what it said, and fields the SDK dumps
+as ``null`` are unset. ``n`` > 1 renders as ``choices[i]``, ``logprobs`` as
+each choice's ``logprobs.content``; neither streams (refused by name). A ``file`` part is a
 document (its ``file_data``; a ``file_id`` names a file only OpenAI has, refused).
 Streams are
 ``chat.completion.chunk`` frames ending ``data: [DONE]``; with
@@ -41,6 +44,7 @@ from polyroute.gateway._wire import (
     Body,
     Hints,
     Inbound,
+    Null,
     Problem,
     ProblemKind,
     Reply,
@@ -135,6 +139,12 @@ class _Message(Body):
     tool_call_id: str | None = None
     cache_control: _CacheControl | None = None
     """LiteLLM's form: a breakpoint on the message's last block."""
+    refusal: str | None = None
+    reasoning_content: str | None = None
+    """An answer's reasoning as polyroute (and DeepSeek, vLLM) sends it, sent back."""
+    audio: Null = None
+    function_call: Null = None
+    annotations: Null = None
 
 
 class _FunctionDef(Body):
@@ -175,6 +185,10 @@ class _StreamOptions(Body):
     include_usage: bool = False
 
 
+_TokenId = Annotated[str, Field(pattern=r"^[0-9]+$")]
+_Bias = Annotated[float, Field(ge=-100, le=100)]
+
+
 class ChatBody(Body):
     """``POST /v1/chat/completions``: the fields polyroute carries."""
 
@@ -198,6 +212,9 @@ class ChatBody(Body):
     store: bool | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[_TokenId, _Bias] | None = None
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
     polyroute: Hints | None = None
@@ -246,6 +263,13 @@ def _document(f: _FileData, cache: CacheControl | None, where: str) -> DocumentP
 
 
 def _message(m: _Message, i: int) -> Message:
+    if m.role != "assistant":
+        for name in ("refusal", "reasoning_content"):
+            if getattr(m, name) is not None:
+                raise GatewayError(
+                    f"messages.{i}.{name}: only an assistant message has one",
+                    param=f"messages.{i}.{name}",
+                )
     if m.role == "tool":
         if not m.tool_call_id:
             raise GatewayError(
@@ -258,13 +282,30 @@ def _message(m: _Message, i: int) -> Message:
         calls = tuple(
             ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()
         )
-        return Message("assistant", _content(m.content, f"messages.{i}.content"), tool_calls=calls)
+        return Message("assistant", _assistant_content(m, i), tool_calls=calls)
     if m.content is None:
         raise GatewayError(
             f"messages.{i}.content: required for role {m.role!r}", param=f"messages.{i}.content"
         )
     role = "system" if m.role == "developer" else m.role
     return Message(role, _content(m.content, f"messages.{i}.content"))
+
+
+def _assistant_content(m: _Message, i: int) -> str | tuple[Part, ...]:
+    """An assistant turn's content; a ``refusal`` is what it said, and its
+    ``reasoning_content`` leads as a thinking part (unsigned: no upstream gets it back)."""
+    content = _content(m.content, f"messages.{i}.content")
+    if m.refusal is not None:
+        if content:
+            raise GatewayError(
+                f"messages.{i}.refusal: give content or refusal, not both",
+                param=f"messages.{i}.refusal",
+            )
+        content = m.refusal
+    if not m.reasoning_content:
+        return content
+    parts = (TextPart(content),) if isinstance(content, str) and content else content or ()
+    return (ThinkingPart(m.reasoning_content), *parts)
 
 
 def _response_format(fmt: _ResponseFormat | None) -> Literal["text", "json"] | JsonSchema:
@@ -315,6 +356,9 @@ def _request(body: ChatBody) -> ChatRequest:
         store=body.store,
         service_tier=body.service_tier,
         reasoning=None if body.reasoning_effort is None else Reasoning(body.reasoning_effort),
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        logit_bias=body.logit_bias,
     )
 
 

@@ -46,6 +46,10 @@ _EXPECTED = {
 
 _TYPE_NAMES = frozenset(("str", "int", "float", "bool", "bytes", "none", "any"))
 
+NOT_SUPPORTED = "not supported by polyroute"
+"""A field polyroute neither carries nor translates (DESIGN.md §9: refused by name, never
+dropped), in every inbound API's words."""
+
 
 def _found(value: Any) -> str:
     if value is None:
@@ -89,15 +93,19 @@ def _locate(error: ErrorDetails, body: Any) -> _Located:
     path: list[str | int] = []
     branch: int | None = None
     value = body
-    tag = False  # without the body: a tagged union's next key is its tag, not a field
+    # a tagged union's next key is its tag's value, not a field, even where the body has a
+    # key of that name (a text part's tag is "text", and so is its field)
+    tag = False
     for i, step in enumerate(loc):
-        if body is _NO_BODY:
-            keep = isinstance(step, int) or not (_is_branch_name(step) or tag)
-            tag = (tag and keep) or (isinstance(step, str) and "tagged-union[" in step)
+        if tag and isinstance(step, str):
+            keep = tag = False
+        elif body is _NO_BODY:
+            keep = isinstance(step, int) or not _is_branch_name(step)
         elif _has(value, step):
             keep, value = True, value[step]
         else:  # a field the caller left out is named; anything else is a branch name
             keep = i == len(loc) - 1 and error["type"] == "missing" and isinstance(value, dict)
+        tag = tag or (isinstance(step, str) and "tagged-union[" in step)
         if keep:
             path.append(step)
         elif branch is None:
@@ -113,7 +121,7 @@ def _sentence(errors: Sequence[ErrorDetails]) -> tuple[str | None, str]:
     if kind == "missing":
         return None, "field required"
     if kind == "extra_forbidden":
-        return None, "unknown field"
+        return None, NOT_SUPPORTED
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         field = str(ctx.get("discriminator", "type")).strip("'")
         if kind == "union_tag_not_found":

@@ -81,6 +81,10 @@ def _answer_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
         ("metadata", request.metadata is not None),
         ("store", bool(request.store)),
         ("service_tier", request.service_tier is not None),
+        ("presence_penalty", request.presence_penalty is not None),
+        ("frequency_penalty", request.frequency_penalty is not None),
+        ("top_k", request.top_k is not None),
+        ("logit_bias", request.logit_bias is not None),
     )
 
 

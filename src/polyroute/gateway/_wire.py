@@ -14,13 +14,13 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from polyroute.errors import GatewayError, JSONTooDeepError
 from polyroute.events import StreamEvent
-from polyroute.gateway._plain import refusal
+from polyroute.gateway._plain import NOT_SUPPORTED, refusal
 from polyroute.providers import loads_bounded
 from polyroute.types import (
     Alternative,
@@ -85,10 +85,21 @@ llama.cpp's are 32-bit), and the worst-case cost of more overflows the ledger's 
 
 
 class Body(BaseModel):
-    """Base of inbound request models: unknown vendor options are ignored, as the
-    vendors' own compatible servers do; known ones are checked."""
+    """Base of inbound request models: every field, at any depth, is read or refused by
+    name (DESIGN.md §9): an option dropped in silence would change the answer unseen."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _null(value: Any) -> None:
+    if value is not None:
+        raise ValueError(NOT_SUPPORTED)
+
+
+Null: TypeAlias = Annotated[None, BeforeValidator(_null)]
+"""A vendor's field that polyroute does not carry, taken as ``null`` only: SDKs dump their
+own response objects back with every field, unset ones as ``null`` (the anthropic SDK's
+``block.model_dump()``: ``citations: null``); a value is refused by name."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,14 @@ Choices worth knowing:
   that have it; older ones get the same forced tool with the schema as its input
   schema, so the answer is still text in the caller's schema.
 - ``n``, ``logprobs``, ``top_logprobs``, ``seed``, ``metadata`` (beyond
-  ``user``) and ``store`` have no equivalent: refused by name. ``service_tier``
+  ``user``), ``store``, the penalties and ``logit_bias`` have no equivalent:
+  refused by name; ``top_k`` is carried. ``service_tier``
   is ``auto`` or ``standard_only``; ``parallel_tool_calls: false`` is
   ``tool_choice.disable_parallel_tool_use``; a failed tool's result carries
   ``is_error``. Documents are ``document`` blocks (plain text as a text source).
 - Reasoning is extended ``thinking`` with a budget (an effort becomes one:
   :mod:`polyroute.reasoning`); ``max_tokens`` must exceed it, and a temperature,
-  a low ``top_p`` or a forced tool cannot go with it (refused by name). Thinking
+  a low ``top_p``, ``top_k`` or a forced tool cannot go with it (refused by name). Thinking
   blocks come back in :attr:`ChatResponse.thinking` (streams: ``ThinkingDelta``)
   and go back first in their assistant turn, signatures unchanged; one without a
   signature (another vendor's) stays out. ``output_tokens`` includes thinking.
@@ -365,16 +366,20 @@ def _tool(t: Tool) -> dict[str, Any]:
     }
     if t.strict is not None:
         out["strict"] = t.strict
+    if t.eager_input_streaming is not None:
+        out["eager_input_streaming"] = t.eager_input_streaming
     return out
 
 
 def _think(body: dict[str, Any], request: ChatRequest) -> None:
     """Extended thinking on ``body``: the API refuses it with a temperature other than 1,
-    ``top_p`` below 0.95 or a forced tool, so those are refused here by name."""
+    ``top_p`` below 0.95, ``top_k`` or a forced tool, so those are refused here by name."""
     if request.temperature is not None and request.temperature != 1:
         raise UnsupportedError("anthropic: temperature cannot be set with thinking (only 1)")
     if request.top_p is not None and request.top_p < 0.95:
         raise UnsupportedError("anthropic: top_p below 0.95 cannot be set with thinking")
+    if request.top_k is not None:
+        raise UnsupportedError("anthropic: top_k cannot be set with thinking")
     if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
         raise UnsupportedError(
             "anthropic: thinking cannot be combined with a forced tool "
@@ -401,7 +406,19 @@ class AnthropicProtocol(WireProtocol):
 
     def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
         refuse_fields(
-            self.type, request, ("n", "logprobs", "top_logprobs", "seed", "metadata", "store")
+            self.type,
+            request,
+            (
+                "n",
+                "logprobs",
+                "top_logprobs",
+                "seed",
+                "metadata",
+                "store",
+                "presence_penalty",
+                "frequency_penalty",
+                "logit_bias",
+            ),
         )
         body: dict[str, Any] = {
             "model": request.model,
@@ -415,6 +432,8 @@ class AnthropicProtocol(WireProtocol):
             body["system"] = system
         # max_tokens is set above (required); the API has no seed
         body.update(sampling(request, max_tokens=None, stop="stop_sequences", seed=None))
+        if request.top_k is not None:
+            body["top_k"] = request.top_k
         if request.user is not None:
             body["metadata"] = {"user_id": request.user}
         if request.service_tier is not None:

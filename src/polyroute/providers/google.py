@@ -14,8 +14,9 @@ Fields in Gemini's words: ``n`` is ``candidateCount`` (the other candidates are
 ``responseLogprobs`` / ``logprobs`` (``logprobsResult`` read back), image
 ``detail`` is the part's ``mediaResolution``, ``service_tier`` is ``serviceTier``,
 a document is ``inlineData`` / ``fileData``, a failed tool's result goes under
-``response.error``; ``metadata``, ``store`` and ``parallel_tool_calls: false``
-have no equivalent and are refused by name. ``user`` (an end-user id for the
+``response.error``, the penalties and ``top_k`` are ``presencePenalty``,
+``frequencyPenalty`` and ``topK``; ``metadata``, ``store``, ``logit_bias`` and
+``parallel_tool_calls: false`` have no equivalent and are refused by name. ``user`` (an end-user id for the
 vendor's abuse monitoring, which Claude Code sends with every request as
 ``metadata.user_id``) has no equivalent and changes no answer: ignored.
 """
@@ -239,9 +240,10 @@ def contents_to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 def _generation_options(request: ChatRequest, stream: bool) -> dict[str, Any]:
     """``n`` as ``candidateCount``, ``logprobs`` / ``top_logprobs`` as ``responseLogprobs`` /
-    ``logprobs``; ``metadata``, ``store`` and ``parallel_tool_calls: false`` (with tools)
-    have no equivalent and are refused by name; ``user`` is ignored (see the module docs)."""
-    names = ["metadata", "store"]  # user: an abuse-monitoring id, ignored (no equivalent)
+    ``logprobs``, the penalties and ``top_k`` in Gemini's names; ``metadata``, ``store``,
+    ``logit_bias`` and ``parallel_tool_calls: false`` (with tools) have no equivalent and
+    are refused by name; ``user`` is ignored (see the module docs)."""
+    names = ["metadata", "store", "logit_bias"]  # user: an abuse-monitoring id, ignored
     if request.tools:
         names.append("parallel_tool_calls")
     refuse_fields("google", request, names)
@@ -254,6 +256,12 @@ def _generation_options(request: ChatRequest, stream: bool) -> dict[str, Any]:
         out["responseLogprobs"] = True
     if request.top_logprobs is not None:
         out["logprobs"] = request.top_logprobs
+    if request.presence_penalty is not None:
+        out["presencePenalty"] = request.presence_penalty
+    if request.frequency_penalty is not None:
+        out["frequencyPenalty"] = request.frequency_penalty
+    if request.top_k is not None:
+        out["topK"] = request.top_k
     return out
 
 

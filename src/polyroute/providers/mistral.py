@@ -7,10 +7,11 @@ It is OpenAI's chat shape with Mistral's own names and rules:
 - ``max_tokens``, ``random_seed``, ``tool_choice: "any"`` (OpenAI: ``required``).
 - The request schema is strict: an unknown field is a 422 ``extra_forbidden``,
   so OpenAI-only fields are never sent: ``stream_options`` is left out (usage
-  comes unasked), ``seed`` is ``random_seed``, ``store`` is refused by name and
-  ``user`` (an end-user id, no answer changes with it) is ignored. ``n``,
-  ``logprobs``, ``parallel_tool_calls``, ``metadata`` and ``service_tier``
-  (``auto`` / ``standard_only``) are Mistral's too. Documents go by URL
+  comes unasked), ``seed`` is ``random_seed``, ``store``, ``logit_bias`` and
+  ``top_k`` are refused by name and ``user`` (an end-user id, no answer changes
+  with it) is ignored. ``n``, ``logprobs``, ``parallel_tool_calls``, ``metadata``,
+  the penalties and ``service_tier`` (``auto`` / ``standard_only``) are Mistral's
+  too. Documents go by URL
   (``document_url``).
 - Tool call ids must be exactly 9 ASCII letters or digits; ids minted by other
   vendors are mapped to such ids, the same way on both sides of a tool turn.
@@ -222,7 +223,7 @@ class MistralProtocol(OpenAIProtocol):
         call = super().chat(request, stream=stream)
         body = dict(call.json or {})
         body.pop("stream_options", None)  # usage comes unasked; the field would be a 422
-        refuse_fields(self.type, request, ("store",))  # no such field
+        refuse_fields(self.type, request, ("store", "logit_bias"))  # no such fields
         body.pop("user", None)  # an abuse-monitoring id: ignored, no equivalent
         if request.service_tier is not None:
             body["service_tier"] = standard_tier(self.type, request.service_tier)

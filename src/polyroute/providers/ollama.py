@@ -9,7 +9,8 @@ marker and carries the counts and durations (nanoseconds). An error after the
 200 arrives as a ``{"error": "..."}`` line. Tool-call arguments are JSON
 objects on the wire (JSON text in our types), and calls may have no id.
 
-``logprobs`` / ``top_logprobs`` and ``seed`` (an option) are carried; a failed
+``logprobs`` / ``top_logprobs``, and ``seed``, ``top_k`` and the penalties (options)
+are carried; ``logit_bias`` is refused by name; a failed
 tool's result starts ``Error: ``; image ``detail`` and ``user`` (an end-user id)
 are hints it has no equivalent for (ignored). ``n``, documents, ``metadata``,
 ``store``, a ``service_tier`` other than ``auto`` and ``parallel_tool_calls: false``
@@ -158,8 +159,8 @@ def message_to_wire(m: Message, tool_names: dict[str, str]) -> dict[str, Any]:
 def _options(request: ChatRequest, stream: bool) -> dict[str, Any]:
     """``logprobs`` / ``top_logprobs`` as the API names them; one answer, one tier, no
     stored tags: ``n``, ``metadata``, ``store``, a ``service_tier`` but ``auto`` and
-    ``parallel_tool_calls: false`` (with tools) are refused by name."""
-    names = ["n", "metadata", "store"]  # user: an abuse-monitoring id, ignored
+    ``parallel_tool_calls: false`` (with tools) are refused by name, as is ``logit_bias``."""
+    names = ["n", "metadata", "store", "logit_bias"]  # user: an abuse-monitoring id, ignored
     if request.tools:
         names.append("parallel_tool_calls")
     refuse_fields("ollama", request, names)
@@ -224,6 +225,9 @@ class OllamaProtocol(WireProtocol):
             "stream": stream,
         }
         options = sampling(request, max_tokens="num_predict")
+        for name in ("presence_penalty", "frequency_penalty", "top_k"):  # Ollama's names too
+            if getattr(request, name) is not None:
+                options[name] = getattr(request, name)
         if options:
             body["options"] = options
         body.update(_options(request, stream))

@@ -139,7 +139,8 @@ def _file(p: DocumentPart) -> dict[str, Any]:
 
 def options(request: ChatRequest) -> dict[str, Any]:
     """``n``, ``logprobs``, ``top_logprobs``, ``parallel_tool_calls``, ``metadata``,
-    ``store``, ``service_tier``: each carried as OpenAI names it, when set."""
+    ``store``, ``service_tier``, the penalties and ``logit_bias``: each carried as OpenAI
+    names it, when set."""
     out: dict[str, Any] = {}
     if request.n > 1:
         out["n"] = request.n
@@ -155,6 +156,12 @@ def options(request: ChatRequest) -> dict[str, Any]:
         out["store"] = request.store
     if request.service_tier is not None:
         out["service_tier"] = request.service_tier
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(request, name)
+        if value is not None:
+            out[name] = value
+    if request.logit_bias is not None:
+        out["logit_bias"] = dict(request.logit_bias)
     return out
 
 
@@ -252,6 +259,8 @@ class OpenAIProtocol(WireProtocol):
             body["user"] = request.user
         if stream:
             refuse_streamed(self.type, request)
+        if request.top_k is not None:  # Chat Completions has none
+            refuse_field(self.type, "top_k")
         body.update(options(request))
         if request.reasoning is not None:  # reasoning models only: routing checks the catalog
             body["reasoning_effort"] = effort_of(request.reasoning)

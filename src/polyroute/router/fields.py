@@ -1,7 +1,7 @@
 """Which providers cannot carry what a request asks (DESIGN.md §9).
 
 A field a vendor has no equivalent for (``n`` on Anthropic, a document on Ollama,
-token-free ``seed`` on Anthropic...) is refused by that vendor's adapter, by name,
+``seed`` or ``presence_penalty`` on Anthropic, ``top_k`` on OpenAI...) is refused by that vendor's adapter, by name,
 before any call. Routing asks the adapters first, so such pairs are excluded with
 that reason instead of being tried and refused one by one: ``auto`` goes where the
 request can be honoured, and a pin to a vendor that cannot is a 400 naming the field.
@@ -31,6 +31,10 @@ def _asks_more(request: ChatRequest) -> bool:
         or bool(request.store)
         or request.service_tier is not None
         or request.parallel_tool_calls is False
+        or request.presence_penalty is not None
+        or request.frequency_penalty is not None
+        or request.top_k is not None
+        or request.logit_bias is not None
         or any(isinstance(p, DocumentPart) for m in request.messages for p in m.parts)
     )
 

@@ -1,0 +1,107 @@
+"""Presence and frequency penalties, top_k and logit_bias in each vendor's words, or refused
+by that vendor's adapter naming the field (DESIGN §9), and routing asks about them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from polyroute.config import ProviderConfig
+from polyroute.errors import UnsupportedError
+from polyroute.providers import protocol_for
+from polyroute.router.fields import refusals
+from polyroute.types import ChatRequest, Message, Reasoning, Tool
+
+ALL = {"presence_penalty": 0.5, "frequency_penalty": -1.0, "top_k": 20, "logit_bias": {"9": 5.0}}
+PENALTIES = {"presence_penalty": 0.5, "frequency_penalty": -1.0}
+
+
+def ask(**fields: Any) -> ChatRequest:
+    return ChatRequest("m", [Message.user("hi")], **fields)
+
+
+def sent(vendor: str, request: ChatRequest, *, stream: bool = False) -> Any:
+    call = protocol_for(vendor).chat(request, stream=stream)
+    assert call.json is not None
+    return call.json
+
+
+@pytest.mark.parametrize("vendor", ["openai", "openai-compatible"])
+def test_openai_types_carry_penalties_and_logit_bias(vendor: str) -> None:
+    body = sent(vendor, ask(**PENALTIES, logit_bias={"9": 5.0}), stream=True)
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.5, -1.0)
+    assert body["logit_bias"] == {"9": 5.0}
+
+
+def test_mistral_carries_the_penalties() -> None:
+    body = sent("mistral", ask(**PENALTIES))
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.5, -1.0)
+
+
+def test_gemini_takes_them_in_generation_config() -> None:
+    config = sent("google", ask(**PENALTIES, top_k=20))["generationConfig"]
+    assert (config["presencePenalty"], config["frequencyPenalty"], config["topK"]) == (
+        0.5,
+        -1.0,
+        20,
+    )
+
+
+def test_ollama_takes_them_as_options() -> None:
+    options = sent("ollama", ask(**PENALTIES, top_k=20, temperature=0.1))["options"]
+    assert options == {
+        "temperature": 0.1,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -1.0,
+        "top_k": 20,
+    }
+
+
+def test_anthropic_takes_top_k() -> None:
+    assert sent("anthropic", ask(top_k=20))["top_k"] == 20
+
+
+def test_anthropic_counts_tokens_without_top_k() -> None:
+    call = protocol_for("anthropic").count_tokens(ask(top_k=20))
+    assert call.json is not None and "top_k" not in call.json
+
+
+def test_anthropic_refuses_top_k_with_thinking() -> None:
+    with pytest.raises(UnsupportedError, match="top_k cannot be set with thinking"):
+        sent("anthropic", ask(top_k=5, max_tokens=4000, reasoning=Reasoning(budget_tokens=2000)))
+
+
+def test_eager_input_streaming_reaches_anthropic_only() -> None:
+    tool = Tool("f", "", {"type": "object"}, eager_input_streaming=True)
+    assert sent("anthropic", ask(tools=[tool]))["tools"][0]["eager_input_streaming"] is True
+    assert "eager_input_streaming" not in str(sent("openai", ask(tools=[tool])))
+
+
+REFUSED = [
+    ("openai", "top_k"),
+    ("openai-compatible", "top_k"),
+    ("mistral", "top_k"),
+    ("mistral", "logit_bias"),
+    ("google", "logit_bias"),
+    ("ollama", "logit_bias"),
+    ("anthropic", "presence_penalty"),
+    ("anthropic", "frequency_penalty"),
+    ("anthropic", "logit_bias"),
+]
+
+
+@pytest.mark.parametrize(("vendor", "field"), REFUSED)
+def test_a_vendor_without_the_field_refuses_it_by_name(vendor: str, field: str) -> None:
+    with pytest.raises(UnsupportedError, match=f"^{vendor} cannot take {field}"):
+        sent(vendor, ask(**{field: ALL[field]}))
+
+
+@pytest.mark.parametrize("field", list(ALL))
+def test_routing_asks_each_vendor_about_each_field(field: str) -> None:
+    providers = {t: ProviderConfig(type=t) for t in ("openai", "anthropic", "google", "mistral")}
+    providers["ollama"] = ProviderConfig(type="ollama")
+    out = refusals(ask(**{field: ALL[field]}), providers, stream=False)
+    assert set(out) == {vendor for vendor, f in REFUSED if f == field and vendor in providers}
+    for vendor, why in out.items():
+        assert why.startswith(f"{vendor} cannot take {field}")
