@@ -68,6 +68,7 @@ def test_usage_totals_by_provider_model_and_day(fleet: Fleet, config: Path) -> N
         "cache_write_tokens",
         "reasoning_tokens",
         "cost_usd",
+        "carbon_g",
     }
     assert (rows["openai"]["requests"], rows["openai"]["failed"]) == (4, 2)
     assert rows["openai"]["cost_usd"] == pytest.approx(costs[0] + costs[1])
@@ -96,7 +97,7 @@ def test_usage_totals_by_provider_model_and_day(fleet: Fleet, config: Path) -> N
     future = json.loads(
         invoke("usage", "--since", "2999-01-01", "--json", "--config", str(config)).stdout
     )
-    assert future == {"total_cost_usd": 0.0, "requests": 0, "rows": []}
+    assert future == {"total_cost_usd": 0.0, "total_carbon_g": 0, "requests": 0, "rows": []}
 
     table = invoke("usage", "--config", str(config))
     assert "openai" in table.stdout and "total" in table.stdout

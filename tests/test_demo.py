@@ -19,10 +19,13 @@ def test_demo_runs_every_scene() -> None:
         "7. A budget holds under concurrency",
         "8. The usage ledger",
         "9. Fusion",
+        "10. A benchmark",
     ):
         assert scene in r.stdout, scene
     assert "refused: BudgetExceeded" in r.stdout
     assert "breaker open, retry in" in r.stdout
+    scene = r.stdout[r.stdout.index("10. A benchmark") :]
+    assert "bench run 1 (finished, 2 runs per case)" in scene and "• use " in scene
     fusion = r.stdout[r.stdout.index("9. Fusion") :]
     assert "majority: agreement 2/3 (0.67)" in fusion
     assert "so '41' wins with confidence 0.60" in fusion  # weighted flips the result

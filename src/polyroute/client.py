@@ -180,7 +180,10 @@ class Polyroute:
     @property
     def meter(self) -> Meter:
         if self._meter is None:
-            self._meter = Meter(self.ledger, self.catalog, self.events)
+            intensity = {
+                pid: p.carbon_intensity for pid, p in self.config.settings.providers.items()
+            }
+            self._meter = Meter(self.ledger, self.catalog, self.events, carbon_intensity=intensity)
         return self._meter
 
     def client(self, provider_id: str) -> ProviderClient:
@@ -476,8 +479,13 @@ class Polyroute:
     async def usage(
         self, *, by: GroupBy = "provider", provider: str | None = None, since: float | None = None
     ) -> UsageReport:
-        """Ledger totals grouped ``by`` day, month, provider or model; ``since`` is Unix time."""
-        return await self.ledger.usage(by=by, provider=provider, since=since)
+        """Ledger totals grouped ``by`` day, month, provider or model; ``since`` is Unix time.
+        With ``[router] carbon_baseline``, the report says what routing saved against it."""
+        from polyroute.carbon import baseline_of, with_savings
+
+        baseline = baseline_of(self.config, self.catalog)  # a bad one fails before the query
+        report = await self.ledger.usage(by=by, provider=provider, since=since)
+        return with_savings(report, baseline)
 
     async def budgets(self) -> list[BudgetStatus]:
         """Every budget with what is spent and held now (configured providers included)."""

@@ -62,6 +62,8 @@ class RouterConfig(_Section):
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     quality_source: Literal["catalog", "bench"] = "catalog"
     """bench: quality per task type (and seed latencies) from the latest finished bench run."""
+    carbon_baseline: str = ""
+    """A provider id: ``usage`` reports the gCO2e saved against sending the same tokens to it."""
 
     @field_validator("strategy")
     @classmethod
@@ -445,6 +447,11 @@ def validate(data: Mapping[str, Any], source: str) -> Settings:
             raise ConfigError(
                 f"{source}: providers.{pid}.default_model: {spec.default_model!r} is not in models"
             )
+    baseline = settings.router.carbon_baseline
+    if baseline and baseline not in settings.providers:
+        raise ConfigError(
+            f"{source}: router.carbon_baseline: {baseline!r} is not a configured provider"
+        )
     opt = settings.budget.optimizer if settings.budget else None
     if opt is not None and opt.auto:  # the gateway will apply these bounds unattended
         n = sum(p.enabled for p in settings.providers.values())

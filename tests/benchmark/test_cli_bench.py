@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -133,3 +136,24 @@ def test_bad_arguments_exit_2_naming_the_problem(
     r = invoke(config, *args)
     assert r.exit_code == 2, r.output
     assert message in r.stderr
+
+
+async def test_an_interrupted_run_says_how_to_resume_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from polyroute.benchmark import RunInfo
+    from polyroute.cli._bench import _Bar, _execute
+
+    class Engine:
+        async def execute(self, *args: Any, **kwargs: Any) -> Any:
+            raise asyncio.CancelledError  # as Ctrl-C delivers it to the running command
+
+    class Store:
+        async def done(self, run_id: int) -> set[Any]:
+            return set()
+
+    info = RunInfo(3, ("simple",), datetime.now(UTC), None, 1, 1, (), None, "running")
+    bar = _Bar(True)
+    with pytest.raises(asyncio.CancelledError):
+        await _execute(Engine(), Store(), info, [], None, bar)  # type: ignore[arg-type]
+    assert bar._progress is None  # the bar is gone before the message
+    err = capsys.readouterr().err
+    assert "bench run 3 interrupted; `polyroute bench --resume 3` continues it" in err

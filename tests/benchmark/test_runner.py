@@ -258,3 +258,41 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+JUDGED = """
+[[case]]
+id = "plan"
+task_type = "complex"
+prompt = "Plan the migration."
+expected_tokens = 50
+reference = "Test first, then move one module at a time."
+grader = { judge = "anthropic/claude-sonnet-4-6", rubric = "names tests and small steps" }
+"""
+
+
+async def test_a_judge_grades_through_the_metered_path_and_its_failure_is_counted(
+    fleet: Fleet, pr: Polyroute, tmp_path: Path
+) -> None:
+    path = tmp_path / "judged.toml"
+    path.write_text(JUDGED)
+    suite = load_suite(str(path))
+    # anthropic answers the case and, as judge, marks every answer 7/10
+    script_fleet(fleet, {"openai": Profile(), "anthropic": Profile(quality=0.7)}, suite.cases)
+    bench = Bench(pr)
+    run = await bench.start([suite], [("openai", "gpt-4o-mini")], runs=2, concurrency=1)
+    outcome = await bench.execute(run, [suite])
+    samples = await BenchStore(pr.ledger).samples(run.id)
+    assert [(s.ok, s.score, s.passed, s.error) for s in samples] == [(True, 0.7, None, None)] * 2
+    assert fleet["anthropic"].calls == 2  # one judge call per answer ...
+    report = await pr.ledger.usage(by="provider")
+    assert {r.key: r.requests for r in report.rows} == {"openai": 2, "anthropic": 2}  # ... metered
+    assert outcome.spent_usd == pytest.approx(report.total_cost_usd)
+
+    fleet["anthropic"].script.fail_always(400)
+    run = await bench.start([suite], [("openai", "gpt-4o-mini")], runs=1, concurrency=1)
+    outcome = await bench.execute(run, [suite])
+    [sample] = await BenchStore(pr.ledger).samples(run.id)
+    assert sample.ok and sample.score is None and sample.passed is None
+    assert (sample.error or "").startswith("judge anthropic/claude-sonnet-4-6 failed: ")
+    assert outcome.run.status == "finished"

@@ -58,14 +58,14 @@ def test_the_weekly_pattern_is_found_and_forecast() -> None:
 
 
 def test_outage_days_are_left_out_not_counted_as_no_demand() -> None:
-    healthy = [10.0] * 40
+    healthy = series(days_of({"h": Profile(base=10.0)}, START, 40), "h")
     with_outage = healthy[:30] + [None] * 10
     with_zeros = healthy[:30] + [0.0] * 10
     f_missing = forecast(START, with_outage, 10)
     f_zero = forecast(START, with_zeros, 10)
     assert f_missing is not None and f_zero is not None
     assert f_missing.total_usd == pytest.approx(100, rel=0.05)
-    assert f_zero.total_usd < 50
+    assert f_zero.total_usd < 50  # ten days of nothing: a lasting change, followed
 
 
 def test_short_histories_use_the_mean_with_a_wide_interval() -> None:
@@ -96,3 +96,11 @@ def test_the_interval_widens_with_the_horizon() -> None:
         assert f is not None
         widths.append(f.high_usd - f.low_usd)
     assert widths[0] < widths[1] < widths[2]
+
+
+def test_a_short_burst_barely_moves_the_forecast() -> None:
+    ys = series(days_of({"b": Profile(base=10.0)}, START, 40), "b")
+    calm = forecast(START, ys, 30)
+    burst = forecast(START, [*ys[:-3], 40.0, 45.0, ys[-1]], 30)  # another provider's fallback
+    assert calm is not None and burst is not None
+    assert burst.total_usd == pytest.approx(calm.total_usd, rel=0.1)

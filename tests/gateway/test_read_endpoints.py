@@ -176,6 +176,7 @@ def test_usage_in_the_cli_json_shape_by_each_key(gateway: Gateway) -> None:
         "cache_write_tokens",
         "reasoning_tokens",
         "cost_usd",
+        "carbon_g",
     }
     assert {first["provider"], second["provider"]} == {"openai", "anthropic"}
     models = _usage(gateway, "?by=model")
@@ -187,7 +188,12 @@ def test_usage_in_the_cli_json_shape_by_each_key(gateway: Gateway) -> None:
     assert [r["month"] for r in _usage(gateway, "?by=month")["rows"]] == [today[:7]]
     only = _usage(gateway, "?by=model&provider=openai")
     assert [(r["model"], r["requests"]) for r in only["rows"]] == [("gpt-4o-mini", 2)]
-    assert _usage(gateway, "?provider=nobody") == {"total_cost_usd": 0, "requests": 0, "rows": []}
+    assert _usage(gateway, "?provider=nobody") == {
+        "total_cost_usd": 0,
+        "total_carbon_g": 0,
+        "requests": 0,
+        "rows": [],
+    }
     assert _usage(gateway, "?by=&since=&provider=")["requests"] == 3  # empty = not given
 
 

@@ -154,6 +154,7 @@ async def test_usage_by_provider_and_model_counts_failures_tokens_and_costs(make
     by_provider = await ledger.usage(by="provider")
     assert by_provider.as_dict() == {
         "total_cost_usd": 0.0115,
+        "total_carbon_g": 0.0,  # these records carry no estimate
         "requests": 5,
         "rows": [  # most expensive first; the unpriced provider adds no cost
             {
@@ -166,6 +167,7 @@ async def test_usage_by_provider_and_model_counts_failures_tokens_and_costs(make
                 "cache_write_tokens": 0,
                 "reasoning_tokens": 0,
                 "cost_usd": 0.01,
+                "carbon_g": 0.0,
             },
             {
                 "provider": "a",
@@ -177,6 +179,7 @@ async def test_usage_by_provider_and_model_counts_failures_tokens_and_costs(make
                 "cache_write_tokens": 0,
                 "reasoning_tokens": 0,
                 "cost_usd": 0.0015,
+                "carbon_g": 0.0,
             },
             {
                 "provider": "c",
@@ -188,6 +191,7 @@ async def test_usage_by_provider_and_model_counts_failures_tokens_and_costs(make
                 "cache_write_tokens": 0,
                 "reasoning_tokens": 0,
                 "cost_usd": 0.0,
+                "carbon_g": 0.0,
             },
         ],
     }
@@ -242,6 +246,7 @@ async def test_usage_by_day_and_month_with_since_and_provider_filters(make: Make
         "cache_write_tokens": 0,
         "reasoning_tokens": 0,
         "cost_usd": 0.001,
+        "carbon_g": 0.0,
     }
 
     by_month = await ledger.usage(by="month")
@@ -261,7 +266,12 @@ async def test_usage_by_day_and_month_with_since_and_provider_filters(make: Make
     assert a_since.total_cost_usd == pytest.approx(0.010)
 
     nothing = await ledger.usage(by="provider", provider="nobody")
-    assert nothing.as_dict() == {"total_cost_usd": 0, "requests": 0, "rows": []}
+    assert nothing.as_dict() == {
+        "total_cost_usd": 0,
+        "total_carbon_g": 0,
+        "requests": 0,
+        "rows": [],
+    }
 
 
 async def test_usage_query_by_provider_and_since_uses_an_index(make: Make) -> None:

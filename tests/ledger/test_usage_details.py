@@ -36,9 +36,9 @@ def detailed(request_id: str = "r1") -> UsageRecord:
 def test_journal_lines_carry_the_details_and_older_lines_still_read() -> None:
     item = (detailed(), Reservation("h1", 0.5, (("provider:anthropic", "day:2026-03-10"),)))
     assert decode(encode(item, 3)) == (3, item)
-    # a line as the journal wrote it before 0006: no cache writes, no reasoning
+    # a line as the journal wrote it before 0006: no cache writes, no reasoning (nor carbon)
     old = json.loads(encode(item, 4))
-    del old[14:16]
+    del old[14:17]
     seq, (rec, res) = decode(json.dumps(old))
     assert (seq, res) == (4, item[1])
     assert (rec.cache_write_tokens, rec.reasoning_tokens) == (0, 0)

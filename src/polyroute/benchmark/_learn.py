@@ -24,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from polyroute.benchmark._model import RunInfo, Sample
 from polyroute.benchmark._stats import percentile
-from polyroute.errors import NoCandidateError
+from polyroute.errors import BenchError, NoCandidateError, UnknownRunError
 from polyroute.router.context import BUILTIN_STRATEGIES, QUALITY_FLOOR, Complexity, RoutingContext
 from polyroute.router.measured import Measured, MeasuredLatency, MeasuredQuality
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from polyroute.catalog import Catalog
+    from polyroute.client import Polyroute
     from polyroute.config import Config
     from polyroute.ledger import Ledger
 
@@ -186,6 +189,8 @@ def evaluate_routing(
     from polyroute.router._router import Router
     from polyroute.router.stats import LatencyStats
 
+    if not samples:
+        raise BenchError(f"bench run {run.id} has no samples to replay")
     results = _results(samples)
     cases: dict[str, str] = {}
     for s in samples:
@@ -264,3 +269,45 @@ def evaluate_routing(
         strategies=tuple(scores),
         choices=choices,
     )
+
+
+async def evaluate_stored(pr: Polyroute, run_id: int | None = None) -> RoutingEvaluation:
+    """``polyroute bench --evaluate-routing [--run RUN]``: replay run ``run_id`` (default: the
+    latest finished one) through every built-in strategy, as ``pr``'s config routes."""
+    from polyroute.benchmark._store import BenchStore
+
+    store = BenchStore(pr.ledger)
+    run = await store.run(run_id) if run_id is not None else await latest_finished(pr.ledger)
+    if run is None:
+        raise UnknownRunError("no finished benchmark run to replay: run `polyroute bench` first")
+    return evaluate_routing(pr.config, pr.catalog, run, await store.samples(run.id))
+
+
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def evaluation_table(ev: RoutingEvaluation) -> Table:
+    """The replay as a rich table: per strategy, quality kept and cost saved against the
+    best single pair."""
+    from rich.table import Table
+
+    t = Table(
+        title=f"bench run {ev.run_id} replayed through each strategy, against always "
+        f"{ev.best_pair} (quality {ev.best_quality:.2f}, ${ev.best_cost_usd:.4f})"
+    )
+    for name in ("strategy", "cases", "quality", "quality kept", "cost USD", "cost saved"):
+        t.add_column(name, justify="left" if name == "strategy" else "right")
+    t.add_column("picks")
+    for s in ev.strategies:
+        picks = ", ".join(f"{pair} x{n}" for pair, n in sorted(s.picks.items()))
+        t.add_row(
+            s.strategy,
+            str(s.cases),
+            f"{s.quality:.2f}",
+            _share(s.quality_retained),
+            f"{s.cost_usd:.4f}",
+            _share(s.cost_saved),
+            picks or "-",
+        )
+    return t

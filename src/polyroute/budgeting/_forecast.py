@@ -3,16 +3,21 @@
 The method, per provider, on complete UTC days, oldest first (a day of an outage is
 missing, ``None``: neither demand nor its absence is known):
 
-1. Weekly pattern (14 days or more): each weekday's factor is the mean ratio of its days
-   to their centred 7-day mean (missing days left out), normalised to average 1.
+1. Weekly pattern (14 days or more): each weekday's factor is the median ratio of its
+   days to their centred 7-day mean (missing days left out), normalised to average 1.
    With fewer days, or a weekday seen fewer than twice, the factors are 1.
 2. Holt's damped linear trend on the deseasonalised days (spend / factor): level ``l``,
    trend ``b``, damping ``phi``; ``alpha``, ``beta`` and ``phi`` are the grid point with
-   the smallest one-step squared error. A missing day carries level and trend forward
-   unchanged. Day ``h`` ahead is ``(l + (phi + ... + phi^h) b) x factor``, at least 0.
+   the smallest one-step squared error. Robust to bursts (traffic another provider's
+   outage sent here, a one-off batch): a one-step error counts at most 2.5 running scales
+   (the scale an exponentially weighted RMS of the clipped errors; Gelper, Fried and
+   Croux's robust Holt-Winters, 2010), so a burst barely moves level and trend while a
+   lasting shift, its errors growing the scale, is followed within days. A missing day
+   carries level and trend forward unchanged. Day ``h`` ahead is
+   ``(l + (phi + ... + phi^h) b) x factor``, at least 0.
    With 2 to 6 days: the mean, no trend, no pattern.
-3. Interval: ``sigma``, the one-step residuals' standard deviation (scaled up for the
-   three fitted parameters). In Holt's state-space form a shock on day ``k`` moves day
+3. Interval: ``sigma``, the RMS of the clipped one-step errors (scaled up for the three
+   fitted parameters). In Holt's state-space form a shock on day ``k`` moves day
    ``j > k`` by ``c(j-k) = alpha (1 + beta (phi + ... + phi^(j-k)))``, so the total of
    days ``1..H`` has variance ``sigma^2 sum_k (f_k + sum_{j>k} c(j-k) f_j)^2`` (``f``:
    the weekday factors), and the 95 % interval is the total +- 1.96 of its square root,
@@ -24,6 +29,7 @@ missing, ``None``: neither demand nor its absence is known):
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -32,6 +38,8 @@ Z95 = 1.959964
 ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 BETAS = (0.01, 0.05, 0.1, 0.2)
 PHIS = (0.8, 0.9, 0.98)
+CLIP = 2.5
+SCALE_RATE = 0.2
 MIN_FACTOR = 0.1
 """A weekday factor is at least this: a near-empty weekday must not blow up its days."""
 
@@ -66,7 +74,7 @@ def weekday_factors(start: date, days: Sequence[float | None]) -> tuple[float, .
             ratios[(start + timedelta(days=i)).weekday()].append(y / mean)
     if any(len(r) < 2 for r in ratios):
         return (1.0,) * 7
-    raw = [max(MIN_FACTOR, sum(r) / len(r)) for r in ratios]
+    raw = [max(MIN_FACTOR, statistics.median(r)) for r in ratios]
     norm = sum(raw) / 7
     return tuple(f / norm for f in raw)
 
@@ -74,19 +82,24 @@ def weekday_factors(start: date, days: Sequence[float | None]) -> tuple[float, .
 def _holt(
     z: Sequence[float | None], alpha: float, beta: float, phi: float
 ) -> tuple[float, float, float, int]:
-    """Run the recursion; returns level, trend, one-step squared error, residual count."""
+    """Run the recursion; returns level, trend, the clipped one-step errors' sum of
+    squares, and their count."""
     seen = [v for v in z if v is not None]
-    level = sum(seen[:7]) / len(seen[:7])
+    first = seen[:7]
+    level = sum(first) / len(first)
     trend = 0.0
     if len(seen) >= 14:
-        trend = (sum(seen[7:14]) - sum(seen[:7])) / 49
+        trend = (sum(seen[7:14]) - sum(first)) / 49
+    scale = max(1.25 * sum(abs(v - level) for v in first) / len(first), 0.01 * abs(level), 1e-9)
     sse, count = 0.0, 0
     for v in z:
         guess = level + phi * trend
         if v is None:
             level, trend = guess, phi * trend
             continue
-        err = v - guess
+        bound = CLIP * scale
+        err = min(bound, max(-bound, v - guess))
+        scale = math.sqrt((1 - SCALE_RATE) * scale * scale + SCALE_RATE * err * err)
         sse += err * err
         count += 1
         new_level = guess + alpha * err

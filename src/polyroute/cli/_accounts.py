@@ -19,7 +19,7 @@ from polyroute.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from polyroute.ledger import GroupBy, PeriodStatus
+    from polyroute.ledger import GroupBy, PeriodStatus, UsageReport
 
 
 def parse_since(value: str, now: float | None = None) -> float:
@@ -50,14 +50,18 @@ def usage(by: str, provider: str | None, since: str | None, as_json: bool) -> No
     config_path = state().config
 
     async def main() -> int:
+        from polyroute.carbon import baseline_of, with_savings
         from polyroute.config import load
         from polyroute.ledger import ledger_for
 
-        ledger = ledger_for(load(config_path))
+        config = load(config_path)
+        baseline = baseline_of(config, config.catalog())  # a bad one: exit 2, before the query
+        ledger = ledger_for(config)
         try:
             report = await ledger.usage(by=cast("GroupBy", by), provider=provider, since=since_ts)
         finally:
             await ledger.aclose()
+        report = with_savings(report, baseline)
         if as_json:
             emit_json(report.as_dict())
             return 0
@@ -75,16 +79,37 @@ def usage(by: str, provider: str | None, since: str | None, as_json: bool) -> No
                 f"{r.cache_write_tokens:,}",
                 f"{r.reasoning_tokens:,}",
                 usd(r.cost_usd),
+                grams(r.carbon_g),
             ]
             for r in report.rows
         ]
         total = usd(report.total_cost_usd)
-        rows.append(["total", str(report.requests), "", "", "", "", "", "", total])
+        carbon = grams(report.total_carbon_g)
+        rows.append(["total", str(report.requests), "", "", "", "", "", "", total, carbon])
         head = ["requests", "failed", "prompt tok", "completion tok", "cached", "cache write"]
-        table(None, [by, *head, "reasoning", "cost"], rows)
+        table(None, [by, *head, "reasoning", "cost", "gCO2e"], rows)
+        line = savings_line(report)
+        if line:
+            click.echo(line)
         return 0
 
     run(main)
+
+
+def grams(g: float) -> str:
+    """gCO2e to read: three significant digits below 100 g, whole grams above."""
+    return f"{g:,.0f}" if abs(g) >= 100 else f"{g:.3g}"
+
+
+def savings_line(report: UsageReport) -> str | None:
+    """``saved X g CO2e (Y %) against <baseline>``; ``None`` without a baseline."""
+    saved, base = report.carbon_saved_g, report.carbon_baseline_g
+    if saved is None or base is None:
+        return None
+    pct = saved / base * 100 if base else 0.0
+    if saved < 0:
+        return f"emitted {grams(-saved)} g CO2e more ({-pct:.1f} %) than {report.carbon_baseline}"
+    return f"saved {grams(saved)} g CO2e ({pct:.1f} %) against {report.carbon_baseline}"
 
 
 @click.group()

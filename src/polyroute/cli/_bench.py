@@ -56,6 +56,20 @@ def _max_cost(value: str | None) -> float | None:
 @click.option(
     "--compare", "compare_id", type=int, metavar="RUN", help="Compare with an earlier run."
 )
+@click.option(
+    "--evaluate-routing",
+    "evaluate",
+    is_flag=True,
+    help="Replay a stored run through each strategy: quality kept and cost saved against "
+    "always using the best single pair.",
+)
+@click.option(
+    "--run",
+    "run_id",
+    type=int,
+    metavar="RUN",
+    help="The run --evaluate-routing replays [default: the latest finished].",
+)
 @json_option
 @common_options
 def bench(
@@ -68,11 +82,30 @@ def bench(
     report_dir: str | None,
     resume_id: int | None,
     compare_id: int | None,
+    evaluate: bool,
+    run_id: int | None,
     as_json: bool,
 ) -> None:
     """Benchmark providers: latency, TTFT, throughput, cost, errors and graded quality per
     task type. SUITE: a .toml or .jsonl file, or a built-in (simple, medium, complex,
     coding); none: every built-in."""
+    if evaluate or run_id is not None:
+        given = [
+            name
+            for name, value in (
+                ("SUITE", suites),
+                ("--providers", providers),
+                ("--models", models),
+                ("--runs", runs),
+                ("--concurrency", concurrency),
+                ("--max-cost", max_cost),
+                ("--report", report_dir),
+                ("--resume", resume_id),
+                ("--compare", compare_id),
+            )
+            if value is not None and value != ()
+        ]
+        _evaluate_routing(evaluate, run_id, given, as_json)
     if resume_id is not None:
         given = [
             name
@@ -131,6 +164,35 @@ def bench(
             return _show(outcome, samples, baseline, compare_id, report_dir, as_json)
         finally:
             await pr.aclose()
+
+    run(main)
+
+
+def _evaluate_routing(evaluate: bool, run_id: int | None, given: list[str], as_json: bool) -> None:
+    """``--evaluate-routing [--run RUN]``: the replay of a stored run (benchmark/_learn.py)."""
+    if not evaluate:
+        raise click.UsageError("--run names the run that --evaluate-routing replays: add it")
+    if given:
+        raise click.UsageError(
+            f"--evaluate-routing replays a stored run: {', '.join(given)} cannot be given with it"
+        )
+    config_path = state().config
+
+    async def main() -> int:
+        from polyroute.benchmark._learn import evaluate_stored, evaluation_table
+        from polyroute.client import Polyroute
+        from polyroute.config import load
+
+        pr = Polyroute(load(config_path))
+        try:
+            evaluation = await evaluate_stored(pr, run_id)
+        finally:
+            await pr.aclose()
+        if as_json:
+            emit_json(evaluation.as_dict())
+        else:
+            console().print(evaluation_table(evaluation))
+        return 0
 
     run(main)
 

@@ -84,6 +84,7 @@ def demo() -> None:
                 await _fallback_and_breaker_scene(console, pr, fleet)
                 await _budget_scene(console, pr, fleet)
                 await _fusion_scene(console, pr, fleet)
+            await _bench_scene(console, fleet, settings)
         console.print(
             "Next: [bold]polyroute models[/] for the catalog and prices; "
             "[bold]polyroute ask --help[/] to ask your own providers."
@@ -318,6 +319,47 @@ async def _fusion_scene(console: Any, pr: Any, fleet: Any) -> None:
     _show(console, None, ["method", "result", "agreement", "confidence", "total cost"], rows)
     for pid in panel:
         fleet[pid].script.reply = None
+
+
+async def _bench_scene(console: Any, fleet: Any, settings: dict[str, Any]) -> None:
+    from polyroute.benchmark import load_suites, recommend, summarize
+    from polyroute.benchmark._report import table as bench_table
+    from polyroute.benchmark._runner import Bench
+    from polyroute.client import Polyroute
+    from polyroute.config import Config, validate
+    from polyroute.testing import Profile, script_fleet
+
+    suites = load_suites(["simple", "medium"])
+    profiles = {
+        "openai": Profile(latency_s=0.02, quality=0.8, seed=1),
+        "anthropic": Profile(latency_s=0.06, quality=1.0, seed=2),
+        "ollama": Profile(error_rate=0.25, quality=0.6, seed=3),
+    }
+    script_fleet(fleet, profiles, [c for s in suites for c in s.cases])
+    pairs = [(pid, settings["providers"][pid]["default_model"]) for pid in profiles]
+    console.print(
+        "[bold]10. A benchmark[/] (polyroute bench): the built-in simple and medium suites, "
+        "twice per pair, on simulators scripted to differ: ollama fast but flaky and weaker, "
+        "anthropic slower and always right, openai in between. Every sample is a metered, "
+        "streamed request; answers are graded."
+    )
+    # a fresh client: the breakers the earlier scenes tripped must not skew the measurement
+    quiet = {**settings, "router": {"circuit_breaker": {"failure_threshold": 1000}}}
+    config = Config(validate(quiet, "embedded demo config"), "embedded", fleet.env())
+    try:
+        async with Polyroute(config) as pr:
+            engine = Bench(pr)
+            info = await engine.start(suites, pairs, runs=2, concurrency=8)
+            outcome = await engine.execute(info, suites)
+            summaries = summarize(await engine.store.samples(info.id))
+    finally:
+        for pid in profiles:
+            script = fleet[pid].script
+            script.reply, script.latency_s, script.chunk_delay_s, script.error_rate = None, 0, 0, 0
+    console.print(bench_table(outcome.run, summaries))
+    for line in recommend(summaries):
+        console.print(f"   • {line}", markup=False, highlight=False)
+    console.print()
 
 
 def _show(console: Any, title: str | None, columns: list[str], rows: list[list[str]]) -> None:

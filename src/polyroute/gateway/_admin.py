@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from polyroute.errors import GatewayError, LedgerError, PolyrouteError
+from polyroute.errors import ConfigError, GatewayError, LedgerError, PolyrouteError
 from polyroute.gateway import _anthropic, _openai
 from polyroute.gateway._chat import JSON, problem_response
 from polyroute.gateway._observe import Metrics, note_of
@@ -222,7 +222,7 @@ class Reads:
             self.auth.require_admin(request.headers)
             by, provider, since = usage_query(request.query_params)
             report = await self.pr.usage(by=by, provider=provider, since=since)
-        except (GatewayError, LedgerError) as exc:
+        except (GatewayError, LedgerError, ConfigError) as exc:  # a baseline of unknown size
             return _refused(exc, request)
         return _json(report.as_dict())
 

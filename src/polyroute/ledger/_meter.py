@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import TypeVar
 
+from polyroute.carbon import estimate_g
 from polyroute.catalog import Catalog, CatalogModel
 from polyroute.errors import BudgetExceeded, ProviderError
 from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
@@ -115,11 +117,24 @@ class Meter:
         hub: EventHub,
         *,
         clock: Callable[[], float] = time.time,
+        carbon_intensity: Mapping[str, float | None] = MappingProxyType({}),
     ) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.hub = hub
         self.clock = clock
+        self.carbon_intensity = carbon_intensity
+        """gCO2e/kWh per provider id (config ``carbon_intensity``; absent: the default grid)."""
+
+    def carbon_g(
+        self, provider_id: str, provider_type: str, model: str, usage: Usage
+    ) -> float | None:
+        """Estimated gCO2e of ``usage`` (``None``: the model's size is unknown)."""
+        tokens = usage.prompt_tokens + usage.completion_tokens
+        if not tokens:
+            return 0.0
+        params = self.catalog.get(provider_type, model).params_b
+        return estimate_g(params, tokens, self.carbon_intensity.get(provider_id))
 
     def cost(self, provider_type: str, model: str, usage: Usage) -> float | None:
         """What ``usage`` cost; nothing used costs nothing, priced or not."""
@@ -271,7 +286,9 @@ class _Attempt:
     ) -> float | None:
         """Record the attempt (settling its reservation); return its cost."""
         self.done = True
-        cost = self.meter.cost(self.client.provider.type, self.request.model, usage)
+        provider = self.client.provider
+        cost = self.meter.cost(provider.type, self.request.model, usage)
+        carbon = self.meter.carbon_g(provider.id, provider.type, self.request.model, usage)
         record = UsageRecord(
             ts=self.started,
             provider=self.client.id,
@@ -288,6 +305,7 @@ class _Attempt:
             error_type=error_type,
             request_id=request_id,
             virtual_key=self.virtual_key,
+            carbon_g=carbon,
         )
         self.meter.ledger.record(record, self.reservation)
         if log.isEnabledFor(logging.DEBUG):

@@ -118,6 +118,9 @@ class UsageRecord:
     """Input tokens written to the prompt cache (a subset of ``prompt_tokens``)."""
     reasoning_tokens: int = 0
     """Output tokens spent reasoning (a subset of ``completion_tokens``)."""
+    carbon_g: float | None = None
+    """Estimated gCO2e (:func:`polyroute.carbon.estimate_g`); ``None``: the model's size is
+    unknown (or a journal line from before the estimate existed)."""
 
     def scopes(self) -> list[str]:
         """Every budget scope this attempt counts against."""
@@ -207,6 +210,10 @@ class UsageRow:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    carbon_g: float = 0.0
+    """Estimated gCO2e of the records that have an estimate."""
+    carbon_tokens: int = 0
+    """Prompt plus completion tokens of those records (what a baseline is estimated on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,18 +222,38 @@ class UsageReport:
 
     by: GroupBy
     rows: Sequence[UsageRow] = field(default_factory=tuple)
+    carbon_baseline: str | None = None
+    """``provider/model`` the savings are measured against (``[router] carbon_baseline``)."""
+    carbon_baseline_g: float | None = None
+    """The estimate of the same tokens through the baseline."""
 
     @property
     def total_cost_usd(self) -> float:
         return sum(r.cost_usd for r in self.rows)
 
     @property
+    def total_carbon_g(self) -> float:
+        return sum(r.carbon_g for r in self.rows)
+
+    @property
+    def carbon_tokens(self) -> int:
+        return sum(r.carbon_tokens for r in self.rows)
+
+    @property
+    def carbon_saved_g(self) -> float | None:
+        """Baseline minus actual (negative: more than the baseline); ``None``: no baseline."""
+        if self.carbon_baseline_g is None:
+            return None
+        return self.carbon_baseline_g - self.total_carbon_g
+
+    @property
     def requests(self) -> int:
         return sum(r.requests for r in self.rows)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "total_cost_usd": round(self.total_cost_usd, 9),
+            "total_carbon_g": round(self.total_carbon_g, 9),
             "requests": self.requests,
             "rows": [
                 {
@@ -239,7 +266,13 @@ class UsageReport:
                     "cache_write_tokens": r.cache_write_tokens,
                     "reasoning_tokens": r.reasoning_tokens,
                     "cost_usd": round(r.cost_usd, 9),
+                    "carbon_g": round(r.carbon_g, 9),
                 }
                 for r in self.rows
             ],
         }
+        saved = self.carbon_saved_g
+        if saved is not None:
+            out["carbon_baseline"] = self.carbon_baseline
+            out["carbon_saved_g"] = round(saved, 9)
+        return out

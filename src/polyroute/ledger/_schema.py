@@ -63,6 +63,8 @@ usage = Table(
     # input tokens written to the prompt cache; output tokens spent reasoning (0 before 0006)
     Column("cache_write_tokens", Integer, nullable=False, server_default="0"),
     Column("reasoning_tokens", Integer, nullable=False, server_default="0"),
+    # estimated gCO2e (polyroute.carbon); NULL: the model's size is unknown
+    Column("carbon_g", Float),
 )
 
 budgets = Table(
@@ -402,6 +404,38 @@ def _0008_budget_history(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _0009_carbon(conn: Connection) -> None:
+    # plain SQL that SQLite and PostgreSQL both take
+    conn.execute(text("ALTER TABLE usage ADD COLUMN carbon_g FLOAT"))
+    _backfill_carbon(conn)
+
+
+def _backfill_carbon(conn: Connection) -> None:
+    """Existing rows get the estimate from their tokens and the model sizes the catalog
+    knows now (by model id, as a new record is sized), on the default grid: the database
+    does not know a provider's configured ``carbon_intensity``. Rows of a model of unknown
+    size keep NULL; rows without tokens get 0."""
+    from polyroute.carbon import grams_co2e
+    from polyroute.catalog import Catalog
+
+    sizes: dict[str, float] = {}
+    for entry in Catalog.load().all():
+        if entry.params_b is not None:
+            sizes.setdefault(entry.id, entry.params_b)
+    fill = text(
+        "UPDATE usage SET carbon_g = (prompt_tokens + completion_tokens) * :per_token"
+        " WHERE model = :model"
+    )
+    for model, params in sizes.items():
+        conn.execute(fill.bindparams(per_token=grams_co2e(params, 1, None), model=model))
+    conn.execute(
+        text(
+            "UPDATE usage SET carbon_g = 0"
+            " WHERE carbon_g IS NULL AND prompt_tokens + completion_tokens = 0"
+        )
+    )
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -413,6 +447,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0006_usage_details", _0006_usage_details),
     ("0007_bench", _0007_bench),
     ("0008_budget_history", _0008_budget_history),
+    ("0009_carbon", _0009_carbon),
 )
 
 

@@ -682,6 +682,19 @@ class Store:
             func.coalesce(func.sum(usage.c.cache_write_tokens), 0).label("cache_write_tokens"),
             func.coalesce(func.sum(usage.c.reasoning_tokens), 0).label("reasoning_tokens"),
             cost.label("cost"),
+            func.coalesce(func.sum(usage.c.carbon_g), 0.0).label("carbon_g"),
+            func.coalesce(
+                func.sum(
+                    case(
+                        (
+                            usage.c.carbon_g.is_not(None),
+                            usage.c.prompt_tokens + usage.c.completion_tokens,
+                        ),
+                        else_=0,
+                    )
+                ),
+                0,
+            ).label("carbon_tokens"),
         ).group_by(key)
         if provider is not None:
             q = q.where(usage.c.provider == provider)
@@ -703,6 +716,8 @@ class Store:
                     r.cached_tokens,
                     r.cache_write_tokens,
                     r.reasoning_tokens,
+                    float(r.carbon_g),
+                    int(r.carbon_tokens),
                 )
                 for r in rows
             ),
@@ -761,4 +776,5 @@ def _usage_row(rec: UsageRecord, cost: int | None) -> dict[str, Any]:
         "request_id": rec.request_id,
         "cache_write_tokens": rec.cache_write_tokens,
         "reasoning_tokens": rec.reasoning_tokens,
+        "carbon_g": rec.carbon_g,
     }

@@ -24,20 +24,9 @@ in quality order.
 ``confidence`` says how much a ranking rests on known data rather than
 defaults: a priced winner, learned latencies, a known model size.
 
-Carbon estimate. Compute per token is ``2 x params`` FLOPs (a transformer's
-forward pass; Kaplan et al. 2020, "Scaling Laws for Neural Language Models"),
-turned into energy at an effective 1e11 FLOP per joule. That is Epoch AI's
-baseline in "How much energy does ChatGPT use?" (2025): an H100 at 10 %
-utilisation drawing 70 % of its server's 1,275 W share, with a PUE of 1.2,
-puts a 500-token GPT-4o answer (100B active parameters assumed) at 1e14 FLOP
-and ~0.3 Wh, i.e. ~9e10 FLOP/J. So ``J/token = 0.02 x params_b``, applied to
-prompt plus output tokens (prefill runs at higher utilisation, so this errs
-high for long prompts; for mixture-of-experts models the active parameters are
-what counts, and the catalog's ``params_b`` is what it knows). Times the
-provider's ``carbon_intensity`` (gCO2e/kWh), or 475 when it sets none: the
-IEA's world average for 2018 (its Electricity 2025 report gives 445 for 2024);
-local providers too, unless set. Models of unknown size rank after every known
-one, cheapest first (price as a proxy for size).
+Carbon estimate: :func:`polyroute.carbon.grams_co2e` (the model and its sources are in
+:mod:`polyroute.carbon`; the ledger's ``carbon_g`` uses the same function). Models of unknown
+size rank after every known one, cheapest first (price as a proxy for size).
 """
 
 from __future__ import annotations
@@ -50,6 +39,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar, cast, overload
 
+from polyroute.carbon import DEFAULT_CARBON_INTENSITY, grams_co2e
 from polyroute.config import BalancedWeights
 from polyroute.errors import ConfigError
 from polyroute.errors import usd_text as usd
@@ -63,12 +53,6 @@ from polyroute.router.context import (
     Scored,
     Strategy,
 )
-
-DEFAULT_CARBON_INTENSITY = 475.0
-"""gCO2e/kWh for providers that set none: a world-average grid (IEA, 2018 figure)."""
-FLOP_PER_JOULE = 1e11
-"""Effective inference efficiency (see the module docstring)."""
-_KWH = 3.6e6  # joules
 
 _INF = math.inf
 _NO_DATA_LOCAL = -1e300  # a speed score below every real one, above -inf (no data, remote)
@@ -546,13 +530,6 @@ class CarbonStrategy(BuiltinStrategy):
         )
         confidence = (0.8 if ci is not None else 0.6) * (0.6 if note else 1.0)
         return Order(ranked, score, why + note, confidence, excluded)
-
-
-def grams_co2e(params_b: float, tokens: int, intensity: float | None) -> float:
-    """Estimated gCO2e of ``tokens`` through a ``params_b``-billion-parameter model (module docs)."""
-    joules = tokens * 2 * params_b * 1e9 / FLOP_PER_JOULE
-    grid = DEFAULT_CARBON_INTENSITY if intensity is None else intensity
-    return joules / _KWH * grid
 
 
 def floor_reason(quality: float, complexity: Complexity) -> str:
