@@ -59,14 +59,18 @@ def fleet() -> Iterator[Fleet]:
         yield f
 
 
-def make_pr(fleet: Fleet, tmp_path: Path, **sections: Any) -> Polyroute:
+def make_pr(
+    fleet: Fleet, tmp_path: Path, providers: dict[str, Any] | None = None, **sections: Any
+) -> Polyroute:
+    """A client of the fleet, one model per provider; ``providers``: fields to change."""
     settings = fleet.settings(
         storage={"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
         router={"circuit_breaker": {"failure_threshold": 10_000}},
         **sections,
     )
-    for spec in settings["providers"].values():
+    for pid, spec in settings["providers"].items():
         spec["models"] = spec["models"][:1]
+        spec.update((providers or {}).get(pid, {}))
     pr = Polyroute(Config(validate(settings, "test"), "test", fleet.env()))
 
     async def no_sleep(_: float) -> None:
@@ -296,3 +300,25 @@ async def test_a_judge_grades_through_the_metered_path_and_its_failure_is_counte
     assert sample.ok and sample.score is None and sample.passed is None
     assert (sample.error or "").startswith("judge anthropic/claude-sonnet-4-6 failed: ")
     assert outcome.run.status == "finished"
+
+
+async def test_unpriced_pairs_are_skipped_under_a_cost_cap_and_disabled_ones_refused(
+    fleet: Fleet, tmp_path: Path, suite: Suite
+) -> None:
+    # mystery-1: a model the catalog has no price for, so its worst case is unbounded
+    changes = {"openai": {"models": ["gpt-4o-mini", "mystery-1"]}, "ollama": {"enabled": False}}
+    pr = make_pr(fleet, tmp_path, changes)
+    try:
+        script_fleet(fleet, {"openai": Profile()}, suite.cases)
+        bench = Bench(pr)
+        pairs = [("openai", "gpt-4o-mini"), ("openai", "mystery-1")]
+        run = await bench.start([suite], pairs, runs=1, concurrency=2, max_cost_usd=1.0)
+        outcome = await bench.execute(run, [suite])
+        assert (outcome.measured, outcome.skipped) == (3, 3)
+        done = await BenchStore(pr.ledger).done(run.id)
+        assert {model for _, model, _, _ in done} == {"gpt-4o-mini"}
+
+        with pytest.raises(BenchError, match="--providers: provider 'ollama' is disabled"):
+            bench_pairs(pr, providers=["ollama"])
+    finally:
+        await pr.aclose()
