@@ -173,3 +173,14 @@ def test_a_refusal_is_text_on_messages(gateway: Gateway, sim: OpenAISimulator) -
         model="openai/gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "?"}]
     ) as stream:
         assert stream.get_final_text() == REFUSAL
+
+
+def test_a_field_the_responses_api_lacks_is_a_400_naming_it(
+    sdk: openai.OpenAI, sim: OpenAISimulator
+) -> None:
+    calls = sim.calls
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(
+            model="resp/o3-pro", messages=[{"role": "user", "content": "?"}], stop=["x"]
+        )
+    assert "stop" in caught.value.message and sim.calls == calls
