@@ -137,6 +137,10 @@ async def test_a_bench_ranks_pairs_as_their_latency_errors_and_quality_dictate(
     assert sum(r.requests for r in report.rows) >= 36
     assert all(s.ttft_ms is not None and s.ttft_ms <= (s.latency_ms or 0) for s in samples if s.ok)
     assert all(s.cost_usd is not None for s in samples)  # every simulated model is priced
+    # emissions: the ledger's estimate, where the model's size is known (gpt-4o-mini's is)
+    answered = [s for s in samples if s.ok]
+    assert all((s.carbon_g or 0) > 0 for s in answered if s.provider == "openai")
+    assert all(s.carbon_g is None for s in answered if s.provider == "anthropic")
 
 
 async def test_max_cost_stops_scheduling_before_the_run_overspends(

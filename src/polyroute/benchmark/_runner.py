@@ -406,7 +406,7 @@ class Bench:
             prompt_tokens=answer.usage.prompt_tokens,
             completion_tokens=answer.usage.completion_tokens,
             cost_usd=answer.cost_usd,
-            carbon_g=None,  # polyroute has no carbon estimate yet
+            carbon_g=self.pr.meter.carbon_g(provider, self._type(provider), model, answer.usage),
             retries=max(0, len(answer.attempts) - 1),
             score=grade.score,
             passed=grade.passed,
@@ -430,9 +430,11 @@ class Bench:
 
         return await case.grader.grade(content, case, judge)
 
+    def _type(self, provider: str) -> str:
+        return self.pr.config.settings.providers[provider].type
+
     def _priced(self, provider: str, model: str) -> bool:
-        ptype = self.pr.config.settings.providers[provider].type
-        return self.pr.catalog.get(ptype, model).price is not None
+        return self.pr.catalog.get(self._type(provider), model).price is not None
 
 
 def _left(limit: float | None, spent: float) -> float | None:
