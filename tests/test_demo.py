@@ -20,6 +20,7 @@ def test_demo_runs_every_scene() -> None:
         "8. The usage ledger",
         "9. Fusion",
         "10. A benchmark",
+        "11. The budget optimizer",
     ):
         assert scene in r.stdout, scene
     assert "refused: BudgetExceeded" in r.stdout

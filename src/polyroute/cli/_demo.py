@@ -85,6 +85,7 @@ def demo() -> None:
                 await _budget_scene(console, pr, fleet)
                 await _fusion_scene(console, pr, fleet)
             await _bench_scene(console, fleet, settings)
+            await _optimizer_scene(console, fleet, settings)
         console.print(
             "Next: [bold]polyroute models[/] for the catalog and prices; "
             "[bold]polyroute ask --help[/] to ask your own providers."
@@ -365,3 +366,65 @@ async def _bench_scene(console: Any, fleet: Any, settings: dict[str, Any]) -> No
 def _show(console: Any, title: str | None, columns: list[str], rows: list[list[str]]) -> None:
     table(title, columns, rows, out=console)
     console.print()
+
+
+async def _optimizer_scene(console: Any, fleet: Any, settings: dict[str, Any]) -> None:
+    import math
+    import time
+
+    from polyroute.budgeting import analyze_ledger, propose
+    from polyroute.client import Polyroute
+    from polyroute.config import Config, validate
+    from polyroute.ledger import UsageRecord
+
+    # four weeks of simulated spend a day: (base, growth a day, weekly pattern, days failing)
+    history = {
+        "openai": (1.0, 0.03, False, 0),
+        "anthropic": (1.5, 0.0, True, 0),
+        "google": (0.6, 0.0, False, 0),
+        "mistral": (0.8, 0.0, False, 2),
+        "ollama": (0.0, 0.0, False, 0),
+    }
+    total, low, high = 100.0, 5.0, 45.0
+    console.print(
+        "[bold]11. The budget optimizer[/] (polyroute budget analyze / optimize): a fresh "
+        "in-memory ledger gets four weeks of [italic]simulated[/] history (openai growing, "
+        "anthropic busy on weekdays, google steady, mistral failing these two days, ollama "
+        "free) and today's requests, sent now. Then a monthly "
+        f"{usd(total, 2)} is shared by forecast need, {usd(low, 2)} to {usd(high, 2)} each."
+    )
+    config = Config(validate(settings, "embedded demo config"), "embedded", fleet.env())
+    async with Polyroute(config) as pr:
+        providers = config.enabled()
+        for pid in providers:
+            if pid != "mistral":
+                await pr.complete(PROMPT, provider=pid, max_tokens=64)
+        now = time.time()
+        midnight = now - now % 86_400
+        for pid, (base, growth, weekly, failing) in history.items():
+            model = config.settings.providers[pid].default_model or ""
+            for back in range(28, 0, -1):
+                ts = midnight - back * 86_400 + 43_200
+                if back <= failing:
+                    pr.ledger.record(
+                        UsageRecord(ts, pid, model, status="error", error_type="api_connection")
+                    )
+                    continue
+                weekday = time.gmtime(ts).tm_wday
+                season = (0.55 if weekday >= 5 else 1.2) if weekly else 1.0
+                wiggle = 1 + 0.08 * math.sin(back * 2.1)
+                cost = (base + growth * (28 - back)) * season * wiggle
+                pr.ledger.record(UsageRecord(ts, pid, model, cost_usd=cost))
+        analysis = await analyze_ledger(pr.ledger, providers, now)
+        proposal = propose(analysis, total, low, high)
+    forecasts = {p.provider: p.forecast_usd for p in analysis.providers}
+    rows = [
+        [
+            a.provider,
+            "-" if forecasts[a.provider] is None else usd(forecasts[a.provider], 2),
+            usd(a.proposed_usd, 2),
+            a.reason,
+        ]
+        for a in proposal.allocations
+    ]
+    _show(console, None, ["provider", f"forecast {analysis.period}", "proposed", "why"], rows)
