@@ -3,6 +3,7 @@ replay that scores the strategies (benchmark/_learn.py, router/measured.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.errors import ConfigError
 from polyroute.ledger import Ledger
+from polyroute.router.context import Candidate, Ranking, RoutingContext, Scored
 from polyroute.router.stats import LatencyStats
 
 MODELS = ["gpt-4o", "gpt-4o-mini"]  # the catalog rates gpt-4o higher (0.85 vs 0.72)
@@ -84,6 +86,35 @@ async def test_quality_source_bench_changes_the_decision_as_the_run_says(tmp_pat
             assert d.reasoning.startswith(
                 "openai/gpt-4o-mini has the lowest learned latency: 310 ms seeded by a bench run, no live call yet; "
             )
+    finally:
+        await ledger.aclose()
+
+
+class HighestQuality:
+    """A custom strategy: it reads ``Candidate.quality``, measured in bench mode."""
+
+    name = "highest"
+
+    def rank(self, candidates: Sequence[Candidate], ctx: RoutingContext) -> Ranking:
+        ranked = sorted(candidates, key=lambda c: -c.quality)
+        best = ranked[0]
+        return Ranking(
+            [Scored(c, c.quality) for c in ranked], f"{best.model} scores {best.quality:.2f}"
+        )
+
+
+async def test_a_custom_strategy_sees_the_measured_quality(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    custom = "benchmark.test_learn:HighestQuality"
+    try:
+        run_id = await stored_run(ledger)
+        async with Polyroute(config("bench", strategy=custom), ledger=ledger) as pr:
+            d = pr.route("hi", complexity="simple")
+            assert d.model == "gpt-4o-mini"
+            assert d.reasoning == (
+                f"gpt-4o-mini scores 0.95; quality 0.95 from bench run {run_id}, 20 samples"
+            )
+            assert pr.route("hi", complexity="medium").model == "gpt-4o"  # catalog: no samples
     finally:
         await ledger.aclose()
 

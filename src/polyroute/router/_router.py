@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 
 from polyroute.catalog import Catalog
@@ -96,6 +97,7 @@ class Router:
         "_carbon",
         "_columns",
         "_cost_ends",
+        "_entries",
         "_entry",
         "_floor_cache",
         "_inactive",
@@ -223,6 +225,8 @@ class Router:
             c: (quality, self._by_quality) for c in QUALITY_FLOOR
         }
         self._basis: dict[Complexity, tuple[str | None, ...]] = {}
+        # the catalog entries custom strategies get, with the measured quality where known
+        self._entries = dict.fromkeys(QUALITY_FLOOR, self._entry)
         if measured is None:
             return
         pairs = list(zip(self._provider, self._model, strict=True))
@@ -232,6 +236,10 @@ class Router:
             q = tuple(x.score if x else quality[i] for i, x in enumerate(seen))
             self._columns[c] = (q, tuple(sorted(range(len(q)), key=lambda i: -q[i])))
             self._basis[c] = tuple(measured.basis(x) if x else None for x in seen)
+            self._entries[c] = tuple(
+                replace(e, quality=x.score) if x else e
+                for e, x in zip(self._entry, seen, strict=True)
+            )
 
     @property
     def pairs(self) -> tuple[Target, ...]:
@@ -589,6 +597,7 @@ class Router:
         """A custom strategy: real :class:`Candidate` objects, its ranking mapped back to rows."""
         candidates = []
         index: dict[tuple[str, str], int] = {}
+        entries = self._entries[ctx.complexity]
         for i in rows:
             s = self._slots[i]
             pid = self._provider[i]
@@ -597,7 +606,7 @@ class Router:
                     provider=pid,
                     provider_type=self._ptype[i],
                     model=self._model[i],
-                    entry=self._entry[i],
+                    entry=entries[i],
                     est_cost_usd=cost[i],
                     latency_ms=s.latency_ms,
                     ttft_ms=s.ttft_ms,
