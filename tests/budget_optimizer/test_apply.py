@@ -143,3 +143,13 @@ async def test_auto_applies_once_per_interval_whoever_runs_it(ledger: Ledger) ->
     nxt = NOW + day
     assert await apply(ledger, proposal, source="auto", now=nxt, not_before=nxt - 0.9 * day)
     assert [e.source for e in await history(ledger)] == ["auto", "cli", "auto"]
+
+
+async def test_an_amount_out_of_range_is_refused_before_any_write(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="monthly_usd of provider:b must be 0 or more"):
+        await ledger.set_monthly_budgets({provider_scope("a"): 10.0, provider_scope("b"): -1.0})
+    assert (await monthly(ledger))["a"][1] == 40.0
+    # None removes a limit, like `budget set --monthly none`
+    changed = await ledger.set_monthly_budgets({provider_scope("a"): None})
+    assert changed == {provider_scope("a"): (40.0, None)}
+    assert (await monthly(ledger))["a"][:2] == (5.0, None)
