@@ -11,6 +11,7 @@ instead (:mod:`polyroute.providers._openai_responses`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from polyroute.errors import ErrorKind, status_error
@@ -32,6 +33,7 @@ from polyroute.providers._http import loads_event
 from polyroute.reasoning import effort_of
 from polyroute.types import (
     Alternative,
+    CacheControl,
     ChatRequest,
     ChatResponse,
     DocumentPart,
@@ -208,7 +210,8 @@ def _function(t: Tool) -> dict[str, Any]:
 
 def usage_from_wire(u: dict[str, Any] | None) -> Usage:
     """Cached input is part of ``prompt_tokens``, reasoning part of ``completion_tokens``.
-    OpenAI caches prompts by itself: it reports reads, and writes cost nothing extra."""
+    OpenAI caches prompts by itself: it reports reads, and writes cost nothing extra;
+    OpenRouter reports writes too (``prompt_tokens_details.cache_write_tokens``)."""
     if not u:
         return Usage()
     details = u.get("prompt_tokens_details") or {}
@@ -217,6 +220,7 @@ def usage_from_wire(u: dict[str, Any] | None) -> Usage:
         prompt_tokens=u.get("prompt_tokens") or 0,
         completion_tokens=u.get("completion_tokens") or 0,
         cached_tokens=details.get("cached_tokens") or 0,
+        cache_write_tokens=details.get("cache_write_tokens") or 0,
         reasoning_tokens=output.get("reasoning_tokens") or 0,
     )
 
@@ -368,11 +372,68 @@ class OpenAICompatibleProtocol(OpenAIProtocol):
 
     Same wire format; ``base_url`` is required, and ``max_tokens`` is the
     field these servers read (OpenAI itself now wants ``max_completion_tokens``).
+    Cache breakpoints go as Anthropic's ``cache_control`` on text parts, as OpenRouter
+    and LiteLLM read them for upstreams that cache explicitly (a whole message's mark on
+    its last text part; string content becomes one text part). OpenAI's own API is
+    never sent them: it caches prefixes by itself.
     """
 
     type: ClassVar[str] = "openai-compatible"
     default_base_url: ClassVar[str] = ""
     max_tokens_field: ClassVar[str] = "max_tokens"
+
+    def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        call = super().chat(request, stream=stream)
+        if call.json is None or "messages" not in call.json or not _text_marks(request):
+            return call
+        body = dict(call.json)
+        body["messages"] = [
+            cache_marked(wire, m)
+            for wire, m in zip(body["messages"], request.messages, strict=True)
+        ]
+        return replace(call, json=body)
+
+
+def _text_marks(request: ChatRequest) -> bool:
+    return any(
+        m.cache_control is not None
+        or (
+            not isinstance(m.content, str)
+            and any(isinstance(p, TextPart) and p.cache_control for p in m.content)
+        )
+        for m in request.messages
+    )
+
+
+def cache_control(mark: CacheControl) -> dict[str, str]:
+    return {"type": "ephemeral"} if mark.ttl == "5m" else {"type": "ephemeral", "ttl": mark.ttl}
+
+
+def cache_marked(wire: dict[str, Any], m: Message) -> dict[str, Any]:
+    """A wire message with ``cache_control`` on its marked text parts, and a whole
+    message's mark on its last text part."""
+    m = error_marked(m)  # as message_to_wire sent it
+    content = wire.get("content")
+    if isinstance(content, str):
+        if m.cache_control is None or not content:
+            return wire
+        return {**wire, "content": [{"type": "text", "text": content, **_mark(m.cache_control)}]}
+    if not content:
+        return wire
+    parts = [p for p in m.content if not isinstance(p, ThinkingPart)]  # as message_to_wire
+    out = [
+        {**w, **_mark(p.cache_control)} if isinstance(p, TextPart) and p.cache_control else w
+        for w, p in zip(content, parts, strict=True)
+    ]
+    if m.cache_control is not None:
+        last = max((i for i, w in enumerate(out) if w.get("type") == "text"), default=None)
+        if last is not None:
+            out[last] = {**out[last], **_mark(m.cache_control)}
+    return {**wire, "content": out}
+
+
+def _mark(mark: CacheControl) -> dict[str, Any]:
+    return {"cache_control": cache_control(mark)}
 
 
 class OpenAIStreamDecoder(StreamDecoder):

@@ -1,6 +1,7 @@
 """Simulated OpenAI API: Chat Completions, Models, Embeddings.
 
-It also stands in for any OpenAI-compatible server.
+It also stands in for any OpenAI-compatible server; a scripted ``cache_write_tokens``
+is reported as OpenRouter does (``prompt_tokens_details.cache_write_tokens``).
 """
 
 from __future__ import annotations
@@ -127,11 +128,14 @@ class OpenAISimulator(Simulator):
         )
 
     def _usage(self, reply: SimReply) -> dict[str, Any]:
+        details = {"cached_tokens": reply.cached_tokens, "audio_tokens": 0}
+        if reply.cache_write_tokens:  # OpenRouter's count of writes (OpenAI reports none)
+            details["cache_write_tokens"] = reply.cache_write_tokens
         return {
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+            "prompt_tokens_details": details,
             "completion_tokens_details": {
                 "reasoning_tokens": reply.reasoning_tokens,
                 "audio_tokens": 0,
