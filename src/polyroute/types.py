@@ -133,7 +133,8 @@ class Message:
     tool_call_id: str | None = None
     """For ``role="tool"``: the id of the call this message answers."""
     name: str | None = None
-    """For ``role="tool"``: the name of the tool that answered (Gemini needs it)."""
+    """For ``role="tool"``: the name of the tool that answered (Gemini needs it); else
+    OpenAI's participant name (LangGraph names each agent's turns so)."""
     is_error: bool = False
     """For ``role="tool"``: the tool failed, and ``content`` says how."""
     cache_control: CacheControl | None = None

@@ -426,3 +426,21 @@ def test_top_k_below_one_is_refused(gateway: Gateway) -> None:
         )
     assert r.status_code == 400
     assert r.json()["error"]["message"].startswith("top_k: ")
+
+
+def test_a_participant_name_reaches_openai_types_only(gateway: Gateway) -> None:
+    # LangGraph names each agent's turns; OpenAI takes a name on any message but a tool's
+    history = [
+        {"role": "user", "content": "hi", "name": "alice"},
+        {"role": "assistant", "content": "hello", "name": "researcher"},
+        {"role": "user", "content": "more"},
+    ]
+    with gateway.http() as http:
+        for vendor in ("openai", "mistral", "anthropic"):
+            r = http.post("/v1/chat/completions", json={"model": PINS[vendor], "messages": history})
+            assert r.status_code == 200, r.text
+    openai_turns = sent(gateway, "openai")["messages"]
+    assert [t.get("name") for t in openai_turns] == ["alice", "researcher", None]
+    assert "alice" not in str(sent(gateway, "mistral")) and "alice" not in str(
+        sent(gateway, "anthropic")
+    )

@@ -282,13 +282,13 @@ def _message(m: _Message, i: int) -> Message:
         calls = tuple(
             ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()
         )
-        return Message("assistant", _assistant_content(m, i), tool_calls=calls)
+        return Message("assistant", _assistant_content(m, i), tool_calls=calls, name=m.name)
     if m.content is None:
         raise GatewayError(
             f"messages.{i}.content: required for role {m.role!r}", param=f"messages.{i}.content"
         )
     role = "system" if m.role == "developer" else m.role
-    return Message(role, _content(m.content, f"messages.{i}.content"))
+    return Message(role, _content(m.content, f"messages.{i}.content"), name=m.name)
 
 
 def _assistant_content(m: _Message, i: int) -> str | tuple[Part, ...]:

@@ -240,6 +240,8 @@ class MistralProtocol(OpenAIProtocol):
                 wire["tool_call_id"] = tool_call_id(m.tool_call_id)
                 if m.name:
                     wire["name"] = m.name
+            else:  # only its tool messages have a name: a participant's is ignored
+                wire.pop("name", None)
         return replace(call, path=self.path_prefix + call.path, json=body)
 
     def document(self, p: DocumentPart) -> dict[str, Any]:

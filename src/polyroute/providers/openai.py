@@ -110,6 +110,8 @@ def message_to_wire(
             out["content"] = None
     if m.tool_call_id is not None:
         out["tool_call_id"] = m.tool_call_id
+    elif m.name is not None:  # a participant's name (a tool message has none here)
+        out["name"] = m.name
     return out
 
 
