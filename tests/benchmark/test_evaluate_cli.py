@@ -98,3 +98,19 @@ def test_bad_evaluate_arguments_exit_2_naming_the_problem(
     r = invoke(config, *args)
     assert r.exit_code == 2, r.output
     assert message in r.stderr
+
+
+def test_bench_report_writes_the_page_and_its_charts(config: Path, tmp_path: Path) -> None:
+    r = invoke(config, "suite.toml", *PAIRS, "--runs", "1", "--report", "out", "--json")
+    assert r.exit_code == 0, r.stderr
+    report = Path(json.loads(r.stdout)["report"])
+    assert report.resolve() == (tmp_path / "out" / "index.html").resolve()
+    page = report.read_text(encoding="utf-8")
+    assert "openai/gpt-4o-mini" in page and "ollama/llama3.2:latest" in page
+    for name in ("latency_cost", "quality_cost", "error_rates", "carbon"):
+        assert (report.parent / f"{name}.png").stat().st_size > 1000
+        assert f'<figure id="chart-{name}"><svg' in page
+    (tmp_path / "taken").write_text("a file, not a directory")
+    bad = invoke(config, "suite.toml", *PAIRS, "--runs", "1", "--report", "taken")
+    assert bad.exit_code == 2
+    assert "bench --report taken:" in bad.stderr
