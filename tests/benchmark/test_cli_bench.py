@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,3 +162,56 @@ async def test_an_interrupted_run_says_how_to_resume_it(capsys: pytest.CaptureFi
     assert bar._progress is None  # the bar is gone before the message
     err = capsys.readouterr().err
     assert "bench run 3 interrupted; `polyroute bench --resume 3` continues it" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+def test_ctrl_c_leaves_a_run_that_resume_completes(fleet: Fleet, config: Path) -> None:
+    fleet["openai"].script.latency_s = 0.1  # slow enough to be interrupted midway
+    database = config.parent / "bench.db"
+    config.write_text(config.read_text() + f'\n[storage]\nurl = "sqlite:///{database}"\n')
+    args = ["suite.toml", "--providers", "openai", "--models", "gpt-4o-mini", "--runs", "20"]
+    # the CLI with Python's own SIGINT handler, whatever this process passes down (a
+    # shell's background job ignores SIGINT, and children inherit that)
+    main = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from polyroute.cli import main; main()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", main, "--config", str(config), "bench", *args, "--concurrency", "1"],
+        cwd=config.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _stored(database) < 3:  # some samples in: interrupt it
+            assert child.poll() is None and time.monotonic() < deadline, child.stderr
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130
+    assert "bench run 1 interrupted; `polyroute bench --resume 1` continues it" in err
+    stored = _stored(database)
+    assert 3 <= stored < 40
+    fleet["openai"].script.latency_s = 0.0
+    calls = fleet["openai"].calls
+    resumed = bench_json(config, "--resume", "1")
+    assert (resumed["measured"], resumed["status"]) == (40 - stored, "finished")
+    assert fleet["openai"].calls - calls == 40 - stored  # nothing measured twice
+
+
+def _stored(database: Path) -> int:
+    import sqlite3
+
+    if not database.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(database, timeout=5)) as db:
+        try:
+            return int(db.execute("SELECT count(*) FROM bench_samples").fetchone()[0])
+        except sqlite3.OperationalError:  # not migrated yet
+            return 0
