@@ -65,3 +65,14 @@ def test_without_a_baseline_the_card_says_how_to_set_one(fleet: Fleet, tmp_path:
         page = dom(tmp_path / "a", f"{gw.url}/#key={ADMIN}")
     total, note = card(page)
     assert total.endswith(" mg CO2e") and note == "no baseline set ([router] carbon_baseline)"
+
+
+def test_usage_with_a_baseline_of_unknown_size_is_the_gateways_config_error(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    # none of the simulated ollama's models has a size the catalog knows
+    sections = {"router": {"carbon_baseline": "ollama"}}
+    with running(fleet, sections=sections, admin_key=ADMIN) as gw:
+        r = gw.http(authorization=f"Bearer {ADMIN}").get("/usage")
+    assert r.status_code == 500 and "configuration" in r.json()["error"]["message"]
+    assert "no model of 'ollama' has a known size" in caplog.text  # the operator's log says why
