@@ -444,3 +444,13 @@ def test_a_participant_name_reaches_openai_types_only(gateway: Gateway) -> None:
     assert "alice" not in str(sent(gateway, "mistral")) and "alice" not in str(
         sent(gateway, "anthropic")
     )
+
+
+def test_embeddings_refuse_a_field_by_name(gateway: Gateway) -> None:
+    with gateway.http() as http:
+        r = http.post(
+            "/v1/embeddings",
+            json={"model": "text-embedding-3-small", "input": "hi", "truncate": "END"},
+        )
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "truncate: not supported by polyroute"
