@@ -96,7 +96,12 @@ def test_the_proposal_follows_forecasts_within_bounds() -> None:
     got = {x.provider: x for x in p.allocations}
     assert round(sum(x.proposed_usd for x in p.allocations) * 100) == 60000
     assert all(20 <= x.proposed_usd <= 300 for x in p.allocations)
-    assert got["down"].proposed_usd == 20 and "outage" in got["down"].reason
+    down = {r.provider: r for r in a.providers}["down"]
+    assert down.spent_usd > 0  # before it failed; the reserve comes on top, so it can serve
+    assert got["down"].proposed_usd == pytest.approx(20 + down.spent_usd, abs=0.01)
+    assert "outage" in got["down"].reason and "it spent this month and the minimum" in (
+        got["down"].reason
+    )
     assert got["fresh"].proposed_usd == 20 and "no complete day" in got["fresh"].reason
     assert "outage day(s) left out" in got["was-down"].reason
     # rising (~190 in March) needs more than weekly (~124) than was-down (~93)
@@ -123,21 +128,35 @@ def test_when_the_weighted_reach_the_max_the_others_share_the_rest() -> None:
     assert cents == {"a": 12000, "b": 12000, "new": 6000}
 
 
+def test_a_held_provider_keeps_what_it_spent_plus_the_minimum_if_the_total_allows() -> None:
+    needs = {"a": 50.0, "down": None}
+    assert allocate(needs, 100.0, 10.0, 90.0, {"down": 30.0}) == {"a": 6000, "down": 4000}
+    # 10 + 95 spent cannot fit beside a's minimum in 100: both minimums, the rest to a
+    assert allocate(needs, 100.0, 10.0, 90.0, {"down": 95.0}) == {"a": 9000, "down": 1000}
+
+
 @given(
     needs=st.lists(
-        st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False)), min_size=1, max_size=8
+        st.tuples(
+            st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False)),
+            st.floats(0, 1e3, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=8,
     ),
     lo=st.integers(0, 5000),
     span=st.integers(0, 50_000),
     fill=st.floats(0, 1),
 )
 def test_allocations_are_within_bounds_and_sum_to_the_total_in_cents(
-    needs: list[float | None], lo: int, span: int, fill: float
+    needs: list[tuple[float | None, float]], lo: int, span: int, fill: float
 ) -> None:
     n = len(needs)
     hi = lo + span
     total = n * lo + round(fill * n * span)
-    cents = allocate({f"p{i}": w for i, w in enumerate(needs)}, total / 100, lo / 100, hi / 100)
+    weights = {f"p{i}": w for i, (w, _) in enumerate(needs)}
+    spent = {f"p{i}": s for i, (_, s) in enumerate(needs)}
+    cents = allocate(weights, total / 100, lo / 100, hi / 100, spent)
     assert sum(cents.values()) == total
     assert all(lo <= c <= hi for c in cents.values())
 

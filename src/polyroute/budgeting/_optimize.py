@@ -5,7 +5,9 @@ that makes the shares add up to the total (what clipping takes from or gives to 
 spread over the others in proportion to their need). Providers with nothing to weigh by
 hold the minimum: one with no complete day of usage (a reserve until it has some), one
 whose latest requests are failing (its traffic falls back to the others, which need the
-room; the reserve is there when it recovers), one forecast to spend nothing. When the
+room; the reserve is there when it recovers), one forecast to spend nothing. A held
+provider's minimum comes on top of what it spent this month (a limit under that would
+refuse it at once) when the total covers it and every other provider's forecast. When the
 weighted providers all reach the maximum, those others share what is left evenly; when
 nobody has a forecast, everyone gets an even share. Amounts are whole cents that add up
 exactly to the total (largest remainders get the odd cents).
@@ -73,23 +75,32 @@ def _cents_bounds(min_usd: float, max_usd: float, total_usd: float) -> tuple[int
 
 
 def allocate(
-    needs: Mapping[str, float | None], total_usd: float, min_usd: float, max_usd: float
+    needs: Mapping[str, float | None],
+    total_usd: float,
+    min_usd: float,
+    max_usd: float,
+    spent: Mapping[str, float] | None = None,
 ) -> dict[str, int]:
     """Cents per provider: ``clip(k x need, min, max)`` summing exactly to the total;
-    ``None`` or 0 need holds the minimum (see the module's docstring)."""
+    ``None`` or 0 need holds the minimum, on top of what it ``spent`` this month if the
+    total covers that and every other provider's need (see the module's docstring)."""
     check_bounds(total_usd, min_usd, max_usd, len(needs))
     lo, hi, total = _cents_bounds(min_usd, max_usd, total_usd)
     weighted = {p: w for p, w in needs.items() if w}
     rest = [p for p in needs if not needs[p]]
+    held = {p: min(hi, lo + math.ceil(round((spent or {}).get(p, 0.0) * 100, 6))) for p in rest}
+    wanted = sum(min(hi, max(lo, math.ceil(w * 100))) for w in weighted.values())
+    if sum(held.values()) + wanted > total:
+        held = dict.fromkeys(rest, lo)  # the serving providers' needs come first
     shares: dict[str, float] = {}
     if not weighted:
         shares = {p: total / len(needs) for p in needs}
-    elif total - lo * len(rest) >= hi * len(weighted):
+    elif total - sum(held.values()) >= hi * len(weighted):
         shares = {p: float(hi) for p in weighted}
-        spare = (total - hi * len(weighted)) / len(rest) if rest else 0.0
-        shares |= {p: spare for p in rest}
+        spare = (total - hi * len(weighted) - sum(held.values())) / len(rest) if rest else 0.0
+        shares |= {p: min(float(hi), held[p] + spare) for p in rest}
     else:
-        target = total - lo * len(rest)
+        target = total - sum(held.values())
 
         def placed(k: float) -> float:
             return sum(min(hi, max(lo, k * w)) for w in weighted.values())
@@ -101,7 +112,7 @@ def allocate(
             mid = (low_k + high_k) / 2
             low_k, high_k = (mid, high_k) if placed(mid) < target else (low_k, mid)
         shares = {p: min(hi, max(lo, high_k * w)) for p, w in weighted.items()}
-        shares |= {p: float(lo) for p in rest}
+        shares |= {p: float(held[p]) for p in rest}
     return _whole_cents(shares, total, lo, hi)
 
 
@@ -125,7 +136,8 @@ def propose(analysis: Analysis, total_usd: float, min_usd: float, max_usd: float
     for r in analysis.providers:
         usable = r.forecast_usd is not None and r.outage_since is None
         needs[r.provider] = r.forecast_usd if usable else None
-    cents = allocate(needs, total_usd, min_usd, max_usd)
+    spent = {r.provider: r.spent_usd for r in analysis.providers}
+    cents = allocate(needs, total_usd, min_usd, max_usd, spent)
     lo, hi, total = _cents_bounds(min_usd, max_usd, total_usd)
     weight = sum(w for w in needs.values() if w)
     allocations = []
@@ -133,9 +145,16 @@ def propose(analysis: Analysis, total_usd: float, min_usd: float, max_usd: float
         amount = cents[r.provider]
         need = needs[r.provider]
         if r.outage_since is not None:
+            reserve = "the minimum reserve"
+            if r.spent_usd > 0 and amount > lo:
+                reserve = f"the ${r.spent_usd:.2f} it spent this month and the minimum reserve"
             why = (
                 f"failing since {r.outage_since} (outage): "
-                + ("the minimum reserve" if amount == lo else "an even share of what is left")
+                + (
+                    reserve
+                    if amount <= lo + math.ceil(r.spent_usd * 100)
+                    else "an even share of what is left"
+                )
                 + "; its requests fall back to the others until it recovers"
             )
         elif r.forecast_usd is None:

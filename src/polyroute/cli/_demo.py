@@ -385,7 +385,7 @@ async def _optimizer_scene(console: Any, fleet: Any, settings: dict[str, Any]) -
         "mistral": (0.8, 0.0, False, 2),
         "ollama": (0.0, 0.0, False, 0),
     }
-    total, low, high = 100.0, 5.0, 45.0
+    total, low, high = 150.0, 5.0, 70.0
     console.print(
         "[bold]11. The budget optimizer[/] (polyroute budget analyze / optimize): a fresh "
         "in-memory ledger gets four weeks of [italic]simulated[/] history (openai growing, "
