@@ -45,6 +45,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from polyroute.catalog import Catalog
 from polyroute.catalog._catalog import LOCAL_TYPES
@@ -54,7 +55,6 @@ from polyroute.errors import usd_text as usd
 from polyroute.router.context import QUALITY_FLOOR, Candidate, Complexity, RoutingContext, Strategy
 from polyroute.router.decision import Decision, Exclusions
 from polyroute.router.hints import BudgetHints, Headroom
-from polyroute.router.measured import Measured
 from polyroute.router.stats import LatencyStats
 from polyroute.router.strategies import (
     BuiltinStrategy,
@@ -67,6 +67,9 @@ from polyroute.router.strategies import (
 )
 from polyroute.router.targets import candidate_models
 from polyroute.types import Capability, Excluded, ExclusionKind, Target
+
+if TYPE_CHECKING:
+    from polyroute.router.measured import Measured
 
 Check = Callable[[], Mapping[str, str]]
 """``check()``: the providers that cannot take a request now, each with why. Usually
