@@ -147,7 +147,7 @@ def _format(fmt: str | JsonSchema) -> dict[str, Any]:
     return out
 
 
-def _refuse_unsupported(request: ChatRequest, stream: bool) -> None:
+def _refuse_unsupported(request: ChatRequest) -> None:
     if request.stop:
         refuse_field(VENDOR, "stop", "the Responses API has no stop sequences")
     if request.seed is not None:
@@ -156,11 +156,14 @@ def _refuse_unsupported(request: ChatRequest, stream: bool) -> None:
         refuse_field(VENDOR, "n > 1", "the Responses API gives one answer")
     if request.logprobs or request.top_logprobs is not None:
         refuse_field(VENDOR, "logprobs", "polyroute does not read the Responses API's")
+    for name in ("presence_penalty", "frequency_penalty", "logit_bias", "top_k"):
+        if getattr(request, name) is not None:
+            refuse_field(VENDOR, name, "the Responses API has no such setting")
 
 
 def request_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """Our request as a ``POST /responses`` body."""
-    _refuse_unsupported(request, stream)
+    _refuse_unsupported(request)
     items: list[dict[str, Any]] = []
     for m in request.messages:
         if m.role != "system":
