@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import ollama
@@ -15,7 +16,10 @@ from mistralai.client import Mistral
 from mistralai.client.models import TextChunk, ThinkChunk
 
 from polyroute.catalog import Catalog
+from polyroute.client import Polyroute
+from polyroute.config import Config, validate
 from polyroute.events import TextDelta, ThinkingDelta
+from polyroute.ledger import Ledger
 from polyroute.providers import HttpPool, Provider, ProviderClient, Secret, connect
 from polyroute.providers.mistral import MistralProtocol
 from polyroute.testing._sim import count_tokens
@@ -213,3 +217,24 @@ def test_magistral_is_in_the_catalog_as_a_priced_reasoning_model() -> None:
         info = catalog.get("mistral", model)
         assert info.known and "reasoning" in info.capabilities
         assert info.price is not None and (info.price.input, info.price.output) == prices
+
+
+async def test_routing_sends_reasoning_to_a_reasoning_model_and_think_reaches_it(
+    osim: OllamaSimulator, tmp_path: Path
+) -> None:
+    settings = {
+        "providers": {
+            "local": {
+                "type": "ollama",
+                "base_url": osim.base_url,
+                "models": ["llama3.2", "gpt-oss:20b"],
+            }
+        }
+    }
+    config = Config(validate(settings, "test"), "test", {})
+    async with Polyroute(config, ledger=Ledger(f"sqlite:///{tmp_path}/l.db")) as pr:
+        request = ChatRequest("auto", [Message.user("what is 6 x 7?")], reasoning=Reasoning("high"))
+        answer = await pr.send(request)
+    assert answer.model == "gpt-oss:20b"  # llama3.2 cannot reason: left out
+    assert osim.last_request().body["think"] == "high"
+    assert answer.content == ANSWER
