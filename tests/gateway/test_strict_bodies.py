@@ -11,6 +11,7 @@ from typing import Any
 
 import anthropic
 import openai
+import pydantic
 import pytest
 
 from gateway.support import Gateway, start
@@ -454,3 +455,40 @@ def test_embeddings_refuse_a_field_by_name(gateway: Gateway) -> None:
         )
     assert r.status_code == 400
     assert r.json()["error"]["message"] == "truncate: not supported by polyroute"
+
+
+def test_a_parsed_answer_goes_back_as_the_sdk_returned_it(
+    oai: openai.OpenAI, gateway: Gateway
+) -> None:
+    class City(pydantic.BaseModel):
+        city: str
+
+    gateway.fleet["openai"].script.reply = '{"city": "Rome"}'
+    first = oai.chat.completions.parse(model=PINS["openai"], messages=HI, response_format=City)  # type: ignore[arg-type]
+    message = first.choices[0].message
+    assert message.parsed == City(city="Rome")
+    gateway.fleet["openai"].script.reply = None
+    oai.chat.completions.create(
+        model=PINS["openai"],
+        messages=[*HI, message, {"role": "user", "content": "more"}],  # type: ignore[list-item]
+    )
+    turn = sent(gateway, "openai")["messages"][1]
+    assert turn["content"] == '{"city": "Rome"}' and "parsed" not in turn
+
+
+def test_parsed_tool_arguments_go_back_with_their_arguments(gateway: Gateway) -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "f", "arguments": '{"a": 1}', "parsed_arguments": {"a": 1}},
+    }
+    history = [
+        *HI,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+    ]
+    with gateway.http() as http:
+        r = http.post("/v1/chat/completions", json={"model": PINS["openai"], "messages": history})
+    assert r.status_code == 200, r.text
+    wire = sent(gateway, "openai")["messages"][1]["tool_calls"][0]["function"]
+    assert wire == {"name": "f", "arguments": '{"a": 1}'}

@@ -5,11 +5,12 @@ checked with pydantic (``model_validate_json`` parses and checks in one pass);
 a field polyroute does not carry, at any depth, is a 400 naming it (DESIGN.md
 §9). An answer sent back as the SDK returned it is taken: its
 ``reasoning_content`` is the turn's reasoning (an unsigned thinking part, which
-no upstream takes back), a ``refusal`` is what it said, and fields the SDK dumps
-as ``null`` are unset. ``n`` > 1 renders as ``choices[i]``, ``logprobs`` as
-each choice's ``logprobs.content``; neither streams (refused by name). A ``file`` part is a
-document (its ``file_data``; a ``file_id`` names a file only OpenAI has, refused).
-Streams are
+no upstream takes back), a ``refusal`` is what it said, fields the SDK dumps as
+``null`` are unset, and its own parse of the content and of tool arguments
+(``parsed``, ``parsed_arguments``) goes with what it parsed. ``n`` > 1 renders
+as ``choices[i]``, ``logprobs`` as each choice's ``logprobs.content``; neither
+streams (refused by name). A ``file`` part is a document (its ``file_data``; a
+``file_id`` names a file only OpenAI has, refused). Streams are
 ``chat.completion.chunk`` frames ending ``data: [DONE]``; with
 ``stream_options.include_usage`` the last chunk before it has empty ``choices``
 and the usage. A failure after the first token is a ``data: {"error": ...}``
@@ -123,6 +124,9 @@ _Part = Annotated[_Text | _Image | _File, Field(discriminator="type")]
 class _Function(Body):
     name: str
     arguments: str = ""
+    parsed_arguments: Any = None
+    """The SDK's own parse of ``arguments`` (``pydantic_function_tool``), sent back with it:
+    ``arguments`` are carried."""
 
 
 class _Call(Body):
@@ -145,6 +149,9 @@ class _Message(Body):
     audio: Null = None
     function_call: Null = None
     annotations: Null = None
+    parsed: Any = None
+    """The SDK's own parse of ``content`` (``chat.completions.parse``), sent back with the
+    message: the content is carried."""
 
 
 class _FunctionDef(Body):
