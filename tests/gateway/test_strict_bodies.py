@@ -221,6 +221,7 @@ def test_an_anthropic_tool_use_dumped_whole_goes_back(
     )
     [use] = [b for b in m.content if b.type == "tool_use"]
     dumped = {**use.model_dump(), "caller": {"type": "direct"}}  # caller: the model's own call
+    assert dumped["toolset_name"] is None
     follow = [
         {"role": "user", "content": "Weather in Rome?"},
         {"role": "assistant", "content": [dumped]},
@@ -492,3 +493,12 @@ def test_parsed_tool_arguments_go_back_with_their_arguments(gateway: Gateway) ->
     assert r.status_code == 200, r.text
     wire = sent(gateway, "openai")["messages"][1]["tool_calls"][0]["function"]
     assert wire == {"name": "f", "arguments": '{"a": 1}'}
+
+
+def test_an_empty_citations_list_is_unset(gateway: Gateway) -> None:
+    turn = {"role": "assistant", "content": [{"type": "text", "text": "a", "citations": []}]}
+    body = {"model": PINS["anthropic"], "max_tokens": 5, "messages": [*HI, turn, *HI]}
+    with gateway.http() as http:
+        r = http.post("/v1/messages", json=body)
+    assert r.status_code == 200, r.text
+    assert "citations" not in str(sent(gateway, "anthropic"))

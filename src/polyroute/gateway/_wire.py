@@ -92,14 +92,15 @@ class Body(BaseModel):
 
 
 def _null(value: Any) -> None:
-    if value is not None:
+    if value is not None and value != []:
         raise ValueError(NOT_SUPPORTED)
 
 
 Null: TypeAlias = Annotated[None, BeforeValidator(_null)]
-"""A vendor's field that polyroute does not carry, taken as ``null`` only: SDKs dump their
-own response objects back with every field, unset ones as ``null`` (the anthropic SDK's
-``block.model_dump()``: ``citations: null``); a value is refused by name."""
+"""A vendor's field that polyroute does not carry, taken unset only (``null``, or an empty
+list): SDKs dump their own response objects back with every field, unset ones as ``null``
+(the anthropic SDK's ``block.model_dump()``: ``citations: null``); a value is refused by
+name."""
 
 
 @dataclass(frozen=True, slots=True)
