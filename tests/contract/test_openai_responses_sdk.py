@@ -16,6 +16,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from polyroute.providers.openai import OpenAIProtocol
 from polyroute.testing import OpenAISimulator
+from polyroute.testing.mistral import MistralSimulator
 from polyroute.types import ChatRequest
 
 EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
@@ -173,3 +174,13 @@ def test_chat_completions_parse_reads_a_refusal(sdk: openai.OpenAI, sim: OpenAIS
             pass
         final = stream.get_final_completion()
     assert final.choices[0].message.refusal == "I can't help with that."
+
+
+def test_only_openai_serves_the_responses_api() -> None:
+    with MistralSimulator() as mistral:
+        sent = httpx.post(
+            f"{mistral.root_url}/v1/responses",
+            json={"model": "mistral-small-latest", "input": "hi"},
+            headers={"authorization": "Bearer sim-key"},
+        )
+    assert sent.status_code == 404

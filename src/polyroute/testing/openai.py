@@ -89,9 +89,11 @@ class OpenAISimulator(Simulator):
         return {"x-request-id": _rid()}
 
     def routes(self) -> list[BaseRoute]:
+        # the Responses API is OpenAI's alone (not Mistral's, whose simulator is this one's)
+        responses = [Route("/v1/responses", self.handle_chat, methods=["POST"])]
         return [
             Route("/v1/chat/completions", self.handle_chat, methods=["POST"]),
-            Route("/v1/responses", self.handle_chat, methods=["POST"]),
+            *(responses if self.vendor == "openai" else []),
             Route("/v1/models", self.handle_models, methods=["GET"]),
             Route("/v1/embeddings", self.handle_embeddings, methods=["POST"]),
         ]
