@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+from gateway.support import polyroute
 from polyroute.config import ProviderConfig
-from polyroute.errors import UnsupportedError
+from polyroute.errors import NoCandidateError, UnsupportedError
 from polyroute.providers import protocol_for
 from polyroute.router.fields import refusals
+from polyroute.testing import Fleet
 from polyroute.types import ChatRequest, Message, Reasoning, Tool
 
 ALL = {"presence_penalty": 0.5, "frequency_penalty": -1.0, "top_k": 20, "logit_bias": {"9": 5.0}}
@@ -105,3 +107,19 @@ def test_routing_asks_each_vendor_about_each_field(field: str) -> None:
     assert set(out) == {vendor for vendor, f in REFUSED if f == field and vendor in providers}
     for vendor, why in out.items():
         assert why.startswith(f"{vendor} cannot take {field}")
+
+
+async def test_library_callers_send_them_and_auto_goes_where_they_are_carried() -> None:
+    request = ChatRequest("auto", [Message.user("hi")], top_k=7, presence_penalty=0.5)
+    with Fleet() as fleet:
+        pr = polyroute(fleet)
+        async with pr:
+            answer = await pr.send(request)
+            assert answer.provider in {"google", "ollama"}  # both fields, in their words
+            sent = fleet[answer.provider].last_request().body
+            assert "7" in str(sent) and "0.5" in str(sent)
+            reasons = {e.provider: e.reason for e in pr.recent[-1].decision.excluded}
+            assert reasons["openai"].startswith("openai cannot take top_k")
+            assert reasons["anthropic"].startswith("anthropic cannot take presence_penalty")
+            with pytest.raises(NoCandidateError, match="mistral cannot take top_k"):
+                await pr.send(request, provider="mistral", model="mistral-small-latest")
