@@ -407,7 +407,8 @@ def _0008_budget_history(conn: Connection) -> None:
 def _0009_carbon(conn: Connection) -> None:
     # plain SQL that SQLite and PostgreSQL both take
     conn.execute(text("ALTER TABLE usage ADD COLUMN carbon_g FLOAT"))
-    _backfill_carbon(conn)
+    if conn.execute(text("SELECT 1 FROM usage LIMIT 1")).first() is not None:
+        _backfill_carbon(conn)  # a new database has nothing to fill (nor loads the catalog)
 
 
 def _backfill_carbon(conn: Connection) -> None:
