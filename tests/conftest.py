@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# real servers (tests/servers): fixtures postgres_server, postgres_url
+pytest_plugins = ("servers.postgres",)
+
 _VENDOR_ENV = (
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
