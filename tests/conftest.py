@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 # real servers (tests/servers): fixtures postgres_server, postgres_url
-pytest_plugins = ("servers.postgres",)
+pytest_plugins = ("servers.postgres", "servers.redis")
 
 _VENDOR_ENV = (
     "OPENAI_API_KEY",

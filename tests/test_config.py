@@ -96,17 +96,16 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, expected: str) 
     assert "sk-abc" not in msg
 
 
-def test_redis_url_is_refused_by_name_until_it_works(tmp_path: Path) -> None:
-    path = write(tmp_path, '[storage]\nredis_url = "redis://localhost:6379/0"\n')
-    with pytest.raises(ConfigError) as info:
-        load(path, env={})
-    msg = str(info.value)
-    assert msg.startswith(f"{path}: storage.redis_url: redis_url is not supported yet")
-    assert "\n" not in msg
-    assert (
-        load(write(tmp_path, '[storage]\nredis_url = ""\n'), env={}).settings.storage.redis_url
-        == ""
-    )
+def test_redis_url_takes_a_redis_url_and_refuses_anything_else(tmp_path: Path) -> None:
+    for url in ("redis://localhost:6379/0", "rediss://h:6380", "unix:///run/redis.sock", ""):
+        path = write(tmp_path, f'[storage]\nredis_url = "{url}"\n')
+        assert load(path, env={}).settings.storage.redis_url == url
+    for url in ("localhost:6379", "http://localhost:6379"):
+        path = write(tmp_path, f'[storage]\nredis_url = "{url}"\n')
+        with pytest.raises(ConfigError) as info:
+            load(path, env={})
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: storage.redis_url: must be a redis://") and "\n" not in msg
 
 
 def test_missing_explicit_file(tmp_path: Path) -> None:

@@ -81,17 +81,17 @@ class HealthConfig(_Section):
 class StorageConfig(_Section):
     url: str = ""
     redis_url: str = ""
+    """Redis shared by the replicas (breakers, health, key revocations, latency); empty:
+    each process keeps its own."""
     durability: Literal["answered", "batched"] = "answered"
     """answered: a gateway reply's last byte leaves once its record is committed."""
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: str) -> str:
-        if v:
-            raise ValueError(
-                "redis_url is not supported yet (shared state arrives in a later release); "
-                "leave it empty"
-            )
+        scheme = v.partition("://")[0]
+        if v and ("://" not in v or scheme not in ("redis", "rediss", "unix")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, or empty")
         return v
 
 

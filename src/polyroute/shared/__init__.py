@@ -1,0 +1,5 @@
+"""What replicas of one deployment share, through Redis (``[storage] redis_url``)."""
+
+from polyroute.shared._shared import SCHEMES, Handler, Shared
+
+__all__ = ["SCHEMES", "Handler", "Shared"]
