@@ -23,6 +23,8 @@ KEY_FIELDS = {
     "models",
     "daily_usd",
     "monthly_usd",
+    "rpm",
+    "tpm",
     "created_at",
     "revoked_at",
     "active",
@@ -107,6 +109,22 @@ def test_list_never_shows_a_secret() -> None:
     for key in (first, second):
         assert key["key"] not in everything
         assert key["key"][12:] not in everything  # nor its part beyond the shown prefix
+
+
+def test_rate_limits_are_stored_with_the_key_and_listed() -> None:
+    r = invoke("keys", "create", "--name", "bot", "--rpm", "60", "--tpm", "100000")
+    assert r.exit_code == 0, r.stderr
+    assert "rpm 60, tpm 100,000" in r.stdout
+    out = create("--name", "capped", "--rpm", "5")
+    assert (out["rpm"], out["tpm"]) == (5, None)
+    keys = {k["name"]: k for k in listed()}
+    assert (keys["bot"]["rpm"], keys["bot"]["tpm"]) == (60, 100000)
+    assert (keys["capped"]["rpm"], keys["capped"]["tpm"]) == (5, None)
+    table = invoke("keys", "list").stdout
+    assert "rpm" in table and "100,000" in table
+    for bad in ("0", "-1", "1.5", "x"):
+        refused = invoke("keys", "create", "--name", "n", "--rpm", bad)
+        assert refused.exit_code == 2 and "--rpm" in refused.stderr
 
 
 def test_list_with_no_keys_says_how_to_make_one() -> None:

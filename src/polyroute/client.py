@@ -21,16 +21,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
+from typing import Literal, TypedDict, Unpack
 
 from polyroute.answer import Answer, AnswerStream, answer_of
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.errors import (
-    ConfigError,
     NoCandidateError,
 )
 from polyroute.fusion import (
@@ -52,6 +51,7 @@ from polyroute.ledger import (
     ledger_for,
     provider_scope,
 )
+from polyroute.limits import Limiter
 from polyroute.providers import HttpPool, ProviderClient, connect
 from polyroute.router import targets
 from polyroute.router._router import Router, lacking
@@ -75,9 +75,6 @@ from polyroute.types import (
     Message,
     Target,
 )
-
-if TYPE_CHECKING:
-    from polyroute.telemetry import Telemetry
 
 __all__ = [
     "RECENT_DECISIONS",
@@ -119,23 +116,6 @@ def _request(
     )
 
 
-def _telemetry_of(config: Config) -> Telemetry | None:
-    """``[telemetry]``'s tracing, or ``None`` (then nothing of OpenTelemetry is imported)."""
-    settings = config.settings.telemetry
-    if not settings.otlp_endpoint:
-        return None
-    try:
-        from polyroute.telemetry import Telemetry
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("opentelemetry"):
-            raise
-        raise ConfigError(
-            "[telemetry] otlp_endpoint needs OpenTelemetry, which is not installed: "
-            "pip install 'polyroute[otel]'"
-        ) from exc
-    return Telemetry.from_config(settings)
-
-
 def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
     messages = [Message.user(prompt)] if isinstance(prompt, str) else list(prompt)
     if system:
@@ -153,15 +133,10 @@ class Polyroute:
         pool: HttpPool | None = None,
         ledger: Ledger | None = None,
         events: EventHub | None = None,
-        telemetry: Telemetry | None = None,
     ) -> None:
         """``ledger``: default, the one ``config`` names (opened on first use, closed with
-        this object); a ledger passed in is flushed, not closed, and brings its own hub.
-        ``telemetry``: where spans go (:mod:`polyroute.telemetry`); default, what
-        ``[telemetry]`` says (shut down with this object), else no tracing at all."""
+        this object); a ledger passed in is flushed, not closed, and brings its own hub."""
         self.config = config
-        self.telemetry = telemetry if telemetry is not None else _telemetry_of(config)
-        self._own_telemetry = telemetry is None
         self.pool = pool or HttpPool()
         self.events = ledger.hub if ledger is not None else (events or EventHub())
         self._ledger = ledger
@@ -183,6 +158,8 @@ class Polyroute:
         self._executor: Executor | None = None
         self.budget_hints = BudgetHints()
         """What budgets that refused lately had left: routing skips pairs that cannot fit."""
+        self.limits = Limiter.from_settings(settings)
+        """Rate limits of providers and virtual keys (polyroute.limits)."""
         self._key_blocked: dict[str, str] | None = None
         self.recent: deque[Routed] = deque(maxlen=RECENT_DECISIONS)
         """The latest decisions requests were sent with, oldest first (bounded)."""
@@ -209,7 +186,13 @@ class Polyroute:
             intensity = {
                 pid: p.carbon_intensity for pid, p in self.config.settings.providers.items()
             }
-            self._meter = Meter(self.ledger, self.catalog, self.events, carbon_intensity=intensity)
+            self._meter = Meter(
+                self.ledger,
+                self.catalog,
+                self.events,
+                carbon_intensity=intensity,
+                limits=self.limits,
+            )
         return self._meter
 
     def client(self, provider_id: str) -> ProviderClient:
@@ -235,7 +218,10 @@ class Polyroute:
                 self.stats,
                 (self._blocked_by_key, self.breakers.blocked),
                 budget=self.budget_hints,
-                health=self.health_monitor.blocked,
+                # like health, a provider's rate limit leaves it out unless pinned (a pin: 429)
+                health=_either(self.health_monitor.blocked, self.limits.blocked)
+                if self.limits.providers
+                else self.health_monitor.blocked,
                 measured=measured,
             )
         return self._router
@@ -244,8 +230,7 @@ class Polyroute:
     def executor(self) -> Executor:
         if self._executor is None:
             router = self.config.settings.router
-            make = Executor if self.telemetry is None else self.telemetry.executor
-            self._executor = make(
+            self._executor = Executor(
                 self.client,
                 self.meter,
                 self.breakers,
@@ -471,8 +456,7 @@ class Polyroute:
             size = self.config.settings.fusion.max_providers
             ctx = self.context(messages, max_tokens, Routing())
             members = routed_panel(self.decide, ctx, self.config.enabled(), size)
-        make = Fuser if self.telemetry is None else self.telemetry.fuser
-        fuser = make(
+        fuser = Fuser(
             self.config,
             self.catalog,
             self.client,
@@ -527,6 +511,7 @@ class Polyroute:
         """Close connections and write the ledger's pending records."""
         await self.health_monitor.stop()
         try:
+            await self.limits.aclose()
             if self._ledger is not None:
                 if self._own_ledger:
                     await self._ledger.aclose()
@@ -534,11 +519,24 @@ class Polyroute:
                     await self._ledger.flush()
         finally:
             await self.pool.aclose()
-            if self._own_telemetry and self.telemetry is not None:
-                await asyncio.to_thread(self.telemetry.shutdown)  # exports what is pending
 
     async def __aenter__(self) -> Polyroute:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _either(*checks: Callable[[], Mapping[str, str]]) -> Callable[[], Mapping[str, str]]:
+    """One router check blocking what any of ``checks`` blocks (the first reason wins)."""
+
+    def check() -> Mapping[str, str]:
+        out: dict[str, str] = {}
+        for c in checks:
+            blocked = c()
+            if blocked:
+                for pid, why in blocked.items():
+                    out.setdefault(pid, why)
+        return out
+
+    return check

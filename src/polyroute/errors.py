@@ -9,6 +9,7 @@
     │   ├── WrongPassphraseError         the master passphrase does not open the vault
     │   └── UnknownKeyError              no gateway virtual key has this id (CLI exit 2)
     ├── BudgetExceeded                   a budget refused the request (CLI exit 3)
+    ├── RateLimitedError                 a virtual key's own rpm/tpm refused the request (429)
     ├── LedgerError                      the usage database cannot be used
     ├── GatewayError                     the gateway refuses a request (``status``: 400, 401...)
     │   └── UnknownResponseError         no stored response with this id for this key (404)
@@ -45,7 +46,8 @@
             ├── RequestTooLargeError         413
             ├── UnprocessableEntityError     422
             ├── RateLimitError               429 (``retry_after``)      retryable
-            │   └── QuotaExceededError       429, credit or spend limit: waiting won't help
+            │   ├── QuotaExceededError       429, credit or spend limit: waiting won't help
+            │   └── ProviderLimitError       the provider's configured rpm/tpm: no call made, fall back
             ├── ContentFilterError           refused for safety
             └── InternalServerError          5xx                         retryable
                 └── OverloadedError          529, or 503 "overloaded"    retryable
@@ -141,6 +143,40 @@ class BudgetExceeded(PolyrouteError):
     def left_usd(self) -> float:
         """What the budget could still admit when it refused (neither spent nor held)."""
         return max(0.0, round(self.limit_usd - self.spent_usd - self.reserved_usd, 9))  # nano-USD
+
+
+class RateLimitedError(PolyrouteError):
+    """A virtual key's own rate limit (``keys create --rpm/--tpm``) refused the request.
+
+    Not a :class:`ProviderError`: no upstream was asked, and no other provider would
+    admit it (the limit is the caller's). ``retry_after``: seconds until the window
+    admits it; ``None`` when it never can (its worst case alone is over ``tpm``).
+    A provider's own configured limit is :class:`ProviderLimitError` instead.
+    """
+
+    def __init__(
+        self, *, scope: str, limit: str, per_minute: int, requested: int, retry_after: float | None
+    ) -> None:
+        self.scope = scope
+        self.limit = limit
+        self.per_minute = per_minute
+        self.requested = requested
+        self.retry_after = retry_after
+        super().__init__(rate_refusal(scope, limit, per_minute, requested, retry_after))
+
+
+def rate_refusal(
+    scope: str, limit: str, per_minute: int, requested: int, retry_after: float | None
+) -> str:
+    """Why a rate limit refused a request (one wording for keys and providers)."""
+    head = f"rate limit {limit} {per_minute:,} of {scope}"
+    if retry_after is None:
+        return (
+            f"{head} can never admit this request: its worst case is {requested:,} tokens "
+            "(prompt bound + max output); lower max_tokens"
+        )
+    what = "requests" if limit == "rpm" else f"tokens (this request holds up to {requested:,})"
+    return f"{head} reached: no room for more {what} in the last 60 s, retry in {retry_after:.1f}s"
 
 
 def usd_text(v: float) -> str:
@@ -422,6 +458,14 @@ class RateLimitError(APIStatusError):
 
 class QuotaExceededError(RateLimitError):
     """Out of credit or over a spend limit: a 429 that retrying will not fix."""
+
+    retryable = False
+
+
+class ProviderLimitError(RateLimitError):
+    """The provider's configured ``rpm``/``tpm`` (ours, not the vendor's 429) is reached: no
+    call was made. Not retried (``retry_after`` says when the window admits it): routing
+    falls back to another provider, and a pin gets the 429."""
 
     retryable = False
 

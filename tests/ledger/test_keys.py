@@ -178,6 +178,9 @@ async def test_name_is_stripped_and_models_deduplicated(make: Make) -> None:
         ),
         ({"models": ["gpt-4o", " "]}, ValueError, "model name cannot be empty"),
         ({"models": "gpt-4o"}, TypeError, "not one string"),
+        ({"rpm": 0}, ValueError, "rpm is a whole number from 1 up"),
+        ({"tpm": 2.5}, ValueError, "tpm is a whole number from 1 up"),
+        ({"rpm": True}, ValueError, "rpm is a whole number from 1 up"),
     ],
 )
 async def test_bad_arguments_are_refused_and_nothing_is_written(
@@ -242,6 +245,8 @@ def test_as_dict_shape() -> None:
         "models": ["gpt-4o"],
         "daily_usd": 1.5,
         "monthly_usd": None,
+        "rpm": None,
+        "tpm": None,
         "created_at": "2026-03-10T12:00:00+00:00",
         "revoked_at": "2026-03-10T12:01:30+00:00",
         "active": False,

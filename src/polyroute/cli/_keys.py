@@ -71,6 +71,17 @@ def _ledger(config_path: str | None) -> Ledger:
     callback=_models,
     help="Only these models, as requests name them (default: any).",
 )
+@click.option(
+    "--rpm",
+    type=click.IntRange(min=1),
+    help="Requests a minute at most, across every gateway replica (default: no limit).",
+)
+@click.option(
+    "--tpm",
+    type=click.IntRange(min=1),
+    help="Tokens a minute at most: each request holds its worst case until it settles "
+    "to what it used (default: no limit).",
+)
 @json_option
 @common_options
 def key_create(
@@ -78,6 +89,8 @@ def key_create(
     daily_usd: float | None,
     monthly_usd: float | None,
     models: tuple[str, ...],
+    rpm: int | None,
+    tpm: int | None,
     as_json: bool,
 ) -> None:
     """Create a key; its secret is shown once, here (polyroute keeps only a hash of it)."""
@@ -87,7 +100,7 @@ def key_create(
         ledger = _ledger(config_path)
         try:
             key, secret = await ledger.create_key(
-                name, daily_usd=daily_usd, monthly_usd=monthly_usd, models=models
+                name, daily_usd=daily_usd, monthly_usd=monthly_usd, models=models, rpm=rpm, tpm=tpm
             )
         finally:
             await ledger.aclose()
@@ -96,7 +109,8 @@ def key_create(
             return 0
         click.echo(
             f"created {key.id} ({key.name}): models {_allowed(key)}, "
-            f"daily {limit_text(key.daily_usd)}, monthly {limit_text(key.monthly_usd)}\n"
+            f"daily {limit_text(key.daily_usd)}, monthly {limit_text(key.monthly_usd)}, "
+            f"rpm {_rate(key.rpm)}, tpm {_rate(key.tpm)}\n"
         )
         click.echo(f"    {secret}\n")
         click.echo("This key is shown once: store it now. polyroute keeps only its hash.")
@@ -149,13 +163,15 @@ def key_list(as_json: bool) -> None:
                 _allowed(k),
                 limit_text(k.daily_usd),
                 limit_text(k.monthly_usd),
+                _rate(k.rpm),
+                _rate(k.tpm),
                 usd(spent[k.id].daily.spent_usd, 4),
                 f"{k.created_at:%Y-%m-%d %H:%M}",
                 "-" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
             ]
             for k in found
         ]
-        columns = ["id", "name", "key", "models", "daily", "monthly", "spent today"]
+        columns = ["id", "name", "key", "models", "daily", "monthly", "rpm", "tpm", "spent today"]
         table(None, [*columns, "created (UTC)", "revoked (UTC)"], rows)
         return 0
 
@@ -189,3 +205,7 @@ def key_revoke(key_id: str, as_json: bool) -> None:
 
 def _allowed(key: VirtualKey) -> str:
     return ", ".join(key.models) if key.models else "any"
+
+
+def _rate(per_minute: int | None) -> str:
+    return "none" if per_minute is None else f"{per_minute:,}"

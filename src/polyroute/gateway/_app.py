@@ -64,7 +64,10 @@ def create_app(
         max_body_bytes = int(polyroute.config.settings.gateway.max_body_mb * MB)
 
     async def verify(secret: str) -> VirtualKey | None:
-        return await polyroute.ledger.verify_key(secret)  # the ledger opens on first use
+        key = await polyroute.ledger.verify_key(secret)  # the ledger opens on first use
+        if key is not None:
+            polyroute.limits.know(key)  # its rate limits, for the meter's admission
+        return key
 
     auth = Auth(admin_key, verify, ttl_s=key_cache_s)
     selector = Selector(polyroute)
@@ -114,17 +117,9 @@ def create_app(
             if lifecycle:
                 await polyroute.aclose()
 
-    endpoints = [r.path for r in routes]
-    middleware = [Middleware(Observe, metrics=metrics, endpoints=endpoints)]
-    if polyroute.telemetry is not None:  # tracing on: a server span per HTTP request
-        from polyroute.telemetry import TracedHTTP
-
-        middleware.append(
-            Middleware(TracedHTTP, telemetry=polyroute.telemetry, endpoints=endpoints)
-        )
     return Starlette(
         routes=routes,
-        middleware=middleware,
+        middleware=[Middleware(Observe, metrics=metrics, endpoints=[r.path for r in routes])],
         lifespan=lifespan,
         exception_handlers={404: unknown_route, 405: unknown_route},
     )

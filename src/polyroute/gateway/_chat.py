@@ -11,6 +11,7 @@ is the format's in-stream error frame, never a clean end.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -86,7 +87,8 @@ def problem_response(body: bytes, problem: Problem, note: Note) -> Response:
     note.error = problem.kind
     headers = {}
     if problem.retry_after is not None:
-        headers["retry-after"] = f"{max(1, round(problem.retry_after))}"
+        # rounded up: a retry at the rounded-down second would be refused again
+        headers["retry-after"] = f"{max(1, math.ceil(problem.retry_after))}"
     if problem.kind in _FINAL:
         headers["x-should-retry"] = "false"  # the official SDKs would otherwise retry twice
     return Response(body, problem.status, headers, JSON)

@@ -4,7 +4,8 @@ polyroute error becomes an HTTP status (DESIGN.md §9).
 - 400: the request itself (bad body; every upstream refused it as invalid;
   nothing can serve what it asks, e.g. a capability no model has, or a cost cap)
 - 401/403/404/413: the gateway's own refusals (:class:`GatewayError`)
-- 429: a budget refused it, or every upstream rate-limited it
+- 429: a budget refused it, the virtual key's rate limit did, or every upstream
+  rate-limited it (a provider's own configured limit included)
 - 502: every upstream failed, or none is available (attempts or exclusions listed)
 - 504: every upstream timed out
 - 500: the gateway's own configuration or ledger is broken
@@ -31,6 +32,7 @@ from polyroute.errors import (
     PolyrouteError,
     ProviderError,
     QuotaExceededError,
+    RateLimitedError,
     RateLimitError,
     RequestTimeoutError,
     UnknownResponseError,
@@ -63,6 +65,12 @@ def problem_of(exc: PolyrouteError) -> Problem:
         return Problem(exc.status, kind, str(exc), exc.param, code)
     if isinstance(exc, BudgetExceeded):
         return Problem(429, "budget", str(exc), code="budget_exceeded")
+    if isinstance(exc, RateLimitedError):
+        if exc.retry_after is None:  # its worst case alone is over the key's tpm
+            return Problem(400, "invalid_request", str(exc), "max_tokens", "exceeds_tpm")
+        return Problem(
+            429, "rate_limit", str(exc), code="rate_limit_exceeded", retry_after=exc.retry_after
+        )
     if isinstance(exc, FusionCostCapError):
         return Problem(400, "invalid_request", str(exc), "polyroute.max_cost_usd", "cost_cap")
     if isinstance(exc, FusionError):

@@ -45,7 +45,12 @@ def looks_like_secret(value: str) -> bool:
 
 
 def clean_key_args(
-    name: str, daily_usd: float | None, monthly_usd: float | None, models: Iterable[str]
+    name: str,
+    daily_usd: float | None,
+    monthly_usd: float | None,
+    models: Iterable[str],
+    rpm: int | None = None,
+    tpm: int | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """Check :meth:`Ledger.create_key`'s arguments: the stripped name and the models, deduplicated.
 
@@ -57,6 +62,9 @@ def clean_key_args(
     for label, value in (("daily_usd", daily_usd), ("monthly_usd", monthly_usd)):
         if value is not None:
             check_usd(label, value)
+    for label, rate in (("rpm", rpm), ("tpm", tpm)):
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
+            raise ValueError(f"{label} is a whole number from 1 up (leave it out for no limit)")
     if isinstance(models, str):  # a str is an iterable of one-letter "models"
         raise TypeError(f"models is a list of model names, not one string: [{models!r}]")
     cleaned = tuple(dict.fromkeys(m.strip() for m in models))
@@ -80,6 +88,9 @@ class VirtualKey:
     daily_usd: float | None = None
     """Its budget (scope ``key:<id>``); ``None`` is no limit."""
     monthly_usd: float | None = None
+    rpm: int | None = None
+    """Its rate limits (requests, tokens a minute: limits/); ``None`` is no limit."""
+    tpm: int | None = None
 
     @property
     def active(self) -> bool:
@@ -96,6 +107,8 @@ class VirtualKey:
             "models": list(self.models),
             "daily_usd": self.daily_usd,
             "monthly_usd": self.monthly_usd,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
             "created_at": self.created_at.isoformat(timespec="seconds"),
             "revoked_at": None
             if self.revoked_at is None

@@ -379,15 +379,18 @@ class Ledger:
         daily_usd: float | None = None,
         monthly_usd: float | None = None,
         models: Iterable[str] = (),
+        rpm: int | None = None,
+        tpm: int | None = None,
     ) -> tuple[VirtualKey, str]:
         """A new key and its secret: the only time the secret exists outside its holder.
 
         Its budget is stored as scope ``key:<id>``, so reservations made with
-        ``virtual_key=<id>`` charge it. Empty ``models``: any model. Raises
+        ``virtual_key=<id>`` charge it. Empty ``models``: any model. ``rpm``/``tpm``: its
+        rate limits (requests, tokens a minute; ``None``: none). Raises
         :class:`ValueError` for an empty name, a budget that is not from 0 to
         ``MAX_USD``, or an empty model name, and :class:`TypeError` for ``models`` given as one string.
         """
-        name, allowed = clean_key_args(name, daily_usd, monthly_usd, models)
+        name, allowed = clean_key_args(name, daily_usd, monthly_usd, models, rpm, tpm)
         secret = new_secret()
         limits = None
         if daily_usd is not None or monthly_usd is not None:
@@ -402,6 +405,8 @@ class Ledger:
                 limits=limits,
                 now=self.clock(),
                 new_id=new_key_id,
+                rpm=rpm,
+                tpm=tpm,
             )
             if limits is not None:  # this process's reservations see the budget at once
                 self._fresh_budgets(store, force=True)

@@ -23,6 +23,7 @@ from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, T
 from polyroute.hub import BudgetExceededEvent, EventHub, RequestFailed, RequestSucceeded
 from polyroute.ledger._ledger import Ledger
 from polyroute.ledger._records import Reservation, Status, UsageRecord
+from polyroute.limits import Hold, Limiter
 from polyroute.providers import ProviderClient
 from polyroute.reasoning import output_tokens_floor
 from polyroute.tokens import embedding_token_bound, estimate_output_tokens, prompt_token_bound
@@ -82,6 +83,14 @@ def _cache_ttls(request: ChatRequest) -> set[str]:
     return {mark.ttl for mark in marks if mark is not None}
 
 
+def worst_case_tokens(entry: CatalogModel, request: ChatRequest | EmbeddingRequest) -> int:
+    """The most tokens a call can bill: the rate limits' hold (the same bounds as money's)."""
+    if isinstance(request, EmbeddingRequest):
+        return embedding_token_bound(request)
+    out = output_bound(entry, request.max_tokens, output_tokens_floor(request)) * request.n
+    return prompt_token_bound(request) + out
+
+
 def embedding_worst_case_usd(entry: CatalogModel, request: EmbeddingRequest) -> float | None:
     """The input bound x input price (embeddings have no output); ``None`` when unpriced."""
     if entry.price is None:
@@ -118,8 +127,11 @@ class Meter:
         *,
         clock: Callable[[], float] = time.time,
         carbon_intensity: Mapping[str, float | None] = MappingProxyType({}),
+        limits: Limiter | None = None,
     ) -> None:
         self.ledger = ledger
+        self.limits = limits
+        """Rate limits (``None`` or none configured: no admission at all)."""
         self.catalog = catalog
         self.hub = hub
         self.clock = clock
@@ -141,6 +153,36 @@ class Meter:
         if not usage.total_tokens:
             return 0.0
         return self.catalog.cost(provider_type, model, usage).usd
+
+    async def admit(
+        self,
+        client: ProviderClient,
+        request: ChatRequest | EmbeddingRequest,
+        virtual_key: str | None,
+    ) -> Hold | None:
+        """Hold the call's worst-case tokens in its rate limits' windows (``None``: none
+        applies). Raises :class:`RateLimitedError` or :class:`ProviderLimitError`."""
+        limits = self.limits
+        if limits is None or not limits.applies(client.id, virtual_key):
+            return None
+        entry = self.catalog.get(client.provider.type, request.model)
+        return await limits.admit(client.id, virtual_key, worst_case_tokens(entry, request))
+
+    async def held(
+        self,
+        client: ProviderClient,
+        request: ChatRequest | EmbeddingRequest,
+        ts: float,
+        virtual_key: str | None,
+    ) -> tuple[Reservation, Hold | None]:
+        """Admit the call into its rate limits, then reserve its worst-case cost."""
+        hold = await self.admit(client, request, virtual_key)
+        try:
+            return await self.reserve(client, request, ts, virtual_key), hold
+        except BaseException:
+            if hold is not None:
+                hold.release()
+            raise
 
     async def reserve(
         self,
@@ -204,9 +246,9 @@ class Meter:
         """Reserve, ``send()``, and record the one attempt whatever its outcome:
         ``(response, cost, latency_ms)``."""
         started = self.clock()
-        reservation = await self.reserve(client, request, started, virtual_key)
+        reservation, hold = await self.held(client, request, started, virtual_key)
         t0 = time.perf_counter()
-        attempt = _Attempt(self, client, request, started, reservation, virtual_key)
+        attempt = _Attempt(self, client, request, started, reservation, virtual_key, hold)
         try:
             response = await send()
         except BaseException as exc:
@@ -227,8 +269,8 @@ class Meter:
         charged for the delivered text (vendors bill generated tokens).
         """
         started = self.clock()
-        reservation = await self.reserve(client, request, started, virtual_key)
-        attempt = _Attempt(self, client, request, started, reservation, virtual_key)
+        reservation, hold = await self.held(client, request, started, virtual_key)
+        attempt = _Attempt(self, client, request, started, reservation, virtual_key, hold)
         t0 = time.perf_counter()
         ttft: float | None = None
         delivered = 0
@@ -265,8 +307,10 @@ class _Attempt:
         started: float,
         reservation: Reservation,
         virtual_key: str | None,
+        hold: Hold | None = None,
     ) -> None:
         self.meter = meter
+        self.hold = hold
         self.client = client
         self.request = request
         self.started = started
@@ -308,6 +352,8 @@ class _Attempt:
             carbon_g=carbon,
         )
         self.meter.ledger.record(record, self.reservation)
+        if self.hold is not None:
+            self.hold.settle(usage.total_tokens)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s/%s %s%s in %.1f ms, %d+%d tokens, cost %s, held %s, request id %s",

@@ -150,6 +150,8 @@ virtual_keys = Table(
     Column("models", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    Column("rpm", Integer),  # rate limits (limits/): NULL, no limit
+    Column("tpm", Integer),
 )
 
 # Stored Responses API answers (``POST /v1/responses`` with ``store``): the conversation up
@@ -437,6 +439,11 @@ def _backfill_carbon(conn: Connection) -> None:
     )
 
 
+def _0010_key_limits(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE virtual_keys ADD COLUMN rpm INTEGER"))
+    conn.execute(text("ALTER TABLE virtual_keys ADD COLUMN tpm INTEGER"))
+
+
 Migration = tuple[str, Callable[[Connection], None]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -449,6 +456,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("0007_bench", _0007_bench),
     ("0008_budget_history", _0008_budget_history),
     ("0009_carbon", _0009_carbon),
+    ("0010_key_limits", _0010_key_limits),
 )
 
 

@@ -162,6 +162,8 @@ class _Statements:
             vk.revoked_at,
             budgets.c.daily_usd,
             budgets.c.monthly_usd,
+            vk.rpm,
+            vk.tpm,
         ).select_from(
             virtual_keys.outerjoin(budgets, budgets.c.scope == literal(key_scope("")) + vk.id)
         )
@@ -358,6 +360,8 @@ class Store:
         limits: BudgetLimits | None,
         now: float,
         new_id: Callable[[], str],
+        rpm: int | None = None,
+        tpm: int | None = None,
     ) -> VirtualKey:
         """Insert a key and its budget (scope ``key:<id>``) in one transaction."""
         with self.write() as c:
@@ -375,12 +379,14 @@ class Store:
                     models=json.dumps(list(models)),
                     created_at=now,
                     revoked_at=None,
+                    rpm=rpm,
+                    tpm=tpm,
                 )
             )
             if limits is not None:
                 self._put_budget(c, key_scope(key_id), limits, now)
         daily, monthly = (None, None) if limits is None else (limits.daily_usd, limits.monthly_usd)
-        return VirtualKey(key_id, name, prefix, models, utc(now), None, daily, monthly)
+        return VirtualKey(key_id, name, prefix, models, utc(now), None, daily, monthly, rpm, tpm)
 
     def keys(self, include_revoked: bool) -> list[VirtualKey]:
         q = self.sql.keys.order_by(virtual_keys.c.created_at, virtual_keys.c.id)
@@ -753,6 +759,8 @@ def _virtual_key(row: Row[*tuple[Any, ...]]) -> VirtualKey:
         revoked_at=None if row.revoked_at is None else utc(row.revoked_at),
         daily_usd=row.daily_usd,
         monthly_usd=row.monthly_usd,
+        rpm=row.rpm,
+        tpm=row.tpm,
     )
 
 

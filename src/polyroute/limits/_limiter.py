@@ -1,0 +1,162 @@
+"""The limiter: which scopes a call is held against, its holds, and who is blocked now."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol
+
+from polyroute.errors import ProviderLimitError, RateLimitedError, rate_refusal
+from polyroute.limits._window import LocalWindows, Rate, Refused
+
+if TYPE_CHECKING:
+    from polyroute.config import Settings
+    from polyroute.ledger import VirtualKey
+
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
+class SharedWindows(Protocol):
+    """Windows kept outside this process (Redis: :mod:`polyroute.limits._redis`)."""
+
+    @property
+    def usable(self) -> bool:
+        """Whether to use them now (``False``: the store is down; local windows stand in)."""
+        ...
+
+    async def admit(
+        self, scopes: Sequence[tuple[str, Rate]], tokens: int, hold: str
+    ) -> Refused | None: ...
+
+    def settle(self, scopes: Sequence[str], hold: str, tokens: int | None) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def key_scope(key_id: str) -> str:
+    return f"key:{key_id}"
+
+
+def provider_scope(provider_id: str) -> str:
+    return f"provider:{provider_id}"
+
+
+class Hold:
+    """An admitted call's place in its windows: settle it once, to the tokens it used."""
+
+    __slots__ = ("_windows", "hold", "scopes")
+
+    def __init__(
+        self, windows: LocalWindows | SharedWindows, scopes: tuple[str, ...], hold: str
+    ) -> None:
+        self._windows, self.scopes, self.hold = windows, scopes, hold
+
+    def settle(self, tokens: int) -> None:
+        """The call ended having used ``tokens`` (failed calls: what they billed)."""
+        self._windows.settle(self.scopes, self.hold, tokens)
+
+    def release(self) -> None:
+        """No call was made after all (a budget refused it): the entry goes."""
+        self._windows.settle(self.scopes, self.hold, None)
+
+
+class Limiter:
+    """Rate limits of providers (config ``rpm``/``tpm``) and virtual keys (``keys create``).
+
+    Owned by one :class:`~polyroute.Polyroute`. With ``shared`` windows (Redis), limits hold
+    across every replica; while they are unusable, this process's own windows stand in.
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, Rate],
+        *,
+        shared: SharedWindows | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.providers = {pid: rate for pid, rate in providers.items() if rate}
+        self.keys: dict[str, Rate] = {}
+        """Limited virtual keys by id, as the gateway met them (:meth:`know`)."""
+        self.local = LocalWindows(clock)
+        self.shared = shared
+        self.clock = clock
+        self._blocked: dict[str, tuple[float, Refused]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, shared: SharedWindows | None = None) -> Limiter:
+        return cls(
+            {pid: Rate(p.rpm, p.tpm) for pid, p in settings.providers.items()}, shared=shared
+        )
+
+    def know(self, key: VirtualKey) -> None:
+        """Take ``key``'s limits (the gateway calls this as it verifies a key)."""
+        rate = Rate(key.rpm or 0, key.tpm or 0)
+        if rate:
+            self.keys[key.id] = rate
+        else:
+            self.keys.pop(key.id, None)
+
+    def applies(self, provider: str, key: str | None) -> bool:
+        """Whether a call to ``provider`` for ``key`` is limited at all (no: no admission)."""
+        return provider in self.providers or (key is not None and key in self.keys)
+
+    async def admit(self, provider: str, key: str | None, tokens: int) -> Hold:
+        """Hold ``tokens`` (the call's worst case) in the key's and the provider's windows,
+        both or neither. Raises :class:`RateLimitedError` (the key's limit) or
+        :class:`ProviderLimitError` (the provider's)."""
+        scopes: list[tuple[str, Rate]] = []
+        key_rate = self.keys.get(key) if key is not None else None
+        if key_rate is not None and key is not None:
+            scopes.append((key_scope(key), key_rate))
+        provider_rate = self.providers.get(provider)
+        if provider_rate is not None:
+            scopes.append((provider_scope(provider), provider_rate))
+        hold = secrets.token_hex(8)
+        shared = self.shared
+        windows: LocalWindows | SharedWindows = self.local
+        if shared is not None and shared.usable:
+            windows = shared
+            refused = await shared.admit(scopes, tokens, hold)
+        else:
+            refused = self.local.admit(scopes, tokens, hold)
+        if refused is not None:
+            raise self._refusal(refused, provider)
+        return Hold(windows, tuple(s for s, _ in scopes), hold)
+
+    def _refusal(self, r: Refused, provider: str) -> RateLimitedError | ProviderLimitError:
+        if r.scope.startswith("key:"):
+            return RateLimitedError(
+                scope=r.scope,
+                limit=r.limit,
+                per_minute=r.per_minute,
+                requested=r.requested,
+                retry_after=r.retry_after,
+            )
+        if r.retry_after is not None:  # routing leaves the provider out until then
+            self._blocked[provider] = (self.clock() + r.retry_after, r)
+        message = rate_refusal(r.scope, r.limit, r.per_minute, r.requested, r.retry_after)
+        return ProviderLimitError(message, provider=provider, retry_after=r.retry_after)
+
+    def blocked(self) -> Mapping[str, str]:
+        """Providers a limit refused lately, until the window admits again, each with why
+        (a router check: cheap when nothing is blocked)."""
+        if not self._blocked:
+            return _NONE
+        now = self.clock()
+        out: dict[str, str] = {}
+        for pid, (until, r) in list(self._blocked.items()):
+            if until <= now:
+                del self._blocked[pid]
+            else:
+                out[pid] = (
+                    f"rate limit {r.limit} {r.per_minute:,} reached, "
+                    f"retry in {math.ceil(until - now)}s"
+                )
+        return out
+
+    async def aclose(self) -> None:
+        if self.shared is not None:
+            await self.shared.aclose()
