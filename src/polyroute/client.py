@@ -23,13 +23,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 from polyroute.answer import Answer, AnswerStream, answer_of
 from polyroute.catalog import Catalog
 from polyroute.config import Config
 from polyroute.config import load as load_config
 from polyroute.errors import (
+    ConfigError,
     NoCandidateError,
 )
 from polyroute.fusion import (
@@ -76,6 +77,9 @@ from polyroute.types import (
     Target,
 )
 
+if TYPE_CHECKING:
+    from polyroute.telemetry import Telemetry
+
 __all__ = [
     "RECENT_DECISIONS",
     "Answer",
@@ -116,6 +120,23 @@ def _request(
     )
 
 
+def _telemetry_of(config: Config) -> Telemetry | None:
+    """``[telemetry]``'s tracing, or ``None`` (then nothing of OpenTelemetry is imported)."""
+    settings = config.settings.telemetry
+    if not settings.otlp_endpoint:
+        return None
+    try:
+        from polyroute.telemetry import Telemetry
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        raise ConfigError(
+            "[telemetry] otlp_endpoint needs OpenTelemetry, which is not installed: "
+            "pip install 'polyroute[otel]'"
+        ) from exc
+    return Telemetry.from_config(settings)
+
+
 def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
     messages = [Message.user(prompt)] if isinstance(prompt, str) else list(prompt)
     if system:
@@ -133,10 +154,15 @@ class Polyroute:
         pool: HttpPool | None = None,
         ledger: Ledger | None = None,
         events: EventHub | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """``ledger``: default, the one ``config`` names (opened on first use, closed with
-        this object); a ledger passed in is flushed, not closed, and brings its own hub."""
+        this object); a ledger passed in is flushed, not closed, and brings its own hub.
+        ``telemetry``: where spans go (:mod:`polyroute.telemetry`); default, what
+        ``[telemetry]`` says (shut down with this object), else no tracing at all."""
         self.config = config
+        self.telemetry = telemetry if telemetry is not None else _telemetry_of(config)
+        self._own_telemetry = telemetry is None
         self.pool = pool or HttpPool()
         self.events = ledger.hub if ledger is not None else (events or EventHub())
         self._ledger = ledger
@@ -230,7 +256,8 @@ class Polyroute:
     def executor(self) -> Executor:
         if self._executor is None:
             router = self.config.settings.router
-            self._executor = Executor(
+            make = Executor if self.telemetry is None else self.telemetry.executor
+            self._executor = make(
                 self.client,
                 self.meter,
                 self.breakers,
@@ -456,7 +483,8 @@ class Polyroute:
             size = self.config.settings.fusion.max_providers
             ctx = self.context(messages, max_tokens, Routing())
             members = routed_panel(self.decide, ctx, self.config.enabled(), size)
-        fuser = Fuser(
+        make = Fuser if self.telemetry is None else self.telemetry.fuser
+        fuser = make(
             self.config,
             self.catalog,
             self.client,
@@ -519,6 +547,8 @@ class Polyroute:
                     await self._ledger.flush()
         finally:
             await self.pool.aclose()
+            if self._own_telemetry and self.telemetry is not None:
+                await asyncio.to_thread(self.telemetry.shutdown)  # exports what is pending
 
     async def __aenter__(self) -> Polyroute:
         return self

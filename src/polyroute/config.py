@@ -122,6 +122,20 @@ class GatewayConfig(_Section):
     """An upstream answer (or a stream's total) over this is an error, never read whole."""
 
 
+class TelemetryConfig(_Section):
+    otlp_endpoint: str = ""
+    """An OTLP/HTTP collector's base URL (spans go to ``<it>/v1/traces``); empty: no traces."""
+    service_name: str = Field("polyroute", min_length=1)
+    """The ``service.name`` resource attribute the spans carry."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, not {v!r}")
+        return v
+
+
 class BudgetConfig(_Section):
     daily_usd: float | None = Field(None, ge=0, le=MAX_USD)
     monthly_usd: float | None = Field(None, ge=0, le=MAX_USD)
@@ -221,6 +235,7 @@ class Settings(_Section):
     credentials: CredentialsConfig = CredentialsConfig()
     fusion: FusionConfig = FusionConfig()
     gateway: GatewayConfig = GatewayConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     budget: GlobalBudgetConfig | None = None
     """The global budget: every provider's spend together."""
     providers: dict[str, ProviderConfig] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.support import polyroute
@@ -123,3 +124,14 @@ async def test_library_callers_send_them_and_auto_goes_where_they_are_carried() 
             assert reasons["anthropic"].startswith("anthropic cannot take presence_penalty")
             with pytest.raises(NoCandidateError, match="mistral cannot take top_k"):
                 await pr.send(request, provider="mistral", model="mistral-small-latest")
+
+
+def test_the_anthropic_simulator_refuses_fields_the_api_has_not() -> None:
+    with Fleet() as fleet:
+        sim = fleet["anthropic"]
+        headers = {"x-api-key": sim.api_key or "", "anthropic-version": "2023-06-01"}
+        body = {"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user"}]}
+        with httpx.Client(base_url=sim.base_url, headers=headers) as http:
+            r = http.post("/v1/messages", json={**body, "presence_penalty": 0.5})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].endswith("presence_penalty: Extra inputs are not permitted")

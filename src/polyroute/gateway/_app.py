@@ -117,9 +117,17 @@ def create_app(
             if lifecycle:
                 await polyroute.aclose()
 
+    endpoints = [r.path for r in routes]
+    middleware = [Middleware(Observe, metrics=metrics, endpoints=endpoints)]
+    if polyroute.telemetry is not None:  # tracing on: a server span per HTTP request
+        from polyroute.telemetry import TracedHTTP
+
+        middleware.append(
+            Middleware(TracedHTTP, telemetry=polyroute.telemetry, endpoints=endpoints)
+        )
     return Starlette(
         routes=routes,
-        middleware=[Middleware(Observe, metrics=metrics, endpoints=[r.path for r in routes])],
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={404: unknown_route, 405: unknown_route},
     )

@@ -70,6 +70,18 @@ _COUNTED = frozenset(
         "speed",
     )
 )  # what /v1/messages/count_tokens takes
+_MESSAGES = _COUNTED | {
+    "max_tokens",
+    "metadata",
+    "service_tier",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_k",
+    "top_p",
+    "container",
+    "inference_geo",
+}  # what /v1/messages takes: anything else is refused, as the API refuses it
 _NO_SAMPLING_VERSION = "2026-10-21"  # removed temperature, top_p and top_k
 
 # status -> error type, as the API documents them; other 4xx are invalid_request_error
@@ -255,6 +267,9 @@ class AnthropicSimulator(Simulator):
         for name in ("model", "max_tokens", "messages"):
             if name not in body:
                 raise ValueError(f"{name}: Field required")
+        extra = sorted(set(body) - _MESSAGES)
+        if extra:  # an OpenAI-only field (seed, presence_penalty...) never reaches it
+            raise ValueError(f"{extra[0]}: Extra inputs are not permitted")
         _check_cache_control(body)
         messages = body["messages"]
         if not isinstance(messages, list) or not messages:
