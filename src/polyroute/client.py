@@ -66,6 +66,7 @@ from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.hints import BudgetHints
 from polyroute.router.retry import RetryPolicy
 from polyroute.router.stats import LatencyStats
+from polyroute.shared import Shared, share
 from polyroute.tokens import estimate_prompt_tokens
 from polyroute.types import (
     Capability,
@@ -180,6 +181,10 @@ class Polyroute:
             breakers=self.breakers,
         )
         """Probes on demand; ``start_health_monitor()`` runs it every ``[health] interval_s``."""
+        self.shared = Shared(settings.storage.redis_url)
+        """What replicas share through ``[storage] redis_url`` (breakers, health, latency;
+        the gateway starts it); without it, this process alone."""
+        share(self.shared, self.breakers, self.health_monitor, self.stats)
         self._router: Router | None = None
         self._executor: Executor | None = None
         self.budget_hints = BudgetHints()
@@ -546,6 +551,7 @@ class Polyroute:
                 else:
                     await self._ledger.flush()
         finally:
+            await self.shared.aclose()
             await self.pool.aclose()
             if self._own_telemetry and self.telemetry is not None:
                 await asyncio.to_thread(self.telemetry.shutdown)  # exports what is pending

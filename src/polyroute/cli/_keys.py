@@ -24,6 +24,7 @@ from polyroute.cli._common import (
 
 if TYPE_CHECKING:
     from polyroute.ledger import Ledger, VirtualKey
+    from polyroute.shared import KeyChange
 
 
 @click.group()
@@ -104,6 +105,7 @@ def key_create(
             )
         finally:
             await ledger.aclose()
+        await _announce(config_path, key.id, "created")
         if as_json:
             emit_json({**key.as_dict(), "key": secret})
             return 0
@@ -192,6 +194,7 @@ def key_revoke(key_id: str, as_json: bool) -> None:
             key = await ledger.revoke_key(key_id)
         finally:
             await ledger.aclose()
+        await _announce(config_path, key.id, "revoked")
         if as_json:
             emit_json(key.as_dict())
         else:
@@ -201,6 +204,21 @@ def key_revoke(key_id: str, as_json: bool) -> None:
         return 0
 
     run(main)
+
+
+async def _announce(config_path: str | None, key_id: str, change: KeyChange) -> None:
+    """Tell the gateway replicas sharing ``[storage] redis_url`` (none: nothing to do)."""
+    from polyroute.config import load
+    from polyroute.gateway import KEY_CACHE_S
+    from polyroute.shared import announce_key_change
+
+    redis_url = load(config_path).settings.storage.redis_url
+    if not await announce_key_change(redis_url, key_id, change):
+        click.echo(
+            "warning: Redis is unreachable: gateways hear of this change within "
+            f"{KEY_CACHE_S:g} s (their key cache), not at once",
+            err=True,
+        )
 
 
 def _allowed(key: VirtualKey) -> str:

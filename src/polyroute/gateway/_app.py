@@ -23,6 +23,7 @@ from polyroute.gateway._responses import ResponsesEndpoint
 from polyroute.gateway._select import Selector
 from polyroute.gateway._unknown import unknown_route
 from polyroute.ledger import VirtualKey
+from polyroute.shared import KEYS_CHANNEL
 
 if TYPE_CHECKING:
     from polyroute.budgeting import AutoOptimizer
@@ -70,9 +71,15 @@ def create_app(
         return key
 
     auth = Auth(admin_key, verify, ttl_s=key_cache_s)
+    forget_keys = polyroute.shared.subscribe(KEYS_CHANNEL, auth.on_key_message)
+
+    async def missed_key_changes() -> None:
+        auth.clear()
+
+    forget_all_keys = polyroute.shared.on_connect(missed_key_changes)
     selector = Selector(polyroute)
     served = [(t.provider, t.model) for t in polyroute.router.pairs]
-    metrics = Metrics(polyroute.breakers, polyroute.config.enabled, served)
+    metrics = Metrics(polyroute.breakers, polyroute.config.enabled, served, polyroute.shared)
     calls = Calls(polyroute, auth, selector, max_body_bytes)
     reads = Reads(polyroute, auth, selector, metrics)
     count = CountTokens(polyroute, auth, selector, max_body_bytes)
@@ -102,6 +109,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         _ = selector.served  # build the router now, not on the first request
+        await polyroute.shared.start()  # other replicas' news (a no-op without Redis)
         optimizer = _auto_optimizer(polyroute) if lifecycle else None
         if lifecycle:
             polyroute.start_health_monitor()
@@ -111,6 +119,8 @@ def create_app(
             yield
         finally:
             unsubscribe()
+            forget_keys()
+            forget_all_keys()
             if optimizer is not None:
                 await optimizer.stop()
             await responses.aclose()

@@ -6,7 +6,9 @@ or an active virtual key (``polyroute keys create``). Virtual keys are checked
 with :meth:`Ledger.verify_key` and the answer, found or not, is kept in
 process for :data:`KEY_CACHE_S` seconds, so the request path makes no database
 trip per request. The price: a revoked key keeps working for up to that long
-in each gateway process that saw it recently.
+in each gateway process that saw it recently, unless the process hears of the
+change: ``polyroute keys`` announces it through Redis (``[storage] redis_url``)
+and every replica's :meth:`Auth.forget` drops the key at once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.datastructures import Headers
 
@@ -106,6 +109,25 @@ class Auth:
         secret = presented(headers)
         if secret is None or not self._is_admin(secret):
             raise GatewayError("this endpoint needs the admin key", status=401)
+
+    def forget(self, key_id: str) -> None:
+        """``key_id`` changed elsewhere (revoked, new limits; or created, when a verdict of
+        "unknown" may be about its secret): drop its verdict and every "unknown" one."""
+        cache = self._cache
+        for d in [d for d, (_, k) in cache.items() if k is None or k.id == key_id]:
+            del cache[d]
+
+    def clear(self) -> None:
+        """Drop every verdict (key changes may have been missed)."""
+        self._cache.clear()
+
+    def on_key_message(self, message: dict[str, Any]) -> None:
+        """A message on ``polyroute.shared.KEYS_CHANNEL``: ``{"id": ..., "change": ...}``."""
+        key_id = message.get("id")
+        if isinstance(key_id, str):
+            self.forget(key_id)
+        else:
+            self.clear()
 
     async def _virtual(self, secret: str) -> VirtualKey | None:
         # keyed by digest: the cache holds no secrets

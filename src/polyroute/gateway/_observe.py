@@ -26,6 +26,7 @@ from polyroute.hub import BudgetExceededEvent, HubEvent, RequestFailed, RequestS
 
 if TYPE_CHECKING:
     from polyroute.router.breaker import Breakers
+    from polyroute.shared import Shared
 
 access_log = logging.getLogger("polyroute.access")
 
@@ -98,6 +99,21 @@ class _BreakerStates:
         yield gauge
 
 
+class _SharedUp:
+    """Whether Redis answers (``[storage] redis_url``): 0 while replicas go on alone."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily(
+            "polyroute_shared_state_up",
+            "1 while Redis answers and replicas share state; 0 while each goes on alone.",
+        )
+        gauge.add_metric([], 1 if self.shared.up else 0)
+        yield gauge
+
+
 class Metrics:
     """This gateway's Prometheus metrics, in a registry of its own (no global state)."""
 
@@ -106,9 +122,11 @@ class Metrics:
         breakers: Breakers,
         providers: Callable[[], Sequence[str]],
         served: Iterable[tuple[str, str]] = (),
+        shared: Shared | None = None,
     ) -> None:
         """``served``: the (provider, model) pairs configured; other models a caller pins
-        are counted as ``"other"``, so callers cannot grow the series without bound."""
+        are counted as ``"other"``, so callers cannot grow the series without bound.
+        ``shared``: with Redis, ``polyroute_shared_state_up`` says whether it answers."""
         self._served = frozenset(served)
         r = self.registry = CollectorRegistry()
         self.requests = _Children(
@@ -161,6 +179,8 @@ class Metrics:
             )
         )
         r.register(_BreakerStates(breakers, providers))
+        if shared is not None and shared.enabled:
+            r.register(_SharedUp(shared))
 
     def on_event(self, event: HubEvent) -> None:
         """A client event (subscribe this to the client's hub)."""

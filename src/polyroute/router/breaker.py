@@ -22,6 +22,11 @@ Each change of state starts a new epoch; :meth:`CircuitBreaker.admit` returns
 the epoch as the call's ticket, and a report carrying a ticket from an earlier
 epoch is stale news: it changes nothing, so a call admitted before the breaker
 opened can neither free nor settle a half-open probe's slot.
+
+Replicas (``[storage] redis_url``) share breakers through a :class:`BreakerLink`
+(``polyroute.shared``): each counted report goes to it as well, the half-open
+probe needs its leave (one probe for the whole cluster), and other replicas'
+news arrives through :meth:`CircuitBreaker.adopt`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from polyroute.errors import (
     AuthenticationError,
@@ -42,6 +47,20 @@ if TYPE_CHECKING:
     from polyroute.config import CircuitBreakerConfig
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+
+class BreakerLink(Protocol):
+    """Where a breaker's reports also go (the other replicas); called on the event loop,
+    it must not block."""
+
+    def failed(self, breaker: CircuitBreaker) -> None:
+        """A counted failure (its count already updated)."""
+
+    def succeeded(self, breaker: CircuitBreaker) -> None:
+        """A success that ends a run of failures or closes the breaker (before it does)."""
+
+    def may_probe(self, breaker: CircuitBreaker) -> bool:
+        """Whether this replica may send the half-open probe now."""
 
 
 def counts_against_provider(exc: BaseException) -> bool:
@@ -63,7 +82,9 @@ class CircuitBreaker:
         "clock",
         "failure_threshold",
         "half_open_requests",
+        "link",
         "on_open",
+        "provider",
         "reset_timeout_s",
     )
 
@@ -74,8 +95,12 @@ class CircuitBreaker:
         half_open_requests: int = 1,
         clock: Callable[[], float] = time.monotonic,
         on_open: Callable[[], None] | None = None,
+        *,
+        provider: str = "",
+        link: BreakerLink | None = None,
     ) -> None:
-        """``on_open``: called each time the breaker opens (:class:`Breakers` tracks which are)."""
+        """``on_open``: called each time the breaker opens (:class:`Breakers` tracks which are);
+        ``link``: the other replicas, for ``provider``'s breaker."""
         if failure_threshold < 1 or half_open_requests < 1 or reset_timeout_s <= 0:
             raise ValueError(
                 "failure_threshold and half_open_requests must be >= 1, reset_timeout_s > 0"
@@ -85,6 +110,8 @@ class CircuitBreaker:
         self.half_open_requests = half_open_requests
         self.clock = clock
         self.on_open = on_open
+        self.provider = provider
+        self.link = link
         self._state: BreakerState = "closed"
         self._failures = 0
         self._opened_at: float | None = None
@@ -108,6 +135,11 @@ class CircuitBreaker:
         return self._failures
 
     @property
+    def epoch(self) -> int:
+        """Counts changes of state (read :attr:`state` first: it may start one)."""
+        return self._epoch
+
+    @property
     def retry_in_s(self) -> float:
         """Seconds until an open breaker lets a probe through; 0 when not open."""
         if self.state != "open" or self._opened_at is None:
@@ -125,7 +157,11 @@ class CircuitBreaker:
         state = self.state
         if state == "closed":
             return self._epoch
-        if state == "half_open" and self._probes < self.half_open_requests:
+        if (
+            state == "half_open"
+            and self._probes < self.half_open_requests
+            and (self.link is None or self.link.may_probe(self))
+        ):
             self._probes += 1
             return self._epoch
         return None
@@ -136,6 +172,8 @@ class CircuitBreaker:
         # open: a call admitted before the breaker opened, stale news
         if state == "open" or self._stale(ticket):
             return
+        if self.link is not None and (state != "closed" or self._failures):
+            self.link.succeeded(self)
         if state != "closed":
             self._epoch += 1
         self._state = "closed"
@@ -151,6 +189,8 @@ class CircuitBreaker:
         self._failures += 1
         if state == "half_open" or self._failures >= self.failure_threshold:
             self._open()
+        if self.link is not None:
+            self.link.failed(self)
 
     def release(self, ticket: int | None = None) -> None:
         """An admitted call ended saying nothing about the provider (a request's own fault,
@@ -166,6 +206,25 @@ class CircuitBreaker:
             self.failure(ticket)
         else:
             self.release(ticket)
+
+    def adopt(self, state: Literal["open", "closed"], failures: int, retry_in_s: float) -> None:
+        """Another replica's news: the cluster's ``state``, its run of ``failures`` and, open,
+        the seconds until it lets a probe through. Not reported back to the link."""
+        if state == "open":
+            self._state = "open"
+            self._opened_at = self.clock() - max(0.0, self.reset_timeout_s - retry_in_s)
+            self._failures = failures
+            self._probes = 0
+            self._epoch += 1
+            if self.on_open is not None:
+                self.on_open()
+            return
+        if self.state != "closed":
+            self._epoch += 1
+            self._state = "closed"
+            self._opened_at = None
+            self._probes = 0
+        self._failures = failures
 
     def _stale(self, ticket: int | None) -> bool:
         """Whether a report's call was admitted in an earlier epoch (``state`` read first)."""
@@ -194,7 +253,7 @@ class CircuitBreaker:
 class Breakers:
     """One :class:`CircuitBreaker` per provider id, created on first use."""
 
-    __slots__ = ("_breakers", "_tripped", "clock", "config")
+    __slots__ = ("_breakers", "_link", "_tripped", "clock", "config")
 
     def __init__(
         self, config: CircuitBreakerConfig, clock: Callable[[], float] = time.monotonic
@@ -203,6 +262,13 @@ class Breakers:
         self.clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._tripped: dict[str, CircuitBreaker] = {}  # opened and not seen closed since
+        self._link: BreakerLink | None = None
+
+    def link(self, link: BreakerLink | None) -> None:
+        """Share every breaker, made or to be made, through ``link`` (``None``: stop)."""
+        self._link = link
+        for b in self._breakers.values():
+            b.link = link
 
     def get(self, provider_id: str) -> CircuitBreaker:
         b = self._breakers.get(provider_id)
@@ -212,6 +278,8 @@ class Breakers:
                 self.config.reset_timeout_s,
                 self.config.half_open_requests,
                 self.clock,
+                provider=provider_id,
+                link=self._link,
             )
             b.on_open = partial(self._tripped.__setitem__, provider_id, b)
         return b
@@ -229,6 +297,10 @@ class Breakers:
             elif state == "closed":
                 del self._tripped[pid]
         return out
+
+    def made(self) -> list[CircuitBreaker]:
+        """The breakers created so far."""
+        return list(self._breakers.values())
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every breaker created so far, by provider id (``providers``, ``/router/state``)."""

@@ -11,6 +11,10 @@ trouble: one whose probe failed is probed again after 1 s, 2 s, 4 s... up to
 ``interval_s``; one whose circuit breaker turned half-open gets its probe from
 the monitor (taking the breaker's probe slot), so the breaker closes or opens
 again even while the router prefers other providers.
+
+Replicas (``[storage] redis_url``) share their marks: a probe whose verdict differs
+from the one before goes to :attr:`HealthMonitor.link`, and other replicas' verdicts
+arrive through :meth:`HealthMonitor.adopt` (the newer probe wins).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from polyroute.errors import ConfigError, CredentialError
 from polyroute.providers import ProviderClient
@@ -41,6 +45,20 @@ class HealthStatus:
     error: str | None = None
     error_type: str | None = None
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HealthStatus:
+        """The inverse of :meth:`as_dict` (raises ``KeyError``, ``TypeError``, ``ValueError``)."""
+        error, error_type = d.get("error"), d.get("error_type")
+        return cls(
+            provider=str(d["provider"]),
+            ok=bool(d["ok"]),
+            checked_at=float(d["checked_at"]),
+            latency_ms=float(d["latency_ms"]),
+            models=int(d.get("models", 0)),
+            error=None if error is None else str(error),
+            error_type=None if error_type is None else str(error_type),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
@@ -51,6 +69,12 @@ class HealthStatus:
             "error": self.error,
             "error_type": self.error_type,
         }
+
+
+class HealthLink(Protocol):
+    """Where changed verdicts also go (the other replicas); must not block."""
+
+    def changed(self, status: HealthStatus) -> None: ...
 
 
 class HealthMonitor:
@@ -82,6 +106,8 @@ class HealthMonitor:
         self._retry_in: dict[str, float] = {}  # failing providers: the current backoff
         self._due: dict[str, float] = {}  # when each provider is probed next (loop clock)
         self._task: asyncio.Task[None] | None = None
+        self.link: HealthLink | None = None
+        """Told each probe whose verdict (ok or not) differs from the provider's last."""
 
     def reason(self, provider: str) -> str | None:
         """Why ``provider`` should get no traffic now, or ``None``."""
@@ -109,6 +135,22 @@ class HealthMonitor:
             status = HealthStatus(
                 provider, c.ok, started, c.latency_ms, c.models, c.error, c.error_type
             )
+        before = self.status.get(provider)
+        self._set(status)
+        if self.link is not None and (before is None or before.ok) != status.ok:
+            self.link.changed(status)
+        return status
+
+    def adopt(self, status: HealthStatus) -> bool:
+        """Another replica's probe, kept if newer than the last one here; whether it was."""
+        before = self.status.get(status.provider)
+        if before is not None and before.checked_at >= status.checked_at:
+            return False
+        self._set(status)
+        return True
+
+    def _set(self, status: HealthStatus) -> None:
+        provider, started = status.provider, status.checked_at
         self.status[provider] = status
         if status.ok:
             self._unhealthy.pop(provider, None)
@@ -122,7 +164,6 @@ class HealthMonitor:
                 backoff = min(backoff, self.interval_s)
             self._retry_in[provider] = backoff
             self._due[provider] = started + backoff
-        return status
 
     async def check_all(self, *, timeout_s: float | None = None) -> list[HealthStatus]:
         """Probe every provider now, concurrently (``timeout_s``: each; default the monitor's)."""

@@ -18,6 +18,12 @@ it as they do a new one.
 A pair may be *seeded* (:meth:`LatencyStats.seed`, from a bench run): the seed
 stands for its means while nothing live is known (``samples`` stays 0), the
 first live call replaces it, and a forgotten pair returns to it.
+
+Replicas (``[storage] redis_url``) share the means without a Redis trip on the
+request path: with :attr:`LatencyStats.pending` set, each sample is also added to
+it, and ``polyroute.shared`` periodically sends those to Redis, which keeps the
+cluster's mean per pair, and brings the cluster's means back
+(:meth:`LatencyStats.adopt`).
 """
 
 from __future__ import annotations
@@ -131,7 +137,7 @@ class LatencyStats:
     event loop), like the rest of the router.
     """
 
-    __slots__ = ("_expiries", "_feeds", "_slots", "alpha", "clock", "half_life_s")
+    __slots__ = ("_expiries", "_feeds", "_slots", "alpha", "clock", "half_life_s", "pending")
 
     def __init__(
         self,
@@ -152,6 +158,9 @@ class LatencyStats:
         self._feeds: dict[tuple[str, str], list[tuple[weakref.ref[LatencyColumns], int]]] = {}
         # (when, pair): one entry per pair with data, due at or before the slot's expires_at
         self._expiries: list[tuple[float, tuple[str, str]]] = []
+        self.pending: dict[tuple[str, str], list[float]] | None = None
+        """When set (shared with other replicas), the samples not sent yet per pair:
+        ``[count, latency sum, ttft count, ttft sum]``; the sender swaps it for an empty one."""
 
     def record(
         self, provider: str, model: str, latency_ms: float, ttft_ms: float | None = None
@@ -176,6 +185,48 @@ class LatencyStats:
             heapq.heappush(self._expiries, (now + self._lifetime(s.weight), key))
         s.expires_at = now + self._lifetime(s.weight)
         self._publish(key, s)
+        pending = self.pending
+        if pending is not None:
+            p = pending.get(key)
+            if p is None:
+                p = pending[key] = [0.0, 0.0, 0.0, 0.0]
+            p[0] += 1
+            p[1] += latency_ms
+            if ttft_ms is not None:
+                p[2] += 1
+                p[3] += ttft_ms
+
+    def adopt(
+        self,
+        provider: str,
+        model: str,
+        latency_ms: float,
+        ttft_ms: float | None,
+        samples: int,
+        weight: float,
+    ) -> None:
+        """The cluster's means of a pair (every replica's samples, ``weight`` their evidence
+        now): they replace this process's, which go on from there."""
+        if weight <= _FORGET_BELOW:  # forgotten there: nothing to adopt
+            return
+        now = self.clock()
+        key = (provider, model)
+        s = self.slot(provider, model)
+        s.latency_ms = latency_ms
+        s.ttft_ms = ttft_ms if ttft_ms is not None else s.ttft_ms
+        s.samples = max(samples, 1)
+        s.ttft_samples = max(s.ttft_samples, 1 if s.ttft_ms is not None else 0)
+        s.weight = min(weight, 1.0 / self.alpha)
+        s.at = now
+        expires_at = now + self._lifetime(s.weight)
+        if expires_at < s.expires_at:  # sooner than its entry in the heap: one more entry
+            heapq.heappush(self._expiries, (expires_at, key))
+        s.expires_at = expires_at
+        self._publish(key, s)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every pair a slot was made for (the router's, those with data)."""
+        return list(self._slots)
 
     def expire(self, now: float | None = None) -> None:
         """Forget the means whose evidence has aged below one half (cheap when none has:
@@ -187,6 +238,8 @@ class LatencyStats:
         while due and due[0][0] <= at:
             _, key = heapq.heappop(due)
             s = self._slots[key]
+            if s.expires_at == math.inf:  # forgotten already (adopt left a second entry)
+                continue
             if s.expires_at > at:  # refreshed since (an expiry only moves later): requeued
                 heapq.heappush(due, (s.expires_at, key))
                 continue

@@ -1,5 +1,18 @@
 """What replicas of one deployment share, through Redis (``[storage] redis_url``)."""
 
+from polyroute.shared._keys import KEYS_CHANNEL, KeyChange, announce_key_change
 from polyroute.shared._shared import SCHEMES, Handler, Shared
+from polyroute.shared._sync import SharedBreakers, SharedHealth, SharedLatency, share
 
-__all__ = ["SCHEMES", "Handler", "Shared"]
+__all__ = [
+    "KEYS_CHANNEL",
+    "SCHEMES",
+    "Handler",
+    "KeyChange",
+    "Shared",
+    "SharedBreakers",
+    "SharedHealth",
+    "SharedLatency",
+    "announce_key_change",
+    "share",
+]

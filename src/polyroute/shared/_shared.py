@@ -9,7 +9,7 @@ for an unreachable server) and publish through :meth:`Shared.publish`.
 Redis down: :meth:`Shared.call` answers ``None`` at once, the caller goes on
 with its own state, the log says so once and :attr:`Shared.up` turns false;
 the listener retries every ``reconnect_s`` and, when the server answers again,
-the ``on_up`` observers resynchronise (messages sent meanwhile are lost).
+the ``on_connect`` observers resynchronise (messages sent meanwhile are lost).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Shared:
         url: str = "",
         *,
         prefix: str = PREFIX,
-        timeout_s: float = 0.5,
+        timeout_s: float = 2.0,
         reconnect_s: float = 0.5,
     ) -> None:
         """``timeout_s``: each command's and connection's bound (a dead server is noticed
@@ -64,8 +64,10 @@ class Shared:
             )
         self._up = True
         self._handlers: dict[str, list[Handler]] = {}
-        self._on_up: list[Callable[[], Awaitable[None]]] = []
+        self._on_connect: list[Callable[[], Awaitable[None]]] = []
+        self._periodic: list[tuple[float, Callable[[], Awaitable[None]]]] = []
         self._listener: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -102,18 +104,20 @@ class Shared:
             self._down(exc)
             return None
 
-    def spawn(self, command: Callable[[aioredis.Redis], Awaitable[Any]]) -> None:
+    def spawn(self, command: Callable[[aioredis.Redis], Awaitable[Any]]) -> bool:
         """:meth:`call` in the background (from synchronous code on the event loop: a
-        breaker's report); a no-op without Redis, while it is down, or with no loop."""
+        breaker's report); whether it was sent off (not without Redis, while it is down,
+        or with no running loop)."""
         if self._redis is None or not self._up:
-            return
+            return False
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return
+            return False
         task = loop.create_task(self.call(command))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     # -- messages ------------------------------------------------------------
 
@@ -123,9 +127,15 @@ class Shared:
         self._handlers.setdefault(channel, []).append(handler)
         return lambda: self._handlers[channel].remove(handler)
 
-    def on_up(self, resync: Callable[[], Awaitable[None]]) -> None:
-        """Run ``resync()`` when Redis answers again after being down (missed messages)."""
-        self._on_up.append(resync)
+    def on_connect(self, resync: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Run ``resync()`` each time the listener connects: at start, and when Redis answers
+        again after being down (messages sent meanwhile were lost). Returns the remover."""
+        self._on_connect.append(resync)
+        return lambda: self._on_connect.remove(resync)
+
+    def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job()`` every ``interval_s`` while started (with Redis only)."""
+        self._periodic.append((interval_s, job))
 
     async def publish(self, channel: str, message: Mapping[str, Any]) -> bool:
         """Send ``message`` (JSON-able) to every replica; whether it went out (false: Redis
@@ -155,10 +165,15 @@ class Shared:
         ready = asyncio.get_running_loop().create_future()
         self._listener = asyncio.create_task(self._listen(ready), name="polyroute-shared")
         await ready  # subscribed, or found down: messages published from now on are heard
+        self._loops = [
+            asyncio.create_task(self._every(interval_s, job), name="polyroute-shared-sync")
+            for interval_s, job in self._periodic
+        ]
 
     async def aclose(self) -> None:
-        task, self._listener = self._listener, None
-        if task is not None:
+        tasks = [*self._loops, *([self._listener] if self._listener is not None else [])]
+        self._listener, self._loops = None, []
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -177,14 +192,13 @@ class Shared:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(pattern)
-                was_down = not self._up
+                if not self._up:
+                    log.warning("shared state: Redis answers again; replicas share state")
                 self._up = True
+                for resync in list(self._on_connect):
+                    await resync()
                 if not ready.done():
                     ready.set_result(None)
-                if was_down:
-                    log.warning("shared state: Redis answers again; replicas share state")
-                    for resync in list(self._on_up):
-                        await resync()
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is not None:
@@ -197,6 +211,11 @@ class Shared:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             await asyncio.sleep(self.reconnect_s)
+
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await job()
 
     def _heard(self, channel: str, data: str) -> None:
         try:
