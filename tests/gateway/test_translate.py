@@ -35,7 +35,16 @@ from polyroute.gateway._select import Selector
 from polyroute.gateway._wire import Hints, Inbound, Reply
 from polyroute.ledger import VirtualKey
 from polyroute.router.decision import Excluded
-from polyroute.types import ChatRequest, ImagePart, JsonSchema, Message, TextPart, ToolCall, Usage
+from polyroute.types import (
+    ChatRequest,
+    ImagePart,
+    JsonSchema,
+    Message,
+    Reasoning,
+    TextPart,
+    ToolCall,
+    Usage,
+)
 
 
 def dumps(data: Any) -> bytes:
@@ -327,6 +336,26 @@ def test_fusion_choices(selector: Selector) -> None:
     with pytest.raises(GatewayError, match="not available to virtual keys") as info:
         selector.chat(request("fusion"), None, Caller(admin=False, key=key))
     assert info.value.status == 403
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", 0.2),
+        ("top_p", 0.9),
+        ("stop", ("END",)),
+        ("response_format", "json"),
+        ("tool_choice", "none"),
+        ("parallel_tool_calls", False),
+        ("reasoning", Reasoning("high")),
+    ],
+)
+def test_fusion_refuses_by_name_what_its_members_would_not_get(
+    selector: Selector, field: str, value: Any
+) -> None:
+    with pytest.raises(GatewayError, match=f"fusion does not take {field}") as info:
+        selector.chat(request("fusion", **{field: value}), None, OPEN)
+    assert info.value.param == field
 
 
 # -- statuses ---------------------------------------------------------------------------

@@ -88,6 +88,19 @@ def _answer_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
     )
 
 
+def _panel_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
+    """The sampling and shaping fields a fusion panel does not pass to its members."""
+    return (
+        ("temperature", request.temperature is not None),
+        ("top_p", request.top_p is not None),
+        ("stop", bool(request.stop)),
+        ("response_format", request.response_format != "text"),
+        ("tool_choice", request.tool_choice is not None),
+        ("parallel_tool_calls", request.parallel_tool_calls is not None),
+        ("reasoning", request.reasoning is not None),
+    )
+
+
 class Selector:
     """Turns a requested model name into routing options, checking it against the config
     and the caller's key."""
@@ -200,8 +213,8 @@ class Selector:
             raise GatewayError(
                 "fusion does not take response_format json_schema", param="response_format"
             )
-        for name, given in _answer_fields(request):
-            if given:  # a panel's members get the messages alone
+        for name, given in (*_answer_fields(request), *_panel_fields(request)):
+            if given:  # a panel's members get the messages and max_tokens alone
                 raise GatewayError(f"fusion does not take {name}", param=name)
         chosen: FusionMethod = self.pr.config.settings.fusion.method
         for m in METHODS:  # narrowed to the literal type
