@@ -274,6 +274,30 @@ async def test_a_gateway_call_is_a_server_span_continuing_the_callers_trace(
     assert child_of(request, server) and child_of(attempt, request)
 
 
+async def test_a_gateway_stream_is_traced_until_its_last_byte(
+    pr: Polyroute, exporter: InMemorySpanExporter
+) -> None:
+    app = create_app(pr, admin_key=None)
+    transport = httpx.ASGITransport(app=app)
+    body = {
+        "model": "anthropic/claude-haiku-4-5",
+        "max_tokens": 30,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        r = await client.post("/v1/messages", json=body)
+        assert r.status_code == 200 and "message_stop" in r.text
+    [server] = spans(exporter, "POST /v1/messages")
+    [request] = spans(exporter, "polyroute chat")
+    [attempt] = spans(exporter, "chat claude-haiku-4-5")
+    assert child_of(request, server) and child_of(attempt, request)
+    assert server.end_time and request.end_time and server.end_time >= request.end_time
+    assert attrs(request)["gen_ai.request.stream"] is True
+    assert attrs(request)["gen_ai.response.time_to_first_chunk"] > 0
+    assert attrs(server)["http.response.status_code"] == 200
+
+
 class _Collector(BaseHTTPRequestHandler):
     received: list[tuple[str, str, bytes]]
 
