@@ -11,6 +11,7 @@
     ├── BudgetExceeded                   a budget refused the request (CLI exit 3)
     ├── RateLimitedError                 a virtual key's own rpm/tpm refused the request (429)
     ├── LedgerError                      the usage database cannot be used
+    │   └── LedgerUnavailableError       it cannot be reached (down, connection lost): 503
     ├── GatewayError                     the gateway refuses a request (``status``: 400, 401...)
     │   └── UnknownResponseError         no stored response with this id for this key (404)
     ├── FusionError                      a fusion could not give a result
@@ -194,6 +195,11 @@ def usd_text(v: float) -> str:
 
 class LedgerError(PolyrouteError):
     """The usage database could not be opened, migrated or written."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """The usage database cannot be reached (a PostgreSQL server down or its connection
+    lost): a request a budget governs is refused (503) until it is back."""
 
 
 class GatewayError(PolyrouteError):

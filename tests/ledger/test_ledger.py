@@ -89,9 +89,17 @@ def rec(
 Make = Callable[..., Ledger]
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test's database: a SQLite file, or a fresh PostgreSQL database (semantics are
+    the same on both; tests about SQLite's file are marked ``SQLITE_FILE``)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path}/l.db"
+
+
+SQLITE_FILE = pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+"""For a test about SQLite's file (opened with sqlite3, its query plan, a spill beside it)."""
 
 
 @pytest.fixture
@@ -274,6 +282,7 @@ async def test_usage_by_day_and_month_with_since_and_provider_filters(make: Make
     }
 
 
+@SQLITE_FILE
 async def test_usage_query_by_provider_and_since_uses_an_index(make: Make) -> None:
     ledger = make()
     for i in range(20):
@@ -310,6 +319,7 @@ async def test_records_handed_over_are_all_there_after_aclose(make: Make) -> Non
     assert report.requests == 250 and report.total_cost_usd == pytest.approx(0.25)
 
 
+@SQLITE_FILE
 async def test_flush_makes_records_visible_to_another_connection(make: Make, url: str) -> None:
     ledger = make(flush_interval_s=30)
     path = url.removeprefix("sqlite:///")
@@ -341,6 +351,7 @@ async def test_records_are_written_in_batches_without_a_flush(make: Make) -> Non
     assert await ledger.run(lambda s: s.count()) == 1
 
 
+@SQLITE_FILE
 async def test_a_full_batch_is_written_without_waiting_for_the_timer(make: Make, url: str) -> None:
     ledger = make(flush_interval_s=30, max_batch=50, durability="batched")
     busy, release = threading.Event(), threading.Event()
@@ -416,6 +427,7 @@ async def test_records_arriving_one_by_one_to_an_idle_thread_wake_it_once(make: 
     assert await ledger.run(lambda s: s.count()) == 20
 
 
+@SQLITE_FILE
 async def test_a_steady_stream_of_calls_does_not_hold_back_the_records(
     make: Make, url: str
 ) -> None:
@@ -437,6 +449,7 @@ async def test_a_steady_stream_of_calls_does_not_hold_back_the_records(
     await queued
 
 
+@SQLITE_FILE
 async def test_migrations_are_applied_once_across_reopenings(make: Make, url: str) -> None:
     first = make()
     assert await first.run(lambda s: s.applied) == [name for name, _ in MIGRATIONS]
@@ -839,12 +852,14 @@ async def test_swept_reservation_settled_late_is_not_released_twice(make: Make) 
 @pytest.mark.parametrize(
     ("bad", "says"),
     [
-        ("postgresql://user@localhost/polyroute", "'postgresql' is not supported yet"),
+        ("mysql://user@localhost/polyroute", "'mysql' is not supported"),
+        ("postgresql+asyncpg://user@localhost/polyroute", "'postgresql+asyncpg' is not supported"),
         ("not a url", "is not a database URL"),
         ("sqlite:////nonexistent-dir/sub/l.db", "cannot open the ledger"),
     ],
 )
 async def test_bad_url_is_a_ledger_error_on_first_use(make: Make, bad: str, says: str) -> None:
+    """(A server that cannot be reached is LedgerUnavailableError: tests/ledger/test_postgres.py.)"""
     ledger = make(bad)
     with pytest.raises(LedgerError, match=re.escape(says)):
         await ledger.usage()
@@ -882,6 +897,7 @@ def _refuse(*_: Any, **__: Any) -> Any:
     raise OperationalError("INSERT INTO usage ...", {}, Exception("database is locked"))
 
 
+@SQLITE_FILE
 async def test_refused_records_are_kept_and_retried(
     make: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -900,6 +916,7 @@ async def test_refused_records_are_kept_and_retried(
     assert s.daily.spent_usd == pytest.approx(0.3) and s.daily.reserved_usd == 0.0
 
 
+@SQLITE_FILE
 async def test_records_refused_at_close_are_spilled_and_written_back(
     make: Make, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -933,6 +950,7 @@ async def test_records_refused_at_close_are_spilled_and_written_back(
     assert s.daily.spent_usd == pytest.approx(0.251) and s.daily.reserved_usd == 0.0
 
 
+@SQLITE_FILE
 async def test_dropped_table_spills_and_the_repaired_file_takes_them_back(
     make: Make, url: str
 ) -> None:
@@ -958,6 +976,7 @@ async def test_dropped_table_spills_and_the_repaired_file_takes_them_back(
     assert not Path(f"{db}.spill.jsonl").exists()
 
 
+@SQLITE_FILE
 async def test_spill_kept_while_the_database_still_refuses(
     make: Make, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -980,6 +999,7 @@ def _count_rows(db: Path) -> int:
         return int(c.execute("SELECT count(*) FROM usage").fetchone()[0])
 
 
+@SQLITE_FILE
 async def test_close_reports_records_it_could_neither_write_nor_spill(
     make: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -994,6 +1014,7 @@ async def test_close_reports_records_it_could_neither_write_nor_spill(
         await asyncio.wait_for(ledger.aclose(), 5)
 
 
+@SQLITE_FILE
 async def test_a_torn_spill_line_does_not_stop_the_ledger(
     make: Make, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1014,6 +1035,7 @@ async def test_a_torn_spill_line_does_not_stop_the_ledger(
     assert len(spill.read_text().splitlines()) == 2
 
 
+@SQLITE_FILE
 async def test_a_bug_on_the_database_thread_fails_calls_instead_of_hanging(
     make: Make, url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -65,8 +65,6 @@ class BenchStore:
 
     async def add(self, samples: Iterable[Sample]) -> None:
         """Store samples (one transaction); a sample stored again replaces the old one."""
-        from sqlalchemy.dialects.sqlite import insert
-
         from polyroute.ledger._schema import bench_samples
 
         rows = [_sample_row(s) for s in samples]
@@ -74,7 +72,7 @@ class BenchStore:
             return
 
         def job(store: Store) -> None:
-            stmt = insert(bench_samples)
+            stmt = store.insert(bench_samples)
             keys = ("run_id", "provider", "model", "case_id", "repeat")
             update = {k: stmt.excluded[k] for k in rows[0] if k not in keys}
             with store.write() as c:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from polyroute.errors import BudgetExceeded, LedgerError
+from polyroute.errors import BudgetExceeded, LedgerError, LedgerUnavailableError
 from polyroute.hub import BudgetAlert, BudgetChanged, EventHub, UsageRecorded
 from polyroute.ledger._journal import (
     SEGMENT_BYTES,
@@ -138,6 +138,7 @@ class Ledger:
         durability: Durability = "answered",
         clock: Callable[[], float] = time.time,
         segment_bytes: int = SEGMENT_BYTES,
+        spool_dir: Path | None = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise ValueError(f"durability must be answered or batched, not {durability!r}")
@@ -151,6 +152,10 @@ class Ledger:
         self.durability = durability
         self.budget_refresh_s = budget_refresh_s
         self.clock = clock
+        self.spool_dir = spool_dir
+        """Where records a database server (not a file) refused wait for it (default
+        ``$POLYROUTE_HOME/spool``)."""
+        self._spooled = False  # this ledger put records in the spool that it has not drained
         # budgets set with `polyroute budget set`, as (read at, rows); replaced whole, never mutated
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
         self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
@@ -199,7 +204,7 @@ class Ledger:
             return Reservation("", amount_usd or 0.0, ())
 
         def job(store: Store) -> Reservation:
-            limits = self._limits(scopes, self._fresh_budgets(store))
+            limits = self._limits(scopes, self._known_budgets(store))
             ttl, lease = self.reservation_ttl_s, self.lease_ttl_s
             try:
                 return store.reserve(limits, amount_usd, ts, ttl, model, lease)
@@ -485,6 +490,18 @@ class Ledger:
             self._cli_budgets = cached
         return cached[1]
 
+    def _known_budgets(self, store: Store) -> dict[str, BudgetLimits]:
+        """Fresh budgets, or the last ones read while the database cannot be reached: a
+        request no budget governs goes on, one that a budget governs fails reserving."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return self._fresh_budgets(store)
+        except SQLAlchemyError:
+            if self._cli_budgets is None:
+                raise
+            return self._cli_budgets[1]
+
     def _open(self) -> tuple[Store | None, LedgerError]:
         from polyroute.ledger._store import Store
 
@@ -531,6 +548,7 @@ class Ledger:
 
     def _serve(self, pending: _Pending, current: list[_Call | _Wake | _Flush | None]) -> None:
         store, open_error = self._open()
+        next_open = time.monotonic() + 1
         next_sweep = time.monotonic() + 60
         renew_every = self.lease_ttl_s / 4
         next_renew = time.monotonic() + renew_every
@@ -543,8 +561,13 @@ class Ledger:
             except queue.Empty:
                 job = None
             current[0] = job
+            if store is None and time.monotonic() >= next_open:  # a server that came back
+                store, open_error = self._open()
+                next_open = time.monotonic() + 1
             if store is not None and time.monotonic() >= next_renew:
                 self._renew(store)
+                if self._spooled:
+                    self._drain_spool(store)
                 next_renew = time.monotonic() + renew_every
             if deadline is None and self._records:  # a batch began: written within the interval
                 deadline = time.monotonic() + self.flush_interval_s
@@ -554,7 +577,7 @@ class Ledger:
                         job.future.set_exception(open_error)
                     continue
 
-                def settle_now() -> bool:
+                def settle_now(store: Store = store) -> bool:
                     self._take_records(pending)
                     return _holds(pending.items) and self._write_pending(store, pending)
 
@@ -578,8 +601,13 @@ class Ledger:
             # time to write: the timer fired, the batch is full, a flush was asked for, or a
             # caller waits for the commit
             self._take_records(pending)
-            if store is not None and pending.items:
-                self._write_pending(store, pending)
+            if (
+                pending.items
+                and (store is None or not self._write_pending(store, pending))
+                and self._journal is None
+                and self._database_file() is None
+            ):
+                self._spool(pending)  # a server, unreachable: the records wait on this host
             pending.answer(refused if store is not None else open_error)
             # a refused batch is retried a second later, not in a hot loop
             deadline = time.monotonic() + max(1.0, self.flush_interval_s) if pending.items else None
@@ -718,10 +746,11 @@ class Ledger:
         from sqlalchemy.exc import ArgumentError
 
         try:
-            database = make_url(self.url).database
+            url = make_url(self.url)
         except ArgumentError:  # not a URL: the ledger never opened, there is no file
             return None
-        if not database or database == ":memory:":
+        database = url.database
+        if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
             return None
         return database
 
@@ -776,14 +805,54 @@ class Ledger:
     # -- spill file: records the database refused at close ---------------------------
 
     def _spill_path(self) -> Path | None:
+        """Beside a SQLite file; for a server, this host's spool (one file per database)."""
+        import hashlib
+
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        from polyroute.config import polyroute_home
+
         database = self._database_file()
-        return None if database is None else Path(database + ".spill.jsonl")
+        if database is not None:
+            return Path(database + ".spill.jsonl")
+        try:
+            url = make_url(self.url)
+        except ArgumentError:
+            return None
+        if url.get_backend_name() == "sqlite":  # in memory: nothing outlives the process
+            return None
+        name = url.set(drivername=url.get_backend_name(), password=None)
+        digest = hashlib.sha256(name.render_as_string().encode()).hexdigest()[:16]
+        spool = self.spool_dir or polyroute_home() / "spool"
+        return spool / f"{url.get_backend_name()}-{digest}.spill.jsonl"
+
+    def _spool(self, pending: _Pending) -> None:
+        """Keep records the database server refused in this host's spool, so a reply
+        waiting for them goes out; :meth:`_drain_spool` writes them back."""
+        path = self._spill_path()
+        if path is None:
+            return
+        try:
+            self._spill(pending.items)
+        except OSError as exc:  # they stay queued and retried; replies wait
+            log.warning("ledger: cannot spool %d records: %s", len(pending.items), exc)
+            return
+        self._spooled = True
+        self._written(pending)
+
+    def _drain_spool(self, store: Store) -> None:
+        self._take_spill(store)
+        path = self._spill_path()
+        self._spooled = path is not None and path.exists()
 
     def _spill(self, batch: list[SettleItem]) -> None:
         path = self._spill_path()
         if path is None:
             log.error("ledger: %d records lost (no database file to keep them beside)", len(batch))
             return
+        if self._database_file() is None:  # a server's spool (a file's directory is its own)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
             f.write("".join(encode(item) + "\n" for item in batch))
             f.flush()
@@ -868,7 +937,10 @@ def _run_call(job: _Call, store: Store, settle: Callable[[], bool] | None = None
             result = job.fn(store)
         job.future.set_result(result)
     except SQLAlchemyError as exc:
-        job.future.set_exception(LedgerError(f"ledger database error: {exc}"))
+        from polyroute.ledger._store import unreachable
+
+        error = LedgerUnavailableError if unreachable(exc) else LedgerError
+        job.future.set_exception(error(f"ledger database error: {exc}"))
     except Exception as exc:  # noqa: BLE001 - raised again in the awaiting caller
         job.future.set_exception(exc)
     finally:
@@ -901,10 +973,13 @@ def config_budgets(config: Config) -> dict[str, BudgetLimits]:
 
 def ledger_for(config: Config, *, hub: EventHub | None = None) -> Ledger:
     """The ledger ``config`` names, with the config's budgets and durability."""
+    from polyroute.config import polyroute_home
+
     storage = config.settings.storage
     return Ledger(
         storage_url(config),
         budgets=config_budgets(config),
         hub=hub,
         durability=storage.durability,
+        spool_dir=polyroute_home(config.env) / "spool",
     )

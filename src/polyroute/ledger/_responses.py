@@ -79,18 +79,17 @@ class StoredResponse:
     """The Response object as it was rendered (JSON)."""
 
 
-_INSERT = (
-    "INSERT INTO responses (id, virtual_key, created_at, model, input, response)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-"""On the driver's cursor, in SQLite's parameter style (the ledger's one database):
-SQLAlchemy's compile and execution would cost more than the write."""
-
-
 def _insert(rows: Sequence[tuple[Any, ...]]) -> Callable[[Store], None]:
+    """On the driver's cursor (see ``_store._Prepared``): SQLAlchemy's execution would cost
+    more than the write."""
+
     def job(store: Store) -> None:
+        from polyroute.ledger._store import RESPONSE_COLUMNS
+
         with store.driver_write() as cur:
-            cur.executemany(_INSERT, rows)
+            store.fast.add_response.many(
+                cur, [dict(zip(RESPONSE_COLUMNS, r, strict=True)) for r in rows]
+            )
 
     return job
 

@@ -51,11 +51,18 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    OperationalError,
+    SQLAlchemyError,
+    TimeoutError,
+)
 from sqlalchemy.pool import NullPool
 
-from polyroute.errors import BudgetExceeded, LedgerError, UnknownKeyError
+from polyroute.errors import BudgetExceeded, LedgerError, LedgerUnavailableError, UnknownKeyError
 from polyroute.ledger._keys import VirtualKey, utc
 from polyroute.ledger._records import (
     MAX_SUM_NUSD,
@@ -81,12 +88,14 @@ from polyroute.ledger._schema import (
     leases,
     migrate,
     reservations,
+    responses,
     spend,
     usage,
     virtual_keys,
 )
 
 KINDS: tuple[PeriodKind, ...] = ("daily", "monthly")
+RESPONSE_COLUMNS = ("id", "virtual_key", "created_at", "model", "input", "response")
 SettleItem = tuple[UsageRecord, Reservation | None]
 
 
@@ -113,20 +122,18 @@ class _Statements:
             scope=b("b_scope"), period=b("b_period"), spent_nusd=0, reserved_nusd=b("b_amount")
         )
         # A new row takes the amount (the caller checked it fits the limit alone); an existing
-        # one only if spent + reserved + amount stays within the limit. No row changed: refused.
+        # one only if spent + reserved + amount stays within the limit. No row returned:
+        # refused (RETURNING, as SQLAlchemy's psycopg gives no rowcount for an INSERT).
         self.hold = hold.on_conflict_do_update(
             index_elements=["scope", "period"],
             set_={"reserved_nusd": spend.c.reserved_nusd + hold.excluded.reserved_nusd},
             where=spend.c.spent_nusd + spend.c.reserved_nusd + hold.excluded.reserved_nusd
             <= b("b_limit"),
-        )
+        ).returning(spend.c.reserved_nusd)
         self.read_spend = select(spend.c.spent_nusd, spend.c.reserved_nusd).where(
             spend.c.scope == b("b_scope"), spend.c.period == b("b_period")
         )
         self.add_reservation = reservations.insert()
-        self.drop_reservations = delete(reservations).where(
-            reservations.c.id.in_(b("b_ids", expanding=True))
-        )
         move = insert(spend)
         self.move = move.on_conflict_do_update(
             index_elements=["scope", "period"],
@@ -226,6 +233,7 @@ class _Fast:
         )
         self.fire_alert = _Prepared(sql.fire_alert, dialect)
         self.mark_journal = _Prepared(sql.mark_journal, dialect, ["owner", "seq"])
+        self.add_response = _Prepared(responses.insert(), dialect, RESPONSE_COLUMNS)
 
 
 def _wal(cur: sqlite3.Cursor, patience_s: float = 30.0) -> None:
@@ -250,31 +258,36 @@ class Store:
         """This process's ledger: the owner its reservations and lease name."""
         self.leased_until: float | None = None
         """When this owner's lease lapses unless renewed; ``None``: it has none (holds nothing)."""
-        try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise LedgerError(f"storage.url {url!r} is not a database URL: {exc}") from None
+        parsed = database_url(url)
         self.dialect = parsed.get_backend_name()
-        if self.dialect != "sqlite":
-            raise LedgerError(
-                f"storage.url: {self.dialect!r} is not supported yet; use sqlite:///PATH"
-            )
         self._begin: Literal["IMMEDIATE", "DEFERRED"] = "IMMEDIATE"
-        # One connection for the life of the thread; NullPool so nothing else holds one.
-        engine = create_engine(parsed, poolclass=NullPool)
-        event.listen(engine, "connect", self._on_connect)
-        event.listen(engine, "begin", self._on_begin)
+        # The dialects differ here only: how a transaction starts and how a connection is kept.
+        if self.dialect == "sqlite":
+            # One connection for the life of the thread; NullPool so nothing else holds one.
+            engine = create_engine(parsed, poolclass=NullPool)
+            event.listen(engine, "connect", self._on_connect)
+            event.listen(engine, "begin", self._on_begin)
+        else:
+            # The ledger's thread is the only user: a pool of exactly one connection per
+            # process (a replica never holds more), replaced after the server dropped it.
+            engine = create_engine(
+                parsed, pool_size=1, max_overflow=0, pool_timeout=5, pool_pre_ping=True
+            )
         self.engine = engine
-        self.sql = _Statements(self._insert)
+        self.sql = _Statements(self.insert)
         self.fast = _Fast(self.sql, engine.dialect)
         self._begin_write = "IMMEDIATE"
         try:
             self.conn = engine.connect()
             with self.write():
+                if self.dialect == "postgresql":  # one migrator at a time, across hosts
+                    self.conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
                 self.applied = migrate(self.conn)
         except SQLAlchemyError as exc:
-            raise LedgerError(
-                f"cannot open the ledger at {url}: {exc.__class__.__name__}: {exc}"
+            shown = parsed.render_as_string(hide_password=True)
+            error = LedgerUnavailableError if unreachable(exc) else LedgerError
+            raise error(
+                f"cannot open the ledger at {shown}: {exc.__class__.__name__}: {exc}"
             ) from None
 
     @staticmethod
@@ -345,7 +358,7 @@ class Store:
             "alert_percents": json.dumps(list(limits.alert_percents)),
             "updated_at": now,
         }
-        stmt = self._insert(budgets).values(values)
+        stmt = self.insert(budgets).values(values)
         c.execute(stmt.on_conflict_do_update(index_elements=["scope"], set_=values))
 
     # -- virtual keys ------------------------------------------------------------
@@ -460,7 +473,7 @@ class Store:
                     "b_amount": amount,
                     "b_limit": to_nusd(limit),
                 }
-                if amount > to_nusd(limit) or c.execute(self.sql.hold, params).rowcount != 1:
+                if amount > to_nusd(limit) or c.execute(self.sql.hold, params).first() is None:
                     row = c.execute(self.sql.read_spend, params).first()
                     spent, held = (row.spent_nusd, row.reserved_nusd) if row else (0, 0)
                     # leaving the block by exception rolls back the holds already made
@@ -522,7 +535,7 @@ class Store:
                 fast.add_usage.many(cur, rows)
             if mark is not None:
                 fast.mark_journal.count(cur, {"owner": mark[0], "seq": mark[1]})
-            for (scope, period), (ds, dr) in deltas.items():
+            for (scope, period), (ds, dr) in sorted(deltas.items(), key=_lock_order):
                 row = {"scope": scope, "period": period, "spent_nusd": ds, "reserved_nusd": -dr}
                 ((spent,),) = fast.move.rows(cur, row)
                 lim = limits.get(scope)
@@ -551,19 +564,29 @@ class Store:
             raise LedgerError("the ledger's connection is already in a transaction")
         dbapi = self.conn.connection.dbapi_connection
         assert dbapi is not None
+        error = self.engine.dialect.loaded_dbapi.Error
+        sqlite_ = self.dialect == "sqlite"
         cur = dbapi.cursor()
         try:
-            cur.execute(f"BEGIN {self._begin_write}")
+            if sqlite_:  # psycopg begins by itself
+                cur.execute(f"BEGIN {self._begin_write}")
             try:
                 yield cur
             except BaseException:
-                cur.execute("ROLLBACK")
+                if sqlite_:
+                    cur.execute("ROLLBACK")
+                else:
+                    dbapi.rollback()
                 raise
-            cur.execute("COMMIT")
-        except self.engine.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(
-                None, None, exc, self.engine.dialect.loaded_dbapi.Error
-            ) from exc
+            if sqlite_:
+                cur.execute("COMMIT")
+            else:
+                dbapi.commit()
+        except error as exc:
+            wrapped = DBAPIError.instance(None, None, exc, error)
+            if not sqlite_ and dbapi.closed:  # the server went away: reconnect on next use
+                self.conn.invalidate(exc)
+            raise wrapped from exc
         finally:
             cur.close()
 
@@ -614,18 +637,16 @@ class Store:
 
     def _release(self, which: Any) -> int:
         deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        r = reservations.c
         with self.write() as c:
+            # deleted and read in one statement: of two sweeps racing (across hosts, under
+            # PostgreSQL's read committed) only one gets a hold's rows, so none is released twice
             stale = c.execute(
-                select(reservations.c.id, reservations.c.amount_nusd, reservations.c.targets).where(
-                    which
-                )
+                delete(reservations).where(which).returning(r.amount_nusd, r.targets)
             ).all()
-            if not stale:
-                return 0
-            for _, amount, targets in stale:
+            for amount, targets in stale:
                 for scope, period in json.loads(targets):
                     deltas[(scope, period)][1] += amount
-            c.execute(self.sql.drop_reservations, {"b_ids": [r.id for r in stale]})
             self._apply(c, deltas)
         return len(stale)
 
@@ -636,7 +657,7 @@ class Store:
             self.sql.move,
             [
                 {"scope": s, "period": p, "spent_nusd": ds, "reserved_nusd": -dr}
-                for (s, p), (ds, dr) in deltas.items()
+                for (s, p), (ds, dr) in sorted(deltas.items(), key=_lock_order)
             ],
         )
 
@@ -738,9 +759,46 @@ class Store:
         with self.read() as c:
             return int(c.execute(select(func.count()).select_from(usage)).scalar_one())
 
-    def _insert(self, table: Any) -> Any:
+    def insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+
+
+_MIGRATION_LOCK = 0x706F6C79  # "poly": PostgreSQL's advisory lock key for migrating
+_SCOPE_RANK = {"global": 0, "provider": 1, "key": 2}
+
+
+def _lock_order(item: tuple[tuple[str, str], Any]) -> tuple[int, str, str]:
+    """Spend rows in the order a reservation locks them (global, provider, key; daily before
+    monthly), so a settle and a reservation on PostgreSQL never wait on each other's rows."""
+    (scope, period), _ = item
+    return _SCOPE_RANK.get(scope.split(":", 1)[0], 3), scope, period
+
+
+def database_url(url: str) -> URL:
+    """``[storage] url`` parsed; ``postgresql://`` is driven by psycopg 3. Raises
+    :class:`LedgerError` for what is not a URL or names another database or driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise LedgerError(f"storage.url {url!r} is not a database URL: {exc}") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "postgresql" and "+" not in parsed.drivername:
+        return parsed.set(drivername="postgresql+psycopg")
+    if (backend, driver) not in (("sqlite", "pysqlite"), ("postgresql", "psycopg")):
+        raise LedgerError(
+            f"storage.url: {parsed.drivername!r} is not supported; "
+            "use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    return parsed
+
+
+def unreachable(exc: SQLAlchemyError) -> bool:
+    """The database cannot be reached (down, or the connection dropped), as opposed to a
+    statement it refused."""
+    return isinstance(exc, OperationalError | DisconnectionError | TimeoutError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 def _capped(total: Any, delta: Any) -> Any:
