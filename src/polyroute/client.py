@@ -189,7 +189,7 @@ class Polyroute:
         self._executor: Executor | None = None
         self.budget_hints = BudgetHints()
         """What budgets that refused lately had left: routing skips pairs that cannot fit."""
-        self.limits = Limiter.from_settings(settings)
+        self.limits = Limiter.from_settings(settings, self.shared)
         """Rate limits of providers and virtual keys (polyroute.limits)."""
         self._key_blocked: dict[str, str] | None = None
         self.recent: deque[Routed] = deque(maxlen=RECENT_DECISIONS)

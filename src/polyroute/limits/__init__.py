@@ -21,11 +21,13 @@ a provider's is :class:`~polyroute.errors.ProviderLimitError` (a subclass of the
 until its window admits again, and a pin to it is a 429).
 
 Without Redis the windows live in each process; with ``[storage] redis_url``, in Redis,
-one atomic script per admission and one per settlement (:mod:`._redis`). A call that no
+one atomic script per admission and one per settlement (:mod:`._redis`); while Redis
+is unreachable, each process's own windows stand in. A call that no
 limit covers makes no admission at all.
 """
 
-from polyroute.limits._limiter import Hold, Limiter, SharedWindows, key_scope, provider_scope
+from polyroute.limits._limiter import Hold, Limiter, key_scope, provider_scope
+from polyroute.limits._redis import RedisWindows
 from polyroute.limits._window import WINDOW_S, LocalWindows, Rate, Refused
 
 __all__ = [
@@ -34,8 +36,8 @@ __all__ = [
     "Limiter",
     "LocalWindows",
     "Rate",
+    "RedisWindows",
     "Refused",
-    "SharedWindows",
     "key_scope",
     "provider_scope",
 ]

@@ -5,35 +5,20 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from polyroute.errors import ProviderLimitError, RateLimitedError, rate_refusal
+from polyroute.limits._redis import RedisWindows, Unreachable
 from polyroute.limits._window import LocalWindows, Rate, Refused
 
 if TYPE_CHECKING:
     from polyroute.config import Settings
     from polyroute.ledger import VirtualKey
+    from polyroute.shared import Shared
 
 _NONE: Mapping[str, str] = MappingProxyType({})
-
-
-class SharedWindows(Protocol):
-    """Windows kept outside this process (Redis: :mod:`polyroute.limits._redis`)."""
-
-    @property
-    def usable(self) -> bool:
-        """Whether to use them now (``False``: the store is down; local windows stand in)."""
-        ...
-
-    async def admit(
-        self, scopes: Sequence[tuple[str, Rate]], tokens: int, hold: str
-    ) -> Refused | None: ...
-
-    def settle(self, scopes: Sequence[str], hold: str, tokens: int | None) -> None: ...
-
-    async def aclose(self) -> None: ...
 
 
 def key_scope(key_id: str) -> str:
@@ -50,7 +35,7 @@ class Hold:
     __slots__ = ("_windows", "hold", "scopes")
 
     def __init__(
-        self, windows: LocalWindows | SharedWindows, scopes: tuple[str, ...], hold: str
+        self, windows: LocalWindows | RedisWindows, scopes: tuple[str, ...], hold: str
     ) -> None:
         self._windows, self.scopes, self.hold = windows, scopes, hold
 
@@ -74,7 +59,7 @@ class Limiter:
         self,
         providers: Mapping[str, Rate],
         *,
-        shared: SharedWindows | None = None,
+        shared: RedisWindows | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.providers = {pid: rate for pid, rate in providers.items() if rate}
@@ -86,9 +71,11 @@ class Limiter:
         self._blocked: dict[str, tuple[float, Refused]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, shared: SharedWindows | None = None) -> Limiter:
+    def from_settings(cls, settings: Settings, shared: Shared | None = None) -> Limiter:
+        """``shared``: with Redis (``enabled``), windows across every replica."""
+        windows = RedisWindows(shared) if shared is not None and shared.enabled else None
         return cls(
-            {pid: Rate(p.rpm, p.tpm) for pid, p in settings.providers.items()}, shared=shared
+            {pid: Rate(p.rpm, p.tpm) for pid, p in settings.providers.items()}, shared=windows
         )
 
     def know(self, key: VirtualKey) -> None:
@@ -115,16 +102,21 @@ class Limiter:
         if provider_rate is not None:
             scopes.append((provider_scope(provider), provider_rate))
         hold = secrets.token_hex(8)
+        names = tuple(s for s, _ in scopes)
         shared = self.shared
-        windows: LocalWindows | SharedWindows = self.local
         if shared is not None and shared.usable:
-            windows = shared
-            refused = await shared.admit(scopes, tokens, hold)
-        else:
-            refused = self.local.admit(scopes, tokens, hold)
+            answer = await shared.admit(scopes, tokens, hold)
+            if not isinstance(answer, Unreachable):
+                return self._held(answer, Hold(shared, names, hold), provider)
+        # no Redis, or it does not answer: this process's windows
+        return self._held(
+            self.local.admit(scopes, tokens, hold), Hold(self.local, names, hold), provider
+        )
+
+    def _held(self, refused: Refused | None, hold: Hold, provider: str) -> Hold:
         if refused is not None:
             raise self._refusal(refused, provider)
-        return Hold(windows, tuple(s for s, _ in scopes), hold)
+        return hold
 
     def _refusal(self, r: Refused, provider: str) -> RateLimitedError | ProviderLimitError:
         if r.scope.startswith("key:"):
