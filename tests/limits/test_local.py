@@ -10,7 +10,12 @@ import pytest
 
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
-from polyroute.errors import AllProvidersFailedError, ProviderLimitError, RateLimitedError
+from polyroute.errors import (
+    AllProvidersFailedError,
+    ConfigError,
+    ProviderLimitError,
+    RateLimitedError,
+)
 from polyroute.ledger import VirtualKey
 from polyroute.ledger._keys import utc
 from polyroute.limits import WINDOW_S, Limiter, LocalWindows, Rate
@@ -171,3 +176,13 @@ def test_no_limit_configured_means_no_admission() -> None:
     assert limiter.providers == {}
     assert not limiter.applies("openai", None) and not limiter.applies("openai", "vk_1")
     assert limiter.blocked() == {}
+
+
+@pytest.mark.parametrize(("field", "value"), [("rpm", -1), ("tpm", "many"), ("rpm", 1.5)])
+def test_a_bad_provider_limit_is_a_config_error_naming_it(
+    fleet: Fleet, field: str, value: object
+) -> None:
+    settings = fleet.settings()
+    settings["providers"]["openai"][field] = value
+    with pytest.raises(ConfigError, match=rf"providers\.openai\.{field}"):
+        validate(settings, "polyroute.toml")

@@ -3,11 +3,14 @@ settled there, and each instance on its own windows while Redis is down."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.support import ADMIN, start
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.errors import AllProvidersFailedError, ProviderLimitError, RateLimitedError
@@ -123,3 +126,25 @@ async def test_with_redis_down_each_instance_limits_on_its_own() -> None:
     finally:
         await shared.aclose()
         server.remove()
+
+
+def test_two_gateways_on_one_redis_hold_a_keys_rpm_together(
+    fleet: Fleet, redis_url: str, tmp_path: Path
+) -> None:
+    storage = {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "redis_url": redis_url}
+    gateways = [start(fleet, admin_key=ADMIN, sections={"storage": storage}) for _ in range(2)]
+    try:
+        _, secret = asyncio.run(gateways[0].pr.ledger.create_key("team", rpm=3))
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        statuses = []
+        for i in range(6):
+            with gateways[i % 2].http(authorization=f"Bearer {secret}") as http:
+                r = http.post("/v1/chat/completions", json=body)
+                statuses.append(r.status_code)
+                if r.status_code == 429:
+                    assert 0 < int(r.headers["retry-after"]) <= WINDOW_S
+                    assert r.json()["error"]["code"] == "rate_limit_exceeded"
+        assert statuses == [200, 200, 200, 429, 429, 429]
+    finally:
+        for g in gateways:
+            g.server.stop()
