@@ -8,6 +8,7 @@ polyroute error becomes an HTTP status (DESIGN.md §9).
   rate-limited it (a provider's own configured limit included)
 - 502: every upstream failed, or none is available (attempts or exclusions listed)
 - 504: every upstream timed out
+- 503: the ledger's database server cannot be reached (a budget governs the request)
 - 500: the gateway's own configuration or ledger is broken
 """
 
@@ -27,6 +28,7 @@ from polyroute.errors import (
     FusionError,
     GatewayError,
     InvalidModelError,
+    LedgerUnavailableError,
     NoCandidateError,
     NotFoundError,
     PolyrouteError,
@@ -85,6 +87,10 @@ def problem_of(exc: PolyrouteError) -> Problem:
         return _all_failed_with([exc], str(exc))
     if isinstance(exc, ConfigError | CredentialError):
         return _internal(exc, "the gateway's configuration")
+    if isinstance(exc, LedgerUnavailableError):
+        log.error("the ledger's database cannot be reached: %s", exc)
+        message = "the gateway cannot reach its usage database to check budgets; retry shortly"
+        return Problem(503, "internal", message, code="ledger_unavailable", retry_after=2.0)
     return _internal(exc, "the gateway")
 
 

@@ -1,0 +1,219 @@
+"""The ledger on a PostgreSQL server that goes away and comes back (issue 15, point 4).
+
+Each test here runs a server of its own (``PostgresServer``), so it can stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from polyroute.errors import LedgerError, LedgerUnavailableError
+from polyroute.ledger import BudgetLimits, Ledger, UsageRecord, provider_scope
+from polyroute.ledger._store import Store
+from servers.postgres import PostgresServer
+
+BUDGETED = provider_scope("a")
+
+
+@pytest.fixture
+def server() -> Iterator[PostgresServer]:
+    own = PostgresServer()
+    try:
+        yield own
+    finally:
+        own.remove()
+
+
+@pytest.fixture
+async def ledger(server: PostgresServer, tmp_path: Path) -> AsyncIterator[Ledger]:
+    opened = Ledger(
+        server.create_database(),
+        budgets={BUDGETED: BudgetLimits(daily_usd=100.0)},
+        spool_dir=tmp_path / "spool",
+        lease_ttl_s=0.4,  # renewals (and so spool drains) every 0.1 s
+    )
+    yield opened
+    await opened.aclose()
+
+
+def record(provider: str, request_id: str) -> UsageRecord:
+    import time
+
+    return UsageRecord(
+        ts=time.time(),
+        provider=provider,
+        model="m1",
+        prompt_tokens=10,
+        completion_tokens=20,
+        cost_usd=0.01,
+        status="ok",
+        request_id=request_id,
+    )
+
+
+async def request_ids(ledger: Ledger) -> list[str]:
+    from sqlalchemy import select
+
+    from polyroute.ledger._schema import usage
+
+    def rows(store: Store) -> list[str]:
+        with store.read() as c:
+            return sorted(c.scalars(select(usage.c.request_id)))
+
+    return await ledger.run(rows)
+
+
+async def served(ledger: Ledger, provider: str, request_id: str) -> None:
+    """One request as the gateway makes it: reserve, record, wait until the record is safe."""
+    import time
+
+    held = await ledger.reserve(provider=provider, model="m1", amount_usd=0.05, ts=time.time())
+    ledger.record(record(provider, request_id), held)
+    await ledger.durable()
+
+
+async def eventually(check: object, timeout_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await check()  # type: ignore[operator]
+            return
+        except (LedgerError, AssertionError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def test_server_down_refuses_budgeted_spools_the_rest_and_recovers(
+    server: PostgresServer, ledger: Ledger, tmp_path: Path
+) -> None:
+    await served(ledger, "a", "before")
+    await served(ledger, "b", "before-b")
+    assert await request_ids(ledger) == ["before", "before-b"]
+
+    server.stop()
+    # a budget governs provider a: refused, never admitted unbudgeted
+    with pytest.raises(LedgerUnavailableError):
+        await served(ledger, "a", "refused")
+    # none governs b: served, its record spooled on this host until the server is back
+    await served(ledger, "b", "down-1")
+    await served(ledger, "b", "down-2")
+    spooled = list((tmp_path / "spool").iterdir())
+    assert len(spooled) == 1
+    assert len(spooled[0].read_text().splitlines()) == 2
+    with pytest.raises(LedgerUnavailableError):
+        await request_ids(ledger)
+
+    server.start()  # the same ledger, no restart: the spool drains, budgets admit again
+
+    async def drained() -> None:
+        assert await request_ids(ledger) == ["before", "before-b", "down-1", "down-2"]
+
+    await eventually(drained)
+    assert not any((tmp_path / "spool").iterdir())
+    await eventually(lambda: served(ledger, "a", "after"))
+    await ledger.flush()
+    assert "after" in await request_ids(ledger)
+    [status] = [s for s in await ledger.budgets() if s.scope == BUDGETED]
+    assert status.daily.reserved_usd == 0.0
+    assert status.daily.spent_usd == pytest.approx(0.02)
+
+
+async def test_a_server_down_at_open_is_unavailable_until_it_starts(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    url = server.create_database()
+    server.stop()
+    ledger = Ledger(url, spool_dir=tmp_path / "spool")
+    try:
+        with pytest.raises(LedgerUnavailableError, match="cannot open the ledger"):
+            await ledger.usage()
+        server.start()
+        await eventually(ledger.usage)
+        await served(ledger, "b", "after")
+        assert await request_ids(ledger) == ["after"]
+    finally:
+        await ledger.aclose()
+
+
+async def test_the_password_stays_out_of_the_error(tmp_path: Path) -> None:
+    ledger = Ledger("postgresql://u:s3cret@127.0.0.1:9/db", spool_dir=tmp_path / "spool")
+    try:
+        with pytest.raises(LedgerUnavailableError) as caught:
+            await ledger.usage()
+        assert "s3cret" not in str(caught.value)
+    finally:
+        await ledger.aclose()
+
+
+def test_the_gateway_answers_503_for_budgeted_requests_while_the_server_is_down(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """In each caller's API shape; unbudgeted requests are served and their records
+    spooled; the gateway recovers without a restart."""
+    import time
+
+    import httpx
+
+    from gateway.support import Server
+    from polyroute.client import Polyroute
+    from polyroute.config import Config, validate
+    from polyroute.testing import Fleet
+
+    url = server.create_database()
+    budgeted = Ledger(url, spool_dir=tmp_path / "spool")
+    asyncio.run(budgeted.set_budget(provider_scope("openai"), daily_usd=100.0))
+    budgeted.close()
+    home = tmp_path / "home"
+    with Fleet(("openai", "anthropic")) as fleet:
+        settings = fleet.settings(storage={"url": url}, health={"interval_s": 0})
+        env = {**fleet.env(), "POLYROUTE_HOME": str(home)}
+        pr = Polyroute(Config(validate(settings, "test"), "test", env))
+        gw = Server(pr, admin_key=None)
+        openai_body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        anthropic_body = {
+            "model": "anthropic/claude-sonnet-4-6",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as http:
+                assert http.post("/v1/chat/completions", json=openai_body).status_code == 200
+                server.stop()
+                r = http.post("/v1/chat/completions", json=openai_body)
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["code"] == "ledger_unavailable"
+                assert r.json()["error"]["type"] == "server_error"
+                assert r.headers["retry-after"] == "2"
+                r = http.post("/v1/messages", json={**anthropic_body, "model": "gpt-4o-mini"})
+                assert r.status_code == 503, r.text
+                assert r.json()["type"] == "error"
+                assert r.json()["error"]["type"] == "api_error"
+                calls = fleet["openai"].calls
+                # Anthropic's provider has no budget: served, recorded in the spool
+                r = http.post("/v1/messages", json=anthropic_body)
+                assert r.status_code == 200, r.text
+                assert fleet["openai"].calls == calls  # no budgeted call went out unbudgeted
+                [spool] = (home / "spool").iterdir()
+                assert len(spool.read_text().splitlines()) == 1
+
+                server.start()
+                deadline = time.monotonic() + 15
+                while (r := http.post("/v1/chat/completions", json=openai_body)).status_code != 200:
+                    assert r.status_code == 503 and time.monotonic() < deadline, r.text
+                    time.sleep(0.1)
+                while spool.exists():
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+        finally:
+            gw.stop()
+    check = Ledger(url, spool_dir=tmp_path / "spool")
+    try:
+        report = asyncio.run(check.usage(by="provider"))
+        assert {row.key: row.requests for row in report.rows} == {"openai": 2, "anthropic": 1}
+    finally:
+        check.close()
