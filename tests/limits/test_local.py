@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from polyroute.errors import (
     ProviderLimitError,
     RateLimitedError,
 )
-from polyroute.ledger import VirtualKey
+from polyroute.ledger import Ledger, VirtualKey
 from polyroute.ledger._keys import utc
 from polyroute.limits import WINDOW_S, Limiter, LocalWindows, Rate
 from polyroute.testing import Fleet
@@ -186,3 +187,25 @@ def test_a_bad_provider_limit_is_a_config_error_naming_it(
     settings["providers"]["openai"][field] = value
     with pytest.raises(ConfigError, match=rf"providers\.openai\.{field}"):
         validate(settings, "polyroute.toml")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+async def test_a_keys_limits_are_stored_with_it(
+    dialect: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        str(request.getfixturevalue("postgres_url"))
+        if dialect == "postgresql"
+        else f"sqlite:///{tmp_path}/l.db"
+    )
+    ledger = Ledger(url)
+    try:
+        key, secret = await ledger.create_key("ci", rpm=60, tpm=90_000)
+        assert (key.rpm, key.tpm) == (60, 90_000)
+        found = await ledger.verify_key(secret)
+        assert found is not None and (found.rpm, found.tpm) == (60, 90_000)
+        plain, _ = await ledger.create_key("plain")
+        listed = {k.id: k for k in await ledger.keys()}
+        assert (listed[plain.id].rpm, listed[plain.id].tpm) == (None, None)
+    finally:
+        await ledger.aclose()
