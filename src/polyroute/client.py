@@ -49,6 +49,7 @@ from polyroute.ledger import (
     Ledger,
     Meter,
     UsageReport,
+    VirtualKey,
     ledger_for,
     provider_scope,
 )
@@ -189,7 +190,7 @@ class Polyroute:
         self._executor: Executor | None = None
         self.budget_hints = BudgetHints()
         """What budgets that refused lately had left: routing skips pairs that cannot fit."""
-        self.limits = Limiter.from_settings(settings, self.shared)
+        self.limits = Limiter.from_settings(settings, self.shared, self._key)
         """Rate limits of providers and virtual keys (polyroute.limits)."""
         self._key_blocked: dict[str, str] | None = None
         self.recent: deque[Routed] = deque(maxlen=RECENT_DECISIONS)
@@ -271,6 +272,10 @@ class Polyroute:
                 max_attempts=router.max_attempts,
             )
         return self._executor
+
+    async def _key(self, key_id: str) -> VirtualKey | None:
+        """A virtual key by id: the limits of one a library caller bills (``virtual_key``)."""
+        return await self.ledger.key(key_id)
 
     def _blocked_by_key(self) -> Mapping[str, str]:
         """Providers whose key cannot be had are not candidates (looked up once per process)."""

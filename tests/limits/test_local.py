@@ -158,24 +158,33 @@ async def test_tpm_settles_to_the_usage_so_small_answers_admit_more(fleet: Fleet
 async def test_a_key_at_its_rpm_is_refused_without_fallback(fleet: Fleet) -> None:
     pr = await make(fleet)
     try:
-        pr.limits.know(VirtualKey("vk_1", "ci", "sk-pr-aaaaaa", (), utc(0), rpm=2))
+        # a library caller billing a key: its limits are read from the ledger, once
+        key, _ = await pr.ledger.create_key("ci", rpm=2)
+        other, _ = await pr.ledger.create_key("free")
         for _ in range(2):
-            await pr.send(REQUEST, virtual_key="vk_1")
+            await pr.send(REQUEST, virtual_key=key.id)
         with pytest.raises(RateLimitedError) as caught:
-            await pr.send(REQUEST, virtual_key="vk_1")
+            await pr.send(REQUEST, virtual_key=key.id)
         assert caught.value.retry_after is not None and caught.value.retry_after > 55
-        assert "rate limit rpm 2 of key:vk_1 reached" in str(caught.value)
-        await pr.send(REQUEST, virtual_key="vk_2")  # other keys, and no key, are not held
+        assert f"rate limit rpm 2 of key:{key.id} reached" in str(caught.value)
+        await pr.send(REQUEST, virtual_key=other.id)  # other keys, and no key, are not held
         await pr.send(REQUEST)
         assert sum(len(s.requests) for s in fleet.sims.values()) == 4
+        assert pr.limits.keys == {key.id: Rate(rpm=2), other.id: Rate()}
+        assert not pr.limits.applies("openai", other.id)  # known now: no admission at all
+        # the gateway hands over the keys it verifies, so it never looks one up
+        pr.limits.know(VirtualKey("vk_1", "ci", "sk-pr-aaaaaa", (), utc(0), tpm=5))
+        with pytest.raises(RateLimitedError, match="can never admit"):
+            await pr.send(REQUEST, virtual_key="vk_1")
     finally:
         await pr.aclose()
 
 
-def test_no_limit_configured_means_no_admission() -> None:
+async def test_no_limit_configured_means_no_admission() -> None:
     limiter = Limiter({"openai": Rate(), "anthropic": Rate(rpm=0, tpm=0)})
     assert limiter.providers == {}
     assert not limiter.applies("openai", None) and not limiter.applies("openai", "vk_1")
+    assert await limiter.admit("openai", "vk_1", 10) is None
     assert limiter.blocked() == {}
 
 

@@ -427,6 +427,10 @@ class Ledger:
         """Revoke a key (again is harmless); raises :class:`UnknownKeyError` for an unknown id."""
         return await self._call(lambda s: s.revoke_key(key_id, self.clock()))
 
+    async def key(self, key_id: str) -> VirtualKey | None:
+        """The key with id ``key_id`` (revoked or not); ``None`` if there is none."""
+        return await self._call(lambda s: s.key(key_id))
+
     async def verify_key(self, secret: str) -> VirtualKey | None:
         """The active key ``secret`` belongs to; ``None`` if it is unknown or revoked."""
         if not looks_like_secret(secret):

@@ -422,6 +422,12 @@ class Store:
             raise UnknownKeyError(key_id)
         return _virtual_key(row)
 
+    def key(self, key_id: str) -> VirtualKey | None:
+        """The key with this id (revoked or not), if any."""
+        with self.read() as c:
+            row = c.execute(self.sql.keys.where(virtual_keys.c.id == key_id)).first()
+        return None if row is None else _virtual_key(row)
+
     def verify_key(self, secret_hash: str) -> VirtualKey | None:
         """The active key with this hash, if any."""
         with self.read() as c:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -60,47 +60,65 @@ class Limiter:
         providers: Mapping[str, Rate],
         *,
         shared: RedisWindows | None = None,
+        lookup: Callable[[str], Awaitable[VirtualKey | None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``lookup``: a virtual key by id (the ledger's), for keys not met through
+        :meth:`know`: asked once per key and process."""
         self.providers = {pid: rate for pid, rate in providers.items() if rate}
         self.keys: dict[str, Rate] = {}
-        """Limited virtual keys by id, as the gateway met them (:meth:`know`)."""
+        """Virtual keys' limits by id (an empty :class:`Rate`: none), as the gateway
+        verified them (:meth:`know`) or ``lookup`` found them."""
+        self.lookup = lookup
         self.local = LocalWindows(clock)
         self.shared = shared
         self.clock = clock
         self._blocked: dict[str, tuple[float, Refused]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, shared: Shared | None = None) -> Limiter:
+    def from_settings(
+        cls,
+        settings: Settings,
+        shared: Shared | None = None,
+        lookup: Callable[[str], Awaitable[VirtualKey | None]] | None = None,
+    ) -> Limiter:
         """``shared``: with Redis (``enabled``), windows across every replica."""
         windows = RedisWindows(shared) if shared is not None and shared.enabled else None
-        return cls(
-            {pid: Rate(p.rpm, p.tpm) for pid, p in settings.providers.items()}, shared=windows
-        )
+        providers = {pid: Rate(p.rpm, p.tpm) for pid, p in settings.providers.items()}
+        return cls(providers, shared=windows, lookup=lookup)
 
     def know(self, key: VirtualKey) -> None:
         """Take ``key``'s limits (the gateway calls this as it verifies a key)."""
-        rate = Rate(key.rpm or 0, key.tpm or 0)
-        if rate:
-            self.keys[key.id] = rate
-        else:
-            self.keys.pop(key.id, None)
+        self.keys[key.id] = Rate(key.rpm or 0, key.tpm or 0)
 
     def applies(self, provider: str, key: str | None) -> bool:
-        """Whether a call to ``provider`` for ``key`` is limited at all (no: no admission)."""
-        return provider in self.providers or (key is not None and key in self.keys)
+        """Whether a call to ``provider`` for ``key`` may be limited (no: no admission)."""
+        if provider in self.providers:
+            return True
+        if key is None:
+            return False
+        rate = self.keys.get(key)
+        return bool(rate) if rate is not None else self.lookup is not None
 
-    async def admit(self, provider: str, key: str | None, tokens: int) -> Hold:
+    async def admit(self, provider: str, key: str | None, tokens: int) -> Hold | None:
         """Hold ``tokens`` (the call's worst case) in the key's and the provider's windows,
-        both or neither. Raises :class:`RateLimitedError` (the key's limit) or
-        :class:`ProviderLimitError` (the provider's)."""
+        both or neither (``None``: neither limits it). Raises :class:`RateLimitedError`
+        (the key's limit) or :class:`ProviderLimitError` (the provider's)."""
         scopes: list[tuple[str, Rate]] = []
-        key_rate = self.keys.get(key) if key is not None else None
-        if key_rate is not None and key is not None:
-            scopes.append((key_scope(key), key_rate))
+        if key is not None:
+            key_rate = self.keys.get(key)
+            if key_rate is None and self.lookup is not None:
+                found = await self.lookup(key)
+                key_rate = self.keys[key] = (
+                    Rate(found.rpm or 0, found.tpm or 0) if found else Rate()
+                )
+            if key_rate:
+                scopes.append((key_scope(key), key_rate))
         provider_rate = self.providers.get(provider)
         if provider_rate is not None:
             scopes.append((provider_scope(provider), provider_rate))
+        if not scopes:
+            return None
         hold = secrets.token_hex(8)
         names = tuple(s for s, _ in scopes)
         shared = self.shared
