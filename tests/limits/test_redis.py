@@ -148,3 +148,22 @@ def test_two_gateways_on_one_redis_hold_a_keys_rpm_together(
     finally:
         for g in gateways:
             g.server.stop()
+
+
+async def test_thousands_of_entries_age_out_in_one_admission(redis_url: str) -> None:
+    shared = Shared(redis_url)
+    windows = RedisWindows(shared)
+    try:
+        scopes = [("provider:p", Rate(rpm=20_000))]
+        for i in range(10_000):
+            assert await windows.admit(scopes, 1, f"h{i}") is None
+        # age them all: move their times a window back, as if the scope had been idle
+        redis = shared.redis
+        assert redis is not None
+        log = shared.key("rl", "provider:p", "log")
+        await redis.zadd(log, {f"h{i}": 0 for i in range(10_000)})
+        assert await windows.admit(scopes, 1, "last") is None
+        assert await redis.zcard(log) == 1
+        assert await redis.get(shared.key("rl", "provider:p", "sum")) == "1"
+    finally:
+        await shared.aclose()

@@ -37,8 +37,10 @@ for i = 1, n do
   local old = redis.call('ZRANGEBYSCORE', log, '-inf', now - window)
   if #old > 0 then
     local freed = 0
-    for _, h in ipairs(old) do freed = freed + tonumber(redis.call('HGET', tok, h) or 0) end
-    redis.call('HDEL', tok, unpack(old))
+    for _, h in ipairs(old) do  -- one by one: unpack() of thousands overflows Lua's stack
+      freed = freed + tonumber(redis.call('HGET', tok, h) or 0)
+      redis.call('HDEL', tok, h)
+    end
     redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
     redis.call('DECRBY', sum, freed)
   end
