@@ -92,3 +92,12 @@ def test_a_pin_to_a_provider_at_its_rpm_is_a_429_and_auto_goes_elsewhere(
             assert auto.headers["x-polyroute-provider"] == "anthropic"
     finally:
         gw.server.stop()
+
+
+def test_embeddings_count_against_a_keys_rpm(gw: Gateway) -> None:
+    secret = new_key(gw, rpm=1)
+    oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0)
+    oa.embeddings.create(model="text-embedding-3-small", input="hello")
+    with pytest.raises(openai.RateLimitError) as caught:
+        oa.embeddings.create(model="text-embedding-3-small", input="hello")
+    retry_after(caught.value.response.headers)

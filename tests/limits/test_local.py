@@ -13,6 +13,7 @@ from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.errors import (
     AllProvidersFailedError,
+    BudgetExceeded,
     ConfigError,
     ProviderLimitError,
     RateLimitedError,
@@ -218,3 +219,30 @@ async def test_a_keys_limits_are_stored_with_it(
         assert (listed[plain.id].rpm, listed[plain.id].tpm) == (None, None)
     finally:
         await ledger.aclose()
+
+
+async def test_a_stream_is_admitted_and_settled_like_a_call(fleet: Fleet) -> None:
+    pr = await make(fleet)
+    try:
+        key, _ = await pr.ledger.create_key("ci", rpm=1)
+        async for _ in pr.send_stream(REQUEST, virtual_key=key.id, provider="openai"):
+            pass
+        with pytest.raises(RateLimitedError):
+            async for _ in pr.send_stream(REQUEST, virtual_key=key.id, provider="openai"):
+                pass
+        assert len(fleet["openai"].requests) == 1
+    finally:
+        await pr.aclose()
+
+
+async def test_a_budget_refusal_gives_the_admission_back(fleet: Fleet) -> None:
+    pr = await make(fleet, openai={"rpm": 1})
+    try:
+        await pr.ledger.set_budget("provider:openai", daily_usd=0.0)
+        with pytest.raises(BudgetExceeded):
+            await pr.send(REQUEST, provider="openai")
+        # no call was made, so the window is still empty: its one request admits
+        hold = await pr.limits.admit("openai", None, 1)
+        assert hold is not None
+    finally:
+        await pr.aclose()
