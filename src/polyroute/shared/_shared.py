@@ -20,10 +20,10 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:  # redis-py takes about as long to import as the rest: only with a URL
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("polyroute.shared")
 
@@ -54,7 +54,13 @@ class Shared:
         self.replica = uuid.uuid4().hex[:12]
         """This process's id in messages (its own are not delivered back to it)."""
         self._redis: aioredis.Redis | None = None
+        self._errors: tuple[type[BaseException], ...] = (OSError,)
+        """What an unreachable server raises."""
         if url:
+            import redis.asyncio as aioredis
+            from redis.exceptions import RedisError
+
+            self._errors = (RedisError, OSError)
             self._redis = aioredis.Redis.from_url(
                 url,
                 socket_timeout=timeout_s,
@@ -100,7 +106,7 @@ class Shared:
             return None
         try:
             return await command(client)
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             self._down(exc)
             return None
 
@@ -203,12 +209,12 @@ class Shared:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is not None:
                         self._heard(msg["channel"][skip:], msg["data"])
-            except (RedisError, OSError) as exc:
+            except self._errors as exc:
                 self._down(exc)
                 if not ready.done():
                     ready.set_result(None)
             finally:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*self._errors):
                     await pubsub.aclose()
             await asyncio.sleep(self.reconnect_s)
 

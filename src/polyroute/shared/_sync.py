@@ -18,14 +18,15 @@ import json
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from polyroute.router.breaker import Breakers, CircuitBreaker
 from polyroute.router.health import HealthMonitor, HealthStatus
 from polyroute.router.stats import LatencyStats
 from polyroute.shared._shared import Shared
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("polyroute.shared")
 
