@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-# real servers (tests/servers): fixtures postgres_server, postgres_url
+# real servers (tests/servers): fixtures postgres_server, postgres_url, db_url
 pytest_plugins = ("servers.postgres", "servers.redis")
 
 _VENDOR_ENV = (

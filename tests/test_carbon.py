@@ -44,8 +44,8 @@ def settings(fleet: Fleet, **router: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path}/l.db")
+async def ledger(db_url: str) -> AsyncIterator[Ledger]:
+    led = Ledger(db_url)
     yield led
     await led.aclose()
 

@@ -33,8 +33,8 @@ def sample(run_id: int, case: str, repeat: int, *, ok: bool = True) -> Sample:
     )
 
 
-async def test_runs_and_samples_round_trip_and_survive_a_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+async def test_runs_and_samples_round_trip_and_survive_a_reopen(db_url: str) -> None:
+    url = db_url
     ledger = Ledger(url)
     try:
         store = BenchStore(ledger)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,9 +31,9 @@ class Boom(Exception):
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+async def ledger(db_url: str) -> AsyncIterator[Ledger]:
     led = Ledger(
-        f"sqlite:///{tmp_path / 'ledger.db'}",
+        db_url,
         budgets={provider_scope("a"): BudgetLimits(daily_usd=5.0, monthly_usd=40.0)},
         clock=lambda: NOW,
     )

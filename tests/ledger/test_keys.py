@@ -46,14 +46,19 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "l.db"
 
 
+SQLITE_FILE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+"""For a test about SQLite's file (``db_path``); the others run on PostgreSQL too."""
+
+
 @pytest.fixture
-async def make(db_path: Path) -> AsyncIterator[Make]:
-    """Open ledgers on the test's file; every one is closed at the end."""
+async def make(db_url: str) -> AsyncIterator[Make]:
+    """Open ledgers on the test's database (``db_url``: SQLite's ``db_path``, or
+    PostgreSQL); every one is closed at the end."""
     opened: list[Ledger] = []
 
     def _make(**kw: Any) -> Ledger:
         kw.setdefault("clock", Clock())
-        ledger = Ledger(f"sqlite:///{db_path}", **kw)
+        ledger = Ledger(db_url, **kw)
         opened.append(ledger)
         return ledger
 
@@ -187,6 +192,7 @@ async def test_bad_arguments_are_refused_and_nothing_is_written(
     make: Make, args: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     ledger = make()
+    args = dict(args)  # the parameter is shared by both backends' runs
     name = args.pop("name", "ci")
     with pytest.raises(error, match=message):
         await ledger.create_key(name, **args)
@@ -256,6 +262,7 @@ def test_as_dict_shape() -> None:
 # -- stored hashed -------------------------------------------------------------------
 
 
+@SQLITE_FILE
 async def test_only_the_hash_is_stored_and_the_secret_is_nowhere(make: Make, db_path: Path) -> None:
     ledger = make()
     key, secret = await ledger.create_key("ci", daily_usd=1.0, models=["gpt-4o"])
@@ -275,6 +282,7 @@ async def test_only_the_hash_is_stored_and_the_secret_is_nowhere(make: Make, db_
         assert secret.encode() not in data and random_part[6:].encode() not in data, path
 
 
+@SQLITE_FILE
 async def test_verify_is_one_lookup_in_the_unique_hash_index(make: Make) -> None:
     ledger = make()
     await ledger.create_key("ci", daily_usd=1.0)
@@ -349,6 +357,7 @@ async def test_budgets_set_later_are_joined_into_keys(make: Make) -> None:
 # -- migration -----------------------------------------------------------------------
 
 
+@SQLITE_FILE
 async def test_a_new_database_records_every_migration(make: Make, db_path: Path) -> None:
     ledger = make()
     assert await ledger.run(lambda s: s.applied) == [name for name, _ in MIGRATIONS]
@@ -357,6 +366,7 @@ async def test_a_new_database_records_every_migration(make: Make, db_path: Path)
     assert names == [(name,) for name, _ in MIGRATIONS]
 
 
+@SQLITE_FILE
 async def test_an_0001_database_is_upgraded_in_place(make: Make, db_path: Path) -> None:
     engine = create_engine(f"sqlite:///{db_path}")
     with engine.begin() as conn:  # a database as the previous release left it

@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,8 +42,8 @@ def fleet() -> Iterator[Fleet]:
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    led = Ledger(f"sqlite:///{tmp_path}/l.db")
+async def ledger(db_url: str) -> AsyncIterator[Ledger]:
+    led = Ledger(db_url)
     yield led
     await led.aclose()
 

@@ -143,3 +143,13 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """``postgresql://...`` of a fresh database for this test."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ledger's database for a test of semantics, once on each backend: the SQLite file
+    ``tmp_path / "l.db"``, then a fresh PostgreSQL database. A test about SQLite's file
+    narrows it with ``@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)``."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'l.db'}"
