@@ -26,7 +26,7 @@ is unreachable, each process's own windows stand in. A call that no
 limit covers makes no admission at all.
 """
 
-from polyroute.limits._limiter import Hold, Limiter, key_scope, provider_scope
+from polyroute.limits._limiter import Hold, Limiter
 from polyroute.limits._redis import RedisWindows
 from polyroute.limits._window import WINDOW_S, LocalWindows, Rate, Refused
 
@@ -38,6 +38,4 @@ __all__ = [
     "Rate",
     "RedisWindows",
     "Refused",
-    "key_scope",
-    "provider_scope",
 ]
