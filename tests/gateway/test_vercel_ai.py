@@ -120,11 +120,14 @@ def paris(chat: SimChat) -> str:
     return '{"city": "Paris"}' if forced else "Sunny in Paris."
 
 
+@pytest.mark.parametrize("api", ["responses", "chat", "messages"])
 @pytest.mark.parametrize("mode", ["generate", "stream"])
-def test_a_tool_loop_on_the_responses_api(gateway: Gateway, mode: str) -> None:
+def test_a_tool_loop(gateway: Gateway, mode: str, api: str) -> None:
+    """On each endpoint; streamed on /v1/messages, the SDK marks its tools
+    ``eager_input_streaming`` (Anthropic's fine-grained tool streaming)."""
     claude = gateway.fleet["anthropic"]
     claude.script.reply = paris
-    out = node(gateway, "tool_loop.mjs", "claude-sonnet-4-6", mode)
+    out = node(gateway, "tool_loop.mjs", "claude-sonnet-4-6", mode, api)
     assert out["calls"] == ["Paris"] and out["text"] == "Sunny in Paris."
     first, second = out["steps"]
     assert first["finishReason"] == "tool-calls"
@@ -137,6 +140,8 @@ def test_a_tool_loop_on_the_responses_api(gateway: Gateway, mode: str) -> None:
     assert use["id"] == call["id"] and use["input"] == {"city": "Paris"}
     [result] = turns[2]["content"]
     assert result["tool_use_id"] == call["id"] and "sunny in Paris" in json.dumps(result)
+    if api == "messages" and mode == "stream":
+        assert claude.last_request().body["tools"][0]["eager_input_streaming"] is True
 
 
 @pytest.mark.parametrize("vendor", ["openai", "anthropic"])

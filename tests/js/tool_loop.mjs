@@ -1,9 +1,12 @@
-// A tool loop on /v1/responses: the first step must call the tool, the SDK runs it and
-// sends its result back, the loop stops when the model answers in text.
-// Usage: tool_loop.mjs MODEL [generate|stream]
+// A tool loop: the first step must call the tool, the SDK runs it and sends its result
+// back, the loop stops when the model answers in text. API: responses (openai(id), the
+// default), chat (openai.chat(id)) or messages (anthropic(id)).
+// Usage: tool_loop.mjs MODEL [generate|stream] [API]
 import { generateText, stepCountIs, streamText, tool } from "ai";
 import { z } from "zod";
-import { main, model, openai } from "./common.mjs";
+import { anthropic, main, model, openai } from "./common.mjs";
+
+const models = { responses: openai, chat: openai.chat, messages: anthropic };
 
 const calls = [];
 const weather = tool({
@@ -19,7 +22,7 @@ main(async () => {
   const run = process.argv[3] === "stream" ? streamText : generateText;
   let streamError;
   const result = await run({
-    model: openai(model),
+    model: models[process.argv[4] ?? "responses"](model),
     tools: { weather },
     stopWhen: stepCountIs(4),
     prepareStep: ({ stepNumber }) =>
