@@ -55,3 +55,19 @@ def test_redis_unreachable_the_key_is_revoked_and_the_delay_is_said(
         "warning: Redis is unreachable: gateways hear of this change within 5 s "
         "(their key cache), not at once"
     )
+
+
+def test_redis_unreachable_a_budget_is_set_and_the_delay_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "polyroute.toml"
+    path.write_text(
+        '[storage]\nredis_url = "redis://127.0.0.1:9/0"\n[providers.openai]\ntype = "openai"\n'
+    )
+    monkeypatch.setenv("POLYROUTE_CONFIG", str(path))
+    r = invoke("budget", "set", "openai", "--daily", "5")
+    assert r.exit_code == 0 and r.stdout.startswith("budget openai: daily $5")
+    assert r.stderr.strip() == (
+        "warning: Redis is unreachable: a gateway whose last request this budget "
+        "refused may route around it for up to 10 s more"
+    )

@@ -12,9 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from gateway.support import ADMIN, Gateway, start
-from polyroute.shared import announce_key_change
+from polyroute.cli import cli
+from polyroute.errors import BudgetExceeded
+from polyroute.shared import announce_budget_change, announce_key_change
 from polyroute.testing import Fleet
 from servers.redis import RedisServer
 
@@ -191,3 +194,41 @@ def server_breaker(server: RedisServer, gw: Gateway, provider: str) -> str | Non
     with redis.Redis(port=server.port, decode_responses=True) as r:
         state = r.hget(gw.pr.shared.key("breaker", provider), "state")
         return None if state is None else str(state)
+
+
+def refusal(scope: str) -> BudgetExceeded:
+    return BudgetExceeded(
+        scope=scope,
+        period="daily",
+        limit_usd=1.0,
+        spent_usd=1.0,
+        reserved_usd=0.0,
+        requested_usd=0.01,
+    )
+
+
+def test_a_budget_set_elsewhere_drops_every_replicas_hint_about_it(
+    fleet: Fleet, tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = replicas(fleet, tmp_path, redis_url)
+    try:
+        first, _ = primary(one)
+        for gw in (one, two):
+            gw.pr.budget_hints.note([refusal(f"provider:{first}"), refusal("global")])
+            assert set(gw.pr.budget_hints.headroom()) == {first, "*"}
+        config = tmp_path / "polyroute.toml"
+        config.write_text(
+            f'[storage]\nurl = "sqlite:///{tmp_path / "ledger.db"}"\nredis_url = "{redis_url}"\n'
+            f'[providers.{first}]\ntype = "{first}"\n'
+        )
+        monkeypatch.setenv("POLYROUTE_CONFIG", str(config))
+        r = CliRunner().invoke(cli, ["budget", "set", first, "--daily", "50"])
+        assert r.exit_code == 0, r.output
+        for gw in (one, two):
+            within(1.0, lambda gw=gw: set(gw.pr.budget_hints.headroom()) == {"*"})
+        assert asyncio.run(announce_budget_change(redis_url, "global"))
+        for gw in (one, two):
+            within(1.0, lambda gw=gw: not gw.pr.budget_hints.headroom())
+    finally:
+        for gw in (one, two):
+            gw.server.stop()

@@ -183,6 +183,14 @@ def budget_set(budget_id: str, daily: str | None, monthly: str | None, alerts: s
             )
         finally:
             await ledger.aclose()
+        from polyroute.shared import announce_budget_change
+
+        if not await announce_budget_change(config.settings.storage.redis_url, budget_id):
+            click.echo(
+                "warning: Redis is unreachable: a gateway whose last request this budget "
+                "refused may route around it for up to 10 s more",
+                err=True,
+            )
         click.echo(
             f"budget {budget_id}: daily {limit_text(limits.daily_usd)}, monthly "
             f"{limit_text(limits.monthly_usd)}, alerts at "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
@@ -22,8 +22,8 @@ from polyroute.gateway._openai import OpenAIChat
 from polyroute.gateway._responses import ResponsesEndpoint
 from polyroute.gateway._select import Selector
 from polyroute.gateway._unknown import unknown_route
-from polyroute.ledger import VirtualKey
-from polyroute.shared import KEYS_CHANNEL
+from polyroute.ledger import GLOBAL, VirtualKey
+from polyroute.shared import BUDGETS_CHANNEL, KEYS_CHANNEL
 
 if TYPE_CHECKING:
     from polyroute.budgeting import AutoOptimizer
@@ -71,12 +71,7 @@ def create_app(
         return key
 
     auth = Auth(admin_key, verify, ttl_s=key_cache_s)
-    forget_keys = polyroute.shared.subscribe(KEYS_CHANNEL, auth.on_key_message)
-
-    async def missed_key_changes() -> None:
-        auth.clear()
-
-    forget_all_keys = polyroute.shared.on_connect(missed_key_changes)
+    stop_listening = _replica_news(polyroute, auth)
     selector = Selector(polyroute)
     served = [(t.provider, t.model) for t in polyroute.router.pairs]
     metrics = Metrics(polyroute.breakers, polyroute.config.enabled, served, polyroute.shared)
@@ -119,8 +114,7 @@ def create_app(
             yield
         finally:
             unsubscribe()
-            forget_keys()
-            forget_all_keys()
+            stop_listening()
             if optimizer is not None:
                 await optimizer.stop()
             await responses.aclose()
@@ -141,6 +135,33 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: unknown_route, 405: unknown_route},
     )
+
+
+def _replica_news(polyroute: Polyroute, auth: Auth) -> Callable[[], None]:
+    """Other replicas' changes (``polyroute.shared``): a key's drops its cached verdict, a
+    budget's its routing hint; on (re)connecting every verdict goes, as changes may have
+    been missed. Returns the function that stops listening."""
+
+    async def missed_key_changes() -> None:
+        auth.clear()
+
+    def budget_changed(message: dict[str, Any]) -> None:
+        budget = message.get("budget")
+        if isinstance(budget, str):
+            polyroute.budget_hints.forget("*" if budget == GLOBAL else budget)
+
+    shared = polyroute.shared
+    stops = [
+        shared.subscribe(KEYS_CHANNEL, auth.on_key_message),
+        shared.on_connect(missed_key_changes),
+        shared.subscribe(BUDGETS_CHANNEL, budget_changed),
+    ]
+
+    def stop() -> None:
+        for s in stops:
+            s()
+
+    return stop
 
 
 def _auto_optimizer(polyroute: Polyroute) -> AutoOptimizer | None:

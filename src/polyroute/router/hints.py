@@ -61,6 +61,10 @@ class BudgetHints:
             self.note(exc.refusals)
             raise
 
+    def forget(self, budget: str) -> None:
+        """``budget`` (``"*"``: the global one, else a provider id) changed: its hint goes."""
+        self._hints.pop(budget, None)
+
     def headroom(self) -> Mapping[str, Headroom]:
         """The live hints (usually none: then a decision pays one call and no lookup)."""
         hints = self._hints
