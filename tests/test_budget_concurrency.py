@@ -1,4 +1,5 @@
-"""Budgets under load: 200 concurrent requests, in one process and across 8, never pass a limit.
+"""Budgets under load: 200 concurrent requests, in one process and across 8, never pass a limit,
+on a SQLite file and on PostgreSQL (where 300 from two processes stand for two hosts).
 
 The upstream answers exactly ``max_tokens`` tokens and input is free, so the
 actual cost of a request equals its reserved worst case: the budget then
@@ -36,13 +37,13 @@ def fleet() -> Iterator[Fleet]:
         yield f
 
 
-def write_config(fleet: Fleet, tmp_path: Path, daily_usd: float) -> Path:
+def write_config(fleet: Fleet, tmp_path: Path, daily_usd: float, url: str) -> Path:
     model = fleet["openai"].models[0]
     text = fleet.toml() + (
         f'\n[providers."openai".budget]\ndaily_usd = {daily_usd}\n'
         f'\n[models."{model}"]\nprovider_type = "openai"\n'
         f"input_usd_per_mtok = 0\noutput_usd_per_mtok = {OUT_PRICE}\n"
-        f'\n[storage]\nurl = "sqlite:///{tmp_path / "shared.db"}"\n'
+        f'\n[storage]\nurl = "{url}"\n'
     )
     path = tmp_path / "polyroute.toml"
     path.write_text(text)
@@ -60,10 +61,10 @@ async def spent_and_held(config_path: Path) -> tuple[float, float]:
 
 
 async def test_200_concurrent_requests_in_one_process(
-    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
-    path = write_config(fleet, tmp_path, LIMIT)
+    path = write_config(fleet, tmp_path, LIMIT, db_url)
     calls_before = fleet["openai"].calls
     async with Polyroute(load(path)) as pr:
         results = await asyncio.gather(
@@ -88,20 +89,38 @@ async def test_200_concurrent_requests_in_one_process(
 
 
 def test_200_requests_from_8_processes_share_one_budget(
-    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
-    path = write_config(fleet, tmp_path, LIMIT)
+    from_processes(fleet, write_config(fleet, tmp_path, LIMIT, db_url), 8, 25)
+
+
+def test_300_requests_from_2_processes_share_one_budget_on_postgresql(
+    fleet: Fleet, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ledgers (as on two hosts) on one PostgreSQL server: one budget, never overspent."""
+    monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
+    from_processes(fleet, write_config(fleet, tmp_path, LIMIT, postgres_url), 2, 150)
+
+
+def from_processes(fleet: Fleet, path: Path, processes: int, each: int) -> None:
+    """``processes`` workers fire ``each`` concurrent requests at once; check the budget."""
     calls_before = fleet["openai"].calls
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKERS / "budget_worker.py"), str(path), "25", str(MAX_TOKENS)],
+            [
+                sys.executable,
+                str(WORKERS / "budget_worker.py"),
+                str(path),
+                str(each),
+                str(MAX_TOKENS),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(8)
+        for _ in range(processes)
     ]
     try:
         for p in procs:  # every process warm and holding its database connection
@@ -122,7 +141,7 @@ def test_200_requests_from_8_processes_share_one_budget(
             p.kill()
     assert all(t["other"] == [] for t in tallies), tallies
     admitted = sum(t["admitted"] for t in tallies)
-    assert admitted + sum(t["refused"] for t in tallies) == 200
+    assert admitted + sum(t["refused"] for t in tallies) == processes * each
     assert abs(admitted - ALLOWED) <= 1, tallies
     assert fleet["openai"].calls - calls_before == admitted
     spent, held = asyncio.run(spent_and_held(path))
@@ -132,10 +151,10 @@ def test_200_requests_from_8_processes_share_one_budget(
 
 
 def test_concurrent_cli_asks_exit_3_once_the_budget_is_spent(
-    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
-    path = write_config(fleet, tmp_path, 3 * WORST)
+    path = write_config(fleet, tmp_path, 3 * WORST, db_url)
     cmd = [
         sys.executable,
         "-m",

@@ -294,3 +294,24 @@ def test_every_command_works_against_postgresql(postgres_url: str, tmp_path: Pat
             assert change["source"] == "cli" and change["total_usd"] == 200.0
             usage = json.loads(run("usage", "--by", "provider", "--json"))
             assert "openai" in json.dumps(usage)
+
+
+async def test_stored_responses_round_trip_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    """The Responses API's store writes on the driver's cursor: psycopg's SQL, not SQLite's."""
+    import time
+
+    from polyroute.ledger._responses import ResponseStore, StoredResponse
+
+    ledger = Ledger(postgres_url, spool_dir=tmp_path / "spool")
+    try:
+        store = ResponseStore(ledger)
+        mine = StoredResponse("resp_1", "key1", time.time(), "m1", "[]", '{"id": "resp_1"}')
+        store.put(mine)
+        store.put(StoredResponse("resp_2", None, time.time(), "m1", "[1]", '{"id": "resp_2"}'))
+        await store.flush()
+        assert await store.get("resp_1", "key1") == mine
+        assert await store.get("resp_1", "other") is None
+        assert await store.delete("resp_2", None)
+        assert await store.get("resp_2", None) is None
+    finally:
+        await ledger.aclose()
