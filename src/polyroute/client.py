@@ -133,8 +133,8 @@ def _telemetry_of(config: Config) -> Telemetry | None:
         if not (exc.name or "").startswith("opentelemetry"):
             raise
         raise ConfigError(
-            "[telemetry] otlp_endpoint needs OpenTelemetry, which is not installed: "
-            "pip install 'polyroute[otel]'"
+            f"{config.source}: telemetry.otlp_endpoint needs OpenTelemetry, which is not "
+            "installed: pip install 'polyroute[otel]'"
         ) from exc
     return Telemetry.from_config(settings)
 

@@ -17,13 +17,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.types import Receive, Scope, Send
 
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
-from polyroute.errors import AllProvidersFailedError, BudgetExceeded, ConfigError
+from polyroute.errors import (
+    AllProvidersFailedError,
+    BudgetExceeded,
+    ConfigError,
+    NotEnoughAnswersError,
+)
 from polyroute.gateway import create_app
 from polyroute.router.executor import Executor
-from polyroute.telemetry import Telemetry, TracedExecutor, traces_url
+from polyroute.telemetry import Telemetry, TracedExecutor, TracedHTTP, traces_url
 from polyroute.testing import Fleet
 from polyroute.types import ChatRequest, EmbeddingRequest, Message
 
@@ -245,6 +251,51 @@ async def test_embeddings_and_fusion_are_spans_over_their_calls(
     )
 
 
+async def test_a_failed_fusion_and_a_failed_embedding_end_their_spans_in_error(
+    fleet: Fleet, pr: Polyroute, exporter: InMemorySpanExporter
+) -> None:
+    for sim in ("openai", "anthropic"):
+        fleet[sim].script.fail_always(500)
+    with pytest.raises(NotEnoughAnswersError):
+        await pr.fuse("2+2?", providers=["openai", "anthropic"])
+    [fusion] = spans(exporter, "polyroute fusion")
+    assert attrs(fusion)["error.type"] == "NotEnoughAnswersError"
+    assert fusion.status.status_code == StatusCode.ERROR
+    members = [s for s in spans(exporter, "chat ") if child_of(s, fusion)]
+    assert [attrs(m)["error.type"] for m in members] == ["InternalServerError"] * 2
+
+    with pytest.raises(AllProvidersFailedError):
+        await pr.embed(EmbeddingRequest("text-embedding-3-small", ("a",)))
+    [request] = spans(exporter, "polyroute embeddings")
+    assert attrs(request)["error.type"] == "AllProvidersFailedError"
+    [attempt] = spans(exporter, "embeddings ")
+    assert child_of(attempt, request) and attrs(attempt)["error.type"] == "InternalServerError"
+
+
+async def test_the_server_span_of_a_5xx_or_an_exception_is_an_error(
+    exporter: InMemorySpanExporter,
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/boom":
+            raise RuntimeError("boom")
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    traced = TracedHTTP(app, Telemetry.exporting(exporter, batch=False), ["/busy", "/boom"])
+    transport = httpx.ASGITransport(app=traced, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        assert (await client.get("/busy")).status_code == 503
+        assert (await client.get("/boom")).status_code == 500
+    [busy] = spans(exporter, "GET /busy")
+    [boom] = spans(exporter, "GET /boom")
+    assert (attrs(busy)["error.type"], busy.status.status_code) == ("503", StatusCode.ERROR)
+    assert (attrs(boom)["error.type"], boom.status.status_code) == (
+        "RuntimeError",
+        StatusCode.ERROR,
+    )
+    assert boom.status.description == "boom"
+
+
 async def test_a_gateway_call_is_a_server_span_continuing_the_callers_trace(
     pr: Polyroute, exporter: InMemorySpanExporter
 ) -> None:
@@ -422,5 +473,5 @@ def test_an_endpoint_without_the_otel_extra_is_a_config_error_naming_it() -> Non
         "    print(exc)\n"
     )
     assert done.returncode == 0, done.stderr
-    assert "[telemetry] otlp_endpoint needs OpenTelemetry" in done.stdout
+    assert "t: telemetry.otlp_endpoint needs OpenTelemetry" in done.stdout
     assert "polyroute[otel]" in done.stdout

@@ -294,7 +294,10 @@ class TracedFuser(Fuser):
             "polyroute.fusion.members": [f"{t.provider}/{t.model}" for t in members],
         }
         with self.telemetry.tracer.start_as_current_span(
-            "polyroute fusion", attributes=attrs, record_exception=False
+            "polyroute fusion",
+            attributes=attrs,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 result = await super().fuse(
