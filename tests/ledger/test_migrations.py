@@ -4,6 +4,7 @@ by the migrations is the schema the queries use (each migration carries its own 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,22 @@ ROWS: dict[str, list[str]] = {
 }
 
 
-def build(path: Path, upto: int) -> None:
+NewDatabase = Callable[[str], str]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_db(request: pytest.FixtureRequest, tmp_path: Path) -> NewDatabase:
+    """The URL of a new empty database (named, for SQLite's file): the same migrations
+    run on both backends."""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        return lambda _name: str(server.create_database())
+    return lambda name: f"sqlite:///{tmp_path / name}"
+
+
+def build(url: str, upto: int) -> None:
     """A database as the release with the first ``upto`` migrations left it."""
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
         migrate(conn, MIGRATIONS[:upto])
         for name, _ in MIGRATIONS[:upto]:
@@ -49,9 +63,9 @@ def build(path: Path, upto: int) -> None:
     engine.dispose()
 
 
-def schema(path: Path) -> dict[str, Any]:
+def schema(url: str) -> dict[str, Any]:
     """Tables with their columns (name, type, nullable, primary key) and indexes."""
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         insp = inspect(engine)
         out: dict[str, Any] = {}
@@ -80,12 +94,12 @@ class Clock:
 
 @pytest.mark.parametrize("upto", range(len(MIGRATIONS)))
 async def test_a_database_at_every_earlier_version_upgrades_and_works(
-    tmp_path: Path, upto: int
+    new_db: NewDatabase, upto: int
 ) -> None:
-    old, fresh = tmp_path / "old.db", tmp_path / "fresh.db"
+    old, fresh = new_db("old.db"), new_db("fresh.db")
     build(old, upto)
     clock = Clock(T0 + 1)
-    ledger = Ledger(f"sqlite:///{old}", clock=clock)
+    ledger = Ledger(old, clock=clock)
     try:
         applied = await ledger.run(lambda s: s.applied)
         assert applied == [name for name, _ in MIGRATIONS[upto:]]
@@ -111,12 +125,12 @@ async def test_a_database_at_every_earlier_version_upgrades_and_works(
     finally:
         await ledger.aclose()
 
-    Ledger(f"sqlite:///{fresh}").close()
+    Ledger(fresh).close()
     assert schema(old) == schema(fresh)
 
 
-def test_the_migrations_build_the_tables_the_queries_use(tmp_path: Path) -> None:
-    db = tmp_path / "fresh.db"
+def test_the_migrations_build_the_tables_the_queries_use(new_db: NewDatabase) -> None:
+    db = new_db("fresh.db")
     build(db, len(MIGRATIONS))
     built = schema(db)
     for table in metadata.sorted_tables:
