@@ -6,25 +6,26 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine, func, select
+
 from polyroute.errors import BudgetExceeded
 from polyroute.ledger import BudgetLimits, Ledger, provider_scope
+from polyroute.ledger._schema import leases, reservations
+from polyroute.ledger._store import database_url
 
 WORKER = Path(__file__).parent.parent / "workers" / "ledger.py"
 PA = provider_scope("a")
 LEASE_TTL_S = 1.0
 
 
-async def test_holds_of_a_killed_process_are_freed_when_its_lease_lapses(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "l.db"
-    url = f"sqlite:///{db}"
+async def test_holds_of_a_killed_process_are_freed_when_its_lease_lapses(db_url: str) -> None:
+    """On a SQLite file, and on PostgreSQL (the holder as another host would be)."""
+    url = db_url
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), url, str(LEASE_TTL_S), "0.9"],
         stdout=subprocess.PIPE,
@@ -34,11 +35,14 @@ async def test_holds_of_a_killed_process_are_freed_when_its_lease_lapses(
         assert proc.stdout is not None
         line = await asyncio.to_thread(proc.stdout.readline)
         assert line.strip() == "held"
-        with sqlite3.connect(db) as con:
-            [(owner,)] = con.execute("SELECT owner FROM budget_reservations").fetchall()
-            assert con.execute(
-                "SELECT count(*) FROM ledger_leases WHERE owner = ?", (owner,)
-            ).fetchone() == (1,)
+        engine = create_engine(database_url(url))
+        try:
+            with engine.connect() as con:
+                [owner] = con.scalars(select(reservations.c.owner)).all()
+                live = select(func.count()).where(leases.c.owner == owner)
+                assert con.scalar(live) == 1
+        finally:
+            engine.dispose()
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
