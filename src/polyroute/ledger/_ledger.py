@@ -20,6 +20,11 @@ once, and everything queued while one transaction commits goes into the next
 (group commit). ``"batched"``: ``durable`` returns at once, and a kill loses
 what the last batch interval handed over.
 
+A database server (PostgreSQL) that cannot be reached: records go to this
+host's spool (``spool_dir``) and answer their waiters, the thread reopens the
+database every second and writes the spool back; reservations use the budgets
+last read, so one a budget governs fails (:class:`LedgerUnavailableError`).
+
 Holds are leased (see ``_store.py``): while this ledger holds any, its
 thread renews the lease every quarter of ``lease_ttl_s``; a reservation
 refused by a budget first sweeps holds of dead processes and tries again.

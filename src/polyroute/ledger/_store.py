@@ -3,10 +3,12 @@
 Budget reservation is one conditional ``UPDATE`` per (scope, period) inside a
 write transaction: ``reserved += amount WHERE spent + reserved + amount <=
 limit``. The database evaluates the check and the increment together, so
-threads, processes and (later) replicas sharing the database cannot
+threads, processes and replicas sharing the database cannot
 together pass a limit. On SQLite the transaction starts with ``BEGIN
 IMMEDIATE`` (the write lock first), which makes it serializable across
-processes; ``busy_timeout`` queues the waiters.
+processes; ``busy_timeout`` queues the waiters. On PostgreSQL (read committed)
+the upsert waits for the row's lock and re-checks its ``WHERE`` on the row's
+latest version, so hosts cannot pass a limit either.
 
 A hold belongs to a live process. Each ledger that holds money keeps a lease
 row (its owner id, an expiry it renews every few seconds); its reservations
