@@ -4,11 +4,16 @@ OTLP/HTTP export that ``[telemetry] otlp_endpoint`` turns on, to a loopback coll
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -405,6 +410,68 @@ async def test_otlp_endpoint_exports_the_spans_to_the_collector_over_http(
             names += [s.name for ss in rs.scope_spans for s in ss.spans]
     assert services == {"gw-test"}
     assert sorted(names) == ["chat gpt-4o-mini", "polyroute chat"]
+
+
+def test_serve_exports_each_requests_spans_and_flushes_them_on_sigterm(
+    fleet: Fleet, collector: tuple[str, list[tuple[str, str, bytes]]], tmp_path: Path
+) -> None:
+    url, received = collector
+    config = tmp_path / "polyroute.toml"
+    config.write_text(
+        fleet.toml()
+        + f'\n[storage]\nurl = "sqlite:///{tmp_path / "l.db"}"\n\n[health]\ninterval_s = 0\n'
+        + f'\n[telemetry]\notlp_endpoint = "{url}"\nservice_name = "gw-serve"\n'
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, **fleet.env(), "POLYROUTE_HOME": str(tmp_path / "home")}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "polyroute", "--config", str(config), "serve"]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        gateway = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if httpx.get(gateway + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the gateway did not come up"
+            time.sleep(0.1)
+        trace_id = "0af7651916cd43dd8448eb211c80319c"
+        r = httpx.post(
+            gateway + "/v1/chat/completions",
+            json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+            timeout=30,
+        )
+        assert r.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM), proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    spans_by_name = {}
+    for _, _, body in received:
+        for rs in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for ss in rs.scope_spans:
+                spans_by_name.update({s.name: s for s in ss.spans})
+    names = {"POST /v1/chat/completions", "polyroute chat", "chat gpt-4o-mini"}
+    assert names <= set(spans_by_name)
+    assert {spans_by_name[n].trace_id.hex() for n in names} == {trace_id}
+    assert "GET /health" in spans_by_name  # each request is traced, its own trace
 
 
 def test_traces_url_appends_the_otlp_path_once() -> None:
