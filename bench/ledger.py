@@ -1,7 +1,9 @@
-"""The usage ledger on SQLite: write throughput, the latency it adds to a request, a report query.
+"""The usage ledger: write throughput, the latency it adds to a request, a report query.
 
-Run: ./dev python bench/ledger.py
-Measured, on a SQLite file in a temporary directory (WAL, synchronous=NORMAL, as the ledger opens it):
+Run: ./dev python bench/ledger.py [--postgres [URL]]
+Measured, on a SQLite file in a temporary directory (WAL, synchronous=NORMAL, as the ledger opens it),
+or with --postgres on PostgreSQL: a new database per section on the server at URL (a role that may
+CREATE DATABASE), or without a URL on a throwaway server from Debian's postgresql (fsync off):
 1. throughput: N records handed over with `Ledger.record()` as fast as possible, then `await
    flush()`; records/s from the first record() to flush() returning, and the caller's cost of one
    record() call. Plain records, and records each settling a live budget reservation.
@@ -30,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy
@@ -63,6 +66,11 @@ MODELS = tuple(f"model-{i}" for i in range(20))
 HOLD_USD = 0.02
 COST_USD = 0.0123
 DAY_S = 86_400.0
+
+
+NewUrl = Callable[[str], str]
+"""A new, empty database for a section, by name."""
+WALL = "wall clock (perf_counter); the ledger's database thread shares the GIL with the caller"
 
 
 def verdict(ok: bool) -> str:
@@ -139,7 +147,7 @@ def hold_in_bulk(
         c.execute(reservations.insert(), rows)
         for (scope, period), nusd in held.items():
             c.execute(
-                store._insert(spend)
+                store.insert(spend)
                 .values(scope=scope, period=period, spent_nusd=0, reserved_nusd=0)
                 .on_conflict_do_nothing()
             )
@@ -255,16 +263,14 @@ async def section_throughput(url: str, now: float) -> None:
     print(f"  afterwards: {unsettled} reservations unsettled, ${held / 1e9:.6f} still held")
 
 
-async def section_latency(tmp: Path) -> None:
+async def section_latency(new_url: NewUrl) -> None:
     print(f"2. reserve + settle hand-over, per request ({REQUESTS:,} after {WARMUP} warm-up), ms")
     print(f"  {'case':<34} {'p50':>8} {'p90':>8} {'p99':>8}   target")
     # "batched": durable() returns at once, so this is the hand-over alone (see 4.)
-    ledger = Ledger(
-        f"sqlite:///{tmp / 'latency.db'}", budgets=budgets_for("openai"), durability="batched"
-    )
+    ledger = Ledger(new_url("latency"), budgets=budgets_for("openai"), durability="batched")
     secs = await sequential(ledger, "openai")
     print(latency_row("global + provider budget", secs, True))
-    ledger_fast = Ledger(f"sqlite:///{tmp / 'nobudget.db'}", durability="batched")
+    ledger_fast = Ledger(new_url("nobudget"), durability="batched")
     secs = await sequential(ledger_fast, "openai")
     print(latency_row("no budget (fast path)", secs, True))
     await ledger_fast.aclose()
@@ -276,14 +282,14 @@ async def section_latency(tmp: Path) -> None:
     print(f"  afterwards: {unsettled} reservations unsettled, ${held / 1e9:.6f} still held")
 
 
-async def section_durability(tmp: Path) -> None:
+async def section_durability(new_url: NewUrl) -> None:
     print("4. durability: the request of (2) + await durable(), global + provider budget, ms")
     print(f"  {'case':<34} {'p50':>8} {'p90':>8} {'p99':>8}")
     p50: dict[str, float] = {}
     rate: dict[str, float] = {}
     modes: tuple[Durability, ...] = ("batched", "answered")
     for durability in modes:
-        url = f"sqlite:///{tmp / f'durability-{durability}.db'}"
+        url = new_url(f"durability_{durability}")
         ledger = Ledger(url, budgets=budgets_for("openai"), durability=durability)
         secs = await sequential(ledger, "openai")
         print(latency_row(f"{durability}, sequential", secs, False))
@@ -329,28 +335,73 @@ async def section_report(url: str) -> None:
     await ledger.aclose()
 
 
-async def main_async(tmp: Path) -> None:
-    url = f"sqlite:///{tmp / 'throughput.db'}"
+async def main_async(new_url: NewUrl) -> None:
+    url = new_url("throughput")
     await section_throughput(url, time.time())
     print()
-    await section_latency(tmp)
+    await section_latency(new_url)
     print()
     await section_report(url)
     print()
-    await section_durability(tmp)
+    await section_durability(new_url)
+
+
+def postgres_databases(server_url: str) -> NewUrl:
+    """A new database on the server at ``server_url`` for each name."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(server_url)
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=base.host, port=base.port, user=base.username, password=base.password,
+        dbname=base.database or "postgres",
+    )  # fmt: skip
+
+    def new(name: str) -> str:
+        database = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        return base.set(database=database).render_as_string(hide_password=False)
+
+    return new
 
 
 def main() -> None:
-    print(
-        f"ledger benchmark — SQLite {sqlite3.sqlite_version} file in a temp dir (WAL, "
-        f"synchronous=NORMAL), SQLAlchemy {sqlalchemy.__version__}, "
-        f"Python {sys.version.split()[0]}"
-    )
-    print("wall clock (perf_counter); the ledger's database thread shares the GIL with the caller")
-    print()
+    args = sys.argv[1:]
+    postgres = bool(args) and args[0] == "--postgres"
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="polyroute-bench-") as tmp:
-        asyncio.run(main_async(Path(tmp)))
+        if not postgres:
+            print(
+                f"ledger benchmark — SQLite {sqlite3.sqlite_version} file in a temp dir (WAL, "
+                f"synchronous=NORMAL), SQLAlchemy {sqlalchemy.__version__}, "
+                f"Python {sys.version.split()[0]}"
+            )
+            print(WALL)
+            print()
+            asyncio.run(main_async(lambda name: f"sqlite:///{Path(tmp) / name}.db"))
+        else:
+            server = None
+            if len(args) > 1:
+                url = args[1]
+            else:
+                sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+                from servers.postgres import PostgresServer
+
+                server = PostgresServer()
+                url = server.url()
+            try:
+                print(
+                    f"ledger benchmark — PostgreSQL at {url.split('@')[-1]}"
+                    f"{' (throwaway, fsync off)' if server else ''}, psycopg 3, "
+                    f"SQLAlchemy {sqlalchemy.__version__}, Python {sys.version.split()[0]}"
+                )
+                print(WALL)
+                print()
+                asyncio.run(main_async(postgres_databases(url)))
+            finally:
+                if server is not None:
+                    server.remove()
     print()
     print(f"total {time.perf_counter() - t:.1f} s")
 
