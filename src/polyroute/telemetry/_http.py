@@ -12,12 +12,16 @@ from polyroute.telemetry._spans import Attributes, Telemetry, failed
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
+UNTRACED = frozenset({"/health", "/metrics"})
+"""Readiness probes and metrics scrapes: every few seconds from every replica, no trace."""
+
 
 class TracedHTTP:
     """A server span per HTTP request, the child of the caller's W3C ``traceparent`` when
     it sends one; the request's own spans nest under it, and a stream's span ends with
     its last byte. ``endpoints``: the app's paths; a request to any other is named by
-    its method alone (bounded span names whatever callers send)."""
+    its method alone (bounded span names whatever callers send). :data:`UNTRACED`
+    paths are not traced."""
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry, endpoints: Iterable[str]) -> None:
         self.app = app
@@ -25,7 +29,7 @@ class TracedHTTP:
         self.endpoints = frozenset(endpoints)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
