@@ -27,6 +27,7 @@ from polyroute.shared._shared import Shared
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from redis.commands.core import AsyncScript
 
 log = logging.getLogger("polyroute.shared")
 
@@ -281,6 +282,7 @@ class SharedLatency:
         self.shared = shared
         self.stats = stats
         stats.pending = {}
+        self._script: AsyncScript | None = None  # EVALSHA: the script's text sent once
         shared.every(interval_s, self.sync)
 
     def _key(self, pair: tuple[str, str]) -> str:
@@ -310,6 +312,8 @@ class SharedLatency:
         sent: dict[tuple[str, str], list[float]],
         hl_ms: float,
     ) -> list[Any]:
+        if self._script is None:
+            self._script = r.register_script(_MERGE)
         async with r.pipeline(transaction=False) as p:
             for pair in pairs:
                 n, lat, tn, ttft = sent.get(pair, (0.0, 0.0, 0.0, 0.0))
@@ -321,7 +325,7 @@ class SharedLatency:
                     self.stats.alpha,
                     hl_ms,
                 )
-                p.eval(_MERGE, 1, self._key(pair), *args)
+                await self._script(keys=[self._key(pair)], args=args, client=p)
             return list(await p.execute())
 
 
