@@ -88,8 +88,10 @@ REQUEST = ChatRequest(
 
 
 async def test_a_served_request_is_a_span_with_one_attempt_span_under_it(
-    pr: Polyroute, exporter: InMemorySpanExporter
+    fleet: Fleet, pr: Polyroute, exporter: InMemorySpanExporter
 ) -> None:
+    fleet["openai"].script.cached_tokens = 1
+    fleet["openai"].script.reasoning_tokens = 3
     answer = await pr.send(REQUEST, provider="openai", model="gpt-4o", virtual_key="vk_1")
     [request] = spans(exporter, "polyroute chat")
     [attempt] = spans(exporter, "chat gpt-4o")
@@ -107,7 +109,9 @@ async def test_a_served_request_is_a_span_with_one_attempt_span_under_it(
     assert a["gen_ai.response.id"] and a["gen_ai.response.finish_reasons"] == ("stop",)
     assert a["gen_ai.usage.input_tokens"] == answer.usage.prompt_tokens > 0
     assert a["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens > 0
-    assert a["gen_ai.usage.cache_read.input_tokens"] == 0
+    assert a["gen_ai.usage.cache_read.input_tokens"] == answer.usage.cached_tokens == 1
+    assert a["gen_ai.usage.reasoning.output_tokens"] == answer.usage.reasoning_tokens == 3
+    assert a["gen_ai.usage.cache_creation.input_tokens"] == 0
     assert a["polyroute.cost_usd"] == answer.cost_usd
     assert (a["polyroute.provider"], a["polyroute.attempt.index"]) == ("openai", 0)
     assert a["polyroute.fallback"] is False
