@@ -315,3 +315,48 @@ async def test_stored_responses_round_trip_on_postgresql(postgres_url: str, tmp_
         assert await store.get("resp_2", None) is None
     finally:
         await ledger.aclose()
+
+
+async def test_a_hold_whose_commit_was_lost_is_released_once_the_server_answers(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops as the reservation commits: the caller got a 503, so a hold
+    that did commit must not sit on the budget until its 15-minute expiry."""
+    import time
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    original = Store.write
+    lose_next = [False]
+
+    @contextmanager
+    def write(store: Store) -> Iterator[object]:
+        with original(store) as c:
+            yield c
+        if lose_next[0]:  # committed, but the reply never came back
+            lose_next[0] = False
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Store, "write", write)
+    ledger = Ledger(
+        postgres_url,
+        budgets={BUDGETED: BudgetLimits(daily_usd=1.0)},
+        spool_dir=tmp_path / "spool",
+        lease_ttl_s=0.4,
+    )
+    try:
+        await ledger.usage()  # open
+        lose_next[0] = True
+        with pytest.raises(LedgerUnavailableError):
+            await ledger.reserve(provider="a", model="m1", amount_usd=0.8, ts=time.time())
+
+        async def released() -> None:
+            [status] = [s for s in await ledger.budgets() if s.scope == BUDGETED]
+            assert status.daily.reserved_usd == 0.0
+
+        await eventually(released, 5)
+        held = await ledger.reserve(provider="a", model="m1", amount_usd=0.8, ts=time.time())
+        assert held.targets
+    finally:
+        await ledger.aclose()

@@ -737,6 +737,7 @@ class Ledger:
 
         try:
             store.renew(self.clock(), self.lease_ttl_s)
+            store.release_doubtful()
         except SQLAlchemyError as exc:  # tried again at the next renewal, well before it lapses
             log.warning("renewing the ledger's lease failed: %s", exc)
 

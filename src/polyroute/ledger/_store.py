@@ -260,6 +260,8 @@ class Store:
         """This process's ledger: the owner its reservations and lease name."""
         self.leased_until: float | None = None
         """When this owner's lease lapses unless renewed; ``None``: it has none (holds nothing)."""
+        self.doubtful: list[str] = []
+        """Reservations that may have been committed as the connection was lost."""
         parsed = database_url(url)
         self.dialect = parsed.get_backend_name()
         self._begin: Literal["IMMEDIATE", "DEFERRED"] = "IMMEDIATE"
@@ -472,7 +474,8 @@ class Store:
             )
         amount = to_nusd(amount_usd, up=True)
         targets: list[tuple[str, str]] = []
-        with self.write() as c:
+        self.release_doubtful()
+        with self._doubt(rid), self.write() as c:
             for scope, kind, limit in checks:
                 period = period_key(kind, ts)
                 params = {
@@ -509,6 +512,23 @@ class Store:
                 },
             )
         return Reservation(rid, amount_usd, tuple(targets))
+
+    @contextmanager
+    def _doubt(self, rid: str) -> Iterator[None]:
+        """A connection lost during the reservation's transaction (its commit above all)
+        leaves it unknown whether the hold was made: release it once the database answers."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            if unreachable(exc):
+                self.doubtful.append(rid)
+            raise
+
+    def release_doubtful(self) -> None:
+        """Release the reservations :meth:`_doubt` kept (none there: nothing happens)."""
+        if self.doubtful:
+            self.release(self.doubtful)
+            self.doubtful = []
 
     def settle(
         self,
