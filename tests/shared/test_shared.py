@@ -123,3 +123,37 @@ async def test_a_message_that_is_not_json_is_ignored(redis_url: str) -> None:
         assert heard == [{"id": "k"}]
     finally:
         await a.aclose()
+
+
+async def test_a_refused_command_is_not_an_outage(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = Shared(redis_url)
+    await a.start()
+    try:
+        await a.call(lambda r: r.set(a.key("s"), "text"))
+        assert await a.call(lambda r: r.incr(a.key("s"))) is None  # not an integer
+        assert a.up
+        assert any("refused a command" in r.getMessage() for r in caplog.records)
+    finally:
+        await a.aclose()
+
+
+async def test_a_command_that_failed_while_the_listener_held_is_recovered_from(
+    redis_url: str,
+) -> None:
+    a = Shared(redis_url)
+    resyncs: list[int] = []
+
+    async def resync() -> None:
+        resyncs.append(1)
+
+    a.on_connect(resync)
+    await a.start()
+    try:
+        a._down(TimeoutError("a slow command"))  # as a command timing out would
+        assert not a.up and await a.call(lambda r: r.ping()) is None
+        await eventually(lambda: a.up)  # the listener pings within a second
+        assert len(resyncs) == 2 and await a.call(lambda r: r.ping()) is True
+    finally:
+        await a.aclose()

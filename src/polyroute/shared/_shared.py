@@ -56,11 +56,14 @@ class Shared:
         self._redis: aioredis.Redis | None = None
         self._errors: tuple[type[BaseException], ...] = (OSError,)
         """What an unreachable server raises."""
+        self._refusals: tuple[type[BaseException], ...] = ()
+        """What a server that answers raises for a command it refuses."""
         if url:
             import redis.asyncio as aioredis
-            from redis.exceptions import RedisError
+            from redis import exceptions
 
-            self._errors = (RedisError, OSError)
+            self._errors = (exceptions.ConnectionError, exceptions.TimeoutError, OSError)
+            self._refusals = (exceptions.RedisError,)
             self._redis = aioredis.Redis.from_url(
                 url,
                 socket_timeout=timeout_s,
@@ -108,6 +111,9 @@ class Shared:
             return await command(client)
         except self._errors as exc:
             self._down(exc)
+            return None
+        except self._refusals as exc:  # a server that answers: not a reason to stop sharing
+            log.warning("shared state: Redis refused a command (%s: %s)", type(exc).__name__, exc)
             return None
 
     def spawn(self, command: Callable[[aioredis.Redis], Awaitable[Any]]) -> bool:
@@ -198,17 +204,16 @@ class Shared:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(pattern)
-                if not self._up:
-                    log.warning("shared state: Redis answers again; replicas share state")
-                self._up = True
-                for resync in list(self._on_connect):
-                    await resync()
+                await self._connected()
                 if not ready.done():
                     ready.set_result(None)
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is not None:
                         self._heard(msg["channel"][skip:], msg["data"])
+                    if not self._up:  # a command failed while this connection held
+                        await self._redis.ping()
+                        await self._connected()
             except self._errors as exc:
                 self._down(exc)
                 if not ready.done():
@@ -217,6 +222,13 @@ class Shared:
                 with contextlib.suppress(*self._errors):
                     await pubsub.aclose()
             await asyncio.sleep(self.reconnect_s)
+
+    async def _connected(self) -> None:
+        if not self._up:
+            log.warning("shared state: Redis answers again; replicas share state")
+        self._up = True
+        for resync in list(self._on_connect):
+            await resync()
 
     async def _every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:
