@@ -360,3 +360,22 @@ async def test_a_hold_whose_commit_was_lost_is_released_once_the_server_answers(
         assert held.targets
     finally:
         await ledger.aclose()
+
+
+async def test_a_server_that_never_answers_fails_the_open_instead_of_stalling(
+    tmp_path: Path,
+) -> None:
+    """A port that takes the connection and says nothing (a host gone quiet): the connect
+    gives up after its timeout and callers get LedgerUnavailableError."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        ledger = Ledger(f"postgresql://u@127.0.0.1:{port}/db", spool_dir=tmp_path / "spool")
+        try:
+            with pytest.raises(LedgerUnavailableError, match="cannot open the ledger"):
+                await asyncio.wait_for(ledger.usage(), 60)
+        finally:
+            await ledger.aclose()

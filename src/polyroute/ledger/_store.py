@@ -274,8 +274,16 @@ class Store:
         else:
             # The ledger's thread is the only user: a pool of exactly one connection per
             # process (a replica never holds more), replaced after the server dropped it.
+            # A server that does not answer (a host gone, not refusing) fails the connect in
+            # seconds rather than the OS's minutes, which would stall every caller.
+            timeout = {} if "connect_timeout" in parsed.query else {"connect_timeout": 5}
             engine = create_engine(
-                parsed, pool_size=1, max_overflow=0, pool_timeout=5, pool_pre_ping=True
+                parsed,
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=5,
+                pool_pre_ping=True,
+                connect_args=timeout,
             )
         self.engine = engine
         self.sql = _Statements(self.insert)
