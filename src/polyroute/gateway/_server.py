@@ -207,6 +207,10 @@ def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and this one's is 0:
+        # set here, accepted connections inherit it (else Nagle holds each stream frame back
+        # until the caller's delayed ACK, up to 40 ms)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()
