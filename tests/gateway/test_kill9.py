@@ -1,5 +1,6 @@
 """``kill -9`` of ``polyroute serve`` under load loses no answered request, and the
-restarted gateway serves the same key within seconds (the dead process's holds lapse).
+restarted gateway serves the same key within seconds (the dead process's holds lapse),
+on a SQLite file and on PostgreSQL (where "answered" means committed: no journal).
 
 Half the load streams. A request counts as answered when the client got all of it: a
 200 body, or a stream through its ``[DONE]``. With durability "answered" each of these was
@@ -24,9 +25,12 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, func, select
 
 from polyroute.ledger import Ledger
 from polyroute.ledger._journal import journal_dir
+from polyroute.ledger._schema import reservations, usage
+from polyroute.ledger._store import database_url
 from polyroute.testing import Fleet
 
 OUT_PRICE = 100.0  # USD per million output tokens; input is free
@@ -94,10 +98,11 @@ async def load(url: str, secret: str, stop: asyncio.Event, answered: list[bool])
 
 
 async def test_kill_9_loses_no_answered_request_and_the_restart_serves_the_key(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
-    db = tmp_path / "ledger.db"
-    url_db = f"sqlite:///{db}"
+    """On a SQLite file (answered: journaled) and on PostgreSQL (answered: committed)."""
+    url_db = db_url
+    sqlite_file = url_db.startswith("sqlite:") and Path(url_db.removeprefix("sqlite:///"))
     ledger = Ledger(url_db)
     key, secret = await ledger.create_key("load", daily_usd=KEY_DAILY_USD)
     await ledger.aclose()
@@ -108,7 +113,7 @@ async def test_kill_9_loses_no_answered_request_and_the_restart_serves_the_key(
         config = tmp_path / "polyroute.toml"
         config.write_text(
             fleet.toml(price=(0.0, OUT_PRICE))
-            + f'\n[storage]\nurl = "sqlite:///{db}"\n\n[health]\ninterval_s = 0\n'
+            + f'\n[storage]\nurl = "{url_db}"\n\n[health]\ninterval_s = 0\n'
         )
         env = {
             **os.environ,
@@ -143,14 +148,19 @@ async def test_kill_9_loses_no_answered_request_and_the_restart_serves_the_key(
         replayer = Ledger(url_db)
         await replayer.usage()
         await replayer.aclose()
-        assert not any(journal_dir(str(db)).iterdir())
+        if sqlite_file:
+            assert not any(journal_dir(str(sqlite_file)).iterdir())
+            with sqlite3.connect(sqlite_file) as con:
+                assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
-        with sqlite3.connect(db) as con:
-            assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            rows = con.execute(
-                "SELECT count(*) FROM usage WHERE virtual_key = ? AND status = 'ok'", (key.id,)
-            ).fetchone()[0]
-            dead_holds = con.execute("SELECT count(*) FROM budget_reservations").fetchone()[0]
+        engine = create_engine(database_url(url_db))
+        try:
+            with engine.connect() as con:
+                ok = (usage.c.virtual_key == key.id) & (usage.c.status == "ok")
+                rows = con.scalar(select(func.count()).where(ok))
+                dead_holds = con.scalar(select(func.count()).select_from(reservations))
+        finally:
+            engine.dispose()
         assert len(answered) >= ANSWERED_BEFORE_KILL and any(answered)  # streams too
         assert len(answered) <= rows <= upstream, (len(answered), rows, upstream)
         assert dead_holds > 0  # requests were in flight: their holds outlive the process
