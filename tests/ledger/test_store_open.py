@@ -1,4 +1,5 @@
-"""Opening a ledger file: several openers of a new file at once all get it."""
+"""Opening a ledger: several openers of a new file, or of a new PostgreSQL database, at once
+all get it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from polyroute.errors import LedgerError
 from polyroute.ledger._store import Store, _wal
+from servers.postgres import PostgresServer
 
 
 class BusyCursor:
@@ -58,3 +60,39 @@ def test_three_openers_of_a_new_file_all_open_it(tmp_path: Path) -> None:
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_openers_of_a_new_postgresql_database_migrate_it_once(
+    postgres_server: PostgresServer,
+) -> None:
+    """Hosts opening one new database at once: an advisory lock lets one migrate it, and
+    the others find it migrated."""
+    from sqlalchemy import func, select
+
+    from polyroute.ledger._schema import MIGRATIONS, migrations_table
+
+    errors: list[LedgerError] = []
+    applied: list[list[str]] = []
+
+    def open_close(url: str) -> None:
+        try:
+            store = Store(url)
+            applied.append(store.applied)
+            store.close()
+        except LedgerError as exc:
+            errors.append(exc)
+
+    for _ in range(5):
+        url = postgres_server.create_database()
+        threads = [threading.Thread(target=open_close, args=(url,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        store = Store(url)
+        with store.read() as c:
+            count = c.scalar(select(func.count()).select_from(migrations_table))
+        store.close()
+        assert count == len(MIGRATIONS)
+    assert errors == []
+    assert sorted(len(a) for a in applied).count(len(MIGRATIONS)) == 5  # one migrator each
