@@ -4,16 +4,16 @@ usage table, in journal lines (older lines still read), and in `polyroute usage`
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
 from polyroute.ledger import Ledger, UsageRecord
 from polyroute.ledger._journal import decode, encode
 from polyroute.ledger._records import Reservation
-from polyroute.ledger._schema import MIGRATIONS, migrate
+from polyroute.ledger._schema import MIGRATIONS, migrate, usage
+from polyroute.ledger._store import database_url
 
 T0 = 1_773_144_000.0  # 2026-03-10 12:00 UTC
 
@@ -45,8 +45,8 @@ def test_journal_lines_carry_the_details_and_older_lines_still_read() -> None:
     assert rec.cached_tokens == 20_000 and rec.request_id == "r1"
 
 
-async def test_usage_totals_report_cached_written_and_reasoning_tokens(tmp_path: Path) -> None:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}", clock=lambda: T0)
+async def test_usage_totals_report_cached_written_and_reasoning_tokens(db_url: str) -> None:
+    ledger = Ledger(db_url, clock=lambda: T0)
     try:
         ledger.record(detailed("r1"))
         ledger.record(detailed("r2"))
@@ -60,9 +60,13 @@ async def test_usage_totals_report_cached_written_and_reasoning_tokens(tmp_path:
         6_000,
         240,
     )
-    with sqlite3.connect(tmp_path / "l.db") as con:
-        stored = con.execute("SELECT cache_write_tokens, reasoning_tokens FROM usage").fetchall()
-    assert stored == [(3_000, 120), (3_000, 120)]
+    engine = create_engine(database_url(db_url))
+    try:
+        with engine.connect() as con:
+            stored = con.execute(select(usage.c.cache_write_tokens, usage.c.reasoning_tokens)).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in stored] == [(3_000, 120), (3_000, 120)]
 
 
 async def test_rows_from_before_0006_count_zero_details(tmp_path: Path) -> None:
