@@ -25,13 +25,20 @@ from pydantic import (
     model_validator,
 )
 
-
+from polyroute._plugins import STRATEGIES, installed
 from polyroute.catalog import Catalog, ModelOverride
 from polyroute.credentials import Vault, vault_for
 from polyroute.credentials import valid_id as valid_vault_id  # one id rule, the vault's
 from polyroute.errors import ConfigError, CredentialError, PolyrouteError, WrongPassphraseError
 from polyroute.ledger._records import MAX_USD
-from polyroute.providers import MB, PROVIDER_TYPES, Provider, Secret
+from polyroute.providers import (
+    MB,
+    Provider,
+    Secret,
+    is_provider_type,
+    plugin_catalog,
+    unknown_type_message,
+)
 from polyroute.types import Capability
 
 Strategy = str  # a built-in name or "pkg.module:Class"
@@ -69,8 +76,12 @@ class RouterConfig(_Section):
     @classmethod
     def _strategy(cls, v: str) -> str:
         builtin = {"cost", "quality", "performance", "balanced", "carbon"}
-        if v not in builtin and ":" not in v:
-            raise ValueError(f"must be one of {sorted(builtin)} or 'pkg.module:Class'")
+        if v not in builtin and ":" not in v and v not in installed(STRATEGIES):
+            plugins = ", ".join(sorted(installed(STRATEGIES))) or "none"
+            raise ValueError(
+                f"must be one of {sorted(builtin)}, an installed strategy (installed: "
+                f"{plugins}) or 'pkg.module:Class'"
+            )
         return v
 
 
@@ -186,10 +197,8 @@ class ProviderConfig(_Section):
     @field_validator("type")
     @classmethod
     def _type(cls, v: str) -> str:
-        if v not in PROVIDER_TYPES:
-            raise ValueError(
-                f"unknown provider type {v!r} (known: {', '.join(sorted(PROVIDER_TYPES))})"
-            )
+        if not is_provider_type(v):  # entry points are read only for a name no built-in has
+            raise ValueError(unknown_type_message(v))
         return v
 
     @field_validator("api_key")
@@ -270,8 +279,9 @@ class Config:
             ModelOverride(id=name, **m.model_dump(exclude_none=True))
             for name, m in self.settings.models.items()
         ]
+        plugins = plugin_catalog(spec.type for spec in self.settings.providers.values())
         try:
-            return Catalog.load(overrides)
+            return Catalog.load(overrides, plugins)
         except ValueError as exc:
             raise ConfigError(f"{self.source}: {exc}") from None
 

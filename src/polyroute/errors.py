@@ -4,7 +4,8 @@
 
     PolyrouteError
     ├── ConfigError                      bad config file, key or value (CLI exit 2)
-    │   └── BudgetBoundsError            optimizer bounds that no allocation can meet (exit 2)
+    │   ├── BudgetBoundsError            optimizer bounds that no allocation can meet (exit 2)
+    │   └── PluginError                  an installed plugin (entry point) cannot be loaded
     ├── CredentialError                  vault: wrong passphrase, tampered file, unknown id
     │   ├── WrongPassphraseError         the master passphrase does not open the vault
     │   └── UnknownKeyError              no gateway virtual key has this id (CLI exit 2)
@@ -84,6 +85,11 @@ class ConfigError(PolyrouteError):
 class BudgetBoundsError(ConfigError):
     """``budget optimize`` (or ``[budget.optimizer]``) bounds no allocation can meet: a
     negative total, min over max, or the providers' minimums over the total (CLI exit 2)."""
+
+
+class PluginError(ConfigError):
+    """An installed plugin (a ``polyroute.*`` entry point) cannot be loaded or is not what
+    its group needs. The message names the package, its version and the entry point."""
 
 
 class CredentialError(PolyrouteError):

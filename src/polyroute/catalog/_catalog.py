@@ -140,8 +140,12 @@ class Catalog:
     _resolved: dict[tuple[str, str], CatalogModel] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, overrides: Iterable[ModelOverride] = ()) -> Catalog:
-        models = {(m.provider_type, m.id): m for m in _packaged()}
+    def load(
+        cls, overrides: Iterable[ModelOverride] = (), plugins: Iterable[CatalogModel] = ()
+    ) -> Catalog:
+        """``models.toml``, then provider plugins' models (``WireProtocol.catalog_models``),
+        then the user's overrides."""
+        models = {(m.provider_type, m.id): m for m in (*_packaged(), *plugins)}
         for o in overrides:
             targets = [k for k in models if k[1] == o.id and o.provider_type in (None, k[0])]
             if not targets:

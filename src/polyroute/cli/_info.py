@@ -112,10 +112,19 @@ def _model_json(m: CatalogModel) -> dict[str, Any]:
     show_default=True,
     help="Probe each enabled provider now for the health column.",
 )
+@click.option(
+    "--types",
+    "list_types",
+    is_flag=True,
+    help="The provider types installed instead (built-in and plugins), then the strategies.",
+)
 @json_option
 @common_options
-def providers(check: bool, as_json: bool) -> None:
+def providers(check: bool, list_types: bool, as_json: bool) -> None:
     """Configured providers: endpoint, models, key, health, breaker, budget left."""
+    if list_types:
+        _types(as_json)
+        return
     config_path = state().config
 
     async def main() -> int:
@@ -183,6 +192,69 @@ def providers(check: bool, as_json: bool) -> None:
         return 0
 
     run(main)
+
+
+def _types(as_json: bool) -> None:
+    """``providers --types``: what this installation can be configured with, no config read."""
+    from polyroute._plugins import STRATEGIES, installed
+    from polyroute.errors import PluginError
+    from polyroute.providers import protocol_class, provider_types
+    from polyroute.router.context import BUILTIN_STRATEGIES
+
+    types: list[dict[str, Any]] = []
+    for t in provider_types():
+        row: dict[str, Any] = {
+            "name": t.name,
+            "source": t.package or "built-in",
+            "version": t.version,
+            "target": t.target,
+            "base_url": None,
+            "error": None,
+        }
+        if t.shadowed:
+            row["error"] = f"ignored: the built-in type {t.name!r} has this name"
+        else:
+            try:
+                row["base_url"] = protocol_class(t.name).default_base_url
+            except PluginError as exc:  # listed, not fatal: the listing is how one finds it
+                row["error"] = str(exc)
+        types.append(row)
+    strategies: list[dict[str, Any]] = [
+        {"name": n, "source": "built-in", "version": None, "target": None}
+        for n in BUILTIN_STRATEGIES
+    ]
+    strategies += [
+        {"name": p.name, "source": p.package, "version": p.version, "target": p.value}
+        for p in installed(STRATEGIES).values()
+        if p.name not in BUILTIN_STRATEGIES
+    ]
+    if as_json:
+        emit_json({"types": types, "strategies": strategies})
+        return
+    table(
+        "provider types",
+        ["type", "from", "base url"],
+        [
+            [
+                t["name"],
+                t["source"] if t["version"] is None else f"{t['source']} {t['version']}",
+                f"BROKEN: {t['error']}" if t["error"] else t["base_url"] or "(set base_url)",
+            ]
+            for t in types
+        ],
+    )
+    table(
+        "strategies",
+        ["strategy", "from", "class"],
+        [
+            [
+                s["name"],
+                s["source"] if s["version"] is None else f"{s['source']} {s['version']}",
+                s["target"] or "-",
+            ]
+            for s in strategies
+        ],
+    )
 
 
 def _health(probe: dict[str, Any] | None) -> str:

@@ -1,16 +1,23 @@
 """Provider adapters: one module per wire protocol, joined to HTTP by ProviderClient.
 
 Protocol modules are imported on first use, so a process that talks only to
-Ollama never loads the Gemini translation.
+Ollama never loads the Gemini translation. Other packages add provider types through
+the ``polyroute.providers`` entry point (``cohere = "polyroute_cohere:CohereProtocol"``),
+read only for a type no built-in has, or when types are listed.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from inspect import isabstract
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from polyroute.errors import ConfigError
+from polyroute._plugins import PROVIDERS, Plugin, installed, load
+from polyroute.errors import ConfigError, PluginError
 from polyroute.providers._base import (
     MB,
     HttpCall,
@@ -25,6 +32,9 @@ from polyroute.providers._client import ConnectionCheck, ProviderClient
 from polyroute.providers._http import HttpPool, parse_retry_after
 from polyroute.providers._json import loads_bounded
 
+if TYPE_CHECKING:
+    from polyroute.catalog import CatalogModel
+
 __all__ = [
     "MB",
     "PROVIDER_TYPES",
@@ -33,18 +43,24 @@ __all__ = [
     "HttpPool",
     "Provider",
     "ProviderClient",
+    "ProviderType",
     "Secret",
     "StreamDecoder",
     "UnsupportedError",
     "VendorError",
     "WireProtocol",
     "connect",
+    "is_provider_type",
     "loads_bounded",
     "parse_retry_after",
+    "plugin_catalog",
+    "protocol_class",
     "protocol_for",
+    "provider_types",
+    "unknown_type_message",
 ]
 
-# type -> "module:Class"; read-only.
+# type -> "module:Class"; read-only. Installed plugins add types (:func:`provider_types`).
 PROVIDER_TYPES: Mapping[str, str] = MappingProxyType(
     {
         "openai": "polyroute.providers.openai:OpenAIProtocol",
@@ -60,15 +76,91 @@ PROVIDER_TYPES: Mapping[str, str] = MappingProxyType(
 LOCAL_TYPES: frozenset[str] = frozenset({"ollama"})
 
 
-def protocol_for(provider_type: str) -> WireProtocol:
-    """The wire protocol for a provider type, e.g. ``protocol_for("anthropic")``."""
+@dataclass(frozen=True, slots=True)
+class ProviderType:
+    """A provider type as ``polyroute providers --types`` lists it."""
+
+    name: str
+    target: str
+    """``"module:Class"`` of its :class:`WireProtocol`."""
+    package: str | None = None
+    """The distribution that declares it; ``None``: built-in."""
+    version: str | None = None
+    shadowed: bool = False
+    """A plugin declaring a built-in's name: the built-in wins, the plugin is unused."""
+
+
+def provider_types() -> list[ProviderType]:
+    """Built-in types, then the installed plugins' (reads the entry points)."""
+    out = [ProviderType(name, target) for name, target in PROVIDER_TYPES.items()]
+    out.extend(
+        ProviderType(p.name, p.value, p.package, p.version, p.name in PROVIDER_TYPES)
+        for p in installed(PROVIDERS).values()
+    )
+    return out
+
+
+def is_provider_type(name: str) -> bool:
+    """Whether ``name`` is a built-in or installed type (entry points read only for the latter)."""
+    return name in PROVIDER_TYPES or name in installed(PROVIDERS)
+
+
+def unknown_type_message(name: str) -> str:
+    plugins = sorted(n for n in installed(PROVIDERS) if n not in PROVIDER_TYPES)
+    return (
+        f"unknown provider type {name!r} (built-in: {', '.join(sorted(PROVIDER_TYPES))}; "
+        f"installed: {', '.join(plugins) or 'none'})"
+    )
+
+
+def protocol_class(provider_type: str) -> type[WireProtocol]:
+    """The :class:`WireProtocol` subclass of a built-in or installed type."""
     target = PROVIDER_TYPES.get(provider_type)
-    if target is None:
-        known = ", ".join(sorted(PROVIDER_TYPES))
-        raise ConfigError(f"unknown provider type {provider_type!r} (known: {known})")
-    module, _, cls = target.partition(":")
-    protocol: WireProtocol = getattr(importlib.import_module(module), cls)()
-    return protocol
+    if target is not None:
+        module, _, cls = target.partition(":")
+        builtin: type[WireProtocol] = getattr(importlib.import_module(module), cls)
+        return builtin
+    plugin = installed(PROVIDERS).get(provider_type)
+    if plugin is None:
+        raise ConfigError(unknown_type_message(provider_type))
+    return _plugin_protocol(plugin)
+
+
+@cache
+def _plugin_protocol(plugin: Plugin) -> type[WireProtocol]:
+    obj = load(plugin)
+    if not (isinstance(obj, type) and issubclass(obj, WireProtocol)):
+        raise PluginError(f"plugin {plugin.where}: {plugin.value!r} is not a WireProtocol subclass")
+    if getattr(obj, "type", None) != plugin.name:
+        raise PluginError(
+            f"plugin {plugin.where}: {plugin.value}.type is "
+            f"{getattr(obj, 'type', None)!r}, not the entry point's name {plugin.name!r}"
+        )
+    if isabstract(obj):
+        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+        raise PluginError(f"plugin {plugin.where}: {plugin.value} does not implement {missing}")
+    return obj
+
+
+def protocol_for(provider_type: str) -> WireProtocol:
+    """The wire protocol for a provider type, e.g. ``protocol_for("anthropic")``; an installed
+    plugin's for a type no built-in has (a broken plugin is a :class:`PluginError`)."""
+    return protocol_class(provider_type)()
+
+
+def plugin_catalog(provider_types: Iterable[str]) -> list[CatalogModel]:
+    """The catalog entries the plugins of these types declare (built-ins' are in
+    ``models.toml``); each must be of its own type."""
+    out: list[CatalogModel] = []
+    for t in sorted(set(provider_types) - set(PROVIDER_TYPES)):
+        cls = protocol_class(t)
+        for m in cls.catalog_models:
+            if m.provider_type != t:
+                raise PluginError(
+                    f"provider type {t!r}: catalog model {m.id!r} is of type {m.provider_type!r}"
+                )
+            out.append(m)
+    return out
 
 
 def connect(provider: Provider, pool: HttpPool) -> ProviderClient:

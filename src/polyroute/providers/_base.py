@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 from polyroute.errors import ErrorKind, UnsupportedError
 from polyroute.events import StreamEvent
@@ -27,6 +27,9 @@ from polyroute.types import (
     Part,
     TextPart,
 )
+
+if TYPE_CHECKING:
+    from polyroute.catalog import CatalogModel
 
 MB = 1024 * 1024
 
@@ -155,39 +158,69 @@ class StreamDecoder(ABC):
 
 
 class WireProtocol(ABC):
-    """The translation for one vendor's HTTP API. Pure: no I/O, no state."""
+    """The translation for one vendor's HTTP API. Pure: no I/O, no state.
+
+    This is the stable interface of provider plugins (README, "Writing a provider
+    plugin"): a package declares a subclass under the ``polyroute.providers`` entry point,
+    named by its :attr:`type`. Every method gets our types or a parsed body and returns
+    our types or an :class:`HttpCall`; :class:`ProviderClient` does the HTTP, the
+    retries, the timeouts and the size bounds. A request field the vendor cannot carry
+    raises :class:`UnsupportedError` naming it (never dropped); a body that is not what
+    the vendor documents may raise ``KeyError``/``TypeError``/``ValueError`` (the client
+    turns them into :class:`polyroute.errors.InvalidResponseError`); an error the vendor
+    sends inside a stream is raised by the decoder with :func:`polyroute.errors.status_error`.
+    """
 
     type: ClassVar[str]
+    """The provider type, as config's ``type = "..."`` names it (and the entry point)."""
     default_base_url: ClassVar[str]
+    """The base URL when a provider sets none; :meth:`chat` paths are relative to it."""
     stream_format: ClassVar[Literal["sse", "ndjson"]] = "sse"
     request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id",)
+    """Response headers carrying the vendor's request id, first found wins."""
     list_models_path: ClassVar[str] = "/models"
     counts_tokens: ClassVar[bool] = False
     """Whether the vendor counts a request's input tokens (:meth:`count_tokens`)."""
+    catalog_models: ClassVar[tuple[CatalogModel, ...]] = ()
+    """A plugin's models with their context windows, capabilities, quality and published
+    prices (``Price(..., source="catalog")``), each of this :attr:`type`; the catalog adds
+    them when a configured provider is of this type. Built-ins list theirs in ``models.toml``."""
 
     @abstractmethod
     def headers(self, api_key: str | None) -> dict[str, str]:
-        """Auth and version headers; the key travels in the vendor's own header."""
+        """Auth and version headers; the key travels in the vendor's own header.
+
+        ``api_key`` is ``None`` for a keyless provider: send no auth header then."""
 
     @abstractmethod
-    def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall: ...
+    def chat(self, request: ChatRequest, *, stream: bool) -> HttpCall:
+        """The call for ``request`` (streamed or not). Raise :class:`UnsupportedError` for a
+        field or content part the vendor cannot carry (:func:`refuse_field`)."""
 
     @abstractmethod
-    def parse_chat(self, body: Any) -> ChatResponse: ...
+    def parse_chat(self, body: Any) -> ChatResponse:
+        """A successful (2xx) non-streamed answer's JSON body as a :class:`ChatResponse`
+        (text, tool calls, finish reason in our vocabulary and the vendor's raw one, usage)."""
 
     @abstractmethod
-    def stream_decoder(self, request: ChatRequest) -> StreamDecoder: ...
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder:
+        """A fresh decoder for one stream of ``request`` (:class:`StreamDecoder`): it emits
+        one :class:`~polyroute.events.StreamStart`, deltas, and one ``StreamEnd`` with usage."""
 
     def list_models(self) -> HttpCall:
+        """The call listing the models of the key (health checks and ``polyroute models``)."""
         return HttpCall("GET", self.list_models_path)
 
     @abstractmethod
-    def parse_models(self, body: Any) -> list[ModelInfo]: ...
+    def parse_models(self, body: Any) -> list[ModelInfo]:
+        """The models listing's body as :class:`ModelInfo` entries of this :attr:`type`."""
 
     def embed(self, request: EmbeddingRequest) -> HttpCall:
+        """The embeddings call; by default :class:`UnsupportedError` (no embeddings API)."""
         raise UnsupportedError(f"{self.type} has no embeddings API")
 
     def parse_embed(self, body: Any) -> EmbeddingResponse:
+        """An embeddings answer's body, vectors in input order."""
         raise UnsupportedError(f"{self.type} has no embeddings API")
 
     def count_tokens(self, request: ChatRequest) -> HttpCall:
@@ -195,11 +228,16 @@ class WireProtocol(ABC):
         raise UnsupportedError(f"{self.type} has no token counting API")
 
     def parse_count_tokens(self, body: Any) -> int:
+        """The counting answer's input tokens."""
         raise UnsupportedError(f"{self.type} has no token counting API")
 
     @abstractmethod
     def parse_error(self, status: int, body: Any) -> VendorError:
-        """Read the vendor's error body (JSON, or text when it was not JSON)."""
+        """Read the vendor's error body (JSON, or text when it was not JSON).
+
+        The client raises the error class the status maps to (``status_error``); set
+        :attr:`VendorError.kind` where the vendor's codes say more than the status (a
+        context overflow sent as a 400 is ``"context_length"``)."""
 
     def for_provider(self, provider: Provider) -> WireProtocol:
         """This translation as ``provider``'s settings shape it (default: unchanged)."""

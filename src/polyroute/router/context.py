@@ -35,7 +35,8 @@ class RoutingContext:
     max_tokens: int | None = None
     complexity: Complexity = "medium"
     strategy: str = "balanced"
-    """A built-in name or ``"pkg.module:Class"``."""
+    """A built-in name, an installed strategy's (``polyroute.strategies`` entry point) or
+    ``"pkg.module:Class"``."""
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
     required: frozenset[Capability] = frozenset()
@@ -112,7 +113,9 @@ class Ranking:
 @runtime_checkable
 class Strategy(Protocol):
     """Ranks eligible candidates. Built-ins live in ``router/strategies.py``; a custom one
-    is any class with this method, named in config as ``"pkg.module:Class"``."""
+    is any class with this method, made with no arguments, named in config as
+    ``"pkg.module:Class"`` or, declared under the ``polyroute.strategies`` entry point, by
+    its entry point name."""
 
     name: str
 

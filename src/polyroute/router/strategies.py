@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar, cast, overload
 
+from polyroute._plugins import STRATEGIES, installed, load
 from polyroute.carbon import DEFAULT_CARBON_INTENSITY, grams_co2e
 from polyroute.config import BalancedWeights
 from polyroute.errors import ConfigError
@@ -576,14 +577,24 @@ _BUILTIN: MappingProxyType[str, type[BuiltinStrategy]] = MappingProxyType(
 
 
 def load_strategy(name: str, weights: BalancedWeights | None = None) -> Strategy:
-    """A built-in by name, or ``"pkg.module:Class"`` imported and made with no arguments."""
+    """A built-in by name, an installed one (``polyroute.strategies`` entry point), or
+    ``"pkg.module:Class"`` imported; the last two are made with no arguments."""
     if name == "balanced":
         return BalancedStrategy(weights)
     builtin = _BUILTIN.get(name)
     if builtin is not None:
         return builtin()
     module_name, sep, attr = name.partition(":")
-    if not sep or not module_name or not attr:
+    if not sep:
+        plugin = installed(STRATEGIES).get(name)
+        if plugin is None:
+            plugins = ", ".join(sorted(installed(STRATEGIES))) or "none"
+            raise ConfigError(
+                f"strategy {name!r}: not a built-in ({', '.join(BUILTIN_STRATEGIES)}), "
+                f"an installed strategy ({plugins}) nor 'pkg.module:Class'"
+            )
+        return _made(name, plugin.value.partition(":")[2], load(plugin))
+    if not module_name or not attr:
         raise ConfigError(
             f"strategy {name!r}: not a built-in ({', '.join(BUILTIN_STRATEGIES)}) "
             "nor 'pkg.module:Class'"
@@ -595,6 +606,11 @@ def load_strategy(name: str, weights: BalancedWeights | None = None) -> Strategy
     factory = getattr(module, attr, None)
     if factory is None:
         raise ConfigError(f"strategy {name!r}: module {module_name!r} has no {attr!r}")
+    return _made(name, attr, factory)
+
+
+def _made(name: str, attr: str, factory: object) -> Strategy:
+    """``factory()``, checked to be a strategy."""
     if not callable(factory):
         raise ConfigError(f"strategy {name!r}: {attr!r} is not a class")
     try:

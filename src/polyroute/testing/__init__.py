@@ -25,6 +25,8 @@ from polyroute.testing._sim import (
     Simulator,
     count_tokens,
     embed_text,
+    sample_json,
+    sse,
 )
 from polyroute.testing.anthropic import AnthropicSimulator
 from polyroute.testing.google import GoogleSimulator
@@ -51,6 +53,8 @@ __all__ = [
     "case_replier",
     "count_tokens",
     "embed_text",
+    "sample_json",
     "script_fleet",
     "simulator_class",
+    "sse",
 ]
