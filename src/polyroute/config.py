@@ -235,6 +235,38 @@ class ModelConfig(_Section):
     api: Literal["chat", "responses"] | None = None
 
 
+class RedactConfig(_Section):
+    responses: bool = False
+    """Mask answers too (and streamed text), not only what leaves."""
+
+
+class HooksConfig(_Section):
+    """``[hooks]``: the hooks every request runs through, in order (:mod:`polyroute.hooks`).
+    A table ``[hooks.NAME]`` of a plugin hook holds its options (keyword arguments)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    enabled: tuple[str, ...] = ()
+    timeout_s: float = Field(2, gt=0)
+    """Each hook's time for each call: past it the request fails (500), never hangs."""
+    redact: RedactConfig = RedactConfig()
+
+    @model_validator(mode="after")
+    def _options_of_enabled(self) -> HooksConfig:
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"{name}: unknown key")  # noqa: TRY004 (pydantic wants ValueError)
+            if name not in self.enabled:
+                raise ValueError(f"{name}: options of a hook not in hooks.enabled")
+        if len(set(self.enabled)) != len(self.enabled):
+            raise ValueError("enabled: a hook is listed twice")
+        return self
+
+    def options(self, name: str) -> dict[str, Any]:
+        """The ``[hooks.NAME]`` table of a plugin hook (empty if none)."""
+        return dict((self.model_extra or {}).get(name, {}))
+
+
 class Settings(_Section):
     """The whole config file, validated."""
 
@@ -245,6 +277,7 @@ class Settings(_Section):
     fusion: FusionConfig = FusionConfig()
     gateway: GatewayConfig = GatewayConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    hooks: HooksConfig = HooksConfig()
     budget: GlobalBudgetConfig | None = None
     """The global budget: every provider's spend together."""
     providers: dict[str, ProviderConfig] = {}

@@ -18,6 +18,8 @@
     ├── FusionError                      a fusion could not give a result
     │   ├── NotEnoughAnswersError        fewer than two panel members answered (CLI exit 4)
     │   └── FusionCostCapError           the panel's worst case is over ``max_cost_usd`` (exit 3)
+    ├── HookRefusal                      a hook refused the request, with its reason (400)
+    ├── HookError                        a hook raised or ran out of time (500; ``hook`` names it)
     ├── BenchError                       ``polyroute bench`` cannot run as asked
     │   ├── SuiteError                   a bad suite: file, case and field named (exit 2)
     │   ├── UnknownRunError              no benchmark run with this id (exit 2)
@@ -257,6 +259,28 @@ class FusionCostCapError(FusionError):
         self.cap_usd = cap_usd
         self.worst_case_usd = worst_case_usd
         super().__init__(message)
+
+
+class HookRefusal(PolyrouteError):
+    """A hook refuses the request: raise it from ``pre_request`` with the reason the caller
+    is told (a 400 at the gateway). ``hook`` is filled in with the refusing hook's name."""
+
+    def __init__(self, reason: str, *, hook: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hook = hook
+
+    def __str__(self) -> str:
+        return f"refused by hook {self.hook}: {self.reason}" if self.hook else self.reason
+
+
+class HookError(PolyrouteError):
+    """A hook raised (anything but :class:`HookRefusal`) or did not return within
+    ``[hooks] timeout_s``: the request fails rather than go on unhooked."""
+
+    def __init__(self, hook: str, why: str) -> None:
+        super().__init__(f"hook {hook} failed: {why}")
+        self.hook = hook
 
 
 class BenchError(PolyrouteError):

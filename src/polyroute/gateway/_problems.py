@@ -2,14 +2,15 @@
 polyroute error becomes an HTTP status (DESIGN.md §9).
 
 - 400: the request itself (bad body; every upstream refused it as invalid;
-  nothing can serve what it asks, e.g. a capability no model has, or a cost cap)
+  nothing can serve what it asks, e.g. a capability no model has, or a cost cap;
+  a hook refused it, with its reason)
 - 401/403/404/413: the gateway's own refusals (:class:`GatewayError`)
 - 429: a budget refused it, the virtual key's rate limit did, or every upstream
   rate-limited it (a provider's own configured limit included)
 - 502: every upstream failed, or none is available (attempts or exclusions listed)
 - 504: every upstream timed out
 - 503: the ledger's database server cannot be reached (a budget governs the request)
-- 500: the gateway's own configuration or ledger is broken
+- 500: the gateway's own configuration or ledger is broken, or a hook failed (named)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from polyroute.errors import (
     FusionCostCapError,
     FusionError,
     GatewayError,
+    HookError,
+    HookRefusal,
     InvalidModelError,
     LedgerUnavailableError,
     NoCandidateError,
@@ -73,6 +76,11 @@ def problem_of(exc: PolyrouteError) -> Problem:
         return Problem(
             429, "rate_limit", str(exc), code="rate_limit_exceeded", retry_after=exc.retry_after
         )
+    if isinstance(exc, HookRefusal):
+        return Problem(400, "invalid_request", str(exc), code="refused_by_hook")
+    if isinstance(exc, HookError):  # names the hook and what went wrong, never its data
+        log.error("%s", exc)
+        return Problem(500, "internal", str(exc), code="hook_failed")
     if isinstance(exc, FusionCostCapError):
         return Problem(400, "invalid_request", str(exc), "polyroute.max_cost_usd", "cost_cap")
     if isinstance(exc, FusionError):
