@@ -379,3 +379,38 @@ async def test_a_server_that_never_answers_fails_the_open_instead_of_stalling(
                 await asyncio.wait_for(ledger.usage(), 60)
         finally:
             await ledger.aclose()
+
+
+async def test_while_the_server_is_down_callers_fail_at_once_without_a_connect_each(
+    server: PostgresServer, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host gone quiet would make every budgeted request wait out a connect timeout:
+    after a failed connect, the next try comes ``retry_s`` later."""
+    import psycopg
+
+    await served(ledger, "a", "before")
+    connects: list[object] = []
+    real = psycopg.connect
+
+    def counting(*args: object, **kw: object) -> object:
+        connects.append(args)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psycopg, "connect", counting)
+
+    def wait_long(store: Store) -> None:
+        store.retry_s = 3600.0
+
+    await ledger.run(wait_long)
+    server.stop()
+    for i in range(5):
+        with pytest.raises(LedgerUnavailableError):
+            await served(ledger, "a", f"refused-{i}")
+    assert len(connects) == 1  # the first reconnect; the others failed without trying
+
+    def retry_now(store: Store) -> None:
+        store.retry_s, store._retry_at = 1.0, 0.0
+
+    await ledger.run(retry_now)
+    server.start()
+    await eventually(lambda: served(ledger, "a", "after"))

@@ -262,6 +262,9 @@ class Store:
         """When this owner's lease lapses unless renewed; ``None``: it has none (holds nothing)."""
         self.doubtful: list[str] = []
         """Reservations that may have been committed as the connection was lost."""
+        self.retry_s = 1.0
+        """A database server that refused a connection is not tried again before this."""
+        self._retry_at = 0.0
         parsed = database_url(url)
         self.dialect = parsed.get_backend_name()
         self._begin: Literal["IMMEDIATE", "DEFERRED"] = "IMMEDIATE"
@@ -275,16 +278,18 @@ class Store:
             # The ledger's thread is the only user: a pool of exactly one connection per
             # process (a replica never holds more), replaced after the server dropped it.
             # A server that does not answer (a host gone, not refusing) fails the connect in
-            # seconds rather than the OS's minutes, which would stall every caller.
-            timeout = {} if "connect_timeout" in parsed.query else {"connect_timeout": 5}
+            # seconds rather than the OS's minutes, and so does a connection whose sent data
+            # goes unacknowledged: either would stall every caller.
+            timeouts = {"connect_timeout": 5, "tcp_user_timeout": 10_000}
             engine = create_engine(
                 parsed,
                 pool_size=1,
                 max_overflow=0,
                 pool_timeout=5,
                 pool_pre_ping=True,
-                connect_args=timeout,
+                connect_args={k: v for k, v in timeouts.items() if k not in parsed.query},
             )
+            event.listen(engine, "do_connect", self._connect)
         self.engine = engine
         self.sql = _Statements(self.insert)
         self.fast = _Fast(self.sql, engine.dialect)
@@ -301,6 +306,18 @@ class Store:
             raise error(
                 f"cannot open the ledger at {shown}: {exc.__class__.__name__}: {exc}"
             ) from None
+
+    def _connect(self, dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        """Connect to a server, but not again within ``retry_s`` of a failed try: while it
+        is down, each caller fails at once instead of waiting out a connect timeout."""
+        error = dialect.loaded_dbapi.OperationalError
+        if time.monotonic() < self._retry_at:
+            raise error(f"the database server refused a connection less than {self.retry_s:g}s ago")
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.Error:
+            self._retry_at = time.monotonic() + self.retry_s
+            raise
 
     @staticmethod
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
