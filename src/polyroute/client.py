@@ -72,14 +72,17 @@ from polyroute.tokens import estimate_prompt_tokens
 from polyroute.types import (
     Capability,
     ChatRequest,
+    ChatResponse,
     EmbeddingRequest,
     Excluded,
     JsonSchema,
     Message,
     Target,
+    Usage,
 )
 
 if TYPE_CHECKING:
+    from polyroute.hooks import Hooks
     from polyroute.telemetry import Telemetry
 
 __all__ = [
@@ -188,6 +191,7 @@ class Polyroute:
         share(self.shared, self.breakers, self.health_monitor, self.stats)
         self._router: Router | None = None
         self._executor: Executor | None = None
+        self._hooks: Hooks | None = None
         self.budget_hints = BudgetHints()
         """What budgets that refused lately had left: routing skips pairs that cannot fit."""
         self.limits = Limiter.from_settings(settings, self.shared, self._key)
@@ -271,7 +275,21 @@ class Polyroute:
                 RetryPolicy.from_config(router),
                 max_attempts=router.max_attempts,
             )
+            if self.hooks is not None:  # decided once: with none, no hook code on the path
+                from polyroute.hooks import HookedExecutor
+
+                self._executor = HookedExecutor(self._executor, self.hooks)
         return self._executor
+
+    @property
+    def hooks(self) -> Hooks | None:
+        """``[hooks] enabled``, made on first use (a plugin hook's package is imported
+        then); ``None`` when no hook is enabled."""
+        if self._hooks is None and self.config.settings.hooks.enabled:
+            from polyroute.hooks import hooks_of
+
+            self._hooks = hooks_of(self.config)
+        return self._hooks
 
     async def _key(self, key_id: str) -> VirtualKey | None:
         """A virtual key by id: the limits of one a library caller bills (``virtual_key``)."""
@@ -487,6 +505,13 @@ class Polyroute:
         """
         self.events.bind(asyncio.get_running_loop())
         messages = to_messages(prompt, system)
+        hooks = self.hooks
+        if hooks is not None:  # once, before any member's request leaves
+            from polyroute.hooks import HookContext
+
+            hook_ctx = HookContext("fusion")
+            hooked = await hooks.request(_request(messages, None, max_tokens, None), hook_ctx)
+            messages = list(hooked.messages)
         if providers is not None:
             members = named_panel(self.config, self.catalog, providers)
         else:
@@ -518,6 +543,10 @@ class Polyroute:
         if self._fusion_tally is None:
             self._fusion_tally = FusionTally()
         self._fusion_tally.add(result)
+        if hooks is not None:  # the fused answer, as a completion's: members' stay as given
+            answer = ChatResponse(result.result, f"fusion:{result.method}", "stop", Usage())
+            answer = await hooks.response(answer, hook_ctx)
+            result = replace(result, result=answer.content)
         return result
 
     def fusion_metrics(self) -> FusionMetrics:
