@@ -216,7 +216,7 @@ async def test_success_emits_request_succeeded_then_usage_recorded(
     async with Polyroute(make_config(fleet), ledger=ledger) as pr:
         assert pr.events is ledger.hub
         seen: list[HubEvent] = []
-        pr.events.subscribe(seen.append)
+        pr.events.subscribe(seen.append, "request_succeeded", "usage_recorded")
         answer = await pr.complete("hi")
         assert answer.content == REPLY
         [ok] = seen  # at once, on the loop; the usage row comes with the ledger's write
@@ -243,7 +243,7 @@ async def test_a_500_emits_request_failed_and_an_error_record(fleet: Fleet, ledg
     fleet["openai"].script.fail_next(1, 500)
     async with Polyroute(make_config(fleet, router=ONE_SHOT), ledger=ledger) as pr:
         seen: list[HubEvent] = []
-        pr.events.subscribe(seen.append)
+        pr.events.subscribe(seen.append, "request_failed", "usage_recorded")
         with pytest.raises(AllProvidersFailedError) as info:
             await pr.complete("hi")
         await ledger.flush()
@@ -282,7 +282,7 @@ async def test_a_budget_refusal_emits_budget_exceeded_and_calls_nobody(
     pr = Polyroute(config)  # its own ledger, from the config (budgets included)
     try:
         seen: list[HubEvent] = []
-        pr.events.subscribe(seen.append)
+        pr.events.subscribe(seen.append, "budget_exceeded", "request_failed", "usage_recorded")
         with pytest.raises(BudgetExceeded) as info:
             await pr.complete("hi")
         await pr.ledger.flush()

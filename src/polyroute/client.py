@@ -42,7 +42,7 @@ from polyroute.fusion import (
     named_panel,
     routed_panel,
 )
-from polyroute.hub import EventHub
+from polyroute.hub import BreakerChanged, EventHub, HealthChanged, HealthState, RoutingDecision
 from polyroute.ledger import (
     BudgetStatus,
     GroupBy,
@@ -57,7 +57,7 @@ from polyroute.limits import Limiter
 from polyroute.providers import HttpPool, ProviderClient, connect
 from polyroute.router import targets
 from polyroute.router._router import Router, lacking
-from polyroute.router.breaker import Breakers
+from polyroute.router.breaker import Breakers, BreakerState, CircuitBreaker
 from polyroute.router.complexity import estimate_complexity
 from polyroute.router.context import Complexity, RoutingContext
 from polyroute.router.decision import RECENT_DECISIONS, Decision, Routed
@@ -177,12 +177,13 @@ class Polyroute:
         self._catalog: Catalog | None = None
         settings = config.settings
         self.stats = LatencyStats()
-        self.breakers = Breakers(settings.router.circuit_breaker)
+        self.breakers = Breakers(settings.router.circuit_breaker, on_change=self._breaker_changed)
         self.health_monitor = HealthMonitor(
             self.client,
             config.enabled,
             interval_s=settings.health.interval_s,
             breakers=self.breakers,
+            on_change=self._health_changed,
         )
         """Probes on demand; ``start_health_monitor()`` runs it every ``[health] interval_s``."""
         self.shared = Shared(settings.storage.redis_url)
@@ -274,6 +275,7 @@ class Polyroute:
                 self.stats,
                 RetryPolicy.from_config(router),
                 max_attempts=router.max_attempts,
+                events=self.events,
             )
             if self.hooks is not None:  # decided once: with none, no hook code on the path
                 from polyroute.hooks import HookedExecutor
@@ -290,6 +292,21 @@ class Polyroute:
 
             self._hooks = hooks_of(self.config)
         return self._hooks
+
+    def _breaker_changed(self, b: CircuitBreaker, previous: BreakerState, remote: bool) -> None:
+        if self.events.wants("breaker_changed"):
+            state = b.state
+            retry = b.retry_in_s
+            self.events.emit(
+                BreakerChanged(b.provider, previous, state, b.consecutive_failures, retry, remote)
+            )
+
+    def _health_changed(self, now: HealthStatus, before: HealthStatus | None, remote: bool) -> None:
+        if self.events.wants("health_changed"):
+            was: HealthState = "unknown" if before is None else _health(before)
+            self.events.emit(
+                HealthChanged(now.provider, was, _health(now), now.error, now.error_type, remote)
+            )
 
     async def _key(self, key_id: str) -> VirtualKey | None:
         """A virtual key by id: the limits of one a library caller bills (``virtual_key``)."""
@@ -442,6 +459,8 @@ class Polyroute:
             ctx = replace(ctx, refused=refused)
         decision = self.decide(ctx)
         self.recent.append(Routed(time.time(), decision, stream, virtual_key))
+        if self.events.wants("routing_decision"):
+            self.events.emit(RoutingDecision(decision, stream))
         return decision
 
     async def embed(
@@ -595,6 +614,10 @@ class Polyroute:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _health(s: HealthStatus) -> HealthState:
+    return "healthy" if s.ok else "unhealthy"
 
 
 def _either(*checks: Callable[[], Mapping[str, str]]) -> Callable[[], Mapping[str, str]]:

@@ -176,19 +176,23 @@ def _auto_optimizer(polyroute: Polyroute) -> AutoOptimizer | None:
 
 def from_env() -> Starlette:
     """The app ``polyroute serve`` runs in each worker: config from ``$POLYROUTE_CONFIG``
-    (or the usual search), admin key from ``$POLYROUTE_ADMIN_KEY``, access log on stdout."""
+    (or the usual search), admin key from ``$POLYROUTE_ADMIN_KEY``, access log and event
+    log (``polyroute.events``: the fleet's events, at INFO) on stdout."""
     import gc
     import logging
     import sys
 
     from polyroute.gateway._observe import access_log
+    from polyroute.hub import events_log
 
-    if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
-        access_log.propagate = False
+    for log in (access_log, events_log):
+        if not log.handlers:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(handler)
+            if log.level == logging.NOTSET:  # --debug set it lower: keep that
+                log.setLevel(logging.INFO)
+            log.propagate = False
     app = create_app(Polyroute.from_config(), lifecycle=True)
     # what is loaded by now (modules, the catalog, the config) lives as long as the
     # worker: out of the collector's sight, full collections stay short

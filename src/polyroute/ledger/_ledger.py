@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from polyroute.errors import BudgetExceeded, LedgerError, LedgerUnavailableError
-from polyroute.hub import BudgetAlert, BudgetChanged, EventHub, UsageRecorded
+from polyroute.hub import BudgetAlert, BudgetChanged, EventHub, HubEvent, UsageRecorded
 from polyroute.ledger._journal import (
     SEGMENT_BYTES,
     Journal,
@@ -71,6 +71,7 @@ from polyroute.ledger._records import (
     BudgetLimits,
     BudgetStatus,
     GroupBy,
+    PeriodKind,
     Reservation,
     UsageRecord,
     UsageReport,
@@ -309,18 +310,20 @@ class Ledger:
         daily_usd: float | None = KEEP,
         monthly_usd: float | None = KEEP,
         alert_percents: tuple[float, ...] = KEEP,
+        reason: str = "set",
     ) -> BudgetLimits:
         """Set limits for ``scope``; arguments left out keep their current value.
 
-        Raises :class:`ValueError` naming the argument for an amount that is not a
-        number from 0 to ``MAX_USD``, or a percent outside (0, 100]."""
+        Each limit that changed is a :class:`~polyroute.hub.BudgetChanged` event (``reason``)
+        once committed. Raises :class:`ValueError` naming the argument for an amount that is
+        not a number from 0 to ``MAX_USD``, or a percent outside (0, 100]."""
         for label, value in (("daily_usd", daily_usd), ("monthly_usd", monthly_usd)):
             if value is not KEEP and value is not None:
                 check_usd(label, value)
         if alert_percents is not KEEP and not all(0 < p <= 100 for p in alert_percents):
             raise ValueError(f"alert_percents must be in (0, 100], not {alert_percents!r}")
 
-        def job(store: Store) -> BudgetLimits:
+        def job(store: Store) -> tuple[BudgetLimits, BudgetLimits]:
             base, _ = self.budget_scopes([scope])[scope]
             base = self._fresh_budgets(store, force=True).get(scope, base)
             limits = BudgetLimits(
@@ -330,9 +333,18 @@ class Ledger:
             )
             store.set_budget(scope, limits, self.clock())
             self._fresh_budgets(store, force=True)
-            return limits
+            return base, limits
 
-        return await self._call(job)
+        base, limits = await self._call(job)
+        changed: list[HubEvent] = []
+        if base.daily_usd != limits.daily_usd:
+            changed.append(BudgetChanged(scope, "daily", base.daily_usd, limits.daily_usd, reason))
+        if base.monthly_usd != limits.monthly_usd:
+            changed.append(
+                BudgetChanged(scope, "monthly", base.monthly_usd, limits.monthly_usd, reason)
+            )
+        self.hub.emit_many(changed)
+        return limits
 
     async def set_monthly_budgets(
         self,
@@ -399,6 +411,7 @@ class Ledger:
         rate limits (requests, tokens a minute; ``None``: none). Raises
         :class:`ValueError` for an empty name, a budget that is not from 0 to
         ``MAX_USD``, or an empty model name, and :class:`TypeError` for ``models`` given as one string.
+        A budget given is a :class:`~polyroute.hub.BudgetChanged` event (from no limit).
         """
         name, allowed = clean_key_args(name, daily_usd, monthly_usd, models, rpm, tpm)
         secret = new_secret()
@@ -422,7 +435,15 @@ class Ledger:
                 self._fresh_budgets(store, force=True)
             return key
 
-        return await self._call(job), secret
+        key = await self._call(job)
+        self.hub.emit_many(
+            [
+                BudgetChanged(key_scope(key.id), period, None, usd, "key created")
+                for period, usd in _periods(daily_usd, monthly_usd)
+                if usd is not None
+            ]
+        )
+        return key, secret
 
     async def keys(self, include_revoked: bool = True) -> list[VirtualKey]:
         """Every key, oldest first, with its budget."""
@@ -993,3 +1014,7 @@ def ledger_for(config: Config, *, hub: EventHub | None = None) -> Ledger:
         durability=storage.durability,
         spool_dir=polyroute_home(config.env) / "spool",
     )
+
+
+def _periods(daily: float | None, monthly: float | None) -> list[tuple[PeriodKind, float | None]]:
+    return [("daily", daily), ("monthly", monthly)]

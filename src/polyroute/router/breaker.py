@@ -27,6 +27,10 @@ Replicas (``[storage] redis_url``) share breakers through a :class:`BreakerLink`
 (``polyroute.shared``): each counted report goes to it as well, the half-open
 probe needs its leave (one probe for the whole cluster), and other replicas'
 news arrives through :meth:`CircuitBreaker.adopt`.
+
+Each change of state is told to ``on_change(breaker, previous, remote)`` (the
+``breaker_changed`` event); the move from open to half-open is told when it is
+seen, at the first look at the breaker after its timer ran out.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     from polyroute.config import CircuitBreakerConfig
 
 BreakerState = Literal["closed", "open", "half_open"]
+OnChange = Callable[["CircuitBreaker", BreakerState, bool], None]
+"""``(breaker, previous state, remote)``: ``remote`` when another replica's news changed it."""
 
 
 class BreakerLink(Protocol):
@@ -83,6 +89,7 @@ class CircuitBreaker:
         "failure_threshold",
         "half_open_requests",
         "link",
+        "on_change",
         "on_open",
         "provider",
         "reset_timeout_s",
@@ -98,9 +105,11 @@ class CircuitBreaker:
         *,
         provider: str = "",
         link: BreakerLink | None = None,
+        on_change: OnChange | None = None,
     ) -> None:
         """``on_open``: called each time the breaker opens (:class:`Breakers` tracks which are);
-        ``link``: the other replicas, for ``provider``'s breaker."""
+        ``link``: the other replicas, for ``provider``'s breaker; ``on_change``: told each
+        change of state."""
         if failure_threshold < 1 or half_open_requests < 1 or reset_timeout_s <= 0:
             raise ValueError(
                 "failure_threshold and half_open_requests must be >= 1, reset_timeout_s > 0"
@@ -112,6 +121,7 @@ class CircuitBreaker:
         self.on_open = on_open
         self.provider = provider
         self.link = link
+        self.on_change = on_change
         self._state: BreakerState = "closed"
         self._failures = 0
         self._opened_at: float | None = None
@@ -128,6 +138,8 @@ class CircuitBreaker:
             self._state = "half_open"
             self._probes = 0
             self._epoch += 1
+            if self.on_change is not None:
+                self.on_change(self, "open", False)
         return self._state
 
     @property
@@ -174,12 +186,14 @@ class CircuitBreaker:
             return
         if self.link is not None and (state != "closed" or self._failures):
             self.link.succeeded(self)
-        if state != "closed":
-            self._epoch += 1
         self._state = "closed"
         self._failures = 0
         self._opened_at = None
         self._probes = 0
+        if state != "closed":
+            self._epoch += 1
+            if self.on_change is not None:
+                self.on_change(self, state, False)
 
     def failure(self, ticket: int | None = None) -> None:
         """The provider failed a call (see :func:`counts_against_provider`)."""
@@ -188,7 +202,7 @@ class CircuitBreaker:
             return
         self._failures += 1
         if state == "half_open" or self._failures >= self.failure_threshold:
-            self._open()
+            self._open(state)
         if self.link is not None:
             self.link.failed(self)
 
@@ -211,6 +225,7 @@ class CircuitBreaker:
         """Another replica's news: the cluster's ``state``, its run of ``failures`` and, open,
         the seconds until it lets a probe through. Not reported back to the link."""
         if state == "open":
+            previous = self._state
             self._state = "open"
             self._opened_at = self.clock() - max(0.0, self.reset_timeout_s - retry_in_s)
             self._failures = failures
@@ -218,25 +233,32 @@ class CircuitBreaker:
             self._epoch += 1
             if self.on_open is not None:
                 self.on_open()
+            if previous != "open" and self.on_change is not None:
+                self.on_change(self, previous, True)
             return
-        if self.state != "closed":
+        previous = self.state
+        self._failures = failures
+        if previous != "closed":
             self._epoch += 1
             self._state = "closed"
             self._opened_at = None
             self._probes = 0
-        self._failures = failures
+            if self.on_change is not None:
+                self.on_change(self, previous, True)
 
     def _stale(self, ticket: int | None) -> bool:
         """Whether a report's call was admitted in an earlier epoch (``state`` read first)."""
         return ticket is not None and ticket != self._epoch
 
-    def _open(self) -> None:
+    def _open(self, previous: BreakerState) -> None:
         self._state = "open"
         self._opened_at = self.clock()
         self._probes = 0
         self._epoch += 1
         if self.on_open is not None:
             self.on_open()
+        if self.on_change is not None:
+            self.on_change(self, previous, False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -253,13 +275,19 @@ class CircuitBreaker:
 class Breakers:
     """One :class:`CircuitBreaker` per provider id, created on first use."""
 
-    __slots__ = ("_breakers", "_link", "_tripped", "clock", "config")
+    __slots__ = ("_breakers", "_link", "_tripped", "clock", "config", "on_change")
 
     def __init__(
-        self, config: CircuitBreakerConfig, clock: Callable[[], float] = time.monotonic
+        self,
+        config: CircuitBreakerConfig,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        on_change: OnChange | None = None,
     ) -> None:
+        """``on_change``: told each change of state of every breaker."""
         self.config = config
         self.clock = clock
+        self.on_change = on_change
         self._breakers: dict[str, CircuitBreaker] = {}
         self._tripped: dict[str, CircuitBreaker] = {}  # opened and not seen closed since
         self._link: BreakerLink | None = None
@@ -280,6 +308,7 @@ class Breakers:
                 self.clock,
                 provider=provider_id,
                 link=self._link,
+                on_change=self.on_change,
             )
             b.on_open = partial(self._tripped.__setitem__, provider_id, b)
         return b

@@ -46,6 +46,7 @@ from polyroute.events import (
     ThinkingDelta,
     ToolCallDelta,
 )
+from polyroute.hub import EventHub, Fallback
 from polyroute.ledger import Meter
 from polyroute.router.attempt import Call, Refusal, Served, Timed, admit
 from polyroute.router.breaker import Breakers
@@ -138,7 +139,17 @@ class _Run:
 class Executor:
     """Runs decisions against providers, metered, with retries, fallback and breakers."""
 
-    __slots__ = ("_client", "breakers", "max_attempts", "meter", "policy", "rng", "sleep", "stats")
+    __slots__ = (
+        "_client",
+        "breakers",
+        "events",
+        "max_attempts",
+        "meter",
+        "policy",
+        "rng",
+        "sleep",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -151,7 +162,9 @@ class Executor:
         max_attempts: int,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        events: EventHub | None = None,
     ) -> None:
+        """``events``: where ``fallback`` events go (when someone listens)."""
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, not {max_attempts}")
         self._client = client
@@ -162,6 +175,12 @@ class Executor:
         self.max_attempts = max_attempts
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.events = events
+
+    def _fell_back(self, failed: tuple[Target, Exception] | None, to: Target) -> None:
+        """A ``fallback`` event if ``failed`` (the last target and its error) is set."""
+        if failed is not None and self.events is not None and self.events.wants("fallback"):
+            self.events.emit(Fallback.of(failed[0], to, failed[1]))
 
     async def complete(
         self, decision: Decision, request: ChatRequest, *, virtual_key: str | None = None
@@ -219,13 +238,16 @@ class Executor:
     ) -> tuple[Target, _Done]:
         """``call`` on the decision's targets in turn, each retried while its errors allow,
         until one serves; raise what the run came to if none does."""
+        failed: tuple[Target, Exception] | None = None
         for admitted, client in self._admitted(decision, run):
+            self._fell_back(failed, admitted.target)
             attempt: Call | None = admitted
             retry = 0
             while attempt is not None:
                 result = await attempt.settle(call(attempt.target, client))
                 if isinstance(result, Served):
                     return attempt.target, result.done
+                failed = (attempt.target, result.error)
                 if isinstance(result.error, BudgetExceeded):
                     break
                 attempt = await self._retry(retry, result.error, attempt, run)
@@ -324,7 +346,9 @@ class ExecutedStream:
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         ex = self.executor
         run = _Run(attempts=self.attempts, budget_refusals=self.refusals)
+        failed: tuple[Target, Exception] | None = None
         for admitted, client in ex._admitted(self.decision, run):
+            ex._fell_back(failed, admitted.target)
             attempt: Call | None = admitted
             retry = 0
             while attempt is not None:
@@ -333,11 +357,13 @@ class ExecutedStream:
                         async for event in events:
                             yield event
                     return
-                except BudgetExceeded:
+                except BudgetExceeded as exc:
+                    failed = (attempt.target, exc)
                     break
                 except ProviderError as exc:
                     if self._delivered:  # content is out: never a clean end of a truncated answer
                         raise
+                    failed = (attempt.target, exc)
                     attempt = await ex._retry(retry, exc, attempt, run)
                     retry += 1
         raise run.outcome()

@@ -15,6 +15,9 @@ again even while the router prefers other providers.
 Replicas (``[storage] redis_url``) share their marks: a probe whose verdict differs
 from the one before goes to :attr:`HealthMonitor.link`, and other replicas' verdicts
 arrive through :meth:`HealthMonitor.adopt` (the newer probe wins).
+
+A probe whose verdict differs from the last one (a provider never probed counts as
+healthy) is told to ``on_change(status, before, remote)`` (the ``health_changed`` event).
 """
 
 from __future__ import annotations
@@ -77,6 +80,10 @@ class HealthLink(Protocol):
     def changed(self, status: HealthStatus) -> None: ...
 
 
+OnHealthChange = Callable[[HealthStatus, "HealthStatus | None", bool], None]
+"""``(the new probe, the one before or None, remote)``."""
+
+
 class HealthMonitor:
     """The latest probe of each provider, and the loop that refreshes them."""
 
@@ -90,9 +97,11 @@ class HealthMonitor:
         clock: Callable[[], float] = time.time,
         breakers: Breakers | None = None,
         first_retry_s: float = 1.0,
+        on_change: OnHealthChange | None = None,
     ) -> None:
         """``breakers``: half-open ones get their probe from :meth:`tick`; ``first_retry_s``:
-        the first wait before probing a failed provider again (then doubled)."""
+        the first wait before probing a failed provider again (then doubled); ``on_change``:
+        told each changed verdict, here or (``remote``) from another replica."""
         self._client = client
         self._providers = providers
         self.interval_s = interval_s
@@ -100,6 +109,7 @@ class HealthMonitor:
         self.clock = clock
         self.breakers = breakers
         self.first_retry_s = first_retry_s
+        self.on_change = on_change
         self.status: dict[str, HealthStatus] = {}
         """The latest probe of each provider; read only (:meth:`check` writes)."""
         self._unhealthy: dict[str, HealthStatus] = {}
@@ -137,8 +147,11 @@ class HealthMonitor:
             )
         before = self.status.get(provider)
         self._set(status)
-        if self.link is not None and (before is None or before.ok) != status.ok:
-            self.link.changed(status)
+        if (before is None or before.ok) != status.ok:
+            if self.link is not None:
+                self.link.changed(status)
+            if self.on_change is not None:
+                self.on_change(status, before, False)
         return status
 
     def adopt(self, status: HealthStatus) -> bool:
@@ -147,6 +160,8 @@ class HealthMonitor:
         if before is not None and before.checked_at >= status.checked_at:
             return False
         self._set(status)
+        if self.on_change is not None and (before is None or before.ok) != status.ok:
+            self.on_change(status, before, True)
         return True
 
     def _set(self, status: HealthStatus) -> None:
