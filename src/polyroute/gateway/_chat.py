@@ -150,7 +150,11 @@ class ChatEndpoint:
         try:
             caller = await calls.auth.caller(request.headers)
             note.key = caller.key_id
-            inbound = await self.inbound(await read_body(request, calls.limit), caller)
+            raw = await read_body(request, calls.limit)
+            relayed = await self.relayed(raw, caller, note)
+            if relayed is not None:
+                return relayed
+            inbound = await self.inbound(raw, caller)
             inbound = with_betas(inbound, request.headers.getlist("anthropic-beta"))
             choice = calls.selector.chat(inbound.request, inbound.hints, caller)
             if choice.fusion is not None:
@@ -168,7 +172,11 @@ class ChatEndpoint:
         headers = served_headers(answer.provider, answer.model, answer.cost_usd)
         return Response(body, 200, headers, JSON)
 
-    # a format that keeps state (the Responses API) overrides these three
+    # a format that keeps state (the Responses API) overrides these four
+    async def relayed(self, raw: bytes, caller: Caller, note: Note) -> Response | None:
+        """The whole answer, where the format relays ``raw`` to an upstream as it is."""
+        return None
+
     async def inbound(self, raw: bytes, caller: Caller) -> Inbound:
         """The parsed request, with whatever it continues."""
         return self.fmt.parse(raw)

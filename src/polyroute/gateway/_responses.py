@@ -23,9 +23,10 @@ from starlette.responses import Response
 from polyroute.errors import PolyrouteError, UnknownResponseError
 from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta
 from polyroute.gateway._chat import JSON, ChatEndpoint, problem_response
-from polyroute.gateway._observe import note_of
+from polyroute.gateway._observe import Note, note_of
 from polyroute.gateway._openai import error_object
 from polyroute.gateway._problems import problem_of
+from polyroute.gateway._relay import Relayer
 from polyroute.gateway._responses_in import (
     ResponsesBody,
     ResponsesInbound,
@@ -460,10 +461,16 @@ class ResponsesEndpoint(ChatEndpoint):
     def __init__(self, calls: Calls) -> None:
         super().__init__(calls, ResponsesFormat())
         self.store = ResponseStore(calls.pr.ledger)
+        self.relayer = Relayer(calls.pr, calls.selector)
 
     async def aclose(self) -> None:
         """Commit what is queued (before the ledger closes)."""
         await self.store.flush()
+
+    async def relayed(self, raw: bytes, caller: Caller, note: Note) -> Response | None:
+        """Hosted tools pinned to an ``openai`` provider: relayed (``_relay.py``)."""
+        relay = self.relayer.plan(raw, caller)
+        return None if relay is None else await self.relayer.answer(relay, caller, note)
 
     async def inbound(self, raw: bytes, caller: Caller) -> Inbound:
         body = body_of(raw)

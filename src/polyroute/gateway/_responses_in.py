@@ -4,7 +4,8 @@
 ``function_call``, ``function_call_output``, ``reasoning``), ``instructions``,
 function tools, ``tool_choice``, ``text.format``, ``reasoning.effort`` and the
 sampling fields are carried or translated; every other field, hosted tools and
-other item types are a 400 naming them. An assistant's text, reasoning and
+other item types are a 400 naming them (hosted tools pinned to an ``openai`` provider
+never get here: the endpoint relays them whole, ``_relay.py``). An assistant's text, reasoning and
 function calls in a row are one assistant turn. ``item_reference`` items name output
 items of stored responses: the endpoint puts those in their place (:func:`references`)
 before the items are read.
@@ -343,8 +344,8 @@ def _thinking(item: _ReasoningItem) -> ThinkingPart:
 
 
 _HOSTED = (
-    "polyroute forwards no hosted tools, not even to OpenAI's Responses API: their calls and "
-    "results (search sources, file hits, computer actions) have no form in its answers"
+    "hosted tools run only in OpenAI's Responses API: pin a provider of type openai "
+    '("<provider id>/<model>") to have the request relayed there'
 )
 
 
@@ -356,7 +357,7 @@ def _tools(raw: Sequence[Any]) -> tuple[list[Tool], list[dict[str, Any]]]:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind != "function":
             raise GatewayError(
-                f"{at}: tool type {kind!r} is not supported: {_HOSTED}; use function tools",
+                f"{at}: tool type {kind!r} is not supported here: {_HOSTED}",
                 param=f"{at}.type",
             )
         t: _FunctionTool = _checked(_FunctionTool, data, at)

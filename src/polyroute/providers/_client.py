@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -117,6 +117,25 @@ class ProviderClient:
                 provider=self.id,
                 request_id=rid,
             )
+
+    async def relay(
+        self, call: HttpCall, *, timeout_s: float | None = None
+    ) -> tuple[Any, str | None]:
+        """``call`` as the caller wrote it, in the vendor's own API (the gateway's relay of
+        hosted tools): ``(its JSON answer, the vendor's request id)``."""
+        return await self._x.send_json(call, timeout_s)
+
+    async def relay_stream(
+        self, call: HttpCall, *, timeout_s: float | None = None
+    ) -> AsyncGenerator[tuple[str, str | None], None]:
+        """``call``'s SSE stream as ``(data, event)`` pairs, unread; its status is checked
+        before the first."""
+        response = await self._x.open_stream(call, timeout_s)
+        try:
+            async for item in self._x.messages(response):
+                yield item
+        finally:
+            await response.aclose()
 
     async def count_tokens(self, request: ChatRequest, *, timeout_s: float | None = None) -> int:
         """``request``'s input tokens as the vendor counts them (where it can:

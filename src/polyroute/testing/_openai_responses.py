@@ -7,7 +7,10 @@ object, else a sample of the tool's schema, streamed in three pieces. With
 ``reasoning`` the output starts with a ``reasoning`` item, its summary filled when
 ``reasoning.summary`` is asked and its ``encrypted_content`` when ``include`` asks for
 it. Every stream event carries a ``sequence_number``; a truncated answer ends
-``incomplete`` (``max_output_tokens``).
+``incomplete`` (``max_output_tokens``). With a hosted web search tool (and no function
+forced, ``max_tool_calls`` not 0) the answer searches first: a ``web_search_call`` item
+(streamed as ``response.web_search_call.in_progress``/``searching``/``completed``), then
+the message with a ``url_citation`` annotation over its text.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ class ResponsesChat(SimChat):
     summary: bool = False
     encrypted: bool = False
     body: Mapping[str, Any] | None = None
+    search: bool = False
+    """The answer calls the hosted web search tool first."""
+
+
+SEARCH_TOOLS = frozenset(
+    {"web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"}
+)
+CITED_URL = "https://example.org/simulated-source"
+"""Where the simulator's web search 'found' its answer."""
 
 
 def _text(value: Any) -> str:
@@ -61,7 +73,7 @@ def responses_chat(body: Any) -> ResponsesChat:
             texts.append(str(item["arguments"]))
         elif kind == "function_call_output":
             texts.append(_text(item["output"]))
-        elif kind != "reasoning":
+        elif kind not in ("reasoning", "web_search_call"):
             raise ValueError(f"unsupported input item type {kind!r}")
     fmt = (body.get("text") or {}).get("format") or {}
     reasoning = body.get("reasoning") or {}
@@ -77,7 +89,13 @@ def responses_chat(body: Any) -> ResponsesChat:
         summary=bool(reasoning.get("summary")),
         encrypted="reasoning.encrypted_content" in (body.get("include") or ()),
         body=body,
+        search=_searches(body),
     )
+
+
+def _searches(body: Mapping[str, Any]) -> bool:
+    tools = {t.get("type") for t in body.get("tools") or ()}
+    return bool(tools & SEARCH_TOOLS) and body.get("max_tool_calls") != 0 and not _forced(body)
 
 
 def _forced(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -117,6 +135,22 @@ class SimResponse:
         self._seq = 0
         self.thought = f"Thinking about: {chat.last_user[:60]}"
         self.call = None if chat.tool is None else self._call(chat.tool)
+        self.search = None if not chat.search else self._search()
+
+    def _search(self) -> dict[str, Any]:
+        return {
+            "id": "ws_" + self.id[5:],
+            "type": "web_search_call",
+            "status": "completed",
+            "action": {"type": "search", "query": self.chat.last_user[:100]},
+        }
+
+    def _citations(self) -> list[dict[str, Any]]:
+        if self.search is None:
+            return []
+        end = len(self.reply.text)
+        cited = {"start_index": 0, "end_index": end, "title": "A simulated source"}
+        return [{"type": "url_citation", **cited, "url": CITED_URL}]
 
     def _call(self, tool: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -148,7 +182,13 @@ class SimResponse:
     def _content(self) -> dict[str, Any]:
         if self.refusal is not None:
             return {"type": "refusal", "refusal": self.refusal}
-        return {"type": "output_text", "text": self.reply.text, "annotations": [], "logprobs": []}
+        annotations = self._citations()
+        return {
+            "type": "output_text",
+            "text": self.reply.text,
+            "annotations": annotations,
+            "logprobs": [],
+        }
 
     def _message(self, status: str = "completed", content: list[Any] | None = None) -> Any:
         return {
@@ -161,6 +201,8 @@ class SimResponse:
 
     def output(self) -> list[dict[str, Any]]:
         out = [self._reasoning()] if self.chat.reasoning else []
+        if self.search is not None:
+            out.append(self.search)
         out.append(self.call if self.call is not None else self._message(self._status()))
         return out
 
@@ -196,6 +238,7 @@ class SimResponse:
             "incomplete_details": incomplete,
             "instructions": b.get("instructions"),
             "max_output_tokens": b.get("max_output_tokens"),
+            "max_tool_calls": b.get("max_tool_calls"),
             "model": self.chat.model,
             "output": self.output() if output is None else output,
             "parallel_tool_calls": b.get("parallel_tool_calls", True),
@@ -229,6 +272,9 @@ class SimResponse:
         index = 0
         if self.chat.reasoning:
             yield from self._reasoning_events(index)
+            index += 1
+        if self.search is not None:
+            yield from self._search_events(index, self.search)
             index += 1
         if self.call is not None:
             yield from self._call_events(index, self.call)
@@ -268,6 +314,14 @@ class SimResponse:
             )
         yield self._event("response.output_item.done", output_index=index, item=item)
 
+    def _search_events(self, index: int, item: dict[str, Any]) -> Iterator[str]:
+        at = {"item_id": item["id"], "output_index": index}
+        added = {**item, "status": "in_progress"}
+        yield self._event("response.output_item.added", output_index=index, item=added)
+        for step in ("in_progress", "searching", "completed"):
+            yield self._event(f"response.web_search_call.{step}", **at)
+        yield self._event("response.output_item.done", output_index=index, item=item)
+
     def _call_events(self, index: int, call: dict[str, Any]) -> Iterator[str]:
         at = {"item_id": call["id"], "output_index": index}
         added = {**call, "status": "in_progress", "arguments": ""}
@@ -297,6 +351,13 @@ class SimResponse:
             yield self._event("response.content_part.added", **at, part=empty)
             for piece in self.reply.chunks():
                 yield self._event("response.output_text.delta", **at, delta=piece, logprobs=[])
+            for i, annotation in enumerate(self._citations()):
+                yield self._event(
+                    "response.output_text.annotation.added",
+                    **at,
+                    annotation_index=i,
+                    annotation=annotation,
+                )
             yield self._event("response.output_text.done", **at, text=self.reply.text, logprobs=[])
         yield self._event("response.content_part.done", **at, part=self._content())
         yield self._event(
