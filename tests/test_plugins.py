@@ -302,3 +302,29 @@ def test_plugin_catalog_is_read_only_for_configured_plugin_types(config: Path) -
     from polyroute.config import Config
 
     assert not Config(builtin_only, "t", {}).catalog().for_type("cohere")
+
+
+def test_a_local_plugin_type_is_free_and_local(
+    fake_plugins: Path, sim: CohereSimulator, tmp_path: Path
+) -> None:
+    """``WireProtocol.local``: a plugin for a server on this machine is priced as Ollama is."""
+    fake_dist(fake_plugins, "polyroute-onbox", "[polyroute.providers]\nonbox = polyroute_onbox:P\n",
+              module="""
+                  from polyroute_cohere import CohereProtocol
+                  class P(CohereProtocol):
+                      type = "onbox"
+                      local = True
+                      catalog_models = ()
+              """)  # fmt: skip
+    path = tmp_path / "l.toml"
+    path.write_text(
+        f'[providers.box]\ntype = "onbox"\nbase_url = "{sim.base_url}"\n'
+        'models = ["command-r7b-12-2024"]\n'
+        f'[providers.remote]\ntype = "cohere"\nbase_url = "{sim.base_url}"\nenabled = false\n'
+    )
+    config = load(path)
+    entry = config.catalog().get("onbox", "command-r7b-12-2024")
+    assert entry.price is not None and entry.price.source == "local" and entry.price.input == 0
+    decision = json.loads(invoke("route", "hi", "--json", "--config", str(path)).stdout)
+    assert decision["provider"] == "box" and decision["estimated_cost_usd"] == 0
+    assert config.catalog().local_types == {"ollama", "onbox"}  # cohere is not local

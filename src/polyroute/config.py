@@ -37,6 +37,7 @@ from polyroute.providers import (
     Secret,
     is_provider_type,
     plugin_catalog,
+    plugin_local_types,
     unknown_type_message,
 )
 from polyroute.types import Capability
@@ -312,9 +313,9 @@ class Config:
             ModelOverride(id=name, **m.model_dump(exclude_none=True))
             for name, m in self.settings.models.items()
         ]
-        plugins = plugin_catalog(spec.type for spec in self.settings.providers.values())
+        types = {spec.type for spec in self.settings.providers.values()}
         try:
-            return Catalog.load(overrides, plugins)
+            return Catalog.load(overrides, plugin_catalog(types), plugin_local_types(types))
         except ValueError as exc:
             raise ConfigError(f"{self.source}: {exc}") from None
 

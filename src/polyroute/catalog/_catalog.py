@@ -137,20 +137,19 @@ class Catalog:
     """Models by ``(provider_type, id)``. Build with :meth:`load`."""
 
     models: dict[tuple[str, str], CatalogModel]
+    local_types: frozenset[str] = LOCAL_TYPES
+    """Provider types whose models are free by declaration (Ollama; local plugin types)."""
     _resolved: dict[tuple[str, str], CatalogModel] = field(default_factory=dict, repr=False)
-    tool_fees: Mapping[tuple[str, str], float] = field(
-        default_factory=lambda: _packaged_tool_fees(),  # noqa: PLW0108 - defined below
-        repr=False,
-    )
-    """USD per call of a hosted tool, by ``(provider_type, tool type)``; a reasoning model's
-    own rate by ``(provider_type, "reasoning." + tool type)``."""
 
     @classmethod
     def load(
-        cls, overrides: Iterable[ModelOverride] = (), plugins: Iterable[CatalogModel] = ()
+        cls,
+        overrides: Iterable[ModelOverride] = (),
+        plugins: Iterable[CatalogModel] = (),
+        local_types: Iterable[str] = (),
     ) -> Catalog:
         """``models.toml``, then provider plugins' models (``WireProtocol.catalog_models``),
-        then the user's overrides."""
+        then the user's overrides; ``local_types``: plugin types that are local servers."""
         models = {(m.provider_type, m.id): m for m in (*_packaged(), *plugins)}
         for o in overrides:
             targets = [k for k in models if k[1] == o.id and o.provider_type in (None, k[0])]
@@ -161,7 +160,7 @@ class Catalog:
                 targets = [(o.provider_type, o.id)]
             for key in targets:
                 models[key] = _apply(models[key], o)
-        return cls(models)
+        return cls(models, LOCAL_TYPES | frozenset(local_types))
 
     def get(self, provider_type: str, model: str) -> CatalogModel:
         """The model's entry, prices resolved; an unknown model gets a best-effort entry."""
@@ -186,14 +185,6 @@ class Catalog:
             m.id for (t, _), m in self.models.items() if t == provider_type and m.api == "responses"
         )
 
-    def tool_fee(self, provider_type: str, model: str, tool: str) -> float | None:
-        """USD per call of hosted ``tool`` on ``model`` (``None``: no price known)."""
-        if "reasoning" in self.get(provider_type, model).capabilities:
-            fee = self.tool_fees.get((provider_type, f"reasoning.{tool}"))
-            if fee is not None:
-                return fee
-        return self.tool_fees.get((provider_type, tool))
-
     def cost(self, provider_type: str, model: str, usage: Usage) -> Cost:
         """USD for this usage; tiered genai-prices models are priced by genai-prices itself."""
         entry = self.get(provider_type, model)
@@ -214,7 +205,7 @@ class Catalog:
             entry = CatalogModel(model, provider_type, capabilities=caps, known=False)
         if entry.price is not None and entry.price.source == "config":
             return entry  # the user's price wins, local models included
-        if provider_type in LOCAL_TYPES:
+        if provider_type in self.local_types:
             return replace(entry, price=FREE)
         gp = _genai_model(provider_type, model)
         if gp is not None:
@@ -229,18 +220,6 @@ class Catalog:
 def _packaged() -> list[CatalogModel]:
     data = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
     return [_from_table(t) for t in data["model"]]
-
-
-def _packaged_tool_fees() -> dict[tuple[str, str], float]:
-    data = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
-    fees = {}
-    for provider_type, table in data.get("tool_fees", {}).items():
-        for tool, fee in table.items():
-            if isinstance(fee, dict):  # a class of models' own rates
-                fees.update({(provider_type, f"{tool}.{t}"): float(f) for t, f in fee.items()})
-            else:
-                fees[(provider_type, tool)] = float(fee)
-    return fees
 
 
 def _from_table(t: Mapping[str, Any]) -> CatalogModel:

@@ -54,6 +54,7 @@ __all__ = [
     "loads_bounded",
     "parse_retry_after",
     "plugin_catalog",
+    "plugin_local_types",
     "protocol_class",
     "protocol_for",
     "provider_types",
@@ -161,6 +162,12 @@ def plugin_catalog(provider_types: Iterable[str]) -> list[CatalogModel]:
                 )
             out.append(m)
     return out
+
+
+def plugin_local_types(provider_types: Iterable[str]) -> frozenset[str]:
+    """Which of these plugin types declare themselves local (``WireProtocol.local``)."""
+    plugins = set(provider_types) - set(PROVIDER_TYPES)
+    return frozenset(t for t in plugins if protocol_class(t).local)
 
 
 def connect(provider: Provider, pool: HttpPool) -> ProviderClient:

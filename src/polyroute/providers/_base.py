@@ -181,6 +181,9 @@ class WireProtocol(ABC):
     list_models_path: ClassVar[str] = "/models"
     counts_tokens: ClassVar[bool] = False
     """Whether the vendor counts a request's input tokens (:meth:`count_tokens`)."""
+    local: ClassVar[bool] = False
+    """A server on this machine or network (as Ollama is): its models are free by
+    declaration and win performance ties while no latency is learned."""
     catalog_models: ClassVar[tuple[CatalogModel, ...]] = ()
     """A plugin's models with their context windows, capabilities, quality and published
     prices (``Price(..., source="catalog")``), each of this :attr:`type`; the catalog adds

@@ -48,7 +48,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from polyroute.catalog import Catalog
-from polyroute.catalog._catalog import LOCAL_TYPES
 from polyroute.config import Config, ProviderConfig
 from polyroute.errors import NoCandidateError
 from polyroute.errors import usd_text as usd
@@ -198,7 +197,7 @@ class Router:
         self._latency = stats.columns([(pid, m) for pid, m, _ in pairs])
         self._quality = tuple(e.quality if e.quality is not None else 0.5 for e in entry)
         self._params = tuple(e.params_b for e in entry)
-        self._local = tuple(t in LOCAL_TYPES for t in self._ptype)
+        self._local = tuple(t in catalog.local_types for t in self._ptype)
         # USD per token (not per million): the cost column is then two products and a sum
         self._input = tuple(e.price.input / 1e6 if e.price else None for e in entry)
         self._output = tuple(e.price.output / 1e6 if e.price else 0.0 for e in entry)
