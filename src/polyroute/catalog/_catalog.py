@@ -140,6 +140,12 @@ class Catalog:
     local_types: frozenset[str] = LOCAL_TYPES
     """Provider types whose models are free by declaration (Ollama; local plugin types)."""
     _resolved: dict[tuple[str, str], CatalogModel] = field(default_factory=dict, repr=False)
+    tool_fees: Mapping[tuple[str, str], float] = field(
+        default_factory=lambda: _packaged_tool_fees(),  # noqa: PLW0108 - defined below
+        repr=False,
+    )
+    """USD per call of a hosted tool, by ``(provider_type, tool type)``; a reasoning model's
+    own rate by ``(provider_type, "reasoning." + tool type)``."""
 
     @classmethod
     def load(
@@ -185,6 +191,14 @@ class Catalog:
             m.id for (t, _), m in self.models.items() if t == provider_type and m.api == "responses"
         )
 
+    def tool_fee(self, provider_type: str, model: str, tool: str) -> float | None:
+        """USD per call of hosted ``tool`` on ``model`` (``None``: no price known)."""
+        if "reasoning" in self.get(provider_type, model).capabilities:
+            fee = self.tool_fees.get((provider_type, f"reasoning.{tool}"))
+            if fee is not None:
+                return fee
+        return self.tool_fees.get((provider_type, tool))
+
     def cost(self, provider_type: str, model: str, usage: Usage) -> Cost:
         """USD for this usage; tiered genai-prices models are priced by genai-prices itself."""
         entry = self.get(provider_type, model)
@@ -220,6 +234,18 @@ class Catalog:
 def _packaged() -> list[CatalogModel]:
     data = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
     return [_from_table(t) for t in data["model"]]
+
+
+def _packaged_tool_fees() -> dict[tuple[str, str], float]:
+    data = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
+    fees = {}
+    for provider_type, table in data.get("tool_fees", {}).items():
+        for tool, fee in table.items():
+            if isinstance(fee, dict):  # a class of models' own rates
+                fees.update({(provider_type, f"{tool}.{t}"): float(f) for t, f in fee.items()})
+            else:
+                fees[(provider_type, tool)] = float(fee)
+    return fees
 
 
 def _from_table(t: Mapping[str, Any]) -> CatalogModel:
