@@ -328,3 +328,91 @@ def test_a_local_plugin_type_is_free_and_local(
     decision = json.loads(invoke("route", "hi", "--json", "--config", str(path)).stdout)
     assert decision["provider"] == "box" and decision["estimated_cost_usd"] == 0
     assert config.catalog().local_types == {"ollama", "onbox"}  # cohere is not local
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("logprobs", True),
+        ("parallel_tool_calls", False),
+        ("metadata", {"team": "a"}),
+        ("store", True),
+        ("service_tier", "auto"),
+        ("logit_bias", {"42": 1.0}),
+        ("betas", ("files-api",)),
+    ],
+)
+def test_more_fields_are_refused_by_name(field: str, value: object) -> None:
+    request = ChatRequest("command-a-03-2025", [Message("user", "hi")], **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedError, match=f"cohere cannot take {field}"):
+        CohereProtocol().chat(request, stream=False)
+
+
+def test_a_document_part_is_refused_by_name() -> None:
+    from polyroute.types import DocumentPart, TextPart
+
+    message = Message("user", (TextPart("read"), DocumentPart(url="https://x/a.pdf")))
+    with pytest.raises(UnsupportedError, match="cannot take a document part"):
+        CohereProtocol().chat(ChatRequest("command-a-03-2025", [message]), stream=False)
+
+
+def test_stream_decoder_errors() -> None:
+    from polyroute.errors import APIStatusError, InvalidResponseError
+
+    decoder = CohereProtocol().stream_decoder(ChatRequest("m", [Message("user", "hi")]))
+    assert decoder.feed("[DONE]", None) == ()
+    with pytest.raises(InvalidResponseError, match="not JSON"):
+        decoder.feed("<html>", "content-delta")
+    end = {"type": "message-end", "delta": {"error": "model overloaded"}}
+    with pytest.raises(APIStatusError, match="model overloaded") as e:
+        decoder.feed(json.dumps(end), "message-end")
+    assert e.value.status == 500 and not decoder.done
+
+
+def test_a_cut_stream_is_a_truncation_not_an_answer(sim: CohereSimulator, config: Path) -> None:
+    sim.script.cut_stream(after_chunks=1)
+    r = CliRunner().invoke(
+        cli, ["ask", "hi", "--provider", "cohere-1", "--stream", "--config", str(config)]
+    )
+    assert r.exit_code == 4 and "truncated" in r.output
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"model": "command-a-03-2025", "messages": [], "n": 2}, "unknown field: n"),
+        ({"model": "command-a-03-2025", "messages": []}, "non-empty"),
+        ({"model": "command-a-03-2025", "messages": [{"role": "bot", "content": "x"}]}, "role"),
+        ({"model": "command-a-03-2025", "messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+        ({"model": "command-a-03-2025", "messages": [{"role": "user", "content": "x"}], "tool_choice": "AUTO"}, "REQUIRED or NONE"),
+        ({"model": "nope", "messages": [{"role": "user", "content": "x"}]}, "not found"),
+    ],
+)  # fmt: skip
+def test_the_simulator_refuses_what_cohere_refuses(
+    sim: CohereSimulator, body: dict[str, object], why: str
+) -> None:
+    import httpx
+
+    r = httpx.post(
+        f"{sim.base_url}/v2/chat", json=body, headers={"authorization": "Bearer sim-key"}
+    )
+    assert r.status_code == 400 and why in r.json()["message"]
+    bad_key = httpx.post(f"{sim.base_url}/v2/chat", json=body, headers={"authorization": "x"})
+    assert bad_key.status_code == 401
+
+
+def test_plugin_catalog_entries_of_another_type_are_refused(fake_plugins: Path) -> None:
+    fake_dist(fake_plugins, "polyroute-mixed", "[polyroute.providers]\nmixed = polyroute_mixed:P\n",
+              module="""
+                  from polyroute_cohere import CohereProtocol
+                  class P(CohereProtocol):
+                      type = "mixed"
+              """)  # fmt: skip
+    from polyroute.providers import plugin_catalog
+
+    with pytest.raises(
+        PluginError,
+        match=r"polyroute-mixed 1\.2\.3 \(entry point polyroute\.providers: mixed\): catalog "
+        r"model 'command-a-03-2025' is of type 'cohere', not 'mixed'",
+    ):
+        plugin_catalog(["mixed"])

@@ -158,7 +158,8 @@ def plugin_catalog(provider_types: Iterable[str]) -> list[CatalogModel]:
         for m in cls.catalog_models:
             if m.provider_type != t:
                 raise PluginError(
-                    f"provider type {t!r}: catalog model {m.id!r} is of type {m.provider_type!r}"
+                    f"plugin {installed(PROVIDERS)[t].where}: catalog model {m.id!r} is of "
+                    f"type {m.provider_type!r}, not {t!r}"
                 )
             out.append(m)
     return out

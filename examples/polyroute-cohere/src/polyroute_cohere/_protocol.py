@@ -307,7 +307,7 @@ class CohereProtocol(WireProtocol):
             ModelInfo(
                 id=m["name"],
                 provider_type=self.type,
-                context_window=m.get("context_length"),
+                context_window=int(m["context_length"]) if m.get("context_length") else None,
                 capabilities=_capabilities(m),
             )
             for m in body["models"]
