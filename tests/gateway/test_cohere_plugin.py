@@ -47,6 +47,7 @@ def server(sim: CohereSimulator, tmp_path_factory: pytest.TempPathFactory) -> It
     db = tmp_path_factory.mktemp("cohere") / "ledger.db"
     settings = {
         "health": {"interval_s": 0},
+        "router": {"strategy": "frugal"},  # the plugin's strategy
         "storage": {"url": f"sqlite:///{Path(db)}"},
         "providers": {
             "cohere-1": {
@@ -197,3 +198,10 @@ def test_a_field_cohere_cannot_carry_is_a_400_naming_it(oai: openai.OpenAI) -> N
     with pytest.raises(openai.BadRequestError) as e:
         oai.chat.completions.create(model="command-a-03-2025", messages=MSGS, n=2)  # type: ignore[arg-type]
     assert "cohere cannot take n > 1" in str(e.value)
+
+
+def test_auto_routes_by_the_installed_strategy(oai: openai.OpenAI, sim: CohereSimulator) -> None:
+    for alias in ("auto", "auto:frugal"):
+        r = oai.chat.completions.create(model=alias, messages=MSGS)  # type: ignore[arg-type]
+        assert r.choices[0].message.content == "Sunny and mild."
+        assert sim.last_request().body["model"] == "command-r7b-12-2024"  # the cheaper one
