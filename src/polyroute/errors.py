@@ -226,10 +226,13 @@ class UnknownResponseError(GatewayError):
     exist or belongs to another virtual key: 404. With ``item``: an ``item_reference`` to no
     output item of such a response."""
 
-    def __init__(self, response_id: str, *, param: str | None = None, item: bool = False) -> None:
+    def __init__(
+        self, response_id: str, *, param: str | None = None, item: bool = False, hint: str = ""
+    ) -> None:
         what = "previous response" if param == "previous_response_id" else "response"
         what = "item" if item else what
-        super().__init__(f"{what} with id {response_id!r} not found", status=404, param=param)
+        message = f"{what} with id {response_id!r} not found{hint}"
+        super().__init__(message, status=404, param=param)
         self.code = "previous_response_not_found" if param else "response_not_found"
         self.code = "item_not_found" if item else self.code
 

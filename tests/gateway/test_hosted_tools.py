@@ -161,7 +161,7 @@ def test_hosted_tools_elsewhere_are_a_400_naming_the_tool(
     with pytest.raises(openai.BadRequestError) as e:
         sdk.responses.create(model=model, input="hi", tools=[tool])
     assert f"'{tool['type']}'" in e.value.message
-    assert e.value.param == "tools.0.type"  # type: ignore[attr-defined]
+    assert e.value.param == "tools.0.type"
     if tool is SEARCH:
         assert "pin a provider of type openai" in e.value.message
     assert gateway.fleet["openai"].calls + gateway.fleet["anthropic"].calls == calls
@@ -182,7 +182,7 @@ def test_bounds_and_hints_the_relay_cannot_take_are_a_400(
     calls = gateway.fleet["openai"].calls
     with pytest.raises(openai.BadRequestError) as e:
         sdk.responses.create(model=PIN, input="hi", tools=[SEARCH], extra_body=extra)
-    assert e.value.param == param  # type: ignore[attr-defined]
+    assert e.value.param == param
     assert gateway.fleet["openai"].calls == calls
 
 
@@ -219,15 +219,18 @@ def test_a_stream_cut_after_its_first_events_ends_with_an_error_event_and_is_rec
         r = http.post("/v1/responses", json=body)
     frames = [f for f in r.text.split("\n\n") if f]
     assert frames[-1].startswith("event: error\n")
-    assert '"sequence_number":%d' % (len(frames) - 1) in frames[-1]
+    assert f'"sequence_number":{len(frames) - 1}' in frames[-1]
     assert not any(f.startswith("event: response.completed") for f in frames)
     assert failures(gateway) == failed + 1
 
 
 def test_a_relayed_response_is_not_stored_here(sdk: openai.OpenAI) -> None:
     r = sdk.responses.create(model=PIN, input="hi", tools=[SEARCH])
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as e:
         sdk.responses.retrieve(r.id)
+    assert "kept by OpenAI, not here" in e.value.message
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.delete(r.id)
 
 
 def test_a_budget_too_small_for_the_worst_case_is_refused_before_any_call(
@@ -252,3 +255,56 @@ def test_the_catalog_prices_the_hosted_tools(gateway: Gateway) -> None:
     assert catalog.tool_fee("openai", "gpt-5", "web_search_preview") == 0.01  # reasoning
     assert catalog.tool_fee("openai", "gpt-4.1", "file_search") == 0.0025
     assert catalog.tool_fee("openai", "gpt-4.1", "image_generation") is None
+
+
+def test_an_in_stream_failure_is_relayed_and_recorded_as_failed(
+    gateway: Gateway, sim: OpenAISimulator
+) -> None:
+    failed = failures(gateway)
+    sim.stream_error = "server_error"
+    try:
+        body = {"model": PIN, "input": "hi", "tools": [SEARCH], "stream": True}
+        with gateway.http() as http:
+            r = http.post("/v1/responses", json=body)
+    finally:
+        sim.stream_error = None
+    kinds = [f.split("\n", 1)[0] for f in r.text.split("\n\n") if f]
+    assert kinds[-2:] == ["event: error", "event: response.failed"]  # OpenAI's own
+    assert failures(gateway) == failed + 1
+
+
+def test_an_upstream_that_keeps_failing_is_a_502_after_the_retries(
+    sdk: openai.OpenAI, sim: OpenAISimulator
+) -> None:
+    calls = sim.calls
+    sim.script.fail_always(503)
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            sdk.responses.create(model=PIN, input="hi", tools=[SEARCH])
+    finally:
+        sim.script.recover()
+    assert e.value.status_code == 502 and "openai/gpt-4.1-mini" in e.value.message
+    assert sim.calls > calls + 1  # retried on the one target, never another vendor
+
+
+def test_a_key_that_may_not_use_the_model_is_403(fleet: Fleet) -> None:
+    with running(fleet, admin_key="admin-secret", key_cache_s=0) as gw:
+        _, secret = asyncio.run(gw.pr.ledger.create_key("team", models=["gpt-4o-mini"]))
+        with gw.http(authorization=f"Bearer {secret}") as http:
+            r = http.post("/v1/responses", json={"model": PIN, "input": "hi", "tools": [SEARCH]})
+        assert r.status_code == 403 and gw.fleet["openai"].calls == 0
+
+
+def test_a_keys_rate_limit_holds_for_relayed_calls_and_a_refusal_records_nothing(
+    fleet: Fleet,
+) -> None:
+    with running(fleet, admin_key="admin-secret", key_cache_s=0) as gw:
+        _, secret = asyncio.run(gw.pr.ledger.create_key("team", rpm=1))
+        body = {"model": PIN, "input": "hi", "tools": [SEARCH]}
+        with gw.http(authorization=f"Bearer {secret}") as http:
+            assert http.post("/v1/responses", json=body).status_code == 200
+            r = http.post("/v1/responses", json=body)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+        assert gw.fleet["openai"].calls == 1
+        report = asyncio.run(gw.pr.usage(by="model"))
+        assert sum(row["requests"] for row in report.as_dict()["rows"]) == 1

@@ -38,6 +38,7 @@ from polyroute.errors import (
     ProviderError,
     StreamInterruptedError,
 )
+from polyroute.gateway._chat import JSON, served_headers
 from polyroute.gateway._observe import Note
 from polyroute.gateway._problems import problem_of
 from polyroute.gateway._wire import dumps, sse
@@ -75,7 +76,6 @@ _CALL_ITEMS: Mapping[str, tuple[str, ...]] = {
 }
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _CLIENT_TOOLS = frozenset({"function", "custom"})
-JSON = "application/json"
 
 
 def hosted_tools(data: Mapping[str, Any]) -> list[tuple[int, str]]:
@@ -372,8 +372,6 @@ async def _joined(first: bytes, rest: AsyncGenerator[bytes, None] | None) -> Asy
 
 
 def _headers(target: Target, cost: float | None) -> dict[str, str]:
-    from polyroute.gateway._chat import served_headers
-
     return served_headers(target.provider, target.model, cost)
 
 
@@ -398,9 +396,9 @@ class _Bill:
         meter = self.pr.meter
         pid, model = self.client.id, self.relay.target.model
         limits = meter.limits
-        if limits is not None and limits.applies(pid, self.virtual_key):
-            self.hold = await limits.admit(pid, self.virtual_key, self.relay.worst_tokens)
         try:
+            if limits is not None and limits.applies(pid, self.virtual_key):
+                self.hold = await limits.admit(pid, self.virtual_key, self.relay.worst_tokens)
             self.reservation = await meter.ledger.reserve(
                 provider=pid,
                 model=model,

@@ -453,6 +453,11 @@ class ResponsesFormat:
 # -- the endpoints ---------------------------------------------------------------------
 
 
+RELAYED_ELSEWHERE = (
+    " (a response to a request relayed with hosted tools is kept by OpenAI, not here)"
+)
+
+
 class ResponsesEndpoint(ChatEndpoint):
     """``POST /v1/responses`` (the chat flow, with state), and ``GET``/``DELETE`` of one."""
 
@@ -558,12 +563,12 @@ class ResponsesEndpoint(ChatEndpoint):
             note.key = caller.key_id
             if delete:
                 if not await self.store.delete(response_id, caller.key_id):
-                    raise UnknownResponseError(response_id)
+                    raise UnknownResponseError(response_id, hint=RELAYED_ELSEWHERE)
                 body = dumps({"id": response_id, "object": "response", "deleted": True})
             else:
                 stored = await self.store.get(response_id, caller.key_id)
                 if stored is None:
-                    raise UnknownResponseError(response_id)
+                    raise UnknownResponseError(response_id, hint=RELAYED_ELSEWHERE)
                 body = stored.response.encode()
         except PolyrouteError as exc:
             problem = problem_of(exc)
