@@ -16,17 +16,24 @@ from polyroute.types import ChatRequest, ChatResponse, EmbeddingRequest, Message
 
 __all__ = ["RedactHook", "redact_text"]
 
-_PEM = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+# every repeat is bounded, and a block's scan stops at the next BEGIN: linear time on any text
+_PEM = (
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:(?!-----BEGIN )[\s\S]){0,16384}?"
+    r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+)
 _SECRETS: tuple[tuple[str, str], ...] = (
     ("private_key", _PEM),
-    ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
-    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{20,}"),
-    ("stripe_key", r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{16,1024}"),
+    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_-]{20,255}"),
+    (
+        "openai_key",
+        r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]{0,255}\d)[A-Za-z0-9_-]{20,255}",
+    ),
+    ("stripe_key", r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,255}"),
     ("aws_key", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
-    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
+    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
     ("google_key", r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"),
-    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,255}"),
 )
 _EMAIL = r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
 # a value assigned to a secret-sounding name: its value is masked, the name kept
@@ -34,7 +41,7 @@ _SECRET_NAME = (
     r"\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?key|client[_-]?secret|token|"
     r"password|passwd|auth[_-]?token)\b"
 )
-_ASSIGNED = re.compile(rf"(?i)({_SECRET_NAME}[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9_+/=.~-]{{16,}})")
+_ASSIGNED = re.compile(rf"(?i)({_SECRET_NAME}[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9_+/=.~-]{{16,255}})")
 _PHONE = (
     r"(?<![\w.+/-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,14}(?:[ .-]\d{1,8}){0,6}"
     r"(?![\w]|[.:/,-]\d)"
@@ -98,17 +105,36 @@ def _message(m: Message) -> Message:
 
 
 # the end of a buffer that may still grow into something to mask: a private key block not
-# yet closed, a secret's name and what follows it, a phone-shaped run, or a word
+# yet closed; else, within the last _MAX_HELD characters, a secret's name and what follows
+# it, a phone-shaped run, or a word
+_OPEN_PEM = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"
+    r"(?:(?!-----(?:END [A-Z0-9 ]*PRIVATE KEY-----|BEGIN ))[\s\S])*\Z"
+)
 _OPEN_TAIL = re.compile(
-    r"(?P<pem>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"
-    r"(?:(?!-----END [A-Z0-9 ]*PRIVATE KEY-----)[\s\S])*\Z)"
-    rf"|(?i:{_SECRET_NAME}[\"']?\s*[:=]?\s*[\"']?\S*\Z)"
-    r"|(?:\+|\()?\d[\d ().-]*\Z|\S+\Z"
+    rf"(?i:{_SECRET_NAME}[\"']?\s*[:=]?\s*[\"']?\S*\Z)|(?:\+|\()?\d[\d ().-]*\Z|\S+\Z"
 )
 _PEM_BLOCK = re.compile(_PEM)
 _MAX_HELD = 256
-"""Text without a space (CJK, long code lines) is passed on past this, not held to the end."""
+"""Text without a space (CJK, long code lines) is passed on past this, not held to the end;
+the tail is searched for only this far back, so a long chunk costs linear time."""
 _MAX_HELD_PEM = 16384
+
+
+def _cut(buffer: str) -> int:
+    """Where the part of ``buffer`` that can be passed on now ends."""
+    pem = _OPEN_PEM.search(buffer)
+    if pem is not None and len(buffer) - pem.start() <= _MAX_HELD_PEM:
+        return pem.start()
+    window = max(0, len(buffer) - _MAX_HELD)
+    tail = _OPEN_TAIL.search(buffer, window)
+    if tail is None or (window and tail.start() == window):  # none, or longer than held
+        return len(buffer)
+    cut = tail.start()
+    for block in _PEM_BLOCK.finditer(buffer):  # a closed block goes whole
+        if block.start() < cut < block.end():
+            cut = block.end()
+    return cut
 
 
 class _StreamRedactor:
@@ -122,14 +148,7 @@ class _StreamRedactor:
 
     async def chunk(self, text: str) -> str:
         buffer = self._held + text
-        tail = _OPEN_TAIL.search(buffer)
-        cut = len(buffer) if tail is None else tail.start()
-        limit = _MAX_HELD_PEM if tail is not None and tail.group("pem") else _MAX_HELD
-        if len(buffer) - cut > limit:
-            cut = len(buffer)
-        for block in _PEM_BLOCK.finditer(buffer, 0, len(buffer)):  # a closed block: whole
-            if block.start() < cut < block.end():
-                cut = block.end()
+        cut = _cut(buffer)
         self._held = buffer[cut:]
         return redact_text(buffer[:cut]) if cut else ""
 

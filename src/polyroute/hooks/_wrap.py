@@ -70,7 +70,7 @@ class HookedStream(ExecutedStream):
     """A stream whose request is hooked when iteration starts and whose text goes through
     the hooks' filters; what happened (attempts, target, cost) is the inner stream's."""
 
-    __slots__ = ("_hooks", "_inner")
+    __slots__ = ("_hooks",)
 
     def __init__(
         self,
@@ -82,7 +82,6 @@ class HookedStream(ExecutedStream):
     ) -> None:
         super().__init__(executor, decision, request, virtual_key)
         self._hooks = hooks
-        self._inner: ExecutedStream | None = None
 
     def _sync(self, inner: ExecutedStream) -> None:
         self.target = inner.target
@@ -95,7 +94,6 @@ class HookedStream(ExecutedStream):
         ctx = HookContext("chat", True, self.virtual_key)
         request = await hooks.request(self.request, ctx)
         inner = self.executor.stream(self.decision, request, virtual_key=self.virtual_key)
-        self._inner = inner
         self.attempts = inner.attempts  # the same lists, filled as the inner stream goes
         self.refusals = inner.refusals
         filters = hooks.filters(ctx)
