@@ -82,6 +82,7 @@ from polyroute.types import (
 )
 
 if TYPE_CHECKING:
+    from polyroute.alerts import Alerts
     from polyroute.hooks import Hooks
     from polyroute.telemetry import Telemetry
 
@@ -176,6 +177,13 @@ class Polyroute:
         self._clients: dict[str, ProviderClient] = {}
         self._catalog: Catalog | None = None
         settings = config.settings
+        self.alerts: Alerts | None = None
+        """``[[alerts]]``: the webhooks posted the events they chose (``None``: none)."""
+        if settings.alerts:
+            from polyroute.alerts import Alerts
+
+            self.alerts = Alerts.from_config(config)
+            self.alerts.attach(self.events)
         self.stats = LatencyStats()
         self.breakers = Breakers(settings.router.circuit_breaker, on_change=self._breaker_changed)
         self.health_monitor = HealthMonitor(
@@ -604,6 +612,8 @@ class Polyroute:
                 else:
                     await self._ledger.flush()
         finally:
+            if self.alerts is not None:  # after the ledger's last events: posted within a grace
+                await self.alerts.aclose()
             await self.shared.aclose()
             await self.pool.aclose()
             if self._own_telemetry and self.telemetry is not None:

@@ -30,6 +30,7 @@ from polyroute.catalog import Catalog, ModelOverride
 from polyroute.credentials import Vault, vault_for
 from polyroute.credentials import valid_id as valid_vault_id  # one id rule, the vault's
 from polyroute.errors import ConfigError, CredentialError, PolyrouteError, WrongPassphraseError
+from polyroute.hub import EVENT_KINDS
 from polyroute.ledger._records import MAX_USD
 from polyroute.providers import (
     MB,
@@ -268,6 +269,55 @@ class HooksConfig(_Section):
         return dict((self.model_extra or {}).get(name, {}))
 
 
+class AlertConfig(_Section):
+    """An ``[[alerts]]`` entry: a webhook the chosen events are posted to, in batches, off
+    the request path (:mod:`polyroute.alerts`)."""
+
+    url: str
+    """``https://...`` (a secret: never logged), or ``env:NAME`` to read it from there."""
+    events: tuple[str, ...] = Field(min_length=1)
+    format: Literal["json", "slack"] = "json"
+    batch_max: int = Field(20, ge=1, le=1000)
+    """Events per POST, at most."""
+    batch_s: float = Field(1.0, ge=0, le=3600)
+    """How long the first event of a batch waits for others."""
+    max_queue: int = Field(1000, ge=1, le=1_000_000)
+    """Events waiting, at most: past it an event is dropped (and counted)."""
+    timeout_s: float = Field(5, gt=0, le=300)
+    """Each POST's."""
+    retries: int = Field(5, ge=0, le=20)
+    """Further tries of a POST that failed (exponential backoff with jitter)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        # the message never repeats the value: a webhook URL is a secret
+        if v.startswith("env:"):
+            if not v[4:]:
+                raise ValueError("env: needs a variable name")
+            return v
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(v)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an http(s) URL or env:NAME")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [k for k in v if k not in EVENT_KINDS]
+        if unknown:
+            raise ValueError(
+                f"no event kind {', '.join(map(repr, unknown))} (kinds: {', '.join(EVENT_KINDS)})"
+            )
+        return v
+
+
 class Settings(_Section):
     """The whole config file, validated."""
 
@@ -279,6 +329,8 @@ class Settings(_Section):
     gateway: GatewayConfig = GatewayConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     hooks: HooksConfig = HooksConfig()
+    alerts: tuple[AlertConfig, ...] = ()
+    """``[[alerts]]``: webhooks posted the chosen events."""
     budget: GlobalBudgetConfig | None = None
     """The global budget: every provider's spend together."""
     providers: dict[str, ProviderConfig] = {}

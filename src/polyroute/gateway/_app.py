@@ -74,7 +74,9 @@ def create_app(
     stop_listening = _replica_news(polyroute, auth)
     selector = Selector(polyroute)
     served = [(t.provider, t.model) for t in polyroute.router.pairs]
-    metrics = Metrics(polyroute.breakers, polyroute.config.enabled, served, polyroute.shared)
+    metrics = Metrics(
+        polyroute.breakers, polyroute.config.enabled, served, polyroute.shared, polyroute.alerts
+    )
     calls = Calls(polyroute, auth, selector, max_body_bytes)
     reads = Reads(polyroute, auth, selector, metrics)
     count = CountTokens(polyroute, auth, selector, max_body_bytes)

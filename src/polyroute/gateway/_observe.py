@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from polyroute.hub import BudgetExceededEvent, HubEvent, RequestFailed, RequestSucceeded
 
 if TYPE_CHECKING:
+    from polyroute.alerts import Alerts
     from polyroute.router.breaker import Breakers
     from polyroute.shared import Shared
 
@@ -114,6 +115,38 @@ class _SharedUp:
         yield gauge
 
 
+class _AlertCounts:
+    """``[[alerts]]`` events sent, given up on and dropped, per entry (its index in the
+    config: a webhook URL is a secret, never a label), read at scrape time."""
+
+    def __init__(self, alerts: Alerts) -> None:
+        self.alerts = alerts
+
+    def collect(self) -> Iterable[Metric]:
+        sent = CounterMetricFamily(
+            "polyroute_alerts_sent",
+            "Alert events delivered, per [[alerts]] entry.",
+            labels=["alert"],
+        )
+        failed = CounterMetricFamily(
+            "polyroute_alerts_failed",
+            "Alert events given up on after every retry, per [[alerts]] entry.",
+            labels=["alert"],
+        )
+        dropped = CounterMetricFamily(
+            "polyroute_alerts_dropped",
+            "Alert events never posted (queue_full, shutdown, no_loop), per [[alerts]] entry.",
+            labels=["alert", "reason"],
+        )
+        for w in self.alerts.webhooks:
+            alert = str(w.index)
+            sent.add_metric([alert], w.sent)
+            failed.add_metric([alert], w.failed)
+            for reason in ("queue_full", "shutdown", "no_loop"):
+                dropped.add_metric([alert, reason], w.dropped.get(reason, 0))
+        yield from (sent, failed, dropped)
+
+
 class Metrics:
     """This gateway's Prometheus metrics, in a registry of its own (no global state)."""
 
@@ -123,10 +156,12 @@ class Metrics:
         providers: Callable[[], Sequence[str]],
         served: Iterable[tuple[str, str]] = (),
         shared: Shared | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         """``served``: the (provider, model) pairs configured; other models a caller pins
         are counted as ``"other"``, so callers cannot grow the series without bound.
-        ``shared``: with Redis, ``polyroute_shared_state_up`` says whether it answers."""
+        ``shared``: with Redis, ``polyroute_shared_state_up`` says whether it answers.
+        ``alerts``: ``polyroute_alerts_{sent,failed,dropped}_total`` count its events."""
         self._served = frozenset(served)
         r = self.registry = CollectorRegistry()
         self.requests = _Children(
@@ -181,6 +216,8 @@ class Metrics:
         r.register(_BreakerStates(breakers, providers))
         if shared is not None and shared.enabled:
             r.register(_SharedUp(shared))
+        if alerts is not None:
+            r.register(_AlertCounts(alerts))
 
     def on_event(self, event: HubEvent) -> None:
         """A client event (subscribe this to the client's hub)."""
