@@ -210,7 +210,7 @@ def test_an_unknown_type_lists_builtins_and_installed() -> None:
 
 
 def test_a_broken_provider_plugin_is_a_clear_error_naming_it(
-    fake_plugins: Path, tmp_path: Path
+    fake_plugins: Path, tmp_path: Path, config: Path
 ) -> None:
     fake_dist(fake_plugins, "polyroute-broken", "[polyroute.providers]\nbroken = polyroute_broken:P\n",
               module="import no_such_dependency\n")  # fmt: skip
@@ -228,6 +228,9 @@ def test_a_broken_provider_plugin_is_a_clear_error_naming_it(
     assert listing.exit_code == 0
     rows = {t["name"]: t for t in json.loads(listing.stdout)["types"]}
     assert "no_such_dependency" in rows["broken"]["error"] and rows["cohere"]["error"] is None
+    # a config that does not use it works as if it were not installed
+    ok = invoke("ask", "hi", "--provider", "cohere-1", "--config", str(config))
+    assert ok.exit_code == 0 and "Cohere answers well" in ok.stdout
 
 
 @pytest.mark.parametrize(
