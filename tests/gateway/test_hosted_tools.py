@@ -26,7 +26,14 @@ WEB_SEARCH_FEE = 0.01  # OpenAI: $10 per 1k web search calls
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     db = tmp_path_factory.mktemp("gateway") / "ledger.db"
     with Fleet() as fleet:
-        gw = start(fleet, sections={"storage": {"url": f"sqlite:///{db}"}})
+        compatible = {
+            "type": "openai-compatible",
+            "base_url": fleet["openai"].base_url,
+            "api_key": "env:POLYROUTE_SIM_KEY",
+            "models": [MODEL],
+        }
+        storage = {"storage": {"url": f"sqlite:///{db}"}}
+        gw = start(fleet, sections=storage, extra_providers={"compat": compatible})
         try:
             yield gw
         finally:
@@ -151,6 +158,7 @@ def test_the_stream_is_the_upstreams_bytes(gateway: Gateway, sim: OpenAISimulato
         (MODEL, SEARCH),  # a bare name routes
         ("auto", SEARCH),
         ("anthropic/claude-haiku-4-5", SEARCH),  # another vendor
+        (f"compat/{MODEL}", SEARCH),  # an OpenAI-compatible server has no hosted tools
         (PIN, {"type": "code_interpreter", "container": {"type": "auto"}}),  # no price to meter
     ],
 )
@@ -308,3 +316,21 @@ def test_a_keys_rate_limit_holds_for_relayed_calls_and_a_refusal_records_nothing
         assert gw.fleet["openai"].calls == 1
         report = asyncio.run(gw.pr.usage(by="model"))
         assert sum(row["requests"] for row in report.as_dict()["rows"]) == 1
+
+
+def test_relayed_calls_are_told_to_the_event_hub(
+    sdk: openai.OpenAI, sim: OpenAISimulator, gateway: Gateway
+) -> None:
+    seen: list[Any] = []
+    stop = gateway.pr.meter.hub.subscribe(seen.append, "request_succeeded", "request_failed")
+    try:
+        sdk.responses.create(model=PIN, input="hi", tools=[SEARCH])
+        sim.script.fail_next(status=400, message="No such store")
+        with pytest.raises(openai.BadRequestError):
+            sdk.responses.create(model=PIN, input="hi", tools=[SEARCH])
+    finally:
+        stop()
+    ok, failed = seen
+    assert (ok.kind, ok.provider, ok.model) == ("request_succeeded", "openai", MODEL)
+    assert ok.cost_usd > WEB_SEARCH_FEE
+    assert (failed.kind, failed.status, failed.error_type) == ("request_failed", 400, "bad_request")

@@ -42,6 +42,7 @@ from polyroute.gateway._chat import JSON, served_headers
 from polyroute.gateway._observe import Note
 from polyroute.gateway._problems import problem_of
 from polyroute.gateway._wire import dumps, sse
+from polyroute.hub import RequestFailed, RequestSucceeded
 from polyroute.ledger._meter import output_bound
 from polyroute.ledger._records import Reservation, Status, UsageRecord
 from polyroute.providers._base import HttpCall
@@ -454,6 +455,18 @@ class _Bill:
         meter.ledger.record(record, self.reservation)
         if self.hold is not None:
             self.hold.settle(usage.total_tokens)
+        if status == "ok" and meter.hub.listening:
+            meter.hub.emit(
+                RequestSucceeded(
+                    record.provider,
+                    record.model,
+                    latency_ms,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    cost,
+                    request_id,
+                )
+            )
         return cost
 
     def failed(self, exc: BaseException | None, latency_ms: float, items: Any = ()) -> None:
@@ -466,3 +479,15 @@ class _Bill:
         if kind is None and isinstance(exc, Exception):
             kind = type(exc).__name__
         self.write({}, latency_ms, None, None, status, kind, list(items))
+        hub = self.pr.meter.hub
+        if hub.listening:
+            hub.emit(
+                RequestFailed(
+                    self.client.id,
+                    self.relay.target.model,
+                    latency_ms,
+                    kind or status,
+                    str(exc) if exc is not None else "the caller stopped reading the stream",
+                    exc.status if isinstance(exc, ProviderError) else None,
+                )
+            )
