@@ -419,3 +419,64 @@ def test_plugin_catalog_entries_of_another_type_are_refused(fake_plugins: Path) 
         r"model 'command-a-03-2025' is of type 'cohere', not 'mixed'",
     ):
         plugin_catalog(["mixed"])
+
+
+def test_a_documented_tool_stream_decodes() -> None:
+    """The event sequence of Cohere's tool-use streaming guide (plan, call, citations),
+    as the SDK's ``V2ChatStreamResponse`` types name it."""
+    from polyroute.events import StreamEnd, StreamStart, ToolCallDelta
+
+    call = {"id": "get_weather_776n8ctsgycn", "type": "function"}
+    events = [
+        {"id": "29f14a5a", "type": "message-start", "delta": {"message": {"role": "assistant"}}},
+        {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": "I will look it up"}}},
+        {"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": {
+            **call, "function": {"name": "get_weather", "arguments": ""}}}}},
+        {"type": "tool-call-delta", "index": 0,
+         "delta": {"message": {"tool_calls": {"function": {"arguments": '{"location":'}}}}},
+        {"type": "tool-call-delta", "index": 0,
+         "delta": {"message": {"tool_calls": {"function": {"arguments": '"Toronto"}'}}}}},
+        {"type": "tool-call-end", "index": 0},
+        {"type": "citation-start", "index": 0, "delta": {"message": {"citations": {}}}},
+        {"type": "citation-end", "index": 0},
+        {"type": "message-end", "delta": {"finish_reason": "TOOL_CALL", "usage": {
+            "billed_units": {"input_tokens": 37, "output_tokens": 28},
+            "tokens": {"input_tokens": 913, "output_tokens": 81}, "cached_tokens": 12.0}}},
+    ]  # fmt: skip
+    decoder = CohereProtocol().stream_decoder(ChatRequest("command-a-03-2025", []))
+    out = [e for ev in events for e in decoder.feed(json.dumps(ev), ev["type"])]
+    assert decoder.done
+    assert out[0] == StreamStart("29f14a5a", "command-a-03-2025")
+    calls = [e for e in out if isinstance(e, ToolCallDelta)]
+    assert calls[0].id == call["id"] and calls[0].name == "get_weather"
+    assert "".join(c.arguments for c in calls) == '{"location":"Toronto"}'
+    end = out[-1]
+    assert isinstance(end, StreamEnd) and end.finish_reason == "tool_calls"
+    assert (end.usage.prompt_tokens, end.usage.completion_tokens) == (37, 28)
+    assert end.usage.cached_tokens == 12 and end.raw_finish_reason == "TOOL_CALL"
+    assert len(out) == 5  # the plan and the citations are not answer text
+
+
+def test_a_documented_answer_parses() -> None:
+    """A ``V2ChatResponse`` as Cohere's chat reference shows it: content blocks, no model."""
+    body = {
+        "id": "c14c80c3-18eb-4519-9460-6c92edd8cfb4",
+        "finish_reason": "COMPLETE",
+        "message": {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "LLMs are "}, {"type": "text", "text": "big."}],
+            "citations": [],
+        },
+        "usage": {
+            "billed_units": {"input_tokens": 5, "output_tokens": 7},
+            "tokens": {"input_tokens": 71, "output_tokens": 7},
+        },
+    }
+    r = CohereProtocol().parse_chat(body)
+    assert (r.content, r.model, r.finish_reason, r.raw_finish_reason) == (
+        "LLMs are big.",
+        "",
+        "stop",
+        "COMPLETE",
+    )
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.tool_calls) == (5, 7, ())
