@@ -141,3 +141,26 @@ def test_a_failing_hook_is_a_500_naming_it(fleet: Fleet, hook: str, why: str) ->
             r = http.post("/v1/messages", json=body | {"max_tokens": 50})
             assert r.status_code == 500 and r.json()["error"]["message"] == why
         assert fleet["openai"].calls == fleet["anthropic"].calls == 0
+
+
+def test_a_filter_failing_mid_stream_ends_it_with_an_error_frame(fleet: Fleet) -> None:
+    """After the head is sent, a failing stream filter is the format's error event, never a
+    clean end of a partial answer."""
+    hooks = {"enabled": ["example-crash"], "example-crash": {"step": "stream"}}
+    with running(fleet, sections={"hooks": hooks}) as gw, gw.http() as http:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        r = http.post("/v1/chat/completions", json=body | {"stream": True})
+        assert r.status_code == 200
+        frames = [json.loads(line[6:]) for line in r.text.splitlines() if line[6:7] == "{"]
+        assert frames[-1]["error"]["message"] == (
+            "hook example-crash failed: stream_filter raised RuntimeError"
+        )
+        assert "[DONE]" not in r.text
+        r = http.post("/v1/messages", json=body | {"stream": True, "max_tokens": 50})
+        assert r.status_code == 200 and "event: error" in r.text
+
+
+def test_embeddings_input_is_redacted_at_the_gateway(gateway: Gateway, fleet: Fleet) -> None:
+    oa, _ = clients(gateway)
+    oa.embeddings.create(model="text-embedding-3-small", input=["ask jane.doe@example.com"])
+    assert fleet["openai"].last_request().body["input"] == ["ask [REDACTED:email]"]

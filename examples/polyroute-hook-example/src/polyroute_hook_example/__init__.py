@@ -4,8 +4,9 @@
   the last user message: a rewrite the upstream sees.
 - ``example-blocklist``: refuses a request whose text contains one of ``words``.
 - ``example-upper``: upper-cases answers, whole or streamed.
-- ``example-slow``, ``example-crash``: a hook that hangs and one that raises, for the tests
-  of how a failing hook fails the request.
+- ``example-slow``, ``example-crash``: a hook that hangs and one that raises (``step``:
+  in ``pre_request``, or in a stream's filter at its second chunk), for the tests of how a
+  failing hook fails the request.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Literal
 
 from polyroute.errors import HookRefusal
 from polyroute.hooks import Hook, HookContext, StreamFilter
@@ -79,8 +81,30 @@ class SlowHook(Hook):
         return request
 
 
+class _CrashOnSecond:
+    def __init__(self) -> None:
+        self.seen = 0
+
+    async def chunk(self, text: str) -> str:
+        self.seen += 1
+        if self.seen == 2:
+            raise RuntimeError("the example filter crashed, as it was written to")
+        return text
+
+    async def end(self) -> str:
+        return ""
+
+
 class CrashHook(Hook):
     name = "example-crash"
 
+    def __init__(self, *, step: Literal["pre_request", "stream"] = "pre_request") -> None:
+        self.step = step
+
     async def pre_request(self, request: ChatRequest, ctx: HookContext) -> ChatRequest:
-        raise RuntimeError("the example hook crashed, as it was written to")
+        if self.step == "pre_request":
+            raise RuntimeError("the example hook crashed, as it was written to")
+        return request
+
+    def stream_filter(self, ctx: HookContext) -> StreamFilter | None:
+        return _CrashOnSecond() if self.step == "stream" else None
