@@ -5,13 +5,17 @@ budget changes, alerts and refusals, health going and coming back, routing decis
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from click.testing import CliRunner
 
+from polyroute.cli import cli
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.errors import BudgetExceeded
@@ -218,3 +222,64 @@ def test_a_hub_logs_fleet_events_at_info_and_every_event_at_debug(
     ]
     caplog.set_level(logging.DEBUG, logger="polyroute.events")
     assert [e["kind"] for e in emitted()] == ["breaker_changed", "request_succeeded"]
+
+
+def test_the_cli_logs_every_event_with_debug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # what is captured; the polyroute logger says what is sent
+    polyroute_log = logging.getLogger("polyroute")
+    before = polyroute_log.level
+    polyroute_log.setLevel(logging.WARNING)
+    try:
+        with Fleet(("openai",), reply="fine") as fleet:
+            monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
+            config = tmp_path / "polyroute.toml"
+            config.write_text(fleet.toml())
+            quiet = ["budget", "set", "openai", "--monthly", "50", "--config", str(config)]
+            assert CliRunner().invoke(cli, quiet).exit_code == 0
+            for args in (["budget", "set", "openai", "--daily", "5"], ["ask", "hi"]):
+                r = CliRunner().invoke(cli, ["--debug", *args, "--config", str(config)])
+                assert r.exit_code == 0, r.output
+    finally:
+        polyroute_log.setLevel(before)
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "polyroute.events"]
+    changed, *rest = events  # without --debug, the monthly change was not logged
+    assert changed == {
+        "kind": "budget_changed",
+        "scope": "provider:openai",
+        "period": "daily",
+        "previous_usd": None,
+        "limit_usd": 5.0,
+        "reason": "set",
+    }
+    kinds = [e["kind"] for e in rest]
+    assert kinds[:2] == ["routing_decision", "request_succeeded"] and "usage_recorded" in kinds
+
+
+def test_the_gateway_logs_fleet_events_at_info(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyroute.gateway._app import from_env
+    from polyroute.gateway._observe import access_log
+    from polyroute.hub import events_log
+
+    saved = [
+        (log, log.level, log.propagate, list(log.handlers)) for log in (access_log, events_log)
+    ]
+    with Fleet(("openai",)) as fleet:
+        monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
+        config = tmp_path / "polyroute.toml"
+        config.write_text(fleet.toml())
+        monkeypatch.setenv("POLYROUTE_CONFIG", str(config))
+        try:
+            from_env()
+            hub = EventHub()
+            assert hub.wants("breaker_changed") and hub.wants("fallback")
+            assert not hub.wants("request_succeeded")  # the access log has a line per request
+        finally:
+            gc.unfreeze()
+            for log, level, propagate, handlers in saved:
+                log.handlers[:] = handlers
+                log.setLevel(level)
+                log.propagate = propagate
