@@ -334,3 +334,40 @@ def test_relayed_calls_are_told_to_the_event_hub(
     assert (ok.kind, ok.provider, ok.model) == ("request_succeeded", "openai", MODEL)
     assert ok.cost_usd > WEB_SEARCH_FEE
     assert (failed.kind, failed.status, failed.error_type) == ("request_failed", 400, "bad_request")
+
+
+def test_an_open_breaker_keeps_relayed_calls_away(fleet: Fleet) -> None:
+    breaker = {"failure_threshold": 2, "reset_timeout_s": 60, "half_open_requests": 1}
+    sections = {"router": {"circuit_breaker": breaker}}
+    with running(fleet, sections=sections) as gw, gw.http() as http:
+        sim = gw.fleet["openai"]
+        sim.script.fail_always(500)
+        body = {"model": PIN, "input": "hi", "tools": [SEARCH]}
+        assert http.post("/v1/responses", json=body).status_code == 502
+        assert gw.pr.breakers.get("openai").state == "open"
+        calls = sim.calls
+        r = http.post("/v1/responses", json=body)
+        assert r.status_code == 502 and "circuit breaker open" in r.json()["error"]["message"]
+        assert sim.calls == calls  # no call while open
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_that_is_not_openais_format_is_retried(
+    gateway: Gateway, sim: OpenAISimulator, stream: bool
+) -> None:
+    calls = sim.calls
+    sim.script.garbage_next()
+    body = {"model": PIN, "input": "hi", "tools": [SEARCH], "stream": stream}
+    with gateway.http() as http:
+        r = http.post("/v1/responses", json=body)
+    assert r.status_code == 200 and sim.calls == calls + 2
+    assert "web_search_call" in r.text
+
+
+def test_an_event_that_is_not_json_is_an_invalid_response() -> None:
+    from polyroute.errors import InvalidResponseError
+    from polyroute.gateway._relay import _loads
+
+    with pytest.raises(InvalidResponseError) as e:
+        _loads("{not json", "openai")
+    assert e.value.provider == "openai"
