@@ -164,3 +164,18 @@ def test_embeddings_input_is_redacted_at_the_gateway(gateway: Gateway, fleet: Fl
     oa, _ = clients(gateway)
     oa.embeddings.create(model="text-embedding-3-small", input=["ask jane.doe@example.com"])
     assert fleet["openai"].last_request().body["input"] == ["ask [REDACTED:email]"]
+
+
+def test_count_tokens_sends_the_hooked_request(gateway: Gateway, fleet: Fleet) -> None:
+    """/v1/messages/count_tokens sends the messages to an Anthropic upstream to be counted:
+    that request is redacted too, and a refusal is the same 400."""
+    _, an = clients(gateway)
+    user: Any = [{"role": "user", "content": "I am jane.doe@example.com"}]
+    an.messages.count_tokens(model="claude-sonnet-4-6", messages=user)
+    sent = fleet["anthropic"].last_request()
+    assert sent.path == "/v1/messages/count_tokens"
+    assert "jane" not in json.dumps(sent.body) and "[REDACTED:email]" in json.dumps(sent.body)
+    forbidden: Any = [{"role": "user", "content": "forbidden"}]
+    with pytest.raises(anthropic.BadRequestError) as info:
+        an.messages.count_tokens(model="claude-sonnet-4-6", messages=forbidden)
+    assert info.value.body["error"]["message"] == REASON

@@ -6,7 +6,7 @@ are checked as for ``/v1/messages``. The answer is ``{"input_tokens": N}``:
 - exact where the request's upstream counts: a pin to an Anthropic-type
   provider, or a bare model one of them serves. Its own
   ``/v1/messages/count_tokens`` answers (``anthropic-beta`` forwarded); the call
-  is free and not in the ledger.
+  is free and not in the ledger. Pre-request hooks see it first, as any request.
 - else estimated (:func:`polyroute.tokens.estimate_prompt_tokens`, the routing
   guess): other vendors, ``auto`` and ``fusion`` (no single upstream).
 
@@ -77,6 +77,11 @@ class CountTokens:
             target = self.counter(self.selector.chat(chat, inbound.hints, caller))
             if target is not None:
                 client = self.pr.client(target.provider)
+                if self.pr.hooks is not None:  # what leaves to be counted is hooked too
+                    from polyroute.hooks import HookContext
+
+                    ctx = HookContext("count_tokens", virtual_key=caller.key_id)
+                    chat = await self.pr.hooks.request(chat, ctx)
                 tokens = await client.count_tokens(replace(chat, model=target.model))
         except PolyrouteError as exc:
             problem = problem_of(exc)

@@ -14,7 +14,9 @@ __all__ = ["Hook", "HookContext", "StreamFilter"]
 class HookContext:
     """What a hook knows of the request it sees."""
 
-    kind: Literal["chat", "fusion", "embeddings"]
+    kind: Literal["chat", "fusion", "embeddings", "count_tokens"]
+    """``count_tokens``: the gateway's ``/v1/messages/count_tokens`` sends the request to an
+    Anthropic upstream to be counted, not answered."""
     stream: bool = False
     virtual_key: str | None = None
     """The gateway key the request is billed to (``None``: a library call without one)."""
