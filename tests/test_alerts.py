@@ -271,3 +271,21 @@ def test_every_event_kind_has_a_summary_and_a_json_payload() -> None:
 def test_a_breakers_object_is_enough_for_metrics_without_alerts() -> None:
     metrics = Metrics(Breakers(validate({}, "c").router.circuit_breaker), lambda: ())
     assert "polyroute_alerts" not in generate_latest(metrics.registry).decode()
+
+
+async def test_an_event_from_another_thread_is_handed_to_the_loop(receiver: Receiver) -> None:
+    w = Webhook(0, spec(receiver.url, batch_s=0), receiver.url)
+    alerts = Alerts([w])
+    stranger = threading.Thread(target=alerts.on_event, args=(OPEN,))
+    stranger.start()  # no loop seen yet: nowhere to post from
+    stranger.join()
+    assert w.dropped == {"no_loop": 1} and w.queued == 0
+    alerts.on_event(UNWELL)  # on the loop: remembered
+    stranger = threading.Thread(target=alerts.on_event, args=(OPEN,))
+    stranger.start()
+    stranger.join()
+    await asyncio.sleep(0)  # the handed-over event is queued on the loop
+    await alerts.aclose(grace_s=5)
+    posted = [e["kind"] for b in receiver.bodies() for e in b["events"]]
+    assert sorted(posted) == ["breaker_changed", "health_changed"]
+    assert (w.sent, w.dropped) == (2, {"no_loop": 1})

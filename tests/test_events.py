@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
@@ -283,3 +283,37 @@ def test_the_gateway_logs_fleet_events_at_info(
                 log.handlers[:] = handlers
                 log.setLevel(level)
                 log.propagate = propagate
+
+
+async def test_a_key_created_with_a_budget_is_a_budget_change(tmp_path: Path) -> None:
+    from polyroute.ledger import Ledger, key_scope
+
+    ledger = Ledger(f"sqlite:///{tmp_path}/l.db")
+    seen: list[HubEvent] = []
+    ledger.hub.subscribe(seen.append, "budget_changed")
+    try:
+        key, _ = await ledger.create_key("ci", monthly_usd=20.0)
+        await ledger.create_key("free")  # no budget: no event
+    finally:
+        await ledger.aclose()
+    assert seen == [BudgetChanged(key_scope(key.id), "monthly", None, 20.0, "key created")]
+
+
+async def test_a_health_verdict_from_another_replica_is_a_remote_change() -> None:
+    from polyroute.router.health import HealthMonitor, HealthStatus
+
+    changes: list[tuple[str, bool, bool]] = []
+
+    def client(_: str) -> Any:
+        raise AssertionError("adopting probes nobody")
+
+    monitor = HealthMonitor(
+        client,
+        lambda: ["openai"],
+        on_change=lambda now, before, remote: changes.append((now.provider, now.ok, remote)),
+    )
+    assert monitor.adopt(HealthStatus("openai", False, 10.0, 5.0, 0, "HTTP 401", "authentication"))
+    assert not monitor.adopt(HealthStatus("openai", True, 9.0, 5.0))  # older: ignored
+    assert monitor.adopt(HealthStatus("openai", False, 11.0, 5.0, 0, "HTTP 401"))  # no change
+    assert monitor.adopt(HealthStatus("openai", True, 12.0, 5.0))
+    assert changes == [("openai", False, True), ("openai", True, True)]
