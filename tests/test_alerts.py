@@ -12,12 +12,15 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client import generate_latest
 
 from polyroute.alerts import Alerts, Webhook, payload, redact_url, summary
+from polyroute.cli import cli
 from polyroute.client import Polyroute
 from polyroute.config import AlertConfig, Config, validate
 from polyroute.errors import ConfigError
@@ -289,3 +292,36 @@ async def test_an_event_from_another_thread_is_handed_to_the_loop(receiver: Rece
     posted = [e["kind"] for b in receiver.bodies() for e in b["events"]]
     assert sorted(posted) == ["breaker_changed", "health_changed"]
     assert (w.sent, w.dropped) == (2, {"no_loop": 1})
+
+
+async def test_another_replicas_change_is_not_posted_again(receiver: Receiver) -> None:
+    w = Webhook(0, spec(receiver.url, batch_s=0), receiver.url)
+    hub = EventHub()
+    Alerts([w]).attach(hub)
+    hub.emit(BreakerChanged("openai", "closed", "open", 5, 60.0, remote=True))
+    hub.emit(HealthChanged("openai", "healthy", "unhealthy", "down", None, remote=True))
+    hub.emit(OPEN)
+    await w.aclose(grace_s=5)
+    assert [e["remote"] for b in receiver.bodies() for e in b["events"]] == [False]
+
+
+def test_cli_budget_changes_are_posted(
+    receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Fleet(("openai",)) as fleet:
+        monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
+        monkeypatch.setenv("HOOK_URL", receiver.url)
+        config = tmp_path / "polyroute.toml"
+        config.write_text(
+            fleet.toml()
+            + '\n[[alerts]]\nurl = "env:HOOK_URL"\nevents = ["budget_changed"]\nformat = "slack"\n'
+        )
+        for args in (
+            ["budget", "set", "openai", "--daily", "5"],
+            ["keys", "create", "--name", "ci", "--monthly-usd", "20"],
+        ):
+            r = CliRunner().invoke(cli, [*args, "--config", str(config)])
+            assert r.exit_code == 0, r.output
+    texts = [b["text"] for b in receiver.bodies()]
+    assert texts[0] == "polyroute: budget provider:openai: daily limit none -&gt; $5.00 (set)"
+    assert texts[1].startswith("polyroute: budget key:") and "$20.00 (key created)" in texts[1]

@@ -14,6 +14,6 @@ A webhook URL is a secret: logs and errors name it by scheme and host only.
 """
 
 from polyroute.alerts._text import payload, redact_url, summary
-from polyroute.alerts._webhook import Alerts, Webhook, webhook_url
+from polyroute.alerts._webhook import Alerts, Webhook, posting, webhook_url
 
-__all__ = ["Alerts", "Webhook", "payload", "redact_url", "summary", "webhook_url"]
+__all__ = ["Alerts", "Webhook", "payload", "posting", "redact_url", "summary", "webhook_url"]

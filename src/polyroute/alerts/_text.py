@@ -40,7 +40,7 @@ def redact_url(url: str) -> str:
 
 
 def _usd(v: float | None) -> str:
-    return "no limit" if v is None else f"${v:,.2f}"
+    return "none" if v is None else f"${v:,.2f}"
 
 
 def summary(event: HubEvent) -> str:

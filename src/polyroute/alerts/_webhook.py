@@ -7,14 +7,21 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from polyroute.alerts._text import payload, redact_url
 from polyroute.errors import ConfigError
-from polyroute.hub import EVENT_KINDS, EventHub, EventKind, HubEvent
+from polyroute.hub import (
+    EVENT_KINDS,
+    BreakerChanged,
+    EventHub,
+    EventKind,
+    HealthChanged,
+    HubEvent,
+)
 
 if TYPE_CHECKING:
     import httpx2
@@ -191,16 +198,19 @@ class Webhook:
 
         headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         try:
-            response = await client.post(self._url, content=body, headers=headers)
+            # the answer's body is never read: its status says all
+            async with client.stream("POST", self._url, content=body, headers=headers) as r:
+                status, retry_after = r.status_code, r.headers.get("retry-after")
         except httpx2.TimeoutException:
             return _Outcome(f"no answer within {self.spec.timeout_s:g}s", True)
         except httpx2.TransportError as exc:  # its text may carry the URL: the type only
             return _Outcome(f"cannot reach it ({type(exc).__name__})", True)
-        status = response.status_code
+        except httpx2.HTTPError as exc:
+            return _Outcome(f"cannot post to it ({type(exc).__name__})", False)
         if 200 <= status < 300:
             return None
         retry = status in (408, 425, 429) or status >= 500
-        return _Outcome(f"HTTP {status}", retry, _retry_after(response.headers.get("retry-after")))
+        return _Outcome(f"HTTP {status}", retry, _retry_after(retry_after))
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -274,6 +284,8 @@ class Alerts:
                 w.drop("no_loop")
 
     def _offer(self, event: HubEvent) -> None:
+        if isinstance(event, BreakerChanged | HealthChanged) and event.remote:
+            return  # the replica where it happened posts it: one alert per change, not N
         for w in self.webhooks:
             if event.kind in w.kinds:
                 w.offer(event)
@@ -281,3 +293,19 @@ class Alerts:
     async def aclose(self, grace_s: float = GRACE_S) -> None:
         """Post what is queued, all webhooks together within ``grace_s``, then stop."""
         await asyncio.gather(*(w.aclose(grace_s) for w in self.webhooks))
+
+
+@contextlib.asynccontextmanager
+async def posting(config: Config, hub: EventHub) -> AsyncIterator[None]:
+    """Post ``hub``'s events to ``config``'s ``[[alerts]]`` while the block runs, and what is
+    queued when it ends (a CLI command's budget changes); nothing without ``[[alerts]]``."""
+    if not config.settings.alerts:
+        yield
+        return
+    alerts = Alerts.from_config(config)
+    stop = alerts.attach(hub)
+    try:
+        yield
+    finally:
+        stop()
+        await alerts.aclose()

@@ -176,11 +176,14 @@ def budget_set(budget_id: str, daily: str | None, monthly: str | None, alerts: s
             raise ConfigError(
                 f"no provider {budget_id!r} to budget (configured: {known}; or 'global')"
             )
+        from polyroute.alerts import posting
+
         ledger = ledger_for(config)
         try:
-            limits = await ledger.set_budget(
-                scope, daily_usd=daily_v, monthly_usd=monthly_v, alert_percents=alerts_v
-            )
+            async with posting(config, ledger.hub):  # the change, to [[alerts]] webhooks
+                limits = await ledger.set_budget(
+                    scope, daily_usd=daily_v, monthly_usd=monthly_v, alert_percents=alerts_v
+                )
         finally:
             await ledger.aclose()
         from polyroute.shared import announce_budget_change

@@ -137,7 +137,10 @@ def budget_optimize(
         try:
             proposal = propose(await analyze_ledger(ledger, providers, now), t, lo, hi)
             if apply:
-                applied = await apply_proposal(ledger, proposal, source="cli", now=now)
+                from polyroute.alerts import posting
+
+                async with posting(config, ledger.hub):  # the changes, to [[alerts]] webhooks
+                    applied = await apply_proposal(ledger, proposal, source="cli", now=now)
                 assert applied is not None  # no not_before: always due
                 proposal = applied
         finally:

@@ -98,11 +98,22 @@ def key_create(
     config_path = state().config
 
     async def main() -> int:
-        ledger = _ledger(config_path)
+        from polyroute.alerts import posting
+        from polyroute.config import load
+        from polyroute.ledger import ledger_for
+
+        config = load(config_path)
+        ledger = ledger_for(config)
         try:
-            key, secret = await ledger.create_key(
-                name, daily_usd=daily_usd, monthly_usd=monthly_usd, models=models, rpm=rpm, tpm=tpm
-            )
+            async with posting(config, ledger.hub):  # its budget, to [[alerts]] webhooks
+                key, secret = await ledger.create_key(
+                    name,
+                    daily_usd=daily_usd,
+                    monthly_usd=monthly_usd,
+                    models=models,
+                    rpm=rpm,
+                    tpm=tpm,
+                )
         finally:
             await ledger.aclose()
         await _announce(config_path, key.id, "created")
