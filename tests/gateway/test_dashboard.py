@@ -296,12 +296,12 @@ def test_the_dashboard_with_nothing_to_show_yet(gateway: Gateway, tmp_path: Path
 
 
 def test_the_dashboard_says_when_the_gateway_fails(fleet: Fleet, tmp_path: Path) -> None:
-    (tmp_path / "ledger.db").mkdir()  # the ledger cannot open: /usage and /router/state 500
+    (tmp_path / "ledger.db").mkdir()  # the ledger cannot open: /usage and /router/state 503
     with running(fleet) as gw:
         page = dom(tmp_path / "browser", gw.url + "/")
     assert 'data-state="error"' in page
     assert re.search(r'<div id="problem"[^>]*role="alert"(?![^>]*\bhidden)[^>]*>', page)
-    assert "The gateway answered 500: the gateway failed this request" in page
+    assert "The gateway answered 503: the gateway cannot reach its usage database" in page
 
 
 class _Stub(BaseHTTPRequestHandler):

@@ -271,11 +271,13 @@ def test_usage_and_router_state_when_the_ledger_cannot_open(
     with running(fleet) as gw, gw.http() as http:
         for path in ("/usage?by=day", "/router/state"):
             r = http.get(path)
-            assert r.status_code == 500, path
+            assert r.status_code == 503, path  # unavailable: a retry may find it back
+            assert r.headers["retry-after"] == "2"
             error = r.json()["error"]
             assert error["type"] == "server_error"
-            assert (
-                error["message"] == "the gateway failed this request (the gateway's log says why)"
+            assert error["code"] == "ledger_unavailable"
+            assert error["message"] == (
+                "the gateway cannot reach its usage database (its log says why); retry shortly"
             )
             assert str(tmp_path) not in r.text  # the storage path is for the operator's log
         assert "cannot open the ledger" in caplog.text

@@ -97,7 +97,7 @@ def problem_of(exc: PolyrouteError) -> Problem:
         return _internal(exc, "the gateway's configuration")
     if isinstance(exc, LedgerUnavailableError):
         log.error("the ledger's database cannot be reached: %s", exc)
-        message = "the gateway cannot reach its usage database to check budgets; retry shortly"
+        message = "the gateway cannot reach its usage database (its log says why); retry shortly"
         return Problem(503, "internal", message, code="ledger_unavailable", retry_after=2.0)
     return _internal(exc, "the gateway")
 
