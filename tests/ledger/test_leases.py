@@ -65,3 +65,40 @@ async def test_holds_of_a_killed_process_are_freed_when_its_lease_lapses(db_url:
         assert status.daily.reserved_usd == 0.9  # ours alone
     finally:
         await ledger.aclose()
+
+
+async def test_a_live_ledger_frees_a_killed_process_holds_without_being_asked(
+    db_url: str,
+) -> None:
+    """No reservation refused, no minute's sweep: an idle ledger's lease renewals find the
+    lapsed hold, so budgets stop showing it held within seconds of the lease lapsing.
+    (Leases of 3 s: a loaded machine must not delay the live holder's renewals past it.)"""
+    url = db_url
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), url, "3", "0.9"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ledger = None
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        assert line.strip() == "held"
+        # opened while the holder lives: its own opening sweep finds nothing to free
+        ledger = Ledger(url, budgets={PA: BudgetLimits(daily_usd=1.0)}, lease_ttl_s=3)
+        [status] = [b for b in await ledger.budgets() if b.scope == PA]
+        assert status.daily.reserved_usd == 0.9
+        os.kill(proc.pid, signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+        deadline = time.monotonic() + 20
+        while True:
+            [status] = [b for b in await ledger.budgets() if b.scope == PA]
+            if status.daily.reserved_usd == 0:
+                break
+            assert time.monotonic() < deadline, "the dead process's hold is still shown held"
+            await asyncio.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+        if ledger is not None:
+            await ledger.aclose()

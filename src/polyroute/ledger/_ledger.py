@@ -598,6 +598,7 @@ class Ledger:
                 self._renew(store)
                 if self._spooled:
                     self._drain_spool(store)
+                self._sweep_lapsed(store)
                 next_renew = time.monotonic() + renew_every
             if deadline is None and self._records:  # a batch began: written within the interval
                 deadline = time.monotonic() + self.flush_interval_s
@@ -752,6 +753,19 @@ class Ledger:
         if released:
             log.warning("released %d budget reservations left by a stopped process", released)
         return released
+
+    def _sweep_lapsed(self, store: Store) -> None:
+        """Free a killed process's holds once its lease lapses, not at the next refusal or
+        minute's sweep: what budgets show held is what live processes hold."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            stale = store.has_stale(self.clock())
+        except SQLAlchemyError as exc:  # tried again at the next renewal
+            log.warning("looking for stale budget reservations failed: %s", exc)
+            return
+        if stale:
+            self._sweep(store)
 
     def _renew(self, store: Store) -> None:
         from sqlalchemy.exc import SQLAlchemyError

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Float,
     Row,
@@ -674,12 +675,20 @@ class Store:
                 c.execute(delete(leases).where(leases.c.owner == self.owner))
             self.leased_until = None
 
+    def _stale(self, now: float) -> ColumnElement[bool]:
+        r = reservations.c
+        live = exists().where(leases.c.owner == r.owner, leases.c.expires_at >= now)
+        return or_(r.expires < now, and_(r.owner.is_not(None), ~live))
+
+    def has_stale(self, now: float) -> bool:
+        """Whether :meth:`sweep` would release anything (a read: no write lock taken)."""
+        with self.read() as c:
+            return bool(c.scalar(select(exists().where(self._stale(now)))))
+
     def sweep(self, now: float) -> int:
         """Release reservations whose holder cannot settle them any more: its lease has
         lapsed (a killed process), or the reservation is past its own expiry."""
-        r = reservations.c
-        live = exists().where(leases.c.owner == r.owner, leases.c.expires_at >= now)
-        released = self._release(or_(r.expires < now, and_(r.owner.is_not(None), ~live)))
+        released = self._release(self._stale(now))
         with self.write() as c:
             c.execute(delete(leases).where(leases.c.expires_at < now))
         return released
