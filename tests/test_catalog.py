@@ -76,3 +76,14 @@ def test_unknown_names_are_not_kept_past_a_bound(catalog: Catalog) -> None:
     unknown = [k for k in catalog._resolved if k[1].startswith("made-up-")]
     assert len(unknown) <= _catalog._MAX_UNKNOWN
     assert catalog.get("openai", "made-up-9999").id == "made-up-9999"  # still answered
+
+
+def test_an_ollama_latest_tag_is_its_bare_model(catalog: Catalog) -> None:
+    bare, tagged = catalog.get("ollama", "llama3.2"), catalog.get("ollama", "llama3.2:latest")
+    assert tagged.id == "llama3.2:latest" and tagged.known
+    assert (tagged.params_b, tagged.quality, tagged.capabilities) == (
+        bare.params_b,
+        bare.quality,
+        bare.capabilities,
+    )
+    assert not catalog.get("ollama", "nonesuch:latest").known

@@ -212,6 +212,9 @@ class Catalog:
 
     def _resolve(self, provider_type: str, model: str) -> CatalogModel:
         entry = self.models.get((provider_type, model))
+        if entry is None and model.endswith(":latest"):  # Ollama's name for the bare tag
+            base = self.models.get((provider_type, model.removesuffix(":latest")))
+            entry = None if base is None else replace(base, id=model)
         known = entry is not None
         if entry is None:
             caps: frozenset[Capability] = frozenset({"chat", "stream"})
