@@ -70,9 +70,12 @@ def test_without_a_baseline_the_card_says_how_to_set_one(fleet: Fleet, tmp_path:
 def test_usage_with_a_baseline_of_unknown_size_is_the_gateways_config_error(
     fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # none of the simulated ollama's models has a size the catalog knows
-    sections = {"router": {"carbon_baseline": "ollama"}}
-    with running(fleet, sections=sections, admin_key=ADMIN) as gw:
+    # a compatible server's made-up model: no size the catalog knows
+    mystery = {"type": "openai-compatible", "base_url": "http://127.0.0.1:9", "models": ["m1"]}
+    sections = {"router": {"carbon_baseline": "mystery"}}
+    with running(
+        fleet, sections=sections, extra_providers={"mystery": mystery}, admin_key=ADMIN
+    ) as gw:
         r = gw.http(authorization=f"Bearer {ADMIN}").get("/usage")
     assert r.status_code == 500 and "configuration" in r.json()["error"]["message"]
-    assert "no model of 'ollama' has a known size" in caplog.text  # the operator's log says why
+    assert "no model of 'mystery' has a known size" in caplog.text  # the operator's log says why
