@@ -182,6 +182,9 @@ async def test_300_requests_across_three_replicas_never_overspend_a_key(
     assert spent == pytest.approx(admitted * COST)
     assert rows == admitted
     assert held == 0
+    print(
+        f"{admitted} of {REQUESTS} admitted, {ALLOWED} fit; ${spent:.3f} spent of ${ALLOWED * COST}"
+    )
 
 
 async def test_an_rpm_limit_holds_across_the_three(cluster: Cluster) -> None:
