@@ -5,7 +5,9 @@ Loopback-only is enforced by pytest-socket (``--allow-hosts`` in pyproject).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,4 +48,26 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Zero-config discovery probes Ollama; point it at a closed loopback port.
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
     monkeypatch.chdir(tmp_path)
-    yield
+    with _loggers_restored():
+        yield
+
+
+_OUR_LOGGERS = ("", "polyroute", "polyroute.events", "polyroute.access")
+
+
+@contextmanager
+def _loggers_restored() -> Iterator[None]:
+    """In-process CLI runs with --debug, and the gateway's worker factory, configure logging
+    for their process; within a test process that would leak into the next tests (a hub made
+    while polyroute.events is enabled subscribes its log to every kind)."""
+    saved = [
+        (log, log.level, list(log.handlers), log.propagate)
+        for log in map(logging.getLogger, _OUR_LOGGERS)
+    ]
+    try:
+        yield
+    finally:
+        for log, level, handlers, propagate in saved:
+            log.setLevel(level)
+            log.handlers[:] = handlers
+            log.propagate = propagate
