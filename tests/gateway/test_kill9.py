@@ -144,6 +144,13 @@ async def test_kill_9_loses_no_answered_request_and_the_restart_serves_the_key(
         assert proc.returncode == -signal.SIGKILL
         upstream = sim.calls  # what the simulator was asked (streams included)
 
+        engine = create_engine(database_url(url_db))
+        try:
+            with engine.connect() as con:  # before the replay, which frees a dead one's slices
+                dead_holds = con.scalar(select(func.count()).select_from(reservations))
+        finally:
+            engine.dispose()
+
         # the ledger is the database and the dead process's journal: any open replays it
         replayer = Ledger(url_db)
         await replayer.usage()
@@ -158,7 +165,6 @@ async def test_kill_9_loses_no_answered_request_and_the_restart_serves_the_key(
             with engine.connect() as con:
                 ok = (usage.c.virtual_key == key.id) & (usage.c.status == "ok")
                 rows = con.scalar(select(func.count()).where(ok))
-                dead_holds = con.scalar(select(func.count()).select_from(reservations))
         finally:
             engine.dispose()
         assert len(answered) >= ANSWERED_BEFORE_KILL and any(answered)  # streams too

@@ -79,11 +79,13 @@ from polyroute.ledger._records import (
     key_scope,
     provider_scope,
 )
+from polyroute.ledger._slices import Slices, is_slice, slice_key
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from polyroute.config import Config
+    from polyroute.ledger._slices import SliceKey
     from polyroute.ledger._store import SettleItem, Store
 
 log = logging.getLogger("polyroute.ledger")
@@ -145,6 +147,7 @@ class Ledger:
         clock: Callable[[], float] = time.time,
         segment_bytes: int = SEGMENT_BYTES,
         spool_dir: Path | None = None,
+        slices: bool | None = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise ValueError(f"durability must be answered or batched, not {durability!r}")
@@ -176,6 +179,11 @@ class Ledger:
             self._journal = self._open_journal(segment_bytes)
         self._journaling = self._journal is not None
         self._closed = False
+        self._slices = Slices(reservation_ttl_s=reservation_ttl_s, lease_ttl_s=lease_ttl_s)
+        self.slices = self._database_file() is not None if slices is None else slices
+        """Reserve against budget slices in memory (``_slices.py``); by default where the
+        database is a file. On a server an outage must refuse budgeted requests at once,
+        which only a reservation in the database sees."""
         self._thread = threading.Thread(target=self._run, name="polyroute-ledger", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -206,12 +214,24 @@ class Ledger:
             scopes.append(key_scope(virtual_key))
         cached = self._cli_budgets
         fresh = cached is not None and self.clock() - cached[0] < self.budget_refresh_s
-        if fresh and cached is not None and not self._limits(scopes, cached[1]):
-            return Reservation("", amount_usd or 0.0, ())
+        if fresh and cached is not None:
+            limits = self._limits(scopes, cached[1])
+            if not limits:
+                return Reservation("", amount_usd or 0.0, ())
+            if self.slices and amount_usd is not None:  # against this process's slice, in memory
+                held = self._slices.take(slice_key(limits, ts)[0], amount_usd, ts)
+                if held is not None:
+                    if held[1] is not None:
+                        self._top_up(held[1], limits, amount_usd, ts)
+                    return held[0]
 
         def job(store: Store) -> Reservation:
             limits = self._limits(scopes, self._known_budgets(store))
             ttl, lease = self.reservation_ttl_s, self.lease_ttl_s
+            if self.slices and amount_usd is not None:
+                sliced = self._slices.refill(store, limits, amount_usd, ts)
+                if sliced is not None:
+                    return sliced
             try:
                 return store.reserve(limits, amount_usd, ts, ttl, model, lease)
             except BudgetExceeded:
@@ -230,17 +250,31 @@ class Ledger:
             future.add_done_callback(self._release_orphan)
             raise
 
+    def _top_up(
+        self, key: SliceKey, limits: dict[str, BudgetLimits], amount_usd: float, ts: float
+    ) -> None:
+        """Top a slice up ahead of its exhaustion; no request waits for it."""
+        if not self._closed:
+            future: concurrent.futures.Future[None] = concurrent.futures.Future()
+            future.add_done_callback(_log_top_up)
+            top_up = self._slices.top_up
+            self._jobs.put(_Call(lambda s: top_up(s, key, limits, amount_usd, ts), future))
+
     def _release_orphan(self, future: concurrent.futures.Future[Reservation]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
         held = future.result()
-        if held.targets and not self._closed:
+        if is_slice(held.id):
+            self._slices.cancelled(held)
+        elif held.targets and not self._closed:
             self._jobs.put(_Call(lambda s: s.release([held.id]), concurrent.futures.Future()))
 
     def record(self, record: UsageRecord, reservation: Reservation | None = None) -> None:
         """Queue ``record`` (and settle ``reservation`` to its cost); returns at once."""
         if self._closed:
             raise LedgerError("the ledger is closed")
+        if reservation is not None and is_slice(reservation.id):
+            self._slices.settled(reservation, record.cost_usd)
         records = self._records
         item = (record, reservation)
         with self._handing:
@@ -298,6 +332,7 @@ class Ledger:
 
         def job(store: Store) -> list[BudgetStatus]:
             self._fresh_budgets(store, force=True)
+            self._slices.hand_back(store)  # held: what requests in flight hold, not idle slices
             return store.budget_status(self.budget_scopes(scopes), self.clock())
 
         await self.flush()
@@ -333,6 +368,7 @@ class Ledger:
             )
             store.set_budget(scope, limits, self.clock())
             self._fresh_budgets(store, force=True)
+            self._slices.hand_back(store)  # leased under the old limits
             return base, limits
 
         base, limits = await self._call(job)
@@ -373,6 +409,7 @@ class Ledger:
                     changed[scope] = (base.monthly_usd, value)
             store.set_budgets(limits, self.clock(), also)
             self._fresh_budgets(store, force=True)
+            self._slices.hand_back(store)  # leased under the old limits
             return changed
 
         changed = await self._call(job)
@@ -725,6 +762,7 @@ class Ledger:
         except (SQLAlchemyError, TypeError, ValueError) as exc:
             log.warning("ledger write of %d records failed, will retry: %s", len(batch), exc)
             return False
+        self._slices.written([res for _, res in batch if res is not None and is_slice(res.id)])
         if self.hub.listening:
             self.hub.emit_many(
                 [
@@ -773,6 +811,7 @@ class Ledger:
         try:
             store.renew(self.clock(), self.lease_ttl_s)
             store.release_doubtful()
+            self._slices.tick(store, self.clock(), self._limits_all(store))
         except SQLAlchemyError as exc:  # tried again at the next renewal, well before it lapses
             log.warning("renewing the ledger's lease failed: %s", exc)
 
@@ -780,6 +819,7 @@ class Ledger:
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
+            self._slices.release_all(store)
             store.drop_lease()
         except SQLAlchemyError as exc:  # it lapses by itself within lease_ttl_s
             log.warning("dropping the ledger's lease at close failed: %s", exc)
@@ -842,6 +882,7 @@ class Ledger:
                         log.error("ledger: %d unreadable journal lines kept aside", len(bad))
                     journal.remove()
                     store.drop_journal_mark(journal.owner)
+                    store.release_slices(journal.owner)
                     if todo:
                         log.warning("ledger: wrote back %d records of a stopped process", len(todo))
         except (OSError, SQLAlchemyError) as exc:
@@ -957,6 +998,11 @@ class _Pending:
                 else:
                     waiter.set_result(None)
         self.waiters.clear()
+
+
+def _log_top_up(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.warning("topping up a budget slice failed (requests reserve in the database): %s", exc)
 
 
 def _due(deadline: float | None) -> bool:

@@ -96,6 +96,7 @@ from polyroute.ledger._schema import (
     usage,
     virtual_keys,
 )
+from polyroute.ledger._slices import SLICE_PREFIX, is_slice
 
 KINDS: tuple[PeriodKind, ...] = ("daily", "monthly")
 RESPONSE_COLUMNS = ("id", "virtual_key", "created_at", "model", "input", "response")
@@ -237,6 +238,15 @@ class _Fast:
         self.fire_alert = _Prepared(sql.fire_alert, dialect)
         self.mark_journal = _Prepared(sql.mark_journal, dialect, ["owner", "seq"])
         self.add_response = _Prepared(responses.insert(), dialect, RESPONSE_COLUMNS)
+        self.read_slice = _Prepared(
+            select(r.amount_nusd, r.targets).where(r.id == bindparam("id")), dialect
+        )
+        self.draw_slice = _Prepared(
+            update(reservations)
+            .where(r.id == bindparam("id"))
+            .values(amount_nusd=r.amount_nusd - bindparam("n")),
+            dialect,
+        )
 
 
 def _wal(cur: sqlite3.Cursor, patience_s: float = 30.0) -> None:
@@ -539,6 +549,117 @@ class Store:
             )
         return Reservation(rid, amount_usd, tuple(targets))
 
+    def lease_slice(
+        self,
+        limits: Mapping[str, BudgetLimits],
+        ts: float,
+        *,
+        min_nusd: int,
+        max_nusd: int,
+        share: int,
+        ttl_s: float,
+        lease_s: float,
+        grow: str | None = None,
+    ) -> tuple[str, int] | None:
+        """Lease a slice of the headroom of every limited (scope, period) (see ``_slices.py``):
+        ``headroom / (share x live leases)``, at most ``max_nusd``; ``(id, amount)``, or
+        ``None`` when that is under ``min_nusd`` (or the slice ``grow`` to top up is gone).
+
+        One transaction: the same conditional holds as :meth:`reserve`, so slices and
+        reservations of every process together stay within each limit."""
+        checks = [
+            (scope, period_key(kind, ts), to_nusd(limit))
+            for scope, lim in limits.items()
+            for kind in KINDS
+            if (limit := lim.for_period(kind)) is not None
+        ]
+        if not checks:
+            return None
+        rid = grow or SLICE_PREFIX + uuid.uuid4().hex
+        self.release_doubtful()
+        try:
+            with self._doubt(rid), self.write() as c:
+                live = c.scalar(
+                    select(func.count())
+                    .select_from(leases)
+                    .where(leases.c.expires_at >= ts, leases.c.owner != self.owner)
+                )
+                headroom = max_nusd * share * (int(live or 0) + 1)
+                for scope, period, limit in checks:
+                    row = c.execute(
+                        self.sql.read_spend, {"b_scope": scope, "b_period": period}
+                    ).first()
+                    spent, held = (row.spent_nusd, row.reserved_nusd) if row else (0, 0)
+                    headroom = min(headroom, limit - spent - held)
+                size = min(max_nusd, headroom // (share * (int(live or 0) + 1)))
+                if size < min_nusd:
+                    return None
+                self._hold_slice(c, checks, rid, size, ts, ttl_s, grow is not None)
+                if self.leased_until is None or self.leased_until - ts < lease_s / 2:
+                    self._renew(c, ts, lease_s)
+        except _NoRoom:
+            return None
+        return rid, size
+
+    def _hold_slice(
+        self,
+        c: Connection,
+        checks: list[tuple[str, str, int]],
+        rid: str,
+        size: int,
+        ts: float,
+        ttl_s: float,
+        grow: bool,
+    ) -> None:
+        """Hold ``size`` more against every check for slice ``rid`` (new, or ``grow``n);
+        raises :class:`_NoRoom` (the caller's transaction then rolls back)."""
+        for scope, period, limit in checks:
+            params = {"b_scope": scope, "b_period": period, "b_amount": size, "b_limit": limit}
+            if c.execute(self.sql.hold, params).first() is None:
+                raise _NoRoom  # another host took it since the read
+        r = reservations.c
+        if grow:
+            more = (
+                update(reservations)
+                .where(r.id == rid, r.owner == self.owner)
+                .values(amount_nusd=r.amount_nusd + size, expires=ts + ttl_s)
+            )
+            if c.execute(more).rowcount != 1:  # released (swept) meanwhile
+                raise _NoRoom
+            return
+        c.execute(
+            self.sql.add_reservation,
+            {
+                "id": rid,
+                "created": ts,
+                "expires": ts + ttl_s,
+                "amount_nusd": size,
+                "targets": json.dumps([[s, p] for s, p, _ in checks]),
+                "owner": self.owner,
+            },
+        )
+
+    def release_slices(self, owner: str) -> int:
+        """Release the slices of ``owner``, a process known to be dead (its journal's lock is
+        free): what its journal held is written back, the rest need not wait for its lease."""
+        r = reservations.c
+        return self._release(and_(r.owner == owner, r.id.startswith(SLICE_PREFIX)))
+
+    def shrink_slice(self, rid: str, nusd: int) -> None:
+        """Hand back ``nusd`` of slice ``rid`` (what none of its requests holds)."""
+        r = reservations.c
+        with self.write() as c:
+            row = c.execute(select(r.amount_nusd, r.targets).where(r.id == rid)).first()
+            if row is None:
+                return
+            back = min(row.amount_nusd, nusd)
+            c.execute(
+                update(reservations)
+                .where(r.id == rid)
+                .values(amount_nusd=r.amount_nusd - back)
+            )
+            self._apply(c, {(s, p): [0, back] for s, p in json.loads(row.targets)})
+
     @contextmanager
     def _doubt(self, rid: str) -> Iterator[None]:
         """A connection lost during the reservation's transaction (its commit above all)
@@ -577,7 +698,15 @@ class Store:
             for scope in rec.scopes():
                 for kind in KINDS:
                     deltas[(scope, period_key(kind, rec.ts))][0] += cost or 0
-        ids = [r.id for _, r in batch if r is not None and r.targets]
+        ids = []
+        draws: defaultdict[str, int] = defaultdict(int)  # slice id -> nano-USD its records spent
+        for rec, r in batch:
+            if r is None or not r.targets:
+                continue
+            if is_slice(r.id):
+                draws[r.id] += 0 if rec.cost_usd is None else max(0, to_nusd(rec.cost_usd))
+            else:
+                ids.append(r.id)
         fast = self.fast
         fired: list[FiredAlert] = []
         with self.driver_write() as cur:
@@ -585,6 +714,12 @@ class Store:
                 for amount, targets in fast.take_reservation.rows(cur, {"id": rid}):
                     for scope, period in json.loads(targets):
                         deltas[(scope, period)][1] += amount
+            for sid, cost in draws.items():  # a slice released already: its hold is gone
+                for amount, targets in fast.read_slice.rows(cur, {"id": sid}):
+                    moved = min(amount, cost)
+                    fast.draw_slice.count(cur, {"id": sid, "n": moved})
+                    for scope, period in json.loads(targets):
+                        deltas[(scope, period)][1] += moved
             if rows:
                 fast.add_usage.many(cur, rows)
             if mark is not None:
@@ -824,6 +959,10 @@ class Store:
     def insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+
+
+class _NoRoom(Exception):
+    """Inside :meth:`Store.lease_slice`: leave the transaction, rolled back."""
 
 
 _MIGRATION_LOCK = 0x706F6C79  # "poly": PostgreSQL's advisory lock key for migrating
