@@ -12,6 +12,7 @@ The kill test comes last: the replica it kills stays dead for the module.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -227,7 +228,7 @@ async def test_a_breaker_opened_through_one_replica_is_open_in_the_others(
 
         assert await open_in(cluster.urls[0])
         for url in cluster.urls[1:]:
-            await within(1.0, lambda url=url: open_in(url))
+            await within(1.0, functools.partial(open_in, url))
         print(f"breaker open in all three {(time.monotonic() - opened) * 1000:.0f} ms after")
         calls = sim.calls
         for url in cluster.urls[1:]:  # they refuse it without trying it
