@@ -473,14 +473,13 @@ class Exchange:
         """Yield ``(data, event)`` per SSE event or NDJSON line; map broken transports."""
         import httpx2
 
-        lines = _lines(response.aiter_bytes())
         try:
             if self.protocol.stream_format == "ndjson":
-                async for line in lines:
+                async for line in _lines(response.aiter_bytes()):
                     if line.strip():
                         yield line, None
             else:
-                async for item in sse_events(lines):
+                async for item in sse_events(response.aiter_bytes()):
                     yield item
         except httpx2.TimeoutException:
             raise APITimeoutError(
@@ -531,8 +530,9 @@ def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
 _EOL = re.compile(r"\r\n|\r|\n")
 
 
-async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines)."""
+async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
+    """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines),
+    a list per chunk read (one resumption per network read, not per line)."""
     decode = codecs.getincrementaldecoder("utf-8")("replace").decode
     rest = ""
     async for chunk in chunks:
@@ -542,34 +542,43 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
             text, held = text[:-1], "\r"
         *done, rest = _EOL.split(text)
         rest += held
-        for line in done:
-            yield line
+        if done:
+            yield done
     *done, last = _EOL.split(rest + decode(b"", True))
-    for line in done:
-        yield line
     if last:
-        yield last
+        done.append(last)
+    if done:
+        yield done
 
 
-async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str | None]]:
-    """Frame Server-Sent Events: yield ``(data, event name)`` per dispatched event."""
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines)."""
+    async for batch in _line_batches(chunks):
+        for line in batch:
+            yield line
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str | None]]:
+    """Frame Server-Sent Events from a UTF-8 byte stream: yield ``(data, event name)`` per
+    dispatched event."""
     data: list[str] = []
     event: str | None = None
-    async for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data), event
-            data, event = [], None
-            continue
-        if line.startswith(":"):
-            continue  # comment / keep-alive
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
+    async for batch in _line_batches(chunks):
+        for line in batch:
+            if not line:
+                if data:
+                    yield "\n".join(data), event
+                data, event = [], None
+                continue
+            if line.startswith(":"):
+                continue  # comment / keep-alive
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
     if data:  # a final event without its blank line
         yield "\n".join(data), event
 

@@ -1,0 +1,43 @@
+"""SSE framing straight from the byte stream: the same events wherever the reads split."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from polyroute.providers._http import sse_events
+
+STREAM = (
+    b": keep-alive\r\n\r\n"
+    b'event: message_start\r\ndata: {"a": 1}\r\n\r\n'
+    b"data: first line\ndata:second line\n\n"
+    b"data: caf\xc3\xa9 \xf0\x9f\x98\x80\r\r"
+    b"event: ping\nid: 7\nretry: 10\n\n"  # no data: not dispatched
+    b"data: [DONE]"  # the last event without its blank line
+)
+EVENTS = [
+    ('{"a": 1}', "message_start"),
+    ("first line\nsecond line", None),
+    ("café 😀", None),
+    ("[DONE]", None),
+]
+
+
+async def _reads(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def _events(parts: list[bytes]) -> list[tuple[str, str | None]]:
+    return [item async for item in sse_events(_reads(parts))]
+
+
+async def test_events_are_the_same_wherever_the_reads_split() -> None:
+    assert await _events([STREAM]) == EVENTS
+    for cut in range(1, len(STREAM)):
+        assert await _events([STREAM[:cut], STREAM[cut:]]) == EVENTS, cut
+    assert await _events([STREAM[i : i + 1] for i in range(len(STREAM))]) == EVENTS
+
+
+async def test_an_empty_or_dataless_stream_has_no_events() -> None:
+    assert await _events([]) == []
+    assert await _events([b": only a comment\n\nevent: x\n\n"]) == []
