@@ -414,3 +414,26 @@ async def test_an_0001_database_is_upgraded_in_place(make: Make, db_path: Path) 
     with sqlite3.connect(db_path) as db:
         names = db.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
     assert names == [(name,) for name, _ in MIGRATIONS]
+
+
+async def test_a_key_made_by_another_process_is_budgeted_from_its_first_request(
+    make: Make,
+) -> None:
+    serving, cli = make(), make()  # a gateway's ledger and a `keys create` process
+    assert (await reserve(serving, 0.01, None)).targets == ()  # budgets read and cached: none
+    key, secret = await cli.create_key("late", daily_usd=0.5)
+    verified = await serving.verify_key(secret)  # the gateway checks the key first
+    assert verified is not None and verified.id == key.id
+    with pytest.raises(BudgetExceeded):
+        await reserve(serving, 0.75, key.id)
+    assert (await reserve(serving, 0.25, key.id)).targets  # held against the key's budget
+    assert await serving.key(key.id) == verified  # the library's way in, the same
+
+
+async def test_forgetting_budgets_makes_the_next_reservation_read_them(make: Make) -> None:
+    serving, cli = make(), make()
+    assert (await reserve(serving, 0.01, None)).targets == ()
+    await cli.set_budget("global", daily_usd=0.1)
+    serving.forget_budgets()  # as another replica's announcement does
+    with pytest.raises(BudgetExceeded):
+        await reserve(serving, 0.5, None)

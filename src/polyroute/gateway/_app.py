@@ -151,6 +151,7 @@ def _replica_news(polyroute: Polyroute, auth: Auth) -> Callable[[], None]:
         budget = message.get("budget")
         if isinstance(budget, str):
             polyroute.budget_hints.forget("*" if budget == GLOBAL else budget)
+            polyroute.ledger.forget_budgets()  # its new limit holds from the next request
 
     shared = polyroute.shared
     stops = [

@@ -492,14 +492,31 @@ class Ledger:
 
     async def key(self, key_id: str) -> VirtualKey | None:
         """The key with id ``key_id`` (revoked or not); ``None`` if there is none."""
-        return await self._call(lambda s: s.key(key_id))
+        return await self._call(lambda s: self._budget_known(s, s.key(key_id)))
 
     async def verify_key(self, secret: str) -> VirtualKey | None:
         """The active key ``secret`` belongs to; ``None`` if it is unknown or revoked."""
         if not looks_like_secret(secret):
             return None
         digest = hash_secret(secret)
-        return await self._call(lambda s: s.verify_key(digest))
+        return await self._call(lambda s: self._budget_known(s, s.verify_key(digest)))
+
+    def _budget_known(self, store: Store, key: VirtualKey | None) -> VirtualKey | None:
+        """``key``, once the cached budgets know its budget: a key created since they were
+        read (by another process) would otherwise spend unbudgeted until they are read again."""
+        cached = self._cli_budgets
+        if (
+            key is not None
+            and (key.daily_usd is not None or key.monthly_usd is not None)
+            and cached is not None
+            and key_scope(key.id) not in cached[1]
+        ):
+            self._fresh_budgets(store, force=True)
+        return key
+
+    def forget_budgets(self) -> None:
+        """Read the budgets again before the next reservation (another process changed one)."""
+        self._cli_budgets = None
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the database thread (tests, benchmarks, maintenance)."""
