@@ -514,9 +514,14 @@ def _joined(
     return tuple(out.values())
 
 
+# json, not the gateway's msgspec: msgspec writes NaN as null, and a request must refuse it.
+# One encoder: json.dumps builds a new one per call for these options (8k instructions).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
     try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return _ENCODE(body).encode()
     except ValueError as exc:  # NaN or infinity: JSON has no way to say it
         raise UnsupportedError(
             f"the request cannot be sent as JSON: {exc}", provider=provider
