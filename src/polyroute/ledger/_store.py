@@ -654,9 +654,7 @@ class Store:
                 return
             back = min(row.amount_nusd, nusd)
             c.execute(
-                update(reservations)
-                .where(r.id == rid)
-                .values(amount_nusd=r.amount_nusd - back)
+                update(reservations).where(r.id == rid).values(amount_nusd=r.amount_nusd - back)
             )
             self._apply(c, {(s, p): [0, back] for s, p in json.loads(row.targets)})
 
