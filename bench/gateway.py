@@ -1,7 +1,7 @@
 """The gateway against a fixed-reply upstream: directly, through polyroute, Portkey, LiteLLM.
 
 Run: ./dev python bench/gateway.py [--duration 10] [--soak 100000] [--skip-litellm]
-     [--skip-portkey]
+     [--skip-portkey] [--skip-shared]
 
 Targets (issue 16, performance): at 32 connections, at least 50x LiteLLM's proxy's req/s
 and 3x Portkey's gateway's; at 1 connection, at most 0.3 ms added p50 over calling the
@@ -29,6 +29,8 @@ Setup, all on loopback, in one run:
   once with durability "batched" and once with "answered", each on a new ledger; on the
   "answered" one, a virtual key with a daily and a monthly budget too (every request
   reserved and settled against them); then `--workers 2` on a new ledger, that key's kind;
+  then `--workers 2` sharing state as replicas do, on a throwaway PostgreSQL and Redis (Debian's
+  packages, started and removed by the run; `--skip-shared` leaves them out), that key's kind;
 - Portkey's open-source gateway (npm `@portkey-ai/gateway` installed into a throwaway
   directory under /tmp, run with node; no budgets, no key of its own), sent to the same
   upstream by its headers (`x-portkey-provider: openai`, `x-portkey-custom-host`);
@@ -78,6 +80,7 @@ TARGET_RESPONSES_EXTRA = 0.10
 RESPONSES = "responses answered"
 BUDGETED = "budgeted key"
 WORKERS2 = "2 workers, budget"
+SHARED2 = "2 workers, pg+redis"
 PORTKEY = "portkey gateway"
 STREAM = "stream answered"
 STREAM_UPSTREAM = "upstream stream"
@@ -362,7 +365,10 @@ class Polyroute:
         return proc
 
 
-def polyroute_on(workdir: Path, upstream: int, durability: str, name: str) -> Polyroute:
+def polyroute_on(
+    workdir: Path, upstream: int, durability: str, name: str, storage: str = ""
+) -> Polyroute:
+    """``storage``: more ``[storage]`` lines (a PostgreSQL ``url``, a ``redis_url``)."""
     config = workdir / f"polyroute-{name}.toml"
     config.write_text(
         f"""
@@ -371,6 +377,7 @@ strategy = "cost"
 
 [storage]
 durability = "{durability}"
+{storage}
 
 [health]
 interval_s = 0
@@ -405,6 +412,32 @@ output_usd_per_mtok = 0.60
         "POLYROUTE_ADMIN_KEY": KEY,
     }
     return Polyroute(config, env)
+
+
+def shared_row(
+    workdir: Path, upstream: int, port: int, body: dict[str, object], duration: int
+) -> list[Row]:
+    """``--workers 2`` on a throwaway PostgreSQL and Redis (the tests' own servers), a
+    budgeted key; both servers removed after."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from servers.postgres import PostgresServer
+    from servers.redis import RedisServer
+
+    pg, redis = PostgresServer(), RedisServer()
+    try:
+        redis.start()
+        storage = f'url = "{pg.create_database()}"\nredis_url = "{redis.url}"'
+        on = polyroute_on(workdir, upstream, DURABILITIES[-1], "pg-redis", storage)
+        budgeted = {"Authorization": f"Bearer {on.budgeted_key()}"}
+        server = on.serve(port, workers=2)
+        try:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            return measure(SHARED2, url, body, server.pid, duration, workdir, budgeted)
+        finally:
+            stop(server)
+    finally:
+        redis.remove()
+        pg.remove()
 
 
 def start_portkey(script: Path, port: int) -> subprocess.Popen[bytes]:
@@ -595,6 +628,7 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=0, help="then N requests through polyroute")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--skip-portkey", action="store_true")
+    parser.add_argument("--skip-shared", action="store_true", help="no PostgreSQL + Redis row")
     args = parser.parse_args()
     ensure_tools()
     litellm = None if args.skip_litellm else ensure_litellm()
@@ -639,6 +673,8 @@ def main() -> None:
             via_w2 = f"http://127.0.0.1:{w2_port}/v1/chat/completions"
             rows += measure(WORKERS2, via_w2, body, w2.pid, args.duration, workdir, budgeted2)
             stop(w2)
+            if not args.skip_shared:
+                rows += shared_row(workdir, up_port, free_port(), body, args.duration)
             if portkey is not None:
                 pk = start_portkey(portkey, pk_port)
                 procs.append(pk)
