@@ -31,7 +31,6 @@ from polyroute.credentials import Vault, vault_for
 from polyroute.credentials import valid_id as valid_vault_id  # one id rule, the vault's
 from polyroute.errors import ConfigError, CredentialError, PolyrouteError, WrongPassphraseError
 from polyroute.hub import EVENT_KINDS
-from polyroute.ledger._records import MAX_USD
 from polyroute.providers import (
     MB,
     Provider,
@@ -41,7 +40,7 @@ from polyroute.providers import (
     plugin_local_types,
     unknown_type_message,
 )
-from polyroute.types import Capability
+from polyroute.types import MAX_USD, Capability
 
 Strategy = str  # a built-in name or "pkg.module:Class"
 

@@ -12,6 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, get_args
 
+MAX_USD = 1_000_000_000.0
+"""The largest amount a budget, key limit or other USD input may be: $1 billion (the
+ledger's 10^18 nano-dollars, well inside a signed 64-bit integer). Here, not in the ledger,
+so the CLI and config can check amounts without loading it."""
+
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 
 FinishReason: TypeAlias = Literal[

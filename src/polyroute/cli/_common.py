@@ -23,7 +23,7 @@ from polyroute.errors import (
     PolyrouteError,
     ProviderError,
 )
-from polyroute.ledger._records import MAX_USD
+from polyroute.types import MAX_USD
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
+from polyroute.types import MAX_USD
+
 Status = Literal["ok", "error", "cancelled"]
 GroupBy = Literal["day", "month", "provider", "model"]
 PeriodKind = Literal["daily", "monthly"]
@@ -19,9 +21,6 @@ NANO = 1_000_000_000
 """Money is stored as integer nano-dollars: sums stay exact, a token of the
 cheapest model is still representable, and int64 holds $9 billion."""
 
-MAX_USD = 1_000_000_000.0
-"""The largest amount a budget, key limit or other USD input may be: $1 billion (10^18
-nano-dollars, well inside a signed 64-bit integer)."""
 MAX_NUSD = int(MAX_USD) * NANO
 MAX_SUM_NUSD = 3 * MAX_NUSD
 """Accumulated spend and holds stop growing here: spent + held + a new hold (at most
