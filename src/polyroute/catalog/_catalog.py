@@ -140,10 +140,7 @@ class Catalog:
     local_types: frozenset[str] = LOCAL_TYPES
     """Provider types whose models are free by declaration (Ollama; local plugin types)."""
     _resolved: dict[tuple[str, str], CatalogModel] = field(default_factory=dict, repr=False)
-    tool_fees: Mapping[tuple[str, str], float] = field(
-        default_factory=lambda: _packaged_tool_fees(),  # noqa: PLW0108 - defined below
-        repr=False,
-    )
+    tool_fees: Mapping[tuple[str, str], float] = field(default_factory=dict, repr=False)
     """USD per call of a hosted tool, by ``(provider_type, tool type)``; a reasoning model's
     own rate by ``(provider_type, "reasoning." + tool type)``."""
 
@@ -156,7 +153,11 @@ class Catalog:
     ) -> Catalog:
         """``models.toml``, then provider plugins' models (``WireProtocol.catalog_models``),
         then the user's overrides; ``local_types``: plugin types that are local servers."""
-        models = {(m.provider_type, m.id): m for m in (*_packaged(), *plugins)}
+        data = tomllib.loads(
+            resources.files(__package__).joinpath("models.toml").read_text("utf-8")
+        )
+        packaged = [_from_table(t) for t in data["model"]]
+        models = {(m.provider_type, m.id): m for m in (*packaged, *plugins)}
         for o in overrides:
             targets = [k for k in models if k[1] == o.id and o.provider_type in (None, k[0])]
             if not targets:
@@ -166,7 +167,7 @@ class Catalog:
                 targets = [(o.provider_type, o.id)]
             for key in targets:
                 models[key] = _apply(models[key], o)
-        return cls(models, LOCAL_TYPES | frozenset(local_types))
+        return cls(models, LOCAL_TYPES | frozenset(local_types), tool_fees=_tool_fees(data))
 
     def get(self, provider_type: str, model: str) -> CatalogModel:
         """The model's entry, prices resolved; an unknown model gets a best-effort entry."""
@@ -234,13 +235,8 @@ class Catalog:
         return entry if known or entry.price is not None else replace(entry, known=False)
 
 
-def _packaged() -> list[CatalogModel]:
-    data = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
-    return [_from_table(t) for t in data["model"]]
-
-
-def _packaged_tool_fees() -> dict[tuple[str, str], float]:
-    data = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
+def _tool_fees(data: Mapping[str, Any]) -> dict[tuple[str, str], float]:
+    """``models.toml``'s ``[tool_fees]`` tables, flattened."""
     fees = {}
     for provider_type, table in data.get("tool_fees", {}).items():
         for tool, fee in table.items():
