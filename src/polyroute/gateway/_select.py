@@ -70,8 +70,9 @@ def _needs(request: ChatRequest) -> set[Capability]:
     return needs
 
 
-def _answer_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
-    """The fields that shape one routed answer, and whether ``request`` sets each."""
+def _panel_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
+    """The fields a fusion panel does not pass to its members (they get the messages and
+    ``max_tokens`` alone), and whether ``request`` sets each."""
     return (
         ("n", request.n > 1),
         ("logprobs", request.logprobs),
@@ -85,12 +86,6 @@ def _answer_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
         ("frequency_penalty", request.frequency_penalty is not None),
         ("top_k", request.top_k is not None),
         ("logit_bias", request.logit_bias is not None),
-    )
-
-
-def _panel_fields(request: ChatRequest) -> tuple[tuple[str, bool], ...]:
-    """The sampling and shaping fields a fusion panel does not pass to its members."""
-    return (
         ("temperature", request.temperature is not None),
         ("top_p", request.top_p is not None),
         ("stop", bool(request.stop)),
@@ -213,8 +208,8 @@ class Selector:
             raise GatewayError(
                 "fusion does not take response_format json_schema", param="response_format"
             )
-        for name, given in (*_answer_fields(request), *_panel_fields(request)):
-            if given:  # a panel's members get the messages and max_tokens alone
+        for name, given in _panel_fields(request):
+            if given:
                 raise GatewayError(f"fusion does not take {name}", param=name)
         chosen: FusionMethod = self.pr.config.settings.fusion.method
         for m in METHODS:  # narrowed to the literal type
