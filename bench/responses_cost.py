@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from _asgi import post
 
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
@@ -124,38 +125,7 @@ def caller(app: Any, path: str, body: dict[str, Any], batch: int) -> Call:
     ]
 
     async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        sent = False
-        status = 0
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            await asyncio.Event().wait()  # the caller never leaves
-            raise AssertionError
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await app(scope, receive, send)
+        status = await post(app, path, raw, headers)
         if status != 200:
             raise SystemExit(f"{path}: status {status}")
         nonlocal made

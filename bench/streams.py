@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from _asgi import post
 
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
@@ -178,41 +179,7 @@ def caller(app: Any, path: str, model: str) -> Call:
     ]
 
     async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        sent = False
-        status = 0
-        done = asyncio.Event()
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            await done.wait()  # the caller stays until the answer ends
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif not message.get("more_body", False):
-                done.set()
-
-        await app(scope, receive, send)
+        status = await post(app, path, raw, headers)
         if status != 200:
             raise SystemExit(f"{path} {model}: status {status}")
 
