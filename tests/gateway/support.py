@@ -18,6 +18,7 @@ from polyroute.gateway import create_app
 from polyroute.gateway._server import ServeConfig, listen
 from polyroute.router.breaker import Breakers
 from polyroute.testing import Fleet
+from polyroute.testing._fleet import SIMULATORS
 
 ADMIN = "admin-secret-key"
 
@@ -133,3 +134,20 @@ def running(fleet: Fleet, **kw: Any) -> Iterator[Gateway]:
         yield gw
     finally:
         gw.server.stop()
+
+
+@contextmanager
+def fleet_gateway(home: Path, vendors: tuple[str, ...] = tuple(SIMULATORS)) -> Iterator[Gateway]:
+    """A gateway over a new fleet of ``vendors``' simulators, its ledger under ``home``:
+    for module-scoped fixtures, whose gateway outlives any one test's directory."""
+    storage = {"url": f"sqlite:///{home / 'ledger.db'}"}
+    with (
+        Fleet(vendors) as fleet,
+        running(fleet, sections={"storage": storage}) as gw,
+    ):
+        yield gw
+
+
+def sent(gateway: Gateway, vendor: str) -> Any:
+    """The body of the last request ``vendor``'s simulator received."""
+    return gateway.fleet[vendor].last_request().body

@@ -13,8 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from gateway.support import Gateway, start
-from polyroute.testing import Fleet
+from gateway.support import Gateway, fleet_gateway, sent
 
 PDF = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()
 FILE_PART = {
@@ -40,13 +39,8 @@ WEATHER = {
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    db = tmp_path_factory.mktemp("gateway") / "ledger.db"  # not in the test's directory
-    with Fleet() as fleet:
-        gw = start(fleet, sections={"storage": {"url": f"sqlite:///{db}"}})
-        try:
-            yield gw
-        finally:
-            gw.server.stop()
+    with fleet_gateway(tmp_path_factory.mktemp("gateway")) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -59,10 +53,6 @@ def oai(gateway: Gateway) -> Iterator[openai.OpenAI]:
 def claude(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0) as c:
         yield c
-
-
-def sent(gateway: Gateway, vendor: str) -> Any:
-    return gateway.fleet[vendor].last_request().body
 
 
 def refused(exc: pytest.ExceptionInfo[openai.BadRequestError], *words: str) -> None:

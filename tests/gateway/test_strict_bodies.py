@@ -14,8 +14,7 @@ import openai
 import pydantic
 import pytest
 
-from gateway.support import Gateway, start
-from polyroute.testing import Fleet
+from gateway.support import Gateway, fleet_gateway, sent
 
 PINS = {
     "openai": "openai/gpt-4o-mini",
@@ -34,13 +33,8 @@ WEATHER = {
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    db = tmp_path_factory.mktemp("gateway") / "ledger.db"
-    with Fleet() as fleet:
-        gw = start(fleet, sections={"storage": {"url": f"sqlite:///{db}"}})
-        try:
-            yield gw
-        finally:
-            gw.server.stop()
+    with fleet_gateway(tmp_path_factory.mktemp("gateway")) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -53,10 +47,6 @@ def oai(gateway: Gateway) -> Iterator[openai.OpenAI]:
 def claude(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0) as c:
         yield c
-
-
-def sent(gateway: Gateway, vendor: str) -> Any:
-    return gateway.fleet[vendor].last_request().body
 
 
 def excluded(gateway: Gateway) -> dict[str, str]:

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.support import Gateway, start
-from polyroute.testing import Fleet
+from gateway.support import Gateway, fleet_gateway
 from polyroute.testing._sim import SimChat
 from polyroute.testing.anthropic import AnthropicChat
 
@@ -40,13 +39,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    db = tmp_path_factory.mktemp("gateway") / "ledger.db"  # not in the test's directory
-    with Fleet(("openai", "anthropic")) as fleet:
-        gw = start(fleet, sections={"storage": {"url": f"sqlite:///{db}"}})
-        try:
-            yield gw
-        finally:
-            gw.server.stop()
+    with fleet_gateway(tmp_path_factory.mktemp("gateway"), ("openai", "anthropic")) as gw:
+        yield gw
 
 
 @pytest.fixture(autouse=True)
