@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.test_kill9 import free_port
+from servers.ports import free_port
 
 
 @dataclass

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from polyroute.ledger._journal import journal_dir
 from polyroute.ledger._schema import reservations, usage
 from polyroute.ledger._store import database_url
 from polyroute.testing import Fleet
+from servers.ports import free_port
 
 OUT_PRICE = 100.0  # USD per million output tokens; input is free
 LOAD_TOKENS = 100  # worst case $0.01
@@ -40,12 +40,6 @@ KEY_DAILY_USD = 1.0
 CONCURRENCY = 30
 ANSWERED_BEFORE_KILL = 60
 ADMIN = "admin-secret-for-the-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start(command: list[str], env: dict[str, str], url: str) -> subprocess.Popen[str]:

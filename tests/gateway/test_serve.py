@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,12 +20,7 @@ from click.testing import CliRunner
 from polyroute.cli import cli
 from polyroute.ledger import Ledger
 from polyroute.testing import Fleet
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers.ports import free_port
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:

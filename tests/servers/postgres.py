@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -22,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from servers.ports import free_port
 
 
 def _bin_dir() -> Path | None:
@@ -33,12 +34,6 @@ def _bin_dir() -> Path | None:
         return versions[-1].parent
     found = shutil.which("pg_ctl")
     return Path(found).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _unavailable(reason: str) -> None:
@@ -60,7 +55,7 @@ class PostgresServer:
         self.bin = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="polyroute-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:  # initdb and postgres refuse root
             shutil.chown(self.root, "postgres", "postgres")

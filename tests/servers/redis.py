@@ -20,11 +20,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers.ports import free_port
 
 
 def _command(port: int, *words: str) -> bytes:
@@ -47,7 +43,7 @@ class RedisServer:
             pytest.skip(reason)
         self.exe = exe
         self.dir = Path(tempfile.mkdtemp(prefix="polyroute-redis-"))
-        self.port = _free_port()
+        self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property

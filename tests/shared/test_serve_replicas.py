@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.test_kill9 import free_port, start
+from gateway.test_kill9 import start
 from polyroute.ledger import Ledger
 from polyroute.testing import Fleet
+from servers.ports import free_port
 
 ADMIN = "admin-secret-for-the-test"
 MSGS = [{"role": "user", "content": "hi"}]

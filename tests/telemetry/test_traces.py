@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from polyroute.router.executor import Executor
 from polyroute.telemetry import Telemetry, TracedExecutor, TracedHTTP, traces_url
 from polyroute.testing import Fleet
 from polyroute.types import ChatRequest, EmbeddingRequest, Message
+from servers.ports import free_port
 
 
 @pytest.fixture
@@ -428,9 +428,7 @@ def test_serve_exports_each_requests_spans_and_flushes_them_on_sigterm(
         + f'\n[storage]\nurl = "sqlite:///{tmp_path / "l.db"}"\n\n[health]\ninterval_s = 0\n'
         + f'\n[telemetry]\notlp_endpoint = "{url}"\nservice_name = "gw-serve"\n'
     )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, **fleet.env(), "POLYROUTE_HOME": str(tmp_path / "home")}
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         env.pop(name, None)
