@@ -313,3 +313,75 @@ def test_a_failed_top_up_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     future.set_exception(RuntimeError("disk I/O error"))
     assert "topping up a budget slice failed" in caplog.text
     assert "disk I/O error" in caplog.text
+
+
+async def test_budgets_due_a_reread_still_serve_the_slice_while_it_runs(db_url: str) -> None:
+    """The moment the cached budgets expire, requests reserve against their slice and one
+    re-read is queued; they do not queue behind the database thread (here: held busy)."""
+    from concurrent.futures import Future
+    from threading import Event
+
+    from polyroute.ledger._ledger import _Call
+
+    now = [T0]
+    ledger = Ledger(db_url, clock=lambda: now[0], budget_refresh_s=1.0, slices=True)
+    other = Ledger(db_url, slices=True)  # another process
+    busy = Event()
+    try:
+        await other.set_budget(PA, daily_usd=10.0)
+        res = await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0)
+        assert is_slice(res.id)
+        await other.set_budget(PA, daily_usd=0.01)  # lowered elsewhere: seen after the re-read
+        held: Future[object] = Future()
+        ledger._jobs.put(_Call(lambda s: busy.wait(30), held))
+        now[0] = T0 + 1.5  # due a re-read, not yet past two refreshes
+        for _ in range(3):
+            more = await asyncio.wait_for(
+                ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0), 5
+            )
+            assert more.id == res.id  # from the slice, in memory
+        assert ledger._rereading  # one re-read queued for the three
+        busy.set()
+        await ledger.flush()
+        assert not ledger._rereading
+        with pytest.raises(BudgetExceeded):  # the lowered limit, read by the re-read
+            await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0)
+    finally:
+        busy.set()
+        await other.aclose()
+        await ledger.aclose()
+
+
+async def test_budgets_two_refreshes_old_are_read_before_reserving(db_url: str) -> None:
+    now = [T0]
+    ledger = Ledger(db_url, clock=lambda: now[0], budget_refresh_s=1.0, slices=True)
+    other = Ledger(db_url, slices=True)
+    try:
+        await other.set_budget(PA, daily_usd=10.0)
+        res = await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0)
+        assert is_slice(res.id)
+        await other.set_budget(PA, daily_usd=0.01)
+        now[0] = T0 + 2.0  # the database thread never re-read them: it decides now
+        with pytest.raises(BudgetExceeded):
+            await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0)
+    finally:
+        await other.aclose()
+        await ledger.aclose()
+
+
+def test_a_failed_budget_reread_is_logged_and_can_run_again(
+    caplog: pytest.LogCaptureFixture, tmp_path: object
+) -> None:
+    from concurrent.futures import Future
+
+    ledger = Ledger(f"sqlite:///{tmp_path}/l.db")
+    try:
+        ledger._rereading = True
+        future: Future[object] = Future()
+        future.add_done_callback(ledger._reread)
+        future.set_exception(RuntimeError("disk I/O error"))
+        assert "reading the budgets again failed" in caplog.text
+        assert "disk I/O error" in caplog.text
+        assert not ledger._rereading
+    finally:
+        ledger.close()

@@ -167,6 +167,7 @@ class Ledger:
         self._spooled = False  # this ledger put records in the spool that it has not drained
         # budgets set with `polyroute budget set`, as (read at, rows); replaced whole, never mutated
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
+        self._rereading = False  # a job that reads them again is queued (see _usable)
         self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
         self._records: deque[SettleItem | _Waiter] = deque()
         self._owner = uuid.uuid4().hex  # of this ledger's holds, lease and journal
@@ -213,8 +214,7 @@ class Ledger:
         if virtual_key:
             scopes.append(key_scope(virtual_key))
         cached = self._cli_budgets
-        fresh = cached is not None and self.clock() - cached[0] < self.budget_refresh_s
-        if fresh and cached is not None:
+        if cached is not None and self._usable(cached[0]):
             limits = self._limits(scopes, cached[1])
             if not limits:
                 return Reservation("", amount_usd or 0.0, ())
@@ -249,6 +249,31 @@ class Ledger:
             # cancelled while the database thread held the budget: give it back when done
             future.add_done_callback(self._release_orphan)
             raise
+
+    def _usable(self, read_at: float) -> bool:
+        """Whether budgets read at ``read_at`` may still serve a reservation in memory.
+
+        Fresh ones may. So may ones up to one more refresh interval old while a re-read is
+        under way (started here): the requests of that moment then reserve against their
+        slices instead of queueing behind the re-read. Past that (the database thread stuck,
+        the database down) a reservation goes to the database, which decides.
+        """
+        age = self.clock() - read_at
+        if age < self.budget_refresh_s:
+            return True
+        if age >= 2 * self.budget_refresh_s or self._closed:
+            return False
+        if not self._rereading:
+            self._rereading = True
+            future: concurrent.futures.Future[object] = concurrent.futures.Future()
+            future.add_done_callback(self._reread)
+            self._jobs.put(_Call(lambda s: self._fresh_budgets(s, force=True), future))
+        return True
+
+    def _reread(self, future: concurrent.futures.Future[object]) -> None:
+        self._rereading = False
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            log.warning("reading the budgets again failed: %s", exc)
 
     def _top_up(
         self, key: SliceKey, limits: dict[str, BudgetLimits], amount_usd: float, ts: float

@@ -18,8 +18,8 @@ request is reserved in the database as before, after handing back this
 process's unused slice, so the last cents are admitted one request at a time.
 A slice is topped up ahead of exhaustion (below half its size) by a job the
 request does not wait for. Limits changed (``budget set``, a key's budget, the
-optimizer) are seen within the ledger's budget refresh: a slice leased under
-other limits is retired and what it has left is handed back. Slices unused
+optimizer) are seen after the ledger's budget refresh (``Ledger._usable``): a
+slice leased under other limits is retired and what it has left is handed back. Slices unused
 for ``IDLE_S``, retired ones with nothing in flight, and all of them at close
 are released whole; a killed process's slices lapse with its lease (Step 6).
 """
