@@ -38,9 +38,9 @@ Setup, all on loopback, in one run:
   /tmp, never in the project's) with one worker, the same upstream and a master key.
 Load: wrk (Debian's package), one thread, a POST of a short chat request, `--duration`
 seconds per row after a 3 s warm-up. Memory: resident set of the server's process tree
-after the row. `--soak N` then sends N more requests through polyroute in 10 s rounds
-and prints the resident memory after each, against the first round's (target: < 10 %
-growth after warm-up).
+after the row. `--soak N` then sends N more requests through polyroute in 10 s rounds,
+JSON requests and streams in turn, and prints the resident memory after each, against
+the warm-up's (one round of each; target: < 10 % growth after it).
 
 Missing tools (nginx, wrk) are installed with apt-get when running as root.
 """
@@ -74,6 +74,7 @@ TARGET_BUDGETED = 0.90
 TARGET_WORKERS_X = 1.8
 TARGET_CHUNK_US = 20.0
 SOAK_GROWTH = 0.10
+SOAK_RSS_MB = 100
 TARGET_DURABLE_ADDED_MS = 0.2
 TARGET_DURABLE_RPS_LOSS = 0.10
 TARGET_RESPONSES_EXTRA = 0.10
@@ -502,20 +503,26 @@ def measure(
     return rows
 
 
-def soak(url: str, body: dict[str, object], pid: int, total: int, workdir: Path) -> None:
+def soak(url: str, bodies: list[dict[str, object]], pid: int, total: int, workdir: Path) -> None:
+    """Rounds of each body in turn (a JSON request, a stream) until ``total`` are sent."""
     print(f"\nsoak: {total:,} requests through polyroute at 32 connections, 10 s rounds")
-    print(f"  {'requests':>10} {'req/s':>8} {'RSS MiB':>8} {'vs first':>9}")
-    sent, first = 0, 0.0
+    print(f"  {'requests':>10} {'kind':>6} {'req/s':>8} {'RSS MiB':>8} {'vs first':>9}")
+    sent, first, rounds = 0, 0.0, 0
     while sent < total:
+        body = bodies[rounds % len(bodies)]
+        rounds += 1
         rps, _, _, errors = wrk(url, body, 32, 10, workdir)
         sent += int(rps * 10)
         rss = tree_rss_mb(pid)
-        first = first or rss  # the first round is the warm-up
-        growth = 100 * (rss / first - 1)
-        print(f"  {sent:>10,} {rps:8.0f} {rss:8.1f} {growth:+8.1f}%  errors {errors}")
-    growth = tree_rss_mb(pid) / first - 1
-    ok = "PASS" if growth < SOAK_GROWTH else "MISS"
-    print(f"  growth after the first round: {100 * growth:+.1f}%   target < 10%  {ok}")
+        if rounds == len(bodies):  # the first round of each kind is the warm-up
+            first = rss
+        growth = 100 * (rss / first - 1) if first else 0.0
+        kind = "stream" if body.get("stream") else "json"
+        print(f"  {sent:>10,} {kind:>6} {rps:8.0f} {rss:8.1f} {growth:+8.1f}%  errors {errors}")
+    rss = tree_rss_mb(pid)
+    growth = rss / first - 1 if first else 0.0
+    check(f"growth after the warm-up: {100 * growth:+.1f}%", growth < SOAK_GROWTH, "< 10%")
+    check(f"resident memory at the end: {rss:.1f} MiB", rss < SOAK_RSS_MB, f"< {SOAK_RSS_MB} MiB")
 
 
 def check(what: str, ok: bool, target: str) -> None:
@@ -694,7 +701,7 @@ def main() -> None:
                 stop(ll)
             report(rows, litellm, portkey)
             if args.soak:
-                soak(via_pr, body, pr.pid, args.soak, workdir)
+                soak(via_pr, [body, streamed], pr.pid, args.soak, workdir)
         finally:
             for p in reversed(procs):
                 stop(p)
