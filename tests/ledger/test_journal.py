@@ -4,7 +4,9 @@ killed process loses no answered record, and a replay writes exactly what the da
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import signal
 import sqlite3
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,43 @@ def test_a_line_round_trips() -> None:
         decode('[1, "torn')
     with pytest.raises(ValueError, match="not a ledger journal line"):
         decode('{"record": {}}')
+
+
+def stdlib_line(item: tuple[UsageRecord, Reservation | None], seq: int) -> str:
+    """The line as the journal wrote it before msgspec (json.dumps)."""
+    r, res = item
+    held = None if res is None else [res.id, res.amount_usd, res.targets]
+    values = [seq, *(getattr(r, f.name) for f in fields(r)), held]
+    return json.dumps(values, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cost_usd", float("nan")),  # msgspec would write null: unpriced
+        ("latency_ms", float("inf")),
+        ("model", "m\u2028x"),  # raw, splitlines would cut the line in two on replay
+        ("model", "é"),
+        ("request_id", "r\ud800"),  # a lone surrogate: not UTF-8
+        ("request_id", "null"),
+    ],
+)
+def test_a_line_msgspec_cannot_write_alike_is_the_stdlibs(field: str, value: object) -> None:
+    item = (replace(rec(1), **{field: value}), None)
+    line = encode(item, 5)
+    assert line == stdlib_line(item, 5)
+    assert len(line.splitlines()) == 1
+    _, (back, _) = decode(line)
+    got = getattr(back, field)
+    assert got == value or (math.isnan(got) and math.isnan(value))  # type: ignore[arg-type]
+
+
+def test_a_line_reads_back_as_the_stdlibs_did() -> None:
+    r = UsageRecord(1.7e9, "a", "m", 9, 6, 0, 5.15e-06, 1e16, None, request_id="x", carbon_g=1e-7)
+    item = (r, Reservation("id1", 0.000512, (("global", "day:2026-12-06"),)))
+    line = encode(item, 3)
+    assert "5.15e-6" in line  # msgspec's (the stdlib's is 5.15e-06): the same number
+    assert decode(line) == decode(stdlib_line(item, 3)) == (3, item)
 
 
 async def test_answered_records_of_a_killed_process_are_written_back_exactly_once(

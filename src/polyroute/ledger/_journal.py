@@ -32,6 +32,8 @@ from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
 
+import msgspec
+
 from polyroute.ledger._records import Reservation, UsageRecord
 
 SettleItem = tuple[UsageRecord, Reservation | None]
@@ -47,14 +49,33 @@ def journal_dir(database: str) -> Path:
     return Path(database + ".journal")
 
 
-def encode(item: SettleItem, seq: int | None = None) -> str:
-    """One journal (or spill file) line, without its newline."""
+_FAST = msgspec.json.encode
+_STDLIB = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_bytes(item: SettleItem, seq: int | None = None) -> bytes:
+    """One journal (or spill file) line, without its newline, UTF-8.
+
+    msgspec writes it (a sixth of the stdlib's cost) where the two mean the same: ASCII out
+    (the stdlib's ``ensure_ascii``: no raw U+2028 for ``splitlines`` to break a line at on
+    replay) and no ``null`` beyond the ``None`` values (msgspec writes a NaN or infinity as
+    ``null``; the stdlib's ``NaN`` reads back as itself). Else the stdlib's line, as before.
+    """
     rec, res = item
     reservation = None if res is None else [res.id, res.amount_usd, res.targets]
-    return json.dumps(
-        [seq, *_VALUES(rec), reservation],
-        separators=(",", ":"),
-    )
+    values = [seq, *_VALUES(rec), reservation]
+    try:
+        line = _FAST(values)
+    except UnicodeEncodeError:  # a lone surrogate, which the stdlib escapes
+        return _STDLIB(values).encode()
+    if line.isascii() and line.count(b"null") == values.count(None):
+        return line
+    return _STDLIB(values).encode()
+
+
+def encode(item: SettleItem, seq: int | None = None) -> str:
+    """One journal (or spill file) line, without its newline."""
+    return encode_bytes(item, seq).decode()
 
 
 def decode(line: str) -> tuple[int | None, SettleItem]:
@@ -104,7 +125,7 @@ class Journal:
 
     def append(self, item: SettleItem, seq: int) -> None:
         """Make ``item`` survive this process; raises :class:`OSError` if the disk refuses."""
-        data = (encode(item, seq) + "\n").encode()
+        data = encode_bytes(item, seq) + b"\n"
         if os.write(self._fd, data) != len(data):  # a full disk: the line is torn, not kept
             raise OSError(f"short write to the ledger journal {self._segment(self._n)}")
         self.last_seq = seq
