@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
-from polyroute.gateway._server import listen
+from polyroute.gateway._server import _Corked, listen
 
 
 def _accepted_nodelay(server: socket.socket) -> int:
@@ -21,3 +22,56 @@ def test_the_gateways_connections_are_nodelay() -> None:
     with listen("127.0.0.1", 0) as server:
         assert server.proto == 0
         assert _accepted_nodelay(server) != 0
+
+
+class _Recorder(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.calls: list[str] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def write_eof(self) -> None:
+        self.calls.append("write_eof")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+
+    def get_write_buffer_size(self) -> int:
+        return 7
+
+
+async def test_the_writes_of_one_loop_turn_leave_as_one() -> None:
+    """uvicorn writes a head and a body (or several stream frames) in one turn: one send."""
+    inner = _Recorder()
+    corked = _Corked(inner, asyncio.get_running_loop())
+    corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    corked.write(bytearray(b"body"))
+    assert inner.writes == []
+    assert corked.get_write_buffer_size() == 7 + 23
+    await asyncio.sleep(0)  # the turn ends: out before anything else is awaited
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    corked.write(b"frame")
+    await asyncio.sleep(0)
+    assert inner.writes[-1] == b"frame"
+
+
+async def test_close_and_write_eof_send_what_is_held_first_and_abort_drops_it() -> None:
+    inner = _Recorder()
+    corked = _Corked(inner, asyncio.get_running_loop())
+    corked.write(b"last")
+    corked.write_eof()
+    assert (inner.writes, inner.calls) == ([b"last"], ["write_eof"])
+    corked.write(b"more")
+    corked.close()
+    assert (inner.writes, inner.calls) == ([b"last", b"more"], ["write_eof", "close"])
+    corked.write(b"lost")
+    corked.abort()  # a reset: nothing more goes out
+    await asyncio.sleep(0)
+    assert inner.writes == [b"last", b"more"]
+    assert inner.calls[-1] == "abort"

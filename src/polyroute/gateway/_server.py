@@ -22,7 +22,7 @@ import heapq
 import inspect
 import resource
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -80,7 +80,8 @@ class _Guard(asyncio.Protocol):
     _refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        # uvloop's transports are not asyncio.Transport subclasses, but they are one
+        super().connection_made(_Corked(cast("asyncio.Transport", transport), self.loop))
         self._arm()
         self._make_room()
 
@@ -160,6 +161,83 @@ class _Guard(asyncio.Protocol):
 
     def _open(self) -> bool:
         return not self.transport.is_closing()
+
+
+class _Corked(asyncio.Transport):
+    """A connection's transport whose writes of one turn of the event loop leave as one.
+
+    uvicorn writes a response's head and its body separately, and a stream's frames one by
+    one: each write is a system call, a good part of a request's cost on loopback. Here the
+    writes made before the app next waits are joined and sent at the start of the loop's
+    next turn, so nothing waits on anything but the current turn's end (a frame is out
+    before the stream reads the upstream again).
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._parts:
+            self._loop.call_soon(self._flush)
+        self._parts.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def _flush(self) -> None:
+        parts = self._parts
+        if parts:
+            self._parts = []
+            self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._parts = []
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._parts))
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
 
 
 def _waited_since(connection: _Guard) -> float:
