@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
@@ -293,7 +294,7 @@ class Observe:
         m.latency(endpoint).observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
-                json.dumps(
+                _line(
                     {
                         "method": scope["method"],
                         "path": path,
@@ -304,7 +305,19 @@ class Observe:
                         "cost_usd": note.cost_usd,
                         "key": note.key,
                         "error": note.error,
-                    },
-                    separators=(",", ":"),
+                    }
                 )
             )
+
+
+_FAST = msgspec.json.encode
+
+
+def _line(fields: dict[str, object]) -> str:
+    """An access log line: msgspec's JSON (a tenth of the stdlib's cost) where it reads the
+    same as ``json.dumps``: ASCII, and no ``null`` but the ``None`` values (msgspec writes a
+    NaN as ``null``); else the stdlib's, as before."""
+    line = _FAST(fields)
+    if line.isascii() and line.count(b"null") == list(fields.values()).count(None):
+        return line.decode()
+    return json.dumps(fields, separators=(",", ":"))
