@@ -18,6 +18,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
+import msgspec
+
 from polyroute.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -514,12 +516,21 @@ def _joined(
     return tuple(out.values())
 
 
-# json, not the gateway's msgspec: msgspec writes NaN as null, and a request must refuse it.
-# One encoder: json.dumps builds a new one per call for these options (8k instructions).
+# msgspec writes a NaN as null where a request must refuse it: a body with a null in it
+# (rare: adapters leave unset fields out) is written again by json, which refuses a NaN.
+# One json encoder: json.dumps builds a new one per call for these options (8k instructions).
+_FAST = msgspec.json.encode
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
+    try:
+        content = _FAST(body)
+    except (TypeError, UnicodeEncodeError, RecursionError):
+        pass  # json's error (or, for a key msgspec cannot write, its text), as before
+    else:
+        if b"null" not in content:
+            return content
     try:
         return _ENCODE(body).encode()
     except ValueError as exc:  # NaN or infinity: JSON has no way to say it
