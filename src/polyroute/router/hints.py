@@ -11,9 +11,9 @@ enforces; a hint only spares calls bound to be refused, for :data:`HINT_S`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 
 from polyroute.errors import AllProvidersFailedError, BudgetExceeded
 
@@ -49,17 +49,24 @@ class BudgetHints:
             if key is not None:
                 self._hints[key] = (self._clock(), Headroom(exc.left_usd, f"over budget: {exc}"))
 
-    @contextmanager
-    def noting(self) -> Iterator[None]:
-        """Note the budget refusals of a call that raises, before its error goes on."""
-        try:
-            yield
-        except BudgetExceeded as exc:
+    def noting(self) -> BudgetHints:
+        """A context that notes the budget refusals of a call that raises, before its error
+        goes on (these hints themselves: no generator-based context per request)."""
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, BudgetExceeded):
             self.note([exc])
-            raise
-        except AllProvidersFailedError as exc:
+        elif isinstance(exc, AllProvidersFailedError):
             self.note(exc.refusals)
-            raise
 
     def forget(self, budget: str) -> None:
         """``budget`` (``"*"``: the global one, else a provider id) changed: its hint goes."""
