@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from polyroute.providers._http import sse_events
+from polyroute.providers._http import sse_batches, sse_events
 
 STREAM = (
     b": keep-alive\r\n\r\n"
@@ -41,3 +41,9 @@ async def test_events_are_the_same_wherever_the_reads_split() -> None:
 async def test_an_empty_or_dataless_stream_has_no_events() -> None:
     assert await _events([]) == []
     assert await _events([b": only a comment\n\nevent: x\n\n"]) == []
+
+
+async def test_events_come_in_a_batch_per_read_that_completed_any() -> None:
+    reads = [STREAM[:92], STREAM[92:94], STREAM[94:]]  # the second completes nothing
+    batches = [batch async for batch in sse_batches(_reads(reads))]
+    assert batches == [EVENTS[:2], EVENTS[2:3], EVENTS[3:]]

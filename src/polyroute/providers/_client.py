@@ -103,10 +103,13 @@ class ProviderClient:
         decoder = self.protocol.stream_decoder(request)
         ended = False
         try:
-            async for data, event in self._x.messages(response):
-                for ev in self._parse(decoder.feed, rid, data, event):
-                    ended = ended or isinstance(ev, StreamEnd)
-                    yield ev
+            async for batch in self._x.message_batches(response):
+                for data, event in batch:
+                    for ev in self._parse(decoder.feed, rid, data, event):
+                        ended = ended or isinstance(ev, StreamEnd)
+                        yield ev
+                    if decoder.done:
+                        break
                 if decoder.done:
                     break
         finally:

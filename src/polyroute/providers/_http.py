@@ -473,16 +473,28 @@ class Exchange:
 
     async def messages(self, response: Received) -> AsyncIterator[tuple[str, str | None]]:
         """Yield ``(data, event)`` per SSE event or NDJSON line; map broken transports."""
+        async for batch in self.message_batches(response):
+            for item in batch:
+                yield item
+
+    async def message_batches(
+        self, response: Received
+    ) -> AsyncIterator[list[tuple[str, str | None]]]:
+        """:meth:`messages` as a list per network read that completed any (one resumption
+        per read, not per message); map broken transports."""
         import httpx2
 
         try:
             if self.protocol.stream_format == "ndjson":
-                async for line in _lines(response.aiter_bytes()):
-                    if line.strip():
-                        yield line, None
+                async for lines in _line_batches(response.aiter_bytes()):
+                    batch: list[tuple[str, str | None]] = [
+                        (line, None) for line in lines if line.strip()
+                    ]
+                    if batch:
+                        yield batch
             else:
-                async for item in sse_events(response.aiter_bytes()):
-                    yield item
+                async for items in sse_batches(response.aiter_bytes()):
+                    yield items
         except httpx2.TimeoutException:
             raise APITimeoutError(
                 "stream stalled: no data in time", provider=self.provider.id
@@ -577,13 +589,23 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str | None]]:
     """Frame Server-Sent Events from a UTF-8 byte stream: yield ``(data, event name)`` per
     dispatched event."""
+    async for batch in sse_batches(chunks):
+        for item in batch:
+            yield item
+
+
+async def sse_batches(
+    chunks: AsyncIterator[bytes],
+) -> AsyncIterator[list[tuple[str, str | None]]]:
+    """:func:`sse_events` as a list per network read that dispatched any."""
     data: list[str] = []
     event: str | None = None
-    async for batch in _line_batches(chunks):
-        for line in batch:
+    async for lines in _line_batches(chunks):
+        out: list[tuple[str, str | None]] = []
+        for line in lines:
             if not line:
                 if data:
-                    yield "\n".join(data), event
+                    out.append(("\n".join(data), event))
                 data, event = [], None
                 continue
             if line.startswith(":"):
@@ -595,8 +617,10 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, s
                 data.append(value)
             elif name == "event":
                 event = value
+        if out:
+            yield out
     if data:  # a final event without its blank line
-        yield "\n".join(data), event
+        yield [("\n".join(data), event)]
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
