@@ -385,3 +385,19 @@ def test_a_failed_budget_reread_is_logged_and_can_run_again(
         assert not ledger._rereading
     finally:
         ledger.close()
+
+
+async def test_a_request_on_the_next_day_reserves_against_that_day(db_url: str) -> None:
+    """The limits and slice key worked out for one read of the budgets are per day."""
+    now = [T0]
+    ledger = Ledger(db_url, clock=lambda: now[0], slices=True)
+    try:
+        await ledger.set_budget(PA, daily_usd=10.0)
+        today = await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0)
+        again = await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0 + 1)
+        tomorrow = await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0 + 86_400)
+        assert today.targets == again.targets == ((PA, period_key("daily", T0)),)
+        assert tomorrow.targets == ((PA, period_key("daily", T0 + 86_400)),)
+        assert is_slice(tomorrow.id) and tomorrow.id != today.id
+    finally:
+        await ledger.aclose()
