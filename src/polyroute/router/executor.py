@@ -28,7 +28,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -336,13 +335,14 @@ class ExecutedStream:
         self._delivered = False
         self._gen: AsyncGenerator[StreamEvent, None] | None = None
 
-    def __aiter__(self) -> ExecutedStream:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
+    def __aiter__(self) -> AsyncGenerator[StreamEvent, None]:
+        # the generator itself, not a wrapper: one resumption less per event
         if self._gen is None:
             self._gen = self._run()
-        return await anext(self._gen)
+        return self._gen
+
+    async def __anext__(self) -> StreamEvent:
+        return await anext(self.__aiter__())
 
     async def aclose(self) -> None:
         """Stop early: the provider's stream is closed and its attempt recorded."""
@@ -358,10 +358,44 @@ class ExecutedStream:
             attempt: Call | None = admitted
             retry = 0
             while attempt is not None:
+                # one metered stream, inline (not a generator of its own: one resumption less
+                # per event); it raises its error, with the attempt ended, if it fails
+                target = attempt.target
+                held: StreamStart | None = None
+                call = replace(self.request, model=target.model)
+                events = ex.meter.stream(client, call, virtual_key=self.virtual_key)
                 try:
-                    async with aclosing(self._call(attempt, client)) as events:
-                        async for event in events:
-                            yield event
+                    # an error leaving it fails the attempt; else, unended, abandons it
+                    with attempt:
+                        try:
+                            async for event in events:
+                                if not self._delivered:
+                                    if isinstance(event, StreamStart):
+                                        held = event
+                                        continue
+                                    if not self._passes(event, attempt):
+                                        continue  # nothing to show yet: keep the fallback open
+                                    if held is not None:
+                                        yield held
+                                        held = None
+                                if isinstance(event, StreamEnd):
+                                    # booked before the consumer sees the end: it may stop there
+                                    latency = attempt.elapsed_ms()
+                                    self._served(target, client.provider.type, event, latency)
+                                    attempt.served(latency)
+                                yield event
+                            if not attempt.ended:
+                                raise StreamInterruptedError(
+                                    "stream ended without its end event: the answer is truncated",
+                                    provider=target.provider,
+                                )
+                        except ProviderError:
+                            if not attempt.ended:
+                                raise
+                            # after its end event: the answer is whole
+                        finally:
+                            if isinstance(events, AsyncGenerator):
+                                await events.aclose()  # the meter records an abandoned stream now
                     return
                 except BudgetExceeded as exc:
                     failed = (attempt.target, exc)
@@ -374,48 +408,16 @@ class ExecutedStream:
                     retry += 1
         raise run.outcome()
 
-    async def _call(
-        self, attempt: Call, client: ProviderClient
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """One metered stream; raises its error, with the attempt ended, if it fails."""
-        target = attempt.target
-        held: StreamStart | None = None
-        call = replace(self.request, model=target.model)
-        events = self.executor.meter.stream(client, call, virtual_key=self.virtual_key)
-        with attempt:  # an error leaving it fails the attempt; else, unended, abandons it
-            try:
-                async for event in events:
-                    if not self._delivered:
-                        if isinstance(event, StreamStart):
-                            held = event
-                            continue
-                        if isinstance(event, TextDelta) and not event.text:
-                            continue  # nothing to show yet: keep the fallback open
-                        self._delivered = _is_content(event)
-                        if self._delivered:
-                            self.ttft_ms = attempt.elapsed_ms()
-                        self.target = target
-                        if held is not None:
-                            yield held
-                            held = None
-                    if isinstance(event, StreamEnd):
-                        # booked before the consumer sees the end: it may stop reading there
-                        latency = attempt.elapsed_ms()
-                        self._served(target, client.provider.type, event, latency)
-                        attempt.served(latency)
-                    yield event
-                if not attempt.ended:
-                    raise StreamInterruptedError(
-                        "stream ended without its end event: the answer is truncated",
-                        provider=target.provider,
-                    )
-            except ProviderError:
-                if attempt.ended:  # after its end event: the answer is whole
-                    return
-                raise
-            finally:
-                if isinstance(events, AsyncGenerator):
-                    await events.aclose()  # the meter records an abandoned stream now, not at GC
+    def _passes(self, event: StreamEvent, attempt: Call) -> bool:
+        """Whether ``event``, before any content was delivered, goes to the consumer (an
+        empty text delta does not); notes the target and the first content's time."""
+        if isinstance(event, TextDelta) and not event.text:
+            return False
+        self._delivered = _is_content(event)
+        if self._delivered:
+            self.ttft_ms = attempt.elapsed_ms()
+        self.target = attempt.target
+        return True
 
     def _served(
         self, target: Target, provider_type: str, end: StreamEnd, latency_ms: float
