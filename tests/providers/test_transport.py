@@ -299,3 +299,47 @@ async def test_an_empty_post_says_its_length_and_a_get_does_not() -> None:
     post, get = (h.decode().lower() for h in heads)
     assert "content-length: 0\r\n" in post
     assert "content-length" not in get
+
+
+async def test_a_reused_head_frames_each_body_and_other_urls_and_headers_get_theirs() -> None:
+    """Heads are serialized once per (method, URL, header tuple) reused; each request still
+    says its own length, and another URL or header set (even past the cache's bound) its own."""
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            length = [
+                int(line.split(b":")[1]) for line in head.split(b"\r\n") if b"length:" in line
+            ]
+            requests.append(head + await reader.readexactly(length[0] if length else 0))
+            writer.write(OK)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    url, other = httpx2.URL(base + "/x"), httpx2.URL(base + "/y?q=1")
+    headers = (("user-agent", "t"), ("content-type", "application/json"))
+    lean = LeanTransport()
+    sent: list[tuple[httpx2.URL, tuple[tuple[str, str], ...], bytes]] = [
+        (url, headers, b'{"a":1}'),
+        (url, headers, b'{"a":12}'),
+        (other, headers, b""),
+        *((url, (("x-n", str(i)),), b"{}") for i in range(70)),
+        (url, headers, b"[]"),
+    ]
+    try:
+        for u, h, body in sent:
+            await (await lean.open("POST", u, h, body, LIMITS)).read()
+    finally:
+        await lean.aclose()
+        server.close()
+    host = base.removeprefix("http://")
+    for (u, h, body), got in zip(sent, requests, strict=True):
+        lines = [f"POST {u.raw_path.decode()} HTTP/1.1", f"host: {host}"]
+        lines += [f"{n}: {v}" for n, v in h] + [f"content-length: {len(body)}"]
+        assert got == ("\r\n".join(lines) + "\r\n\r\n").encode() + body

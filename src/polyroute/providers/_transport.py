@@ -39,6 +39,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BODIED = frozenset({"POST", "PUT", "PATCH"})
 _MAX_HEAD = 64 * 1024
 _READ = 64 * 1024
+_MAX_HEADS = 64
+"""Request heads kept serialized (a provider's paths times its header sets: a handful)."""
+
+_Head = tuple[bytes, bool]
 
 
 class _Connection:
@@ -66,6 +70,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         self._idle: dict[Origin, list[_Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
         self.max_idle_per_origin = max_idle_per_origin
+        self._heads: dict[tuple[str, int, int], tuple[httpx2.URL, object, _Head]] = {}
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
@@ -102,7 +107,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         if scheme not in _DEFAULT_PORTS:
             raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
         origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
-        payload = _serialize(method, url, headers, content)
+        payload = _framed(self._head(method, url, headers), method, content)
         call = _Call(method, url, request, timeouts)
         idle = self._idle.get(origin)
         while idle:
@@ -122,6 +127,22 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             raise httpx2.RemoteProtocolError(
                 "server closed the connection without a response", request=request
             ) from None
+
+    def _head(self, method: str, url: httpx2.URL, headers: Iterable[tuple[str, str]]) -> _Head:
+        """:func:`_head`, serialized once per (method, URL, headers) a caller reuses: a
+        provider's calls pass the same URL and header tuple each time. Entries hold their
+        URL and headers, so an id in a key is never another object's."""
+        if type(headers) is not tuple:
+            return _head(method, url, headers)
+        key = (method, id(url), id(headers))
+        hit = self._heads.get(key)
+        if hit is not None and hit[0] is url and hit[1] is headers:
+            return hit[2]
+        head = _head(method, url, headers)
+        if len(self._heads) >= _MAX_HEADS:
+            self._heads.clear()
+        self._heads[key] = (url, headers, head)
+        return head
 
     async def _connect(
         self, origin: Origin, request: httpx2.Request | None, timeout: float | None
@@ -269,9 +290,8 @@ class LeanResponse:
         await self.body.aclose()
 
 
-def _serialize(
-    method: str, url: httpx2.URL, headers: Iterable[tuple[str, str]], content: bytes
-) -> bytes:
+def _head(method: str, url: httpx2.URL, headers: Iterable[tuple[str, str]]) -> _Head:
+    """The request line and header lines, and whether the headers give the body's size."""
     lines = [f"{method} {url.raw_path.decode('ascii')} HTTP/1.1"]
     names = set()
     for name, value in headers:
@@ -279,9 +299,15 @@ def _serialize(
         lines.append(f"{name}: {value}")
     if "host" not in names:
         lines.insert(1, f"host: {url.netloc.decode('ascii')}")
-    if (content or method in _BODIED) and not names & {"content-length", "transfer-encoding"}:
-        lines.append(f"content-length: {len(content)}")  # an empty POST says so too
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content
+    sized = bool(names & {"content-length", "transfer-encoding"})
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1"), sized
+
+
+def _framed(head: _Head, method: str, content: bytes) -> bytes:
+    lines, sized = head
+    if (content or method in _BODIED) and not sized:  # an empty POST says so too
+        return b"%scontent-length: %d\r\n\r\n%s" % (lines, len(content), content)
+    return lines + b"\r\n" + content
 
 
 def _parse_head(
