@@ -422,7 +422,7 @@ def test_a_rate_limit_problem_carries_the_shortest_wait() -> None:
 async def test_a_bug_after_the_first_event_still_ends_in_an_error_frame(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from polyroute.gateway._chat import _frames
+    from polyroute.gateway._chat import _Frames
     from polyroute.gateway._observe import Note
 
     async def events() -> AsyncGenerator[Any, None]:
@@ -432,18 +432,26 @@ async def test_a_bug_after_the_first_event_still_ends_in_an_error_frame(
     class Stream:
         cost_usd = None
 
+    async def durable() -> None:
+        pass
+
+    frames: list[bytes] = []
+
+    async def send(message: Any) -> None:
+        frames.append(message.get("body", b""))
+
     inbound = Inbound(ChatRequest("m", ()), stream=True)
     note = Note()
-    frames = [
-        f
-        async for f in _frames(
-            StreamStart("id", "m"),
-            events(),
-            Stream(),  # type: ignore[arg-type]
-            OpenAIChat().encoder(inbound, "m"),
-            note,
-        )
-    ]
+    response = _Frames(
+        StreamStart("id", "m"),
+        events(),
+        Stream(),  # type: ignore[arg-type]
+        OpenAIChat().encoder(inbound, "m"),
+        note,
+        durable,
+        {},
+    )
+    await response.stream_response(send)
     body = b"".join(frames).decode()
     assert "half an ans" in body and "[DONE]" not in body
     last = json.loads(body.strip().split("\n\n")[-1].removeprefix("data: "))

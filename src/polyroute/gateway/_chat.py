@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Send
 
 from polyroute.errors import GatewayError, PolyrouteError
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta
@@ -214,10 +215,8 @@ class ChatEndpoint:
         headers["x-polyroute-cost-estimated"] = "true"  # the actual cost is known at the end
         headers["cache-control"] = "no-cache"
         encoder = self.fmt.encoder(inbound, model)
-        frames = _frames(
-            first, events, stream, encoder, note, self.ending(inbound, encoder, caller)
-        )
-        return StreamingResponse(frames, headers=headers, media_type="text/event-stream")
+        durable = self.ending(inbound, encoder, caller)
+        return _Frames(first, events, stream, encoder, note, durable, headers)
 
     async def _fuse(
         self, inbound: Inbound, choice: Choice, method: FusionMethod, caller: Caller, note: Note
@@ -247,33 +246,127 @@ class ChatEndpoint:
         return Response(b"".join(frames), 200, headers, "text/event-stream")
 
 
-async def _frames(
-    first: StreamEvent,
-    events: AsyncGenerator[StreamEvent, None],
-    stream: AnswerStream,
-    encoder: StreamEncoder,
-    note: Note,
-    durable: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncGenerator[bytes, None]:
-    """The SSE body: the format's frames, or its error frame if the stream fails. The end's
-    frame (the last bytes) waits for the ledger's commit of the stream's record."""
-    try:
-        yield encoder.event(first)
-        async for event in events:
-            frame = encoder.event(event)
-            if isinstance(event, StreamEnd) and durable is not None:
-                await durable()
-            if frame:
-                yield frame
-    except PolyrouteError as exc:
-        problem = problem_of(exc)
-        note.error = problem.kind
-        yield encoder.error(problem)
-    except Exception:  # a bug past the head: still an error frame, never a clean end
-        log.exception("a gateway stream failed after its first event")
-        problem = Problem(500, "internal", "the gateway failed this stream (its log says why)")
-        note.error = problem.kind
-        yield encoder.error(problem)
-    finally:
-        await events.aclose()  # the caller left early: the upstream stream is closed and recorded
-        note.cost_usd = stream.cost_usd
+class _Frames(StreamingResponse):
+    """The SSE response of a stream: the format's frames, or its error frame if the stream
+    fails. The end's frame (the last bytes) waits for the ledger's commit of the stream's
+    record.
+
+    Frames whose events came without a wait (one network read carries several) go out as
+    one body message, one socket write; none is held back: what is ready goes out as soon
+    as the next event has to be waited for (the upstream's next read, the commit)."""
+
+    def __init__(
+        self,
+        first: StreamEvent,
+        events: AsyncGenerator[StreamEvent, None],
+        stream: AnswerStream,
+        encoder: StreamEncoder,
+        note: Note,
+        durable: Callable[[], Awaitable[None]],
+        headers: dict[str, str],
+    ) -> None:
+        self.status_code = 200
+        self.media_type = "text/event-stream"
+        self.background = None
+        self.init_headers(headers)
+        self._first = first
+        self._events = events
+        self._stream = stream
+        self._encoder = encoder
+        self._note = note
+        self._durable = durable
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await self._body(send)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _body(self, send: Send) -> None:
+        events, encoder, note = self._events, self._encoder, self._note
+        ready: list[bytes] = []
+        try:
+            ready.append(encoder.event(self._first))
+            while True:
+                step = events.__anext__()
+                try:
+                    waiting = step.send(None)  # run it as far as it goes without a wait
+                except StopIteration as got:
+                    event: StreamEvent = got.value
+                except StopAsyncIteration:
+                    break
+                else:  # it waits: what is ready goes out first
+                    if ready:
+                        try:
+                            await _part(send, ready)
+                        except BaseException as exc:
+                            await _Rest(step, waiting, exc)  # the step in flight unwinds too
+                            raise
+                    try:
+                        event = await _Rest(step, waiting)
+                    except StopAsyncIteration:
+                        break
+                frame = encoder.event(event)
+                if isinstance(event, StreamEnd):
+                    if ready:
+                        await _part(send, ready)
+                    await self._durable()
+                if frame:
+                    ready.append(frame)
+            if ready:
+                await _part(send, ready)
+        except PolyrouteError as exc:
+            problem = problem_of(exc)
+            note.error = problem.kind
+            await _part(send, [*ready, encoder.error(problem)])
+        except Exception:  # a bug past the head: still an error frame, never a clean end
+            log.exception("a gateway stream failed after its first event")
+            problem = Problem(500, "internal", "the gateway failed this stream (its log says why)")
+            note.error = problem.kind
+            await _part(send, [*ready, encoder.error(problem)])
+        finally:
+            await events.aclose()  # the caller left early: the upstream is closed and recorded
+            note.cost_usd = self._stream.cost_usd
+
+
+async def _part(send: Send, frames: list[bytes]) -> None:
+    """Send ``frames`` as one body message, and forget them."""
+    body = frames[0] if len(frames) == 1 else b"".join(frames)
+    frames.clear()
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+class _Rest:
+    """Awaits what is left of ``step``, a coroutine started by hand that suspended on
+    ``waiting``: the same as ``await step`` had it not been started (what the event loop
+    sends or throws in, a cancellation or a timeout, goes on to ``step``). ``exc``: thrown
+    into it first."""
+
+    __slots__ = ("_exc", "_step", "_waiting")
+
+    def __init__(
+        self,
+        step: Coroutine[Any, Any, StreamEvent],
+        waiting: object,
+        exc: BaseException | None = None,
+    ) -> None:
+        self._step = step
+        self._waiting = waiting
+        self._exc = exc
+
+    def __await__(self) -> Generator[object, object, StreamEvent]:
+        step, waiting, exc = self._step, self._waiting, self._exc
+        sent: object = None
+        while True:
+            if exc is None:
+                try:
+                    sent = yield waiting
+                except GeneratorExit:
+                    step.close()
+                    raise
+                except BaseException as thrown:  # noqa: BLE001 - handed on to the step
+                    exc = thrown
+            try:
+                waiting = step.send(sent) if exc is None else step.throw(exc)
+            except StopIteration as got:
+                return cast(StreamEvent, got.value)
+            exc = None

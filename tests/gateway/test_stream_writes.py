@@ -1,0 +1,224 @@
+"""How a gateway stream's frames reach the socket: frames whose events came in one upstream
+read go out as one body message, and none waits for the upstream's next read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from polyroute.client import Polyroute
+from polyroute.config import Config, validate
+from polyroute.gateway import create_app
+from polyroute.providers._http import HttpPool
+
+KEY = "sk-test-admin"
+MODEL = "fixed-openai"
+
+
+def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+HEAD = _chunk({"role": "assistant", "content": ""}) + _chunk({"content": "one "})
+TAIL = (
+    _chunk({"content": "two "})
+    + _chunk({"content": "three"})
+    + _chunk({}, "stop")
+    + b'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\n'
+    + b"data: [DONE]\n\n"
+)
+
+
+class Upstream:
+    """An OpenAI-format upstream answering every stream with ``HEAD``, then, once
+    ``release`` is set, ``TAIL`` (each one read)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.reads = 0
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        self.reads += 1
+        yield HEAD
+        await self.release.wait()
+        self.reads += 1
+        yield TAIL
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx2.Response(200, content=self._body(), headers=headers)
+
+
+@asynccontextmanager
+async def gateway(home: Path, upstream: Upstream) -> AsyncIterator[tuple[Any, Polyroute]]:
+    settings = {
+        "health": {"interval_s": 0},
+        "storage": {"url": f"sqlite:///{home / 'ledger.db'}"},
+        "providers": {
+            "oa": {
+                "type": "openai",
+                "base_url": "http://openai.invalid/v1",
+                "api_key": "env:UPSTREAM_KEY",
+                "models": [MODEL],
+            }
+        },
+        "models": {
+            MODEL: {
+                "provider_type": "openai",
+                "input_usd_per_mtok": 1.0,
+                "output_usd_per_mtok": 2.0,
+            }
+        },
+    }
+    config = Config(validate(settings, "test"), "test", {"UPSTREAM_KEY": "sk-upstream"})
+    pr = Polyroute(config, pool=HttpPool(transport=httpx2.MockTransport(upstream)))
+    app = create_app(pr, admin_key=KEY, lifecycle=True)
+    async with app.router.lifespan_context(app):
+        yield app, pr
+
+
+class Client:
+    """One streamed chat completion through the app's ASGI interface; ``parts`` are the
+    body messages as they are sent."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.parts: list[bytes] = []
+        self.sent = asyncio.Event()  # set at each body message
+        self.status = 0
+
+    def _scope(self, raw: bytes) -> dict[str, Any]:
+        headers = [
+            (b"host", b"test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+            (b"authorization", f"Bearer {KEY}".encode()),
+        ]
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+
+    async def run(self) -> None:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        raw = json.dumps(body).encode()
+        asked = False
+        done = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+                return
+            if message.get("body"):
+                self.parts.append(message["body"])
+                self.sent.set()
+            if not message.get("more_body", False):
+                done.set()
+
+        await self.app(self._scope(raw), receive, send)
+
+    def texts(self) -> Iterator[str]:
+        for frame in b"".join(self.parts).decode().split("\n\n"):
+            if frame.startswith("data: {"):
+                for choice in json.loads(frame[6:])["choices"]:
+                    text = choice["delta"].get("content")
+                    if text:
+                        yield text
+
+
+async def test_a_frame_goes_out_before_the_upstream_is_waited_for(tmp_path: Path) -> None:
+    upstream = Upstream()
+    async with gateway(tmp_path, upstream) as (app, pr):
+        client = Client(app)
+        call = asyncio.create_task(client.run())
+        await asyncio.wait_for(client.sent.wait(), 10)
+        # the upstream stalls after its first read: what that read carried is the client's
+        assert upstream.reads == 1 and not call.done()
+        assert list(client.texts()) == ["one "]
+        upstream.release.set()
+        await asyncio.wait_for(call, 10)
+        assert client.status == 200
+        assert list(client.texts()) == ["one ", "two ", "three"]
+        body = b"".join(client.parts)
+        assert body.endswith(b"data: [DONE]\n\n")
+        assert b'"finish_reason":"stop"' in body
+        # frames of one read share a body message; the end's waited for the commit
+        assert len(client.parts) <= 3
+        (row,) = (await pr.ledger.usage()).rows
+        assert (row.requests, row.failed, row.completion_tokens) == (1, 0, 3)
+        assert row.cost_usd > 0
+
+
+class GoneClient(Client):
+    """A client whose connection breaks at the first body message."""
+
+    async def run(self) -> None:
+        app = self.app
+
+        async def broken(scope: Any, receive: Any, send: Any) -> None:
+            async def send_or_fail(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.body":
+                    self.sent.set()
+                    raise OSError("connection reset by the client")
+                await send(message)
+
+            await app(scope, receive, send_or_fail)
+
+        self.app = broken
+        try:
+            await super().run()
+        finally:
+            self.app = app
+
+
+async def test_a_client_gone_while_the_upstream_is_read_ends_the_stream_recorded(
+    tmp_path: Path,
+) -> None:
+    upstream = Upstream()
+    async with gateway(tmp_path, upstream) as (app, pr):
+        client = GoneClient(app)
+        with pytest.raises(OSError, match="reset by the client"):
+            await asyncio.wait_for(client.run(), 10)
+        # the read in flight when the write failed was abandoned, never completed
+        assert client.sent.is_set() and upstream.reads == 1
+        (row,) = (await pr.ledger.usage()).rows
+        assert (row.requests, row.failed) == (1, 1)
+        assert row.cost_usd > 0  # the delivered text is charged
