@@ -276,7 +276,7 @@ class Meter:
         delivered = 0
         try:
             async for event in client.stream(request):
-                if isinstance(event, TextDelta | ToolCallDelta | ThinkingDelta):
+                if isinstance(event, _DELIVERED):
                     if ttft is None:
                         ttft = (time.perf_counter() - t0) * 1000
                     # thinking is billed as output too
@@ -294,6 +294,10 @@ class Meter:
         finally:
             if not attempt.done:  # the consumer stopped reading before the end
                 attempt.failed(None, (time.perf_counter() - t0) * 1000, ttft, delivered)
+
+
+_DELIVERED = (TextDelta, ToolCallDelta, ThinkingDelta)
+"""Events of delivered output (a tuple: ``isinstance`` on a union builds it per call)."""
 
 
 class _Attempt:
