@@ -635,8 +635,8 @@ class _Events:
                 return out
             if (
                 self._open is None
-                or self._open in self._tools.values()
-                or self._open in self._thinking.values()
+                or (self._tools and self._open in self._tools.values())
+                or (self._thinking and self._open in self._thinking.values())
             ):
                 out += self._block({"type": "text", "text": ""})
             assert self._open is not None
