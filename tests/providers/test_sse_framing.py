@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 
-from polyroute.providers._http import sse_batches, sse_events
+import pytest
+
+from polyroute.errors import InvalidResponseError
+from polyroute.providers._http import loads_event, sse_batches, sse_events
 
 STREAM = (
     b": keep-alive\r\n\r\n"
@@ -47,3 +51,12 @@ async def test_events_come_in_a_batch_per_read_that_completed_any() -> None:
     reads = [STREAM[:92], STREAM[92:94], STREAM[94:]]  # the second completes nothing
     batches = [batch async for batch in sse_batches(_reads(reads))]
     assert batches == [EVENTS[:2], EVENTS[2:3], EVENTS[3:]]
+
+
+def test_a_message_msgspec_refuses_is_parsed_as_the_stdlib_parses_it() -> None:
+    assert math.isnan(loads_event('{"a": NaN}')["a"])
+    assert loads_event('{"a": [1, {"b": "\\u00e9"}]}') == {"a": [1, {"b": "é"}]}
+    with pytest.raises(InvalidResponseError, match="not JSON"):
+        loads_event("{nope")
+    with pytest.raises(InvalidResponseError, match="deeper"):
+        loads_event("[" * 101 + "]" * 101)
