@@ -64,7 +64,11 @@ class Upstream:
 
 
 @asynccontextmanager
-async def gateway(home: Path, upstream: Upstream) -> AsyncIterator[tuple[Any, Polyroute]]:
+async def gateway(
+    home: Path, upstream: Upstream | None, **provider: Any
+) -> AsyncIterator[tuple[Any, Polyroute]]:
+    """The app over ``upstream`` (over the network, with ``provider``'s ``base_url``, if
+    ``None``)."""
     settings = {
         "health": {"interval_s": 0},
         "storage": {"url": f"sqlite:///{home / 'ledger.db'}"},
@@ -74,6 +78,7 @@ async def gateway(home: Path, upstream: Upstream) -> AsyncIterator[tuple[Any, Po
                 "base_url": "http://openai.invalid/v1",
                 "api_key": "env:UPSTREAM_KEY",
                 "models": [MODEL],
+                **provider,
             }
         },
         "models": {
@@ -85,7 +90,8 @@ async def gateway(home: Path, upstream: Upstream) -> AsyncIterator[tuple[Any, Po
         },
     }
     config = Config(validate(settings, "test"), "test", {"UPSTREAM_KEY": "sk-upstream"})
-    pr = Polyroute(config, pool=HttpPool(transport=httpx2.MockTransport(upstream)))
+    transport = None if upstream is None else httpx2.MockTransport(upstream)
+    pr = Polyroute(config, pool=HttpPool(transport=transport))
     app = create_app(pr, admin_key=KEY, lifecycle=True)
     async with app.router.lifespan_context(app):
         yield app, pr
@@ -158,7 +164,7 @@ class Client:
     def texts(self) -> Iterator[str]:
         for frame in b"".join(self.parts).decode().split("\n\n"):
             if frame.startswith("data: {"):
-                for choice in json.loads(frame[6:])["choices"]:
+                for choice in json.loads(frame[6:]).get("choices", ()):
                     text = choice["delta"].get("content")
                     if text:
                         yield text
@@ -222,3 +228,45 @@ async def test_a_client_gone_while_the_upstream_is_read_ends_the_stream_recorded
         (row,) = (await pr.ledger.usage()).rows
         assert (row.requests, row.failed) == (1, 1)
         assert row.cost_usd > 0  # the delivered text is charged
+
+
+async def test_an_upstream_stalling_past_its_timeout_after_content_ends_in_an_error_frame(
+    tmp_path: Path,
+) -> None:
+    # the read that times out was started by hand (the frames before it went out first):
+    # the timeout still reaches it, so the answer ends in an error frame, recorded as failed
+    stalled = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+        writer.write(b"connection: close\r\n\r\n" + HEAD)
+        await writer.drain()
+        await stalled.wait()  # never set: the gateway gives up first
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with gateway(
+            tmp_path, None, base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5
+        ) as (app, pr):
+            client = Client(app)
+            await asyncio.wait_for(client.run(), 10)
+            (row,) = (await pr.ledger.usage()).rows
+    finally:
+        stalled.set()
+        server.close()
+        await server.wait_closed()
+    body = b"".join(client.parts).decode()
+    assert client.status == 200 and list(client.texts()) == ["one "]
+    last = json.loads(body.strip().split("\n\n")[-1].removeprefix("data: "))
+    assert last["error"]["code"] == "upstream_timeout"  # the read's own timeout, not a cancel
+    assert "[DONE]" not in body
+    assert (row.requests, row.failed, row.completion_tokens) == (1, 1, 1)
