@@ -586,7 +586,7 @@ _PING = sse({"type": "ping"}, "ping")
 class _Events:
     """Stream events -> Messages stream events, one content block open at a time."""
 
-    __slots__ = ("_model", "_next", "_open", "_started", "_thinking", "_tools")
+    __slots__ = ("_model", "_next", "_open", "_started", "_text", "_thinking", "_tools")
 
     def __init__(self, model: str) -> None:
         self._model = model
@@ -595,6 +595,7 @@ class _Events:
         self._next = 0  # the next block's index
         self._tools: dict[int, int] = {}  # tool call index -> its block's index
         self._thinking: dict[int, int] = {}  # thinking block index -> its block's index
+        self._text: bytes | None = None  # a text delta's frame up to its text, while one is open
 
     def _start(self) -> bytes:
         self._started = True
@@ -611,6 +612,7 @@ class _Events:
         return sse({"type": "message_start", "message": message}, "message_start") + _PING
 
     def _close(self) -> bytes:
+        self._text = None
         if self._open is None:
             return b""
         index, self._open = self._open, None
@@ -629,6 +631,8 @@ class _Events:
         )
 
     def event(self, event: StreamEvent) -> bytes:
+        if self._text is not None and type(event) is TextDelta:  # the common case, at once
+            return self._text + dumps(event.text) + b"}}\n\n" if event.text else b""
         out = b"" if self._started else self._start()
         if isinstance(event, TextDelta):
             if not event.text:
@@ -640,6 +644,12 @@ class _Events:
             ):
                 out += self._block({"type": "text", "text": ""})
             assert self._open is not None
+            # what _delta writes for text, up to the text itself
+            self._text = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                + str(self._open).encode()
+                + b',"delta":{"type":"text_delta","text":'
+            )
             return out + self._delta(self._open, {"type": "text_delta", "text": event.text})
         if isinstance(event, ThinkingDelta):
             return out + self._thought(event)

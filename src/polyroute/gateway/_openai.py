@@ -532,11 +532,14 @@ class OpenAIChat:
         return dumps({"error": error_object(problem)})
 
 
+_TEXT_END = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+
 class _Chunks:
     """Stream events -> ``chat.completion.chunk`` frames. Every chunk shares its head and
     tail bytes, so a text delta costs one small JSON encoding."""
 
-    __slots__ = ("_head", "_include_usage", "_started", "_tools", "_usage_head")
+    __slots__ = ("_head", "_include_usage", "_started", "_text", "_tools", "_usage_head")
 
     def __init__(self, model: str, include_usage: bool) -> None:
         common = dumps(
@@ -550,6 +553,7 @@ class _Chunks:
         self._usage_head = b"data: " + common
         tail = b',"usage":null' if include_usage else b""
         self._head = self._usage_head + tail + b',"choices":[{"index":0,"delta":'
+        self._text = self._head + b'{"content":'  # a text delta's chunk up to its text
         self._include_usage = include_usage
         self._started = False
         self._tools: set[int] = set()
@@ -561,6 +565,8 @@ class _Chunks:
         return self._head + dumps(delta) + end
 
     def event(self, event: StreamEvent) -> bytes:
+        if self._started and type(event) is TextDelta:  # the common case, at once
+            return self._text + dumps(event.text) + _TEXT_END if event.text else b""
         out = b""
         if not self._started:
             self._started = True
