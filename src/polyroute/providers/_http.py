@@ -559,6 +559,12 @@ def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
 _EOL = re.compile(r"\r\n|\r|\n")
 
 
+def _split_lines(text: str) -> list[str]:
+    """``text`` split at CRLF, LF or CR; by ``str.split`` when it holds no CR (vendors end
+    lines with LF alone), many times the regular expression's speed."""
+    return _EOL.split(text) if "\r" in text else text.split("\n")
+
+
 async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
     """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines),
     a list per chunk read (one resumption per network read, not per line)."""
@@ -569,11 +575,11 @@ async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]
         held = ""
         if text.endswith("\r"):  # its LF may open the next chunk: one line end, not two
             text, held = text[:-1], "\r"
-        *done, rest = _EOL.split(text)
-        rest += held
+        done = _split_lines(text)
+        rest = done.pop() + held
         if done:
             yield done
-    *done, last = _EOL.split(rest + decode(b"", True))
+    *done, last = _split_lines(rest + decode(b"", True))
     if last:
         done.append(last)
     if done:
@@ -604,6 +610,9 @@ async def sse_batches(
     async for lines in _line_batches(chunks):
         out: list[tuple[str, str | None]] = []
         for line in lines:
+            if line[:6] == "data: ":  # the usual line, taken at once
+                data.append(line[6:])
+                continue
             if not line:
                 if data:
                     out.append(("\n".join(data), event))
