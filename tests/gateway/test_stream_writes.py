@@ -12,10 +12,13 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import select
 
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.gateway import create_app
+from polyroute.ledger._schema import usage
+from polyroute.ledger._store import Store
 from polyroute.providers._http import HttpPool
 
 KEY = "sk-test-admin"
@@ -225,16 +228,14 @@ async def test_a_client_gone_while_the_upstream_is_read_ends_the_stream_recorded
             await asyncio.wait_for(client.run(), 10)
         # the read in flight when the write failed was abandoned, never completed
         assert client.sent.is_set() and upstream.reads == 1
-        (row,) = (await pr.ledger.usage()).rows
-        assert (row.requests, row.failed) == (1, 1)
-        assert row.cost_usd > 0  # the delivered text is charged
+        (row,) = await records(pr)
+    assert row["status"] == "cancelled" and row["cost_nusd"] > 0  # delivered text charged
 
 
-async def test_an_upstream_stalling_past_its_timeout_after_content_ends_in_an_error_frame(
-    tmp_path: Path,
-) -> None:
-    # the read that times out was started by hand (the frames before it went out first):
-    # the timeout still reaches it, so the answer ends in an error frame, recorded as failed
+@asynccontextmanager
+async def stalled_upstream() -> AsyncIterator[str]:
+    """An OpenAI-format upstream over the network that sends ``HEAD`` and then nothing;
+    its base URL."""
     stalled = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -248,25 +249,62 @@ async def test_an_upstream_stalling_past_its_timeout_after_content_ends_in_an_er
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
         writer.write(b"connection: close\r\n\r\n" + HEAD)
         await writer.drain()
-        await stalled.wait()  # never set: the gateway gives up first
+        await stalled.wait()  # until the test ends: the gateway gives up first
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with gateway(
-            tmp_path, None, base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5
-        ) as (app, pr):
-            client = Client(app)
-            await asyncio.wait_for(client.run(), 10)
-            (row,) = (await pr.ledger.usage()).rows
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         stalled.set()
         server.close()
         await server.wait_closed()
+
+
+async def records(pr: Polyroute) -> list[dict[str, Any]]:
+    def read(store: Store) -> list[dict[str, Any]]:
+        with store.read() as c:
+            return [dict(x) for x in c.execute(select(usage)).mappings()]
+
+    await pr.ledger.flush()
+    return await pr.ledger.run(read)
+
+
+async def test_an_upstream_stalling_past_its_timeout_after_content_ends_in_an_error_frame(
+    tmp_path: Path,
+) -> None:
+    # the read that times out was started by hand (the frames before it went out first):
+    # the timeout still reaches it, so the answer ends in an error frame, recorded as failed
+    async with (
+        stalled_upstream() as base_url,
+        gateway(tmp_path, None, base_url=base_url, timeout_s=0.5) as (app, pr),
+    ):
+        client = Client(app)
+        await asyncio.wait_for(client.run(), 10)
+        (row,) = (await pr.ledger.usage()).rows
     body = b"".join(client.parts).decode()
     assert client.status == 200 and list(client.texts()) == ["one "]
     last = json.loads(body.strip().split("\n\n")[-1].removeprefix("data: "))
     assert last["error"]["code"] == "upstream_timeout"  # the read's own timeout, not a cancel
     assert "[DONE]" not in body
     assert (row.requests, row.failed, row.completion_tokens) == (1, 1, 1)
+
+
+async def test_a_client_gone_while_a_network_read_is_in_flight_is_no_upstream_failure(
+    tmp_path: Path,
+) -> None:
+    # the upstream did nothing wrong: the attempt is cancelled, as when a caller stops
+    # reading, not failed (which would count against the provider's breaker)
+    async with (
+        stalled_upstream() as base_url,
+        gateway(tmp_path, None, base_url=base_url) as (app, pr),
+    ):
+        client = GoneClient(app)
+        with pytest.raises(OSError, match="reset by the client"):
+            await asyncio.wait_for(client.run(), 10)
+        (row,) = await records(pr)
+        failures = pr.breakers.get("oa").consecutive_failures
+    assert (row["provider"], row["status"], row["error_type"]) == ("oa", "cancelled", None)
+    assert row["completion_tokens"] > 0  # the delivered text is charged
+    assert failures == 0

@@ -10,6 +10,8 @@ is the format's in-stream error frame, never a clean end.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
@@ -315,7 +317,7 @@ class _Frames(StreamingResponse):
                         try:
                             await _part(send, ready)
                         except BaseException as exc:
-                            await _Rest(step, waiting, exc)  # the step in flight unwinds too
+                            await _unwind(step, waiting, exc)
                             raise
                     try:
                         event = await _Rest(step, waiting)
@@ -342,6 +344,20 @@ class _Frames(StreamingResponse):
         finally:
             await events.aclose()  # the caller left early: the upstream is closed and recorded
             note.cost_usd = self._stream.cost_usd
+
+
+async def _unwind(
+    step: Coroutine[Any, Any, StreamEvent], waiting: object, exc: BaseException
+) -> None:
+    """End ``step``, in flight while a send failed with ``exc``. A cancellation (a timeout's
+    too) is what it was waiting for: it gets that. Else the caller is gone: a cancellation
+    unwinds it as a caller that stopped reading does (the attempt recorded as cancelled,
+    never as the upstream's failure); then the caller's failure is raised."""
+    if isinstance(exc, asyncio.CancelledError):
+        await _Rest(step, waiting, exc)
+        return
+    with contextlib.suppress(asyncio.CancelledError):  # ours: the send's failure is raised
+        await _Rest(step, waiting, asyncio.CancelledError())
 
 
 async def _part(send: Send, frames: list[bytes]) -> None:
