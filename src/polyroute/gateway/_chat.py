@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.types import Message, Send
 
 from polyroute.errors import GatewayError, PolyrouteError
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta
@@ -296,12 +296,14 @@ class _Frames(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        await self._body(send)
+        self._send, self._gone = send, False
+        await self._body()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _body(self, send: Send) -> None:
-        events, encoder, note = self._events, self._encoder, self._note
+    async def _body(self) -> None:
+        events, encoder = self._events, self._encoder
         ready: list[bytes] = []
+        deliver = self._deliver
         try:
             ready.append(encoder.event(self._first))
             while True:
@@ -315,7 +317,7 @@ class _Frames(StreamingResponse):
                 else:  # it waits: what is ready goes out first
                     if ready:
                         try:
-                            await _part(send, ready)
+                            await _part(deliver, ready)
                         except BaseException as exc:
                             await _unwind(step, waiting, exc)
                             raise
@@ -326,24 +328,35 @@ class _Frames(StreamingResponse):
                 frame = encoder.event(event)
                 if isinstance(event, StreamEnd):
                     if ready:
-                        await _part(send, ready)
+                        await _part(deliver, ready)
                     await self._durable()
                 if frame:
                     ready.append(frame)
             if ready:
-                await _part(send, ready)
+                await _part(deliver, ready)
         except PolyrouteError as exc:
-            problem = problem_of(exc)
-            note.error = problem.kind
-            await _part(send, [*ready, encoder.error(problem)])
+            await _part(deliver, [*ready, self._error(problem_of(exc))])
         except Exception:  # a bug past the head: still an error frame, never a clean end
+            if self._gone:
+                raise
             log.exception("a gateway stream failed after its first event")
             problem = Problem(500, "internal", "the gateway failed this stream (its log says why)")
-            note.error = problem.kind
-            await _part(send, [*ready, encoder.error(problem)])
+            await _part(deliver, [*ready, self._error(problem)])
         finally:
             await events.aclose()  # the caller left early: the upstream is closed and recorded
-            note.cost_usd = self._stream.cost_usd
+            self._note.cost_usd = self._stream.cost_usd
+
+    async def _deliver(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except BaseException:
+            self._gone = True  # the caller's failure, raised as it came: no error frame
+            raise
+
+    def _error(self, problem: Problem) -> bytes:
+        """The format's error frame for ``problem``, noted."""
+        self._note.error = problem.kind
+        return self._encoder.error(problem)
 
 
 async def _unwind(
