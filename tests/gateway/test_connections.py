@@ -156,7 +156,9 @@ def _one_response(s: socket.socket) -> bytes:
     """A whole response with a content-length body (it may come in several segments)."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += s.recv(4096)
+        part = s.recv(4096)
+        assert part, f"the gateway closed the connection: {data!r}"
+        data += part
     head, _, body = data.partition(b"\r\n\r\n")
     found = re.search(rb"(?i)content-length: *(\d+)", head)
     assert found is not None
@@ -187,3 +189,22 @@ def test_serve_on_a_busy_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert result.output == (
         f"polyroute: error: port {port} on 127.0.0.1 is in use: Address already in use\n"
     )
+
+
+def test_an_idle_kept_alive_connection_outlives_the_sdks_own_keep_alive(fleet: Fleet) -> None:
+    """httpx (under the OpenAI and Anthropic SDKs) reuses a connection idle up to 5 s: the
+    gateway must not close it first (uvicorn's default is those same 5 s, a race the
+    caller loses as "server disconnected without sending a response")."""
+    from polyroute.gateway._server import KEEP_ALIVE_S
+
+    assert KEEP_ALIVE_S > 15  # aiohttp keeps its connections 15 s
+    with (
+        running(fleet) as gw,
+        socket.create_connection(("127.0.0.1", gw.server.port)) as s,
+    ):
+        s.settimeout(5)
+        s.sendall(b"GET /health HTTP/1.1\r\nhost: gw\r\n\r\n")
+        assert _one_response(s).startswith(b"HTTP/1.1 200 ")
+        time.sleep(5.5)
+        s.sendall(b"GET /health HTTP/1.1\r\nhost: gw\r\n\r\n")
+        assert _one_response(s).startswith(b"HTTP/1.1 200 ")

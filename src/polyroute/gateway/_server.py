@@ -45,12 +45,21 @@ _HEAD_TOO_LARGE = (
 )
 
 
+KEEP_ALIVE_S = 75
+"""How long an idle kept-alive connection stays open. Longer than clients keep theirs
+(httpx, under the OpenAI and Anthropic SDKs: 5 s; aiohttp: 15 s; Node: 4-5 s): at
+uvicorn's 5 s a client could send on a connection in the very moment the server closed
+it, and get "server disconnected without sending a response". Idle connections are the
+first closed when a worker's ``max_connections`` are all taken."""
+
+
 class ServeConfig(uvicorn.Config):
     """uvicorn's config with the guard's two settings (it travels to each worker process)."""
 
     def __init__(
         self, app: Any, *, read_timeout_s: float, max_connections: int, **options: Any
     ) -> None:
+        options.setdefault("timeout_keep_alive", KEEP_ALIVE_S)
         super().__init__(app, http=protocol_path(), **options)
         self.read_timeout_s = read_timeout_s
         self.max_connections = max_connections
