@@ -157,3 +157,53 @@ async def test_a_command_that_failed_while_the_listener_held_is_recovered_from(
         assert len(resyncs) == 2 and await a.call(lambda r: r.ping()) is True
     finally:
         await a.aclose()
+
+
+async def test_closing_ends_a_listener_whose_client_swallows_the_cancellation(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client library that turns a cancellation into a quiet return (or its own error)
+    must not keep the listener looping: closing would wait for it for ever."""
+    from redis.asyncio.client import PubSub
+
+    async def swallowing(self: PubSub, *args: Any, **kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            return None
+        return None
+
+    monkeypatch.setattr(PubSub, "get_message", swallowing)
+    shared = Shared(redis_url)
+    await shared.start()
+    await asyncio.sleep(0.05)  # the listener waits in get_message
+    await asyncio.wait_for(shared.aclose(), 3)
+    assert not shared.listening
+
+
+async def test_closing_never_hangs_on_a_teardown_that_never_ends(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.asyncio.client import PubSub
+
+    from polyroute.shared import _shared
+
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def stuck(self: PubSub) -> None:
+        while not never.done():
+            try:
+                await asyncio.shield(never)
+            except asyncio.CancelledError:
+                continue
+
+    monkeypatch.setattr(PubSub, "aclose", stuck)
+    monkeypatch.setattr(_shared, "CLOSE_S", 0.2)
+    shared = Shared(redis_url)
+    await shared.start()
+    try:
+        await asyncio.wait_for(shared.aclose(), 3)
+        assert "did not stop within 0.2s of closing" in caplog.text
+    finally:
+        never.set_result(None)  # the task left behind ends
+        await asyncio.sleep(0.05)

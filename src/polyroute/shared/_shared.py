@@ -35,6 +35,19 @@ SCHEMES = ("redis", "rediss", "unix")
 PREFIX = "polyroute"
 
 
+CLOSE_S = 5.0
+"""How long :meth:`Shared.aclose` waits for its tasks to stop."""
+
+
+def _stop_if_cancelled() -> None:
+    """Raise :class:`asyncio.CancelledError` if this task was asked to stop: a client library
+    may turn a cancellation into its own error or a quiet return, and a loop that takes it
+    for an outage would run on and never let its closer finish."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Shared:
     """Redis for every replica (``url`` set), or this process alone (``url`` empty)."""
 
@@ -183,16 +196,23 @@ class Shared:
         ]
 
     async def aclose(self) -> None:
+        """Stop listening and close the connections. Never hangs on Redis: what has not
+        stopped within :data:`CLOSE_S` of its cancellation (a connection's teardown that
+        never ends) is left behind, with a warning."""
         tasks = [*self._loops, *([self._listener] if self._listener is not None else [])]
         self._listener, self._loops = None, []
+        tasks += self._tasks
         for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_S)
+            if pending:
+                log.warning(
+                    "shared state: %d Redis task(s) did not stop within %gs of closing; "
+                    "left behind",
+                    len(pending),
+                    CLOSE_S,
+                )
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -209,18 +229,21 @@ class Shared:
                     ready.set_result(None)
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
+                    _stop_if_cancelled()
                     if msg is not None:
                         self._heard(msg["channel"][skip:], msg["data"])
                     if not self._up:  # a command failed while this connection held
                         await self._redis.ping()
                         await self._connected()
             except self._errors as exc:
+                _stop_if_cancelled()
                 self._down(exc)
                 if not ready.done():
                     ready.set_result(None)
             finally:
                 with contextlib.suppress(*self._errors):
                     await pubsub.aclose()
+            _stop_if_cancelled()
             await asyncio.sleep(self.reconnect_s)
 
     async def _connected(self) -> None:
@@ -234,6 +257,7 @@ class Shared:
         while True:
             await asyncio.sleep(interval_s)
             await job()
+            _stop_if_cancelled()
 
     def _heard(self, channel: str, data: str) -> None:
         try:
