@@ -53,6 +53,20 @@ def test_import_stays_light() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_gateway_loads_fusions_similarity_only_to_fuse() -> None:
+    """rapidfuzz is 7 MiB resident: a gateway that never fuses does not carry it."""
+    code = (
+        "import sys, polyroute.gateway, polyroute.fusion; "
+        "print('rapidfuzz' in sys.modules); "
+        "from polyroute.fusion import similarity; similarity('a', 'b'); "
+        "print('rapidfuzz' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "True"]
+
+
 def test_routing_outcomes_share_a_base_and_stay_provider_errors() -> None:
     for cls in (polyroute.NoCandidateError, polyroute.AllProvidersFailedError):
         assert issubclass(cls, polyroute.RoutingError)

@@ -20,14 +20,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from rapidfuzz.distance import Levenshtein
-
 Groups = list[list[int]]
 """Groups of answer indices; each group in panel order, groups ordered by first member."""
 
 
 def similarity(a: str, b: str, *, cutoff: float = 0.0) -> float:
     """Normalised Levenshtein similarity in 0..1; 0.0 when below ``cutoff``."""
+    # deferred: rapidfuzz is 7 MiB resident in every gateway, and only fusion needs it
+    from rapidfuzz.distance import Levenshtein
+
     if a == b:
         return 1.0
     return float(Levenshtein.normalized_similarity(a, b, score_cutoff=cutoff))
