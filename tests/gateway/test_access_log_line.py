@@ -40,6 +40,7 @@ def test_a_line_reads_as_the_stdlibs() -> None:
         {"cost_usd": math.nan},  # msgspec writes null: the stdlib NaN, as before
         {"cost_usd": math.inf},
         {"error": "null"},
+        {"model": "\ud800"},  # a lone surrogate (a model name a caller sent): msgspec refuses it
     ],
 )
 def test_what_msgspec_writes_otherwise_is_the_stdlibs_line(over: dict[str, object]) -> None:

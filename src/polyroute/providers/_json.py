@@ -62,3 +62,16 @@ def loads_bounded(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         return _decode(text)
     except msgspec.DecodeError:
         return json.loads(text)
+
+
+def dumps_ascii(value: list[Any] | dict[str, Any], nulls: int) -> bytes | None:
+    """``value`` as msgspec writes it (a sixth to a tenth of the stdlib's cost), where that
+    reads the same as ``json.dumps`` with its default ``ensure_ascii``: ASCII out (no raw
+    U+2028 for ``splitlines`` to cut a line at), and no ``null`` beyond the ``nulls`` ``None``
+    values in it (msgspec writes a NaN or infinity as ``null``). ``None``: write it with
+    the stdlib (and for a lone surrogate, which msgspec refuses and the stdlib escapes)."""
+    try:
+        line = msgspec.json.encode(value)
+    except UnicodeEncodeError:
+        return None
+    return line if line.isascii() and line.count(b"null") == nulls else None
