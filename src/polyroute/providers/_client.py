@@ -89,16 +89,23 @@ class ProviderClient:
     def _parse(self, parse: Callable[..., T], request_id: str | None, *args: Any) -> T:
         try:
             return parse(*args)
-        except ProviderError as exc:  # in-band vendor errors: add what the decoder cannot know
-            exc.provider = exc.provider or self.id
-            exc.request_id = exc.request_id or request_id
+        except ProviderError as exc:
+            self._complete(exc, request_id)
             raise
         except _SHAPE_ERRORS as exc:
-            raise InvalidResponseError(
-                f"unexpected response shape ({type(exc).__name__}: {exc})",
-                provider=self.id,
-                request_id=request_id,
-            ) from None
+            raise self._shape(exc, request_id) from None
+
+    def _complete(self, exc: ProviderError, request_id: str | None) -> None:
+        """Add to an in-band vendor error what its decoder cannot know."""
+        exc.provider = exc.provider or self.id
+        exc.request_id = exc.request_id or request_id
+
+    def _shape(self, exc: Exception, request_id: str | None) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"unexpected response shape ({type(exc).__name__}: {exc})",
+            provider=self.id,
+            request_id=request_id,
+        )
 
     async def complete(
         self, request: ChatRequest, *, timeout_s: float | None = None
@@ -124,15 +131,10 @@ class ProviderClient:
                     try:  # what _parse does, inline: a call less per event
                         events = feed(data, event)
                     except ProviderError as exc:
-                        exc.provider = exc.provider or self.id
-                        exc.request_id = exc.request_id or rid
+                        self._complete(exc, rid)
                         raise
                     except _SHAPE_ERRORS as exc:
-                        raise InvalidResponseError(
-                            f"unexpected response shape ({type(exc).__name__}: {exc})",
-                            provider=self.id,
-                            request_id=rid,
-                        ) from None
+                        raise self._shape(exc, rid) from None
                     for ev in events:
                         ended = ended or isinstance(ev, StreamEnd)
                         yield ev
