@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -23,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import Receive, Scope, Send
 
+from gateway.test_serve import wait_healthy
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
 from polyroute.errors import (
@@ -442,16 +442,7 @@ def test_serve_exports_each_requests_spans_and_flushes_them_on_sigterm(
     )
     try:
         gateway = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(gateway + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not come up"
-            time.sleep(0.1)
+        wait_healthy(gateway, proc)
         trace_id = "0af7651916cd43dd8448eb211c80319c"
         r = httpx.post(
             gateway + "/v1/chat/completions",
