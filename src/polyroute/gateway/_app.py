@@ -17,6 +17,7 @@ from polyroute.gateway._anthropic import AnthropicMessages
 from polyroute.gateway._auth import KEY_CACHE_S, Auth
 from polyroute.gateway._chat import Calls
 from polyroute.gateway._count import CountTokens
+from polyroute.gateway._memory import trimming
 from polyroute.gateway._observe import Metrics, Observe
 from polyroute.gateway._openai import OpenAIChat
 from polyroute.gateway._responses import ResponsesEndpoint
@@ -56,7 +57,7 @@ def create_app(
     ``max_body_bytes``: default ``[gateway] max_body_mb``. ``key_cache_s``: how long a
     virtual key's verdict is reused (a revocation's delay). ``lifecycle``: the app runs
     ``polyroute``'s life: starts its health monitor (and, with ``[budget.optimizer] auto``,
-    the budget optimizer's task) on startup and closes it (flushing the ledger) on
+    the budget optimizer's task, and the heap's trims: ``_memory``) on startup and closes it (flushing the ledger) on
     shutdown, as ``polyroute serve`` does.
     """
     if admin_key is FROM_ENV:
@@ -112,8 +113,10 @@ def create_app(
             polyroute.start_health_monitor()
         if optimizer is not None:
             optimizer.start()
+        trimmed = trimming() if lifecycle else contextlib.nullcontext()
         try:
-            yield
+            async with trimmed:
+                yield
         finally:
             unsubscribe()
             stop_listening()
