@@ -260,13 +260,14 @@ def test_the_cli_logs_every_event_with_debug(
 def test_the_gateway_logs_fleet_events_at_info(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from polyroute.gateway._app import from_env
+    from polyroute.gateway._app import GC_YOUNG, from_env
     from polyroute.gateway._observe import access_log
     from polyroute.hub import events_log
 
     saved = [
         (log, log.level, log.propagate, list(log.handlers)) for log in (access_log, events_log)
     ]
+    thresholds = gc.get_threshold()
     with Fleet(("openai",)) as fleet:
         monkeypatch.setenv("POLYROUTE_SIM_KEY", fleet.key)
         config = tmp_path / "polyroute.toml"
@@ -277,8 +278,10 @@ def test_the_gateway_logs_fleet_events_at_info(
             hub = EventHub()
             assert hub.wants("breaker_changed") and hub.wants("fallback")
             assert not hub.wants("request_succeeded")  # the access log has a line per request
+            assert gc.get_threshold()[0] == GC_YOUNG  # the serving worker collects less often
         finally:
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
             for log, level, propagate, handlers in saved:
                 log.handlers[:] = handlers
                 log.setLevel(level)
