@@ -37,7 +37,11 @@ Setup, all on loopback, in one run:
 - LiteLLM's proxy (`litellm[proxy]` from PyPI in a throwaway virtual environment under
   /tmp, never in the project's) with one worker, the same upstream and a master key.
 Load: wrk (Debian's package), one thread, a POST of a short chat request, `--duration`
-seconds per row after a 3 s warm-up. Memory: resident set of the server's process tree
+seconds per row after a 3 s warm-up. The "answered" server's four rows (admin key,
+budgeted key, Responses API, stream) are taken in turn, three rounds of a third of
+`--duration` each after a 2 s warm-up, each figure the median of its rounds: this VM's
+CPU drifts by a third over minutes, and rows compared with each other must not be
+minutes apart. Memory: resident set of the server's process tree
 after the row. `--soak N` then sends N more requests through polyroute in 10 s rounds,
 JSON requests and streams in turn, and prints the resident memory after each, against
 the warm-up's (one round of each; target: < 10 % growth after it).
@@ -55,6 +59,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -503,6 +508,47 @@ def measure(
     return rows
 
 
+@dataclass(frozen=True)
+class Case:
+    name: str
+    url: str
+    body: dict[str, object]
+    headers: dict[str, str]
+
+
+def measure_together(
+    cases: list[Case], pid: int, duration: int, workdir: Path, rounds: int = 3
+) -> list[Row]:
+    """Rows of one server's cases, taken in turn, ``rounds`` times, each for a share of
+    ``duration``; every figure the median of its rounds. The CPU this VM gives a process
+    drifts by a third over minutes: cases measured minutes apart compare the drift, cases
+    taken in turn compare themselves."""
+    share = max(3, round(duration / rounds))
+    found: dict[tuple[str, int], list[tuple[float, float, float, int, float]]] = {}
+    for connections in (1, 32):
+        for case in cases:  # warm-up
+            wrk(case.url, case.body, connections, 2, workdir, case.headers)
+        for _ in range(rounds):
+            for case in cases:
+                cpu = tree_cpu_s(pid)
+                rps, p50, p99, errors = wrk(
+                    case.url, case.body, connections, share, workdir, case.headers
+                )
+                cpu_us = 1e6 * (tree_cpu_s(pid) - cpu) / max(1.0, rps * share)
+                found.setdefault((case.name, connections), []).append(
+                    (rps, p50, p99, errors, cpu_us)
+                )
+    rows = []
+    for case in cases:
+        for connections in (1, 32):
+            runs = found[(case.name, connections)]
+            rps, p50, p99, _, cpu_us = (statistics.median(r[i] for r in runs) for i in range(5))
+            errors = sum(r[3] for r in runs)
+            rss = tree_rss_mb(pid)
+            rows.append(Row(case.name, connections, rps, p50, p99, rss, errors, cpu_us))
+    return rows
+
+
 def soak(url: str, bodies: list[dict[str, object]], pid: int, total: int, workdir: Path) -> None:
     """Rounds of each body in turn (a JSON request, a stream) until ``total`` are sent."""
     print(f"\nsoak: {total:,} requests through polyroute at 32 connections, 10 s rounds")
@@ -665,14 +711,18 @@ def main() -> None:
                 pr = on.serve(pr_port)
                 procs.append(pr)
                 name = f"polyroute {durability}"
-                rows += measure(name, via_pr, body, pr.pid, args.duration, workdir)
                 if durability != DURABILITIES[-1]:
+                    rows += measure(name, via_pr, body, pr.pid, args.duration, workdir)
                     stop(pr)
-            rows += measure(BUDGETED, via_pr, body, pr.pid, args.duration, workdir, budgeted)
             via_responses = f"http://127.0.0.1:{pr_port}/v1/responses"
             ask: dict[str, object] = {"model": "fixed", "input": "hi"}
-            rows += measure(RESPONSES, via_responses, ask, pr.pid, args.duration, workdir)
-            rows += measure(STREAM, via_pr, streamed, pr.pid, args.duration, workdir)
+            cases = [
+                Case(name, via_pr, body, ADMIN),
+                Case(BUDGETED, via_pr, body, budgeted),
+                Case(RESPONSES, via_responses, ask, ADMIN),
+                Case(STREAM, via_pr, streamed, ADMIN),
+            ]
+            rows += measure_together(cases, pr.pid, args.duration, workdir)
             on = polyroute_on(workdir, up_port, DURABILITIES[-1], "2-workers")
             budgeted2 = {"Authorization": f"Bearer {on.budgeted_key()}"}
             w2 = on.serve(w2_port, workers=2)
