@@ -36,13 +36,13 @@ Setup, all on loopback, in one run:
   upstream by its headers (`x-portkey-provider: openai`, `x-portkey-custom-host`);
 - LiteLLM's proxy (`litellm[proxy]` from PyPI in a throwaway virtual environment under
   /tmp, never in the project's) with one worker, the same upstream and a master key.
-Load: wrk (Debian's package), one thread, a POST of a short chat request, `--duration`
-seconds per row after a 3 s warm-up. The "answered" server's four rows (admin key,
-budgeted key, Responses API, stream) are taken in turn, three rounds of a third of
-`--duration` each after a 2 s warm-up, each figure the median of its rounds: this VM's
-CPU drifts by a third over minutes, and rows compared with each other must not be
-minutes apart. Memory: resident set of the server's process tree
-after the row. `--soak N` then sends N more requests through polyroute in 10 s rounds,
+Load: wrk (Debian's package), one thread, a POST of a short chat request. Every server
+is started first and the rows are taken in turn: after a 2 s warm-up of each, three
+rounds of a third of `--duration` each, every figure the median of its rounds (at 1
+connection, then at 32). This VM's CPU drifts by a third over minutes, and rows compared
+with each other (budgeted against admin key, two workers against one, polyroute against
+its peers) must not be minutes apart. Memory: resident set of the server's process tree
+after its last round. `--soak N` then sends N more requests through polyroute in 10 s rounds,
 JSON requests and streams in turn, and prints the resident memory after each, against
 the warm-up's (one round of each; target: < 10 % growth after it).
 
@@ -52,6 +52,7 @@ Missing tools (nginx, wrk) are installed with apt-get when running as root.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -65,6 +66,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -420,11 +422,12 @@ output_usd_per_mtok = 0.60
     return Polyroute(config, env)
 
 
-def shared_row(
-    workdir: Path, upstream: int, port: int, body: dict[str, object], duration: int
-) -> list[Row]:
+@contextlib.contextmanager
+def shared_server(
+    workdir: Path, upstream: int, port: int, body: dict[str, object]
+) -> Iterator[Case]:
     """``--workers 2`` on a throwaway PostgreSQL and Redis (the tests' own servers), a
-    budgeted key; both servers removed after."""
+    budgeted key; all three removed after."""
     sys.path.insert(0, str(ROOT / "tests"))
     from servers.postgres import PostgresServer
     from servers.redis import RedisServer
@@ -438,7 +441,7 @@ def shared_row(
         server = on.serve(port, workers=2)
         try:
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            return measure(SHARED2, url, body, server.pid, duration, workdir, budgeted)
+            yield Case(SHARED2, url, body, server.pid, budgeted)
         finally:
             stop(server)
     finally:
@@ -489,37 +492,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def measure(
-    name: str,
-    url: str,
-    body: dict[str, object],
-    pid: int,
-    duration: int,
-    workdir: Path,
-    headers: dict[str, str] = ADMIN,
-) -> list[Row]:
-    rows = []
-    for connections in (1, 32):
-        wrk(url, body, connections, 3, workdir, headers)  # warm-up
-        cpu = tree_cpu_s(pid)
-        rps, p50, p99, errors = wrk(url, body, connections, duration, workdir, headers)
-        cpu_us = 1e6 * (tree_cpu_s(pid) - cpu) / max(1.0, rps * duration)
-        rows.append(Row(name, connections, rps, p50, p99, tree_rss_mb(pid), errors, cpu_us))
-    return rows
-
-
 @dataclass(frozen=True)
 class Case:
     name: str
     url: str
     body: dict[str, object]
+    pid: int
+    """The server's (its process tree's CPU time is the row's)."""
     headers: dict[str, str]
 
 
-def measure_together(
-    cases: list[Case], pid: int, duration: int, workdir: Path, rounds: int = 3
-) -> list[Row]:
-    """Rows of one server's cases, taken in turn, ``rounds`` times, each for a share of
+def measure_together(cases: list[Case], duration: int, workdir: Path, rounds: int = 3) -> list[Row]:
+    """Rows of the cases, taken in turn, ``rounds`` times, each for a share of
     ``duration``; every figure the median of its rounds. The CPU this VM gives a process
     drifts by a third over minutes: cases measured minutes apart compare the drift, cases
     taken in turn compare themselves."""
@@ -530,11 +514,11 @@ def measure_together(
             wrk(case.url, case.body, connections, 2, workdir, case.headers)
         for _ in range(rounds):
             for case in cases:
-                cpu = tree_cpu_s(pid)
+                cpu = tree_cpu_s(case.pid)
                 rps, p50, p99, errors = wrk(
                     case.url, case.body, connections, share, workdir, case.headers
                 )
-                cpu_us = 1e6 * (tree_cpu_s(pid) - cpu) / max(1.0, rps * share)
+                cpu_us = 1e6 * (tree_cpu_s(case.pid) - cpu) / max(1.0, rps * share)
                 found.setdefault((case.name, connections), []).append(
                     (rps, p50, p99, errors, cpu_us)
                 )
@@ -544,7 +528,7 @@ def measure_together(
             runs = found[(case.name, connections)]
             rps, p50, p99, _, cpu_us = (statistics.median(r[i] for r in runs) for i in range(5))
             errors = sum(r[3] for r in runs)
-            rss = tree_rss_mb(pid)
+            rss = tree_rss_mb(case.pid)
             rows.append(Row(case.name, connections, rps, p50, p99, rss, errors, cpu_us))
     return rows
 
@@ -689,7 +673,10 @@ def main() -> None:
     body: dict[str, object] = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
     procs: list[subprocess.Popen[bytes]] = []
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="polyroute-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="polyroute-bench-") as tmp,
+        contextlib.ExitStack() as servers,
+    ):
         workdir = Path(tmp)
         try:
             up_port, pr_port, ll_port = free_port(), free_port(), free_port()
@@ -697,41 +684,40 @@ def main() -> None:
             nginx = start_nginx(workdir, up_port)
             procs.append(nginx)
             direct = f"http://127.0.0.1:{up_port}/v1/chat/completions"
-            rows += measure("upstream (nginx)", direct, body, nginx.pid, args.duration, workdir)
             streamed = {**body, "model": "fixed-stream", "stream": True}
             streamed["stream_options"] = {"include_usage": True}
             direct_sse = f"http://127.0.0.1:{up_port}/sse/v1/chat/completions"
-            rows += measure(
-                STREAM_UPSTREAM, direct_sse, streamed, nginx.pid, args.duration, workdir
-            )
-            via_pr = f"http://127.0.0.1:{pr_port}/v1/chat/completions"
+            cases = [
+                Case("upstream (nginx)", direct, body, nginx.pid, ADMIN),
+                Case(STREAM_UPSTREAM, direct_sse, streamed, nginx.pid, ADMIN),
+            ]
+            # every server runs from here on, and the rows are taken in turn
             for durability in DURABILITIES:
                 on = polyroute_on(workdir, up_port, durability, durability)
-                budgeted = {"Authorization": f"Bearer {on.budgeted_key()}"}
-                pr = on.serve(pr_port)
+                port = pr_port if durability == DURABILITIES[-1] else free_port()
+                pr = on.serve(port)
                 procs.append(pr)
-                name = f"polyroute {durability}"
-                if durability != DURABILITIES[-1]:
-                    rows += measure(name, via_pr, body, pr.pid, args.duration, workdir)
-                    stop(pr)
+                via = f"http://127.0.0.1:{port}/v1/chat/completions"
+                cases.append(Case(f"polyroute {durability}", via, body, pr.pid, ADMIN))
+            via_pr = f"http://127.0.0.1:{pr_port}/v1/chat/completions"
+            budgeted = {"Authorization": f"Bearer {on.budgeted_key()}"}
             via_responses = f"http://127.0.0.1:{pr_port}/v1/responses"
             ask: dict[str, object] = {"model": "fixed", "input": "hi"}
-            cases = [
-                Case(name, via_pr, body, ADMIN),
-                Case(BUDGETED, via_pr, body, budgeted),
-                Case(RESPONSES, via_responses, ask, ADMIN),
-                Case(STREAM, via_pr, streamed, ADMIN),
+            cases += [
+                Case(BUDGETED, via_pr, body, pr.pid, budgeted),
+                Case(RESPONSES, via_responses, ask, pr.pid, ADMIN),
+                Case(STREAM, via_pr, streamed, pr.pid, ADMIN),
             ]
-            rows += measure_together(cases, pr.pid, args.duration, workdir)
             on = polyroute_on(workdir, up_port, DURABILITIES[-1], "2-workers")
             budgeted2 = {"Authorization": f"Bearer {on.budgeted_key()}"}
             w2 = on.serve(w2_port, workers=2)
             procs.append(w2)
             via_w2 = f"http://127.0.0.1:{w2_port}/v1/chat/completions"
-            rows += measure(WORKERS2, via_w2, body, w2.pid, args.duration, workdir, budgeted2)
-            stop(w2)
+            cases.append(Case(WORKERS2, via_w2, body, w2.pid, budgeted2))
             if not args.skip_shared:
-                rows += shared_row(workdir, up_port, free_port(), body, args.duration)
+                cases.append(
+                    servers.enter_context(shared_server(workdir, up_port, free_port(), body))
+                )
             if portkey is not None:
                 pk = start_portkey(portkey, pk_port)
                 procs.append(pk)
@@ -741,14 +727,13 @@ def main() -> None:
                     "x-portkey-provider": "openai",
                     "x-portkey-custom-host": f"http://127.0.0.1:{up_port}/v1",
                 }
-                rows += measure(PORTKEY, via_pk, body, pk.pid, args.duration, workdir, to_upstream)
-                stop(pk)
+                cases.append(Case(PORTKEY, via_pk, body, pk.pid, to_upstream))
             if litellm is not None:
                 ll = start_litellm(litellm, workdir, up_port, ll_port)
                 procs.append(ll)
                 via_ll = f"http://127.0.0.1:{ll_port}/v1/chat/completions"
-                rows += measure("litellm proxy", via_ll, body, ll.pid, args.duration, workdir)
-                stop(ll)
+                cases.append(Case("litellm proxy", via_ll, body, ll.pid, ADMIN))
+            rows = measure_together(cases, args.duration, workdir)
             report(rows, litellm, portkey)
             if args.soak:
                 soak(via_pr, [body, streamed], pr.pid, args.soak, workdir)
