@@ -39,9 +39,9 @@ class _FromEnv:
 
 
 FROM_ENV: Final[Any] = _FromEnv()
+"""``create_app``'s default admin key: read from ``$POLYROUTE_ADMIN_KEY``."""
 GC_YOUNG = 20_000
 """The serving worker's threshold for a collection of the youngest generation."""
-"""``create_app``'s default admin key: read from ``$POLYROUTE_ADMIN_KEY``."""
 
 
 def create_app(
@@ -59,8 +59,8 @@ def create_app(
     ``max_body_bytes``: default ``[gateway] max_body_mb``. ``key_cache_s``: how long a
     virtual key's verdict is reused (a revocation's delay). ``lifecycle``: the app runs
     ``polyroute``'s life: starts its health monitor (and, with ``[budget.optimizer] auto``,
-    the budget optimizer's task, and the heap's trims: ``_memory``) on startup and closes it (flushing the ledger) on
-    shutdown, as ``polyroute serve`` does.
+    the budget optimizer's task), and the heap's trims (``_memory``), on startup, and
+    closes it (flushing the ledger) on shutdown, as ``polyroute serve`` does.
     """
     if admin_key is FROM_ENV:
         admin_key = os.environ.get(ADMIN_KEY_ENV) or None
