@@ -13,7 +13,7 @@ import pytest
 from polyroute.errors import ConfigError, RateLimitError, UnsupportedError
 from polyroute.events import TextDelta
 from polyroute.providers import HttpPool, Provider, Secret, connect
-from polyroute.providers._http import _lines
+from polyroute.providers._http import _line_batches
 from polyroute.testing import OpenAISimulator
 from polyroute.types import ChatRequest, Message
 
@@ -27,7 +27,7 @@ async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _collect(parts: list[bytes]) -> list[str]:
-    return [line async for line in _lines(_chunks(parts))]
+    return [line async for batch in _line_batches(_chunks(parts)) for line in batch]
 
 
 async def test_lines_are_the_same_wherever_the_chunks_split() -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from polyroute.errors import InvalidResponseError
-from polyroute.providers._http import loads_event, sse_batches, sse_events
+from polyroute.providers._http import loads_event, sse_batches
 
 STREAM = (
     b": keep-alive\r\n\r\n"
@@ -32,7 +32,7 @@ async def _reads(parts: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _events(parts: list[bytes]) -> list[tuple[str, str | None]]:
-    return [item async for item in sse_events(_reads(parts))]
+    return [item async for batch in sse_batches(_reads(parts)) for item in batch]
 
 
 async def test_events_are_the_same_wherever_the_reads_split() -> None:

@@ -586,25 +586,11 @@ async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]
         yield done
 
 
-async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines)."""
-    async for batch in _line_batches(chunks):
-        for line in batch:
-            yield line
-
-
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str | None]]:
-    """Frame Server-Sent Events from a UTF-8 byte stream: yield ``(data, event name)`` per
-    dispatched event."""
-    async for batch in sse_batches(chunks):
-        for item in batch:
-            yield item
-
-
 async def sse_batches(
     chunks: AsyncIterator[bytes],
 ) -> AsyncIterator[list[tuple[str, str | None]]]:
-    """:func:`sse_events` as a list per network read that dispatched any."""
+    """Frame Server-Sent Events from a UTF-8 byte stream: ``(data, event name)`` per
+    dispatched event, a list per network read that dispatched any."""
     data: list[str] = []
     event: str | None = None
     async for lines in _line_batches(chunks):

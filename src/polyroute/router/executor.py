@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
 
 _Done = TypeVar("_Done", bound=Timed)
+_Request = TypeVar("_Request", ChatRequest, EmbeddingRequest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ def _is_content(event: StreamEvent) -> bool:
     )
 
 
-def _for_model(request: ChatRequest, model: str) -> ChatRequest:
+def _for_model(request: _Request, model: str) -> _Request:
     """``request`` for ``model``; itself when it names it already (``replace`` rebuilds all
     of its fields: 8 µs)."""
     return request if request.model == model else replace(request, model=model)
@@ -230,7 +231,7 @@ class Executor:
             decision,
             run,
             lambda t, client: self.meter.embed(
-                client, replace(request, model=t.model), virtual_key=virtual_key
+                client, _for_model(request, t.model), virtual_key=virtual_key
             ),
         )
         return ExecutedEmbedding(done.response, done.cost_usd, done.latency_ms, target)
@@ -362,7 +363,7 @@ class ExecutedStream:
                 # per event); it raises its error, with the attempt ended, if it fails
                 target = attempt.target
                 held: StreamStart | None = None
-                call = replace(self.request, model=target.model)
+                call = _for_model(self.request, target.model)
                 events = ex.meter.stream(client, call, virtual_key=self.virtual_key)
                 try:
                     # an error leaving it fails the attempt; else, unended, abandons it
