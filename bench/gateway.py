@@ -672,7 +672,6 @@ def main() -> None:
     portkey = None if args.skip_portkey else ensure_portkey()
     body: dict[str, object] = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
     procs: list[subprocess.Popen[bytes]] = []
-    rows: list[Row] = []
     with (
         tempfile.TemporaryDirectory(prefix="polyroute-bench-") as tmp,
         contextlib.ExitStack() as servers,
