@@ -343,3 +343,58 @@ async def test_a_reused_head_frames_each_body_and_other_urls_and_headers_get_the
         lines = [f"POST {u.raw_path.decode()} HTTP/1.1", f"host: {host}"]
         lines += [f"{n}: {v}" for n, v in h] + [f"content-length: {len(body)}"]
         assert got == ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def test_a_body_read_to_its_end_frees_its_connection_even_if_closed_at_its_last_part(
+    server: RawServer,
+) -> None:
+    """A stream decoder stops at its end marker, before asking past the body's last part:
+    the connection still goes back to the pool, whatever frames the body."""
+    sse = b"data: 1\n\ndata: [DONE]\n\n"
+    lean = LeanTransport()
+    url = httpx2.URL(server.url)
+    server.replies = [
+        fixed(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(sse), sse)),
+        fixed(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (len(sse), sse)
+        ),
+        fixed(OK),
+    ]
+    try:
+        for _ in range(2):
+            response = await lean.open("GET", url, (), b"", {})
+            parts = response.aiter_bytes()
+            assert await anext(parts) == sse
+            await response.aclose()  # not resumed past its last part
+            await parts.aclose()
+        again = await lean.open("GET", url, (), b"", {})
+        assert await again.read() == b"ok"
+        assert server.connections == 1
+    finally:
+        await lean.aclose()
+
+
+async def test_a_chunked_body_whose_end_has_not_arrived_is_dropped_without_waiting(
+    server: RawServer,
+) -> None:
+    async def unended(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)  # the last chunk never comes in time
+
+    lean = LeanTransport()
+    url = httpx2.URL(server.url)
+    server.replies = [unended, fixed(OK)]
+    try:
+        response = await lean.open("GET", url, (), b"", {})
+        parts = response.aiter_bytes()
+        assert await anext(parts) == b"hello"
+        async with asyncio.timeout(1):  # it does not wait for the rest
+            await response.aclose()
+        assert await anext(parts, None) is None  # nothing more is read from a freed body
+        again = await lean.open("GET", url, (), b"", {})
+        assert await again.read() == b"ok"
+        assert server.connections == 2
+    finally:
+        await lean.aclose()

@@ -348,6 +348,7 @@ class _Body(httpx2.AsyncByteStream):
         self._request = call.request
         self._timeout = call.timeouts.get("read")
         self._length: int | None = None
+        self._left: int | None = None  # of a length-delimited body, what is still unread
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._keep = "close" not in headers.get("connection", "").lower()
         length = headers.get("content-length", "")
@@ -381,6 +382,8 @@ class _Body(httpx2.AsyncByteStream):
         try:
             async for part in self._parts(conn.reader):
                 yield part
+                if self._conn is not conn:
+                    return  # closed meanwhile: the connection may already serve another call
         except _BROKEN as exc:
             raise self._failed(exc) from None
         self._done(conn)
@@ -419,13 +422,13 @@ class _Body(httpx2.AsyncByteStream):
                     chunk = await reader.readexactly(size + 2)
                 yield chunk[:-2]
         elif self._length is not None:
-            left = self._length
+            left = self._left = self._length
             while left:
                 async with asyncio.timeout(timeout):
                     chunk = await reader.read(min(left, _READ))
                 if not chunk:
                     raise asyncio.IncompleteReadError(b"", left)
-                left -= len(chunk)
+                left = self._left = left - len(chunk)
                 yield chunk
         else:
             while True:
@@ -441,4 +444,29 @@ class _Body(httpx2.AsyncByteStream):
             self._conn = None
 
     async def aclose(self) -> None:
-        self._drop()  # not read to its end: the connection cannot be reused
+        """Stop reading. A body whose every byte was read, but whose reader stopped before
+        asking past its last part (a stream decoder stops at its end marker), frees its
+        connection for reuse; else the connection is closed: it cannot be reused."""
+        conn = self._conn
+        if conn is not None and await self._ended(conn.reader):
+            self._done(conn)
+        else:
+            self._drop()
+
+    async def _ended(self, reader: asyncio.StreamReader) -> bool:
+        """Whether nothing of the body is left: all of its length was read, or (chunked)
+        its last-chunk line and trailers are already here. Never waits for more bytes."""
+        if self._length is not None:
+            return self._left == 0
+        if not self._chunked:
+            return False  # delimited by the close
+        try:
+            # a zero timeout fires only if a read waits: what is buffered is read at once
+            async with asyncio.timeout(0):
+                if int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
+                    return False  # more data: the body really was abandoned
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass  # trailers
+        except _BROKEN:
+            return False
+        return True
