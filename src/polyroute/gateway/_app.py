@@ -17,12 +17,14 @@ from polyroute.gateway._anthropic import AnthropicMessages
 from polyroute.gateway._auth import KEY_CACHE_S, Auth
 from polyroute.gateway._chat import Calls
 from polyroute.gateway._count import CountTokens
+from polyroute.gateway._lines import flush_handlers
 from polyroute.gateway._memory import trimming
-from polyroute.gateway._observe import Metrics, Observe
+from polyroute.gateway._observe import Metrics, Observe, access_log
 from polyroute.gateway._openai import OpenAIChat
 from polyroute.gateway._responses import ResponsesEndpoint
 from polyroute.gateway._select import Selector
 from polyroute.gateway._unknown import unknown_route
+from polyroute.hub import events_log
 from polyroute.ledger import GLOBAL, VirtualKey
 from polyroute.shared import BUDGETS_CHANNEL, KEYS_CHANNEL
 
@@ -127,6 +129,9 @@ def create_app(
             await responses.aclose()
             if lifecycle:
                 await polyroute.aclose()
+                # uvicorn re-raises SIGTERM once shut down, and a signal's death runs no
+                # atexit: what the log handlers buffer goes out now
+                flush_handlers(access_log, events_log)
 
     endpoints = [r.path for r in routes]
     middleware = [Middleware(Observe, metrics=metrics, endpoints=endpoints)]
@@ -190,14 +195,11 @@ def from_env() -> Starlette:
     import logging
     import sys
 
-    from polyroute.gateway._observe import access_log
-    from polyroute.hub import events_log
+    from polyroute.gateway._lines import LineBuffer
 
     for log in (access_log, events_log):
         if not log.handlers:
-            handler = logging.StreamHandler(sys.stdout)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            log.addHandler(handler)
+            log.addHandler(LineBuffer(sys.stdout))
             if log.level == logging.NOTSET:  # --debug set it lower: keep that
                 log.setLevel(logging.INFO)
             log.propagate = False

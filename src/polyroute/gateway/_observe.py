@@ -22,6 +22,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from polyroute.gateway._lines import direct
 from polyroute.hub import BudgetExceededEvent, HubEvent, RequestFailed, RequestSucceeded
 from polyroute.providers._json import dumps_ascii
 
@@ -293,21 +294,24 @@ class Observe:
         m.requests(endpoint, note.provider, model, str(note.status)).inc()
         m.latency(endpoint).observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                _line(
-                    {
-                        "method": scope["method"],
-                        "path": path,
-                        "status": note.status,
-                        "latency_ms": round(elapsed * 1000, 2),
-                        "provider": note.provider or None,
-                        "model": note.model or None,
-                        "cost_usd": note.cost_usd,
-                        "key": note.key,
-                        "error": note.error,
-                    }
-                )
+            line = _line(
+                {
+                    "method": scope["method"],
+                    "path": path,
+                    "status": note.status,
+                    "latency_ms": round(elapsed * 1000, 2),
+                    "provider": note.provider or None,
+                    "model": note.model or None,
+                    "cost_usd": note.cost_usd,
+                    "key": note.key,
+                    "error": note.error,
+                }
             )
+            buffer = direct(access_log)
+            if buffer is not None:
+                buffer.write_line(line)
+            else:
+                access_log.info(line)
 
 
 def _line(fields: dict[str, object]) -> str:
