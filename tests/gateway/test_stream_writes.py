@@ -309,3 +309,54 @@ async def test_a_client_gone_while_a_network_read_is_in_flight_is_no_upstream_fa
     assert row["completion_tokens"] > 0  # the delivered text is charged
     assert failures == 0
     assert "stream failed" not in caplog.text  # the caller's failure is no gateway bug
+
+
+class LeavingClient(Client):
+    """A client that hangs up after the first body message: its ``receive`` says so, as
+    the server's does when the connection closes."""
+
+    async def run(self) -> None:
+        app = self.app
+
+        async def leaving(scope: Any, receive: Any, send: Any) -> None:
+            asked = False
+
+            async def receive_or_leave() -> dict[str, Any]:
+                nonlocal asked
+                if not asked:
+                    asked = True
+                    return dict(await receive())
+                await self.sent.wait()
+                return {"type": "http.disconnect"}
+
+            await app(scope, receive_or_leave, send)
+
+        self.app = leaving
+        try:
+            await super().run()
+        finally:
+            self.app = app
+
+
+async def test_a_client_that_hangs_up_ends_the_stream_at_once_recorded(tmp_path: Path) -> None:
+    upstream = Upstream()  # stalls after its first read: released never
+    async with gateway(tmp_path, upstream) as (app, pr):
+        client = LeavingClient(app)
+        await asyncio.wait_for(client.run(), 10)  # a hang-up is no error of the app's
+        assert upstream.reads == 1
+        (row,) = await records(pr)
+    assert row["status"] == "cancelled" and row["cost_nusd"] > 0  # delivered text charged
+
+
+async def test_a_cancellation_from_outside_a_stream_still_cancels_it(tmp_path: Path) -> None:
+    # a shutdown's or a timeout's cancellation is not a hang-up: it goes on up
+    upstream = Upstream()
+    async with gateway(tmp_path, upstream) as (app, pr):
+        client = Client(app)
+        call = asyncio.create_task(client.run())
+        await asyncio.wait_for(client.sent.wait(), 10)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        (row,) = await records(pr)
+    assert row["status"] == "cancelled"

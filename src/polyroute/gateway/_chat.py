@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Message, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from polyroute.errors import GatewayError, PolyrouteError
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta
@@ -294,6 +294,23 @@ class _Frames(StreamingResponse):
         self._note = note
         self._durable = durable
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Starlette's, without anyio's task group: a task waiting on ``receive`` cancels
+        the stream's task when the caller hangs up, and that cancellation ends here, as the
+        task group's would. Starlette's costs about 75 µs a stream (a cancel scope, a task
+        group, a task's ``repr`` in the cancel message); this, a task and its cancel."""
+        task = asyncio.current_task()
+        assert task is not None
+        hung_up = asyncio.get_running_loop().create_task(_hang_up(receive, task))
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not hung_up.done() or hung_up.cancelled() or hung_up.exception() is not None:
+                raise  # not the caller's leaving: a shutdown's or a timeout's
+            task.uncancel()
+        finally:
+            hung_up.cancel()
+
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         self._send, self._gone = send, False
@@ -357,6 +374,13 @@ class _Frames(StreamingResponse):
         """The format's error frame for ``problem``, noted."""
         self._note.error = problem.kind
         return self._encoder.error(problem)
+
+
+async def _hang_up(receive: Receive, stream: asyncio.Task[Any]) -> None:
+    """Wait for the caller to hang up, then cancel ``stream``."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    stream.cancel()
 
 
 async def _unwind(
