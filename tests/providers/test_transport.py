@@ -398,3 +398,37 @@ async def test_a_chunked_body_whose_end_has_not_arrived_is_dropped_without_waiti
         assert server.connections == 2
     finally:
         await lean.aclose()
+
+
+async def test_a_read_that_must_wait_times_out_and_one_that_need_not_sets_no_timer(
+    server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def head_then_stall(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    lean = LeanTransport()
+    url = httpx2.URL(server.url)
+    timers = 0
+    timeout = asyncio.timeout
+
+    def counted(delay: float | None) -> asyncio.Timeout:
+        nonlocal timers
+        timers += 1
+        return timeout(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", counted)
+    server.replies = [fixed(OK), fixed(OK), head_then_stall]
+    try:
+        response = await lean.open("GET", url, (), b"", {"read": 0.1})
+        assert await response.read() == b"ok"  # connecting has its timer
+        timers = 0
+        response = await lean.open("GET", url, (), b"", {"read": 0.1})
+        assert await response.read() == b"ok"
+        assert timers == 1  # the head's wait; the body came with it
+        response = await lean.open("GET", url, (), b"", {"read": 0.1})
+        with pytest.raises(httpx2.ReadTimeout, match="body"):
+            await response.read()  # the rest of the body never comes
+    finally:
+        await lean.aclose()

@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from polyroute._steps import Rest
 from polyroute.errors import GatewayError, PolyrouteError
 from polyroute.events import StreamEnd, StreamEvent, StreamStart, TextDelta
 from polyroute.gateway._anthropic import with_betas
@@ -339,7 +340,7 @@ class _Frames(StreamingResponse):
                             await _unwind(step, waiting, exc)
                             raise
                     try:
-                        event = await _Rest(step, waiting)
+                        event = await Rest(step, waiting)
                     except StopAsyncIteration:
                         break
                 frame = encoder.event(event)
@@ -391,10 +392,10 @@ async def _unwind(
     unwinds it as a caller that stopped reading does (the attempt recorded as cancelled,
     never as the upstream's failure); then the caller's failure is raised."""
     if isinstance(exc, asyncio.CancelledError):
-        await _Rest(step, waiting, exc)
+        await Rest(step, waiting, exc)
         return
     with contextlib.suppress(asyncio.CancelledError):  # ours: the send's failure is raised
-        await _Rest(step, waiting, asyncio.CancelledError())
+        await Rest(step, waiting, asyncio.CancelledError())
 
 
 async def _part(send: Send, frames: list[bytes]) -> None:
@@ -402,40 +403,3 @@ async def _part(send: Send, frames: list[bytes]) -> None:
     body = frames[0] if len(frames) == 1 else b"".join(frames)
     frames.clear()
     await send({"type": "http.response.body", "body": body, "more_body": True})
-
-
-class _Rest:
-    """Awaits what is left of ``step``, a coroutine started by hand that suspended on
-    ``waiting``: the same as ``await step`` had it not been started (what the event loop
-    sends or throws in, a cancellation or a timeout, goes on to ``step``). ``exc``: thrown
-    into it first."""
-
-    __slots__ = ("_exc", "_step", "_waiting")
-
-    def __init__(
-        self,
-        step: Coroutine[Any, Any, StreamEvent],
-        waiting: object,
-        exc: BaseException | None = None,
-    ) -> None:
-        self._step = step
-        self._waiting = waiting
-        self._exc = exc
-
-    def __await__(self) -> Generator[object, object, StreamEvent]:
-        step, waiting, exc = self._step, self._waiting, self._exc
-        sent: object = None
-        while True:
-            if exc is None:
-                try:
-                    sent = yield waiting
-                except GeneratorExit:
-                    step.close()
-                    raise
-                except BaseException as thrown:  # noqa: BLE001 - handed on to the step
-                    exc = thrown
-            try:
-                waiting = step.send(sent) if exc is None else step.throw(exc)
-            except StopIteration as got:
-                return cast(StreamEvent, got.value)
-            exc = None
