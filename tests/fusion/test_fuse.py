@@ -324,6 +324,9 @@ async def test_failures_and_successes_reach_the_breakers(make: MakeClient, fleet
 
 @pytest.mark.usefixtures("answers")
 async def test_early_stop_cancels_the_rest(make: MakeClient, fleet: Fleet) -> None:
+    # the two that agree answer after a moment: by then google's call is surely in flight
+    # (cancelled while still reserving, before any call, a member has nothing to record)
+    fleet["openai"].script.latency_s = fleet["anthropic"].script.latency_s = 0.2
     fleet["google"].script.latency_s = 3.0
     pr = make()
     t0 = time.perf_counter()
