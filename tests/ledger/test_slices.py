@@ -16,7 +16,7 @@ from polyroute.errors import BudgetExceeded
 from polyroute.ledger import BudgetLimits, Ledger, Reservation, UsageRecord, provider_scope
 from polyroute.ledger._records import period_key, to_nusd, to_usd
 from polyroute.ledger._schema import reservations, spend
-from polyroute.ledger._slices import MIN_WORST, SHARE, Slices, is_slice, slice_key
+from polyroute.ledger._slices import MIN_WORST, SHARE, SliceKeys, Slices, is_slice, slice_key
 from polyroute.ledger._store import SettleItem, Store
 
 PA = provider_scope("a")
@@ -401,3 +401,19 @@ async def test_a_request_on_the_next_day_reserves_against_that_day(db_url: str) 
         assert is_slice(tomorrow.id) and tomorrow.id != today.id
     finally:
         await ledger.aclose()
+
+
+def test_slice_keys_are_remembered_only_while_day_and_limits_are_the_same() -> None:
+    keys = SliceKeys()
+    day = 20_000 * 86_400.0
+    limits = {"global": BudgetLimits(daily_usd=10), "key:k": BudgetLimits(monthly_usd=5)}
+    first = keys(limits, day + 10)
+    assert first == slice_key(limits, day + 10)[0]
+    assert keys(dict(limits), day + 80_000) is first  # the same day, the same limit objects
+    tomorrow = keys(limits, day + 86_400)
+    assert tomorrow == slice_key(limits, day + 86_400)[0] != first
+    # budgets read again are new objects: an equal limit is looked at again, a new one counts
+    changed = {**limits, "global": BudgetLimits(daily_usd=12)}
+    assert keys(changed, day + 10) == slice_key(changed, day + 10)[0] != first
+    fewer = {"global": limits["global"]}
+    assert keys(fewer, day + 10) == slice_key(fewer, day + 10)[0]

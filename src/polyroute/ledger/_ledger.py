@@ -79,7 +79,7 @@ from polyroute.ledger._records import (
     key_scope,
     provider_scope,
 )
-from polyroute.ledger._slices import Slices, is_slice, slice_key
+from polyroute.ledger._slices import SliceKeys, Slices, is_slice
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -181,6 +181,7 @@ class Ledger:
         self._journaling = self._journal is not None
         self._closed = False
         self._slices = Slices(reservation_ttl_s=reservation_ttl_s, lease_ttl_s=lease_ttl_s)
+        self._slice_keys = SliceKeys()
         self.slices = self._database_file() is not None if slices is None else slices
         """Reserve against budget slices in memory (``_slices.py``); by default where the
         database is a file. On a server an outage must refuse budgeted requests at once,
@@ -219,7 +220,7 @@ class Ledger:
             if not limits:
                 return Reservation("", amount_usd or 0.0, ())
             if self.slices and amount_usd is not None:  # against this process's slice, in memory
-                held = self._slices.take(slice_key(limits, ts)[0], amount_usd, ts)
+                held = self._slices.take(self._slice_keys(limits, ts), amount_usd, ts)
                 if held is not None:
                     if held[1] is not None:
                         self._top_up(held[1], limits, amount_usd, ts)
