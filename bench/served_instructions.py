@@ -1,0 +1,109 @@
+"""Instructions a served request costs `polyroute serve`'s worker, counted by callgrind.
+
+Run: ./dev python bench/served_instructions.py [--requests 300] [--chunks 20]
+     (needs valgrind, nginx; about a minute)
+
+This VM's CPU speed drifts by a third over minutes, so req/s and CPU time measured
+minutes apart compare the drift as much as the code. Instructions do not drift: the
+worker runs under valgrind's callgrind, with counting switched on only for ``--requests``
+sequential requests after a warm-up, and each thread's count is divided by them. The
+setup is ``bench/gateway.py``'s (its nginx upstream and config, durability "answered"):
+a JSON chat completion with the admin key, the same with a budgeted virtual key, and a
+stream of ``--chunks`` content chunks (run it with two ``--chunks`` values: the
+difference over the chunks between is the cost of one chunk). The event loop's thread
+is exact; the ledger's thread depends on how many records a batch holds, so on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gateway as g
+
+WARM_UP = 300
+
+
+def count(workdir: Path, kind: str, requests: int) -> list[float]:
+    """Thousands of instructions per request, per thread (the event loop's first)."""
+    upstream = g.free_port()
+    nginx = g.start_nginx(workdir, upstream)
+    pr = g.polyroute_on(workdir, upstream, "answered", kind)
+    headers = {**g.ADMIN, "Content-Type": "application/json"}
+    if kind == "budgeted":
+        headers["Authorization"] = f"Bearer {pr.budgeted_key()}"
+    body = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
+    if kind == "stream":
+        body = {"model": "fixed-stream", "stream": True, "messages": body["messages"]}
+    raw = json.dumps(body).encode()
+    out = workdir / f"callgrind-{kind}"
+    port = g.free_port()
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
+    cmd += [f"--callgrind-out-file={out}"]
+    cmd += pr.cmd("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+    env = {**pr.env, "PYTHONHASHSEED": "0"}
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        g.wait_http(f"http://127.0.0.1:{port}/health", proc=server, timeout_s=300)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+        def one() -> None:
+            conn.request("POST", "/v1/chat/completions", body=raw, headers=headers)
+            response = conn.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                sys.exit(f"{kind}: status {response.status}: {answer[:200]!r}")
+
+        for _ in range(WARM_UP):
+            one()
+        control = ["callgrind_control", "--instr=on", str(server.pid)]
+        subprocess.run(control, check=True, capture_output=True)
+        for _ in range(requests):
+            one()
+        for step in ("--instr=off", "--dump"):
+            control[1] = step
+            subprocess.run(control, check=True, capture_output=True)
+        time.sleep(1)
+    finally:
+        g.stop(server)
+        g.stop(nginx)
+    threads = []
+    for dump in sorted(workdir.glob(f"{out.name}.*")):
+        for line in dump.read_text().splitlines():
+            if line.startswith("totals:"):
+                total = int(line.split()[1])
+                if total:
+                    threads.append(total / requests / 1000)
+                break
+    if not threads:
+        sys.exit(f"{kind}: callgrind wrote no counts")
+    return threads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--chunks", type=int, default=g.CHUNKS, help="a stream's content chunks")
+    args = parser.parse_args()
+    g.ensure_tools()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is missing: apt-get install valgrind")
+    g.CHUNKS = args.chunks
+    print(f"thousands of instructions per request ({args.requests} after {WARM_UP}), per thread")
+    for kind in ("chat", "budgeted", "stream"):
+        with tempfile.TemporaryDirectory(prefix="polyroute-instr-") as tmp:
+            threads = count(Path(tmp), kind, args.requests)
+        label = f"stream ({args.chunks} chunks)" if kind == "stream" else kind
+        others = ", ".join(f"{t:.1f}k" for t in threads[1:]) or "-"
+        print(f"  {label:20s} event loop {threads[0]:8.1f}k   other threads {others}")
+
+
+if __name__ == "__main__":
+    main()
