@@ -162,7 +162,11 @@ class Client:
             if not message.get("more_body", False):
                 done.set()
 
-        await self.app(self._scope(raw), receive, send)
+        await self.call(self._scope(raw), receive, send)
+
+    async def call(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The app's ASGI call; subclasses stand between it and the caller's channels."""
+        await self.app(scope, receive, send)
 
     def texts(self) -> Iterator[str]:
         for frame in b"".join(self.parts).decode().split("\n\n"):
@@ -199,23 +203,14 @@ async def test_a_frame_goes_out_before_the_upstream_is_waited_for(tmp_path: Path
 class GoneClient(Client):
     """A client whose connection breaks at the first body message."""
 
-    async def run(self) -> None:
-        app = self.app
+    async def call(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def send_or_fail(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                self.sent.set()
+                raise OSError("connection reset by the client")
+            await send(message)
 
-        async def broken(scope: Any, receive: Any, send: Any) -> None:
-            async def send_or_fail(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.body":
-                    self.sent.set()
-                    raise OSError("connection reset by the client")
-                await send(message)
-
-            await app(scope, receive, send_or_fail)
-
-        self.app = broken
-        try:
-            await super().run()
-        finally:
-            self.app = app
+        await self.app(scope, receive, send_or_fail)
 
 
 async def test_a_client_gone_while_the_upstream_is_read_ends_the_stream_recorded(
@@ -315,27 +310,18 @@ class LeavingClient(Client):
     """A client that hangs up after the first body message: its ``receive`` says so, as
     the server's does when the connection closes."""
 
-    async def run(self) -> None:
-        app = self.app
+    async def call(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        asked = False
 
-        async def leaving(scope: Any, receive: Any, send: Any) -> None:
-            asked = False
+        async def receive_or_leave() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return dict(await receive())
+            await self.sent.wait()
+            return {"type": "http.disconnect"}
 
-            async def receive_or_leave() -> dict[str, Any]:
-                nonlocal asked
-                if not asked:
-                    asked = True
-                    return dict(await receive())
-                await self.sent.wait()
-                return {"type": "http.disconnect"}
-
-            await app(scope, receive_or_leave, send)
-
-        self.app = leaving
-        try:
-            await super().run()
-        finally:
-            self.app = app
+        await self.app(scope, receive_or_leave, send)
 
 
 async def test_a_client_that_hangs_up_ends_the_stream_at_once_recorded(tmp_path: Path) -> None:

@@ -75,6 +75,13 @@ async def server() -> AsyncIterator[RawServer]:
 
 
 @pytest.fixture
+async def lean() -> AsyncIterator[LeanTransport]:
+    transport = LeanTransport()
+    yield transport
+    await transport.aclose()
+
+
+@pytest.fixture
 async def client() -> AsyncIterator[httpx2.AsyncClient]:
     async with httpx2.AsyncClient(transport=LeanTransport(), timeout=2) as c:
         yield c
@@ -204,9 +211,8 @@ LIMITS: dict[str, float | None] = {"connect": 2.0, "read": 2.0, "write": 2.0, "p
 
 
 async def test_open_directly_reads_heads_bodies_and_keeps_the_connection(
-    server: RawServer,
+    server: RawServer, lean: LeanTransport
 ) -> None:
-    lean = LeanTransport()
     url = httpx2.URL(server.url)
     big = b"y" * 100_000  # over one read: read in parts
     server.replies = [
@@ -224,11 +230,11 @@ async def test_open_directly_reads_heads_bodies_and_keeps_the_connection(
     r = await lean.open("GET", url, [], b"", LIMITS)
     assert [part async for part in r.aiter_bytes()] == [b"hi"]
     assert server.connections == 1
-    await lean.aclose()
 
 
-async def test_open_directly_raises_the_same_httpx2_errors(server: RawServer) -> None:
-    lean = LeanTransport()
+async def test_open_directly_raises_the_same_httpx2_errors(
+    server: RawServer, lean: LeanTransport
+) -> None:
     url = httpx2.URL(server.url)
     server.replies = [fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", close=True)]
     r = await lean.open("GET", url, [], b"", LIMITS)
@@ -248,7 +254,6 @@ async def test_open_directly_raises_the_same_httpx2_errors(server: RawServer) ->
         await lean.open("GET", httpx2.URL("ftp://127.0.0.1/x"), [], b"", LIMITS)
     with pytest.raises(httpx2.ConnectError):
         await lean.open("GET", httpx2.URL("http://127.0.0.1:9/x"), [], b"", LIMITS)
-    await lean.aclose()
 
 
 async def test_a_response_head_over_64_kib_is_refused(
@@ -346,12 +351,11 @@ async def test_a_reused_head_frames_each_body_and_other_urls_and_headers_get_the
 
 
 async def test_a_body_read_to_its_end_frees_its_connection_even_if_closed_at_its_last_part(
-    server: RawServer,
+    server: RawServer, lean: LeanTransport
 ) -> None:
     """A stream decoder stops at its end marker, before asking past the body's last part:
     the connection still goes back to the pool, whatever frames the body."""
     sse = b"data: 1\n\ndata: [DONE]\n\n"
-    lean = LeanTransport()
     url = httpx2.URL(server.url)
     server.replies = [
         fixed(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(sse), sse)),
@@ -361,54 +365,46 @@ async def test_a_body_read_to_its_end_frees_its_connection_even_if_closed_at_its
         ),
         fixed(OK),
     ]
-    try:
-        for _ in range(2):
-            response = await lean.open("GET", url, (), b"", {})
-            parts = response.aiter_bytes()
-            assert await anext(parts) == sse
-            await response.aclose()  # not resumed past its last part
-            await parts.aclose()
-        again = await lean.open("GET", url, (), b"", {})
-        assert await again.read() == b"ok"
-        assert server.connections == 1
-    finally:
-        await lean.aclose()
+    for _ in range(2):
+        response = await lean.open("GET", url, (), b"", {})
+        parts = response.aiter_bytes()
+        assert await anext(parts) == sse
+        await response.aclose()  # not resumed past its last part
+        await parts.aclose()
+    again = await lean.open("GET", url, (), b"", {})
+    assert await again.read() == b"ok"
+    assert server.connections == 1
 
 
 async def test_a_chunked_body_whose_end_has_not_arrived_is_dropped_without_waiting(
-    server: RawServer,
+    server: RawServer, lean: LeanTransport
 ) -> None:
     async def unended(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
         await writer.drain()
         await asyncio.sleep(5)  # the last chunk never comes in time
 
-    lean = LeanTransport()
     url = httpx2.URL(server.url)
     server.replies = [unended, fixed(OK)]
-    try:
-        response = await lean.open("GET", url, (), b"", {})
-        parts = response.aiter_bytes()
-        assert await anext(parts) == b"hello"
-        async with asyncio.timeout(1):  # it does not wait for the rest
-            await response.aclose()
-        assert await anext(parts, None) is None  # nothing more is read from a freed body
-        again = await lean.open("GET", url, (), b"", {})
-        assert await again.read() == b"ok"
-        assert server.connections == 2
-    finally:
-        await lean.aclose()
+    response = await lean.open("GET", url, (), b"", {})
+    parts = response.aiter_bytes()
+    assert await anext(parts) == b"hello"
+    async with asyncio.timeout(1):  # it does not wait for the rest
+        await response.aclose()
+    assert await anext(parts, None) is None  # nothing more is read from a freed body
+    again = await lean.open("GET", url, (), b"", {})
+    assert await again.read() == b"ok"
+    assert server.connections == 2
 
 
 async def test_a_read_that_must_wait_times_out_and_one_that_need_not_sets_no_timer(
-    server: RawServer, monkeypatch: pytest.MonkeyPatch
+    server: RawServer, lean: LeanTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def head_then_stall(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf")
         await writer.drain()
         await asyncio.sleep(1)
 
-    lean = LeanTransport()
     url = httpx2.URL(server.url)
     timers = 0
     timeout = asyncio.timeout
@@ -420,15 +416,12 @@ async def test_a_read_that_must_wait_times_out_and_one_that_need_not_sets_no_tim
 
     monkeypatch.setattr(asyncio, "timeout", counted)
     server.replies = [fixed(OK), fixed(OK), head_then_stall]
-    try:
-        response = await lean.open("GET", url, (), b"", {"read": 0.1})
-        assert await response.read() == b"ok"  # connecting has its timer
-        timers = 0
-        response = await lean.open("GET", url, (), b"", {"read": 0.1})
-        assert await response.read() == b"ok"
-        assert timers == 1  # the head's wait; the body came with it
-        response = await lean.open("GET", url, (), b"", {"read": 0.1})
-        with pytest.raises(httpx2.ReadTimeout, match="body"):
-            await response.read()  # the rest of the body never comes
-    finally:
-        await lean.aclose()
+    response = await lean.open("GET", url, (), b"", {"read": 0.1})
+    assert await response.read() == b"ok"  # connecting has its timer
+    timers = 0
+    response = await lean.open("GET", url, (), b"", {"read": 0.1})
+    assert await response.read() == b"ok"
+    assert timers == 1  # the head's wait; the body came with it
+    response = await lean.open("GET", url, (), b"", {"read": 0.1})
+    with pytest.raises(httpx2.ReadTimeout, match="body"):
+        await response.read()  # the rest of the body never comes
