@@ -1,17 +1,20 @@
 """Instructions a served request costs `polyroute serve`'s worker, counted by callgrind.
 
 Run: ./dev python bench/served_instructions.py [--requests 300] [--chunks 20]
-     (needs valgrind, nginx; about a minute)
+     [--kinds chat,budgeted,stream] (needs valgrind, nginx; about a minute)
 
 This VM's CPU speed drifts by a third over minutes, so req/s and CPU time measured
 minutes apart compare the drift as much as the code. Instructions do not drift: the
 worker runs under valgrind's callgrind, with counting switched on only for ``--requests``
 sequential requests after a warm-up, and each thread's count is divided by them. The
 setup is ``bench/gateway.py``'s (its nginx upstream and config, durability "answered"):
-a JSON chat completion with the admin key, the same with a budgeted virtual key, and a
-stream of ``--chunks`` content chunks (run it with two ``--chunks`` values: the
-difference over the chunks between is the cost of one chunk). The event loop's thread
-is exact; the ledger's thread depends on how many records a batch holds, so on timing.
+a JSON chat completion with the admin key ("chat"), the same with a budgeted virtual key
+("budgeted"), and a stream of ``--chunks`` content chunks ("stream"; run it with two
+``--chunks`` values: the difference over the chunks between is the cost of one chunk).
+Two more kinds compare with "chat" for earlier issues' targets: "batched", the same
+request under durability "batched", and "responses", ``POST /v1/responses`` with
+``store`` on. The event loop's thread is exact; the ledger's thread depends on how many
+records a batch holds, so on timing.
 """
 
 from __future__ import annotations
@@ -29,19 +32,23 @@ from pathlib import Path
 import gateway as g
 
 WARM_UP = 300
+KINDS = ("chat", "budgeted", "stream", "batched", "responses")
 
 
 def count(workdir: Path, kind: str, requests: int) -> list[float]:
     """Thousands of instructions per request, per thread (the event loop's first)."""
     upstream = g.free_port()
     nginx = g.start_nginx(workdir, upstream)
-    pr = g.polyroute_on(workdir, upstream, "answered", kind)
+    pr = g.polyroute_on(workdir, upstream, "batched" if kind == "batched" else "answered", kind)
     headers = {**g.ADMIN, "Content-Type": "application/json"}
     if kind == "budgeted":
         headers["Authorization"] = f"Bearer {pr.budgeted_key()}"
     body = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
     if kind == "stream":
         body = {"model": "fixed-stream", "stream": True, "messages": body["messages"]}
+    path = "/v1/chat/completions"
+    if kind == "responses":
+        path, body = "/v1/responses", {"model": "fixed", "input": "hi"}
     raw = json.dumps(body).encode()
     out = workdir / f"callgrind-{kind}"
     port = g.free_port()
@@ -55,7 +62,7 @@ def count(workdir: Path, kind: str, requests: int) -> list[float]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
         def one() -> None:
-            conn.request("POST", "/v1/chat/completions", body=raw, headers=headers)
+            conn.request("POST", path, body=raw, headers=headers)
             response = conn.getresponse()
             answer = response.read()
             if response.status != 200:
@@ -91,13 +98,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--chunks", type=int, default=g.CHUNKS, help="a stream's content chunks")
+    parser.add_argument("--kinds", default="chat,budgeted,stream", help=f"of {', '.join(KINDS)}")
     args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown kind {unknown[0]!r}: choose from {', '.join(KINDS)}")
     g.ensure_tools()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is missing: apt-get install valgrind")
     g.CHUNKS = args.chunks
     print(f"thousands of instructions per request ({args.requests} after {WARM_UP}), per thread")
-    for kind in ("chat", "budgeted", "stream"):
+    for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="polyroute-instr-") as tmp:
             threads = count(Path(tmp), kind, args.requests)
         label = f"stream ({args.chunks} chunks)" if kind == "stream" else kind
