@@ -56,6 +56,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -224,6 +225,19 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def _waited_cpu_s() -> float:
+    """CPU time of this process's children that have been waited for (each wrk run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _softirq_s() -> float:
+    """The machine's CPU time in software interrupts (loopback TCP's receive side), which
+    no process is charged for."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[7]) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_s(pid: int) -> float:
     """CPU time (user + system) of ``pid`` and all its descendants, seconds: what a row's
     requests cost the server, whatever else the machine runs meanwhile."""
@@ -248,6 +262,10 @@ class Row:
     errors: int
     cpu_us: float = 0.0
     """The server's CPU time per request."""
+    load_us: float = 0.0
+    """wrk's own CPU time per request: the load generator shares the machine's cores."""
+    softirq_us: float = 0.0
+    """The machine's software-interrupt time per request (loopback TCP, charged to no one)."""
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -508,28 +526,35 @@ def measure_together(cases: list[Case], duration: int, workdir: Path, rounds: in
     drifts by a third over minutes: cases measured minutes apart compare the drift, cases
     taken in turn compare themselves."""
     share = max(3, round(duration / rounds))
-    found: dict[tuple[str, int], list[tuple[float, float, float, int, float]]] = {}
+    found: dict[tuple[str, int], list[tuple[float, ...]]] = {}
     for connections in (1, 32):
         for case in cases:  # warm-up
             wrk(case.url, case.body, connections, 2, workdir, case.headers)
         for _ in range(rounds):
             for case in cases:
-                cpu = tree_cpu_s(case.pid)
+                cpu, load, irq = tree_cpu_s(case.pid), _waited_cpu_s(), _softirq_s()
                 rps, p50, p99, errors = wrk(
                     case.url, case.body, connections, share, workdir, case.headers
                 )
-                cpu_us = 1e6 * (tree_cpu_s(case.pid) - cpu) / max(1.0, rps * share)
+                sent = max(1.0, rps * share)
+                cpu_us = 1e6 * (tree_cpu_s(case.pid) - cpu) / sent
+                load_us = 1e6 * (_waited_cpu_s() - load) / sent
+                irq_us = 1e6 * (_softirq_s() - irq) / sent
                 found.setdefault((case.name, connections), []).append(
-                    (rps, p50, p99, errors, cpu_us)
+                    (rps, p50, p99, errors, cpu_us, load_us, irq_us)
                 )
     rows = []
     for case in cases:
         for connections in (1, 32):
             runs = found[(case.name, connections)]
-            rps, p50, p99, _, cpu_us = (statistics.median(r[i] for r in runs) for i in range(5))
-            errors = sum(r[3] for r in runs)
+            rps, p50, p99, _, cpu_us, load_us, irq_us = (
+                statistics.median(r[i] for r in runs) for i in range(7)
+            )
+            errors = int(sum(r[3] for r in runs))
             rss = tree_rss_mb(case.pid)
-            rows.append(Row(case.name, connections, rps, p50, p99, rss, errors, cpu_us))
+            rows.append(
+                Row(case.name, connections, rps, p50, p99, rss, errors, cpu_us, load_us, irq_us)
+            )
     return rows
 
 
@@ -605,11 +630,21 @@ def report(rows: list[Row], litellm: Path | None, portkey: Path | None) -> None:
         share >= TARGET_BUDGETED,
         f">= {100 * TARGET_BUDGETED:g} %",
     )
-    scale = by[(WORKERS2, 32)].rps / budgeted32.rps
+    two = by[(WORKERS2, 32)]
+    scale = two.rps / budgeted32.rps
     check(
         f"--workers 2 at 32 connections (budgeted key): {scale:.2f}x one worker's",
         scale >= TARGET_WORKERS_X,
         f">= {TARGET_WORKERS_X:g}x",
+    )
+    # two cores' CPU time over what a request costs on them: the most two workers can serve
+    nginx_us = by[("upstream (nginx)", 32)].cpu_us
+    most = 2e6 / (two.cpu_us + two.load_us + nginx_us + two.softirq_us)
+    print(
+        f"  (the two workers share the two cores: a request cost {two.cpu_us:.0f} us of CPU in"
+        f" them, {two.load_us:.0f} in wrk, {nginx_us:.0f} in nginx and {two.softirq_us:.0f}"
+        f" in the kernel's loopback interrupts, so two cores serve at most {most:.0f} req/s,"
+        f" {most / budgeted32.rps:.2f}x one worker's)"
     )
     batched1, batched32 = by[("polyroute batched", 1)], by[("polyroute batched", 32)]
     cost_ms = ours1.p50_ms - batched1.p50_ms
