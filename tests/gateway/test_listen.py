@@ -1,11 +1,17 @@
-"""The gateway's listening socket hands out connections without Nagle."""
+"""The gateway's listening socket hands out connections without Nagle, and its replies
+leave in one write, as soon as they are complete."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+from typing import Any
 
-from polyroute.gateway._server import _Corked, listen
+import pytest
+import uvicorn
+
+from polyroute.gateway._server import ServeConfig, _Corked, listen
 
 
 def _accepted_nodelay(server: socket.socket) -> int:
@@ -75,3 +81,45 @@ async def test_close_and_write_eof_send_what_is_held_first_and_abort_drops_it() 
     await asyncio.sleep(0)
     assert inner.writes == [b"last", b"more"]
     assert inner.calls[-1] == "abort"
+
+
+@pytest.mark.parametrize("protocol", ["GuardedH11", "GuardedHttpTools"])
+def test_a_replys_last_write_leaves_before_the_apps_work_after_it(protocol: str) -> None:
+    """Writes wait for the loop's next turn, but not a reply's last one: the app's work
+    after its reply (the access log, metrics) would delay it."""
+    if protocol == "GuardedHttpTools":
+        pytest.importorskip("httptools")
+    release = threading.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+        release.wait(10)  # work after the reply, holding the loop
+
+    sock = listen("127.0.0.1", 0)
+    config = ServeConfig(
+        app, read_timeout_s=10, max_connections=10, lifespan="off", log_level="critical"
+    )
+    config.http = f"polyroute.gateway._server:{protocol}"
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            threading.Event().wait(0.01)
+        with socket.create_connection(sock.getsockname()[:2], timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nhost: gateway\r\n\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n\r\nok"):
+                reply += client.recv(4096)  # a held reply times out here
+        assert reply.startswith(b"HTTP/1.1 200 ")
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -98,6 +98,13 @@ class _Guard(asyncio.Protocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def on_response_complete(self) -> None:
+        # a reply's last write leaves now, not after the app's work that follows it
+        transport = self.transport
+        if isinstance(transport, _Corked):
+            transport.flush()
+        super().on_response_complete()  # type: ignore[misc]
+
     def data_received(self, data: bytes) -> None:
         if self._refused:  # the rest of a refused head: read and dropped until the close
             return
@@ -179,7 +186,9 @@ class _Corked(asyncio.Transport):
     one: each write is a system call, a good part of a request's cost on loopback. Here the
     writes made before the app next waits are joined and sent at the start of the loop's
     next turn, so nothing waits on anything but the current turn's end (a frame is out
-    before the stream reads the upstream again).
+    before the stream reads the upstream again). A response's last write is sent at once
+    (:meth:`_Guard.on_response_complete`): the app's work after it (the access log,
+    metrics) would otherwise delay the reply.
     """
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
@@ -190,28 +199,29 @@ class _Corked(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._parts:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._parts.append(bytes(data))
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
             self.write(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what was written so far (nothing, if that was sent already)."""
         parts = self._parts
         if parts:
             self._parts = []
             self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def write_eof(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.write_eof()
 
     def can_write_eof(self) -> bool:
         return self._transport.can_write_eof()
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def abort(self) -> None:
