@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from polyroute.providers import HttpPool
-from polyroute.providers._transport import LeanTransport
+from polyroute.providers._transport import LeanTransport, _expire
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -421,7 +421,31 @@ async def test_a_read_that_must_wait_times_out_and_one_that_need_not_sets_no_tim
     timers = 0
     response = await lean.open("GET", url, (), b"", {"read": 0.1})
     assert await response.read() == b"ok"
-    assert timers == 1  # the head's wait; the body came with it
+    assert timers == 0  # the head's wait has a plain timer (below); the body came with it
     response = await lean.open("GET", url, (), b"", {"read": 0.1})
     with pytest.raises(httpx2.ReadTimeout, match="body"):
         await response.read()  # the rest of the body never comes
+
+
+async def test_a_head_that_comes_as_its_timer_fires_is_a_timeout_and_its_connection_goes(
+    server: RawServer, lean: LeanTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head's timer fails the connection's reader: if it fires in the turn the head
+    arrives, the head is read but the reader is spent, so the call is a timeout."""
+    readuntil = asyncio.StreamReader.readuntil
+
+    async def late(self: asyncio.StreamReader, separator: bytes = b"\n") -> bytes:
+        head = await readuntil(self, separator)
+        if head.startswith(b"HTTP/"):  # ours, not the server's read of the request
+            _expire(self)
+        return head
+
+    monkeypatch.setattr(asyncio.StreamReader, "readuntil", late)
+    server.replies = [fixed(OK), fixed(OK)]
+    url = httpx2.URL(server.url)
+    with pytest.raises(httpx2.ReadTimeout, match="waiting for the response"):
+        await lean.open("GET", url, (), b"", {"read": 5})
+    monkeypatch.undo()
+    response = await lean.open("GET", url, (), b"", {"read": 5})
+    assert await response.read() == b"ok"
+    assert server.connections == 2  # the spent connection was closed, not reused

@@ -183,12 +183,17 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             raise httpx2.WriteTimeout("sending the request", request=request) from None
         except OSError:
             raise _Stale from None
+        # a response is never here yet, so this read always waits: a plain timer that fails
+        # the reader is a tenth of what asyncio.timeout costs (its task cancellation)
+        reader = conn.reader
+        timer = None
+        if read_timeout is not None:
+            timer = asyncio.get_running_loop().call_later(read_timeout, _expire, reader)
         try:
-            async with asyncio.timeout(read_timeout):  # a response is never here yet: no _within
-                head = await conn.reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except _TimedOut:
             conn.close()
-            raise httpx2.ReadTimeout("waiting for the response", request=request) from None
+            raise _overdue(request) from None
         except asyncio.IncompleteReadError as exc:
             if not exc.partial:
                 raise _Stale from None
@@ -200,6 +205,12 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         except OSError as exc:
             conn.close()
             raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if reader.exception() is not None:  # the timer fired as the head came in
+            conn.close()
+            raise _overdue(request)
         status, items, reason = _parse_head(head, request)
         if log.isEnabledFor(logging.DEBUG):
             scheme, host, port = origin
@@ -232,6 +243,18 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+class _TimedOut(Exception):
+    """Set into a connection's reader when its response head is overdue."""
+
+
+def _expire(reader: asyncio.StreamReader) -> None:
+    reader.set_exception(_TimedOut())
+
+
+def _overdue(request: httpx2.Request | None) -> httpx2.ReadTimeout:
+    return httpx2.ReadTimeout("waiting for the response", request=request)
 
 
 def _at_once(read: Coroutine[Any, Any, T]) -> T | None:
