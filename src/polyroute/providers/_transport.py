@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 import httpx2
@@ -183,17 +183,13 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             raise httpx2.WriteTimeout("sending the request", request=request) from None
         except OSError:
             raise _Stale from None
-        # a response is never here yet, so this read always waits: a plain timer that fails
-        # the reader is a tenth of what asyncio.timeout costs (its task cancellation)
         reader = conn.reader
-        timer = None
-        if read_timeout is not None:
-            timer = asyncio.get_running_loop().call_later(read_timeout, _expire, reader)
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            # never buffered yet: no _within's step
+            head = await _deadline(read_timeout, reader, reader.readuntil(b"\r\n\r\n"))
         except _TimedOut:
             conn.close()
-            raise _overdue(request) from None
+            raise httpx2.ReadTimeout("waiting for the response", request=request) from None
         except asyncio.IncompleteReadError as exc:
             if not exc.partial:
                 raise _Stale from None
@@ -205,12 +201,6 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         except OSError as exc:
             conn.close()
             raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from None
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if reader.exception() is not None:  # the timer fired as the head came in
-            conn.close()
-            raise _overdue(request)
         status, items, reason = _parse_head(head, request)
         if log.isEnabledFor(logging.DEBUG):
             scheme, host, port = origin
@@ -245,16 +235,12 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         self._idle.clear()
 
 
-class _TimedOut(Exception):
-    """Set into a connection's reader when its response head is overdue."""
+class _TimedOut(TimeoutError):
+    """Set into a connection's reader when a read of it is overdue."""
 
 
 def _expire(reader: asyncio.StreamReader) -> None:
     reader.set_exception(_TimedOut())
-
-
-def _overdue(request: httpx2.Request | None) -> httpx2.ReadTimeout:
-    return httpx2.ReadTimeout("waiting for the response", request=request)
 
 
 def _at_once(read: Coroutine[Any, Any, T]) -> T | None:
@@ -267,16 +253,37 @@ def _at_once(read: Coroutine[Any, Any, T]) -> T | None:
     return None
 
 
-async def _within(timeout: float | None, read: Coroutine[Any, Any, T]) -> T:
-    """``await read`` within ``timeout``, whose timer is set only if the read must wait:
-    what is already buffered (a short body comes with its head) is taken at once. A timer
-    is about 28k instructions, a fiftieth of a served call (callgrind)."""
+async def _within(
+    timeout: float | None, reader: asyncio.StreamReader, read: Coroutine[Any, Any, T]
+) -> T:
+    """``await read``, a read of ``reader``, within ``timeout`` (see :func:`_deadline`),
+    whose timer is set only if the read must wait: what is already buffered (a short body
+    comes with its head) is taken at once."""
     try:
         waiting = read.send(None)
     except StopIteration as done:
         return cast(T, done.value)
-    async with asyncio.timeout(timeout):
-        return await Rest(read, waiting)
+    return await _deadline(timeout, reader, Rest(read, waiting))
+
+
+async def _deadline(timeout: float | None, reader: asyncio.StreamReader, read: Awaitable[T]) -> T:
+    """``await read``, a read of ``reader``, within ``timeout``, else :class:`_TimedOut`.
+
+    The timer is a plain one that fails ``reader``: about a tenth of what
+    ``asyncio.timeout`` costs (its 28k instructions were a fiftieth of a served call,
+    callgrind), and a stream from a vendor waits on nearly every read. A reader failed
+    this way is spent, even when the timer fired just as the data came in: its connection
+    must not be used again."""
+    if timeout is None:
+        return await read
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, reader)
+    try:
+        got = await read
+    finally:
+        timer.cancel()
+    if reader.exception() is not None:  # the timer fired as the data came in
+        raise _TimedOut
+    return got
 
 
 _BROKEN = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
@@ -417,7 +424,9 @@ class _Body(httpx2.AsyncByteStream):
         if conn is None or self._length is None or self._length > _READ:
             return b"".join([part async for part in self])
         try:
-            content = await _within(self._timeout, conn.reader.readexactly(self._length))
+            content = await _within(
+                self._timeout, conn.reader, conn.reader.readexactly(self._length)
+            )
         except _BROKEN as exc:
             raise self._failed(exc) from None
         self._done(conn)
@@ -458,26 +467,26 @@ class _Body(httpx2.AsyncByteStream):
         timeout = self._timeout
         if self._chunked:
             while True:
-                line = await _within(timeout, reader.readuntil(b"\r\n"))
+                line = await _within(timeout, reader, reader.readuntil(b"\r\n"))
                 size = int(line.split(b";", 1)[0], 16)
                 if size == 0:
                     async with asyncio.timeout(timeout):
                         while await reader.readuntil(b"\r\n") != b"\r\n":
                             pass  # trailers
                     return
-                chunk = await _within(timeout, reader.readexactly(size + 2))
+                chunk = await _within(timeout, reader, reader.readexactly(size + 2))
                 yield chunk[:-2]
         elif self._length is not None:
             left = self._left = self._length
             while left:
-                chunk = await _within(timeout, reader.read(min(left, _READ)))
+                chunk = await _within(timeout, reader, reader.read(min(left, _READ)))
                 if not chunk:
                     raise asyncio.IncompleteReadError(b"", left)
                 left = self._left = left - len(chunk)
                 yield chunk
         else:
             while True:
-                chunk = await _within(timeout, reader.read(_READ))
+                chunk = await _within(timeout, reader, reader.read(_READ))
                 if not chunk:
                     return
                 yield chunk
