@@ -13,8 +13,10 @@ a JSON chat completion with the admin key ("chat"), the same with a budgeted vir
 ``--chunks`` values: the difference over the chunks between is the cost of one chunk).
 Two more kinds compare with "chat" for earlier issues' targets: "batched", the same
 request under durability "batched", and "responses", ``POST /v1/responses`` with
-``store`` on. The event loop's thread is exact; the ledger's thread depends on how many
-records a batch holds, so on timing.
+``store`` on. "trickled" is the stream as vendors send it: each event its own chunk of
+a chunked response, 2 ms apart (``_trickle.py``), so each is a network read of its own
+(nginx sends the canned stream in one). The event loop's thread is exact; the ledger's
+thread depends on how many records a batch holds, so on timing.
 """
 
 from __future__ import annotations
@@ -32,19 +34,25 @@ from pathlib import Path
 import gateway as g
 
 WARM_UP = 300
-KINDS = ("chat", "budgeted", "stream", "batched", "responses")
+KINDS = ("chat", "budgeted", "stream", "batched", "responses", "trickled")
+STREAMS = ("stream", "trickled")
 
 
 def count(workdir: Path, kind: str, requests: int) -> list[float]:
     """Thousands of instructions per request, per thread (the event loop's first)."""
     upstream = g.free_port()
-    nginx = g.start_nginx(workdir, upstream)
+    if kind == "trickled":
+        trickle = [sys.executable, str(Path(__file__).with_name("_trickle.py")), str(upstream)]
+        nginx = subprocess.Popen([*trickle, "2", str(g.CHUNKS)])
+        g.wait_http(f"http://127.0.0.1:{upstream}/", proc=nginx)
+    else:
+        nginx = g.start_nginx(workdir, upstream)
     pr = g.polyroute_on(workdir, upstream, "batched" if kind == "batched" else "answered", kind)
     headers = {**g.ADMIN, "Content-Type": "application/json"}
     if kind == "budgeted":
         headers["Authorization"] = f"Bearer {pr.budgeted_key()}"
     body = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
-    if kind == "stream":
+    if kind in STREAMS:
         body = {"model": "fixed-stream", "stream": True, "messages": body["messages"]}
     path = "/v1/chat/completions"
     if kind == "responses":
@@ -112,7 +120,7 @@ def main() -> None:
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="polyroute-instr-") as tmp:
             threads = count(Path(tmp), kind, args.requests)
-        label = f"stream ({args.chunks} chunks)" if kind == "stream" else kind
+        label = f"{kind} ({args.chunks} chunks)" if kind in STREAMS else kind
         others = ", ".join(f"{t:.1f}k" for t in threads[1:]) or "-"
         print(f"  {label:20s} event loop {threads[0]:8.1f}k   other threads {others}")
 
