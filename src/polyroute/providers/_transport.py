@@ -470,9 +470,8 @@ class _Body(httpx2.AsyncByteStream):
                 line = await _within(timeout, reader, reader.readuntil(b"\r\n"))
                 size = int(line.split(b";", 1)[0], 16)
                 if size == 0:
-                    async with asyncio.timeout(timeout):
-                        while await reader.readuntil(b"\r\n") != b"\r\n":
-                            pass  # trailers
+                    while await _within(timeout, reader, reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass  # trailers
                     return
                 chunk = await _within(timeout, reader, reader.readexactly(size + 2))
                 yield chunk[:-2]
