@@ -36,6 +36,9 @@ import gateway as g
 WARM_UP = 300
 KINDS = ("chat", "budgeted", "stream", "batched", "responses", "trickled")
 STREAMS = ("stream", "trickled")
+TRICKLE_MS = 10
+"""The gap between a trickled stream's events: wide enough that, under valgrind too, each
+is read alone, so the count does not depend on timing."""
 
 
 def count(workdir: Path, kind: str, requests: int) -> list[float]:
@@ -43,10 +46,10 @@ def count(workdir: Path, kind: str, requests: int) -> list[float]:
     upstream = g.free_port()
     if kind == "trickled":
         trickle = [sys.executable, str(Path(__file__).with_name("_trickle.py")), str(upstream)]
-        nginx = subprocess.Popen([*trickle, "2", str(g.CHUNKS)])
-        g.wait_http(f"http://127.0.0.1:{upstream}/", proc=nginx)
+        upstream_server = subprocess.Popen([*trickle, str(TRICKLE_MS), str(g.CHUNKS)])
+        g.wait_http(f"http://127.0.0.1:{upstream}/", proc=upstream_server)
     else:
-        nginx = g.start_nginx(workdir, upstream)
+        upstream_server = g.start_nginx(workdir, upstream)
     pr = g.polyroute_on(workdir, upstream, "batched" if kind == "batched" else "answered", kind)
     headers = {**g.ADMIN, "Content-Type": "application/json"}
     if kind == "budgeted":
@@ -88,7 +91,7 @@ def count(workdir: Path, kind: str, requests: int) -> list[float]:
         time.sleep(1)
     finally:
         g.stop(server)
-        g.stop(nginx)
+        g.stop(upstream_server)
     threads = []
     for dump in sorted(workdir.glob(f"{out.name}.*")):
         for line in dump.read_text().splitlines():
