@@ -255,8 +255,14 @@ class Metrics:
             "Calls refused by a budget, by budget scope.",
             ["scope"],
         )
-        counted = (self.requests, self.latency, self.tokens, self.cost, self.attempts)
-        for series in (*counted, self.budget_refusals):
+        for series in (
+            self.requests,
+            self.latency,
+            self.tokens,
+            self.cost,
+            self.attempts,
+            self.budget_refusals,
+        ):
             r.register(series)
         r.register(_BreakerStates(breakers, providers))
         if shared is not None and shared.enabled:
