@@ -14,7 +14,7 @@ a JSON chat completion with the admin key ("chat"), the same with a budgeted vir
 Two more kinds compare with "chat" for earlier issues' targets: "batched", the same
 request under durability "batched", and "responses", ``POST /v1/responses`` with
 ``store`` on. "trickled" is the stream as vendors send it: each event its own chunk of
-a chunked response, 2 ms apart (``_trickle.py``), so each is a network read of its own
+a chunked response, ``TRICKLE_MS`` apart (``_trickle.py``), so each is a network read of its own
 (nginx sends the canned stream in one). The event loop's thread is exact; the ledger's
 thread depends on how many records a batch holds, so on timing.
 """
