@@ -15,8 +15,10 @@ Two more kinds compare with "chat" for earlier issues' targets: "batched", the s
 request under durability "batched", and "responses", ``POST /v1/responses`` with
 ``store`` on. "trickled" is the stream as vendors send it: each event its own chunk of
 a chunked response, ``TRICKLE_MS`` apart (``_trickle.py``), so each is a network read of its own
-(nginx sends the canned stream in one). The event loop's thread is exact; the ledger's
-thread depends on how many records a batch holds, so on timing.
+(nginx sends the canned stream in one). "floor" is the chat request through the same
+server and upstream transport with an app that only relays it (``_floor.py``): what
+"chat" costs beyond it is polyroute's own work. The event loop's thread is exact; the
+ledger's thread depends on how many records a batch holds, so on timing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 import gateway as g
 
 WARM_UP = 300
-KINDS = ("chat", "budgeted", "stream", "batched", "responses", "trickled")
+KINDS = ("chat", "budgeted", "stream", "batched", "responses", "trickled", "floor")
 STREAMS = ("stream", "trickled")
 TRICKLE_MS = 10
 """The gap between a trickled stream's events: wide enough that, under valgrind too, each
@@ -65,7 +67,11 @@ def count(workdir: Path, kind: str, requests: int) -> list[float]:
     port = g.free_port()
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
     cmd += [f"--callgrind-out-file={out}"]
-    cmd += pr.cmd("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+    if kind == "floor":
+        floor = Path(__file__).with_name("_floor.py")
+        cmd += [sys.executable, str(floor), str(port), str(upstream)]
+    else:
+        cmd += pr.cmd("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
     env = {**pr.env, "PYTHONHASHSEED": "0"}
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
