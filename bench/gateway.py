@@ -41,7 +41,9 @@ is started first and the rows are taken in turn: after a 2 s warm-up of each, th
 rounds of a third of `--duration` each, every figure the median of its rounds (at 1
 connection, then at 32). This VM's CPU drifts by a third over minutes, and rows compared
 with each other (budgeted against admin key, two workers against one, polyroute against
-its peers) must not be minutes apart. Memory: resident set of the server's process tree
+its peers) must not be minutes apart; the lines that compare them with a target also
+give the ratio within each round, which shows how far the VM moved the median. Memory:
+resident set of the server's process tree
 after its last round. `--soak N` then sends N more requests through polyroute in 10 s rounds,
 JSON requests and streams in turn, and prints the resident memory after each, against
 the warm-up's (one round of each; target: < 10 % growth after it).
@@ -266,6 +268,8 @@ class Row:
     """wrk's own CPU time per request: the load generator shares the machine's cores."""
     softirq_us: float = 0.0
     """The machine's software-interrupt time per request (loopback TCP, charged to no one)."""
+    rounds: tuple[float, ...] = ()
+    """req/s of each round, in the order taken (``rps`` is their median)."""
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -552,9 +556,9 @@ def measure_together(cases: list[Case], duration: int, workdir: Path, rounds: in
             )
             errors = int(sum(r[3] for r in runs))
             rss = tree_rss_mb(case.pid)
-            rows.append(
-                Row(case.name, connections, rps, p50, p99, rss, errors, cpu_us, load_us, irq_us)
-            )
+            row = Row(case.name, connections, rps, p50, p99, rss, errors, cpu_us, load_us, irq_us)
+            row.rounds = tuple(r[0] for r in runs)
+            rows.append(row)
     return rows
 
 
@@ -582,6 +586,13 @@ def soak(url: str, bodies: list[dict[str, object]], pid: int, total: int, workdi
 
 def check(what: str, ok: bool, target: str) -> None:
     print(f"  {what}   target {target}  {'PASS' if ok else 'MISS'}")
+
+
+def by_round(ours: Row, theirs: Row, spec: str = ".1f", unit: str = "x") -> str:
+    """The ratio of two rows' req/s in each round: rounds are taken in turn, so the
+    ratio within a round compares the two at about the same moment of the VM's drift."""
+    ratios = [a / b for a, b in zip(ours.rounds, theirs.rounds, strict=True) if b]
+    return f" (by round {'/'.join(format(r, spec) for r in ratios)}{unit})"
 
 
 def report(rows: list[Row], litellm: Path | None, portkey: Path | None) -> None:
@@ -621,19 +632,23 @@ def report(rows: list[Row], litellm: Path | None, portkey: Path | None) -> None:
             ratio = ours32.rps / theirs.rps
             least = TARGET_X_LITELLM if rival == "litellm proxy" else TARGET_X_PORTKEY
             check(
-                f"req/s at 32 connections: {ratio:.1f}x {rival}'s", ratio >= least, f">= {least:g}x"
+                f"req/s at 32 connections: {ratio:.1f}x {rival}'s{by_round(ours32, theirs)}",
+                ratio >= least,
+                f">= {least:g}x",
             )
     budgeted32 = by[(BUDGETED, 32)]
     share = budgeted32.rps / ours32.rps
     check(
-        f"budgeted key at 32 connections: {100 * share:.0f} % of the admin key's req/s",
+        f"budgeted key at 32 connections: {100 * share:.0f} % of the admin key's req/s"
+        f"{by_round(budgeted32, ours32, '.0%', '')}",
         share >= TARGET_BUDGETED,
         f">= {100 * TARGET_BUDGETED:g} %",
     )
     two = by[(WORKERS2, 32)]
     scale = two.rps / budgeted32.rps
     check(
-        f"--workers 2 at 32 connections (budgeted key): {scale:.2f}x one worker's",
+        f"--workers 2 at 32 connections (budgeted key): {scale:.2f}x one worker's"
+        f"{by_round(two, budgeted32, '.2f')}",
         scale >= TARGET_WORKERS_X,
         f">= {TARGET_WORKERS_X:g}x",
     )
