@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -69,7 +70,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +196,23 @@ def wait_http(
         except OSError:
             time.sleep(0.2)
     sys.exit(f"{url} did not come up in {timeout_s:.0f} s")
+
+
+def poster(
+    port: int, path: str, raw: bytes, headers: dict[str, str], what: str, timeout_s: float = 60
+) -> Callable[[], None]:
+    """One POST of ``raw`` to ``path`` at a time, on one kept-alive connection, read to its
+    end; the bench exits, naming ``what`` it sent, on an answer other than 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+
+    def one() -> None:
+        conn.request("POST", path, body=raw, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            sys.exit(f"{what}: status {response.status}: {answer[:200]!r}")
+
+    return one
 
 
 def tree(pid: int) -> list[int]:

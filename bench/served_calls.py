@@ -16,7 +16,6 @@ path whole.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import signal
 import subprocess
@@ -56,17 +55,10 @@ def count(workdir: Path, key: str, requests: int) -> dict[str, int]:
         server = subprocess.Popen(cmd, env=pr.env, stdout=subprocess.DEVNULL)
         try:
             g.wait_http(f"http://127.0.0.1:{port}/health", proc=server)
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            raw = json.dumps({"model": "fixed", "messages": [{"role": "user", "content": "hi"}]})
+            body = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
-
-            def one() -> None:
-                conn.request("POST", "/v1/chat/completions", body=raw, headers=headers)
-                response = conn.getresponse()
-                answer = response.read()
-                if response.status != 200:
-                    sys.exit(f"status {response.status}: {answer[:200]!r}")
-
+            raw = json.dumps(body).encode()
+            one = g.poster(port, "/v1/chat/completions", raw, headers, f"chat ({key} key)")
             for _ in range(WARM_UP):
                 one()
             server.send_signal(signal.SIGUSR1)

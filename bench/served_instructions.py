@@ -24,7 +24,6 @@ ledger's thread depends on how many records a batch holds, so on timing.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import shutil
 import subprocess
@@ -76,15 +75,7 @@ def count(workdir: Path, kind: str, requests: int) -> list[float]:
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         g.wait_http(f"http://127.0.0.1:{port}/health", proc=server, timeout_s=300)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-        def one() -> None:
-            conn.request("POST", path, body=raw, headers=headers)
-            response = conn.getresponse()
-            answer = response.read()
-            if response.status != 200:
-                sys.exit(f"{kind}: status {response.status}: {answer[:200]!r}")
-
+        one = g.poster(port, path, raw, headers, kind, timeout_s=120)
         for _ in range(WARM_UP):
             one()
         control = ["callgrind_control", "--instr=on", str(server.pid)]
