@@ -1,4 +1,4 @@
-"""The gateway's app under uvicorn (httptools, uvloop: what `polyroute serve` runs) and granian.
+"""The gateway's app under `polyroute serve` (uvicorn, our httptools protocol) and granian.
 
 Run: ./dev python bench/servers.py [--duration 10] [--rounds 2]
 

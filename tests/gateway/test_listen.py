@@ -8,10 +8,11 @@ import socket
 import threading
 from typing import Any
 
-import pytest
 import uvicorn
+from uvicorn.server import ServerState
 
-from polyroute.gateway._server import ServeConfig, _Corked, listen
+from polyroute.gateway._http11 import HIGH_WATER, Http11
+from polyroute.gateway._server import ServeConfig, listen
 
 
 def _accepted_nodelay(server: socket.socket) -> int:
@@ -39,56 +40,55 @@ class _Recorder(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes.append(bytes(data))
 
-    def write_eof(self) -> None:
-        self.calls.append("write_eof")
-
     def close(self) -> None:
         self.calls.append("close")
 
-    def abort(self) -> None:
-        self.calls.append("abort")
+    def is_closing(self) -> bool:
+        return "close" in self.calls
 
-    def get_write_buffer_size(self) -> int:
-        return 7
+
+async def _connection(transport: asyncio.Transport) -> Http11:
+    config = ServeConfig(_no_app, read_timeout_s=10, max_connections=10, lifespan="off")
+    connection = Http11(config, ServerState(), {}, asyncio.get_running_loop())
+    connection.connection_made(transport)
+    return connection
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("not called")
 
 
 async def test_the_writes_of_one_loop_turn_leave_as_one() -> None:
-    """uvicorn writes a head and a body (or several stream frames) in one turn: one send."""
+    """A head and a body (or several stream frames) written in one turn: one send."""
     inner = _Recorder()
-    corked = _Corked(inner, asyncio.get_running_loop())
-    corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    corked.write(bytearray(b"body"))
+    connection = await _connection(inner)
+    connection.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    connection.write(b"body")
     assert inner.writes == []
-    assert corked.get_write_buffer_size() == 7 + 23
     await asyncio.sleep(0)  # the turn ends: out before anything else is awaited
     assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
-    corked.write(b"frame")
+    connection.write(b"frame")
     await asyncio.sleep(0)
     assert inner.writes[-1] == b"frame"
+    connection.connection_lost(None)
 
 
-async def test_close_and_write_eof_send_what_is_held_first_and_abort_drops_it() -> None:
+async def test_close_sends_what_is_held_first_and_a_large_write_is_not_held() -> None:
     inner = _Recorder()
-    corked = _Corked(inner, asyncio.get_running_loop())
-    corked.write(b"last")
-    corked.write_eof()
-    assert (inner.writes, inner.calls) == ([b"last"], ["write_eof"])
-    corked.write(b"more")
-    corked.close()
-    assert (inner.writes, inner.calls) == ([b"last", b"more"], ["write_eof", "close"])
-    corked.write(b"lost")
-    corked.abort()  # a reset: nothing more goes out
-    await asyncio.sleep(0)
-    assert inner.writes == [b"last", b"more"]
-    assert inner.calls[-1] == "abort"
+    connection = await _connection(inner)
+    connection.write(b"last")
+    connection.close()
+    assert (inner.writes, inner.calls) == ([b"last"], ["close"])
+    inner = _Recorder()
+    connection = await _connection(inner)
+    connection.write(b"x" * (HIGH_WATER + 1))  # past the high-water mark: the transport's
+    assert inner.writes == [b"x" * (HIGH_WATER + 1)]  # flow control must see it now
+    connection.connection_lost(None)
 
 
-@pytest.mark.parametrize("protocol", ["GuardedH11", "GuardedHttpTools"])
-def test_a_replys_last_write_leaves_before_the_apps_work_after_it(protocol: str) -> None:
+def test_a_replys_last_write_leaves_before_the_apps_work_after_it() -> None:
     """Writes wait for the loop's next turn, but not a reply's last one: the app's work
     after its reply (the access log, metrics) would delay it."""
-    if protocol == "GuardedHttpTools":
-        pytest.importorskip("httptools")
     release = threading.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -103,7 +103,6 @@ def test_a_replys_last_write_leaves_before_the_apps_work_after_it(protocol: str)
     config = ServeConfig(
         app, read_timeout_s=10, max_connections=10, lifespan="off", log_level="critical"
     )
-    config.http = f"polyroute.gateway._server:{protocol}"
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
