@@ -18,11 +18,10 @@ from typing import Any
 # (the end of a file's path, a function's name): its stage. A call is charged to the
 # innermost of these on its stack; one that is under none of them is "other".
 STAGES = {
-    ("uvicorn/protocols/http/httptools_impl.py", "data_received"): "uvicorn: request in",
-    ("uvicorn/protocols/http/httptools_impl.py", "run_asgi"): "uvicorn: the request's task",
-    ("uvicorn/protocols/http/httptools_impl.py", "send"): "uvicorn: reply out",
-    ("polyroute/gateway/_server.py", "data_received"): "the guard",
-    ("polyroute/gateway/_server.py", "flush"): "the guard",
+    ("polyroute/gateway/_http11.py", "data_received"): "the protocol: request in",
+    ("polyroute/gateway/_http11.py", "run"): "the protocol: the request's task",
+    ("polyroute/gateway/_http11.py", "send"): "the protocol: reply out",
+    ("polyroute/gateway/_http11.py", "flush"): "the protocol: reply out",
     ("polyroute/gateway/_app.py", "__call__"): "gateway middleware",
     ("polyroute/gateway/_observe.py", "__call__"): "metrics, access line",
     ("starlette/responses.py", "__call__"): "the reply sent",

@@ -28,10 +28,9 @@ import gateway as g
 
 WARM_UP = 300
 SERVER_SIDE = {
-    "uvicorn: request in",
-    "uvicorn: the request's task",
-    "uvicorn: reply out",
-    "the guard",
+    "the protocol: request in",
+    "the protocol: the request's task",
+    "the protocol: reply out",
     "gateway middleware",
     "the reply sent",
     "HTTP pool",
