@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from polyroute.providers import HttpPool
-from polyroute.providers._transport import LeanTransport, _expire
+from polyroute.providers._transport import LeanTransport, _Connection, _expire
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -430,17 +430,15 @@ async def test_a_read_that_must_wait_times_out_and_one_that_need_not_sets_no_tim
 async def test_a_head_that_comes_as_its_timer_fires_is_a_timeout_and_its_connection_goes(
     server: RawServer, lean: LeanTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The head's timer fails the connection's reader: if it fires in the turn the head
-    arrives, the head is read but the reader is spent, so the call is a timeout."""
-    readuntil = asyncio.StreamReader.readuntil
+    """The head's timer spends the connection: if it fires in the turn the head arrives,
+    the head is parsed but the wait has timed out, so the call is a timeout."""
+    parsed = _Connection.on_headers_complete
 
-    async def late(self: asyncio.StreamReader, separator: bytes = b"\n") -> bytes:
-        head = await readuntil(self, separator)
-        if head.startswith(b"HTTP/"):  # ours, not the server's read of the request
-            _expire(self)
-        return head
+    def late(self: _Connection) -> None:
+        parsed(self)
+        _expire(self)
 
-    monkeypatch.setattr(asyncio.StreamReader, "readuntil", late)
+    monkeypatch.setattr(_Connection, "on_headers_complete", late)
     server.replies = [fixed(OK), fixed(OK)]
     url = httpx2.URL(server.url)
     with pytest.raises(httpx2.ReadTimeout, match="waiting for the response"):
@@ -449,3 +447,94 @@ async def test_a_head_that_comes_as_its_timer_fires_is_a_timeout_and_its_connect
     response = await lean.open("GET", url, (), b"", {"read": 5})
     assert await response.read() == b"ok"
     assert server.connections == 2  # the spent connection was closed, not reused
+
+
+async def test_an_informational_reply_before_the_response_is_skipped(
+    server: RawServer, lean: LeanTransport
+) -> None:
+    server.replies = [fixed(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + OK)]
+    response = await lean.open("GET", httpx2.URL(server.url), (), b"", LIMITS)
+    assert (response.status, response.items[0]) == (200, ("content-length", "2"))
+    assert await response.read() == b"ok"
+
+
+async def test_a_second_response_to_one_request_spends_the_connection(
+    server: RawServer, lean: LeanTransport
+) -> None:
+    server.replies = [fixed(OK + OK), fixed(OK)]
+    url = httpx2.URL(server.url)
+    assert await (await lean.open("GET", url, (), b"", LIMITS)).read() == b"ok"
+    assert await (await lean.open("GET", url, (), b"", LIMITS)).read() == b"ok"
+    assert server.connections == 2  # the first was not trusted again
+
+
+async def test_bytes_on_an_idle_connection_spend_it(server: RawServer, lean: LeanTransport) -> None:
+    async def chatty(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(OK)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"unasked")  # while the connection sits in the pool
+
+    server.replies = [chatty, fixed(OK)]
+    url = httpx2.URL(server.url)
+    assert await (await lean.open("GET", url, (), b"", LIMITS)).read() == b"ok"
+    await asyncio.sleep(0.2)
+    assert await (await lean.open("GET", url, (), b"", LIMITS)).read() == b"ok"
+    assert server.connections == 2
+
+
+async def test_a_reply_to_head_has_no_body_and_its_connection_is_not_reused(
+    server: RawServer, lean: LeanTransport
+) -> None:
+    server.replies = [fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"), fixed(OK)]
+    url = httpx2.URL(server.url)
+    response = await lean.open("HEAD", url, (), b"", LIMITS)
+    async with asyncio.timeout(1):  # never waits for the 5 bytes that are not coming
+        assert await response.read() == b""
+    assert response.headers["content-length"] == "5"
+    assert await (await lean.open("GET", url, (), b"", LIMITS)).read() == b"ok"
+    assert server.connections == 2
+
+
+async def test_a_large_body_read_slowly_arrives_whole(
+    server: RawServer, lean: LeanTransport
+) -> None:
+    """Reading pauses while unread body piles up, and resumes as it is taken; the body is
+    handed on in parts of at most 64 KiB, whatever came in one read."""
+    big = bytes(range(256)) * 8192  # 2 MiB
+    server.replies = [fixed(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(big), big))]
+    response = await lean.open("GET", httpx2.URL(server.url), (), b"", LIMITS)
+    await asyncio.sleep(0.1)  # all of it could have come: at most the high-water mark did
+    got = bytearray()
+    async for part in response.aiter_bytes():
+        assert 0 < len(part) <= 64 * 1024  # handed on a bounded part at a time
+        got += part
+        await asyncio.sleep(0)
+    assert got == big
+
+
+async def test_a_reused_connection_reset_before_any_reply_byte_is_retried_on_a_new_one(
+    lean: LeanTransport,
+) -> None:
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)
+        await writer.drain()
+        if connections == 1:  # the next request on it is met by a reset
+            await reader.readuntil(b"\r\n\r\n")
+            writer.transport.abort()
+            return
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = httpx2.URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x")
+    try:
+        assert await (await lean.open("GET", url, (), b"", LIMITS)).read() == b"ok"
+        assert await (await lean.open("GET", url, (), b"", LIMITS)).read() == b"ok"
+    finally:
+        server.close()
+    assert connections == 2

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 transport for the pooled client: asyncio streams, keep-alive, no anyio.
+"""A lean HTTP/1.1 transport for the pooled client: a protocol on httptools' parser.
 
 httpx2's default transport (httpcore2 over anyio) spends most of a loopback call's
 CPU on pool bookkeeping: each request polls every idle connection's socket and
@@ -9,13 +9,20 @@ polyroute's calls need: HTTP/1.1 with keep-alive, ``content-length``, chunked an
 close-delimited bodies, streamed responses, TLS, and connect/read/write timeouts.
 It raises httpx2's exceptions, so one error mapping serves it and any other transport.
 
+Each connection is an :class:`asyncio.Protocol` whose bytes go straight into httptools'
+response parser (llhttp, in C): a reply that comes in one read (a JSON answer, with its
+head) is parsed before the caller is woken once, and a stream's body is handed on per
+network read. Over asyncio's streams (a reader, a writer, ``readuntil`` and a head
+parsed in Python) the exchange cost about twice the instructions
+(``bench/served_instructions.py --kinds floor``).
+
 Two ways in: :meth:`LeanTransport.open`, which :class:`~polyroute.providers._http.HttpPool`
 calls directly (httpx2's client layer, its request and response models, cost about as
 much CPU again as the exchange itself), and httpx2's ``handle_async_request``, so it
 also works under an ``httpx2.AsyncClient``.
 
 Idle connections are kept per origin, most recent first; one the server has
-closed is seen at once (the stream reader holds its EOF) and dropped. A request
+closed is seen at once (its protocol got the EOF) and dropped. A request
 that fails on a reused connection before any response byte arrives is sent once
 more on a new connection: the server closed it while we were choosing it.
 Proxies are not spoken: :class:`HttpPool` keeps httpx2's own transport when a
@@ -29,46 +36,276 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Iterable, Mapping
 
+import httptools
 import httpx2
 
-from polyroute._steps import Rest
-
 log = logging.getLogger("polyroute.http")
-T = TypeVar("T")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BODIED = frozenset({"POST", "PUT", "PATCH"})
 _MAX_HEAD = 64 * 1024
-_READ = 64 * 1024
+_HIGH_WATER = 256 * 1024
+"""Body bytes held unread past this pause the connection's reading until they are taken."""
+_PART = 64 * 1024
+"""The most a streamed body hands on at once: what a consumer holds, and checks against its
+limits, a part at a time."""
 _MAX_HEADS = 64
 """Request heads kept serialized (a provider's paths times its header sets: a handful)."""
 
 _Head = tuple[bytes, bool]
-
-
-class _Connection:
-    __slots__ = ("reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @property
-    def usable(self) -> bool:
-        return not (self.reader.at_eof() or self.writer.is_closing())
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 Origin = tuple[str, str, int]
 
 
+class _TimedOut(TimeoutError):
+    """A wait of a connection outlasted its timeout."""
+
+
+class _Stale(Exception):
+    """A reused connection failed before any response byte: the server had closed it."""
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to an origin and the exchange in progress on it, if any.
+
+    The parser's callbacks fill in the response; :meth:`wait` sleeps until something new
+    (more of it, its end, the connection's end) arrives. A connection whose wait timed
+    out, whose peer broke the protocol or which closed is *spent*: never used again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.busy = False
+        self.spent = False  # closed by either side, timed out or broken
+        self.lost: Exception | None = None  # what the connection ended with, if anything
+        self.broken: str | None = None  # what the peer sent that is not HTTP/1.1
+        self.received = 0  # bytes of this exchange so far
+        self.head_bytes = 0
+        self.status = 0
+        self.reason = b""
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.head = False
+        self.keep_alive = True
+        self.parts: list[bytes] = []
+        self.buffered = 0
+        self.complete = False
+        self.read_paused = False
+        self.write_paused = False
+        self._waiter: asyncio.Future[bool] | None = None  # its result: whether it timed out
+        self._drained: asyncio.Future[bool] | None = None
+        self._deadline = 0.0  # of the wait in progress; 0: none
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # -- the protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:  # bytes nobody asked for: this connection cannot be trusted
+            self.close()
+            return
+        self.received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.broken = self.broken or _why(exc, self.head)
+            self.close()
+        if not self.head and self.received > _MAX_HEAD:
+            self.broken = "response head too large"
+            self.close()
+        elif self.buffered > _HIGH_WATER and not self.read_paused and not self.spent:
+            self.read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self.spent = True
+        self._wake()
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.spent = True
+        self.lost = exc
+        self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        drained = self._drained
+        if drained is not None:
+            self._drained = None
+            if not drained.done():
+                drained.set_result(False)
+
+    # -- the parser's callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second response to one request: the peer is broken
+            raise ValueError("more than one response to a request")
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw.append((name, value))
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes > _MAX_HEAD:  # a head that came whole in one read
+            self.broken = "response head too large"
+            raise ValueError(self.broken)
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # informational: the response follows
+            self.reason = b""
+            self.raw = []
+            return
+        self.status = status
+        self.keep_alive = self.parser.should_keep_alive()
+        self.head = True
+
+    def on_body(self, body: bytes) -> None:
+        self.parts.append(body)
+        self.buffered += len(body)
+
+    def on_message_complete(self) -> None:
+        if self.head:
+            self.complete = True
+
+    # -- an exchange
+
+    @property
+    def usable(self) -> bool:
+        return not (self.spent or self.transport is None or self.transport.is_closing())
+
+    def begin(self) -> None:
+        self.busy = True
+        self.received = 0
+        self.head_bytes = 0
+        self.status = 0
+        self.reason = b""
+        self.raw = []
+        self.head = False
+        self.keep_alive = True
+        self.parts = []
+        self.buffered = 0
+        self.complete = False
+
+    def take(self, most: int | None = None) -> bytes:
+        """The body bytes that have arrived (at most ``most`` of them), handed over once."""
+        parts = self.parts
+        if not parts:
+            return b""
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if most is not None and len(data) > most:
+            self.parts = [data[most:]]
+            self.buffered = len(data) - most
+            data = data[:most]
+        else:
+            self.parts = []
+            self.buffered = 0
+        if self.read_paused and self.buffered <= _HIGH_WATER and not self.spent:
+            self.read_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        return data
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until something arrives or the connection ends; :class:`_TimedOut` (and the
+        connection spent) past ``timeout``. One timer a connection, not one a wait (a
+        stream from a vendor waits on nearly every read): it is left running when a wait
+        ends, and when it fires it sleeps on to the deadline of the wait then in
+        progress, if any, or lapses."""
+        waiter = self._waiter = self.loop.create_future()
+        if timeout is not None:
+            at = self._deadline = self.loop.time() + timeout
+            if self._timer is None or self._timer_at > at:
+                self._arm(at)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            self._deadline = 0.0
+        if waiter.result():
+            raise _TimedOut
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        at = self._deadline
+        if not at:
+            return  # no wait in progress: the timer lapses
+        if self.loop.time() < at:
+            self._arm(at)
+        elif self._waiter is not None:
+            self._expire(self._waiter)
+
+    def _expire(self, waiter: asyncio.Future[bool]) -> None:
+        if not waiter.done():
+            waiter.set_result(True)  # "timed out", even if data came in this same turn
+            self.close()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(False)
+
+    async def send(self, payload: bytes, timeout: float | None) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(payload)
+        if self.write_paused:  # else there is nothing to wait for
+            drained = self._drained = self.loop.create_future()
+            timer = None if timeout is None else self.loop.call_later(timeout, _late, drained)
+            try:
+                await drained
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if drained.result():
+                self.close()
+                raise _TimedOut
+
+    def close(self) -> None:
+        self.spent = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _late(drained: asyncio.Future[bool]) -> None:
+    if not drained.done():
+        drained.set_result(True)
+
+
+def _why(exc: httptools.HttpParserError, head: bool) -> str:
+    if head:
+        return f"response body broken off ({exc or type(exc).__name__})"
+    return f"bad status line or headers ({exc or type(exc).__name__})"
+
+
+def _expire(conn: _Connection) -> None:
+    """Make ``conn``'s wait in progress (or next one) time out, as its timer would."""
+    waiter = conn._waiter
+    if waiter is not None:
+        conn._expire(waiter)
+
+
 class LeanTransport(httpx2.AsyncBaseTransport):
-    """HTTP/1.1 over asyncio streams with a keep-alive pool (see module docs)."""
+    """HTTP/1.1 connections as protocols, with a keep-alive pool (see module docs)."""
 
     def __init__(self, *, max_idle_per_origin: int = 200) -> None:
         self._idle: dict[Origin, list[_Connection]] = {}
@@ -157,51 +394,44 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             if self._ssl is None:
                 self._ssl = httpx2.create_ssl_context()
             context = self._ssl
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=context, limit=_MAX_HEAD
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop), host, port, ssl=context
                 )
         except TimeoutError:
             raise httpx2.ConnectTimeout(f"connecting to {host}:{port}", request=request) from None
         except OSError as exc:
             raise httpx2.ConnectError(str(exc) or type(exc).__name__, request=request) from None
-        return _Connection(reader, writer)
+        return conn
 
     async def _exchange(
         self, conn: _Connection, origin: Origin, call: _Call, payload: bytes, reused: bool
     ) -> LeanResponse:
         request = call.request
-        read_timeout = call.timeouts.get("read")
+        conn.begin()
         try:
-            conn.writer.write(payload)
-            if conn.writer.transport.get_write_buffer_size():  # else drain has nothing to wait for
-                async with asyncio.timeout(call.timeouts.get("write")):
-                    await conn.writer.drain()
-        except TimeoutError:
-            conn.close()
-            raise httpx2.WriteTimeout("sending the request", request=request) from None
-        except OSError:
-            raise _Stale from None
-        reader = conn.reader
-        try:
-            # never buffered yet: no _within's step
-            head = await _deadline(read_timeout, reader, reader.readuntil(b"\r\n\r\n"))
+            await conn.send(payload, call.timeouts.get("write"))
         except _TimedOut:
-            conn.close()
-            raise httpx2.ReadTimeout("waiting for the response", request=request) from None
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                raise _Stale from None
-            conn.close()
-            raise httpx2.RemoteProtocolError("truncated response head", request=request) from None
-        except asyncio.LimitOverrunError:
-            conn.close()
-            raise httpx2.RemoteProtocolError("response head too large", request=request) from None
-        except OSError as exc:
-            conn.close()
-            raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from None
-        status, items, reason = _parse_head(head, request)
+            raise httpx2.WriteTimeout("sending the request", request=request) from None
+        read_timeout = call.timeouts.get("read")
+        while not conn.head:
+            if conn.broken is not None:
+                raise httpx2.RemoteProtocolError(conn.broken, request=request)
+            if conn.spent:
+                if not conn.received:
+                    raise _Stale
+                if conn.lost is not None:
+                    raise httpx2.ReadError(
+                        str(conn.lost) or type(conn.lost).__name__, request=request
+                    )
+                raise httpx2.RemoteProtocolError("truncated response head", request=request)
+            try:
+                await conn.wait(read_timeout)
+            except _TimedOut:
+                raise httpx2.ReadTimeout("waiting for the response", request=request) from None
+        status = conn.status
         if log.isEnabledFor(logging.DEBUG):
             scheme, host, port = origin
             log.debug(
@@ -214,14 +444,16 @@ class LeanTransport(httpx2.AsyncBaseTransport):
                 status,
                 "reused" if reused else "new",
             )
+        raw = conn.raw
         headers: dict[str, str] = {}
-        for name, value in items:
-            lower = name.lower()
-            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+        for raw_name, raw_value in raw:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         body = _Body(self, conn, origin, call, headers, status)
-        return LeanResponse(status, reason, items, headers, body)
+        return LeanResponse(status, conn.reason, raw, headers, body)
 
     def _release(self, origin: Origin, conn: _Connection) -> None:
+        conn.busy = False
         idle = self._idle.setdefault(origin, [])
         if conn.usable and len(idle) < self.max_idle_per_origin:
             idle.append(conn)
@@ -233,65 +465,6 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             for conn in idle:
                 conn.close()
         self._idle.clear()
-
-
-class _TimedOut(TimeoutError):
-    """Set into a connection's reader when a read of it is overdue."""
-
-
-def _expire(reader: asyncio.StreamReader) -> None:
-    reader.set_exception(_TimedOut())
-
-
-def _at_once(read: Coroutine[Any, Any, T]) -> T | None:
-    """What ``read`` gives without waiting; ``None`` (and ``read`` closed) if it must wait."""
-    try:
-        read.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    read.close()
-    return None
-
-
-async def _within(
-    timeout: float | None, reader: asyncio.StreamReader, read: Coroutine[Any, Any, T]
-) -> T:
-    """``await read``, a read of ``reader``, within ``timeout`` (see :func:`_deadline`),
-    whose timer is set only if the read must wait: what is already buffered (a short body
-    comes with its head) is taken at once."""
-    try:
-        waiting = read.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    return await _deadline(timeout, reader, Rest(read, waiting))
-
-
-async def _deadline(timeout: float | None, reader: asyncio.StreamReader, read: Awaitable[T]) -> T:
-    """``await read``, a read of ``reader``, within ``timeout``, else :class:`_TimedOut`.
-
-    The timer is a plain one that fails ``reader``: about a tenth of what
-    ``asyncio.timeout`` costs (its 28k instructions were a fiftieth of a served call,
-    callgrind), and a stream from a vendor waits on nearly every read. A reader failed
-    this way is spent, even when the timer fired just as the data came in: its connection
-    must not be used again."""
-    if timeout is None:
-        return await read
-    timer = asyncio.get_running_loop().call_later(timeout, _expire, reader)
-    try:
-        got = await read
-    finally:
-        timer.cancel()
-    if reader.exception() is not None:  # the timer fired as the data came in
-        raise _TimedOut
-    return got
-
-
-_BROKEN = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
-"""What a broken body read raises (``TimeoutError`` is an ``OSError``)."""
-
-
-class _Stale(Exception):
-    """A reused connection failed before any response byte: the server had closed it."""
 
 
 class _Call:
@@ -317,22 +490,26 @@ class LeanResponse:
     names, repeated ones joined with ``", "``; ``items`` as received) and the body, read
     on demand with :meth:`read` or :meth:`aiter_bytes`, or abandoned with :meth:`aclose`."""
 
-    __slots__ = ("_content", "body", "headers", "items", "reason", "status")
+    __slots__ = ("_content", "_raw", "body", "headers", "reason", "status")
 
     def __init__(
         self,
         status: int,
         reason: bytes,
-        items: list[tuple[str, str]],
+        raw: list[tuple[bytes, bytes]],
         headers: dict[str, str],
         body: _Body,
     ) -> None:
         self.status = status
         self.reason = reason
-        self.items = items
+        self._raw = raw
         self.headers = headers
         self.body = body
         self._content: bytes | None = None
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw]
 
     async def read(self) -> bytes:
         if self._content is None:
@@ -366,28 +543,10 @@ def _framed(head: _Head, method: str, content: bytes) -> bytes:
     return lines + b"\r\n" + content
 
 
-def _parse_head(
-    head: bytes, request: httpx2.Request | None
-) -> tuple[int, list[tuple[str, str]], bytes]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise httpx2.RemoteProtocolError(f"bad status line {lines[0][:80]!r}", request=request)
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise httpx2.RemoteProtocolError(f"bad header line {line[:80]!r}", request=request)
-        headers.append((name.strip(), value.strip()))
-    reason = parts[2].encode("latin-1") if len(parts) > 2 else b""
-    return int(parts[1]), headers, reason
-
-
 class _Body(httpx2.AsyncByteStream):
     """A response body, read as it is consumed; the connection goes back to the pool
-    once it is read to its end, and is closed if the body is abandoned."""
+    once the whole response has arrived and is read, and is closed if the body is
+    abandoned before its end came."""
 
     def __init__(
         self,
@@ -403,32 +562,20 @@ class _Body(httpx2.AsyncByteStream):
         self._origin = origin
         self._request = call.request
         self._timeout = call.timeouts.get("read")
-        self._length: int | None = None
-        self._left: int | None = None  # of a length-delimited body, what is still unread
-        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        self._keep = "close" not in headers.get("connection", "").lower()
-        length = headers.get("content-length", "")
-        if length.isdigit():
-            self._length = int(length)
-        if call.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            self._length = 0
-        if self._chunked:
-            self._length = None
-        elif self._length is None:
-            self._keep = False  # delimited by the close
+        self._headers = headers
+        # the parser cannot know a HEAD's reply has no body: it is taken as whole now
+        self._empty = call.method == "HEAD" or status in (204, 304)
+        # (the parser keeps no connection whose body ends with its close)
+        self._keep = conn.keep_alive and call.method != "HEAD"
 
     async def read(self) -> bytes:
-        """The whole body; one read when it is short and its length known (the read timeout
-        is per read, so a long body is still read in parts)."""
+        """The whole body (a short one usually came with its head: no wait at all)."""
         conn = self._conn
-        if conn is None or self._length is None or self._length > _READ:
+        if conn is None:
+            return b""
+        if not conn.complete and not self._empty:
             return b"".join([part async for part in self])
-        try:
-            content = await _within(
-                self._timeout, conn.reader, conn.reader.readexactly(self._length)
-            )
-        except _BROKEN as exc:
-            raise self._failed(exc) from None
+        content = b"" if self._empty else conn.take()
         self._done(conn)
         return content
 
@@ -436,59 +583,53 @@ class _Body(httpx2.AsyncByteStream):
         conn = self._conn
         if conn is None:
             return
-        try:
-            async for part in self._parts(conn.reader):
+        while not self._empty:
+            part = conn.take(_PART)
+            if part:
                 yield part
                 if self._conn is not conn:
                     return  # closed meanwhile: the connection may already serve another call
-        except _BROKEN as exc:
-            raise self._failed(exc) from None
+                continue
+            if conn.complete:
+                break
+            if conn.spent:
+                if self._until_close() and conn.broken is None and conn.lost is None:
+                    break  # the close was the body's end
+                raise self._failed()
+            try:
+                await conn.wait(self._timeout)
+            except _TimedOut:
+                self._drop()
+                raise httpx2.ReadTimeout("waiting for the body", request=self._request) from None
         self._done(conn)
 
-    def _failed(self, exc: Exception) -> httpx2.TransportError:
-        """The httpx2 error for a broken read; the connection is dropped."""
+    def _until_close(self) -> bool:
+        """Whether the body ends with the connection: neither a length nor chunked."""
+        headers = self._headers
+        return not (
+            "chunked" in headers.get("transfer-encoding", "").lower()
+            or headers.get("content-length", "").isdigit()
+        )
+
+    def _failed(self) -> httpx2.TransportError:
+        """The httpx2 error for a body broken off; the connection is dropped."""
+        conn = self._conn
         self._drop()
-        if isinstance(exc, TimeoutError):
-            return httpx2.ReadTimeout("waiting for the body", request=self._request)
-        if isinstance(exc, OSError):
-            return httpx2.ReadError(str(exc) or type(exc).__name__, request=self._request)
+        if conn is not None and conn.broken is not None:
+            return httpx2.RemoteProtocolError(conn.broken, request=self._request)
+        if conn is not None and conn.lost is not None:
+            lost = conn.lost
+            return httpx2.ReadError(str(lost) or type(lost).__name__, request=self._request)
         return httpx2.RemoteProtocolError(
-            f"response body broken off ({type(exc).__name__})", request=self._request
+            "response body broken off (the connection closed)", request=self._request
         )
 
     def _done(self, conn: _Connection) -> None:
         self._conn = None
-        if self._keep:
+        if self._keep and conn.complete:
             self._transport._release(self._origin, conn)
         else:
             conn.close()
-
-    async def _parts(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-        timeout = self._timeout
-        if self._chunked:
-            while True:
-                line = await _within(timeout, reader, reader.readuntil(b"\r\n"))
-                size = int(line.split(b";", 1)[0], 16)
-                if size == 0:
-                    while await _within(timeout, reader, reader.readuntil(b"\r\n")) != b"\r\n":
-                        pass  # trailers
-                    return
-                chunk = await _within(timeout, reader, reader.readexactly(size + 2))
-                yield chunk[:-2]
-        elif self._length is not None:
-            left = self._left = self._length
-            while left:
-                chunk = await _within(timeout, reader, reader.read(min(left, _READ)))
-                if not chunk:
-                    raise asyncio.IncompleteReadError(b"", left)
-                left = self._left = left - len(chunk)
-                yield chunk
-        else:
-            while True:
-                chunk = await _within(timeout, reader, reader.read(_READ))
-                if not chunk:
-                    return
-                yield chunk
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -496,29 +637,12 @@ class _Body(httpx2.AsyncByteStream):
             self._conn = None
 
     async def aclose(self) -> None:
-        """Stop reading. A body whose every byte was read, but whose reader stopped before
-        asking past its last part (a stream decoder stops at its end marker), frees its
-        connection for reuse; else the connection is closed: it cannot be reused."""
+        """Stop reading. A response that has arrived whole (a stream decoder stops at its
+        end marker, before asking past the body's last part) frees its connection for
+        reuse, read or not; else the connection is closed: it cannot be reused."""
         conn = self._conn
-        if conn is not None and self._ended(conn.reader):
+        if conn is not None and (conn.complete or self._empty) and not conn.spent:
+            conn.parts = []
             self._done(conn)
         else:
             self._drop()
-
-    def _ended(self, reader: asyncio.StreamReader) -> bool:
-        """Whether nothing of the body is left: all of its length was read, or (chunked)
-        its last-chunk line and trailers are already here. Never waits for more bytes."""
-        if self._length is not None:
-            return self._left == 0
-        if not self._chunked:
-            return False  # delimited by the close
-        try:
-            line = _at_once(reader.readuntil(b"\r\n"))
-            if line is None or int(line.split(b";", 1)[0], 16):
-                return False  # more data, or not here yet: the body really was abandoned
-            while (line := _at_once(reader.readuntil(b"\r\n"))) != b"\r\n":
-                if line is None:
-                    return False
-        except _BROKEN:
-            return False
-        return True
