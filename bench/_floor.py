@@ -1,8 +1,8 @@
-"""The floor under a served chat call: `polyroute serve`'s server (uvicorn, its guard, the
-same settings) and upstream transport, with an ASGI app that only relays each request's
-body to the upstream and answers its reply. What `polyroute serve` costs beyond this is
-polyroute's own work: the key, parsing, routing, the budget, metering, the ledger,
-rendering, metrics and the access log.
+"""The floor under a served chat call: `polyroute serve`'s server (uvicorn's process, our
+guarded protocol, the same settings) and upstream transport, with an ASGI app that only
+relays each request's body to the upstream and answers its reply. What `polyroute serve`
+costs beyond this is polyroute's own work: the key, parsing, routing, the budget,
+metering, the ledger, rendering, metrics and the access log.
 
 Run: python bench/_floor.py PORT UPSTREAM_PORT  (``served_instructions.py`` starts it)
 """
