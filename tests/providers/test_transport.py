@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from polyroute.providers import HttpPool
-from polyroute.providers._transport import LeanTransport, _Connection, _expire
+from polyroute.providers._transport import LeanTransport, _Connection
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -436,7 +436,7 @@ async def test_a_head_that_comes_as_its_timer_fires_is_a_timeout_and_its_connect
 
     def late(self: _Connection) -> None:
         parsed(self)
-        _expire(self)
+        self.expire()
 
     monkeypatch.setattr(_Connection, "on_headers_complete", late)
     server.replies = [fixed(OK), fixed(OK)]

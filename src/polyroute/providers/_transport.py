@@ -248,11 +248,13 @@ class _Connection(asyncio.Protocol):
             return  # no wait in progress: the timer lapses
         if self.loop.time() < at:
             self._arm(at)
-        elif self._waiter is not None:
-            self._expire(self._waiter)
+        else:
+            self.expire()
 
-    def _expire(self, waiter: asyncio.Future[bool]) -> None:
-        if not waiter.done():
+    def expire(self) -> None:
+        """Time the wait in progress out, as its timer does: the connection is spent."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
             waiter.set_result(True)  # "timed out", even if data came in this same turn
             self.close()
 
@@ -295,13 +297,6 @@ def _why(exc: httptools.HttpParserError, head: bool) -> str:
     if head:
         return f"response body broken off ({exc or type(exc).__name__})"
     return f"bad status line or headers ({exc or type(exc).__name__})"
-
-
-def _expire(conn: _Connection) -> None:
-    """Make ``conn``'s wait in progress (or next one) time out, as its timer would."""
-    waiter = conn._waiter
-    if waiter is not None:
-        conn._expire(waiter)
 
 
 class LeanTransport(httpx2.AsyncBaseTransport):
