@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx2
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from polyroute.providers import HttpPool
 from polyroute.providers._transport import LeanTransport, _Connection
@@ -538,3 +546,83 @@ async def test_a_reused_connection_reset_before_any_reply_byte_is_retried_on_a_n
     finally:
         server.close()
     assert connections == 2
+
+
+def _tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a new self-signed certificate for 127.0.0.1, and a client
+    context that trusts only it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = tmp_path / "cert.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = tmp_path / "key.pem"
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(pem, key_pem)
+    return server, ssl.create_default_context(cafile=str(pem))
+
+
+async def test_https_reads_bodies_and_streams_and_keeps_the_connection(tmp_path: Path) -> None:
+    """Vendors are HTTPS: the same exchange over TLS, a JSON body and a trickled stream."""
+    server_ctx, client_ctx = _tls_contexts(tmp_path)
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for part in (b"data: 1\n\n", b"data: 2\n\n"):
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    url = httpx2.URL(f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/x")
+    lean = LeanTransport(ssl_context=client_ctx)
+    try:
+        response = await lean.open("POST", url, (), b"{}", LIMITS)
+        assert await response.read() == b"data: 1\n\ndata: 2\n\n"
+        response = await lean.open("POST", url, (), b"{}", LIMITS)
+        assert b"".join([part async for part in response.aiter_bytes()]) == (
+            b"data: 1\n\ndata: 2\n\n"
+        )
+    finally:
+        await lean.aclose()
+        server.close()
+    assert connections == 1
+    with pytest.raises(httpx2.ConnectError):  # a certificate nobody vouches for
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await LeanTransport().open(
+                "GET", httpx2.URL(f"https://127.0.0.1:{port}/"), (), b"", LIMITS
+            )
+        finally:
+            server.close()

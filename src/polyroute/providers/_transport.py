@@ -302,9 +302,11 @@ def _why(exc: httptools.HttpParserError, head: bool) -> str:
 class LeanTransport(httpx2.AsyncBaseTransport):
     """HTTP/1.1 connections as protocols, with a keep-alive pool (see module docs)."""
 
-    def __init__(self, *, max_idle_per_origin: int = 200) -> None:
+    def __init__(
+        self, *, max_idle_per_origin: int = 200, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # else httpx2's (certifi's roots), made on first use
         self.max_idle_per_origin = max_idle_per_origin
         self._heads: dict[tuple[str, int, int], tuple[httpx2.URL, object, _Head]] = {}
 
