@@ -7,8 +7,8 @@ keep-alive, ``100-continue``, flow control both ways, ``HEAD``, HTTP/1.0, chunke
 both ways, a 400 for what does not parse, a 500 for an app that fails before it answers,
 the client's disconnect seen by ``receive``, graceful shutdown), with less work a request:
 one lazy timer a connection instead of two timers a request, a future instead of an
-``asyncio.Event``, one regular expression a response instead of two a header
-(``bench/served_instructions.py --kinds floor``). And it guards the worker against
+``asyncio.Event``, two regular expressions a response (its names, its values) instead of
+two a header (``bench/served_instructions.py --kinds floor``). And it guards the worker against
 callers that hold connections without using them, which uvicorn does not:
 
 - a caller has ``read_timeout_s`` to send a request's head and body, from connecting (or
