@@ -40,7 +40,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import httptools
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
+from polyroute._conn import Deadline, WriteFlow
 from polyroute.gateway._observe import READ_TIMED_OUT
 
 if TYPE_CHECKING:
@@ -82,13 +84,7 @@ def _status_line(status: int) -> bytes:
 _STATUS = {status: _status_line(status) for status in range(100, 600)}
 
 
-def _address(info: Any) -> tuple[str, int] | None:
-    return (
-        (str(info[0]), int(info[1])) if isinstance(info, tuple | list) and len(info) >= 2 else None
-    )
-
-
-class Http11(asyncio.Protocol):
+class Http11(WriteFlow, asyncio.Protocol):
     """One connection: its parser, its requests in turn, its guard (see the module docs).
 
     A connection is *waiting* while no request of it is in progress: before its first
@@ -117,24 +113,21 @@ class Http11(asyncio.Protocol):
         self.root_path = config.root_path
         self.read_timeout_s = config.read_timeout_s
         self.keep_alive_s = float(config.timeout_keep_alive)
-        # the timer never sleeps longer than this, so a deadline set later is never missed
-        self._step = min(self.read_timeout_s, self.keep_alive_s)
         self.parser = httptools.HttpRequestParser(self)
         # answer a pipelined request that came before the caller's close (as uvicorn does)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self.cycle: _Cycle | None = None
         self.pipeline: deque[_Cycle] = deque()
         self._client: tuple[str, int] | None = None
-        self._server: tuple[str, int] | None = None
+        self._server: tuple[str, int | None] | None = None
         self._scheme = "http"
         # the request being parsed
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect = False
         # the guard
-        self._deadline = 0.0  # 0: none; else the loop time the connection is closed at
+        self._deadline = Deadline(self.loop, self._too_slow)  # when the connection is closed
         self._reading = False  # the deadline is for a request's head and body, not idleness
-        self._timer: asyncio.TimerHandle | None = None
         self._since = 0.0
         self._idle = True
         self._in_head = False
@@ -144,8 +137,6 @@ class Http11(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._read_paused = False
-        self.write_paused = False
-        self._drained: asyncio.Future[None] | None = None
         self._defaults: list[tuple[bytes, bytes]] | None = None
         self._default_block = b""
 
@@ -154,37 +145,26 @@ class Http11(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
         self.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self._client = _address(sock.getpeername())
-            self._server = _address(sock.getsockname())
-        else:
-            self._client = _address(transport.get_extra_info("peername"))
-            self._server = _address(transport.get_extra_info("sockname"))
-        if transport.get_extra_info("sslcontext"):
+        self._client = get_remote_addr(self.transport)  # as uvicorn's own protocols do
+        self._server = get_local_addr(self.transport)
+        if is_ssl(self.transport):
             self._scheme = "https"
         now = self.loop.time()
         self._since = now
         self._reading = True
-        self._set_deadline(now, now + self.read_timeout_s)
+        self._deadline.set(now + self.read_timeout_s)
         self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         self._out = []
-        self._deadline = 0.0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         cycle = self.cycle
         if cycle is not None:
             if not cycle.complete:
                 cycle.disconnected = True
             cycle.wake()
-        self.write_paused = False
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_result(None)
+        self.resume_writing()  # a send waiting to drain sees the disconnect
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself; a request in progress sees a disconnect
@@ -205,17 +185,6 @@ class Http11(asyncio.Protocol):
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
             self._refuse_head()
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        drained = self._drained
-        if drained is not None:
-            self._drained = None
-            if not drained.done():
-                drained.set_result(None)
-
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: close if waiting, else after the reply in progress."""
         cycle = self.cycle
@@ -234,8 +203,7 @@ class Http11(asyncio.Protocol):
         self._in_head = True
         if not self._reading:  # a kept-alive connection's next request begins
             self._reading = True
-            now = self.loop.time()
-            self._set_deadline(now, now + self.read_timeout_s)
+            self._deadline.set(self.loop.time() + self.read_timeout_s)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -301,7 +269,7 @@ class Http11(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._reading = False
-        self._deadline = 0.0  # head and body are in
+        self._deadline.clear()  # head and body are in
         cycle = self.cycle
         assert cycle is not None
         if cycle.complete:
@@ -335,7 +303,7 @@ class Http11(asyncio.Protocol):
         self._idle = True
         self._head_bytes = 0
         if not self._reading:  # else the next request's head has begun: its deadline holds
-            self._set_deadline(now, now + self.keep_alive_s)
+            self._deadline.set(now + self.keep_alive_s)
 
     def default_headers(self) -> bytes:
         """uvicorn's ``date`` and ``server`` headers (the date changes each second)."""
@@ -365,12 +333,6 @@ class Http11(asyncio.Protocol):
             self._out_bytes = 0
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    async def drain(self) -> None:
-        """Wait until the transport takes writes again."""
-        if self._drained is None:
-            self._drained = self.loop.create_future()
-        await self._drained
-
     def pause_reading(self) -> None:
         if not self._read_paused:
             self._read_paused = True
@@ -397,20 +359,7 @@ class Http11(asyncio.Protocol):
 
     # -- the guard
 
-    def _set_deadline(self, now: float, at: float) -> None:
-        self._deadline = at
-        if self._timer is None:
-            self._timer = self.loop.call_at(min(at, now + self._step), self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        at = self._deadline
-        if not at:
-            return
-        now = self.loop.time()
-        if now < at:
-            self._timer = self.loop.call_at(min(at, now + self._step), self._on_timer)
-            return
+    def _too_slow(self) -> None:
         cycle = self.cycle
         if self._reading and cycle is not None and cycle.more_body and not cycle.complete:
             cycle.scope[READ_TIMED_OUT] = True  # the app sees a disconnect: logged as 408
@@ -420,7 +369,7 @@ class Http11(asyncio.Protocol):
         # a lingering close: closing with the caller's bytes unread would make the kernel
         # reset the connection, and the reset can destroy the 431 before it is read
         self._refused = True
-        self._deadline = 0.0
+        self._deadline.cancel()
         self.flush()
         self.transport.write(_HEAD_TOO_LARGE)
         if self.transport.can_write_eof():
@@ -559,7 +508,7 @@ class _Cycle:
     async def send(self, message: Any) -> None:
         conn = self.conn
         if conn.write_paused and not self.disconnected:
-            await conn.drain()
+            await conn.drained()
         if self.disconnected:
             return
         kind = message["type"]

@@ -41,6 +41,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 import httptools
 import httpx2
 
+from polyroute._conn import Deadline, WriteFlow
+
 log = logging.getLogger("polyroute.http")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -66,7 +68,7 @@ class _Stale(Exception):
     """A reused connection failed before any response byte: the server had closed it."""
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(WriteFlow, asyncio.Protocol):
     """One connection to an origin and the exchange in progress on it, if any.
 
     The parser's callbacks fill in the response; :meth:`wait` sleeps until something new
@@ -93,12 +95,8 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.complete = False
         self.read_paused = False
-        self.write_paused = False
         self._waiter: asyncio.Future[bool] | None = None  # its result: whether it timed out
-        self._drained: asyncio.Future[bool] | None = None
-        self._deadline = 0.0  # of the wait in progress; 0: none
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._deadline = Deadline(loop, self.expire)  # of the wait in progress
 
     # -- the protocol
 
@@ -133,17 +131,6 @@ class _Connection(asyncio.Protocol):
         self.lost = exc
         self._wake()
         self.resume_writing()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        drained = self._drained
-        if drained is not None:
-            self._drained = None
-            if not drained.done():
-                drained.set_result(False)
 
     # -- the parser's callbacks
 
@@ -219,37 +206,17 @@ class _Connection(asyncio.Protocol):
     async def wait(self, timeout: float | None) -> None:
         """Until something arrives or the connection ends; :class:`_TimedOut` (and the
         connection spent) past ``timeout``. One timer a connection, not one a wait (a
-        stream from a vendor waits on nearly every read): it is left running when a wait
-        ends, and when it fires it sleeps on to the deadline of the wait then in
-        progress, if any, or lapses."""
+        stream from a vendor waits on nearly every read): :class:`Deadline`."""
         waiter = self._waiter = self.loop.create_future()
         if timeout is not None:
-            at = self._deadline = self.loop.time() + timeout
-            if self._timer is None or self._timer_at > at:
-                self._arm(at)
+            self._deadline.set(self.loop.time() + timeout)
         try:
             await waiter
         finally:
             self._waiter = None
-            self._deadline = 0.0
+            self._deadline.clear()
         if waiter.result():
             raise _TimedOut
-
-    def _arm(self, at: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = self.loop.call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        at = self._deadline
-        if not at:
-            return  # no wait in progress: the timer lapses
-        if self.loop.time() < at:
-            self._arm(at)
-        else:
-            self.expire()
 
     def expire(self) -> None:
         """Time the wait in progress out, as its timer does: the connection is spent."""
@@ -267,30 +234,15 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         transport.write(payload)
-        if self.write_paused:  # else there is nothing to wait for
-            drained = self._drained = self.loop.create_future()
-            timer = None if timeout is None else self.loop.call_later(timeout, _late, drained)
-            try:
-                await drained
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            if drained.result():
-                self.close()
-                raise _TimedOut
+        if self.write_paused and not await self.drained(timeout):
+            self.close()
+            raise _TimedOut
 
     def close(self) -> None:
         self.spent = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         if self.transport is not None:
             self.transport.close()
-
-
-def _late(drained: asyncio.Future[bool]) -> None:
-    if not drained.done():
-        drained.set_result(True)
 
 
 def _why(exc: httptools.HttpParserError, head: bool) -> str:
