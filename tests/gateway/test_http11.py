@@ -180,6 +180,13 @@ class _Client:
         return response
 
 
+def _get(served: _Served, path: bytes) -> _Response:
+    """The response to one GET of ``path`` on a new connection."""
+    with _Client(served.address) as client:
+        client.send(b"GET %b HTTP/1.1\r\nhost: gateway\r\n\r\n" % path)
+        return client.response()
+
+
 async def _reply(send: Any, body: bytes, *, status: int = 200, headers: Any = ()) -> None:
     await send(
         {
@@ -430,10 +437,8 @@ def test_an_app_error_is_a_500_before_the_reply_and_a_cut_after_it() -> None:
             head = client.read_until(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 ")
             assert client.read_all() == b"abc"  # cut short of its 10 bytes
-        with _Client(served.address) as client:
-            client.send(b"GET /ok HTTP/1.1\r\nhost: gateway\r\n\r\n")
-            reply = client.response()
-            assert (reply.status, reply.body) == (200, b"fine")
+        reply = _get(served, b"/ok")
+        assert (reply.status, reply.body) == (200, b"fine")
 
 
 def test_a_header_value_with_a_line_break_injects_no_header() -> None:
@@ -448,10 +453,8 @@ def test_a_header_value_with_a_line_break_injects_no_header() -> None:
             wire = client.read_all()
         assert b"x-injected" not in wire.lower()
         assert wire == b"" or wire.startswith(b"HTTP/1.1 500 ")
-        with _Client(served.address) as client:  # the server goes on
-            client.send(b"GET /good HTTP/1.1\r\nhost: gateway\r\n\r\n")
-            reply = client.response()
-            assert (reply.status, reply.body) == (200, b"ok")
+        reply = _get(served, b"/good")  # the server goes on
+        assert (reply.status, reply.body) == (200, b"ok")
 
 
 def test_the_scope_has_the_path_query_and_connection() -> None:
@@ -538,9 +541,7 @@ def test_the_scope_state_is_fresh_for_each_request() -> None:
             for path in (b"/1", b"/2"):
                 client.send(b"GET %s HTTP/1.1\r\nhost: gateway\r\n\r\n" % path)
                 assert json.loads(client.response().body) == {}
-        with _Client(served.address) as client:
-            client.send(b"GET /3 HTTP/1.1\r\nhost: gateway\r\n\r\n")
-            assert json.loads(client.response().body) == {}
+        assert json.loads(_get(served, b"/3").body) == {}
 
 
 def test_an_app_that_breaks_the_asgi_contract_gets_a_500_or_a_cut() -> None:
@@ -565,19 +566,15 @@ def test_an_app_that_breaks_the_asgi_contract_gets_a_500_or_a_cut() -> None:
 
     with _serving(app) as served:
         for path in ("/silent", "/body-first", "/bad-name"):
-            with _Client(served.address) as client:
-                client.send(b"GET %b HTTP/1.1\r\nhost: gateway\r\n\r\n" % path.encode())
-                reply = client.response()
-                assert (reply.status, reply.body) == (500, b"Internal Server Error"), path
+            reply = _get(served, path.encode())
+            assert (reply.status, reply.body) == (500, b"Internal Server Error"), path
         for path in ("/unfinished", "/too-long"):
             with _Client(served.address) as client:
                 client.send(b"GET %b HTTP/1.1\r\nhost: gateway\r\n\r\n" % path.encode())
                 head = client.read_until(b"\r\n\r\n")
                 assert head.startswith(b"HTTP/1.1 200 ")
                 assert client.read_all() in (b"ab", b"")  # cut, never more than announced
-        with _Client(served.address) as client:
-            client.send(b"GET /ok HTTP/1.1\r\nhost: gateway\r\n\r\n")
-            assert client.response().body == b"fine"
+        assert _get(served, b"/ok").body == b"fine"
 
 
 def test_an_upgrade_is_answered_as_plain_http_then_closed() -> None:

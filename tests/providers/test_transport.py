@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
 import httpx2
@@ -73,6 +73,17 @@ def fixed(raw: bytes, *, close: bool = False) -> Reply:
     return reply
 
 
+async def _trickled(writer: asyncio.StreamWriter, parts: Iterable[bytes], gap_s: float) -> None:
+    """A chunked reply whose parts are sent one at a time, ``gap_s`` apart."""
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    for part in parts:
+        writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+        await writer.drain()
+        await asyncio.sleep(gap_s)
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 
 
@@ -129,12 +140,7 @@ async def test_streamed_body_arrives_in_parts(
     server: RawServer, client: httpx2.AsyncClient
 ) -> None:
     async def slow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for part in (b"data: 1\n\n", b"data: 2\n\n"):
-            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
-            await writer.drain()
-            await asyncio.sleep(0.05)
-        writer.write(b"0\r\n\r\n")
+        await _trickled(writer, (b"data: 1\n\n", b"data: 2\n\n"), 0.05)
 
     server.replies = [slow]
     async with client.stream("GET", server.url) as r:
@@ -594,13 +600,7 @@ async def test_https_reads_bodies_and_streams_and_keeps_the_connection(tmp_path:
         connections += 1
         for _ in range(2):
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-            for part in (b"data: 1\n\n", b"data: 2\n\n"):
-                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
-                await writer.drain()
-                await asyncio.sleep(0.02)
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
+            await _trickled(writer, (b"data: 1\n\n", b"data: 2\n\n"), 0.02)
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
