@@ -20,8 +20,6 @@ from pathlib import Path
 
 import gateway as g
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,7 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="polyroute-ab-") as tmp:
         workdir = Path(tmp)
         tree = workdir / "before"
-        git = ["git", "-C", str(ROOT)]
+        git = ["git", "-C", str(g.ROOT)]
         subprocess.run([*git, "worktree", "add", "--detach", str(tree), args.before], check=True)
         procs: list[subprocess.Popen[bytes]] = []
         try:
