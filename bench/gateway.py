@@ -657,7 +657,7 @@ def report(rows: list[Row], litellm: Path | None, portkey: Path | None) -> None:
     budgeted32 = by[(BUDGETED, 32)]
     share = budgeted32.rps / ours32.rps
     check(
-        f"budgeted key at 32 connections: {100 * share:.0f} % of the admin key's req/s"
+        f"budgeted key at 32 connections: {100 * share:.1f} % of the admin key's req/s"
         f"{by_round(budgeted32, ours32, '.0%', '')}",
         share >= TARGET_BUDGETED,
         f">= {100 * TARGET_BUDGETED:g} %",
