@@ -21,9 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from polyroute._frozen import fast_init
 from polyroute.types import FinishReason, Usage
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamStart:
     id: str
@@ -31,12 +33,14 @@ class StreamStart:
     kind: Literal["start"] = "start"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
     kind: Literal["text"] = "text"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ThinkingDelta:
     """A piece of the model's reasoning, never answer text; pieces with the same ``index``
@@ -50,6 +54,7 @@ class ThinkingDelta:
     kind: Literal["thinking"] = "thinking"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of a tool call; pieces with the same ``index`` belong together."""
@@ -61,6 +66,7 @@ class ToolCallDelta:
     kind: Literal["tool_call"] = "tool_call"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
     finish_reason: FinishReason

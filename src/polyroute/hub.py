@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from polyroute._frozen import fast_init
+
 if TYPE_CHECKING:  # the ledger emits through the hub, so the hub may not import it at run time
     from polyroute.errors import BudgetExceeded
     from polyroute.ledger._records import PeriodKind, UsageRecord
@@ -37,6 +39,7 @@ at INFO those about the fleet (fallbacks, breakers, health, budgets), at DEBUG a
 ones every request sends (decisions, outcomes, usage rows)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestSucceeded:
     provider: str
@@ -49,6 +52,7 @@ class RequestSucceeded:
     kind: Literal["request_succeeded"] = "request_succeeded"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestFailed:
     provider: str
@@ -61,6 +65,7 @@ class RequestFailed:
     kind: Literal["request_failed"] = "request_failed"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UsageRecorded:
     """A ledger row committed (sent after the write, so it is durable when you see it)."""
@@ -69,6 +74,7 @@ class UsageRecorded:
     kind: Literal["usage_recorded"] = "usage_recorded"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BudgetAlert:
     """Spend in a period reached ``percent`` of its limit: once per threshold per period."""
@@ -82,6 +88,7 @@ class BudgetAlert:
     kind: Literal["budget_alert"] = "budget_alert"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BudgetExceededEvent:
     """A request was refused by a budget (the caller got :class:`~polyroute.BudgetExceeded`)."""
@@ -111,6 +118,7 @@ class BudgetExceededEvent:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BudgetChanged:
     """A budget's limit was changed (``budget optimize --apply`` or the gateway's auto-adjust),
@@ -124,6 +132,7 @@ class BudgetChanged:
     kind: Literal["budget_changed"] = "budget_changed"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RoutingDecision:
     """A request was routed: where it goes first, the fallbacks, what was left out and why
@@ -134,6 +143,7 @@ class RoutingDecision:
     kind: Literal["routing_decision"] = "routing_decision"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fallback:
     """A request left a pair that failed it (retries spent, or none allowed) for the next."""
@@ -165,6 +175,7 @@ class Fallback:
 HealthState = Literal["unknown", "healthy", "unhealthy"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HealthChanged:
     """A provider's health probe said something else than the one before (a provider never
@@ -184,6 +195,7 @@ class HealthChanged:
 BreakerPosition = Literal["closed", "open", "half_open"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BreakerChanged:
     """A provider's circuit breaker changed state. Open: ``retry_in_s`` until it lets a

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, get_args
 
+from polyroute._frozen import fast_init
+
 MAX_USD = 1_000_000_000.0
 """The largest amount a budget, key limit or other USD input may be: $1 billion (the
 ledger's 10^18 nano-dollars, well inside a signed 64-bit integer). Here, not in the ledger,
@@ -47,6 +49,7 @@ Capability: TypeAlias = Literal[
 CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CacheControl:
     """A prompt-cache breakpoint (Anthropic's ``cache_control``): the prompt up to and
@@ -55,6 +58,7 @@ class CacheControl:
     ttl: Literal["5m", "1h"] = "5m"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextPart:
     text: str
@@ -95,6 +99,7 @@ class DocumentPart:
             raise ValueError("DocumentPart needs exactly one of url or data")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ThinkingPart:
     """A model's visible reasoning in an assistant turn, with the vendor's ``signature``
@@ -110,6 +115,7 @@ class ThinkingPart:
 Part: TypeAlias = TextPart | ImagePart | DocumentPart | ThinkingPart
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     id: str
@@ -118,6 +124,7 @@ class ToolCall:
     """The arguments as JSON text, exactly as the model produced them."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Tool:
     name: str
@@ -130,6 +137,7 @@ class Tool:
     """Anthropic's: stream this tool's arguments unbuffered (others stream them as they come)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Role
@@ -177,6 +185,7 @@ class Message:
         return cls("tool", content, tool_call_id=tool_call_id, name=name)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class JsonSchema:
     """Structured output: the answer must be JSON matching ``schema``."""
@@ -187,6 +196,7 @@ class JsonSchema:
     description: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reasoning:
     """How hard a reasoning model should think: an ``effort`` (OpenAI, Gemini) or a
@@ -196,6 +206,7 @@ class Reasoning:
     budget_tokens: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One chat completion request, vendor-neutral."""
@@ -240,6 +251,7 @@ class ChatRequest:
         return "\n\n".join(m.text for m in self.messages if m.role == "system")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens as the vendor reported them.
@@ -283,6 +295,7 @@ class Usage:
         }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TokenLogprob:
     """One generated token's log probability, and the likeliest tokens at its place."""
@@ -292,6 +305,7 @@ class TokenLogprob:
     top: Sequence[tuple[str, float]] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Alternative:
     """Another answer to the same request (``n > 1``): OpenAI's ``choices[1:]``."""
@@ -303,6 +317,7 @@ class Alternative:
     logprobs: Sequence[TokenLogprob] | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatResponse:
     """A completed answer, vendor-neutral."""
@@ -332,6 +347,7 @@ class ChatResponse:
     """The model declined to answer (OpenAI's ``refusal``, with structured outputs): why."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EmbeddingRequest:
     model: str
@@ -340,6 +356,7 @@ class EmbeddingRequest:
     dimensions: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EmbeddingResponse:
     model: str
@@ -365,6 +382,7 @@ class ModelInfo:
 # -- routing outcomes: what errors and decisions list -----------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Target:
     """A (provider, model) pair: the unit of routing and of fallback."""
@@ -382,6 +400,7 @@ cap, the quality floor); its provider cannot take traffic now (disabled, no key,
 open, unhealthy); or a budget refused its provider lately."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Excluded:
     provider: str
@@ -393,6 +412,7 @@ class Excluded:
         return {"provider": self.provider, "model": self.model, "reason": self.reason}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Attempt:
     provider: str

@@ -17,6 +17,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from polyroute._frozen import fast_init
 from polyroute.types import CAPABILITIES, Capability, Usage
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class CatalogModel:
         return self.price is not None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Cost:
     usd: float | None

@@ -22,6 +22,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
+from polyroute._frozen import fast_init
 from polyroute.errors import GatewayError
 from polyroute.ledger import VirtualKey
 
@@ -32,6 +33,7 @@ KEY_CACHE_SIZE = 10_000
 Verify = Callable[[str], Awaitable[VirtualKey | None]]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Caller:
     """An authenticated caller: ``admin`` (the admin key, or anyone when none is set)

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from polyroute._frozen import fast_init
 from polyroute.errors import GatewayError
 from polyroute.gateway._wire import MAX_TOKENS, Hints, Inbound, invalid
 from polyroute.ledger._responses import new_response_id
@@ -407,6 +408,7 @@ def _format(text: _Text | None) -> Literal["text", "json"] | JsonSchema:
     return JsonSchema(fmt.name, fmt.schema_, fmt.strict, fmt.description)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ResponsesInbound(Inbound):
     """A parsed Responses request: ours, and what its Response echoes and keeps."""

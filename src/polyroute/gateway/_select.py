@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from polyroute._frozen import fast_init
 from polyroute.errors import GatewayError
 from polyroute.fusion import METHODS, FusionMethod
 from polyroute.router.context import BUILTIN_STRATEGIES
@@ -47,6 +48,7 @@ ALIASES = (
 """The routing aliases ``/v1/models`` lists."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Choice:
     """Where a request goes: routing options, or a fusion method (``fusion`` set)."""

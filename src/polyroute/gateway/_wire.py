@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeAlias
 import msgspec
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from polyroute._frozen import fast_init
 from polyroute.errors import GatewayError, JSONTooDeepError
 from polyroute.events import StreamEvent
 from polyroute.gateway._plain import NOT_SUPPORTED, refusal
@@ -103,6 +104,7 @@ list): SDKs dump their own response objects back with every field, unset ones as
 name."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Inbound:
     """A parsed chat request: ours (``request.model`` is the name the caller asked for)."""
@@ -114,6 +116,7 @@ class Inbound:
     """OpenAI ``stream_options.include_usage``: a last chunk with the usage."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A finished answer as the formats render it (a routed answer or a fusion)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TypeVar
 
+from polyroute._frozen import fast_init
 from polyroute.carbon import estimate_g
 from polyroute.catalog import Catalog, CatalogModel
 from polyroute.errors import BudgetExceeded, ProviderError
@@ -98,6 +99,7 @@ def embedding_worst_case_usd(entry: CatalogModel, request: EmbeddingRequest) -> 
     return entry.price.cost(Usage(embedding_token_bound(request), 0))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Metered:
     """A completed call and what it cost."""

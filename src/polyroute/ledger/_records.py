@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
+from polyroute._frozen import fast_init
 from polyroute.types import MAX_USD
 
 Status = Literal["ok", "error", "cancelled"]
@@ -94,6 +95,7 @@ def period_key(kind: PeriodKind, ts: float) -> str:
     return f"day:{day}" if kind == "daily" else f"month:{day[:7]}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     """One attempt at one provider: what it used, cost, took and how it ended."""
@@ -145,6 +147,7 @@ class BudgetLimits:
         return self.daily_usd is None and self.monthly_usd is None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """Worst-case money held against budgets until :meth:`Ledger.record` settles it."""

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from polyroute._frozen import fast_init
 from polyroute.errors import LedgerError
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def _recent(response_id: str) -> bool:
     return response_id.startswith("resp_") and 0 <= time.time() - made < PENDING_S
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     id: str

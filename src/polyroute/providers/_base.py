@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
+from polyroute._frozen import fast_init
 from polyroute.errors import ErrorKind, UnsupportedError
 from polyroute.events import StreamEvent
 from polyroute.types import (
@@ -91,6 +92,7 @@ class Provider:
     """Models called through OpenAI's Responses API (catalog ``api = "responses"``)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HttpCall:
     """One HTTP request to make, relative to the provider's base URL."""

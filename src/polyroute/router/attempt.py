@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
+from polyroute._frozen import fast_init
 from polyroute.errors import BudgetExceeded, ProviderError, error_line
 from polyroute.router.breaker import CircuitBreaker
 from polyroute.types import Attempt, Target
@@ -52,6 +53,7 @@ Report = Callable[[Attempt, Refusal | None], None]
 """Told every attempt as it ends, with the error that ended it if any."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Served(Generic[T]):
     """A call that served: what the meter returned, and the attempt."""

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from polyroute._frozen import fast_init
 from polyroute.catalog import CatalogModel
 from polyroute.types import Capability, Message
 
@@ -25,6 +26,7 @@ TYPICAL_OUTPUT_TOKENS: dict[Complexity, int] = {"simple": 150, "medium": 500, "c
 QUALITY_FLOOR: dict[Complexity, float] = {"simple": 0.0, "medium": 0.6, "complex": 0.8}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RoutingContext:
     """One request, as routing sees it."""

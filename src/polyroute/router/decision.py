@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
+from polyroute._frozen import fast_init
 from polyroute.types import Attempt, Excluded, ExclusionKind, Target
 
 __all__ = [
@@ -87,6 +88,7 @@ class Exclusions(Sequence[Excluded]):
         return f"Exclusions({list(self._all())!r})"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     strategy: str
@@ -124,6 +126,7 @@ RECENT_DECISIONS = 50
 """How many decisions ``Polyroute.recent`` keeps (the gateway's ``/router/state``)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Routed:
     """A decision a request was sent with (``Polyroute.recent``)."""

@@ -31,6 +31,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Seque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
+from polyroute._frozen import fast_init
 from polyroute.errors import (
     AllProvidersFailedError,
     BudgetExceeded,
@@ -69,6 +70,7 @@ _Done = TypeVar("_Done", bound=Timed)
 _Request = TypeVar("_Request", ChatRequest, EmbeddingRequest)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Executed:
     """A served completion: the reply, what it cost, who answered and every attempt made."""

@@ -1,0 +1,151 @@
+"""``fast_init``: the same records as the dataclass's own ``__init__`` builds, or a refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pickle
+from dataclasses import InitVar, dataclass, field
+
+import pytest
+
+from polyroute._frozen import fast_init
+from polyroute.types import ChatRequest, Message, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Fast:
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Base:
+    a: int
+    b: str = "b"
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Child(Base):
+    c: float = 1.5
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Empty:
+    pass
+
+
+def test_it_builds_what_the_dataclass_builds() -> None:
+    for args, kwargs in [((1,), {}), ((1, "x"), {}), ((1,), {"c": (2,)}), ((), {"a": 3, "b": "y"})]:
+        ours, theirs = Fast(*args, **kwargs), Plain(*args, **kwargs)
+        assert dataclasses.astuple(ours) == dataclasses.astuple(theirs)
+    assert Fast(1).c is Plain(1).c  # a default is the same object
+    assert str(inspect.signature(Fast)) == str(inspect.signature(Plain))
+
+
+def test_equality_hash_replace_and_pickling_are_the_dataclass_own() -> None:
+    one = Child(1, "x", 2.5)
+    assert one == Child(1, "x", 2.5) and hash(one) == hash(Child(1, "x", 2.5))
+    assert one != Child(1, "x")
+    assert dataclasses.replace(one, b="y") == Child(1, "y", 2.5)
+    assert pickle.loads(pickle.dumps(one)) == one
+    assert repr(one) == "Child(a=1, b='x', c=2.5)"
+    assert Empty() == Empty()
+
+
+def test_it_stays_frozen() -> None:
+    one = Base(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.a = 2  # type: ignore[misc]
+
+
+def test_bad_arguments_are_refused_as_by_the_dataclass() -> None:
+    with pytest.raises(
+        TypeError, match=r"Base.__init__\(\) missing 1 required positional argument: 'a'"
+    ):
+        Base()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'd'"):
+        Base(1, d=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="takes from 2 to 3 positional arguments but 4 were given"):
+        Base(1, "b", 3)  # type: ignore[call-arg]
+
+
+def test_the_request_path_records_use_it() -> None:
+    for cls in (ChatRequest, Message, Usage):
+        init = cls.__init__
+        assert init.__module__ == cls.__module__
+        assert init.__qualname__ == f"{cls.__qualname__}.__init__"
+        assert all(name.startswith("_set_") for name in init.__code__.co_names)
+    request = ChatRequest("m", (Message("user", "hi"),), max_tokens=5)
+    assert request.max_tokens == 5 and request.stop == () and request.n == 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dataclass(frozen=True)(type("NoSlots", (), {"__annotations__": {"a": "int"}})),
+        lambda: dataclass(slots=True)(type("NotFrozen", (), {"__annotations__": {"a": "int"}})),
+        lambda: type("NotADataclass", (), {}),
+    ],
+    ids=["no slots", "not frozen", "not a dataclass"],
+)
+def test_a_class_it_cannot_serve_is_refused(make: object) -> None:
+    with pytest.raises(TypeError, match="is not a frozen, slotted dataclass"):
+        fast_init(make())  # type: ignore[operator]
+
+
+def test_a_default_factory_is_called_for_each_record_not_given_it() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Factory:
+        a: list[int] = field(default_factory=list)
+
+    before = str(inspect.signature(Factory))
+    fast_init(Factory)
+    assert str(inspect.signature(Factory)) == before  # "(a: 'list[int]' = <factory>) -> None"
+    one, two = Factory(), Factory()
+    assert one.a == [] and one.a is not two.a
+    given = [1]
+    assert Factory(given).a is given
+
+
+def test_fields_it_cannot_build_are_refused() -> None:
+    @dataclass(frozen=True, slots=True)
+    class NotInit:
+        a: int = field(default=0, init=False)
+
+    @dataclass(frozen=True, slots=True)
+    class KwOnly:
+        a: int = field(default=0, kw_only=True)
+
+    @dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        a: int
+        b: InitVar[int]
+
+    @dataclass(frozen=True, slots=True)
+    class PostInit:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls, why in [
+        (NotInit, "takes other than its fields"),
+        (KwOnly, "is keyword-only"),
+        (WithInitVar, "takes other than its fields"),
+        (PostInit, "has a __post_init__"),
+    ]:
+        with pytest.raises(TypeError, match=why):
+            fast_init(cls)
