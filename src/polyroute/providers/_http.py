@@ -434,7 +434,9 @@ class Exchange:
         """``content`` without our own key, should a vendor echo it back in a body."""
         key = self.provider.api_key
         secret = key.reveal().encode() if key is not None else b""
-        return content.replace(secret, b"***") if secret and secret in content else content
+        if not secret or content.find(secret) < 0:  # find: see `_dumps`
+            return content
+        return content.replace(secret, b"***")
 
     def _status_error(self, response: Received, content: bytes) -> ProviderError:
         body: Any
@@ -542,7 +544,9 @@ def _dumps(body: Mapping[str, Any], provider: str) -> bytes:
     except (TypeError, UnicodeEncodeError, RecursionError):
         pass  # json's error (or, for a key msgspec cannot write, its text), as before
     else:
-        if b"null" not in content:
+        # find, not `in`: that first tries the operand as an integer, and formats the
+        # TypeError it gets (CPython 3.11)
+        if content.find(b"null") < 0:
             return content
     try:
         return _ENCODE(body).encode()
