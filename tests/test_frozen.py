@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import pickle
+import typing
 from dataclasses import InitVar, dataclass, field
 
 import pytest
@@ -53,6 +54,7 @@ def test_it_builds_what_the_dataclass_builds() -> None:
         assert dataclasses.astuple(ours) == dataclasses.astuple(theirs)
     assert Fast(1).c is Plain(1).c  # a default is the same object
     assert str(inspect.signature(Fast)) == str(inspect.signature(Plain))
+    assert typing.get_type_hints(Fast.__init__) == typing.get_type_hints(Plain.__init__)
 
 
 def test_equality_hash_replace_and_pickling_are_the_dataclass_own() -> None:
@@ -87,7 +89,8 @@ def test_the_request_path_records_use_it() -> None:
         init = cls.__init__
         assert init.__module__ == cls.__module__
         assert init.__qualname__ == f"{cls.__qualname__}.__init__"
-        assert all(name.startswith("_set_") for name in init.__code__.co_names)
+        assert all(name.startswith("_set_") for name in init.__code__.co_freevars)
+        assert typing.get_type_hints(init)["return"] is type(None)  # resolved in its module
     request = ChatRequest("m", (Message("user", "hi"),), max_tokens=5)
     assert request.max_tokens == 5 and request.stop == () and request.n == 1
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from types import MemberDescriptorType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -68,11 +69,20 @@ def fast_init(cls: type[T]) -> type[T]:
         else:
             params_src.append(name)
         body.append(f"    _set_{name}(self, {value})\n")
-    source = f"def __init__(self, {', '.join(params_src)}):\n{''.join(body) or '    pass'}"
-    exec(source, names)  # as dataclasses builds its own __init__
-    init = names["__init__"]
+    # made by a function that closes over the setters and defaults, run in the class's
+    # module, so that __init__'s globals are the module's and its annotations resolve
+    # there (typing.get_type_hints), as the dataclass's own do
+    inner = "".join(f"  {line}" for line in body) or "    pass\n"
+    source = (
+        f"def __make({', '.join(names)}):\n"
+        f"  def __init__(self, {', '.join(params_src)}):\n{inner}"
+        "  return __init__\n"
+    )
+    module = sys.modules.get(cls.__module__)
+    made: dict[str, Any] = {}
+    exec(source, module.__dict__ if module is not None else {}, made)
+    init = made["__make"](**names)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
     init.__annotations__ = dict(cls.__init__.__annotations__)
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
