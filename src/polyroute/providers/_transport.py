@@ -76,25 +76,21 @@ class _Connection(WriteFlow, asyncio.Protocol):
     out, whose peer broke the protocol or which closed is *spent*: never used again.
     """
 
+    raw: list[tuple[bytes, bytes]]
+    """The response's headers as they came."""
+    parts: list[bytes]
+    """Body bytes not yet taken."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.busy = False
         self.spent = False  # closed by either side, timed out or broken
         self.lost: Exception | None = None  # what the connection ended with, if anything
         self.broken: str | None = None  # what the peer sent that is not HTTP/1.1
-        self.received = 0  # bytes of this exchange so far
-        self.head_bytes = 0
-        self.status = 0
-        self.reason = b""
-        self.raw: list[tuple[bytes, bytes]] = []
-        self.head = False
-        self.keep_alive = True
-        self.parts: list[bytes] = []
-        self.buffered = 0
-        self.complete = False
         self.read_paused = False
+        self.begin()  # the exchange's fields, as each exchange starts them
+        self.busy = False
         self._waiter: asyncio.Future[bool] | None = None  # its result: whether it timed out
         self._deadline = Deadline(loop, self.expire)  # of the wait in progress
 
@@ -173,8 +169,9 @@ class _Connection(WriteFlow, asyncio.Protocol):
         return not (self.spent or self.transport is None or self.transport.is_closing())
 
     def begin(self) -> None:
+        """An exchange starts on this connection: its response so far is nothing."""
         self.busy = True
-        self.received = 0
+        self.received = 0  # bytes of this exchange so far
         self.head_bytes = 0
         self.status = 0
         self.reason = b""
