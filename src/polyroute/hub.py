@@ -74,7 +74,6 @@ class UsageRecorded:
     kind: Literal["usage_recorded"] = "usage_recorded"
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class BudgetAlert:
     """Spend in a period reached ``percent`` of its limit: once per threshold per period."""
@@ -118,7 +117,6 @@ class BudgetExceededEvent:
         )
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class BudgetChanged:
     """A budget's limit was changed (``budget optimize --apply`` or the gateway's auto-adjust),
@@ -175,7 +173,6 @@ class Fallback:
 HealthState = Literal["unknown", "healthy", "unhealthy"]
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class HealthChanged:
     """A provider's health probe said something else than the one before (a provider never
@@ -195,7 +192,6 @@ class HealthChanged:
 BreakerPosition = Literal["closed", "open", "half_open"]
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class BreakerChanged:
     """A provider's circuit breaker changed state. Open: ``retry_in_s`` until it lets a
