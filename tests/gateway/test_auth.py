@@ -11,9 +11,11 @@ import anthropic
 import openai
 import pytest
 from sqlalchemy import select
+from starlette.datastructures import Headers
 
 from gateway.support import ADMIN, Gateway, start
 from polyroute.errors import GatewayError
+from polyroute.gateway._auth import presented
 from polyroute.ledger import VirtualKey
 from polyroute.ledger._schema import usage
 from polyroute.ledger._store import Store
@@ -186,3 +188,36 @@ async def test_the_verdict_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
             await auth.caller(Headers({"x-api-key": f"bad-{i}"}))
     assert len(auth._cache) == 1
     assert len(seen) == 7
+
+
+def _as_get_reads_it(headers: Headers) -> str | None:
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    auth = headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [(b"x-api-key", b"k1")],
+        [(b"authorization", b"Bearer k2")],
+        [(b"authorization", b"bEaReR  k2 ")],
+        [(b"authorization", b"Bearer   ")],
+        [(b"authorization", b"Basic dXNlcjpwdw==")],
+        [(b"authorization", b"Bearer")],
+        [(b"x-api-key", b""), (b"authorization", b"Bearer k2")],
+        [(b"authorization", b"Bearer k2"), (b"x-api-key", b"k1")],
+        [(b"x-api-key", b"k1"), (b"x-api-key", b"k3")],
+        [(b"authorization", b"Bearer k2"), (b"authorization", b"Bearer k4")],
+        [(b"authorization", b"Bearer \xe9t\xe9\xa0")],
+        [(b"host", b"x"), (b"x-api-key-2", b"no"), (b"authorization", b"Basic x")],
+    ],
+)
+def test_the_presented_key_is_what_headers_get_reads(raw: list[tuple[bytes, bytes]]) -> None:
+    headers = Headers(raw=raw)
+    assert presented(headers) == _as_get_reads_it(headers)

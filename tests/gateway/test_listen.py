@@ -122,3 +122,10 @@ def test_a_replys_last_write_leaves_before_the_apps_work_after_it() -> None:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def test_the_app_is_served_without_uvicorns_forwarded_for_layer() -> None:
+    # nothing reads the client's address: the layer that rewrites it would only cost
+    config = ServeConfig(_no_app, read_timeout_s=10, max_connections=10, lifespan="off")
+    config.load()
+    assert config.loaded_app is _no_app

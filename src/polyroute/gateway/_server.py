@@ -35,6 +35,9 @@ class ServeConfig(uvicorn.Config):
         self, app: Any, *, read_timeout_s: float, max_connections: int, **options: Any
     ) -> None:
         options.setdefault("timeout_keep_alive", KEEP_ALIVE_S)
+        # Nothing reads the client's address, so uvicorn's X-Forwarded-For middleware
+        # would only add a layer to every request.
+        options.setdefault("proxy_headers", False)
         super().__init__(app, http=PROTOCOL, **options)
         self.read_timeout_s = read_timeout_s
         self.max_connections = max_connections
