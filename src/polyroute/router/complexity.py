@@ -146,21 +146,21 @@ def _score(ask: str) -> int:
     head = instruction.lower()
     words = set(head.translate(_TO_SPACES).split())
     # fenced code anywhere; unfenced code only where it is cheap to look (the instruction)
-    has_code = _FENCE.search(ask) is not None or any(m in instruction for m in _CODE_MARKS)
+    has_code = _FENCE.search(ask) is not None or _found(instruction, _CODE_MARKS) > 0
 
     score = 0
-    if words & _PROOF or any(p in head for p in _PROOF_PHRASES):
+    if words & _PROOF or _found(head, _PROOF_PHRASES):
         score += 3
-    systems = len(words & _SYSTEMS) + sum(p in head for p in _SYSTEMS_PHRASES)
+    systems = len(words & _SYSTEMS) + _found(head, _SYSTEMS_PHRASES)
     score += min(2 * systems, 4)
-    score += min(len(words & _ANALYSIS) + sum(p in head for p in _ANALYSIS_PHRASES), 3)
-    if words & _TASK or any(p in head for p in _TASK_PHRASES):
+    score += min(len(words & _ANALYSIS) + _found(head, _ANALYSIS_PHRASES), 3)
+    if words & _TASK or _found(head, _TASK_PHRASES):
         score += 1
-    if any(p in head for p in _DEPTH_PHRASES):
+    if _found(head, _DEPTH_PHRASES):
         score += 1
     if words & _MATH:
         score += 1
-    if any(c in head for c in _MATH_CHARS) or (
+    if _found(head, _MATH_CHARS) or (
         ("\\" in head or "^" in head or "''" in head) and _MATH_NOTATION.search(head)
     ):
         score += 1
@@ -173,9 +173,19 @@ def _score(ask: str) -> int:
         score += 2 if items >= 6 else 1 if items >= 3 else 0
     if estimate_text_tokens(ask) > _LONG_ASK_TOKENS:
         score += 1
-    if not has_code and (words & _TRIVIAL or any(p in head for p in _TRIVIAL_PHRASES)):
+    if not has_code and (words & _TRIVIAL or _found(head, _TRIVIAL_PHRASES)):
         score -= 1
     return score
+
+
+def _found(text: str, phrases: tuple[str, ...]) -> int:
+    """How many of ``phrases`` occur in ``text`` (a loop: a generator in ``any`` or ``sum``
+    costs more than the short searches it runs, 3.5 of _score's 4.6 us on a short ask)."""
+    n = 0
+    for p in phrases:
+        if p in text:
+            n += 1
+    return n
 
 
 def _instruction(ask: str) -> str:
