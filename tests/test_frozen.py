@@ -89,10 +89,43 @@ def test_the_request_path_records_use_it() -> None:
         init = cls.__init__
         assert init.__module__ == cls.__module__
         assert init.__qualname__ == f"{cls.__qualname__}.__init__"
-        assert all(name.startswith("_set_") for name in init.__code__.co_freevars)
+        assert "_twin" in init.__code__.co_freevars  # fields stored through the open twin
         assert typing.get_type_hints(init)["return"] is type(None)  # resolved in its module
     request = ChatRequest("m", (Message("user", "hi"),), max_tokens=5)
     assert request.max_tokens == 5 and request.stop == () and request.n == 1
+    assert type(request) is ChatRequest and type(request.messages[0]) is Message
+
+
+class Loose(Child):
+    """A plain subclass (with a ``__dict__``: another layout) that inherits the __init__."""
+
+    def extra(self) -> str:
+        return "x"
+
+
+def test_a_subclass_that_inherits_it_is_built_through_the_slots() -> None:
+    one = Loose(1, "y")
+    assert type(one) is Loose and (one.a, one.b, one.c, one.extra()) == (1, "y", 1.5, "x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.a = 2  # type: ignore[misc]
+
+
+def test_a_failing_default_factory_leaves_no_record_behind() -> None:
+    def boom() -> list[int]:
+        raise RuntimeError("boom")
+
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Failing:
+        a: int
+        b: list[int] = field(default_factory=boom)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Failing(1)
+    built = Failing(1, [2])
+    assert type(built) is Failing and built.b == [2]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.a = 2  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
