@@ -10,7 +10,7 @@ from dataclasses import InitVar, dataclass, field
 
 import pytest
 
-from polyroute._frozen import fast_init
+from polyroute._frozen import TWIN_FROM, fast_init
 from polyroute.types import ChatRequest, Message, Usage
 
 
@@ -29,6 +29,25 @@ class Fast:
     c: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PlainWide:
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+    d: float = 0.5
+    e: list[int] = field(default_factory=list)
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class FastWide:  # enough fields for the open twin (TWIN_FROM)
+    a: int
+    b: str = "b"
+    c: tuple[int, ...] = ()
+    d: float = 0.5
+    e: list[int] = field(default_factory=list)
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Base:
@@ -40,6 +59,7 @@ class Base:
 @dataclass(frozen=True, slots=True)
 class Child(Base):
     c: float = 1.5
+    d: bool = False
 
 
 @fast_init
@@ -48,13 +68,17 @@ class Empty:
     pass
 
 
-def test_it_builds_what_the_dataclass_builds() -> None:
+@pytest.mark.parametrize(("fast", "plain"), [(Fast, Plain), (FastWide, PlainWide)])
+def test_it_builds_what_the_dataclass_builds(fast: type[Fast], plain: type[Plain]) -> None:
     for args, kwargs in [((1,), {}), ((1, "x"), {}), ((1,), {"c": (2,)}), ((), {"a": 3, "b": "y"})]:
-        ours, theirs = Fast(*args, **kwargs), Plain(*args, **kwargs)
+        ours, theirs = fast(*args, **kwargs), plain(*args, **kwargs)
+        assert type(ours) is fast
         assert dataclasses.astuple(ours) == dataclasses.astuple(theirs)
-    assert Fast(1).c is Plain(1).c  # a default is the same object
-    assert str(inspect.signature(Fast)) == str(inspect.signature(Plain))
-    assert typing.get_type_hints(Fast.__init__) == typing.get_type_hints(Plain.__init__)
+    assert fast(1).c is plain(1).c  # a default is the same object
+    assert str(inspect.signature(fast)) == str(inspect.signature(plain))
+    assert typing.get_type_hints(fast.__init__) == typing.get_type_hints(plain.__init__)
+    twin = "_twin" in fast.__init__.__code__.co_freevars
+    assert twin == (len(dataclasses.fields(fast)) >= TWIN_FROM)
 
 
 def test_equality_hash_replace_and_pickling_are_the_dataclass_own() -> None:
@@ -63,7 +87,7 @@ def test_equality_hash_replace_and_pickling_are_the_dataclass_own() -> None:
     assert one != Child(1, "x")
     assert dataclasses.replace(one, b="y") == Child(1, "y", 2.5)
     assert pickle.loads(pickle.dumps(one)) == one
-    assert repr(one) == "Child(a=1, b='x', c=2.5)"
+    assert repr(one) == "Child(a=1, b='x', c=2.5, d=False)"
     assert Empty() == Empty()
 
 
@@ -106,6 +130,7 @@ class Loose(Child):
 def test_a_subclass_that_inherits_it_is_built_through_the_slots() -> None:
     one = Loose(1, "y")
     assert type(one) is Loose and (one.a, one.b, one.c, one.extra()) == (1, "y", 1.5, "x")
+    assert "_twin" in Child.__init__.__code__.co_freevars  # Child's own records use it
     with pytest.raises(dataclasses.FrozenInstanceError):
         one.a = 2  # type: ignore[misc]
 
@@ -119,11 +144,14 @@ def test_a_failing_default_factory_leaves_no_record_behind() -> None:
     class Failing:
         a: int
         b: list[int] = field(default_factory=boom)
+        c: int = 0
+        d: int = 0
 
     with pytest.raises(RuntimeError, match="boom"):
         Failing(1)
     built = Failing(1, [2])
     assert type(built) is Failing and built.b == [2]
+    assert "_twin" in Failing.__init__.__code__.co_freevars
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.a = 2  # type: ignore[misc]
 
