@@ -10,8 +10,9 @@ does: the record is made an instance of an open twin for the while (a subclass t
 no slot and keeps ``object``'s own ``__setattr__``, so the layout is the same and each
 ``self.field = value`` is the interpreter's fast slot store), then given its class back.
 A record with fewer than :data:`TWIN_FROM` fields, or of a subclass that inherits this
-``__init__``, is built through the slots' own descriptors instead. The signature, defaults and result are the dataclass's; everything
-else (equality, hash, ``replace``, pickling, the refusal to assign) is the dataclass's own.
+``__init__``, is built through the slots' own descriptors instead. The signature, defaults
+and result are the dataclass's; everything else (equality, hash, ``replace``, pickling,
+the refusal to assign) is the dataclass's own.
 Callgrind, a record of seven fields: 12.6k instructions with the dataclass's ``__init__``,
 8.0k through the descriptors, 5.6k through the twin (each field 55 instead of 670; the
 two class changes cost 1.9k).

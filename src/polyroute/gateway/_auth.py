@@ -55,7 +55,7 @@ def presented(headers: Headers) -> str | None:
     """The key a request presents: ``x-api-key``, else a bearer token (each header's first
     occurrence, as ``headers.get`` reads it)."""
     # one pass: ``Headers.get`` scans the list per name, and raises and catches a KeyError
-    # for an absent one (3 us a request with an SDK's twenty headers, 0.8 us here)
+    # for an absent one (2.2 us a request with an SDK's seventeen headers, 0.8 us here)
     key = auth = None
     for name, value in headers.raw:
         if name == b"authorization":
