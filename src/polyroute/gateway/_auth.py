@@ -58,10 +58,10 @@ def presented(headers: Headers) -> str | None:
     # for an absent one (2.2 us a request with an SDK's seventeen headers, 0.8 us here)
     key = auth = None
     for name, value in headers.raw:
-        if name == b"authorization":
-            auth = value if auth is None else auth
-        elif name == b"x-api-key":
-            key = value if key is None else key
+        if name == b"authorization" and auth is None:
+            auth = value
+        elif name == b"x-api-key" and key is None:
+            key = value
     if key:
         return key.decode("latin-1")
     if auth and auth[:7].lower() == b"bearer ":
