@@ -783,7 +783,6 @@ async def test_a_live_process_keeps_its_holds_by_renewing_its_lease(make: Make) 
     budgets = {PA: BudgetLimits(daily_usd=1.0)}
     holder = make(budgets=budgets, clock=clock, lease_ttl_s=0.2)  # renewed every 50 ms
     await reserve(holder, 0.7)
-    clock.advance(100)  # far past the first lease: only a renewal keeps the hold
 
     def lease_until(store: Store) -> float:
         return float(
@@ -792,10 +791,20 @@ async def test_a_live_process_keeps_its_holds_by_renewing_its_lease(make: Make) 
             ).scalar_one()
         )
 
-    for _ in range(500):
-        if await holder.run(lease_until) > clock.now:
-            break
-        await asyncio.sleep(0.01)
+    async def renewed() -> None:
+        """Until the holder's thread has renewed its lease at the clock's time now."""
+        for _ in range(500):
+            if await holder.run(lease_until) >= clock.now + 0.2 - 1e-9:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the holder's lease was not renewed")
+
+    # past the first lease, so only renewals keep the hold: in steps shorter than a lease,
+    # each followed by a renewal (one jump past it could land between the holder's own
+    # renewal and its sweep of lapsed leases, which would then take its own lease)
+    for _ in range(2):
+        clock.advance(0.15)
+        await renewed()
     other = make(budgets=budgets, clock=clock)
     assert await other.run(lambda st: st.sweep(clock.now)) == 0
     assert status_of(await other.budgets(), PA).daily.reserved_usd == 0.7
