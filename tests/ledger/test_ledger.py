@@ -810,6 +810,24 @@ async def test_a_live_process_keeps_its_holds_by_renewing_its_lease(make: Make) 
     assert status_of(await other.budgets(), PA).daily.reserved_usd == 0.7
 
 
+async def test_a_live_process_whose_lease_lapsed_keeps_its_own_holds(make: Make) -> None:
+    """Its renewal failed or came late, but it is alive: its own sweep (here, a refused
+    reservation's) must not free what its requests hold, or together they could pass the
+    limit. Another process's sweep may: it cannot tell a stalled process from a dead one."""
+    clock = Clock()
+    budgets = {PA: BudgetLimits(daily_usd=1.0)}
+    holder = make(budgets=budgets, clock=clock, reservation_ttl_s=600, lease_ttl_s=10)
+    await reserve(holder, 0.7)
+    clock.advance(11)  # past its lease; its thread renews by the real clock, 2.5 s from now
+    with pytest.raises(BudgetExceeded):
+        await reserve(holder, 0.5)  # 0.7 in flight + 0.5 would pass $1
+    assert await holder.run(lambda st: st.sweep(clock.now)) == 0
+    assert status_of(await holder.budgets(), PA).daily.reserved_usd == 0.7
+
+    other = make(budgets=budgets, clock=clock)  # its sweep at open frees the lapsed hold
+    assert status_of(await other.budgets(), PA).daily.reserved_usd == 0.0
+
+
 async def test_an_unowned_hold_from_before_leases_is_released_when_it_expires(
     make: Make,
 ) -> None:

@@ -13,8 +13,8 @@ latest version, so hosts cannot pass a limit either.
 A hold belongs to a live process. Each ledger that holds money keeps a lease
 row (its owner id, an expiry it renews every few seconds); its reservations
 name it as their owner. A sweep, run by any process, releases the
-reservations whose owner's lease has lapsed (a killed process) and those past
-their own expiry (made before leases existed, or held far too long). All of
+reservations whose owner's lease has lapsed (a killed process; never the
+sweeper's own, which is alive) and those past their own expiry (made before leases existed, or held far too long). All of
 it is plain SQL through SQLAlchemy Core, so a shared PostgreSQL works alike.
 
 WAL with ``synchronous=NORMAL``: a committed transaction survives the
@@ -843,7 +843,10 @@ class Store:
     def _stale(self, now: float) -> ColumnElement[bool]:
         r = reservations.c
         live = exists().where(leases.c.owner == r.owner, leases.c.expires_at >= now)
-        return or_(r.expires < now, and_(r.owner.is_not(None), ~live))
+        # never this process's own: it is alive whatever its lease row says (a renewal that
+        # failed or came late), and its requests still settle what they hold
+        abandoned = and_(r.owner.is_not(None), r.owner != self.owner, ~live)
+        return or_(r.expires < now, abandoned)
 
     def has_stale(self, now: float) -> bool:
         """Whether :meth:`sweep` would release anything (a read: no write lock taken)."""
@@ -852,10 +855,11 @@ class Store:
 
     def sweep(self, now: float) -> int:
         """Release reservations whose holder cannot settle them any more: its lease has
-        lapsed (a killed process), or the reservation is past its own expiry."""
+        lapsed (a killed process; never this one), or the reservation is past its own
+        expiry."""
         released = self._release(self._stale(now))
         with self.write() as c:
-            c.execute(delete(leases).where(leases.c.expires_at < now))
+            c.execute(delete(leases).where(leases.c.expires_at < now, leases.c.owner != self.owner))
         return released
 
     def release(self, ids: Sequence[str]) -> int:
