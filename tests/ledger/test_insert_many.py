@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from polyroute.ledger._schema import usage
+from polyroute.ledger import GLOBAL, UsageRecord
+from polyroute.ledger._records import to_nusd
+from polyroute.ledger._schema import spend, usage
 from polyroute.ledger._store import Store, _InsertMany
 
 KEYS = [c.name for c in usage.c if c.name != "id"]
@@ -80,3 +82,49 @@ def test_a_row_without_a_column_is_refused_and_nothing_goes_in(db_url: str) -> N
         assert store.conn.execute(select(usage.c.id)).all() == []
     finally:
         store.close()
+
+
+def test_one_batch_across_days_providers_and_keys_moves_each_spend_row_by_its_own(
+    db_url: str,
+) -> None:
+    """Records of a batch share their (scope, period) rows by day, provider and key: each
+    row gets the sum of its own records, none of another day's, provider's or key's."""
+    day1 = 1_767_225_000.0  # 2025-12-31, late
+    day2 = day1 + 3_600  # 2026-01-01: another day and another month
+    batch = [
+        (UsageRecord(ts=ts, provider=p, model="m", cost_usd=usd, virtual_key=k), None)
+        for ts, p, k, usd in [
+            (day1, "a", None, 0.001),
+            (day2, "a", None, 0.002),
+            (day1, "b", "k1", 0.004),
+            (day1, "a", "k1", 0.008),
+            (day2, "b", "k1", 0.016),
+            (day1, "a", None, 0.032),
+            (day2, "b", None, None),  # unpriced: a row, no spend
+        ]
+    ]
+    store = Store(db_url)
+    try:
+        store.settle(batch, {}, day2)
+        got = {(r.scope, r.period): r.spent_nusd for r in store.conn.execute(select(spend))}
+    finally:
+        store.close()
+    n = to_nusd
+    assert got == {
+        (GLOBAL, "day:2025-12-31"): n(0.001) + n(0.004) + n(0.008) + n(0.032),
+        (GLOBAL, "month:2025-12"): n(0.001) + n(0.004) + n(0.008) + n(0.032),
+        (GLOBAL, "day:2026-01-01"): n(0.002) + n(0.016),
+        (GLOBAL, "month:2026-01"): n(0.002) + n(0.016),
+        ("provider:a", "day:2025-12-31"): n(0.001) + n(0.008) + n(0.032),
+        ("provider:a", "month:2025-12"): n(0.001) + n(0.008) + n(0.032),
+        ("provider:a", "day:2026-01-01"): n(0.002),
+        ("provider:a", "month:2026-01"): n(0.002),
+        ("provider:b", "day:2025-12-31"): n(0.004),
+        ("provider:b", "month:2025-12"): n(0.004),
+        ("provider:b", "day:2026-01-01"): n(0.016),
+        ("provider:b", "month:2026-01"): n(0.016),
+        ("key:k1", "day:2025-12-31"): n(0.004) + n(0.008),
+        ("key:k1", "month:2025-12"): n(0.004) + n(0.008),
+        ("key:k1", "day:2026-01-01"): n(0.016),
+        ("key:k1", "month:2026-01"): n(0.016),
+    }

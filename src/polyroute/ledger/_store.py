@@ -722,12 +722,20 @@ class Store:
         """
         deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         rows = []
+        # the (scope, period) rows a record moves, by its day, provider and key: a batch
+        # has a few of each, and working them out per record was a quarter of its settle
+        targets_of: dict[tuple[str, str, str | None], list[tuple[str, str]]] = {}
         for rec, _ in batch:
             cost = None if rec.cost_usd is None else to_nusd(rec.cost_usd)
-            rows.append(_usage_row(rec, cost))
-            for scope in rec.scopes():
-                for kind in KINDS:
-                    deltas[(scope, period_key(kind, rec.ts))][0] += cost or 0
+            day = day_of(rec.ts)
+            rows.append(_usage_row(rec, cost, day))
+            which = (day, rec.provider, rec.virtual_key)
+            targets = targets_of.get(which)
+            if targets is None:
+                periods = [period_key(kind, rec.ts) for kind in KINDS]
+                targets = targets_of[which] = [(s, p) for s in rec.scopes() for p in periods]
+            for target in targets:
+                deltas[target][0] += cost or 0
         ids = []
         draws: defaultdict[str, int] = defaultdict(int)  # slice id -> nano-USD its records spent
         for rec, r in batch:
@@ -1057,8 +1065,7 @@ def _virtual_key(row: Row[*tuple[Any, ...]]) -> VirtualKey:
     )
 
 
-def _usage_row(rec: UsageRecord, cost: int | None) -> dict[str, Any]:
-    day = day_of(rec.ts)
+def _usage_row(rec: UsageRecord, cost: int | None, day: str) -> dict[str, Any]:
     return {
         "ts": rec.ts,
         "day": day,
