@@ -31,6 +31,7 @@ from polyroute.ledger import (
     UsageRecord,
     provider_scope,
 )
+from polyroute.ledger import _ledger as ledger_module
 from polyroute.ledger._records import MAX_USD, to_nusd
 from polyroute.ledger._schema import MIGRATIONS, leases, spend, usage
 from polyroute.ledger._store import Store
@@ -349,6 +350,23 @@ async def test_records_are_written_in_batches_without_a_flush(make: Make) -> Non
         await asyncio.sleep(0.01)
     assert [type(e) for e in seen] == [UsageRecorded]
     assert await ledger.run(lambda s: s.count()) == 1
+
+
+async def test_a_batch_builds_no_events_for_listeners_of_other_kinds(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway listens to requests' and alerts' events, not to usage_recorded: a batch
+    then builds no event a record (nor sends them to the loop to be passed over)."""
+    built: list[UsageRecord] = []
+    monkeypatch.setattr(ledger_module, "UsageRecorded", built.append)
+    ledger = make(budgets={GLOBAL: BudgetLimits(monthly_usd=2.0, alert_percents=(25,))})
+    alerts: list[HubEvent] = []
+    ledger.hub.bind(asyncio.get_running_loop())
+    ledger.hub.subscribe(alerts.append, "budget_alert")
+    ledger.record(rec(cost=0.6))
+    await ledger.flush()
+    assert built == []
+    assert [type(a) for a in alerts] == [BudgetAlert]
 
 
 @SQLITE_FILE

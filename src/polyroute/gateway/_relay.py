@@ -455,7 +455,7 @@ class _Bill:
         meter.ledger.record(record, self.reservation)
         if self.hold is not None:
             self.hold.settle(usage.total_tokens)
-        if status == "ok" and meter.hub.listening:
+        if status == "ok" and meter.hub.wants("request_succeeded"):
             meter.hub.emit(
                 RequestSucceeded(
                     record.provider,
@@ -480,7 +480,7 @@ class _Bill:
             kind = type(exc).__name__
         self.write({}, latency_ms, None, None, status, kind, list(items))
         hub = self.pr.meter.hub
-        if hub.listening:
+        if hub.wants("request_failed"):
             hub.emit(
                 RequestFailed(
                     self.client.id,

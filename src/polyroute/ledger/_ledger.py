@@ -806,16 +806,18 @@ class Ledger:
             log.warning("ledger write of %d records failed, will retry: %s", len(batch), exc)
             return False
         self._slices.written([res for _, res in batch if res is not None and is_slice(res.id)])
-        if self.hub.listening:
-            self.hub.emit_many(
-                [
-                    *(UsageRecorded(rec) for rec, _ in batch),
-                    *(
-                        BudgetAlert(a.scope, a.kind, a.period, a.percent, a.spent_usd, a.limit_usd)
-                        for a in fired
-                    ),
-                ]
+        hub = self.hub
+        # built only for a listener of their kind: the gateway's listen to neither, and a
+        # batch's events would cost its thread an object a record and the loop their rounds
+        events: list[HubEvent] = []
+        if hub.wants("usage_recorded"):
+            events.extend(UsageRecorded(rec) for rec, _ in batch)
+        if fired and hub.wants("budget_alert"):
+            events.extend(
+                BudgetAlert(a.scope, a.kind, a.period, a.percent, a.spent_usd, a.limit_usd)
+                for a in fired
             )
+        hub.emit_many(events)
         return True
 
     def _limits_all(self, store: Store) -> dict[str, BudgetLimits]:

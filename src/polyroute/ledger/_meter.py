@@ -385,7 +385,7 @@ class _Attempt:
         request_id: str | None,
     ) -> float | None:
         cost = self._write(model, usage, latency_ms, ttft_ms, request_id)
-        if self.meter.hub.listening:
+        if self.meter.hub.wants("request_succeeded"):
             self.meter.hub.emit(
                 RequestSucceeded(
                     self.client.id,
@@ -419,7 +419,7 @@ class _Attempt:
             usage = Usage(prompt_token_bound(self.request), estimate_output_tokens(delivered_chars))
         request_id = exc.request_id if isinstance(exc, ProviderError) else None
         self._write(self.request.model, usage, latency_ms, ttft_ms, request_id, status, error_type)
-        if self.meter.hub.listening:
+        if self.meter.hub.wants("request_failed"):
             self.meter.hub.emit(
                 RequestFailed(
                     self.client.id,
