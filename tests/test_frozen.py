@@ -11,6 +11,7 @@ from dataclasses import InitVar, dataclass, field
 import pytest
 
 from polyroute._frozen import TWIN_FROM, fast_init
+from polyroute.answer import Answer
 from polyroute.types import ChatRequest, Message, Usage
 
 
@@ -109,7 +110,7 @@ def test_bad_arguments_are_refused_as_by_the_dataclass() -> None:
 
 
 def test_the_request_path_records_use_it() -> None:
-    for cls in (ChatRequest, Message, Usage):
+    for cls in (ChatRequest, Message, Usage, Answer):
         init = cls.__init__
         assert init.__module__ == cls.__module__
         assert init.__qualname__ == f"{cls.__qualname__}.__init__"

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from polyroute._frozen import fast_init
 from polyroute.errors import BudgetExceeded
 from polyroute.events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta
 from polyroute.reasoning import thinking_parts
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from polyroute.client import Polyroute
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A completed request: the reply, who answered, what it cost, how it was decided."""
