@@ -7,6 +7,7 @@ import inspect
 import pickle
 import typing
 from dataclasses import InitVar, dataclass, field
+from typing import ClassVar
 
 import pytest
 
@@ -25,6 +26,7 @@ class Plain:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Fast:
+    new: ClassVar[type[Fast]]
     a: int
     b: str = "b"
     c: tuple[int, ...] = ()
@@ -42,6 +44,7 @@ class PlainWide:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class FastWide:  # enough fields for the open twin (TWIN_FROM)
+    new: ClassVar[type[FastWide]]
     a: int
     b: str = "b"
     c: tuple[int, ...] = ()
@@ -52,6 +55,7 @@ class FastWide:  # enough fields for the open twin (TWIN_FROM)
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Base:
+    new: ClassVar[type[Base]]
     a: int
     b: str = "b"
 
@@ -72,10 +76,12 @@ class Empty:
 @pytest.mark.parametrize(("fast", "plain"), [(Fast, Plain), (FastWide, PlainWide)])
 def test_it_builds_what_the_dataclass_builds(fast: type[Fast], plain: type[Plain]) -> None:
     for args, kwargs in [((1,), {}), ((1, "x"), {}), ((1,), {"c": (2,)}), ((), {"a": 3, "b": "y"})]:
-        ours, theirs = fast(*args, **kwargs), plain(*args, **kwargs)
-        assert type(ours) is fast
-        assert dataclasses.astuple(ours) == dataclasses.astuple(theirs)
-    assert fast(1).c is plain(1).c  # a default is the same object
+        theirs = plain(*args, **kwargs)
+        for ours in (fast(*args, **kwargs), fast.new(*args, **kwargs)):
+            assert type(ours) is fast
+            assert dataclasses.astuple(ours) == dataclasses.astuple(theirs)
+            assert ours == fast(*args, **kwargs)
+    assert fast(1).c is plain(1).c is fast.new(1).c  # a default is the same object
     assert str(inspect.signature(fast)) == str(inspect.signature(plain))
     assert typing.get_type_hints(fast.__init__) == typing.get_type_hints(plain.__init__)
     twin = "_twin" in fast.__init__.__code__.co_freevars
@@ -119,6 +125,58 @@ def test_the_request_path_records_use_it() -> None:
     request = ChatRequest("m", (Message("user", "hi"),), max_tokens=5)
     assert request.max_tokens == 5 and request.stop == () and request.n == 1
     assert type(request) is ChatRequest and type(request.messages[0]) is Message
+
+
+def test_new_builds_the_record_the_class_builds_without_the_type_call() -> None:
+    request = ChatRequest.new(model="m", messages=(Message.new("user", "hi", name=None),))
+    assert request == ChatRequest("m", (Message("user", "hi"),))
+    assert type(request) is ChatRequest and type(request.messages[0]) is Message
+    assert "new" in typing.get_type_hints(ChatRequest, include_extras=True)  # typed for mypy
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.model = "other"  # type: ignore[misc]
+    wide = FastWide.new(1)
+    assert wide.e == [] and wide.e is not FastWide.new(1).e  # a factory per record
+    assert Child.new(1) == Child(1) and type(Base.new(1)) is Base
+    # new always builds the class that declares it, never a subclass
+    assert type(Loose.new(1)) is Child  # type: ignore[attr-defined]
+
+
+def test_new_refuses_bad_arguments_and_a_failing_factory_leaves_nothing() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        FastWide.new(1, z=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="takes from 1 to 5 positional arguments but 6"):
+        FastWide.new(1, "b", (), 0.5, [], 7)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'a'"):
+        Fast.new()  # type: ignore[call-arg]
+
+    def boom() -> list[int]:
+        raise RuntimeError("boom")
+
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Failing:
+        new: ClassVar[type[Failing]]
+        a: int
+        b: list[int] = field(default_factory=boom)
+        c: int = 0
+        d: int = 0
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Failing.new(1)
+    assert Failing.new(1, [2]).b == [2]
+
+
+def test_a_class_with_its_own_new_is_refused() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Own:
+        a: int
+
+        @staticmethod
+        def new() -> int:
+            return 1
+
+    with pytest.raises(TypeError, match="has an attribute 'new' of its own"):
+        fast_init(Own)
 
 
 class Loose(Child):

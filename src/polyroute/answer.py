@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from polyroute._frozen import fast_init
 from polyroute.errors import BudgetExceeded
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A completed request: the reply, who answered, what it cost, how it was decided."""
+
+    new: ClassVar[type[Answer]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     content: str
     provider: str
@@ -57,7 +60,7 @@ def answer_of(
     cost: float | None,
     attempts: Sequence[Attempt],
 ) -> Answer:
-    return Answer(
+    return Answer.new(
         content=response.content,
         provider=response.provider or decision.provider,
         model=response.model or decision.model,

@@ -360,7 +360,7 @@ class Polyroute:
         for m in models or ():
             targets.check_model(m)  # a name is data: refused before any call
         complexity = routing.get("complexity", "auto")
-        return RoutingContext(
+        return RoutingContext.new(
             messages=messages,
             prompt_tokens=estimate_prompt_tokens(messages),
             max_tokens=max_tokens,
@@ -466,7 +466,7 @@ class Polyroute:
         if refused:  # fields a vendor cannot carry: its pairs are left out, by name
             ctx = replace(ctx, refused=refused)
         decision = self.decide(ctx)
-        self.recent.append(Routed(time.time(), decision, stream, virtual_key))
+        self.recent.append(Routed.new(time.time(), decision, stream, virtual_key))
         if self.events.wants("routing_decision"):
             self.events.emit(RoutingDecision(decision, stream))
         return decision

@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from polyroute._frozen import fast_init
 
@@ -42,6 +42,9 @@ ones every request sends (decisions, outcomes, usage rows)."""
 @fast_init
 @dataclass(frozen=True, slots=True)
 class RequestSucceeded:
+    new: ClassVar[type[RequestSucceeded]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
+
     provider: str
     model: str
     latency_ms: float

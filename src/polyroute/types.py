@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, ClassVar, Literal, TypeAlias, get_args
 
 from polyroute._frozen import fast_init
 
@@ -140,6 +140,9 @@ class Tool:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
+    new: ClassVar[type[Message]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
+
     role: Role
     content: str | Sequence[Part] = ""
     tool_calls: Sequence[ToolCall] = ()
@@ -211,6 +214,9 @@ class Reasoning:
 class ChatRequest:
     """One chat completion request, vendor-neutral."""
 
+    new: ClassVar[type[ChatRequest]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
+
     model: str
     messages: Sequence[Message]
     max_tokens: int | None = None
@@ -259,6 +265,9 @@ class Usage:
     ``prompt_tokens`` counts every input token, ``cached_tokens`` included
     (cached input is a subset of the prompt, billed at its own price).
     """
+
+    new: ClassVar[type[Usage]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -321,6 +330,9 @@ class Alternative:
 @dataclass(frozen=True, slots=True)
 class ChatResponse:
     """A completed answer, vendor-neutral."""
+
+    new: ClassVar[type[ChatResponse]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     content: str
     model: str
@@ -415,6 +427,9 @@ class Excluded:
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    new: ClassVar[type[Attempt]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
+
     provider: str
     model: str
     ok: bool

@@ -295,7 +295,7 @@ def _message(m: _Message, i: int) -> Message:
             f"messages.{i}.content: required for role {m.role!r}", param=f"messages.{i}.content"
         )
     role = "system" if m.role == "developer" else m.role
-    return Message(role, _content(m.content, f"messages.{i}.content"), name=m.name)
+    return Message.new(role, _content(m.content, f"messages.{i}.content"), name=m.name)
 
 
 def _assistant_content(m: _Message, i: int) -> str | tuple[Part, ...]:
@@ -332,7 +332,7 @@ def _response_format(fmt: _ResponseFormat | None) -> Literal["text", "json"] | J
 def _request(body: ChatBody) -> ChatRequest:
     choice = body.tool_choice
     stop = body.stop
-    return ChatRequest(
+    return ChatRequest.new(
         model=body.model,
         messages=tuple(
             _marked(_message(m, i), m.cache_control) for i, m in enumerate(body.messages)
@@ -489,7 +489,7 @@ class OpenAIChat:
         options = body.stream_options
         if body.stream:
             _refuse_streamed(body)
-        return Inbound(
+        return Inbound.new(
             _request(body),
             stream=bool(body.stream),
             hints=body.polyroute,

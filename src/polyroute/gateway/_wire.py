@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, TypeAlias
 
 import msgspec
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -109,6 +109,9 @@ name."""
 class Inbound:
     """A parsed chat request: ours (``request.model`` is the name the caller asked for)."""
 
+    new: ClassVar[type[Inbound]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
+
     request: ChatRequest
     stream: bool
     hints: Hints | None = None
@@ -120,6 +123,9 @@ class Inbound:
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A finished answer as the formats render it (a routed answer or a fusion)."""
+
+    new: ClassVar[type[Reply]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     content: str
     model: str
@@ -141,7 +147,7 @@ class Reply:
     @classmethod
     def of(cls, answer: Answer) -> Reply:
         response = answer.response
-        return cls(
+        return cls.new(
             answer.content,
             answer.model,
             answer.usage,

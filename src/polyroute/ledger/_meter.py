@@ -339,7 +339,7 @@ class _Attempt:
         provider = self.client.provider
         cost = self.meter.cost(provider.type, self.request.model, usage)
         carbon = self.meter.carbon_g(provider.id, provider.type, self.request.model, usage)
-        record = UsageRecord(
+        record = UsageRecord.new(
             ts=self.started,
             provider=self.client.id,
             model=model,
@@ -387,7 +387,7 @@ class _Attempt:
         cost = self._write(model, usage, latency_ms, ttft_ms, request_id)
         if self.meter.hub.wants("request_succeeded"):
             self.meter.hub.emit(
-                RequestSucceeded(
+                RequestSucceeded.new(
                     self.client.id,
                     model,
                     latency_ms,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from polyroute._frozen import fast_init
 from polyroute.types import MAX_USD
@@ -99,6 +99,9 @@ def period_key(kind: PeriodKind, ts: float) -> str:
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     """One attempt at one provider: what it used, cost, took and how it ended."""
+
+    new: ClassVar[type[UsageRecord]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     ts: float
     """When the attempt started (Unix seconds); its UTC day and month are its periods."""

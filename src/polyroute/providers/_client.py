@@ -37,7 +37,7 @@ def _served(response: ChatResponse, provider: str, request_id: str | None) -> Ch
     values = list(_response_values(response))
     values[_PROVIDER] = provider
     values[_REQUEST_ID] = request_id
-    return ChatResponse(*values)
+    return ChatResponse.new(*values)
 
 
 @dataclass(frozen=True, slots=True)

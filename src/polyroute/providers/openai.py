@@ -218,7 +218,7 @@ def usage_from_wire(u: dict[str, Any] | None) -> Usage:
         return Usage()
     details = u.get("prompt_tokens_details") or {}
     output = u.get("completion_tokens_details") or {}
-    return Usage(
+    return Usage.new(
         prompt_tokens=u.get("prompt_tokens") or 0,
         completion_tokens=u.get("completion_tokens") or 0,
         cached_tokens=details.get("cached_tokens") or 0,
@@ -296,7 +296,7 @@ class OpenAIProtocol(WireProtocol):
         choice = body["choices"][0]
         message = choice["message"]
         raw = choice.get("finish_reason")
-        return ChatResponse(
+        return ChatResponse.new(
             content=message.get("content") or "",
             model=body.get("model", ""),
             finish_reason=finish_reason(raw),

@@ -317,7 +317,7 @@ class Router:
             f"({'counted' if ctx.prompt_tokens_counted else 'estimated'}) "
             f"+ {ctx.output_tokens:,} output tokens ({out})"
         )
-        return Decision(
+        return Decision.new(
             strategy=ctx.strategy,
             provider=self._provider[best],
             model=self._model[best],

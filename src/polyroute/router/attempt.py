@@ -125,7 +125,7 @@ class Call:
         if self.attempt is None:
             if self.breaker is not None:
                 self.breaker.success(self._ticket)
-            self._end(Attempt(self.target.provider, self.target.model, True, latency_ms), None)
+            self._end(Attempt.new(self.target.provider, self.target.model, True, latency_ms), None)
         return self._ended()
 
     def failed(self, exc: Refusal) -> Attempt:

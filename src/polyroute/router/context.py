@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from polyroute._frozen import fast_init
 from polyroute.catalog import CatalogModel
@@ -30,6 +30,9 @@ QUALITY_FLOOR: dict[Complexity, float] = {"simple": 0.0, "medium": 0.6, "complex
 @dataclass(frozen=True, slots=True)
 class RoutingContext:
     """One request, as routing sees it."""
+
+    new: ClassVar[type[RoutingContext]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     messages: Sequence[Message]
     prompt_tokens: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, ClassVar, overload
 
 from polyroute._frozen import fast_init
 from polyroute.types import Attempt, Excluded, ExclusionKind, Target
@@ -91,6 +91,9 @@ class Exclusions(Sequence[Excluded]):
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
+    new: ClassVar[type[Decision]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
+
     strategy: str
     provider: str
     model: str
@@ -130,6 +133,9 @@ RECENT_DECISIONS = 50
 @dataclass(frozen=True, slots=True)
 class Routed:
     """A decision a request was sent with (``Polyroute.recent``)."""
+
+    new: ClassVar[type[Routed]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     at: float
     """Unix time of the decision."""

@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from polyroute._frozen import fast_init
 from polyroute.errors import (
@@ -74,6 +74,9 @@ _Request = TypeVar("_Request", ChatRequest, EmbeddingRequest)
 @dataclass(frozen=True, slots=True)
 class Executed:
     """A served completion: the reply, what it cost, who answered and every attempt made."""
+
+    new: ClassVar[type[Executed]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     response: ChatResponse
     cost_usd: float | None
@@ -207,7 +210,7 @@ class Executor:
         )
         if self.stats is not None:
             self.stats.record(target.provider, target.model, done.latency_ms)
-        return Executed(
+        return Executed.new(
             done.response, done.cost_usd, done.latency_ms, target, run.attempts, run.budget_refusals
         )
 
