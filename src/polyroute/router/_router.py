@@ -532,7 +532,7 @@ class Router:
                 low = [c for i in cheapest if (c := cost[i]) is not None]
                 high = [c for i in priciest if (c := cost[i]) is not None]
                 cost_span = (min(low), max(high))  # of a few rows: see _cost_ends
-        return Pool(
+        return Pool.new(
             rows=rows,
             label=self._label,
             provider=self._provider,

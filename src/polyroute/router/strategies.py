@@ -37,8 +37,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TypeVar, cast, overload
+from typing import ClassVar, TypeVar, cast, overload
 
+from polyroute._frozen import fast_init
 from polyroute._plugins import STRATEGIES, installed, load
 from polyroute.carbon import DEFAULT_CARBON_INTENSITY, grams_co2e
 from polyroute.config import BalancedWeights
@@ -63,14 +64,18 @@ Scores = Sequence[float] | Mapping[int, float]
 """A strategy's score per row: a list over the whole table, or a dict over the candidates."""
 
 
-@dataclass(slots=True)  # not frozen: one is built per decision, and a frozen init costs µs
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Pool:
     """Candidates as parallel columns, indexed by row: what built-in strategies rank.
 
     Columns may cover more rows than ``rows`` (the router passes its whole table);
     only ``rows`` are candidates, and they come in descending catalog quality.
-    Treat it as read-only.
+    Treat the columns as read-only.
     """
+
+    new: ClassVar[type[Pool]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     rows: Sequence[int]
     """The candidates' rows, highest catalog quality first."""
