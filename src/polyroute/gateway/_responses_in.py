@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -413,6 +413,9 @@ def _format(text: _Text | None) -> Literal["text", "json"] | JsonSchema:
 class ResponsesInbound(Inbound):
     """A parsed Responses request: ours, and what its Response echoes and keeps."""
 
+    new: ClassVar[type[ResponsesInbound]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
+
     body: ResponsesBody | None = None
     items: Sequence[dict[str, Any]] = ()
     """This request's input items, as sent (a string input as one user message)."""
@@ -471,7 +474,7 @@ def inbound_of(
     tools, echo = _tools(body.tools or ())
     effort = None if body.reasoning is None else body.reasoning.effort
     reasoning = None if effort is None or effort == "none" else Reasoning(effort)
-    request = ChatRequest(
+    request = ChatRequest.new(
         model=body.model,
         messages=tuple(messages),
         max_tokens=body.max_output_tokens,
@@ -485,7 +488,7 @@ def inbound_of(
         # metadata tags the Response object (echoed, stored here), not the upstream's call
         reasoning=reasoning,
     )
-    return ResponsesInbound(
+    return ResponsesInbound.new(
         request,
         stream=bool(body.stream),
         hints=body.polyroute,
