@@ -400,7 +400,7 @@ def _request(body: MessagesBody) -> ChatRequest:
     names: dict[str, str] = {}  # tool_use id -> tool name, for the results that answer them
     for i, m in enumerate(body.messages):
         messages.extend(_turn(m, i, names))
-    return ChatRequest(
+    return ChatRequest.new(
         model=body.model,
         messages=tuple(messages),
         max_tokens=body.max_tokens,
@@ -450,7 +450,7 @@ def parse_count_tokens(raw: bytes) -> Inbound:
         body = CountTokensBody.model_validate_json(raw)
     except ValidationError as exc:
         raise invalid(exc, raw) from None
-    return Inbound(_request(body), stream=False, hints=body.polyroute)
+    return Inbound.new(_request(body), stream=False, hints=body.polyroute)
 
 
 # -- rendering ---------------------------------------------------------------------
@@ -536,7 +536,7 @@ class AnthropicMessages:
             body = MessagesBody.model_validate_json(raw)
         except ValidationError as exc:
             raise invalid(exc, raw) from None
-        return Inbound(_request(body), stream=body.stream, hints=body.polyroute)
+        return Inbound.new(_request(body), stream=body.stream, hints=body.polyroute)
 
     def render(self, reply: Reply) -> bytes:
         content: list[dict[str, Any]] = [_thinking_block(t) for t in reply.thinking]

@@ -230,7 +230,7 @@ def usage_from_wire(u: Mapping[str, Any] | None) -> Usage:
     """Cached input is part of ``input_tokens``, reasoning part of ``output_tokens``."""
     if not u:
         return Usage()
-    return Usage(
+    return Usage.new(
         prompt_tokens=u.get("input_tokens") or 0,
         completion_tokens=u.get("output_tokens") or 0,
         cached_tokens=(u.get("input_tokens_details") or {}).get("cached_tokens") or 0,
@@ -292,7 +292,7 @@ def parse(body: Any) -> ChatResponse:
             sig = signature(item.get("id") or "", item.get("encrypted_content"))
             thinking.append(ThinkingPart(summary, signature=sig))
     reason, raw = finish(body, bool(calls))
-    return ChatResponse(
+    return ChatResponse.new(
         content="".join(text),
         model=body.get("model", ""),
         finish_reason=reason,

@@ -144,7 +144,7 @@ def usage_from_wire(u: dict[str, Any] | None) -> Usage:
         return Usage()
     cache_read = u.get("cache_read_input_tokens") or 0
     cache_write = u.get("cache_creation_input_tokens") or 0
-    return Usage(
+    return Usage.new(
         prompt_tokens=(u.get("input_tokens") or 0) + cache_read + cache_write,
         completion_tokens=u.get("output_tokens") or 0,
         cached_tokens=cache_read,
@@ -513,7 +513,7 @@ class AnthropicProtocol(WireProtocol):
                     )
             # server tool blocks carry no answer text
         raw = body.get("stop_reason")
-        return ChatResponse(
+        return ChatResponse.new(
             content="".join(texts),
             model=body.get("model", ""),
             finish_reason=finish_reason(raw, json_mode=json_mode and not calls),

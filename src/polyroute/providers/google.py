@@ -126,7 +126,7 @@ def usage_from_wire(u: Mapping[str, Any] | None) -> Usage:
     """``promptTokenCount`` includes cached tokens; thinking is billed as output."""
     if not u:
         return Usage()
-    return Usage(
+    return Usage.new(
         prompt_tokens=(u.get("promptTokenCount") or 0) + (u.get("toolUsePromptTokenCount") or 0),
         completion_tokens=(u.get("candidatesTokenCount") or 0) + (u.get("thoughtsTokenCount") or 0),
         cached_tokens=u.get("cachedContentTokenCount") or 0,
@@ -523,7 +523,7 @@ class GoogleProtocol(WireProtocol):
                     )
                 )
         raw = candidate.get("finishReason")
-        return ChatResponse(
+        return ChatResponse.new(
             content="".join(texts),
             model=body.get("modelVersion", ""),
             finish_reason=finish_reason(raw, bool(calls)),

@@ -260,7 +260,7 @@ class MistralProtocol(OpenAIProtocol):
         choice = body["choices"][0]
         message = choice["message"]
         raw = choice.get("finish_reason")
-        return ChatResponse(
+        return ChatResponse.new(
             content=content_text(message.get("content")),
             model=body.get("model", ""),
             finish_reason=finish_reason(raw),

@@ -197,7 +197,7 @@ def _arguments_text(args: Any) -> str:
 
 def usage_from_wire(body: dict[str, Any]) -> Usage:
     # prompt_eval_count is left out when the whole prompt came from the cache
-    return Usage(
+    return Usage.new(
         prompt_tokens=body.get("prompt_eval_count") or 0,
         completion_tokens=body.get("eval_count") or 0,
     )
@@ -269,7 +269,7 @@ class OllamaProtocol(WireProtocol):
         logprobs = openai.logprobs_from_wire(body.get("logprobs"))
         calls = tool_calls_from_wire(message.get("tool_calls"))
         raw = body.get("done_reason")
-        return ChatResponse(
+        return ChatResponse.new(
             content=message.get("content") or "",
             model=body.get("model", ""),
             finish_reason=finish_reason(raw, bool(calls)),
