@@ -24,8 +24,9 @@ parameters that makes the instance of the twin directly and returns the record:
 ``ChatRequest.new(model=..., messages=...)`` is ``ChatRequest(model=..., messages=...)``
 (the same record, the same defaults and refusals), 12.4k instructions against 5.4k with
 thirteen keywords. The request path's hot records call it; a class that does declares
-``new: ClassVar[type[Self's class]]``, so that mypy checks each call against the
-class's own signature. It always builds the decorated class, never a subclass.
+``new`` with its own name, ``new: ClassVar[type[ChatRequest]]``, so that mypy checks
+each call against the class's own signature. It always builds the decorated class,
+never a subclass.
 """
 
 from __future__ import annotations
@@ -134,7 +135,12 @@ def _bodies(
         "    else:  # a subclass's record: through the slots' own setters\n"
         f"{_block(sets, 6)}"
     )
-    new = f"    self = _object_new(_twin)\n{_block(stores, 4)}    self.__class__ = _cls\n    return self\n"
+    new = (
+        "    self = _object_new(_twin)\n"
+        f"{_block(stores, 4)}"
+        "    self.__class__ = _cls\n"
+        "    return self\n"
+    )
     return init, new
 
 
