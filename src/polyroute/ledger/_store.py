@@ -14,8 +14,9 @@ A hold belongs to a live process. Each ledger that holds money keeps a lease
 row (its owner id, an expiry it renews every few seconds); its reservations
 name it as their owner. A sweep, run by any process, releases the
 reservations whose owner's lease has lapsed (a killed process; never the
-sweeper's own, which is alive) and those past their own expiry (made before leases existed, or held far too long). All of
-it is plain SQL through SQLAlchemy Core, so a shared PostgreSQL works alike.
+sweeper's own, which is alive) and those past their own expiry (made before
+leases existed, or held far too long). All of it is plain SQL through
+SQLAlchemy Core, so a shared PostgreSQL works alike.
 
 WAL with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed; only an OS crash or power loss can drop the last
