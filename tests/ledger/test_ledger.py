@@ -352,23 +352,6 @@ async def test_records_are_written_in_batches_without_a_flush(make: Make) -> Non
     assert await ledger.run(lambda s: s.count()) == 1
 
 
-async def test_a_batch_builds_no_events_for_listeners_of_other_kinds(
-    make: Make, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The gateway listens to requests' and alerts' events, not to usage_recorded: a batch
-    then builds no event a record (nor sends them to the loop to be passed over)."""
-    built: list[UsageRecord] = []
-    monkeypatch.setattr(ledger_module, "UsageRecorded", built.append)
-    ledger = make(budgets={GLOBAL: BudgetLimits(monthly_usd=2.0, alert_percents=(25,))})
-    alerts: list[HubEvent] = []
-    ledger.hub.bind(asyncio.get_running_loop())
-    ledger.hub.subscribe(alerts.append, "budget_alert")
-    ledger.record(rec(cost=0.6))
-    await ledger.flush()
-    assert built == []
-    assert [type(a) for a in alerts] == [BudgetAlert]
-
-
 @SQLITE_FILE
 async def test_a_full_batch_is_written_without_waiting_for_the_timer(make: Make, url: str) -> None:
     ledger = make(flush_interval_s=30, max_batch=50, durability="batched")
@@ -747,7 +730,11 @@ async def test_alerts_fire_once_per_threshold_per_period(make: Make) -> None:
     assert await spend_(second, 2.0) == []
 
 
-async def test_alert_event_fields(make: Make) -> None:
+async def test_alert_event_fields(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alert reaches its listener; the batch builds no usage_recorded event, which no
+    one listens to (the gateway's case: an object a record, passed over by the loop)."""
+    built: list[UsageRecord] = []
+    monkeypatch.setattr(ledger_module, "UsageRecorded", built.append)
     ledger = make(budgets={GLOBAL: BudgetLimits(monthly_usd=2.0, alert_percents=(25,))})
     alerts: list[HubEvent] = []
     ledger.hub.bind(asyncio.get_running_loop())
@@ -755,6 +742,7 @@ async def test_alert_event_fields(make: Make) -> None:
     ledger.record(rec(cost=0.6))
     await ledger.flush()
     assert alerts == [BudgetAlert(GLOBAL, "monthly", "month:2026-03", 25, 0.6, 2.0)]
+    assert built == []
 
 
 # -- stale reservations ------------------------------------------------------------
