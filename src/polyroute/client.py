@@ -609,7 +609,7 @@ class Polyroute:
             if self._ledger is not None:
                 if self._own_ledger:
                     await self._ledger.aclose()
-                else:
+                elif not self._ledger.closed:  # its owner may have closed it first
                     await self._ledger.flush()
         finally:
             if self.alerts is not None:  # after the ledger's last events: posted within a grace

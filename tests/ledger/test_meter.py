@@ -15,10 +15,10 @@ from sqlalchemy import select
 from polyroute.catalog import CatalogModel, Price
 from polyroute.client import Polyroute
 from polyroute.config import Config, validate
-from polyroute.errors import StreamInterruptedError
+from polyroute.errors import LedgerError, StreamInterruptedError
 from polyroute.events import StreamEnd, TextDelta
 from polyroute.hub import HubEvent, RequestFailed, RequestSucceeded
-from polyroute.ledger import Ledger, prompt_token_bound, worst_case_usd
+from polyroute.ledger import Ledger, Reservation, prompt_token_bound, worst_case_usd
 from polyroute.ledger._meter import DEFAULT_OUTPUT_BOUND
 from polyroute.ledger._schema import usage
 from polyroute.ledger._store import Store
@@ -175,6 +175,40 @@ async def test_a_cancelled_call_is_recorded_cancelled_and_free(
         await task
     [row] = await rows(ledger)
     assert (row["status"], row["error_type"], row["cost_nusd"]) == ("cancelled", None, 0)
+
+
+async def test_a_call_no_budget_governs_holds_nothing_and_a_new_budget_holds_at_once(
+    pr: Polyroute, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pr.complete("hi")  # the ledger has read its budgets: there are none
+    asked: list[float | None] = []
+    reserve = ledger.reserve
+
+    async def spy(**kw: Any) -> Reservation:
+        asked.append(kw["amount_usd"])
+        return await reserve(**kw)
+
+    monkeypatch.setattr(ledger, "reserve", spy)
+    await pr.complete("hi")
+    assert asked == []  # nothing to hold: the ledger is not asked, no worst case is priced
+    await ledger.set_budget("global", daily_usd=5.0)
+    await pr.complete("hi")
+    assert len(asked) == 1 and asked[0]  # the worst case, held at once
+    assert len(await rows(ledger)) == 3
+    [held] = [b for b in await ledger.budgets() if b.scope == "global"]
+    assert held.daily.reserved_usd == 0.0 and held.daily.spent_usd == pytest.approx(3 * usd(1, 6))
+
+
+async def test_a_closed_ledger_refuses_a_call_no_budget_governs_before_it_is_sent(
+    pr: Polyroute, fleet: Fleet, ledger: Ledger
+) -> None:
+    await pr.complete("hi")
+    before = fleet["openai"].calls
+    await ledger.aclose()
+    with pytest.raises(LedgerError, match="closed"):
+        await pr.complete("hi")
+    assert fleet["openai"].calls == before
+    await pr.aclose()  # the ledger's owner closed it first: the client has nothing to flush
 
 
 # -- the worst case ------------------------------------------------------------------

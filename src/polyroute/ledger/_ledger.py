@@ -168,6 +168,9 @@ class Ledger:
         # budgets set with `polyroute budget set`, as (read at, rows); replaced whole, never mutated
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
         self._rereading = False  # a job that reads them again is queued (see _usable)
+        # the limits governing each (provider, key) by those rows, worked out once per read
+        self._governing: tuple[dict[str, BudgetLimits], dict[_Caller, dict[str, BudgetLimits]]]
+        self._governing = ({}, {})
         self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
         self._records: deque[SettleItem | _Waiter] = deque()
         self._owner = uuid.uuid4().hex  # of this ledger's holds, lease and journal
@@ -193,6 +196,11 @@ class Ledger:
     def __repr__(self) -> str:
         return f"Ledger({self.url!r})"
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` (or :meth:`close`) has run: the ledger takes nothing more."""
+        return self._closed
+
     # -- the request path ------------------------------------------------------
 
     async def reserve(
@@ -211,12 +219,8 @@ class Ledger:
         """
         if self._closed:  # refuse before the call is paid for, not at record() after it
             raise LedgerError("the ledger is closed")
-        scopes = [GLOBAL, provider_scope(provider)]
-        if virtual_key:
-            scopes.append(key_scope(virtual_key))
-        cached = self._cli_budgets
-        if cached is not None and self._usable(cached[0]):
-            limits = self._limits(scopes, cached[1])
+        limits = self._governing_now(provider, virtual_key)
+        if limits is not None:
             if not limits:
                 return Reservation("", amount_usd or 0.0, ())
             if self.slices and amount_usd is not None:  # against this process's slice, in memory
@@ -227,7 +231,7 @@ class Ledger:
                     return held[0]
 
         def job(store: Store) -> Reservation:
-            limits = self._limits(scopes, self._known_budgets(store))
+            limits = self._limits(_scopes(provider, virtual_key), self._known_budgets(store))
             ttl, lease = self.reservation_ttl_s, self.lease_ttl_s
             if self.slices and amount_usd is not None:
                 sliced = self._slices.refill(store, limits, amount_usd, ts)
@@ -250,6 +254,29 @@ class Ledger:
             # cancelled while the database thread held the budget: give it back when done
             future.add_done_callback(self._release_orphan)
             raise
+
+    def governs_none(self, provider: str, virtual_key: str | None) -> bool:
+        """Whether, by budgets fresh in memory, no budget governs a call to ``provider``
+        with ``virtual_key``, so that :meth:`reserve` would hold nothing (``False`` when
+        that is not known: a closed ledger, budgets not read or too old)."""
+        return not self._closed and self._governing_now(provider, virtual_key) == {}
+
+    def _governing_now(
+        self, provider: str, virtual_key: str | None
+    ) -> dict[str, BudgetLimits] | None:
+        """The limits governing a call, by budgets in memory (``None``: not read, or too old)."""
+        cached = self._cli_budgets
+        if cached is None or not self._usable(cached[0]):
+            return None
+        rows, known = self._governing
+        if rows is not cached[1]:  # read again since
+            rows, known = self._governing = (cached[1], {})
+        limits = known.get((provider, virtual_key))
+        if limits is None:
+            limits = known[provider, virtual_key] = self._limits(
+                _scopes(provider, virtual_key), rows
+            )
+        return limits
 
     def _usable(self, read_at: float) -> bool:
         """Whether budgets read at ``read_at`` may still serve a reservation in memory.
@@ -1043,6 +1070,17 @@ class _Pending:
                 else:
                     waiter.set_result(None)
         self.waiters.clear()
+
+
+_Caller = tuple[str, str | None]
+"""A call's provider and virtual key."""
+
+
+def _scopes(provider: str, virtual_key: str | None) -> list[str]:
+    """The budget scopes a call counts against."""
+    if virtual_key:
+        return [GLOBAL, provider_scope(provider), key_scope(virtual_key)]
+    return [GLOBAL, provider_scope(provider)]
 
 
 def _log_top_up(future: concurrent.futures.Future[None]) -> None:

@@ -178,6 +178,11 @@ class Meter:
         virtual_key: str | None,
     ) -> tuple[Reservation, Hold | None]:
         """Admit the call into its rate limits, then reserve its worst-case cost."""
+        limits = self.limits
+        if (limits is None or not limits.applies(client.id, virtual_key)) and (
+            self.ledger.governs_none(client.id, virtual_key)
+        ):  # nothing to hold, so no worst case to price
+            return NOTHING_HELD, None
         hold = await self.admit(client, request, virtual_key)
         try:
             return await self.reserve(client, request, ts, virtual_key), hold
@@ -297,6 +302,9 @@ class Meter:
             if not attempt.done:  # the consumer stopped reading before the end
                 attempt.failed(None, (time.perf_counter() - t0) * 1000, ttft, delivered)
 
+
+NOTHING_HELD = Reservation("", 0.0, ())
+"""The reservation of a call that no budget governs."""
 
 _DELIVERED = (TextDelta, ToolCallDelta, ThinkingDelta)
 """Events of delivered output (a tuple: ``isinstance`` on a union builds it per call)."""
