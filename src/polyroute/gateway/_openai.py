@@ -341,16 +341,7 @@ def _request(body: ChatBody) -> ChatRequest:
         temperature=body.temperature,
         top_p=body.top_p,
         stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
-        tools=tuple(
-            OurTool(
-                t.function.name,
-                t.function.description,
-                t.function.parameters,
-                strict=t.function.strict,
-                cache_control=None if t.cache_control is None else t.cache_control.mark(),
-            )
-            for t in body.tools or ()
-        ),
+        tools=_tools(body.tools) if body.tools else (),
         tool_choice=choice if choice is None or isinstance(choice, str) else choice.function.name,
         response_format=_response_format(body.response_format),
         seed=body.seed,
@@ -366,6 +357,19 @@ def _request(body: ChatBody) -> ChatRequest:
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
         logit_bias=body.logit_bias,
+    )
+
+
+def _tools(tools: list[_Tool]) -> tuple[OurTool, ...]:
+    return tuple(
+        OurTool(
+            t.function.name,
+            t.function.description,
+            t.function.parameters,
+            strict=t.function.strict,
+            cache_control=None if t.cache_control is None else t.cache_control.mark(),
+        )
+        for t in tools
     )
 
 
@@ -507,12 +511,12 @@ class OpenAIChat:
                 reply.refusal,
             )
         ]
-        choices.extend(
-            _choice(i, a.content, a.tool_calls, a.finish_reason, a.logprobs)
-            for i, a in enumerate(reply.alternatives, 1)
-        )
-        reasoning = thinking_text(reply.thinking)
-        if reasoning:
+        if reply.alternatives:
+            choices.extend(
+                _choice(i, a.content, a.tool_calls, a.finish_reason, a.logprobs)
+                for i, a in enumerate(reply.alternatives, 1)
+            )
+        if reply.thinking and (reasoning := thinking_text(reply.thinking)):
             choices[0]["message"]["reasoning_content"] = reasoning
         return dumps(
             {

@@ -228,13 +228,15 @@ def usage_from_wire(u: dict[str, Any] | None) -> Usage:
 
 
 def tool_calls_from_wire(calls: list[dict[str, Any]] | None) -> tuple[ToolCall, ...]:
+    if not calls:
+        return ()
     return tuple(
         ToolCall(
             id=c.get("id", ""),
             name=c["function"]["name"],
             arguments=c["function"].get("arguments") or "",
         )
-        for c in calls or ()
+        for c in calls
     )
 
 
@@ -293,7 +295,8 @@ class OpenAIProtocol(WireProtocol):
     def parse_chat(self, body: Any) -> ChatResponse:
         if body.get("object") == "response":
             return responses.parse(body)
-        choice = body["choices"][0]
+        choices = body["choices"]
+        choice = choices[0]
         message = choice["message"]
         raw = choice.get("finish_reason")
         return ChatResponse.new(
@@ -313,8 +316,10 @@ class OpenAIProtocol(WireProtocol):
                     c.get("finish_reason"),
                     choice_logprobs(c),
                 )
-                for c in body["choices"][1:]
-            ),
+                for c in choices[1:]
+            )
+            if len(choices) > 1
+            else (),
             logprobs=choice_logprobs(choice),
             refusal=message.get("refusal"),
         )

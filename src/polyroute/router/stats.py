@@ -263,11 +263,14 @@ class LatencyStats:
     def _publish(self, key: tuple[str, str], s: LatencySlot) -> None:
         feeds = self._feeds.get(key)
         if feeds:
+            gone = False
             for ref, row in feeds:
                 columns = ref()
-                if columns is not None:
+                if columns is None:
+                    gone = True
+                else:
                     columns._update(row, s)
-            if any(ref() is None for ref, _ in feeds):  # a router gone: forget its columns
+            if gone:  # a router gone: forget its columns
                 feeds[:] = [(ref, row) for ref, row in feeds if ref() is not None]
 
     def get(self, provider: str, model: str) -> tuple[float | None, float | None, int]:
