@@ -516,6 +516,8 @@ _BETA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 def with_betas(inbound: Inbound, values: Sequence[str]) -> Inbound:
     """The request with the ``anthropic-beta`` header's features (comma-separated, the header
     repeatable), forwarded to Anthropic upstreams whatever API the caller speaks."""
+    if not values:
+        return inbound
     betas = [b.strip() for v in values for b in v.split(",") if b.strip()]
     if not betas:
         return inbound

@@ -12,12 +12,12 @@ plain request costs one look at its fields.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from polyroute.config import ProviderConfig
 from polyroute.errors import ProviderError
 from polyroute.providers import protocol_for
-from polyroute.types import ChatRequest, DocumentPart
+from polyroute.types import ChatRequest, DocumentPart, Message
 
 
 def _asks_more(request: ChatRequest) -> bool:
@@ -35,8 +35,15 @@ def _asks_more(request: ChatRequest) -> bool:
         or request.frequency_penalty is not None
         or request.top_k is not None
         or request.logit_bias is not None
-        or any(isinstance(p, DocumentPart) for m in request.messages for p in m.parts)
+        or _has_document(request.messages)
     )
+
+
+def _has_document(messages: Sequence[Message]) -> bool:
+    for m in messages:  # a loop: a text message, the usual kind, makes no generator
+        if not isinstance(m.content, str) and any(isinstance(p, DocumentPart) for p in m.content):
+            return True
+    return False
 
 
 def refusals(
