@@ -72,16 +72,23 @@ def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
 
 def _cache_ttls(request: ChatRequest) -> set[str]:
     """The lifetimes of the request's cache breakpoints (none: nothing is written)."""
-    marks = [t.cache_control for t in request.tools]
+    # loops: a request without breakpoints, the usual kind, makes no comprehension
+    ttls: set[str] = set()
+    for t in request.tools:
+        if t.cache_control is not None:
+            ttls.add(t.cache_control.ttl)
     for m in request.messages:
-        marks.append(m.cache_control)
+        if m.cache_control is not None:
+            ttls.add(m.cache_control.ttl)
         if not isinstance(m.content, str):
-            marks.extend(
-                p.cache_control
-                for p in m.content
-                if isinstance(p, TextPart | ImagePart | DocumentPart)
-            )
-    return {mark.ttl for mark in marks if mark is not None}
+            for p in m.content:
+                if isinstance(p, _MARKABLE) and p.cache_control is not None:
+                    ttls.add(p.cache_control.ttl)
+    return ttls
+
+
+_MARKABLE = (TextPart, ImagePart, DocumentPart)
+"""The parts that take a cache breakpoint."""
 
 
 def worst_case_tokens(entry: CatalogModel, request: ChatRequest | EmbeddingRequest) -> int:
