@@ -163,20 +163,6 @@ class Meter:
             return 0.0
         return self.catalog.cost(provider_type, model, usage).usd
 
-    async def admit(
-        self,
-        client: ProviderClient,
-        request: ChatRequest | EmbeddingRequest,
-        virtual_key: str | None,
-    ) -> Hold | None:
-        """Hold the call's worst-case tokens in its rate limits' windows (``None``: none
-        applies). Raises :class:`RateLimitedError` or :class:`ProviderLimitError`."""
-        limits = self.limits
-        if limits is None or not limits.applies(client.id, virtual_key):
-            return None
-        entry = self.catalog.get(client.provider.type, request.model)
-        return await limits.admit(client.id, virtual_key, worst_case_tokens(entry, request))
-
     async def held(
         self,
         client: ProviderClient,
@@ -184,43 +170,36 @@ class Meter:
         ts: float,
         virtual_key: str | None,
     ) -> tuple[Reservation, Hold | None]:
-        """Admit the call into its rate limits, then reserve its worst-case cost."""
+        """Hold the call's worst-case tokens in its rate limits' windows, then reserve its
+        worst-case cost against its budgets. Raises :class:`RateLimitedError` or
+        :class:`ProviderLimitError` (a limit), or :class:`BudgetExceeded`."""
         limits = self.limits
-        if (limits is None or not limits.applies(client.id, virtual_key)) and (
-            self.ledger.governs_none(client.id, virtual_key)
-        ):  # nothing to hold, so no worst case to price
-            return NOTHING_HELD, None
-        hold = await self.admit(client, request, virtual_key)
-        try:
-            return await self.reserve(client, request, ts, virtual_key), hold
-        except BaseException:
-            if hold is not None:
-                hold.release()
-            raise
-
-    async def reserve(
-        self,
-        client: ProviderClient,
-        request: ChatRequest | EmbeddingRequest,
-        ts: float,
-        virtual_key: str | None,
-    ) -> Reservation:
+        limited = limits is not None and limits.applies(client.id, virtual_key)
+        if not limited and self.ledger.governs_none(client.id, virtual_key):
+            return NOTHING_HELD, None  # nothing to hold, so no worst case to price
         entry = self.catalog.get(client.provider.type, request.model)
+        hold = None
+        if limits is not None and limited:
+            hold = await limits.admit(client.id, virtual_key, worst_case_tokens(entry, request))
         if isinstance(request, ChatRequest):
             amount = worst_case_usd(entry, request)
         else:
             amount = embedding_worst_case_usd(entry, request)
         try:
-            return await self.ledger.reserve(
+            reservation = await self.ledger.reserve(
                 provider=client.id,
                 model=request.model,
                 amount_usd=amount,
                 ts=ts,
                 virtual_key=virtual_key,
             )
-        except BudgetExceeded as exc:
-            self.hub.emit(BudgetExceededEvent.of(exc, client.id, request.model))
+        except BaseException as exc:
+            if hold is not None:
+                hold.release()
+            if isinstance(exc, BudgetExceeded):
+                self.hub.emit(BudgetExceededEvent.of(exc, client.id, request.model))
             raise
+        return reservation, hold
 
     async def complete(
         self,
