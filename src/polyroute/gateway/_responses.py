@@ -169,17 +169,22 @@ def _summary_part(text: str) -> dict[str, Any]:
 
 def _output(reply: Reply, response_id: str) -> list[dict[str, Any]]:
     status = "incomplete" if reply.finish_reason in _INCOMPLETE else "completed"
-    out = [
-        _reasoning_item(item_id("rs_", response_id, i), t, "completed")
-        for i, t in enumerate(reply.thinking)
-    ]
+    out = (  # tested first: a comprehension over nothing still costs a call
+        [
+            _reasoning_item(item_id("rs_", response_id, i), t, "completed")
+            for i, t in enumerate(reply.thinking)
+        ]
+        if reply.thinking
+        else []
+    )
     if reply.content or reply.refusal is not None or not reply.tool_calls:
         at = item_id("msg_", response_id, len(out))
         out.append(_message_item(at, reply.content, status, reply.refusal))
-    out.extend(
-        _call_item(item_id("fc_", response_id, len(out) + i), c, "completed")
-        for i, c in enumerate(reply.tool_calls)
-    )
+    if reply.tool_calls:
+        out.extend(
+            _call_item(item_id("fc_", response_id, len(out) + i), c, "completed")
+            for i, c in enumerate(reply.tool_calls)
+        )
     return out
 
 
