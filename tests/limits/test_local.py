@@ -18,7 +18,7 @@ from polyroute.errors import (
     ProviderLimitError,
     RateLimitedError,
 )
-from polyroute.ledger import Ledger, VirtualKey
+from polyroute.ledger import Ledger, VirtualKey, _meter
 from polyroute.ledger._keys import utc
 from polyroute.limits import WINDOW_S, Limiter, LocalWindows, Rate
 from polyroute.testing import Fleet
@@ -244,5 +244,23 @@ async def test_a_budget_refusal_gives_the_admission_back(fleet: Fleet) -> None:
         # no call was made, so the window is still empty: its one request admits
         hold = await pr.limits.admit("openai", None, 1)
         assert hold is not None
+    finally:
+        await pr.aclose()
+
+
+async def test_a_failure_pricing_the_worst_case_gives_the_admission_back(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pr = await make(fleet, openai={"rpm": 1})
+
+    def broken(*_: object) -> float:
+        raise ValueError("a catalog entry that cannot be priced")
+
+    monkeypatch.setattr(_meter, "worst_case_usd", broken)
+    try:
+        with pytest.raises(ValueError, match="cannot be priced"):
+            await pr.send(REQUEST, provider="openai")
+        assert await pr.limits.admit("openai", None, 1) is not None  # the window is empty
+        assert fleet["openai"].requests == []
     finally:
         await pr.aclose()

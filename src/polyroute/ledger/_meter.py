@@ -181,11 +181,11 @@ class Meter:
         hold = None
         if limits is not None and limited:
             hold = await limits.admit(client.id, virtual_key, worst_case_tokens(entry, request))
-        if isinstance(request, ChatRequest):
-            amount = worst_case_usd(entry, request)
-        else:
-            amount = embedding_worst_case_usd(entry, request)
         try:
+            if isinstance(request, ChatRequest):
+                amount = worst_case_usd(entry, request)
+            else:
+                amount = embedding_worst_case_usd(entry, request)
             reservation = await self.ledger.reserve(
                 provider=client.id,
                 model=request.model,
