@@ -341,7 +341,7 @@ def _request(body: ChatBody) -> ChatRequest:
         temperature=body.temperature,
         top_p=body.top_p,
         stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
-        tools=_tools(body.tools) if body.tools else (),
+        tools=_tools(body.tools),
         tool_choice=choice if choice is None or isinstance(choice, str) else choice.function.name,
         response_format=_response_format(body.response_format),
         seed=body.seed,
@@ -360,7 +360,9 @@ def _request(body: ChatBody) -> ChatRequest:
     )
 
 
-def _tools(tools: list[_Tool]) -> tuple[OurTool, ...]:
+def _tools(tools: list[_Tool] | None) -> tuple[OurTool, ...]:
+    if not tools:
+        return ()
     return tuple(
         OurTool(
             t.function.name,
@@ -457,6 +459,8 @@ def thinking_text(thinking: Sequence[ThinkingPart]) -> str:
     """Reasoning as OpenAI-style clients read it: ``reasoning_content``, the field DeepSeek,
     vLLM and LiteLLM use (Chat Completions has none; the SDK keeps unknown fields). Redacted
     blocks are encrypted data, not text: left out."""
+    if not thinking:  # the usual reply: no generator for nothing
+        return ""
     return "\n\n".join(t.text for t in thinking if not t.redacted and t.text)
 
 
@@ -516,7 +520,8 @@ class OpenAIChat:
                 _choice(i, a.content, a.tool_calls, a.finish_reason, a.logprobs)
                 for i, a in enumerate(reply.alternatives, 1)
             )
-        if reply.thinking and (reasoning := thinking_text(reply.thinking)):
+        reasoning = thinking_text(reply.thinking)
+        if reasoning:
             choices[0]["message"]["reasoning_content"] = reasoning
         return dumps(
             {

@@ -174,12 +174,13 @@ class Meter:
         worst-case cost against its budgets. Raises :class:`RateLimitedError` or
         :class:`ProviderLimitError` (a limit), or :class:`BudgetExceeded`."""
         limits = self.limits
-        limited = limits is not None and limits.applies(client.id, virtual_key)
-        if not limited and self.ledger.governs_none(client.id, virtual_key):
+        if limits is not None and not limits.applies(client.id, virtual_key):
+            limits = None  # none of them limits this call
+        if limits is None and self.ledger.governs_none(client.id, virtual_key):
             return NOTHING_HELD, None  # nothing to hold, so no worst case to price
         entry = self.catalog.get(client.provider.type, request.model)
         hold = None
-        if limits is not None and limited:
+        if limits is not None:
             hold = await limits.admit(client.id, virtual_key, worst_case_tokens(entry, request))
         try:
             if isinstance(request, ChatRequest):
