@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from polyroute.ledger._records import day_of, period_key
+from polyroute.ledger._records import NANO, day_of, period_key, to_nusd
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,24 @@ def test_period_keys() -> None:
         "day:2026-02-28",
         "month:2026-02",
     )
+
+
+@pytest.mark.parametrize(
+    ("usd", "nusd"),
+    [
+        (0.001, 1_000_000),  # 1000000.0000000001 in floats: float noise, not a nano-dollar
+        (0.1 + 0.2, 300_000_000),
+        (2.0004e-9, 2),
+        (2.0006e-9, 3),
+        (2.5e-9, 3),
+        (0.0, 0),
+    ],
+)
+def test_a_reservation_rounds_up_past_float_noise(usd: float, nusd: int) -> None:
+    assert to_nusd(usd, up=True) == nusd
+
+
+@given(st.floats(min_value=0, max_value=1_000.0))
+def test_a_reservation_is_never_less_than_its_amount_by_more_than_float_noise(usd: float) -> None:
+    held = to_nusd(usd, up=True)
+    assert usd * NANO - 0.0005 <= held < usd * NANO + 1
