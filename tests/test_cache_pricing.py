@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
-from polyroute.catalog import Catalog, ModelOverride
+from polyroute.catalog import Catalog, ModelOverride, Price
 from polyroute.cli import cli
 from polyroute.config import Config, validate
 from polyroute.ledger._meter import worst_case_usd
@@ -136,3 +138,14 @@ def test_the_config_keys_show_in_models_json(tmp_path: Path) -> None:
     [house] = [m for m in json.loads(r.stdout) if m["model"] == "house-model"]
     assert (house["cache_write_usd_per_mtok"], house["cache_write_1h_usd_per_mtok"]) == (3.75, 6.0)
     assert house["price_source"] == "config"
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**6))
+def test_a_call_that_touches_no_cache_pays_input_and_output_at_their_rates(
+    prompt: int, completion: int, hour: int
+) -> None:
+    price = Price(3.0, 15.0, 0.30, cache_write=3.75, cache_write_1h=6.0)
+    expected = (prompt * 3.0 + completion * 15.0) / 1_000_000
+    assert price.cost(Usage(prompt, completion, reasoning_tokens=completion // 2)) == expected
+    # 1-hour writes are a part of the writes: with none written, none of them counts either
+    assert price.cost(Usage(prompt, completion, cache_write_1h_tokens=hour)) == expected

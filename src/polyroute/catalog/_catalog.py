@@ -70,6 +70,8 @@ class Price:
     def cost(self, usage: Usage) -> float:
         """Each input token once, at its own rate: cache reads, 5-minute writes, 1-hour
         writes, the rest at the input rate; output (reasoning included) at the output rate."""
+        if not usage.cached_tokens and not usage.cache_write_tokens:  # the sum below, shorter
+            return (usage.prompt_tokens * self.input + usage.completion_tokens * self.output) / 1e6
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
         written_1h = min(usage.cache_write_1h_tokens, written)

@@ -60,7 +60,7 @@ def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
         return None
     out = output_bound(entry, request.max_tokens, output_tokens_floor(request)) * request.n
     prompt = prompt_token_bound(request)
-    usage = Usage(prompt, out)
+    usage = Usage.new(prompt_tokens=prompt, completion_tokens=out)
     ttls = _cache_ttls(request)
     if not ttls:
         return entry.price.cost(usage)
