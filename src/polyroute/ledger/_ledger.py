@@ -79,7 +79,7 @@ from polyroute.ledger._records import (
     key_scope,
     provider_scope,
 )
-from polyroute.ledger._slices import SliceKeys, Slices, is_slice
+from polyroute.ledger._slices import SliceKey, Slices, is_slice, slice_key
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -169,7 +169,7 @@ class Ledger:
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
         self._rereading = False  # a job that reads them again is queued (see _usable)
         # the limits governing each (provider, key) by those rows, worked out once per read
-        self._governing: tuple[dict[str, BudgetLimits], dict[_Caller, dict[str, BudgetLimits]]]
+        self._governing: tuple[dict[str, BudgetLimits], dict[_Caller, _Governing]]
         self._governing = ({}, {})
         self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
         self._records: deque[SettleItem | _Waiter] = deque()
@@ -184,7 +184,6 @@ class Ledger:
         self._journaling = self._journal is not None
         self._closed = False
         self._slices = Slices(reservation_ttl_s=reservation_ttl_s, lease_ttl_s=lease_ttl_s)
-        self._slice_keys = SliceKeys()
         self.slices = self._database_file() is not None if slices is None else slices
         """Reserve against budget slices in memory (``_slices.py``); by default where the
         database is a file. On a server an outage must refuse budgeted requests at once,
@@ -219,15 +218,15 @@ class Ledger:
         """
         if self._closed:  # refuse before the call is paid for, not at record() after it
             raise LedgerError("the ledger is closed")
-        limits = self._governing_now(provider, virtual_key)
-        if limits is not None:
-            if not limits:
+        governing = self._governing_now(provider, virtual_key)
+        if governing is not None:
+            if not governing.limits:
                 return Reservation("", amount_usd or 0.0, ())
             if self.slices and amount_usd is not None:  # against this process's slice, in memory
-                held = self._slices.take(self._slice_keys(limits, ts), amount_usd, ts)
+                held = self._slices.take(governing.slice_key(ts), amount_usd, ts)
                 if held is not None:
                     if held[1] is not None:
-                        self._top_up(held[1], limits, amount_usd, ts)
+                        self._top_up(held[1], governing.limits, amount_usd, ts)
                     return held[0]
 
         def job(store: Store) -> Reservation:
@@ -259,11 +258,12 @@ class Ledger:
         """Whether, by budgets fresh in memory, no budget governs a call to ``provider``
         with ``virtual_key``, so that :meth:`reserve` would hold nothing (``False`` when
         that is not known: a closed ledger, budgets not read or too old)."""
-        return not self._closed and self._governing_now(provider, virtual_key) == {}
+        if self._closed:
+            return False
+        governing = self._governing_now(provider, virtual_key)
+        return governing is not None and not governing.limits
 
-    def _governing_now(
-        self, provider: str, virtual_key: str | None
-    ) -> dict[str, BudgetLimits] | None:
+    def _governing_now(self, provider: str, virtual_key: str | None) -> _Governing | None:
         """The limits governing a call, by budgets in memory (``None``: not read, or too old)."""
         cached = self._cli_budgets
         if cached is None or not self._usable(cached[0]):
@@ -271,12 +271,11 @@ class Ledger:
         rows, known = self._governing
         if rows is not cached[1]:  # read again since
             rows, known = self._governing = (cached[1], {})
-        limits = known.get((provider, virtual_key))
-        if limits is None:
-            limits = known[provider, virtual_key] = self._limits(
-                _scopes(provider, virtual_key), rows
-            )
-        return limits
+        governing = known.get((provider, virtual_key))
+        if governing is None:
+            limits = self._limits(_scopes(provider, virtual_key), rows)
+            governing = known[provider, virtual_key] = _Governing(limits)
+        return governing
 
     def _usable(self, read_at: float) -> bool:
         """Whether budgets read at ``read_at`` may still serve a reservation in memory.
@@ -1074,6 +1073,26 @@ class _Pending:
 
 _Caller = tuple[str, str | None]
 """A call's provider and virtual key."""
+
+
+class _Governing:
+    """The limits governing one :data:`_Caller` by one read of the budgets, and the key of
+    the slice a call reserves against, worked out once a UTC day (its periods' keys change
+    with the day; its limits only with the next read, which makes a new one of these). For
+    one thread: the event loop's."""
+
+    __slots__ = ("_day", "_slice_key", "limits")
+
+    def __init__(self, limits: dict[str, BudgetLimits]) -> None:
+        self.limits = limits
+        self._day = -1
+        self._slice_key: SliceKey = ()
+
+    def slice_key(self, ts: float) -> SliceKey:
+        day = int(ts // 86_400)
+        if day != self._day:
+            self._slice_key, self._day = slice_key(self.limits, ts)[0], day
+        return self._slice_key
 
 
 def _scopes(provider: str, virtual_key: str | None) -> list[str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from operator import is_
 from typing import TYPE_CHECKING
 
 from polyroute.ledger._records import BudgetLimits, Reservation, period_key, to_nusd
@@ -90,32 +89,6 @@ def slice_key(limits: Mapping[str, BudgetLimits], ts: float) -> tuple[SliceKey, 
         if (limit := lim.for_period(kind)) is not None
     )
     return key, tuple((scope, period) for scope, period, _ in key)
-
-
-class SliceKeys:
-    """:func:`slice_key`'s keys, remembered: the same scopes with the same limits (the same
-    objects, which are frozen; budgets read again are new ones) on the same UTC day have
-    the same key. About 10k instructions less a budgeted request (callgrind). For one
-    thread: the event loop's."""
-
-    _MAX = 256
-
-    def __init__(self) -> None:
-        self._memo: dict[
-            tuple[int, tuple[str, ...]], tuple[tuple[BudgetLimits, ...], SliceKey]
-        ] = {}
-
-    def __call__(self, limits: Mapping[str, BudgetLimits], ts: float) -> SliceKey:
-        values = tuple(limits.values())
-        at = (int(ts // 86_400), tuple(limits))  # period keys are UTC days and their months
-        hit = self._memo.get(at)
-        if hit is not None and len(hit[0]) == len(values) and all(map(is_, hit[0], values)):
-            return hit[1]
-        key = slice_key(limits, ts)[0]
-        if len(self._memo) >= self._MAX:
-            self._memo.clear()
-        self._memo[at] = (values, key)
-        return key
 
 
 def _current(key: SliceKey, limits: Mapping[str, BudgetLimits]) -> bool:
