@@ -18,7 +18,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.datastructures import Headers
 
@@ -38,6 +38,9 @@ Verify = Callable[[str], Awaitable[VirtualKey | None]]
 class Caller:
     """An authenticated caller: ``admin`` (the admin key, or anyone when none is set)
     or the holder of ``key``."""
+
+    new: ClassVar[type[Caller]]
+    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     admin: bool
     key: VirtualKey | None = None
@@ -84,7 +87,8 @@ class Auth:
         self._verify = verify
         self.ttl_s = ttl_s
         self.clock = clock
-        self._cache: dict[bytes, tuple[float, VirtualKey | None]] = {}
+        # digest -> (until, the caller; None: refused, unknown or revoked)
+        self._cache: dict[bytes, tuple[float, Caller | None]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -105,10 +109,17 @@ class Auth:
             )
         if self._is_admin(secret):
             return OPEN
-        key = await self._virtual(secret)
-        if key is None or not key.active:
+        # keyed by digest: the cache holds no secrets
+        digest = hashlib.sha256(secret.encode()).digest()
+        now = self.clock()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            caller = hit[1]
+        else:
+            caller = await self._verified(secret, digest, now)
+        if caller is None:
             raise GatewayError("invalid API key (unknown or revoked)", status=401)
-        return Caller(admin=False, key=key)
+        return caller
 
     def require_admin(self, headers: Headers) -> None:
         """Admin endpoints (``/router/state``, ``/usage``, ``/metrics``): the admin key, when
@@ -123,7 +134,7 @@ class Auth:
         """``key_id`` changed elsewhere (revoked, new limits; or created, when a verdict of
         "unknown" may be about its secret): drop its verdict and every "unknown" one."""
         cache = self._cache
-        for d in [d for d, (_, k) in cache.items() if k is None or k.id == key_id]:
+        for d in [d for d, (_, c) in cache.items() if c is None or c.key_id == key_id]:
             del cache[d]
 
     def clear(self) -> None:
@@ -138,19 +149,16 @@ class Auth:
         else:
             self.clear()
 
-    async def _virtual(self, secret: str) -> VirtualKey | None:
-        # keyed by digest: the cache holds no secrets
-        digest = hashlib.sha256(secret.encode()).digest()
-        now = self.clock()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    async def _verified(self, secret: str, digest: bytes, now: float) -> Caller | None:
+        """Check a virtual key with no fresh verdict in the cache (asked at ``now``), and
+        keep the verdict."""
         key = await self._verify(secret)
+        caller = None if key is None or not key.active else Caller.new(admin=False, key=key)
         cache = self._cache
         if len(cache) >= KEY_CACHE_SIZE:  # bounded: drop the stale, else start over
             for d in [d for d, (until, _) in cache.items() if until <= now]:
                 del cache[d]
             if len(cache) >= KEY_CACHE_SIZE:
                 cache.clear()
-        cache[digest] = (now + self.ttl_s, key)
-        return key
+        cache[digest] = (now + self.ttl_s, caller)
+        return caller
