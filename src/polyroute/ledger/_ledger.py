@@ -1078,21 +1078,20 @@ _Caller = tuple[str, str | None]
 class _Governing:
     """The limits governing one :data:`_Caller` by one read of the budgets, and the key of
     the slice a call reserves against, worked out once a UTC day (its periods' keys change
-    with the day; its limits only with the next read, which makes a new one of these). For
-    one thread: the event loop's."""
+    with the day; its limits only with the next read, which makes a new one of these)."""
 
-    __slots__ = ("_day", "_slice_key", "limits")
+    __slots__ = ("_keyed", "limits")
 
     def __init__(self, limits: dict[str, BudgetLimits]) -> None:
         self.limits = limits
-        self._day = -1
-        self._slice_key: SliceKey = ()
+        self._keyed: tuple[int, SliceKey] = (-1, ())  # (UTC day, key), replaced whole
 
     def slice_key(self, ts: float) -> SliceKey:
         day = int(ts // 86_400)
-        if day != self._day:
-            self._slice_key, self._day = slice_key(self.limits, ts)[0], day
-        return self._slice_key
+        keyed = self._keyed
+        if keyed[0] != day:
+            keyed = self._keyed = (day, slice_key(self.limits, ts)[0])
+        return keyed[1]
 
 
 def _scopes(provider: str, virtual_key: str | None) -> list[str]:
