@@ -18,7 +18,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from starlette.datastructures import Headers
 
@@ -38,9 +38,6 @@ Verify = Callable[[str], Awaitable[VirtualKey | None]]
 class Caller:
     """An authenticated caller: ``admin`` (the admin key, or anyone when none is set)
     or the holder of ``key``."""
-
-    new: ClassVar[type[Caller]]
-    """:meth:`__init__` without the type call (see :mod:`polyroute._frozen`)."""
 
     admin: bool
     key: VirtualKey | None = None
@@ -153,7 +150,7 @@ class Auth:
         """Check a virtual key with no fresh verdict in the cache (asked at ``now``), and
         keep the verdict."""
         key = await self._verify(secret)
-        caller = None if key is None or not key.active else Caller.new(admin=False, key=key)
+        caller = None if key is None or not key.active else Caller(admin=False, key=key)
         cache = self._cache
         if len(cache) >= KEY_CACHE_SIZE:  # bounded: drop the stale, else start over
             for d in [d for d, (until, _) in cache.items() if until <= now]:
