@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from polyroute.errors import BudgetExceeded
 from polyroute.ledger import BudgetLimits, Ledger, Reservation, UsageRecord, provider_scope
-from polyroute.ledger._ledger import _Governing
+from polyroute.ledger._ledger import Governing
 from polyroute.ledger._records import period_key, to_nusd, to_usd
 from polyroute.ledger._schema import reservations, spend
 from polyroute.ledger._slices import MIN_WORST, SHARE, Slices, is_slice, slice_key
@@ -411,10 +411,43 @@ async def test_a_request_on_the_next_day_reserves_against_that_day(db_url: str) 
 def test_a_slice_key_is_worked_out_once_a_day_for_the_limits_of_one_read() -> None:
     day = 20_000 * 86_400.0
     limits = {"global": BudgetLimits(daily_usd=10), "key:k": BudgetLimits(monthly_usd=5)}
-    governing = _Governing(limits)
+    governing = Governing(limits)
     first = governing.slice_key(day + 10)
     assert first == slice_key(limits, day + 10)[0]
     assert governing.slice_key(day + 80_000) is first  # the same day
     tomorrow = governing.slice_key(day + 86_400)
     assert tomorrow == slice_key(limits, day + 86_400)[0] != first
     assert governing.slice_key(day + 10) == first  # a clock set back: worked out again
+
+
+async def test_governing_and_hold_answer_from_memory_or_leave_it_to_reserve(db_url: str) -> None:
+    now = [T0]
+    budgets = {PA: BudgetLimits(daily_usd=10.0)}
+    ledger = Ledger(db_url, budgets=budgets, clock=lambda: now[0], slices=True)
+    flat = Ledger(db_url, budgets=budgets, slices=False)  # another, reserving in the database
+    try:
+        assert ledger.governing("a", None) is None  # the budgets are not read yet
+        first = await ledger.reserve(provider="a", model="m", amount_usd=0.01, ts=T0)
+        governing = ledger.governing("a", None)
+        assert governing is not None and set(governing.limits) == {PA}
+        held = ledger.hold(governing, 0.01, T0)  # against the slice the first one leased
+        assert held is not None and held.id == first.id and is_slice(held.id)
+        assert ledger.hold(governing, None, T0) is None  # unpriced: the database refuses it
+        free = ledger.governing("b", None)  # no budget governs provider b
+        assert free is not None and not free.limits
+        assert ledger.hold(free, 0.01, T0) == Reservation("", 0.01, ())
+        flat.record(
+            rec(T0, 0.0), await flat.reserve(provider="a", model="m", amount_usd=0.01, ts=T0)
+        )
+        flat_governing = flat.governing("a", None)
+        assert flat_governing is not None and flat.hold(flat_governing, 0.01, T0) is None
+        now[0] = T0 + 2 * ledger.budget_refresh_s  # budgets too old to decide by
+        assert ledger.governing("a", None) is None
+        for r in (first, held):
+            ledger.record(rec(T0, 0.0), r)
+        await ledger.aclose()
+        assert ledger.governing("b", None) is None
+        assert ledger.hold(governing, 0.01, T0) is None and ledger.hold(free, 0.01, T0) is None
+    finally:
+        await ledger.aclose()
+        await flat.aclose()

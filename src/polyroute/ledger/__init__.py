@@ -6,7 +6,14 @@ package does not import SQLAlchemy.
 """
 
 from polyroute.ledger._keys import VirtualKey
-from polyroute.ledger._ledger import KEEP, Ledger, config_budgets, ledger_for, storage_url
+from polyroute.ledger._ledger import (
+    KEEP,
+    Governing,
+    Ledger,
+    config_budgets,
+    ledger_for,
+    storage_url,
+)
 from polyroute.ledger._meter import (
     DEFAULT_OUTPUT_BOUND,
     Meter,
@@ -39,6 +46,7 @@ __all__ = [
     "KEEP",
     "BudgetLimits",
     "BudgetStatus",
+    "Governing",
     "GroupBy",
     "Ledger",
     "Meter",

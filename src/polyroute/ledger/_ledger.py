@@ -169,7 +169,7 @@ class Ledger:
         self._cli_budgets: tuple[float, dict[str, BudgetLimits]] | None = None
         self._rereading = False  # a job that reads them again is queued (see _usable)
         # the limits governing each (provider, key) by those rows, worked out once per read
-        self._governing: tuple[dict[str, BudgetLimits], dict[_Caller, _Governing]]
+        self._governing: tuple[dict[str, BudgetLimits], dict[_Caller, Governing]]
         self._governing = ({}, {})
         self._jobs: queue.SimpleQueue[_Call | _Wake | _Flush] = queue.SimpleQueue()
         self._records: deque[SettleItem | _Waiter] = deque()
@@ -220,14 +220,9 @@ class Ledger:
             raise LedgerError("the ledger is closed")
         governing = self._governing_now(provider, virtual_key)
         if governing is not None:
-            if not governing.limits:
-                return Reservation("", amount_usd or 0.0, ())
-            if self.slices and amount_usd is not None:  # against this process's slice, in memory
-                held = self._slices.take(governing.slice_key(ts), amount_usd, ts)
-                if held is not None:
-                    if held[1] is not None:
-                        self._top_up(held[1], governing.limits, amount_usd, ts)
-                    return held[0]
+            held = self.hold(governing, amount_usd, ts)
+            if held is not None:
+                return held
 
         def job(store: Store) -> Reservation:
             limits = self._limits(_scopes(provider, virtual_key), self._known_budgets(store))
@@ -254,16 +249,34 @@ class Ledger:
             future.add_done_callback(self._release_orphan)
             raise
 
-    def governs_none(self, provider: str, virtual_key: str | None) -> bool:
-        """Whether, by budgets fresh in memory, no budget governs a call to ``provider``
-        with ``virtual_key``, so that :meth:`reserve` would hold nothing (``False`` when
-        that is not known: a closed ledger, budgets not read or too old)."""
+    def governing(self, provider: str, virtual_key: str | None) -> Governing | None:
+        """The budgets governing a call to ``provider`` with ``virtual_key``, by budgets
+        fresh in memory (``None`` when that is not known: a closed ledger, budgets not read
+        or too old; then only :meth:`reserve` can tell). Empty ``limits``: none governs it,
+        so :meth:`reserve` would hold nothing."""
         if self._closed:
-            return False
-        governing = self._governing_now(provider, virtual_key)
-        return governing is not None and not governing.limits
+            return None
+        return self._governing_now(provider, virtual_key)
 
-    def _governing_now(self, provider: str, virtual_key: str | None) -> _Governing | None:
+    def hold(self, governing: Governing, amount_usd: float | None, ts: float) -> Reservation | None:
+        """:meth:`reserve` without the database, for a call ``governing`` (from
+        :meth:`governing`) covers: nothing held when no budget governs it, else
+        ``amount_usd`` against this process's slice; ``None`` when that cannot be (no
+        slice takes it, a closed ledger): then :meth:`reserve` it."""
+        if self._closed:
+            return None
+        if not governing.limits:
+            return Reservation("", amount_usd or 0.0, ())
+        if not self.slices or amount_usd is None:
+            return None
+        held = self._slices.take(governing.slice_key(ts), amount_usd, ts)
+        if held is None:
+            return None
+        if held[1] is not None:
+            self._top_up(held[1], governing.limits, amount_usd, ts)
+        return held[0]
+
+    def _governing_now(self, provider: str, virtual_key: str | None) -> Governing | None:
         """The limits governing a call, by budgets in memory (``None``: not read, or too old)."""
         cached = self._cli_budgets
         if cached is None or not self._usable(cached[0]):
@@ -274,7 +287,7 @@ class Ledger:
         governing = known.get((provider, virtual_key))
         if governing is None:
             limits = self._limits(_scopes(provider, virtual_key), rows)
-            governing = known[provider, virtual_key] = _Governing(limits)
+            governing = known[provider, virtual_key] = Governing(limits)
         return governing
 
     def _usable(self, read_at: float) -> bool:
@@ -1075,8 +1088,9 @@ _Caller = tuple[str, str | None]
 """A call's provider and virtual key."""
 
 
-class _Governing:
-    """The limits governing one :data:`_Caller` by one read of the budgets, and the key of
+class Governing:
+    """The limits governing one :data:`_Caller` by one read of the budgets (what
+    :meth:`Ledger.governing` answers, for :meth:`Ledger.hold`), and the key of
     the slice a call reserves against, worked out once a UTC day (its periods' keys change
     with the day; its limits only with the next read, which makes a new one of these)."""
 

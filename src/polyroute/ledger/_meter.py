@@ -173,27 +173,32 @@ class Meter:
         """Hold the call's worst-case tokens in its rate limits' windows, then reserve its
         worst-case cost against its budgets. Raises :class:`RateLimitedError` or
         :class:`ProviderLimitError` (a limit), or :class:`BudgetExceeded`."""
+        pid, ledger = client.id, self.ledger
         limits = self.limits
-        if limits is not None and not limits.applies(client.id, virtual_key):
+        if limits is not None and not limits.applies(pid, virtual_key):
             limits = None  # none of them limits this call
-        if limits is None and self.ledger.governs_none(client.id, virtual_key):
+        governing = None if limits is not None else ledger.governing(pid, virtual_key)
+        if governing is not None and not governing.limits:
             return NOTHING_HELD, None  # nothing to hold, so no worst case to price
         entry = self.catalog.get(client.provider.type, request.model)
         hold = None
         if limits is not None:
-            hold = await limits.admit(client.id, virtual_key, worst_case_tokens(entry, request))
+            hold = await limits.admit(pid, virtual_key, worst_case_tokens(entry, request))
+            governing = ledger.governing(pid, virtual_key)  # after the wait: as read now
         try:
             if isinstance(request, ChatRequest):
                 amount = worst_case_usd(entry, request)
             else:
                 amount = embedding_worst_case_usd(entry, request)
-            reservation = await self.ledger.reserve(
-                provider=client.id,
-                model=request.model,
-                amount_usd=amount,
-                ts=ts,
-                virtual_key=virtual_key,
-            )
+            reservation = None if governing is None else ledger.hold(governing, amount, ts)
+            if reservation is None:  # the database decides
+                reservation = await ledger.reserve(
+                    provider=pid,
+                    model=request.model,
+                    amount_usd=amount,
+                    ts=ts,
+                    virtual_key=virtual_key,
+                )
         except BaseException as exc:
             if hold is not None:
                 hold.release()
