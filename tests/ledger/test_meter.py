@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,13 +19,19 @@ from polyroute.config import Config, validate
 from polyroute.errors import LedgerError, StreamInterruptedError
 from polyroute.events import StreamEnd, TextDelta
 from polyroute.hub import HubEvent, RequestFailed, RequestSucceeded
-from polyroute.ledger import Ledger, Reservation, prompt_token_bound, worst_case_usd
-from polyroute.ledger._meter import DEFAULT_OUTPUT_BOUND
+from polyroute.ledger import (
+    Ledger,
+    Reservation,
+    embedding_worst_case_usd,
+    prompt_token_bound,
+    worst_case_usd,
+)
+from polyroute.ledger._meter import DEFAULT_OUTPUT_BOUND, worst_case
 from polyroute.ledger._schema import usage
 from polyroute.ledger._store import Store
 from polyroute.testing import Fleet
-from polyroute.tokens import IMAGE_TOKENS
-from polyroute.types import ChatRequest, ImagePart, Message, TextPart, Tool
+from polyroute.tokens import IMAGE_TOKENS, embedding_token_bound
+from polyroute.types import ChatRequest, EmbeddingRequest, ImagePart, Message, TextPart, Tool
 
 MODEL = "gpt-4o-mini"
 PRICE = (2.0, 8.0)  # USD per Mtok, input and output
@@ -265,6 +272,18 @@ def test_worst_case_output_bound_request_then_catalog_then_default() -> None:
 def test_worst_case_of_an_unpriced_model_is_none_and_free_is_zero() -> None:
     assert worst_case_usd(entry(price=None), request(max_tokens=10)) is None
     assert worst_case_usd(entry(price=Price(0.0, 0.0)), request()) == 0.0
+
+
+def test_worst_case_is_the_rate_limits_tokens_and_the_budgets_money_of_one_bound() -> None:
+    two = replace(request(max_tokens=50), n=2)
+    prompt = prompt_token_bound(two)
+    assert worst_case(entry(), two) == (prompt + 100, pytest.approx((prompt + 200) / 1e6))
+    assert worst_case(entry(price=None), two) == (prompt + 100, None)
+    texts = EmbeddingRequest("e", ["x" * 30, "hi"])
+    tokens = embedding_token_bound(texts)
+    assert tokens > 0 and worst_case(entry(), texts) == (tokens, pytest.approx(tokens / 1e6))
+    assert embedding_worst_case_usd(entry(), texts) == worst_case(entry(), texts)[1]
+    assert worst_case(entry(price=None), texts) == (tokens, None)
 
 
 def test_worst_case_covers_what_the_simulator_charges() -> None:

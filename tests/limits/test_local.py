@@ -248,7 +248,7 @@ async def test_a_budget_refusal_gives_the_admission_back(fleet: Fleet) -> None:
         await pr.aclose()
 
 
-async def test_a_failure_pricing_the_worst_case_gives_the_admission_back(
+async def test_a_failure_pricing_or_holding_the_worst_case_leaves_nothing_admitted(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pr = await make(fleet, openai={"rpm": 1})
@@ -256,10 +256,20 @@ async def test_a_failure_pricing_the_worst_case_gives_the_admission_back(
     def broken(*_: object) -> float:
         raise ValueError("a catalog entry that cannot be priced")
 
-    monkeypatch.setattr(_meter, "worst_case_usd", broken)
     try:
-        with pytest.raises(ValueError, match="cannot be priced"):
-            await pr.send(REQUEST, provider="openai")
+        with monkeypatch.context() as m:  # priced before the rate limit admits the call
+            m.setattr(_meter, "worst_case", broken)
+            with pytest.raises(ValueError, match="cannot be priced"):
+                await pr.send(REQUEST, provider="openai")
+
+        async def refused(**_: object) -> None:
+            broken()
+
+        with monkeypatch.context() as m:  # admitted, then the budgets' hold fails: given back
+            m.setattr(pr.ledger, "hold", broken)  # in memory, or in the database
+            m.setattr(pr.ledger, "reserve", refused)
+            with pytest.raises(ValueError, match="cannot be priced"):
+                await pr.send(REQUEST, provider="openai")
         assert await pr.limits.admit("openai", None, 1) is not None  # the window is empty
         assert fleet["openai"].requests == []
     finally:

@@ -53,21 +53,38 @@ def output_bound(entry: CatalogModel, max_tokens: int | None, floor: int = 0) ->
     return max(max_tokens or entry.max_output_tokens or DEFAULT_OUTPUT_BOUND, floor)
 
 
-def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
-    """Prompt bound x input price + max output x output price (for each of ``n`` answers);
-    ``None`` when unpriced."""
-    if entry.price is None:
-        return None
-    out = output_bound(entry, request.max_tokens, output_tokens_floor(request)) * request.n
+def worst_case(
+    entry: CatalogModel, request: ChatRequest | EmbeddingRequest
+) -> tuple[int, float | None]:
+    """The most tokens a call can bill (what its rate limits hold) and the most they can
+    cost (what its budgets hold; ``None`` when unpriced), from one walk of its bounds."""
+    price = entry.price
+    if isinstance(request, EmbeddingRequest):  # input only
+        tokens = embedding_token_bound(request)
+        return tokens, None if price is None else price.cost(Usage.new(tokens, 0))
     prompt = prompt_token_bound(request)
+    out = output_bound(entry, request.max_tokens, output_tokens_floor(request)) * request.n
+    if price is None:
+        return prompt + out, None
     usage = Usage.new(prompt_tokens=prompt, completion_tokens=out)
     ttls = _cache_ttls(request)
     if not ttls:
-        return entry.price.cost(usage)
+        return prompt + out, price.cost(usage)
     # with breakpoints, every input token may be written to the cache, at a rate above input's
     one_hour = prompt if "1h" in ttls else 0
     written = replace(usage, cache_write_tokens=prompt, cache_write_1h_tokens=one_hour)
-    return max(entry.price.cost(usage), entry.price.cost(written))
+    return prompt + out, max(price.cost(usage), price.cost(written))
+
+
+def worst_case_usd(entry: CatalogModel, request: ChatRequest) -> float | None:
+    """Prompt bound x input price + max output x output price (for each of ``n`` answers);
+    ``None`` when unpriced."""
+    return worst_case(entry, request)[1]
+
+
+def embedding_worst_case_usd(entry: CatalogModel, request: EmbeddingRequest) -> float | None:
+    """The input bound x input price (embeddings have no output); ``None`` when unpriced."""
+    return worst_case(entry, request)[1]
 
 
 def _cache_ttls(request: ChatRequest) -> set[str]:
@@ -89,21 +106,6 @@ def _cache_ttls(request: ChatRequest) -> set[str]:
 
 _MARKABLE = (TextPart, ImagePart, DocumentPart)
 """The parts that take a cache breakpoint."""
-
-
-def worst_case_tokens(entry: CatalogModel, request: ChatRequest | EmbeddingRequest) -> int:
-    """The most tokens a call can bill: the rate limits' hold (the same bounds as money's)."""
-    if isinstance(request, EmbeddingRequest):
-        return embedding_token_bound(request)
-    out = output_bound(entry, request.max_tokens, output_tokens_floor(request)) * request.n
-    return prompt_token_bound(request) + out
-
-
-def embedding_worst_case_usd(entry: CatalogModel, request: EmbeddingRequest) -> float | None:
-    """The input bound x input price (embeddings have no output); ``None`` when unpriced."""
-    if entry.price is None:
-        return None
-    return entry.price.cost(Usage(embedding_token_bound(request), 0))
 
 
 @fast_init
@@ -180,16 +182,12 @@ class Meter:
         governing = None if limits is not None else ledger.governing(pid, virtual_key)
         if governing is not None and not governing.limits:
             return NOTHING_HELD, None  # nothing to hold, so no worst case to price
-        entry = self.catalog.get(client.provider.type, request.model)
+        tokens, amount = worst_case(self.catalog.get(client.provider.type, request.model), request)
         hold = None
         if limits is not None:
-            hold = await limits.admit(pid, virtual_key, worst_case_tokens(entry, request))
+            hold = await limits.admit(pid, virtual_key, tokens)
             governing = ledger.governing(pid, virtual_key)  # after the wait: as read now
         try:
-            if isinstance(request, ChatRequest):
-                amount = worst_case_usd(entry, request)
-            else:
-                amount = embedding_worst_case_usd(entry, request)
             reservation = None if governing is None else ledger.hold(governing, amount, ts)
             if reservation is None:  # the database decides
                 reservation = await ledger.reserve(
