@@ -67,6 +67,7 @@ from polyroute.ledger._keys import (
     new_secret,
 )
 from polyroute.ledger._records import (
+    DAY_S,
     GLOBAL,
     BudgetLimits,
     BudgetStatus,
@@ -1101,7 +1102,7 @@ class Governing:
         self._keyed: tuple[int, SliceKey] = (-1, ())  # (UTC day, key), replaced whole
 
     def slice_key(self, ts: float) -> SliceKey:
-        day = int(ts // 86_400)
+        day = int(ts // DAY_S)  # the day the periods' keys are named by
         keyed = self._keyed
         if keyed[0] != day:
             keyed = self._keyed = (day, slice_key(self.limits, ts)[0])

@@ -62,14 +62,20 @@ def key_scope(key_id: str) -> str:
     return f"key:{key_id}"
 
 
+DAY_S = 86_400
+"""Unix time has exactly this many seconds a UTC day: the day of ``ts`` is ``ts // DAY_S``,
+which the period keys are named by (and :class:`~polyroute.ledger._ledger.Governing`'s
+slice keys change with)."""
+
+
 def day_of(ts: float) -> str:
-    """The UTC day of ``ts`` (Unix time has exactly 86,400 s a day)."""
-    return _day_name(int(ts // 86_400))
+    """The UTC day of ``ts``."""
+    return _day_name(int(ts // DAY_S))
 
 
 @lru_cache(maxsize=64)  # a handful of days are live; the ledger asks ~6 times per record
 def _day_name(day: int) -> str:
-    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(day * DAY_S, UTC).strftime("%Y-%m-%d")
 
 
 def parse_since(value: str, now: float | None = None) -> float:
