@@ -327,18 +327,18 @@ async def test_a_hold_whose_commit_was_lost_is_released_once_the_server_answers(
 
     from sqlalchemy.exc import OperationalError
 
-    original = Store.write
+    original = Store.driver_write  # the reservation's transaction
     lose_next = [False]
 
     @contextmanager
-    def write(store: Store) -> Iterator[object]:
-        with original(store) as c:
-            yield c
+    def driver_write(store: Store) -> Iterator[object]:
+        with original(store) as cur:
+            yield cur
         if lose_next[0]:  # committed, but the reply never came back
             lose_next[0] = False
             raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(Store, "write", write)
+    monkeypatch.setattr(Store, "driver_write", driver_write)
     ledger = Ledger(
         postgres_url,
         budgets={BUDGETED: BudgetLimits(daily_usd=1.0)},

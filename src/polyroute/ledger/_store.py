@@ -202,6 +202,7 @@ class _Prepared:
         self._order: list[str] | None = (
             list(compiled.positiontup or ()) if dialect.positional else None
         )
+        self._pipelined = dialect.name == "postgresql"
 
     def _args(self, row: Mapping[str, Any]) -> Any:
         if self._order is None:
@@ -212,9 +213,28 @@ class _Prepared:
         cur.execute(self.sql, self._args(row))
         return list(cur.fetchall())
 
-    def count(self, cur: Any, row: Mapping[str, Any]) -> int:
+    def run(self, cur: Any, row: Mapping[str, Any]) -> None:
+        """Run it, its result unread (in a pipeline: sent, not waited for)."""
         cur.execute(self.sql, self._args(row))
-        return int(cur.rowcount)
+
+    def sent(self, cur: Any, row: Mapping[str, Any]) -> Callable[[], list[tuple[Any, ...]]]:
+        """Run it; its rows when the returned function is called. On PostgreSQL, in
+        :meth:`Store.driver_write`'s pipeline, the statement is sent and its rows are waited
+        for only then; SQLite has them at once (a statement left unread on a cursor of its
+        own would make the next run of the same SQL compile it again)."""
+        if not self._pipelined:
+            rows = self.rows(cur, row)
+            return lambda: rows
+        own = cur.connection.cursor()
+        own.execute(self.sql, self._args(row))
+
+        def read() -> list[tuple[Any, ...]]:
+            try:
+                return list(own.fetchall())
+            finally:
+                own.close()
+
+        return read
 
 
 class _InsertMany:
@@ -254,10 +274,18 @@ class _InsertMany:
 
 
 class _Fast:
-    """The settle's statements, prepared (see :class:`_Prepared`)."""
+    """The statements of every request (reserve, settle), prepared (see :class:`_Prepared`)."""
 
     def __init__(self, sql: _Statements, dialect: Any) -> None:
         r = reservations.c
+        self.hold = _Prepared(sql.hold, dialect)
+        self.read_spend = _Prepared(sql.read_spend, dialect)
+        self.add_reservation = _Prepared(
+            sql.add_reservation,
+            dialect,
+            ["id", "created", "expires", "amount_nusd", "targets", "owner"],
+        )
+        self.lease = _Prepared(sql.lease, dialect)
         self.take_reservation = _Prepared(
             delete(reservations).where(r.id == bindparam("id")).returning(r.amount_nusd, r.targets),
             dialect,
@@ -268,7 +296,7 @@ class _Fast:
             dialect,
             ["scope", "period", "spent_nusd", "reserved_nusd"],
         )
-        self.fire_alert = _Prepared(sql.fire_alert, dialect)
+        self.fire_alert = _Prepared(sql.fire_alert.returning(alerts.c.percent), dialect)
         self.mark_journal = _Prepared(sql.mark_journal, dialect, ["owner", "seq"])
         self.add_response = _InsertMany(responses, dialect, RESPONSE_COLUMNS)
         self.read_slice = _Prepared(
@@ -542,44 +570,56 @@ class Store:
                 model=model,
             )
         amount = to_nusd(amount_usd, up=True)
-        targets: list[tuple[str, str]] = []
+        limits_nusd = [to_nusd(limit) for _, _, limit in checks]
+        targets = [(scope, period_key(kind, ts)) for scope, kind, _ in checks]
+        # a check the amount alone exceeds is refused unasked; the holds before it are
+        # made, and rolled back, as one check at a time would
+        over = next((i for i, n in enumerate(limits_nusd) if amount > n), len(checks))
+        renew = over == len(checks) and (
+            self.leased_until is None or self.leased_until - ts < lease_s / 2
+        )
+        fast = self.fast
         self.release_doubtful()
-        with self._doubt(rid), self.write() as c:
-            for scope, kind, limit in checks:
-                period = period_key(kind, ts)
-                params = {
-                    "b_scope": scope,
-                    "b_period": period,
-                    "b_amount": amount,
-                    "b_limit": to_nusd(limit),
-                }
-                if amount > to_nusd(limit) or c.execute(self.sql.hold, params).first() is None:
-                    row = c.execute(self.sql.read_spend, params).first()
-                    spent, held = (row.spent_nusd, row.reserved_nusd) if row else (0, 0)
-                    # leaving the block by exception rolls back the holds already made
-                    raise BudgetExceeded(
-                        scope=scope,
-                        period=kind,
-                        limit_usd=limit,
-                        spent_usd=to_usd(spent),
-                        reserved_usd=to_usd(held),
-                        requested_usd=amount_usd,
-                        model=model,
-                    )
-                targets.append((scope, period))
-            if self.leased_until is None or self.leased_until - ts < lease_s / 2:
-                self._renew(c, ts, lease_s)
-            c.execute(
-                self.sql.add_reservation,
-                {
-                    "id": rid,
-                    "created": ts,
-                    "expires": ts + ttl_s,
-                    "amount_nusd": amount,
-                    "targets": json.dumps(targets),
-                    "owner": self.owner,
-                },
-            )
+        with self._doubt(rid), self.driver_write() as cur:
+            # the holds and the reservation go out together, then their answers come back
+            holds = [
+                fast.hold.sent(cur, {"b_scope": s, "b_period": p, "b_amount": amount, "b_limit": n})
+                for (s, p), n in zip(targets[:over], limits_nusd[:over], strict=True)
+            ]
+            if renew:
+                fast.lease.run(cur, {"b_owner": self.owner, "b_until": ts + lease_s})
+            if over == len(checks):
+                fast.add_reservation.run(
+                    cur,
+                    {
+                        "id": rid,
+                        "created": ts,
+                        "expires": ts + ttl_s,
+                        "amount_nusd": amount,
+                        "targets": json.dumps(targets),
+                        "owner": self.owner,
+                    },
+                )
+            made = [bool(rows()) for rows in holds]  # no row returned: the hold was refused
+            refused = made.index(False) if False in made else over
+            if refused < len(checks):
+                scope, kind, limit = checks[refused]
+                rows = fast.read_spend.rows(
+                    cur, {"b_scope": scope, "b_period": targets[refused][1]}
+                )
+                spent, held = rows[0] if rows else (0, 0)
+                # leaving the block by exception rolls back the holds already made
+                raise BudgetExceeded(
+                    scope=scope,
+                    period=kind,
+                    limit_usd=limit,
+                    spent_usd=to_usd(spent),
+                    reserved_usd=to_usd(held),
+                    requested_usd=amount_usd,
+                    model=model,
+                )
+        if renew:
+            self.leased_until = ts + lease_s
         return Reservation(rid, amount_usd, tuple(targets))
 
     def lease_slice(
@@ -749,23 +789,30 @@ class Store:
         fast = self.fast
         fired: list[FiredAlert] = []
         with self.driver_write() as cur:
-            for rid in ids:  # gone already if a sweep released it: then nothing to move
-                for amount, targets in fast.take_reservation.rows(cur, {"id": rid}):
+            if rows:  # first: nothing below depends on them
+                fast.add_usage.many(cur, rows)
+            if mark is not None:
+                fast.mark_journal.run(cur, {"owner": mark[0], "seq": mark[1]})
+            taken = [fast.take_reservation.sent(cur, {"id": rid}) for rid in ids]
+            for took in taken:  # none if a sweep released it: then nothing to move
+                for amount, targets in took():
                     for scope, period in json.loads(targets):
                         deltas[(scope, period)][1] += amount
             for sid, cost in draws.items():  # a slice released already: its hold is gone
                 for amount, targets in fast.read_slice.rows(cur, {"id": sid}):
                     moved = min(amount, cost)
-                    fast.draw_slice.count(cur, {"id": sid, "n": moved})
+                    fast.draw_slice.run(cur, {"id": sid, "n": moved})
                     for scope, period in json.loads(targets):
                         deltas[(scope, period)][1] += moved
-            if rows:
-                fast.add_usage.many(cur, rows)
-            if mark is not None:
-                fast.mark_journal.count(cur, {"owner": mark[0], "seq": mark[1]})
-            for (scope, period), (ds, dr) in sorted(deltas.items(), key=_lock_order):
-                row = {"scope": scope, "period": period, "spent_nusd": ds, "reserved_nusd": -dr}
-                ((spent,),) = fast.move.rows(cur, row)
+            moves = sorted(deltas.items(), key=_lock_order)
+            moved = [
+                fast.move.sent(
+                    cur, {"scope": s, "period": p, "spent_nusd": ds, "reserved_nusd": -dr}
+                )
+                for (s, p), (ds, dr) in moves
+            ]
+            for ((scope, period), (ds, _)), move in zip(moves, moved, strict=True):
+                ((spent,),) = move()
                 lim = limits.get(scope)
                 if lim is None or ds <= 0:
                     continue
@@ -776,7 +823,7 @@ class Store:
                 for pct in lim.alert_percents:
                     if spent >= to_nusd(limit * pct / 100):
                         params = {"b_scope": scope, "b_period": period, "b_pct": pct, "b_at": now}
-                        if fast.fire_alert.count(cur, params) == 1:
+                        if fast.fire_alert.rows(cur, params):  # a row: fired just now
                             alert = FiredAlert(
                                 scope, period_kind, period, pct, to_usd(spent), limit
                             )
@@ -787,36 +834,54 @@ class Store:
     def driver_write(self) -> Iterator[Any]:
         """A write transaction on the driver's own cursor, for :class:`_Prepared` statements.
 
-        Driver errors come out as SQLAlchemy's, like every other statement's."""
+        On PostgreSQL the transaction is one pipeline (psycopg's pipeline mode) with our own
+        BEGIN and COMMIT: a statement goes out when it is run, and the server is waited for
+        only when a result is read (:meth:`_Prepared.sent`, :meth:`_Prepared.rows`) and at the
+        commit, one round trip each where every statement cost one. So send what does not
+        depend on a result before reading it. Driver errors come out as SQLAlchemy's."""
         if self.conn.in_transaction():  # never nest in (or under) a SQLAlchemy transaction
             raise LedgerError("the ledger's connection is already in a transaction")
         dbapi = self.conn.connection.dbapi_connection
         assert dbapi is not None
         error = self.engine.dialect.loaded_dbapi.Error
-        sqlite_ = self.dialect == "sqlite"
         cur = dbapi.cursor()
         try:
-            if sqlite_:  # psycopg begins by itself
+            if self.dialect == "sqlite":
                 cur.execute(f"BEGIN {self._begin_write}")
-            try:
-                yield cur
-            except BaseException:
-                if sqlite_:
+                try:
+                    yield cur
+                except BaseException:
                     cur.execute("ROLLBACK")
-                else:
-                    dbapi.rollback()
-                raise
-            if sqlite_:
+                    raise
                 cur.execute("COMMIT")
             else:
-                dbapi.commit()
+                yield from self._pipelined(dbapi, cur, error)
         except error as exc:
             wrapped = DBAPIError.instance(None, None, exc, error)
-            if not sqlite_ and dbapi.closed:  # the server went away: reconnect on next use
+            if self.dialect != "sqlite" and dbapi.closed:  # gone: reconnect on next use
                 self.conn.invalidate(exc)
             raise wrapped from exc
         finally:
             cur.close()
+
+    def _pipelined(self, dbapi: Any, cur: Any, error: type[Exception]) -> Iterator[Any]:
+        """:meth:`driver_write` on psycopg. Its own BEGIN needs autocommit: psycopg's would
+        wait for the server before the first statement is sent."""
+        dbapi.autocommit = True
+        try:
+            with dbapi.pipeline():
+                cur.execute("BEGIN")
+                yield cur
+                cur.execute("COMMIT")  # sent, and waited for, as the pipeline ends
+        except BaseException:
+            if not dbapi.closed:
+                dbapi.rollback()  # a ROLLBACK if a transaction is open, or failed
+            raise
+        finally:
+            try:
+                dbapi.autocommit = False  # SQLAlchemy's transactions are psycopg's
+            except error:  # a connection in no state to say: never used again
+                self.conn.invalidate()
 
     def journal_mark(self, owner: str) -> int:
         """How far into ``owner``'s journal the database has written (0: nothing)."""
