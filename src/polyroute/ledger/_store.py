@@ -804,30 +804,25 @@ class Store:
                     fast.draw_slice.run(cur, {"id": sid, "n": moved})
                     for scope, period in json.loads(targets):
                         deltas[(scope, period)][1] += moved
-            moves = sorted(deltas.items(), key=_lock_order)
-            moved = [
-                fast.move.sent(
-                    cur, {"scope": s, "period": p, "spent_nusd": ds, "reserved_nusd": -dr}
-                )
-                for (s, p), (ds, dr) in moves
-            ]
-            for ((scope, period), (ds, _)), move in zip(moves, moved, strict=True):
-                ((spent,),) = move()
+            # only a move that may cross an alert's threshold is read back: the others
+            # go out with the commit, and a batch no alert watches waits for it alone
+            watched = []
+            for (scope, period), (ds, dr) in sorted(deltas.items(), key=_lock_order):
+                row = {"scope": scope, "period": period, "spent_nusd": ds, "reserved_nusd": -dr}
                 lim = limits.get(scope)
-                if lim is None or ds <= 0:
-                    continue
-                period_kind: PeriodKind = "daily" if period.startswith("day:") else "monthly"
-                limit = lim.for_period(period_kind)
-                if not limit:  # none, or 0: nothing to alert about
-                    continue
+                kind: PeriodKind = "daily" if period.startswith("day:") else "monthly"
+                limit = None if lim is None or ds <= 0 else lim.for_period(kind)
+                if lim is None or not limit or not lim.alert_percents:  # 0: nothing to alert
+                    fast.move.run(cur, row)
+                else:
+                    watched.append((scope, period, kind, limit, lim, fast.move.sent(cur, row)))
+            for scope, period, kind, limit, lim, move in watched:
+                ((spent,),) = move()
                 for pct in lim.alert_percents:
                     if spent >= to_nusd(limit * pct / 100):
                         params = {"b_scope": scope, "b_period": period, "b_pct": pct, "b_at": now}
                         if fast.fire_alert.rows(cur, params):  # a row: fired just now
-                            alert = FiredAlert(
-                                scope, period_kind, period, pct, to_usd(spent), limit
-                            )
-                            fired.append(alert)
+                            fired.append(FiredAlert(scope, kind, period, pct, to_usd(spent), limit))
         return fired
 
     @contextmanager
