@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from polyroute.errors import BudgetExceeded
-from polyroute.ledger import GLOBAL, BudgetLimits, provider_scope
+from polyroute.ledger import GLOBAL, BudgetLimits, UsageRecord, provider_scope
 from polyroute.ledger._records import period_key, to_nusd
 from polyroute.ledger._schema import budgets, reservations, spend
 from polyroute.ledger._store import Store
@@ -85,6 +85,38 @@ def test_a_fresh_store_refused_at_once_takes_no_lease(db_url: str) -> None:
             store.reserve({PA: BudgetLimits(daily_usd=0.1)}, 0.5, time.time(), 60.0, "m1")
         assert (info.value.scope, info.value.requested_usd) == (PA, 0.5)
         assert store.leased_until is None
+        assert store.conn.execute(select(reservations.c.id)).all() == []
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_driver_without_pipelines_reserves_settles_and_refuses_alike(postgres_url: str) -> None:
+    """psycopg on a libpq older than 14 has no pipeline mode: each statement is then a
+    round trip of its own, with the same results."""
+    store = Store(postgres_url)
+    try:
+        assert store.pipelines  # this machine's psycopg has it; the older one is simulated
+        store.pipelines = False
+        now = time.time()
+        limits = {GLOBAL: BudgetLimits(daily_usd=1.0), PA: BudgetLimits(daily_usd=5.0)}
+        kept = store.reserve(limits, 0.8, now, 60.0, "m1")
+        with pytest.raises(BudgetExceeded) as info:
+            store.reserve(limits, 0.5, now + 1, 60.0, "m1")
+        assert info.value.scope == GLOBAL
+        store.settle(
+            [(UsageRecord(ts=now, provider="a", model="m1", cost_usd=0.5), kept)], limits, now
+        )
+        rows = store.conn.execute(
+            select(spend.c.scope, spend.c.spent_nusd, spend.c.reserved_nusd)
+        ).all()
+        assert {scope: (s, r) for scope, s, r in rows} == {
+            GLOBAL: (to_nusd(0.5), 0),
+            PA: (to_nusd(0.5), 0),
+        }
+        store.conn.rollback()
+        with pytest.raises(DBAPIError), store.driver_write() as cur:
+            cur.execute("SELECT * FROM no_such_table")
         assert store.conn.execute(select(reservations.c.id)).all() == []
         store.conn.rollback()
     finally:

@@ -363,6 +363,11 @@ class Store:
             )
             event.listen(engine, "do_connect", self._connect)
         self.engine = engine
+        # psycopg's pipeline needs libpq 14 or later (its binary wheels bundle one)
+        self.pipelines = (
+            self.dialect == "postgresql" and engine.dialect.loaded_dbapi.Pipeline.is_supported()
+        )
+        """Whether :meth:`driver_write` sends a transaction's statements as one pipeline."""
         self.sql = _Statements(self.insert)
         self.fast = _Fast(self.sql, engine.dialect)
         self._begin_write = "IMMEDIATE"
@@ -849,8 +854,15 @@ class Store:
                     cur.execute("ROLLBACK")
                     raise
                 cur.execute("COMMIT")
-            else:
+            elif self.pipelines:
                 yield from self._pipelined(dbapi, cur, error)
+            else:  # psycopg begins by itself, and each statement is a round trip
+                try:
+                    yield cur
+                except BaseException:
+                    dbapi.rollback()
+                    raise
+                dbapi.commit()
         except error as exc:
             wrapped = DBAPIError.instance(None, None, exc, error)
             if self.dialect != "sqlite" and dbapi.closed:  # gone: reconnect on next use
