@@ -195,14 +195,21 @@ class _Prepared:
     parameters (``_capped``'s ceiling) are filled in from the compiled defaults.
     """
 
-    def __init__(self, stmt: Any, dialect: Any, keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        stmt: Any,
+        dialect: Any,
+        keys: Sequence[str] | None = None,
+        *,
+        pipelined: bool = False,
+    ) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
         self.sql: str = compiled.string
         self._defaults: dict[str, Any] = {k: bp.effective_value for k, bp in compiled.binds.items()}
         self._order: list[str] | None = (
             list(compiled.positiontup or ()) if dialect.positional else None
         )
-        self._pipelined = dialect.name == "postgresql"
+        self._pipelined = pipelined  # run in Store.driver_write's pipeline (Store.pipelines)
 
     def _args(self, row: Mapping[str, Any]) -> Any:
         if self._order is None:
@@ -276,37 +283,35 @@ class _InsertMany:
 class _Fast:
     """The statements of every request (reserve, settle), prepared (see :class:`_Prepared`)."""
 
-    def __init__(self, sql: _Statements, dialect: Any) -> None:
+    def __init__(self, sql: _Statements, dialect: Any, pipelined: bool) -> None:
         r = reservations.c
-        self.hold = _Prepared(sql.hold, dialect)
-        self.read_spend = _Prepared(sql.read_spend, dialect)
-        self.add_reservation = _Prepared(
+
+        def prepared(stmt: Any, keys: Sequence[str] | None = None) -> _Prepared:
+            return _Prepared(stmt, dialect, keys, pipelined=pipelined)
+
+        self.hold = prepared(sql.hold)
+        self.read_spend = prepared(sql.read_spend)
+        self.add_reservation = prepared(
             sql.add_reservation,
-            dialect,
             ["id", "created", "expires", "amount_nusd", "targets", "owner"],
         )
-        self.lease = _Prepared(sql.lease, dialect)
-        self.take_reservation = _Prepared(
+        self.lease = prepared(sql.lease)
+        self.take_reservation = prepared(
             delete(reservations).where(r.id == bindparam("id")).returning(r.amount_nusd, r.targets),
-            dialect,
         )
         self.add_usage = _InsertMany(usage, dialect, [c.name for c in usage.c if c.name != "id"])
-        self.move = _Prepared(
+        self.move = prepared(
             sql.move.returning(spend.c.spent_nusd),
-            dialect,
             ["scope", "period", "spent_nusd", "reserved_nusd"],
         )
-        self.fire_alert = _Prepared(sql.fire_alert.returning(alerts.c.percent), dialect)
-        self.mark_journal = _Prepared(sql.mark_journal, dialect, ["owner", "seq"])
+        self.fire_alert = prepared(sql.fire_alert.returning(alerts.c.percent))
+        self.mark_journal = prepared(sql.mark_journal, ["owner", "seq"])
         self.add_response = _InsertMany(responses, dialect, RESPONSE_COLUMNS)
-        self.read_slice = _Prepared(
-            select(r.amount_nusd, r.targets).where(r.id == bindparam("id")), dialect
-        )
-        self.draw_slice = _Prepared(
+        self.read_slice = prepared(select(r.amount_nusd, r.targets).where(r.id == bindparam("id")))
+        self.draw_slice = prepared(
             update(reservations)
             .where(r.id == bindparam("id"))
             .values(amount_nusd=r.amount_nusd - bindparam("n")),
-            dialect,
         )
 
 
@@ -369,7 +374,7 @@ class Store:
         )
         """Whether :meth:`driver_write` sends a transaction's statements as one pipeline."""
         self.sql = _Statements(self.insert)
-        self.fast = _Fast(self.sql, engine.dialect)
+        self.fast = _Fast(self.sql, engine.dialect, self.pipelines)
         self._begin_write = "IMMEDIATE"
         try:
             self.conn = engine.connect()
