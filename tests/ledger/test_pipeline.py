@@ -1,13 +1,15 @@
-"""The driver's write transaction (``Store.driver_write``): on PostgreSQL one pipeline with
-its own BEGIN and COMMIT, its statements sent before their results are read."""
+"""The driver's write transaction (``Store.driver_write``): on PostgreSQL one libpq pipeline
+(``_pgpipe.Pipe``) with its own BEGIN and COMMIT, its statements queued and sent together
+when a result is first read."""
 
 from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from polyroute.errors import BudgetExceeded
 from polyroute.ledger import GLOBAL, BudgetLimits, UsageRecord, provider_scope
@@ -121,3 +123,89 @@ def test_a_driver_without_pipelines_reserves_settles_and_refuses_alike(postgres_
         store.conn.rollback()
     finally:
         store.close()
+
+
+def test_a_statement_whose_prepare_failed_is_prepared_again(db_url: str) -> None:
+    """A statement the server refused to prepare (its table did not exist yet) is not
+    taken for prepared: once the table exists, the same SQL runs."""
+    store = Store(db_url)
+    try:
+        sql = "SELECT count(*) FROM later_table"
+        with pytest.raises(DBAPIError), store.driver_write() as cur:
+            store_rows(cur, sql)
+        store.conn.rollback()
+        with store.driver_write() as cur:
+            cur.execute("CREATE TABLE later_table (n INTEGER)")
+        with store.driver_write() as cur:
+            assert store_rows(cur, sql) == [(0,)]
+    finally:
+        store.close()
+
+
+def test_an_error_in_the_caller_rolls_back_statements_never_read(db_url: str) -> None:
+    """Statements queued, none read, then the caller fails: nothing of them stays."""
+    store = Store(db_url)
+    try:
+        hold = {"b_scope": GLOBAL, "b_period": "day:2026-12-07", "b_amount": 5, "b_limit": 9}
+        with pytest.raises(ZeroDivisionError), store.driver_write() as cur:
+            store.fast.hold.run(cur, hold)
+            raise ZeroDivisionError
+        assert store.conn.execute(select(spend)).all() == []
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_connection_lost_mid_transaction_is_replaced(postgres_url: str) -> None:
+    """The server ends the ledger's connection between two transactions: the next one fails
+    as unreachable (SQLAlchemy's OperationalError), and the one after runs on a new
+    connection, its statements prepared there again."""
+    store = Store(postgres_url)
+    try:
+        hold = {"b_scope": GLOBAL, "b_period": "day:2026-12-07", "b_amount": 5, "b_limit": 90}
+        with store.driver_write() as cur:
+            assert store.fast.hold.rows(cur, hold) == [(5,)]
+        pid = store.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        store.conn.rollback()
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(OperationalError), store.driver_write() as cur:
+            store.fast.hold.rows(cur, hold)
+        with store.driver_write() as cur:
+            assert store.fast.hold.rows(cur, hold) == [(10,)]
+        assert store.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_value_or_column_type_it_does_not_know_is_a_clear_error(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    try:
+        with pytest.raises(TypeError, match="no bytes"), store.driver_write() as cur:
+            cur.execute("SELECT %s::TEXT", [b"raw"])
+        with pytest.raises(TypeError, match="no PostgreSQL type 1082"), store.driver_write() as cur:
+            cur.execute("SELECT current_date")()
+        with store.driver_write() as cur:  # and the connection goes on
+            assert cur.execute("SELECT %s::BIGINT, %s, %s::TEXT", [7, None, "é"])() == [
+                (7, None, "é")
+            ]
+    finally:
+        store.close()
+
+
+def test_placeholders_are_numbered_as_postgresql_wants() -> None:
+    from polyroute.ledger._pgpipe import numbered
+
+    assert numbered("SELECT %(a)s, %(b)s, %(a)s, '%%'") == ("SELECT $1, $2, $1, '%'", ("a", "b"))
+    assert numbered("VALUES (%s, %s)") == ("VALUES ($1, $2)", None)
+    with pytest.raises(ValueError, match="named and positional"):
+        numbered("SELECT %(a)s, %s")
+
+
+def store_rows(cur: object, sql: str) -> list[tuple[object, ...]]:
+    """``sql``'s rows on a driver's cursor or a pipe alike."""
+    if hasattr(cur, "fetchall"):
+        cur.execute(sql)  # type: ignore[attr-defined]
+        return list(cur.fetchall())
+    return cur.execute(sql)()  # type: ignore[attr-defined,no-any-return]

@@ -195,21 +195,13 @@ class _Prepared:
     parameters (``_capped``'s ceiling) are filled in from the compiled defaults.
     """
 
-    def __init__(
-        self,
-        stmt: Any,
-        dialect: Any,
-        keys: Sequence[str] | None = None,
-        *,
-        pipelined: bool = False,
-    ) -> None:
+    def __init__(self, stmt: Any, dialect: Any, keys: Sequence[str] | None = None) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
         self.sql: str = compiled.string
         self._defaults: dict[str, Any] = {k: bp.effective_value for k, bp in compiled.binds.items()}
         self._order: list[str] | None = (
             list(compiled.positiontup or ()) if dialect.positional else None
         )
-        self._pipelined = pipelined  # run in Store.driver_write's pipeline (Store.pipelines)
 
     def _args(self, row: Mapping[str, Any]) -> Any:
         if self._order is None:
@@ -217,31 +209,22 @@ class _Prepared:
         return tuple(row[k] if k in row else self._defaults[k] for k in self._order)
 
     def rows(self, cur: Any, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        cur.execute(self.sql, self._args(row))
-        return list(cur.fetchall())
+        return self.sent(cur, row)()
 
     def run(self, cur: Any, row: Mapping[str, Any]) -> None:
-        """Run it, its result unread (in a pipeline: sent, not waited for)."""
+        """Run it, its result unread (in a pipeline: queued, not waited for)."""
         cur.execute(self.sql, self._args(row))
 
     def sent(self, cur: Any, row: Mapping[str, Any]) -> Callable[[], list[tuple[Any, ...]]]:
-        """Run it; its rows when the returned function is called. On PostgreSQL, in
-        :meth:`Store.driver_write`'s pipeline, the statement is sent and its rows are waited
-        for only then; SQLite has them at once (a statement left unread on a cursor of its
-        own would make the next run of the same SQL compile it again)."""
-        if not self._pipelined:
-            rows = self.rows(cur, row)
-            return lambda: rows
-        own = cur.connection.cursor()
-        own.execute(self.sql, self._args(row))
-
-        def read() -> list[tuple[Any, ...]]:
-            try:
-                return list(own.fetchall())
-            finally:
-                own.close()
-
-        return read
+        """Run it; its rows when the returned function is called. In
+        :meth:`Store.driver_write`'s pipeline (PostgreSQL) the statement is queued and its
+        rows are waited for only then; a driver's cursor has them at once."""
+        if not hasattr(cur, "fetchall"):  # a Pipe
+            reader: Callable[[], list[tuple[Any, ...]]] = cur.execute(self.sql, self._args(row))
+            return reader
+        cur.execute(self.sql, self._args(row))
+        rows = list(cur.fetchall())
+        return lambda: rows
 
 
 class _InsertMany:
@@ -283,11 +266,11 @@ class _InsertMany:
 class _Fast:
     """The statements of every request (reserve, settle), prepared (see :class:`_Prepared`)."""
 
-    def __init__(self, sql: _Statements, dialect: Any, pipelined: bool) -> None:
+    def __init__(self, sql: _Statements, dialect: Any) -> None:
         r = reservations.c
 
         def prepared(stmt: Any, keys: Sequence[str] | None = None) -> _Prepared:
-            return _Prepared(stmt, dialect, keys, pipelined=pipelined)
+            return _Prepared(stmt, dialect, keys)
 
         self.hold = prepared(sql.hold)
         self.read_spend = prepared(sql.read_spend)
@@ -374,7 +357,8 @@ class Store:
         )
         """Whether :meth:`driver_write` sends a transaction's statements as one pipeline."""
         self.sql = _Statements(self.insert)
-        self.fast = _Fast(self.sql, engine.dialect, self.pipelines)
+        self.fast = _Fast(self.sql, engine.dialect)
+        self._statements: Any = None  # _pgpipe.Statements: those prepared on the connection
         self._begin_write = "IMMEDIATE"
         try:
             self.conn = engine.connect()
@@ -837,63 +821,64 @@ class Store:
 
     @contextmanager
     def driver_write(self) -> Iterator[Any]:
-        """A write transaction on the driver's own cursor, for :class:`_Prepared` statements.
+        """A write transaction on the driver, for :class:`_Prepared` statements.
 
-        On PostgreSQL the transaction is one pipeline (psycopg's pipeline mode) with our own
-        BEGIN and COMMIT: a statement goes out when it is run, and the server is waited for
-        only when a result is read (:meth:`_Prepared.sent`, :meth:`_Prepared.rows`) and at the
-        commit, one round trip each where every statement cost one. So send what does not
-        depend on a result before reading it. Driver errors come out as SQLAlchemy's."""
+        On PostgreSQL (libpq 14 or later) the transaction is one libpq pipeline
+        (:class:`~._pgpipe.Pipe`): statements are queued, and go out, and the server is
+        waited for, only when a result is read (:meth:`_Prepared.sent`,
+        :meth:`_Prepared.rows`) and at the commit, where each statement used to cost a
+        round trip. So queue what does not depend on a result before reading it.
+        Elsewhere it is the driver's own cursor. Driver errors come out as SQLAlchemy's."""
         if self.conn.in_transaction():  # never nest in (or under) a SQLAlchemy transaction
             raise LedgerError("the ledger's connection is already in a transaction")
         dbapi = self.conn.connection.dbapi_connection
         assert dbapi is not None
         error = self.engine.dialect.loaded_dbapi.Error
-        cur = dbapi.cursor()
         try:
-            if self.dialect == "sqlite":
-                cur.execute(f"BEGIN {self._begin_write}")
-                try:
-                    yield cur
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-                cur.execute("COMMIT")
-            elif self.pipelines:
-                yield from self._pipelined(dbapi, cur, error)
-            else:  # psycopg begins by itself, and each statement is a round trip
-                try:
-                    yield cur
-                except BaseException:
-                    dbapi.rollback()
-                    raise
-                dbapi.commit()
+            if self.pipelines:
+                yield from self._piped(dbapi)
+                return
+            cur = dbapi.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    cur.execute(f"BEGIN {self._begin_write}")
+                    try:
+                        yield cur
+                    except BaseException:
+                        cur.execute("ROLLBACK")
+                        raise
+                    cur.execute("COMMIT")
+                else:  # psycopg begins by itself, and each statement is a round trip
+                    try:
+                        yield cur
+                    except BaseException:
+                        dbapi.rollback()
+                        raise
+                    dbapi.commit()
+            finally:
+                cur.close()
         except error as exc:
             wrapped = DBAPIError.instance(None, None, exc, error)
             if self.dialect != "sqlite" and dbapi.closed:  # gone: reconnect on next use
                 self.conn.invalidate(exc)
             raise wrapped from exc
-        finally:
-            cur.close()
 
-    def _pipelined(self, dbapi: Any, cur: Any, error: type[Exception]) -> Iterator[Any]:
-        """:meth:`driver_write` on psycopg. Its own BEGIN needs autocommit: psycopg's would
-        wait for the server before the first statement is sent."""
-        dbapi.autocommit = True
+    def _piped(self, dbapi: Any) -> Iterator[Any]:
+        """:meth:`driver_write` on psycopg, below it on libpq (see ``_pgpipe.py``)."""
+        from ._pgpipe import Pipe, Statements  # psycopg: the postgres extra
+
+        statements = self._statements
+        if statements is None or statements.pgconn is not dbapi.pgconn:  # a new connection
+            statements = self._statements = Statements(dbapi.pgconn)
+        pipe = Pipe(statements)
         try:
-            with dbapi.pipeline():
-                cur.execute("BEGIN")
-                yield cur
-                cur.execute("COMMIT")  # sent, and waited for, as the pipeline ends
+            yield pipe
+            pipe.commit()
         except BaseException:
+            pipe.abandon()
             if not dbapi.closed:
-                dbapi.rollback()  # a ROLLBACK if a transaction is open, or failed
+                dbapi.rollback()  # a ROLLBACK if a failed transaction is still open
             raise
-        finally:
-            try:
-                dbapi.autocommit = False  # SQLAlchemy's transactions are psycopg's
-            except error:  # a connection in no state to say: never used again
-                self.conn.invalidate()
 
     def journal_mark(self, owner: str) -> int:
         """How far into ``owner``'s journal the database has written (0: nothing)."""
