@@ -351,7 +351,7 @@ class Store:
             )
             event.listen(engine, "do_connect", self._connect)
         self.engine = engine
-        # psycopg's pipeline needs libpq 14 or later (its binary wheels bundle one)
+        # libpq's pipeline mode needs libpq 14 or later (psycopg's binary wheels bundle one)
         self.pipelines = (
             self.dialect == "postgresql" and engine.dialect.loaded_dbapi.Pipeline.is_supported()
         )
