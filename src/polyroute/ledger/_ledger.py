@@ -100,12 +100,28 @@ KEEP: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
+class _Reserving:
+    """What a reservation in the database holds for (see :meth:`Store.reserve_group`)."""
+
+    provider: str
+    virtual_key: str | None
+    amount_usd: float
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     fn: Callable[[Store], Any]
     future: concurrent.futures.Future[Any]
     settle_first: bool = False
     """If it raises BudgetExceeded while settlements are pending, write them and run it again:
     settled spend releases worst-case holds, so a refusal must not rest on stale ones."""
+    reserving: _Reserving | None = None
+    """A reservation that may share a transaction with others queued with it."""
+
+
+MAX_GROUP = 64
+"""Reservations the database thread takes into one transaction at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +258,10 @@ class Ledger:
         future: concurrent.futures.Future[Reservation] = concurrent.futures.Future()
         if self._closed:
             raise LedgerError("the ledger is closed")
-        self._jobs.put(_Call(job, future, settle_first=True))
+        grouped = None  # a slice, or a refusal unasked, is for the job alone
+        if not self.slices and amount_usd is not None:
+            grouped = _Reserving(provider, virtual_key, amount_usd, ts)
+        self._jobs.put(_Call(job, future, settle_first=True, reserving=grouped))
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -704,12 +723,10 @@ class Ledger:
         next_renew = time.monotonic() + renew_every
         deadline: float | None = None
         refused = LedgerError("the ledger database refused the records; they are kept and retried")
+        carried: _Call | _Wake | _Flush | None = None  # taken off the queue behind a group
         while True:
             wake_at = next_renew if deadline is None else min(deadline, next_renew)
-            try:
-                job = self._jobs.get(timeout=max(0.0, wake_at - time.monotonic()))
-            except queue.Empty:
-                job = None
+            job, carried = self._next_job(carried, wake_at), None
             current[0] = job
             if store is None and time.monotonic() >= next_open:  # a server that came back
                 store, open_error = self._open()
@@ -727,12 +744,7 @@ class Ledger:
                     if job.future.set_running_or_notify_cancel():
                         job.future.set_exception(open_error)
                     continue
-
-                def settle_now(store: Store = store) -> bool:
-                    self._take_records(pending)
-                    return _holds(pending.items) and self._write_pending(store, pending)
-
-                _run_call(job, store, settle_now if job.settle_first else None)
+                carried = self._serve_call(job, store, pending)
                 if not pending.items and not self._records:
                     deadline = None
                 if not _due(deadline):  # a steady stream of calls must not starve the writes
@@ -768,6 +780,90 @@ class Ledger:
                 next_sweep = time.monotonic() + 60
             if isinstance(job, _Flush) and self._flushed(job, pending, store, open_error):
                 return
+
+    def _next_job(
+        self, carried: _Call | _Wake | _Flush | None, wake_at: float
+    ) -> _Call | _Wake | _Flush | None:
+        """``carried`` if a job was taken off the queue already, else the next one to come
+        by ``wake_at`` (``None``: none came)."""
+        if carried is not None:
+            return carried
+        try:
+            return self._jobs.get(timeout=max(0.0, wake_at - time.monotonic()))
+        except queue.Empty:
+            return None
+
+    def _serve_call(
+        self, job: _Call, store: Store, pending: _Pending
+    ) -> _Call | _Wake | _Flush | None:
+        """Run ``job`` (with the reservations queued behind it, if it is one); return the
+        job taken off the queue after them, if any."""
+
+        def settle_now() -> bool:
+            self._take_records(pending)
+            return _holds(pending.items) and self._write_pending(store, pending)
+
+        settle = settle_now if job.settle_first else None
+        group, after = self._queued_with(job)
+        if len(group) > 1:
+            self._reserve_group(store, group, settle)
+        else:
+            _run_call(job, store, settle)
+        return after
+
+    def _queued_with(self, job: _Call) -> tuple[list[_Call], _Call | _Wake | _Flush | None]:
+        """``job`` and the reservations queued right behind it, if it is one that may be
+        grouped (:class:`_Reserving`); and the next job, if it had to be taken off the queue
+        to see that it is not one."""
+        if job.reserving is None:
+            return [job], None
+        group = [job]
+        while len(group) < MAX_GROUP:
+            try:
+                nxt = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(nxt, _Call) or nxt.reserving is None:
+                return group, nxt
+            group.append(nxt)
+        return group, None
+
+    def _reserve_group(
+        self, store: Store, group: list[_Call], settle: Callable[[], bool] | None
+    ) -> None:
+        """Reservations that queued together, in one transaction; if one of them would be
+        refused (or the database fails), each alone, as it would have run."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        jobs = [job for job in group if job.future.set_running_or_notify_cancel()]
+        try:
+            held = None
+            if len(jobs) > 1:
+                try:
+                    known = self._known_budgets(store)
+                    requests = [
+                        (
+                            self._limits(_scopes(r.provider, r.virtual_key), known),
+                            r.amount_usd,
+                            r.ts,
+                        )
+                        for job in jobs
+                        if (r := job.reserving) is not None
+                    ]
+                    ttl, lease = self.reservation_ttl_s, self.lease_ttl_s
+                    held = store.reserve_group(requests, ttl, lease)
+                except SQLAlchemyError:  # each alone below meets it again, and says so
+                    held = None
+            if held is None:
+                for job in jobs:
+                    _run_call(job, store, settle, started=True)
+            else:
+                for job, reservation in zip(jobs, held, strict=True):
+                    job.future.set_result(reservation)
+        finally:  # a bug in the ledger: no caller of the group waits forever
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(LedgerError("the ledger stopped on an error"))
 
     def _write_pending(self, store: Store, pending: _Pending) -> bool:
         """Write what the thread holds, with the journal's position it reaches."""
@@ -1129,11 +1225,14 @@ def _holds(pending: list[SettleItem]) -> bool:
     return any(res is not None and res.targets for _, res in pending)
 
 
-def _run_call(job: _Call, store: Store, settle: Callable[[], bool] | None = None) -> None:
-    """Run ``job`` and hand its result or error to the awaiting caller; the thread lives on."""
+def _run_call(
+    job: _Call, store: Store, settle: Callable[[], bool] | None = None, *, started: bool = False
+) -> None:
+    """Run ``job`` and hand its result or error to the awaiting caller; the thread lives on.
+    ``started``: its future is already marked running."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    if not job.future.set_running_or_notify_cancel():
+    if not started and not job.future.set_running_or_notify_cancel():
         return  # its caller was cancelled before the job started: nothing to do
     try:
         try:

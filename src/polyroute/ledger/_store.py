@@ -31,7 +31,7 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -103,6 +103,8 @@ from polyroute.ledger._slices import SLICE_PREFIX, is_slice
 KINDS: tuple[PeriodKind, ...] = ("daily", "monthly")
 RESPONSE_COLUMNS = ("id", "virtual_key", "created_at", "model", "input", "response")
 SettleItem = tuple[UsageRecord, Reservation | None]
+GroupedReservation = tuple[Mapping[str, BudgetLimits], float, float]
+"""For :meth:`Store.reserve_group`: a reservation's limits, amount (USD) and time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,9 @@ class _Fast:
         self.lease = prepared(sql.lease)
         self.take_reservation = prepared(
             delete(reservations).where(r.id == bindparam("id")).returning(r.amount_nusd, r.targets),
+        )
+        self.add_reservations = _InsertMany(
+            reservations, dialect, ["id", "created", "expires", "amount_nusd", "targets", "owner"]
         )
         self.add_usage = _InsertMany(usage, dialect, [c.name for c in usage.c if c.name != "id"])
         self.move = prepared(
@@ -542,12 +547,7 @@ class Store:
 
         The hold names this store's owner; its lease is taken (or renewed if half of it
         is gone) in the same transaction, so no hold exists without a live lease."""
-        checks = [
-            (scope, kind, limit)
-            for scope, lim in limits.items()
-            for kind in KINDS
-            if (limit := lim.for_period(kind)) is not None
-        ]
+        checks = _checks(limits)
         rid = uuid.uuid4().hex
         if not checks:
             return Reservation(rid, amount_usd or 0.0, ())
@@ -615,6 +615,73 @@ class Store:
         if renew:
             self.leased_until = ts + lease_s
         return Reservation(rid, amount_usd, tuple(targets))
+
+    def reserve_group(
+        self, requests: Sequence[GroupedReservation], ttl_s: float, lease_s: float
+    ) -> list[Reservation] | None:
+        """Several reservations in one transaction, each held as :meth:`reserve` would hold
+        it, after the ones before it: all of them, or (``None``) none, when one would be
+        refused; :meth:`reserve` them one by one then, which says which and why.
+
+        Reservations that queued behind one transaction go to the database together: its
+        round trips and its commit are paid once for the group."""
+        planned = []
+        totals: dict[tuple[str, str], list[int]] = {}  # (scope, period): [amount, limit]
+        for limits, amount_usd, ts in requests:
+            amount = to_nusd(amount_usd, up=True)
+            targets = []
+            for scope, kind, limit in _checks(limits):
+                n = to_nusd(limit)
+                if amount > n:
+                    return None  # refused unasked
+                target = (scope, period_key(kind, ts))
+                total = totals.setdefault(target, [0, n])
+                total[0] += amount
+                total[1] = min(total[1], n)
+                targets.append(target)
+            planned.append((uuid.uuid4().hex, amount_usd, amount, ts, targets))
+        if any(n > limit for n, limit in totals.values()):
+            return None  # more than a limit together: a hold on a new row would not check it
+        last = max(ts for _, _, ts in requests)
+        renew = self.leased_until is None or self.leased_until - last < lease_s / 2
+        fast = self.fast
+        self.release_doubtful()
+        try:
+            with self._doubt(*(p[0] for p in planned)), self.driver_write() as cur:
+                # one hold per (scope, period) for the whole group: it fits exactly when
+                # each of the group's would, one after the other (amounts are positive);
+                # in the order a reservation locks rows, so that replicas cannot deadlock
+                holds = [
+                    fast.hold.sent(
+                        cur, {"b_scope": s, "b_period": p, "b_amount": n, "b_limit": lim}
+                    )
+                    for (s, p), (n, lim) in sorted(totals.items(), key=_lock_order)
+                ]
+                if renew and holds:
+                    fast.lease.run(cur, {"b_owner": self.owner, "b_until": last + lease_s})
+                rows = [
+                    {
+                        "id": rid,
+                        "created": ts,
+                        "expires": ts + ttl_s,
+                        "amount_nusd": n,
+                        "targets": json.dumps(targets),
+                        "owner": self.owner,
+                    }
+                    for rid, _, n, ts, targets in planned
+                    if targets
+                ]
+                if rows:
+                    fast.add_reservations.many(cur, rows)
+                _all_made(holds)
+        except _NoRoom:
+            return None
+        if renew and totals:
+            self.leased_until = last + lease_s
+        return [
+            Reservation(rid, amount_usd, tuple(targets))
+            for rid, amount_usd, _, _, targets in planned
+        ]
 
     def lease_slice(
         self,
@@ -726,14 +793,15 @@ class Store:
             self._apply(c, {(s, p): [0, back] for s, p in json.loads(row.targets)})
 
     @contextmanager
-    def _doubt(self, rid: str) -> Iterator[None]:
-        """A connection lost during the reservation's transaction (its commit above all)
-        leaves it unknown whether the hold was made: release it once the database answers."""
+    def _doubt(self, *rids: str) -> Iterator[None]:
+        """A connection lost during a reservation's transaction (its commit above all)
+        leaves it unknown whether the holds were made: release them once the database
+        answers."""
         try:
             yield
         except SQLAlchemyError as exc:
             if unreachable(exc):
-                self.doubtful.append(rid)
+                self.doubtful.extend(rids)
             raise
 
     def release_doubtful(self) -> None:
@@ -1066,8 +1134,25 @@ class Store:
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
 
 
+def _checks(limits: Mapping[str, BudgetLimits]) -> list[tuple[str, PeriodKind, float]]:
+    """(scope, period kind, limit in USD) of every limit in ``limits``."""
+    return [
+        (scope, kind, limit)
+        for scope, lim in limits.items()
+        for kind in KINDS
+        if (limit := lim.for_period(kind)) is not None
+    ]
+
+
+def _all_made(holds: Iterable[Callable[[], list[tuple[Any, ...]]]]) -> None:
+    """Raise :class:`_NoRoom` if a hold was refused (it returned no row)."""
+    if not all(rows() for rows in holds):
+        raise _NoRoom
+
+
 class _NoRoom(Exception):
-    """Inside :meth:`Store.lease_slice`: leave the transaction, rolled back."""
+    """Inside :meth:`Store.lease_slice` or :meth:`Store.reserve_group`: leave the
+    transaction, rolled back."""
 
 
 _MIGRATION_LOCK = 0x706F6C79  # "poly": PostgreSQL's advisory lock key for migrating
