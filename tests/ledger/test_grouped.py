@@ -47,9 +47,12 @@ def groups_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
 
 
 async def queued_behind_a_busy_thread(
-    ledger: Ledger, n: int, then: Callable[[], None] = lambda: None
+    ledger: Ledger,
+    n: int,
+    then: Callable[[list[asyncio.Future[Reservation]]], None] = lambda tasks: None,
 ) -> list[Reservation | BaseException]:
-    """``n`` reservations of WORST, all queued while the database thread is busy."""
+    """``n`` reservations of WORST, all queued while the database thread is busy; ``then``
+    is called with their tasks before the thread goes on."""
     busy, release = threading.Event(), threading.Event()
 
     def hold(store: object) -> None:
@@ -66,7 +69,7 @@ async def queued_behind_a_busy_thread(
         for i in range(n)
     ]
     await asyncio.sleep(0.01)  # every one of them on the queue
-    then()
+    then(tasks)
     await asyncio.sleep(0.01)  # and what ``then`` queued, behind them
     release.set()
     await held
@@ -118,27 +121,7 @@ async def test_a_caller_cancelled_in_the_queue_holds_nothing(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = groups_seen(monkeypatch)
-    tasks: list[asyncio.Future[Any]] = []
-    busy, release = threading.Event(), threading.Event()
-
-    def hold(store: object) -> None:
-        busy.set()
-        release.wait(5)
-
-    held = asyncio.ensure_future(ledger.run(hold))
-    await asyncio.to_thread(busy.wait, 5)
-    for _ in range(3):
-        tasks.append(
-            asyncio.ensure_future(
-                ledger.reserve(provider="a", model="m", amount_usd=WORST, ts=time.time())
-            )
-        )
-    await asyncio.sleep(0.01)
-    tasks[1].cancel()
-    await asyncio.sleep(0)
-    release.set()
-    await held
-    got = await asyncio.gather(*tasks, return_exceptions=True)
+    got = await queued_behind_a_busy_thread(ledger, 3, lambda tasks: tasks[1].cancel())
     assert isinstance(got[1], asyncio.CancelledError)
     assert seen == [(2, True)]
     assert await reserved(ledger) == ({GLOBAL: 2 * to_nusd(WORST), PA: 2 * to_nusd(WORST)}, 2)
@@ -161,7 +144,7 @@ async def test_the_job_queued_behind_a_group_still_runs(ledger: Ledger) -> None:
     next, in its turn."""
     flushed: asyncio.Future[None] | None = None
 
-    def then() -> None:
+    def then(tasks: object) -> None:
         nonlocal flushed
         flushed = asyncio.ensure_future(ledger.flush())
 
