@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from polyroute.errors import BudgetExceeded
+from polyroute.errors import BudgetExceeded, LedgerError
 from polyroute.ledger import GLOBAL, BudgetLimits, Ledger, Reservation, provider_scope
 from polyroute.ledger._records import period_key, to_nusd
 from polyroute.ledger._schema import reservations, spend
@@ -166,3 +166,26 @@ async def test_a_group_over_what_is_left_after_earlier_holds_is_refused_whole(
     assert seen == [(4, False)]
     assert [isinstance(r, Reservation) for r in got] == [True, True, False, False]
     assert await reserved(ledger) == ({GLOBAL: 5 * to_nusd(WORST), PA: 5 * to_nusd(WORST)}, 5)
+
+
+async def test_a_bug_in_the_group_answers_its_callers_and_the_job_behind_it(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a database error but a bug: every caller of the group gets a LedgerError, and
+    the flush taken off the queue behind the group is answered too, nobody waits forever."""
+
+    def broken(store: Store, requests: Any, ttl_s: float, lease_s: float) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Store, "reserve_group", broken)
+    flushed: asyncio.Future[None] | None = None
+
+    def then(tasks: object) -> None:
+        nonlocal flushed
+        flushed = asyncio.ensure_future(ledger.flush())
+
+    got = await queued_behind_a_busy_thread(ledger, 3, then)
+    assert all(isinstance(r, LedgerError) for r in got)
+    assert flushed is not None
+    done, _ = await asyncio.wait([flushed], timeout=5)
+    assert done  # answered (with the ledger's error), not left waiting

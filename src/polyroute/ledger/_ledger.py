@@ -744,7 +744,7 @@ class Ledger:
                     if job.future.set_running_or_notify_cancel():
                         job.future.set_exception(open_error)
                     continue
-                carried = self._serve_call(job, store, pending)
+                carried = self._serve_call(job, store, pending, current)
                 if not pending.items and not self._records:
                     deadline = None
                 if not _due(deadline):  # a steady stream of calls must not starve the writes
@@ -794,10 +794,16 @@ class Ledger:
             return None
 
     def _serve_call(
-        self, job: _Call, store: Store, pending: _Pending
+        self,
+        job: _Call,
+        store: Store,
+        pending: _Pending,
+        current: list[_Call | _Wake | _Flush | None],
     ) -> _Call | _Wake | _Flush | None:
         """Run ``job`` (with the reservations queued behind it, if it is one); return the
-        job taken off the queue after them, if any."""
+        job taken off the queue after them, if any. That job is ``current`` from then on: if
+        the group fails on a bug, the broken thread answers it (the group's own callers are
+        answered by :meth:`_reserve_group`)."""
 
         def settle_now() -> bool:
             self._take_records(pending)
@@ -805,6 +811,8 @@ class Ledger:
 
         settle = settle_now if job.settle_first else None
         group, after = self._queued_with(job)
+        if after is not None:
+            current[0] = after
         if len(group) > 1:
             self._reserve_group(store, group, settle)
         else:
