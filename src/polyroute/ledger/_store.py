@@ -102,6 +102,7 @@ from polyroute.ledger._slices import SLICE_PREFIX, is_slice
 
 KINDS: tuple[PeriodKind, ...] = ("daily", "monthly")
 RESPONSE_COLUMNS = ("id", "virtual_key", "created_at", "model", "input", "response")
+RESERVATION_COLUMNS = ("id", "created", "expires", "amount_nusd", "targets", "owner")
 SettleItem = tuple[UsageRecord, Reservation | None]
 GroupedReservation = tuple[Mapping[str, BudgetLimits], float, float]
 """For :meth:`Store.reserve_group`: a reservation's limits, amount (USD) and time."""
@@ -276,17 +277,11 @@ class _Fast:
 
         self.hold = prepared(sql.hold)
         self.read_spend = prepared(sql.read_spend)
-        self.add_reservation = prepared(
-            sql.add_reservation,
-            ["id", "created", "expires", "amount_nusd", "targets", "owner"],
-        )
         self.lease = prepared(sql.lease)
         self.take_reservation = prepared(
             delete(reservations).where(r.id == bindparam("id")).returning(r.amount_nusd, r.targets),
         )
-        self.add_reservations = _InsertMany(
-            reservations, dialect, ["id", "created", "expires", "amount_nusd", "targets", "owner"]
-        )
+        self.add_reservations = _InsertMany(reservations, dialect, RESERVATION_COLUMNS)
         self.add_usage = _InsertMany(usage, dialect, [c.name for c in usage.c if c.name != "id"])
         self.move = prepared(
             sql.move.returning(spend.c.spent_nusd),
@@ -577,23 +572,14 @@ class Store:
         with self._doubt(rid), self.driver_write() as cur:
             # the holds and the reservation go out together, then their answers come back
             holds = [
-                fast.hold.sent(cur, {"b_scope": s, "b_period": p, "b_amount": amount, "b_limit": n})
+                fast.hold.sent(cur, _hold(s, p, amount, n))
                 for (s, p), n in zip(targets[:over], limits_nusd[:over], strict=True)
             ]
             if renew:
                 fast.lease.run(cur, {"b_owner": self.owner, "b_until": ts + lease_s})
             if over == len(checks):
-                fast.add_reservation.run(
-                    cur,
-                    {
-                        "id": rid,
-                        "created": ts,
-                        "expires": ts + ttl_s,
-                        "amount_nusd": amount,
-                        "targets": json.dumps(targets),
-                        "owner": self.owner,
-                    },
-                )
+                row = self._reservation_row(rid, ts, ttl_s, amount, targets)
+                fast.add_reservations.many(cur, [row])
             made = [bool(rows()) for rows in holds]  # no row returned: the hold was refused
             refused = made.index(False) if False in made else over
             if refused < len(checks):
@@ -652,22 +638,13 @@ class Store:
                 # each of the group's would, one after the other (amounts are positive);
                 # in the order a reservation locks rows, so that replicas cannot deadlock
                 holds = [
-                    fast.hold.sent(
-                        cur, {"b_scope": s, "b_period": p, "b_amount": n, "b_limit": lim}
-                    )
+                    fast.hold.sent(cur, _hold(s, p, n, lim))
                     for (s, p), (n, lim) in sorted(totals.items(), key=_lock_order)
                 ]
                 if renew and holds:
                     fast.lease.run(cur, {"b_owner": self.owner, "b_until": last + lease_s})
                 rows = [
-                    {
-                        "id": rid,
-                        "created": ts,
-                        "expires": ts + ttl_s,
-                        "amount_nusd": n,
-                        "targets": json.dumps(targets),
-                        "owner": self.owner,
-                    }
+                    self._reservation_row(rid, ts, ttl_s, n, targets)
                     for rid, _, n, ts, targets in planned
                     if targets
                 ]
@@ -702,10 +679,7 @@ class Store:
         One transaction: the same conditional holds as :meth:`reserve`, so slices and
         reservations of every process together stay within each limit."""
         checks = [
-            (scope, period_key(kind, ts), to_nusd(limit))
-            for scope, lim in limits.items()
-            for kind in KINDS
-            if (limit := lim.for_period(kind)) is not None
+            (scope, period_key(kind, ts), to_nusd(limit)) for scope, kind, limit in _checks(limits)
         ]
         if not checks:
             return None
@@ -748,7 +722,7 @@ class Store:
         """Hold ``size`` more against every check for slice ``rid`` (new, or ``grow``n);
         raises :class:`_NoRoom` (the caller's transaction then rolls back)."""
         for scope, period, limit in checks:
-            params = {"b_scope": scope, "b_period": period, "b_amount": size, "b_limit": limit}
+            params = _hold(scope, period, size, limit)
             if c.execute(self.sql.hold, params).first() is None:
                 raise _NoRoom  # another host took it since the read
         r = reservations.c
@@ -761,17 +735,21 @@ class Store:
             if c.execute(more).rowcount != 1:  # released (swept) meanwhile
                 raise _NoRoom
             return
-        c.execute(
-            self.sql.add_reservation,
-            {
-                "id": rid,
-                "created": ts,
-                "expires": ts + ttl_s,
-                "amount_nusd": size,
-                "targets": json.dumps([[s, p] for s, p, _ in checks]),
-                "owner": self.owner,
-            },
-        )
+        targets = [(s, p) for s, p, _ in checks]
+        c.execute(self.sql.add_reservation, self._reservation_row(rid, ts, ttl_s, size, targets))
+
+    def _reservation_row(
+        self, rid: str, ts: float, ttl_s: float, amount_nusd: int, targets: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """A reservation of this owner's holding ``amount_nusd`` against each of ``targets``."""
+        return {
+            "id": rid,
+            "created": ts,
+            "expires": ts + ttl_s,
+            "amount_nusd": amount_nusd,
+            "targets": json.dumps(targets),
+            "owner": self.owner,
+        }
 
     def release_slices(self, owner: str) -> int:
         """Release the slices of ``owner``, a process known to be dead (its journal's lock is
@@ -1142,6 +1120,11 @@ def _checks(limits: Mapping[str, BudgetLimits]) -> list[tuple[str, PeriodKind, f
         for kind in KINDS
         if (limit := lim.for_period(kind)) is not None
     ]
+
+
+def _hold(scope: str, period: str, amount_nusd: int, limit_nusd: int) -> dict[str, Any]:
+    """The parameters of the conditional hold (``_Statements.hold``)."""
+    return {"b_scope": scope, "b_period": period, "b_amount": amount_nusd, "b_limit": limit_nusd}
 
 
 def _all_made(holds: Iterable[Callable[[], list[tuple[Any, ...]]]]) -> None:
