@@ -156,6 +156,55 @@ def test_an_error_in_the_caller_rolls_back_statements_never_read(db_url: str) ->
         store.close()
 
 
+def test_a_failed_transaction_leaves_the_prepared_statements_in_place(postgres_url: str) -> None:
+    """psycopg prepares a query of its own once it has run it five times, and its rollback
+    of a transaction deallocates every prepared statement on the connection (``DEALLOCATE
+    ALL``), the pipeline's too. The ledger's connection has psycopg prepare nothing: after a
+    refusal and after a failed transaction, reservations go on as before."""
+    store = Store(postgres_url)
+    try:
+        for _ in range(6):  # psycopg's default prepare_threshold is 5
+            store.conn.execute(select(spend.c.scope).where(spend.c.scope == GLOBAL)).all()
+        store.conn.commit()  # a rollback would deallocate them already
+        now = time.time()
+        limits = {GLOBAL: BudgetLimits(daily_usd=1.0)}
+        store.reserve(limits, 0.8, now, 60.0, "m1")
+        with pytest.raises(BudgetExceeded):
+            store.reserve(limits, 0.5, now, 60.0, "m1")
+        store.reserve(limits, 0.1, now, 60.0, "m1")  # its statements: still prepared
+        with pytest.raises(DBAPIError), store.driver_write() as cur:
+            cur.execute("SELECT * FROM no_such_table")()
+        store.conn.rollback()
+        store.reserve(limits, 0.1, now, 60.0, "m1")
+        held = store.conn.execute(select(spend.c.reserved_nusd)).scalar()
+        assert held == to_nusd(1.0)
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_statements_deallocated_behind_the_pipelines_back_are_prepared_again(
+    postgres_url: str,
+) -> None:
+    """Something else deallocates the pipeline's statements: the transaction that meets it
+    fails, as SQLAlchemy's error, and the next one prepares its statements anew."""
+    store = Store(postgres_url)
+    try:
+        now = time.time()
+        limits = {GLOBAL: BudgetLimits(daily_usd=1.0)}
+        store.reserve(limits, 0.1, now, 60.0, "m1")
+        store.conn.exec_driver_sql("DEALLOCATE ALL")
+        store.conn.commit()
+        with pytest.raises(DBAPIError, match="does not exist"):
+            store.reserve(limits, 0.1, now, 60.0, "m1")
+        store.reserve(limits, 0.1, now, 60.0, "m1")
+        held = store.conn.execute(select(spend.c.reserved_nusd)).scalar()
+        assert held == to_nusd(0.2)
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
 def test_a_connection_lost_mid_transaction_is_replaced(postgres_url: str) -> None:
     """The server ends the ledger's connection between two transactions: the next one fails
     as unreachable (SQLAlchemy's OperationalError), and the one after runs on a new

@@ -225,7 +225,11 @@ class Pipe:
                 sql, named = slot.prepares
                 self._statements.named[sql] = named
         elif self._error is None:
-            self._error = self._failure(res)
+            error = self._failure(res)
+            if isinstance(error, psycopg.errors.InvalidSqlStatementName):
+                # deallocated behind our back: this transaction fails, the next prepares anew
+                self._statements.named.clear()
+            self._error = error
 
     def _failure(self, res: Any) -> psycopg.Error:
         message = res.error_message.decode(errors="replace").strip()

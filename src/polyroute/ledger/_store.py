@@ -341,13 +341,20 @@ class Store:
             # seconds rather than the OS's minutes, and so does a connection whose sent data
             # goes unacknowledged: either would stall every caller.
             timeouts = {"connect_timeout": 5, "tcp_user_timeout": 10_000}
+            connect_args: dict[str, Any] = {
+                k: v for k, v in timeouts.items() if k not in parsed.query
+            }
+            # psycopg prepares no statement of its own here: once it has one, its rollback
+            # of a transaction deallocates every statement on the connection, the
+            # pipeline's too (``_pgpipe.py``)
+            connect_args["prepare_threshold"] = None
             engine = create_engine(
                 parsed,
                 pool_size=1,
                 max_overflow=0,
                 pool_timeout=5,
                 pool_pre_ping=True,
-                connect_args={k: v for k, v in timeouts.items() if k not in parsed.query},
+                connect_args=connect_args,
             )
             event.listen(engine, "do_connect", self._connect)
         self.engine = engine
