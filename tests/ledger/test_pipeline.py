@@ -29,14 +29,14 @@ def test_a_failing_statement_rolls_back_what_was_sent_before_it(db_url: str) -> 
         now = time.time()
         hold = {"b_scope": GLOBAL, "b_period": period_key("daily", now), "b_amount": 5}
         with pytest.raises(DBAPIError), store.driver_write() as cur:
-            made = store.fast.hold.sent(cur, {**hold, "b_limit": 100})
+            made = store.fast.hold.plain.sent(cur, {**hold, "b_limit": 100})
             cur.execute("SELECT * FROM no_such_table")
             made()  # on PostgreSQL the error comes with the first result read
         assert store.conn.execute(select(spend)).all() == []
         store.conn.rollback()
 
         with store.driver_write() as cur:  # the connection is usable again
-            assert store.fast.hold.sent(cur, {**hold, "b_limit": 100})()
+            assert store.fast.hold.plain.sent(cur, {**hold, "b_limit": 100})()
         assert store.conn.execute(select(spend.c.reserved_nusd)).scalars().all() == [5]
         store.conn.rollback()
 
@@ -74,6 +74,79 @@ def test_a_refusal_among_holds_sent_together_leaves_no_hold_and_no_lease(db_url:
         ids = store.conn.execute(select(reservations.c.id)).scalars().all()
         assert ids == [kept.id]
         assert sorted(kept.targets) == sorted([(GLOBAL, day), (PA, day)])
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_refusal_by_a_later_hold_names_its_budget_and_holds_nothing(db_url: str) -> None:
+    """The global hold fits and the provider's is refused: the refusal names the provider's
+    budget with its own figures, and the global hold made before it is rolled back."""
+    store = Store(db_url)
+    try:
+        now = time.time()
+        limits = {GLOBAL: BudgetLimits(daily_usd=5.0), PA: BudgetLimits(daily_usd=1.0)}
+        store.reserve(limits, 0.8, now, 60.0, "m1")
+        with pytest.raises(BudgetExceeded) as info:
+            store.reserve(limits, 0.5, now + 1, 60.0, "m1")
+        refused = info.value
+        assert (refused.scope, refused.limit_usd, refused.reserved_usd) == (PA, 1.0, 0.8)
+        assert refused.requested_usd == 0.5
+        rows = store.conn.execute(select(spend.c.scope, spend.c.reserved_nusd)).all()
+        assert dict(rows) == {GLOBAL: to_nusd(0.8), PA: to_nusd(0.8)}
+        assert len(store.conn.execute(select(reservations.c.id)).all()) == 1
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_request_over_a_limit_alone_is_refused_by_an_earlier_full_budget_first(
+    db_url: str,
+) -> None:
+    """The provider's limit is below the request's worst case, so it is refused unasked; but
+    the global budget, checked first, is full already: the refusal names the global one, as
+    checking one budget after another would. With room in the global budget, it names the
+    provider's. Neither leaves a hold."""
+    store = Store(db_url)
+    try:
+        now = time.time()
+        store.reserve({GLOBAL: BudgetLimits(daily_usd=1.0)}, 0.9, now, 60.0, "m1")
+        with pytest.raises(BudgetExceeded) as info:
+            limits = {GLOBAL: BudgetLimits(daily_usd=1.0), PA: BudgetLimits(daily_usd=0.1)}
+            store.reserve(limits, 0.5, now + 1, 60.0, "m1")
+        assert (info.value.scope, info.value.reserved_usd) == (GLOBAL, 0.9)
+        with pytest.raises(BudgetExceeded) as info:
+            limits = {GLOBAL: BudgetLimits(daily_usd=9.0), PA: BudgetLimits(daily_usd=0.1)}
+            store.reserve(limits, 0.5, now + 2, 60.0, "m1")
+        assert (info.value.scope, info.value.limit_usd) == (PA, 0.1)
+        rows = store.conn.execute(select(spend.c.scope, spend.c.reserved_nusd)).all()
+        assert dict(rows) == {GLOBAL: to_nusd(0.9)}
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_reservation_waits_for_postgresql_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reservation's holds, lease and row go out with its commit, and a group's too: one
+    write to the server and one wait each, a refused hold aborting the transaction there."""
+    from polyroute.ledger import _pgpipe
+
+    sends: list[int] = []
+    send = _pgpipe.Pipe._send
+    monkeypatch.setattr(_pgpipe.Pipe, "_send", lambda pipe: sends.append(1) or send(pipe))
+    store = Store(postgres_url)
+    try:
+        now = time.time()
+        limits = {GLOBAL: BudgetLimits(daily_usd=5.0), PA: BudgetLimits(daily_usd=5.0)}
+        store.reserve(limits, 0.5, now, 60.0, "m1")
+        assert len(sends) == 1
+        group = store.reserve_group([(limits, 0.5, now), (limits, 0.7, now)], 60.0, 600.0)
+        assert group is not None
+        assert len(sends) == 2
+        rows = store.conn.execute(select(spend.c.scope, spend.c.reserved_nusd)).all()
+        assert dict(rows) == {GLOBAL: to_nusd(1.7), PA: to_nusd(1.7)}
         store.conn.rollback()
     finally:
         store.close()
@@ -148,7 +221,7 @@ def test_an_error_in_the_caller_rolls_back_statements_never_read(db_url: str) ->
     try:
         hold = {"b_scope": GLOBAL, "b_period": "day:2026-12-07", "b_amount": 5, "b_limit": 9}
         with pytest.raises(ZeroDivisionError), store.driver_write() as cur:
-            store.fast.hold.run(cur, hold)
+            store.fast.hold.plain.run(cur, hold)
             raise ZeroDivisionError
         assert store.conn.execute(select(spend)).all() == []
         store.conn.rollback()
@@ -213,15 +286,15 @@ def test_a_connection_lost_mid_transaction_is_replaced(postgres_url: str) -> Non
     try:
         hold = {"b_scope": GLOBAL, "b_period": "day:2026-12-07", "b_amount": 5, "b_limit": 90}
         with store.driver_write() as cur:
-            assert store.fast.hold.rows(cur, hold) == [(5,)]
+            assert store.fast.hold.plain.rows(cur, hold) == [(5,)]
         pid = store.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         store.conn.rollback()
         with psycopg.connect(postgres_url, autocommit=True) as other:
             other.execute("SELECT pg_terminate_backend(%s)", [pid])
         with pytest.raises(OperationalError), store.driver_write() as cur:
-            store.fast.hold.rows(cur, hold)
+            store.fast.hold.plain.rows(cur, hold)
         with store.driver_write() as cur:
-            assert store.fast.hold.rows(cur, hold) == [(10,)]
+            assert store.fast.hold.plain.rows(cur, hold) == [(10,)]
         assert store.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
         store.conn.rollback()
     finally:

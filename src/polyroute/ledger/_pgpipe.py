@@ -6,7 +6,8 @@ ledger's thread then waits for the lock again behind a busy event loop, up to th
 switch interval per statement, and a budgeted request cost it about 12 writes and 22
 polls (``strace``, the shared-state gateway at 32 connections). Here statements are
 queued in libpq's buffer and go out together when a result is first needed, and at
-the commit: a reservation writes twice and waits twice.
+the commit. A reservation reads nothing before its commit (its holds fail on purpose
+when refused, see :meth:`Pipe.execute`): it writes once and waits once.
 
 Statements are prepared once per connection under names of our own, their
 parameters sent as text (PostgreSQL infers each type from its place, and SQLAlchemy's
@@ -106,12 +107,16 @@ def _text(value: Any) -> bytes | None:
 class _Slot:
     """A statement's place in the pipeline: its result once read."""
 
-    __slots__ = ("prepares", "result")
+    __slots__ = ("prepares", "refusal", "result")
 
-    def __init__(self, prepares: tuple[str, _Named] | None = None) -> None:
+    def __init__(
+        self, prepares: tuple[str, _Named] | None = None, refusal: Exception | None = None
+    ) -> None:
         self.result: Any = None
         self.prepares = prepares
         """(SQL, name) a ``Parse`` makes: known on the connection once it succeeded."""
+        self.refusal = refusal
+        """Raised in place of the statement's division by zero (see :meth:`Pipe.execute`)."""
 
 
 class Pipe:
@@ -128,16 +133,25 @@ class Pipe:
         self._slots: deque[_Slot] = deque()
         self._preparing: dict[str, _Named] = {}  # queued here, not yet known to have worked
         self._asked = True  # no statement queued since the server was last asked to answer
-        self._error: psycopg.Error | None = None
+        self._error: Exception | None = None
         self._poll = select.poll()
         self._poll.register(self._pg.socket, select.POLLIN)
         self._pg.enter_pipeline_mode()
         self._command(b"BEGIN")
 
     def execute(
-        self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
+        self,
+        sql: str,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        *,
+        refusal: Exception | None = None,
     ) -> Callable[[], Rows]:
-        """Queue ``sql`` (psycopg's placeholders) with ``params``; rows when called."""
+        """Queue ``sql`` (psycopg's placeholders) with ``params``; rows when called.
+
+        ``refusal``: raised, where the first error would be, if this statement fails with
+        a division by zero: a statement that fails on purpose when the transaction must
+        not go on aborts it on the server, so its caller need not read its answer before
+        queuing the rest, the commit included."""
         statements = self._statements
         named = statements.named.get(sql) or self._preparing.get(sql)
         if named is None:
@@ -151,7 +165,7 @@ class Pipe:
             assert isinstance(params, Mapping)
             values = [_text(params[k]) for k in named.order]
         self._pg.send_query_prepared(named.name, values)
-        slot = _Slot()
+        slot = _Slot(refusal=refusal)
         self._slots.append(slot)
         self._asked = False
         return lambda: self._rows(slot)
@@ -229,7 +243,8 @@ class Pipe:
             if isinstance(error, psycopg.errors.InvalidSqlStatementName):
                 # deallocated behind our back: this transaction fails, the next prepares anew
                 self._statements.named.clear()
-            self._error = error
+            refused = slot.refusal is not None and isinstance(error, psycopg.errors.DivisionByZero)
+            self._error = slot.refusal if refused else error
 
     def _failure(self, res: Any) -> psycopg.Error:
         message = res.error_message.decode(errors="replace").strip()

@@ -31,10 +31,10 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy import (
     ColumnElement,
@@ -222,12 +222,46 @@ class _Prepared:
         """Run it; its rows when the returned function is called. In
         :meth:`Store.driver_write`'s pipeline (PostgreSQL) the statement is queued and its
         rows are waited for only then; a driver's cursor has them at once."""
-        if not hasattr(cur, "fetchall"):  # a Pipe
+        if _is_pipe(cur):
             reader: Callable[[], list[tuple[Any, ...]]] = cur.execute(self.sql, self._args(row))
             return reader
         cur.execute(self.sql, self._args(row))
         rows = list(cur.fetchall())
         return lambda: rows
+
+
+def _is_pipe(cur: Any) -> bool:
+    """Whether ``cur`` (what :meth:`Store.driver_write` yields) is a ``_pgpipe.Pipe``, not
+    a driver's cursor."""
+    return not hasattr(cur, "fetchall")
+
+
+class _Hold:
+    """The conditional hold (``_Statements.hold``) of a reservation, made or else its
+    transaction left: :meth:`make` raises ``_NoRoom(index)`` for a refusal.
+
+    On a driver's cursor the hold's answer is there at once. In PostgreSQL's pipeline it
+    is queued in a form that divides by zero when it held nothing, which aborts the
+    transaction on the server: the statements after it, the commit included, are queued
+    without waiting for its answer, and a reservation waits for the server once (the
+    refusal comes out of the commit), where reading each hold's answer first made two
+    waits."""
+
+    def __init__(self, stmt: Any, dialect: Any) -> None:
+        self.plain = _Prepared(stmt, dialect)
+        """The hold itself: its rows (the row's new reservation), none if it was refused."""
+        self._failing = f"WITH held AS ({self.plain.sql}) SELECT 1 / count(*) FROM held"
+
+    def make(self, cur: Any, row: Mapping[str, Any], index: int) -> Callable[[], object]:
+        """Hold; return what waits for the hold's answer (a refusal raised from it too)."""
+        if _is_pipe(cur):
+            reader: Callable[[], object] = cur.execute(
+                self._failing, self.plain._args(row), refusal=_NoRoom(index)
+            )
+            return reader
+        if not self.plain.rows(cur, row):  # no row returned: refused
+            raise _NoRoom(index)
+        return lambda: None
 
 
 class _InsertMany:
@@ -275,8 +309,7 @@ class _Fast:
         def prepared(stmt: Any, keys: Sequence[str] | None = None) -> _Prepared:
             return _Prepared(stmt, dialect, keys)
 
-        self.hold = prepared(sql.hold)
-        self.read_spend = prepared(sql.read_spend)
+        self.hold = _Hold(sql.hold, dialect)
         self.lease = prepared(sql.lease)
         self.take_reservation = prepared(
             delete(reservations).where(r.id == bindparam("id")).returning(r.amount_nusd, r.targets),
@@ -554,17 +587,7 @@ class Store:
         if not checks:
             return Reservation(rid, amount_usd or 0.0, ())
         if amount_usd is None:
-            scope, kind, limit = checks[0]
-            status = self._period(scope, kind, limit, ts)
-            raise BudgetExceeded(
-                scope=scope,
-                period=kind,
-                limit_usd=limit,
-                spent_usd=status.spent_usd,
-                reserved_usd=status.reserved_usd,
-                requested_usd=None,
-                model=model,
-            )
+            raise self._refusal(checks[0], ts, None, model)
         amount = to_nusd(amount_usd, up=True)
         limits_nusd = [to_nusd(limit) for _, _, limit in checks]
         targets = [(scope, period_key(kind, ts)) for scope, kind, _ in checks]
@@ -576,38 +599,47 @@ class Store:
         )
         fast = self.fast
         self.release_doubtful()
-        with self._doubt(rid), self.driver_write() as cur:
-            # the holds and the reservation go out together, then their answers come back
-            holds = [
-                fast.hold.sent(cur, _hold(s, p, amount, n))
-                for (s, p), n in zip(targets[:over], limits_nusd[:over], strict=True)
-            ]
-            if renew:
-                fast.lease.run(cur, {"b_owner": self.owner, "b_until": ts + lease_s})
-            if over == len(checks):
+        try:
+            with self._doubt(rid), self.driver_write() as cur:
+                # the holds, the lease and the reservation go out together with the commit
+                holds = [
+                    fast.hold.make(cur, _hold(s, p, amount, n), i)
+                    for i, ((s, p), n) in enumerate(
+                        zip(targets[:over], limits_nusd[:over], strict=True)
+                    )
+                ]
+                if over < len(checks):
+                    _refused_at(over, holds)
+                if renew:
+                    fast.lease.run(cur, {"b_owner": self.owner, "b_until": ts + lease_s})
                 row = self._reservation_row(rid, ts, ttl_s, amount, targets)
                 fast.add_reservations.many(cur, [row])
-            made = [bool(rows()) for rows in holds]  # no row returned: the hold was refused
-            refused = made.index(False) if False in made else over
-            if refused < len(checks):
-                scope, kind, limit = checks[refused]
-                rows = fast.read_spend.rows(
-                    cur, {"b_scope": scope, "b_period": targets[refused][1]}
-                )
-                spent, held = rows[0] if rows else (0, 0)
-                # leaving the block by exception rolls back the holds already made
-                raise BudgetExceeded(
-                    scope=scope,
-                    period=kind,
-                    limit_usd=limit,
-                    spent_usd=to_usd(spent),
-                    reserved_usd=to_usd(held),
-                    requested_usd=amount_usd,
-                    model=model,
-                )
+        except _NoRoom as refused:  # rolled back: nothing is held
+            raise self._refusal(checks[refused.index], ts, amount_usd, model) from None
         if renew:
             self.leased_until = ts + lease_s
         return Reservation(rid, amount_usd, tuple(targets))
+
+    def _refusal(
+        self,
+        check: tuple[str, PeriodKind, float],
+        ts: float,
+        requested_usd: float | None,
+        model: str,
+    ) -> BudgetExceeded:
+        """The refusal by ``check`` (scope, period kind, limit), with what its period has
+        spent and holds now."""
+        scope, kind, limit = check
+        status = self._period(scope, kind, limit, ts)
+        return BudgetExceeded(
+            scope=scope,
+            period=kind,
+            limit_usd=limit,
+            spent_usd=status.spent_usd,
+            reserved_usd=status.reserved_usd,
+            requested_usd=requested_usd,
+            model=model,
+        )
 
     def reserve_group(
         self, requests: Sequence[GroupedReservation], ttl_s: float, lease_s: float
@@ -645,8 +677,8 @@ class Store:
                 # each of the group's would, one after the other (amounts are positive);
                 # in the order a reservation locks rows, so that replicas cannot deadlock
                 holds = [
-                    fast.hold.sent(cur, _hold(s, p, n, lim))
-                    for (s, p), (n, lim) in sorted(totals.items(), key=_lock_order)
+                    fast.hold.make(cur, _hold(s, p, n, lim), i)
+                    for i, ((s, p), (n, lim)) in enumerate(sorted(totals.items(), key=_lock_order))
                 ]
                 if renew and holds:
                     fast.lease.run(cur, {"b_owner": self.owner, "b_until": last + lease_s})
@@ -657,8 +689,7 @@ class Store:
                 ]
                 if rows:
                     fast.add_reservations.many(cur, rows)
-                _all_made(holds)
-        except _NoRoom:
+        except _NoRoom:  # a hold refused (raised by its hold, or by the commit)
             return None
         if renew and totals:
             self.leased_until = last + lease_s
@@ -1134,15 +1165,21 @@ def _hold(scope: str, period: str, amount_nusd: int, limit_nusd: int) -> dict[st
     return {"b_scope": scope, "b_period": period, "b_amount": amount_nusd, "b_limit": limit_nusd}
 
 
-def _all_made(holds: Iterable[Callable[[], list[tuple[Any, ...]]]]) -> None:
-    """Raise :class:`_NoRoom` if a hold was refused (it returned no row)."""
-    if not all(rows() for rows in holds):
-        raise _NoRoom
+def _refused_at(index: int, holds: Sequence[Callable[[], object]]) -> NoReturn:
+    """Leave a reservation's transaction refused by its check ``index``, or by one of
+    ``holds`` (the checks before it, made first), whose refusal is raised as it is read."""
+    for answer in holds:
+        answer()
+    raise _NoRoom(index)
 
 
 class _NoRoom(Exception):
-    """Inside :meth:`Store.lease_slice` or :meth:`Store.reserve_group`: leave the
-    transaction, rolled back."""
+    """Inside a reservation's, a group's or a slice's transaction: leave it, rolled back.
+    ``index``: the check that refused (a reservation's, to name its budget)."""
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__(index)
+        self.index = index
 
 
 _MIGRATION_LOCK = 0x706F6C79  # "poly": PostgreSQL's advisory lock key for migrating
