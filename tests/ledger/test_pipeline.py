@@ -12,12 +12,32 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from polyroute.errors import BudgetExceeded
-from polyroute.ledger import GLOBAL, BudgetLimits, UsageRecord, provider_scope
+from polyroute.ledger import GLOBAL, BudgetLimits, Reservation, UsageRecord, provider_scope
 from polyroute.ledger._records import period_key, to_nusd
 from polyroute.ledger._schema import budgets, reservations, spend
 from polyroute.ledger._store import Store
 
 PA = provider_scope("a")
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each write of a pipeline to the server (``Pipe._send``), counted."""
+    from polyroute.ledger import _pgpipe
+
+    counted: list[int] = []
+    send = _pgpipe.Pipe._send
+    monkeypatch.setattr(_pgpipe.Pipe, "_send", lambda pipe: counted.append(1) or send(pipe))
+    return counted
+
+
+def _daily(store: Store, scope: str, now: float) -> tuple[int, int]:
+    """(spent, reserved) nano-USD of ``scope``'s day."""
+    day = spend.c.period == period_key("daily", now)
+    row = store.conn.execute(
+        select(spend.c.spent_nusd, spend.c.reserved_nusd).where(spend.c.scope == scope, day)
+    ).one()
+    return row[0], row[1]
 
 
 def test_a_failing_statement_rolls_back_what_was_sent_before_it(db_url: str) -> None:
@@ -126,16 +146,9 @@ def test_a_request_over_a_limit_alone_is_refused_by_an_earlier_full_budget_first
         store.close()
 
 
-def test_a_reservation_waits_for_postgresql_once(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_reservation_waits_for_postgresql_once(postgres_url: str, sends: list[int]) -> None:
     """A reservation's holds, lease and row go out with its commit, and a group's too: one
     write to the server and one wait each, a refused hold aborting the transaction there."""
-    from polyroute.ledger import _pgpipe
-
-    sends: list[int] = []
-    send = _pgpipe.Pipe._send
-    monkeypatch.setattr(_pgpipe.Pipe, "_send", lambda pipe: sends.append(1) or send(pipe))
     store = Store(postgres_url)
     try:
         now = time.time()
@@ -147,6 +160,61 @@ def test_a_reservation_waits_for_postgresql_once(
         assert len(sends) == 2
         rows = store.conn.execute(select(spend.c.scope, spend.c.reserved_nusd)).all()
         assert dict(rows) == {GLOBAL: to_nusd(1.7), PA: to_nusd(1.7)}
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_settle_waits_for_postgresql_once_unless_an_alert_watches(
+    postgres_url: str, sends: list[int]
+) -> None:
+    """A settle releases its reservations as they were held, with the moves and the commit:
+    one write and one wait; a budget with alerts has its new spend read back first, one
+    more."""
+    store = Store(postgres_url)
+    try:
+        now = time.time()
+        for alerts, settled in (((), 1), ((50.0,), 2)):
+            limits = {PA: BudgetLimits(daily_usd=5.0, alert_percents=alerts)}
+            kept = store.reserve(limits, 0.8, now, 60.0, "m1")
+            sends.clear()
+            record = UsageRecord(ts=now, provider="a", model="m1", cost_usd=0.5)
+            store.settle([(record, kept)], limits, now)
+            assert len(sends) == settled
+        spent, held = _daily(store, PA, now)
+        assert (spent, held) == (to_nusd(1.0), 0)
+        assert store.conn.execute(select(reservations.c.id)).all() == []
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_reservation_no_longer_as_held_is_settled_by_what_the_database_holds(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settled after a sweep released it, a reservation moves nothing back; settled with an
+    amount that is not the one held, the held amount goes back. The spend stays exact: on
+    PostgreSQL the settle as held fails, and the batch is settled again, reading what each
+    release took back (as it always is on a driver's cursor)."""
+    store = Store(db_url)
+    tries: list[bool] = []
+    settle = Store._settle
+    monkeypatch.setattr(
+        Store, "_settle", lambda *a, as_held: tries.append(as_held) or settle(*a, as_held=as_held)
+    )
+    try:
+        now = time.time()
+        limits = {PA: BudgetLimits(daily_usd=5.0)}
+        swept = store.reserve(limits, 0.8, now, 60.0, "m1")
+        kept = store.reserve(limits, 0.4, now, 60.0, "m1")
+        store.release([swept.id])  # as a sweep does
+        changed = Reservation(kept.id, 0.7, kept.targets)
+        record = UsageRecord(ts=now, provider="a", model="m1", cost_usd=0.25)
+        store.settle([(record, swept), (record, changed)], limits, now)
+        assert tries == ([True, False] if store.pipelines else [False])
+        spent, held = _daily(store, PA, now)
+        assert (spent, held) == (to_nusd(0.5), 0)
+        assert store.conn.execute(select(reservations.c.id)).all() == []
         store.conn.rollback()
     finally:
         store.close()

@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, NoReturn
 
 from sqlalchemy import (
@@ -236,31 +237,32 @@ def _is_pipe(cur: Any) -> bool:
     return not hasattr(cur, "fetchall")
 
 
-class _Hold:
-    """The conditional hold (``_Statements.hold``) of a reservation, made or else its
-    transaction left: :meth:`make` raises ``_NoRoom(index)`` for a refusal.
+class _Sure:
+    """A statement that must change a row, or else its transaction is left: :meth:`make`
+    raises the ``failure`` it is given when the statement changed none (a hold refused,
+    a reservation no longer as held).
 
-    On a driver's cursor the hold's answer is there at once. In PostgreSQL's pipeline it
-    is queued in a form that divides by zero when it held nothing, which aborts the
-    transaction on the server: the statements after it, the commit included, are queued
-    without waiting for its answer, and a reservation waits for the server once (the
-    refusal comes out of the commit), where reading each hold's answer first made two
-    waits."""
+    On a driver's cursor the answer is there at once. In PostgreSQL's pipeline the
+    statement is queued in a form that divides by zero when it changed nothing, which
+    aborts the transaction on the server: the statements after it, the commit included,
+    are queued without waiting for its answer, and the failure comes out of the commit.
+    A reservation so waits for the server once, where reading each hold's answer first
+    made two waits."""
 
     def __init__(self, stmt: Any, dialect: Any) -> None:
         self.plain = _Prepared(stmt, dialect)
-        """The hold itself: its rows (the row's new reservation), none if it was refused."""
-        self._failing = f"WITH held AS ({self.plain.sql}) SELECT 1 / count(*) FROM held"
+        """The statement itself: its rows (RETURNING), none if it changed nothing."""
+        self._failing = f"WITH done AS ({self.plain.sql}) SELECT 1 / count(*) FROM done"
 
-    def make(self, cur: Any, row: Mapping[str, Any], index: int) -> Callable[[], object]:
-        """Hold; return what waits for the hold's answer (a refusal raised from it too)."""
+    def make(self, cur: Any, row: Mapping[str, Any], failure: Exception) -> Callable[[], object]:
+        """Run it; return what waits for its answer (``failure`` raised from it too)."""
         if _is_pipe(cur):
             reader: Callable[[], object] = cur.execute(
-                self._failing, self.plain._args(row), refusal=_NoRoom(index)
+                self._failing, self.plain._args(row), refusal=failure
             )
             return reader
-        if not self.plain.rows(cur, row):  # no row returned: refused
-            raise _NoRoom(index)
+        if not self.plain.rows(cur, row):
+            raise failure
         return lambda: None
 
 
@@ -309,10 +311,21 @@ class _Fast:
         def prepared(stmt: Any, keys: Sequence[str] | None = None) -> _Prepared:
             return _Prepared(stmt, dialect, keys)
 
-        self.hold = _Hold(sql.hold, dialect)
+        self.hold = _Sure(sql.hold, dialect)
         self.lease = prepared(sql.lease)
         self.take_reservation = prepared(
             delete(reservations).where(r.id == bindparam("id")).returning(r.amount_nusd, r.targets),
+        )
+        # the same release, of a reservation as it was held (known to the caller)
+        self.release_held = _Sure(
+            delete(reservations)
+            .where(
+                r.id == bindparam("id"),
+                r.amount_nusd == bindparam("amount"),
+                r.targets == bindparam("targets"),
+            )
+            .returning(r.id),
+            dialect,
         )
         self.add_reservations = _InsertMany(reservations, dialect, RESERVATION_COLUMNS)
         self.add_usage = _InsertMany(usage, dialect, [c.name for c in usage.c if c.name != "id"])
@@ -603,7 +616,7 @@ class Store:
             with self._doubt(rid), self.driver_write() as cur:
                 # the holds, the lease and the reservation go out together with the commit
                 holds = [
-                    fast.hold.make(cur, _hold(s, p, amount, n), i)
+                    fast.hold.make(cur, _hold(s, p, amount, n), _NoRoom(i))
                     for i, ((s, p), n) in enumerate(
                         zip(targets[:over], limits_nusd[:over], strict=True)
                     )
@@ -677,7 +690,7 @@ class Store:
                 # each of the group's would, one after the other (amounts are positive);
                 # in the order a reservation locks rows, so that replicas cannot deadlock
                 holds = [
-                    fast.hold.make(cur, _hold(s, p, n, lim), i)
+                    fast.hold.make(cur, _hold(s, p, n, lim), _NoRoom(i))
                     for i, ((s, p), (n, lim)) in enumerate(sorted(totals.items(), key=_lock_order))
                 ]
                 if renew and holds:
@@ -839,7 +852,7 @@ class Store:
         ends at this (owner, seq) of a journal, stored in the same transaction. The hot
         path of every record, so it runs prepared statements (see :class:`_Prepared`).
         """
-        deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        spent: defaultdict[tuple[str, str], int] = defaultdict(int)  # nano-USD per target
         rows = []
         # the (scope, period) rows a record moves, by its day, provider and key: a batch
         # has a few of each, and working them out per record was a quarter of its settle
@@ -854,8 +867,8 @@ class Store:
                 periods = [period_key(kind, rec.ts) for kind in KINDS]
                 targets = targets_of[which] = [(s, p) for s in rec.scopes() for p in periods]
             for target in targets:
-                deltas[target][0] += cost or 0
-        ids = []
+                spent[target] += cost or 0
+        held: list[Reservation] = []
         draws: defaultdict[str, int] = defaultdict(int)  # slice id -> nano-USD its records spent
         for rec, r in batch:
             if r is None or not r.targets:
@@ -863,7 +876,39 @@ class Store:
             if is_slice(r.id):
                 draws[r.id] += 0 if rec.cost_usd is None else max(0, to_nusd(rec.cost_usd))
             else:
-                ids.append(r.id)
+                held.append(r)
+        settle = partial(self._settle, rows, spent, held, draws, limits, now, mark)
+        if self.pipelines and held:
+            try:
+                return settle(as_held=True)
+            except _NotAsHeld:
+                pass  # a sweep released one meanwhile: settled by what the database holds
+        return settle(as_held=False)
+
+    def _settle(
+        self,
+        rows: list[dict[str, Any]],
+        spent: Mapping[tuple[str, str], int],
+        held: Sequence[Reservation],
+        draws: Mapping[str, int],
+        limits: Mapping[str, BudgetLimits],
+        now: float,
+        mark: tuple[str, int] | None,
+        *,
+        as_held: bool,
+    ) -> list[FiredAlert]:
+        """:meth:`settle`'s transaction; ``spent``: nano-USD its records spent per (scope,
+        period).
+
+        ``as_held``: each reservation is released as it was held (its amount and targets,
+        known here), and the transaction fails with :class:`_NotAsHeld` if one no longer
+        is; in PostgreSQL's pipeline its moves then need not wait for what each release
+        took back. Else each release's rows are read, and one a sweep released already
+        moves nothing."""
+        # (scope, period) -> [spent, released from reservations], in nano-USD
+        deltas: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for target, n in spent.items():
+            deltas[target][0] = n
         fast = self.fast
         fired: list[FiredAlert] = []
         with self.driver_write() as cur:
@@ -871,11 +916,19 @@ class Store:
                 fast.add_usage.many(cur, rows)
             if mark is not None:
                 fast.mark_journal.run(cur, {"owner": mark[0], "seq": mark[1]})
-            taken = [fast.take_reservation.sent(cur, {"id": rid}) for rid in ids]
-            for took in taken:  # none if a sweep released it: then nothing to move
-                for amount, targets in took():
-                    for scope, period in json.loads(targets):
-                        deltas[(scope, period)][1] += amount
+            if as_held:
+                for r in held:
+                    amount = to_nusd(r.amount_usd, up=True)  # as reserve() held it
+                    release = {"id": r.id, "amount": amount, "targets": json.dumps(r.targets)}
+                    fast.release_held.make(cur, release, _NotAsHeld())
+                    for target in r.targets:
+                        deltas[target][1] += amount
+            else:
+                taken = [fast.take_reservation.sent(cur, {"id": r.id}) for r in held]
+                for took in taken:  # none if a sweep released it: then nothing to move
+                    for amount, targets in took():
+                        for scope, period in json.loads(targets):
+                            deltas[(scope, period)][1] += amount
             for sid, cost in draws.items():  # a slice released already: its hold is gone
                 for amount, targets in fast.read_slice.rows(cur, {"id": sid}):
                     moved = min(amount, cost)
@@ -895,12 +948,14 @@ class Store:
                 else:
                     watched.append((scope, period, kind, limit, lim, fast.move.sent(cur, row)))
             for scope, period, kind, limit, lim, move in watched:
-                ((spent,),) = move()
+                ((spent_now,),) = move()
                 for pct in lim.alert_percents:
-                    if spent >= to_nusd(limit * pct / 100):
+                    if spent_now >= to_nusd(limit * pct / 100):
                         params = {"b_scope": scope, "b_period": period, "b_pct": pct, "b_at": now}
                         if fast.fire_alert.rows(cur, params):  # a row: fired just now
-                            fired.append(FiredAlert(scope, kind, period, pct, to_usd(spent), limit))
+                            fired.append(
+                                FiredAlert(scope, kind, period, pct, to_usd(spent_now), limit)
+                            )
         return fired
 
     @contextmanager
@@ -1171,6 +1226,11 @@ def _refused_at(index: int, holds: Sequence[Callable[[], object]]) -> NoReturn:
     for answer in holds:
         answer()
     raise _NoRoom(index)
+
+
+class _NotAsHeld(Exception):
+    """Inside a settle's transaction: a reservation is no longer as it was held (a sweep
+    released it): leave the transaction, rolled back, and settle by reading instead."""
 
 
 class _NoRoom(Exception):
