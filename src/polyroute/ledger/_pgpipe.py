@@ -117,7 +117,7 @@ class _Slot:
         self.prepares = prepares
         """(SQL, name) a ``Parse`` makes: known on the connection once it succeeded."""
         self.refusal = refusal
-        """Raised in place of the statement's division by zero (see :meth:`Pipe.execute`)."""
+        """Raised in place of the statement's failure on purpose (see :meth:`Pipe.execute`)."""
 
 
 class Pipe:
@@ -150,9 +150,10 @@ class Pipe:
         """Queue ``sql`` (psycopg's placeholders) with ``params``; rows when called.
 
         ``refusal``: raised, where the first error would be, if this statement fails with
-        a division by zero: a statement that fails on purpose when the transaction must
-        not go on aborts it on the server, so its caller need not read its answer before
-        queuing the rest, the commit included."""
+        an invalid text representation (SQLSTATE 22P02: a text of its own cast to a
+        number): a statement that fails on purpose when the transaction must not go on
+        aborts it on the server, so its caller need not read its answer before queuing the
+        rest, the commit included."""
         statements = self._statements
         named = statements.named.get(sql) or self._preparing.get(sql)
         if named is None:
@@ -244,7 +245,9 @@ class Pipe:
             if isinstance(error, psycopg.errors.InvalidSqlStatementName):
                 # deallocated behind our back: this transaction fails, the next prepares anew
                 self._statements.named.clear()
-            refused = slot.refusal is not None and isinstance(error, psycopg.errors.DivisionByZero)
+            refused = slot.refusal is not None and isinstance(
+                error, psycopg.errors.InvalidTextRepresentation
+            )
             self._error = slot.refusal if refused else error
 
     def _failure(self, res: Any) -> psycopg.Error:

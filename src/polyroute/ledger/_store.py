@@ -231,6 +231,10 @@ class _Prepared:
         return lambda: rows
 
 
+_NOTHING_CHANGED = "polyroute: no row to change (a budget hold refused, or a reservation released)"
+"""What a :class:`_Sure` statement that changed nothing fails with, in the server's log."""
+
+
 def _is_pipe(cur: Any) -> bool:
     """Whether ``cur`` (what :meth:`Store.driver_write` yields) is a ``_pgpipe.Pipe``, not
     a driver's cursor."""
@@ -243,16 +247,20 @@ class _Sure:
     a reservation no longer as held).
 
     On a driver's cursor the answer is there at once. In PostgreSQL's pipeline the
-    statement is queued in a form that divides by zero when it changed nothing, which
-    aborts the transaction on the server: the statements after it, the commit included,
-    are queued without waiting for its answer, and the failure comes out of the commit.
+    statement is queued in a form that fails when it changed nothing (a cast of its own
+    message to an integer, which is what the server's log shows), which aborts the
+    transaction on the server: the statements after it, the commit included, are queued
+    without waiting for its answer, and the failure comes out of the commit.
     A reservation so waits for the server once, where reading each hold's answer first
     made two waits."""
 
     def __init__(self, stmt: Any, dialect: Any) -> None:
         self.plain = _Prepared(stmt, dialect)
         """The statement itself: its rows (RETURNING), none if it changed nothing."""
-        self._failing = f"WITH done AS ({self.plain.sql}) SELECT 1 / count(*) FROM done"
+        self._failing = (
+            f"WITH done AS ({self.plain.sql}) SELECT CAST(CASE count(*) WHEN 0 THEN "
+            f"'{_NOTHING_CHANGED}' ELSE '1' END AS integer) FROM done"
+        )
 
     def make(self, cur: Any, row: Mapping[str, Any], failure: Exception) -> Callable[[], object]:
         """Run it; return what waits for its answer (``failure`` raised from it too)."""
