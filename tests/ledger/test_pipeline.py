@@ -15,7 +15,7 @@ from polyroute.errors import BudgetExceeded
 from polyroute.ledger import GLOBAL, BudgetLimits, Reservation, UsageRecord, provider_scope
 from polyroute.ledger._records import period_key, to_nusd
 from polyroute.ledger._schema import budgets, reservations, spend
-from polyroute.ledger._store import Store
+from polyroute.ledger._store import FiredAlert, Store
 
 PA = provider_scope("a")
 
@@ -165,16 +165,14 @@ def test_a_reservation_waits_for_postgresql_once(postgres_url: str, sends: list[
         store.close()
 
 
-def test_a_settle_waits_for_postgresql_once_unless_an_alert_watches(
-    postgres_url: str, sends: list[int]
-) -> None:
-    """A settle releases its reservations as they were held, with the moves and the commit:
-    one write and one wait; a budget with alerts has its new spend read back first, one
-    more."""
+def test_a_settle_waits_for_postgresql_once(postgres_url: str, sends: list[int]) -> None:
+    """A settle releases its reservations as they were held, with the moves and the commit,
+    and a move that alerts watch fires them in the same statement: one write and one wait,
+    with alerts or without."""
     store = Store(postgres_url)
     try:
         now = time.time()
-        for alerts, settled in (((), 1), ((50.0,), 2)):
+        for alerts, settled in (((), 1), ((50.0,), 1)):
             limits = {PA: BudgetLimits(daily_usd=5.0, alert_percents=alerts)}
             kept = store.reserve(limits, 0.8, now, 60.0, "m1")
             sends.clear()
@@ -184,6 +182,35 @@ def test_a_settle_waits_for_postgresql_once_unless_an_alert_watches(
         spent, held = _daily(store, PA, now)
         assert (spent, held) == (to_nusd(1.0), 0)
         assert store.conn.execute(select(reservations.c.id)).all() == []
+        store.conn.rollback()
+    finally:
+        store.close()
+
+
+def test_a_settle_fires_each_alert_it_crosses_once(db_url: str, sends: list[int]) -> None:
+    """Spend crossing two thresholds fires both, in the configured order and numbers, with
+    the new spend; the next crossing fires the third alone. On PostgreSQL the moves fire
+    them in the same statement, and each settle writes to the server once."""
+    store = Store(db_url)
+    try:
+        now = time.time()
+        limits = {PA: BudgetLimits(daily_usd=1.0, alert_percents=(50, 75, 90))}
+        day = period_key("daily", now)
+        fired = []
+        for cost in (0.8, 0.15):
+            kept = store.reserve(limits, cost, now, 60.0, "m1")
+            sends.clear()
+            record = UsageRecord(ts=now, provider="a", model="m1", cost_usd=cost)
+            fired.append(store.settle([(record, kept)], limits, now))
+            assert len(sends) == (1 if store.pipelines else 0)
+        assert fired == [
+            [
+                FiredAlert(PA, "daily", day, 50, 0.8, 1.0),
+                FiredAlert(PA, "daily", day, 75, 0.8, 1.0),
+            ],
+            [FiredAlert(PA, "daily", day, 90, 0.95, 1.0)],
+        ]
+        assert [type(a.percent) for a in fired[0]] == [int, int]
         store.conn.rollback()
     finally:
         store.close()

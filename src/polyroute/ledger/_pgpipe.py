@@ -8,7 +8,7 @@ polls (``strace``, the shared-state gateway at 32 connections). Here statements 
 queued in libpq's buffer and go out together when a result is first needed, and at
 the commit. A reservation reads nothing before its commit (its holds fail on purpose
 when refused, see :meth:`Pipe.execute`): it writes once and waits once, and so does a
-settle that no alert watches.
+settle.
 
 Statements are prepared once per connection under names of our own, their
 parameters sent as text (PostgreSQL infers each type from its place, and SQLAlchemy's

@@ -274,6 +274,32 @@ class _Sure:
         return lambda: None
 
 
+_MOVE_ALERTING = """WITH moved AS ({inner})
+INSERT INTO {alerts} (scope, period, percent, fired_at)
+SELECT CAST(%(b_scope)s AS varchar), CAST(%(b_period)s AS varchar), t.pct,
+       CAST(%(b_at)s AS float8)
+FROM moved, unnest(CAST(%(b_pcts)s AS float8[]), CAST(%(b_floors)s AS bigint[])) AS t(pct, floor)
+WHERE moved.spent_nusd >= t.floor
+ON CONFLICT DO NOTHING
+RETURNING percent, (SELECT spent_nusd FROM moved)"""
+"""PostgreSQL: a spend move (``{inner}``) and the alert rows of the thresholds (percent,
+nano-USD floor) its new spend reaches; the rows fired just now come back with it."""
+
+
+class _Composed:
+    """SQL of our own around a prepared statement (``{inner}`` in ``template``), run with
+    its parameters and more of its own."""
+
+    def __init__(self, inner: _Prepared, template: str) -> None:
+        self._inner = inner
+        self.sql = template.replace("{inner}", inner.sql)
+
+    def sent(self, cur: Any, row: Mapping[str, Any]) -> Callable[[], list[tuple[Any, ...]]]:
+        """Run it; its rows when the returned function is called (see :meth:`_Prepared.sent`)."""
+        reader: Callable[[], list[tuple[Any, ...]]] = cur.execute(self.sql, self._inner._args(row))
+        return reader
+
+
 class _InsertMany:
     """An INSERT of many rows as a few multi-row statements, one per power of two of rows.
 
@@ -342,6 +368,13 @@ class _Fast:
             ["scope", "period", "spent_nusd", "reserved_nusd"],
         )
         self.fire_alert = prepared(sql.fire_alert.returning(alerts.c.percent))
+        self.move_alerting: _Composed | None = None
+        if dialect.name == "postgresql":
+            # a move and the alerts it crosses, in one statement: what fired comes back with
+            # the commit, and a settle that alerts watch needs no answer before it
+            self.move_alerting = _Composed(
+                self.move, _MOVE_ALERTING.replace("{alerts}", alerts.name)
+            )
         self.mark_journal = prepared(sql.mark_journal, ["owner", "seq"])
         self.add_response = _InsertMany(responses, dialect, RESPONSE_COLUMNS)
         self.read_slice = prepared(select(r.amount_nusd, r.targets).where(r.id == bindparam("id")))
@@ -943,9 +976,11 @@ class Store:
                     fast.draw_slice.run(cur, {"id": sid, "n": moved})
                     for scope, period in json.loads(targets):
                         deltas[(scope, period)][1] += moved
-            # only a move that may cross an alert's threshold is read back: the others
-            # go out with the commit, and a batch no alert watches waits for it alone
+            # a move that may cross an alert's threshold fires its alerts itself in
+            # PostgreSQL's pipeline (what fired is read after the commit), else its new
+            # spend is read back; the other moves go out with the commit
             watched = []
+            alerting = []
             for (scope, period), (ds, dr) in sorted(deltas.items(), key=_lock_order):
                 row = {"scope": scope, "period": period, "spent_nusd": ds, "reserved_nusd": -dr}
                 lim = limits.get(scope)
@@ -953,6 +988,14 @@ class Store:
                 limit = None if lim is None or ds <= 0 else lim.for_period(kind)
                 if lim is None or not limit or not lim.alert_percents:  # 0: nothing to alert
                     fast.move.run(cur, row)
+                elif fast.move_alerting is not None and _is_pipe(cur):
+                    pcts = lim.alert_percents
+                    floors = ",".join(str(to_nusd(limit * pct / 100)) for pct in pcts)
+                    alert = {"b_scope": scope, "b_period": period, "b_at": now}
+                    alert["b_pcts"] = "{" + ",".join(repr(float(pct)) for pct in pcts) + "}"
+                    alert["b_floors"] = "{" + floors + "}"
+                    fires = fast.move_alerting.sent(cur, {**row, **alert})
+                    alerting.append((scope, period, kind, limit, pcts, fires))
                 else:
                     watched.append((scope, period, kind, limit, lim, fast.move.sent(cur, row)))
             for scope, period, kind, limit, lim, move in watched:
@@ -964,6 +1007,12 @@ class Store:
                             fired.append(
                                 FiredAlert(scope, kind, period, pct, to_usd(spent_now), limit)
                             )
+        for scope, period, kind, limit, pcts, fires in alerting:  # committed: read, no wait
+            by_value = {float(pct): pct for pct in pcts}  # the configured number, as it was
+            for pct, spent_now in sorted(fires(), key=lambda r: pcts.index(by_value[r[0]])):
+                fired.append(
+                    FiredAlert(scope, kind, period, by_value[pct], to_usd(spent_now), limit)
+                )
         return fired
 
     @contextmanager
