@@ -199,9 +199,17 @@ class _Prepared:
     parameters (``_capped``'s ceiling) are filled in from the compiled defaults.
     """
 
-    def __init__(self, stmt: Any, dialect: Any, keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        stmt: Any,
+        dialect: Any,
+        keys: Sequence[str] | None = None,
+        around: str | None = None,
+    ) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
         self.sql: str = compiled.string
+        if around is not None:  # SQL of our own around it (``{inner}``), with more parameters
+            self.sql = around.replace("{inner}", compiled.string)
         self._defaults: dict[str, Any] = {k: bp.effective_value for k, bp in compiled.binds.items()}
         self._order: list[str] | None = (
             list(compiled.positiontup or ()) if dialect.positional else None
@@ -234,6 +242,11 @@ class _Prepared:
 _NOTHING_CHANGED = "polyroute: no row to change (a budget hold refused, or a reservation released)"
 """What a :class:`_Sure` statement that changed nothing fails with, in the server's log."""
 
+_FAILS_IF_NOTHING = (
+    "WITH done AS ({inner}) SELECT CAST(CASE count(*) WHEN 0 THEN "
+    f"'{_NOTHING_CHANGED}' ELSE '1' END AS integer) FROM done"
+)
+
 
 def _is_pipe(cur: Any) -> bool:
     """Whether ``cur`` (what :meth:`Store.driver_write` yields) is a ``_pgpipe.Pipe``, not
@@ -257,16 +270,13 @@ class _Sure:
     def __init__(self, stmt: Any, dialect: Any) -> None:
         self.plain = _Prepared(stmt, dialect)
         """The statement itself: its rows (RETURNING), none if it changed nothing."""
-        self._failing = (
-            f"WITH done AS ({self.plain.sql}) SELECT CAST(CASE count(*) WHEN 0 THEN "
-            f"'{_NOTHING_CHANGED}' ELSE '1' END AS integer) FROM done"
-        )
+        self._failing = _Prepared(stmt, dialect, around=_FAILS_IF_NOTHING)
 
     def make(self, cur: Any, row: Mapping[str, Any], failure: Exception) -> Callable[[], object]:
         """Run it; return what waits for its answer (``failure`` raised from it too)."""
         if _is_pipe(cur):
             reader: Callable[[], object] = cur.execute(
-                self._failing, self.plain._args(row), refusal=failure
+                self._failing.sql, self._failing._args(row), refusal=failure
             )
             return reader
         if not self.plain.rows(cur, row):
@@ -284,20 +294,6 @@ ON CONFLICT DO NOTHING
 RETURNING percent, (SELECT spent_nusd FROM moved)"""
 """PostgreSQL: a spend move (``{inner}``) and the alert rows of the thresholds (percent,
 nano-USD floor) its new spend reaches; the rows fired just now come back with it."""
-
-
-class _Composed:
-    """SQL of our own around a prepared statement (``{inner}`` in ``template``), run with
-    its parameters and more of its own."""
-
-    def __init__(self, inner: _Prepared, template: str) -> None:
-        self._inner = inner
-        self.sql = template.replace("{inner}", inner.sql)
-
-    def sent(self, cur: Any, row: Mapping[str, Any]) -> Callable[[], list[tuple[Any, ...]]]:
-        """Run it; its rows when the returned function is called (see :meth:`_Prepared.sent`)."""
-        reader: Callable[[], list[tuple[Any, ...]]] = cur.execute(self.sql, self._inner._args(row))
-        return reader
 
 
 class _InsertMany:
@@ -342,8 +338,10 @@ class _Fast:
     def __init__(self, sql: _Statements, dialect: Any) -> None:
         r = reservations.c
 
-        def prepared(stmt: Any, keys: Sequence[str] | None = None) -> _Prepared:
-            return _Prepared(stmt, dialect, keys)
+        def prepared(
+            stmt: Any, keys: Sequence[str] | None = None, around: str | None = None
+        ) -> _Prepared:
+            return _Prepared(stmt, dialect, keys, around)
 
         self.hold = _Sure(sql.hold, dialect)
         self.lease = prepared(sql.lease)
@@ -363,18 +361,17 @@ class _Fast:
         )
         self.add_reservations = _InsertMany(reservations, dialect, RESERVATION_COLUMNS)
         self.add_usage = _InsertMany(usage, dialect, [c.name for c in usage.c if c.name != "id"])
-        self.move = prepared(
-            sql.move.returning(spend.c.spent_nusd),
-            ["scope", "period", "spent_nusd", "reserved_nusd"],
-        )
+        move = sql.move.returning(spend.c.spent_nusd)
+        move_keys = ["scope", "period", "spent_nusd", "reserved_nusd"]
+        self.move = prepared(move, move_keys)
         self.fire_alert = prepared(sql.fire_alert.returning(alerts.c.percent))
-        self.move_alerting: _Composed | None = None
+        self.move_alerting: _Prepared | None = None
         if dialect.name == "postgresql":
-            # a move and the alerts it crosses, in one statement: what fired comes back with
-            # the commit, and a settle that alerts watch needs no answer before it
-            self.move_alerting = _Composed(
-                self.move, _MOVE_ALERTING.replace("{alerts}", alerts.name)
-            )
+            # a move and the alerts it crosses, in one statement: in the pipeline what fired
+            # comes back with the commit, and a settle that alerts watch needs no answer
+            # before it
+            around = _MOVE_ALERTING.replace("{alerts}", alerts.name)
+            self.move_alerting = prepared(move, move_keys, around)
         self.mark_journal = prepared(sql.mark_journal, ["owner", "seq"])
         self.add_response = _InsertMany(responses, dialect, RESPONSE_COLUMNS)
         self.read_slice = prepared(select(r.amount_nusd, r.targets).where(r.id == bindparam("id")))
@@ -730,11 +727,9 @@ class Store:
                 # one hold per (scope, period) for the whole group: it fits exactly when
                 # each of the group's would, one after the other (amounts are positive);
                 # in the order a reservation locks rows, so that replicas cannot deadlock
-                holds = [
-                    fast.hold.make(cur, _hold(s, p, n, lim), _NoRoom(i))
-                    for i, ((s, p), (n, lim)) in enumerate(sorted(totals.items(), key=_lock_order))
-                ]
-                if renew and holds:
+                for (s, p), (n, lim) in sorted(totals.items(), key=_lock_order):
+                    fast.hold.make(cur, _hold(s, p, n, lim), _NoRoom())
+                if renew and totals:
                     fast.lease.run(cur, {"b_owner": self.owner, "b_until": last + lease_s})
                 rows = [
                     self._reservation_row(rid, ts, ttl_s, n, targets)
@@ -976,9 +971,9 @@ class Store:
                     fast.draw_slice.run(cur, {"id": sid, "n": moved})
                     for scope, period in json.loads(targets):
                         deltas[(scope, period)][1] += moved
-            # a move that may cross an alert's threshold fires its alerts itself in
-            # PostgreSQL's pipeline (what fired is read after the commit), else its new
-            # spend is read back; the other moves go out with the commit
+            # a move that may cross an alert's threshold fires its alerts itself on
+            # PostgreSQL (what fired is read after the commit), else its new spend is read
+            # back; the other moves go out with the commit
             watched = []
             alerting = []
             for (scope, period), (ds, dr) in sorted(deltas.items(), key=_lock_order):
@@ -988,9 +983,9 @@ class Store:
                 limit = None if lim is None or ds <= 0 else lim.for_period(kind)
                 if lim is None or not limit or not lim.alert_percents:  # 0: nothing to alert
                     fast.move.run(cur, row)
-                elif fast.move_alerting is not None and _is_pipe(cur):
+                elif fast.move_alerting is not None:
                     pcts = lim.alert_percents
-                    floors = ",".join(str(to_nusd(limit * pct / 100)) for pct in pcts)
+                    floors = ",".join(str(_alert_floor(limit, pct)) for pct in pcts)
                     alert = {"b_scope": scope, "b_period": period, "b_at": now}
                     alert["b_pcts"] = "{" + ",".join(repr(float(pct)) for pct in pcts) + "}"
                     alert["b_floors"] = "{" + floors + "}"
@@ -1001,7 +996,7 @@ class Store:
             for scope, period, kind, limit, lim, move in watched:
                 ((spent_now,),) = move()
                 for pct in lim.alert_percents:
-                    if spent_now >= to_nusd(limit * pct / 100):
+                    if spent_now >= _alert_floor(limit, pct):
                         params = {"b_scope": scope, "b_period": period, "b_pct": pct, "b_at": now}
                         if fast.fire_alert.rows(cur, params):  # a row: fired just now
                             fired.append(
@@ -1270,6 +1265,11 @@ def _checks(limits: Mapping[str, BudgetLimits]) -> list[tuple[str, PeriodKind, f
         for kind in KINDS
         if (limit := lim.for_period(kind)) is not None
     ]
+
+
+def _alert_floor(limit_usd: float, percent: float) -> int:
+    """The spend, in nano-USD, at which an alert at ``percent`` of ``limit_usd`` fires."""
+    return to_nusd(limit_usd * percent / 100)
 
 
 def _hold(scope: str, period: str, amount_nusd: int, limit_nusd: int) -> dict[str, Any]:
