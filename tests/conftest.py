@@ -5,10 +5,13 @@ Loopback-only is enforced by pytest-socket (``--allow-hosts`` in pyproject).
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from types import AsyncGeneratorType
 
 import pytest
 
@@ -71,3 +74,30 @@ def _loggers_restored() -> Iterator[None]:
             log.setLevel(level)
             log.handlers[:] = handlers
             log.propagate = propagate
+
+
+@contextmanager
+def _left_to_the_loop() -> Iterator[list[str]]:
+    hooks = sys.get_asyncgen_hooks()  # the running loop's: enter this inside the test
+    left: list[str] = []
+
+    def finalizer(agen: AsyncGeneratorType[object, object]) -> None:
+        if "polyroute" in agen.ag_code.co_filename:
+            left.append(agen.ag_code.co_qualname)
+        if hooks.finalizer is not None:
+            hooks.finalizer(agen)
+
+    sys.set_asyncgen_hooks(hooks.firstiter, finalizer)
+    try:
+        yield left
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+
+
+@pytest.fixture
+def left_to_the_loop() -> Callable[[], AbstractContextManager[list[str]]]:
+    """``with left_to_the_loop() as left:`` (inside the test's coroutine: a running loop sets
+    its own hooks) -> the names of polyroute's async generators begun in the block and
+    dropped unclosed, at its end. The event loop closes each in a task of its own."""
+    return _left_to_the_loop

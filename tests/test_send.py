@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, aclosing
 from dataclasses import replace
 from typing import Any
 
@@ -144,3 +145,17 @@ async def test_embed_falls_back_between_the_providers_serving_the_model(
     assert [(a.provider, a.ok) for a in info.value.attempts] == [("openai", False)] * 2
     with pytest.raises(NoCandidateError):
         await pr.embed(EmbeddingRequest("no-such-embedder", ("a",)))
+
+
+async def test_a_stream_leaves_no_generator_for_the_event_loop_to_close(
+    pr: Polyroute, left_to_the_loop: Callable[[], AbstractContextManager[list[str]]]
+) -> None:
+    """Read to its end or abandoned, a stream's layers (the meter, the provider's client, the
+    SSE framing, the transport) are closed in turn, not left to the loop's finalizer."""
+    with left_to_the_loop() as left:
+        read = [e async for e in pr.stream("hi", provider="openai")]
+        async with aclosing(pr.stream("hi", provider="anthropic").__aiter__()) as events:
+            async for _ in events:
+                break
+    assert read[-1].kind == "end"
+    assert left == []

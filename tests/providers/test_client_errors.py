@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, aclosing
 
 import pytest
 
@@ -131,3 +132,20 @@ async def test_cut_stream_is_an_error_not_an_end(
     assert isinstance(seen[0], StreamStart)
     assert not any(isinstance(e, StreamEnd) for e in seen)
     assert [e.text for e in seen if isinstance(e, TextDelta)] == ["The "]
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+async def test_a_stream_closes_the_generators_under_it(
+    vendor: str,
+    fleet: Fleet,
+    clients: dict[str, ProviderClient],
+    left_to_the_loop: Callable[[], AbstractContextManager[list[str]]],
+) -> None:
+    model = fleet[vendor].models[0]
+    with left_to_the_loop() as left:
+        read = [e async for e in clients[vendor].stream(req(model))]
+        async with aclosing(clients[vendor].stream(req(model))) as events:
+            async for _ in events:
+                break  # abandoned after its first event
+    assert isinstance(read[-1], StreamEnd)
+    assert left == []

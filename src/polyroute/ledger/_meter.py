@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TypeVar
@@ -259,7 +260,7 @@ class Meter:
 
     async def stream(
         self, client: ProviderClient, request: ChatRequest, *, virtual_key: str | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """The provider's stream, metered: time to first token, usage from its end event.
 
         A stream that fails or is abandoned after content was delivered is
@@ -272,18 +273,19 @@ class Meter:
         ttft: float | None = None
         delivered = 0
         try:
-            async for event in client.stream(request):
-                if isinstance(event, _DELIVERED):
-                    if ttft is None:
-                        ttft = (time.perf_counter() - t0) * 1000
-                    # thinking is billed as output too
-                    delivered += len(
-                        event.arguments if isinstance(event, ToolCallDelta) else event.text
-                    )
-                elif isinstance(event, StreamEnd):
-                    latency = (time.perf_counter() - t0) * 1000
-                    attempt.succeeded(request.model, event.usage, latency, ttft, None)
-                yield event
+            async with aclosing(client.stream(request)) as events:
+                async for event in events:
+                    if isinstance(event, _DELIVERED):
+                        if ttft is None:
+                            ttft = (time.perf_counter() - t0) * 1000
+                        # thinking is billed as output too
+                        delivered += len(
+                            event.arguments if isinstance(event, ToolCallDelta) else event.text
+                        )
+                    elif isinstance(event, StreamEnd):
+                        latency = (time.perf_counter() - t0) * 1000
+                        attempt.succeeded(request.model, event.usage, latency, ttft, None)
+                    yield event
         except BaseException as exc:
             if not attempt.done:
                 attempt.failed(exc, (time.perf_counter() - t0) * 1000, ttft, delivered)

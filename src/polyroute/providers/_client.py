@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -117,31 +118,32 @@ class ProviderClient:
 
     async def stream(
         self, request: ChatRequest, *, timeout_s: float | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Yield stream events; raise :class:`StreamInterruptedError` if the end marker never comes."""
         request = self._model(request)
         response = await self._x.open_stream(self._translate(request, stream=True), timeout_s)
         rid = self._x.request_id(response)
         decoder = self.protocol.stream_decoder(request)
         ended = False
+        feed = decoder.feed
         try:
-            feed = decoder.feed
-            async for batch in self._x.message_batches(response):
-                for data, event in batch:
-                    try:  # what _parse does, inline: a call less per event
-                        events = feed(data, event)
-                    except ProviderError as exc:
-                        self._complete(exc, rid)
-                        raise
-                    except _SHAPE_ERRORS as exc:
-                        raise self._shape(exc, rid) from None
-                    for ev in events:
-                        ended = ended or isinstance(ev, StreamEnd)
-                        yield ev
+            async with aclosing(self._x.message_batches(response)) as batches:
+                async for batch in batches:
+                    for data, event in batch:
+                        try:  # what _parse does, inline: a call less per event
+                            events = feed(data, event)
+                        except ProviderError as exc:
+                            self._complete(exc, rid)
+                            raise
+                        except _SHAPE_ERRORS as exc:
+                            raise self._shape(exc, rid) from None
+                        for ev in events:
+                            ended = ended or isinstance(ev, StreamEnd)
+                            yield ev
+                        if decoder.done:
+                            break
                     if decoder.done:
                         break
-                if decoder.done:
-                    break
         finally:
             await response.aclose()
         if not (decoder.done and ended):
@@ -165,8 +167,9 @@ class ProviderClient:
         before the first."""
         response = await self._x.open_stream(call, timeout_s)
         try:
-            async for item in self._x.messages(response):
-                yield item
+            async with aclosing(self._x.messages(response)) as items:
+                async for item in items:
+                    yield item
         finally:
             await response.aclose()
 

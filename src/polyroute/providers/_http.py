@@ -13,7 +13,8 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import aclosing
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -69,7 +70,7 @@ class Received(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+    def aiter_bytes(self) -> AsyncGenerator[bytes, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -117,14 +118,15 @@ class _Open:
     async def read(self) -> bytes:
         return b"".join([part async for part in self.aiter_bytes()])
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         left = self._limit
         try:
-            async for part in self._response.aiter_bytes():
-                left -= len(part)
-                if left < 0:
-                    raise self._too_large(self._response)
-                yield part
+            async with aclosing(self._response.aiter_bytes()) as parts:
+                async for part in parts:
+                    left -= len(part)
+                    if left < 0:
+                        raise self._too_large(self._response)
+                    yield part
         finally:
             self._free()
 
@@ -163,7 +165,7 @@ class _ViaClient:
     async def read(self) -> bytes:
         return await self._response.aread()
 
-    def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         return self._response.aiter_bytes()
 
     async def aclose(self) -> None:
@@ -390,13 +392,14 @@ class Exchange:
             return await response.read()
         parts = []
         left = limit
-        async for part in response.aiter_bytes():
-            left -= len(part)
-            if left < 0:
-                break
-            parts.append(part)
-        else:
-            return b"".join(parts)
+        async with aclosing(response.aiter_bytes()) as body:
+            async for part in body:
+                left -= len(part)
+                if left < 0:
+                    break
+                parts.append(part)
+            else:
+                return b"".join(parts)
         await response.aclose()
         raise self._too_large(response)
 
@@ -474,30 +477,35 @@ class Exchange:
     def request_id(self, response: Received) -> str | None:
         return self._request_id(response.headers)
 
-    async def messages(self, response: Received) -> AsyncIterator[tuple[str, str | None]]:
+    async def messages(self, response: Received) -> AsyncGenerator[tuple[str, str | None], None]:
         """Yield ``(data, event)`` per SSE event or NDJSON line; map broken transports."""
-        async for batch in self.message_batches(response):
-            for item in batch:
-                yield item
+        async with aclosing(self.message_batches(response)) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
 
     async def message_batches(
         self, response: Received
-    ) -> AsyncIterator[list[tuple[str, str | None]]]:
+    ) -> AsyncGenerator[list[tuple[str, str | None]], None]:
         """:meth:`messages` as a list per network read that completed any (one resumption
-        per read, not per message); map broken transports."""
+        per read, not per message); map broken transports. Closing it closes the
+        generators under it at once (left to the event loop, each would cost a task)."""
         import httpx2
 
         try:
-            if self.protocol.stream_format == "ndjson":
-                async for lines in _line_batches(response.aiter_bytes()):
-                    batch: list[tuple[str, str | None]] = [
-                        (line, None) for line in lines if line.strip()
-                    ]
-                    if batch:
-                        yield batch
-            else:
-                async for items in sse_batches(response.aiter_bytes()):
-                    yield items
+            async with aclosing(response.aiter_bytes()) as body:
+                if self.protocol.stream_format == "ndjson":
+                    async with aclosing(_line_batches(body)) as line_batches:
+                        async for lines in line_batches:
+                            batch: list[tuple[str, str | None]] = [
+                                (line, None) for line in lines if line.strip()
+                            ]
+                            if batch:
+                                yield batch
+                else:
+                    async with aclosing(sse_batches(body)) as batches:
+                        async for items in batches:
+                            yield items
         except httpx2.TimeoutException:
             raise APITimeoutError(
                 "stream stalled: no data in time", provider=self.provider.id
@@ -569,7 +577,7 @@ def _split_lines(text: str) -> list[str]:
     return _EOL.split(text) if "\r" in text else text.split("\n")
 
 
-async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
+async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], None]:
     """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines),
     a list per chunk read (one resumption per network read, not per line)."""
     decode = codecs.getincrementaldecoder("utf-8")("replace").decode
@@ -592,33 +600,34 @@ async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]
 
 async def sse_batches(
     chunks: AsyncIterator[bytes],
-) -> AsyncIterator[list[tuple[str, str | None]]]:
+) -> AsyncGenerator[list[tuple[str, str | None]], None]:
     """Frame Server-Sent Events from a UTF-8 byte stream: ``(data, event name)`` per
     dispatched event, a list per network read that dispatched any."""
     data: list[str] = []
     event: str | None = None
-    async for lines in _line_batches(chunks):
-        out: list[tuple[str, str | None]] = []
-        for line in lines:
-            if line[:6] == "data: ":  # the usual line, taken at once
-                data.append(line[6:])
-                continue
-            if not line:
-                if data:
-                    out.append(("\n".join(data), event))
-                data, event = [], None
-                continue
-            if line.startswith(":"):
-                continue  # comment / keep-alive
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
-        if out:
-            yield out
+    async with aclosing(_line_batches(chunks)) as line_batches:
+        async for lines in line_batches:
+            out: list[tuple[str, str | None]] = []
+            for line in lines:
+                if line[:6] == "data: ":  # the usual line, taken at once
+                    data.append(line[6:])
+                    continue
+                if not line:
+                    if data:
+                        out.append(("\n".join(data), event))
+                    data, event = [], None
+                    continue
+                if line.startswith(":"):
+                    continue  # comment / keep-alive
+                name, _, value = line.partition(":")
+                if value.startswith(" "):
+                    value = value[1:]
+                if name == "data":
+                    data.append(value)
+                elif name == "event":
+                    event = value
+            if out:
+                yield out
     if data:  # a final event without its blank line
         yield [("\n".join(data), event)]
 

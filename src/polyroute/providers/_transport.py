@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 
 import httptools
 import httpx2
@@ -462,7 +462,7 @@ class LeanResponse:
             self._content = await self.body.read()
         return self._content
 
-    def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         return self.body.__aiter__()
 
     async def aclose(self) -> None:
@@ -525,7 +525,7 @@ class _Body(httpx2.AsyncByteStream):
         self._done(conn)
         return content
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         conn = self._conn
         if conn is None:
             return

@@ -400,8 +400,7 @@ class ExecutedStream:
                                 raise
                             # after its end event: the answer is whole
                         finally:
-                            if isinstance(events, AsyncGenerator):
-                                await events.aclose()  # the meter records an abandoned stream now
+                            await events.aclose()  # the meter records an abandoned stream now
                     return
                 except BudgetExceeded as exc:
                     failed = (attempt.target, exc)

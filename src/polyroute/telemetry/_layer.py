@@ -13,7 +13,8 @@ call in a span, so the untraced request path carries no tracing code at all.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context
@@ -109,33 +110,20 @@ class TracedMeter(Meter):
 
     async def stream(
         self, client: ProviderClient, request: ChatRequest, *, virtual_key: str | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         attrs = request_attributes(request, stream=True)
         attrs["gen_ai.request.model"] = request.model
         ptype = client.provider.type
         span = self.telemetry.start_attempt("chat", client.id, ptype, attrs)
-        t0 = time.perf_counter()
-        first = True
-        start: StreamStart | None = None
+        seen = _Seen(span)
         ended = False
         try:
-            async for event in super().stream(client, request, virtual_key=virtual_key):
-                if first and _is_content(event):
-                    first = False
-                    _first_chunk(span, t0)
-                elif isinstance(event, StreamStart):
-                    start = event
-                elif isinstance(event, StreamEnd):
-                    ended = True
-                    answered(
-                        span,
-                        model=start.model if start is not None else "",
-                        response_id=start.id if start is not None else "",
-                        finish_reason=event.finish_reason,
-                        usage=event.usage,
-                        cost_usd=self.cost(ptype, request.model, event.usage),
-                    )
-                yield event
+            async with aclosing(super().stream(client, request, virtual_key=virtual_key)) as events:
+                async for event in events:
+                    if (end := seen.end(event)) is not None:
+                        ended = True
+                        seen.answered(end, self.cost(ptype, request.model, end.usage))
+                    yield event
         except BaseException as exc:
             if not ended:
                 failed(span, exc)
@@ -226,9 +214,7 @@ class TracedStream(ExecutedStream):
         attrs = request_attributes(self.request, stream=True)
         span, ctx = self.telemetry.start_request("chat", self.decision, attrs, self.virtual_key)
         inner = super()._run()
-        t0 = time.perf_counter()
-        first = True
-        start: StreamStart | None = None
+        seen = _Seen(span)
         end: StreamEnd | None = None
         try:
             while True:
@@ -240,14 +226,11 @@ class TracedStream(ExecutedStream):
                     break
                 finally:
                     context.detach(token)
-                if first and _is_content(event):
-                    first = False
-                    _first_chunk(span, t0)
-                elif isinstance(event, StreamStart):
-                    start = event
-                elif isinstance(event, StreamEnd):
-                    end = event
-                    self._ended(span, start, end)
+                if (ended := seen.end(event)) is not None:
+                    end = ended
+                    if self.target is not None and isinstance(self.executor, TracedExecutor):
+                        self.executor._served(span, self.decision, self.target, len(self.attempts))
+                    seen.answered(end, self.cost_usd)
                 yield event
         except BaseException as exc:
             if end is None:
@@ -256,18 +239,6 @@ class TracedStream(ExecutedStream):
         finally:
             await inner.aclose()
             span.end()
-
-    def _ended(self, span: Span, start: StreamStart | None, end: StreamEnd) -> None:
-        if self.target is not None and isinstance(self.executor, TracedExecutor):
-            self.executor._served(span, self.decision, self.target, len(self.attempts))
-        answered(
-            span,
-            model=start.model if start is not None else "",
-            response_id=start.id if start is not None else "",
-            finish_reason=end.finish_reason,
-            usage=end.usage,
-            cost_usd=self.cost_usd,
-        )
 
 
 class TracedFuser(Fuser):
@@ -326,10 +297,42 @@ class TracedFuser(Fuser):
             return result
 
 
-def _first_chunk(span: Span, t0: float) -> None:
-    seconds = time.perf_counter() - t0
-    span.add_event("gen_ai.first_chunk", {"gen_ai.response.time_to_first_chunk": seconds})
-    span.set_attribute("gen_ai.response.time_to_first_chunk", seconds)
+class _Seen:
+    """What a traced stream has shown so far: its start, and its first content (timed on
+    the span, from this object's making)."""
+
+    __slots__ = ("_first", "_span", "_t0", "start")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+        self._t0 = time.perf_counter()
+        self._first = True
+        self.start: StreamStart | None = None
+
+    def end(self, event: StreamEvent) -> StreamEnd | None:
+        """Note ``event``; it, if it is the stream's end."""
+        if self._first and _is_content(event):
+            self._first = False
+            seconds = time.perf_counter() - self._t0
+            attrs = {"gen_ai.response.time_to_first_chunk": seconds}
+            self._span.add_event("gen_ai.first_chunk", attrs)
+            self._span.set_attributes(attrs)
+        elif isinstance(event, StreamStart):
+            self.start = event
+        elif isinstance(event, StreamEnd):
+            return event
+        return None
+
+    def answered(self, end: StreamEnd, cost_usd: float | None) -> None:
+        start = self.start
+        answered(
+            self._span,
+            model=start.model if start is not None else "",
+            response_id=start.id if start is not None else "",
+            finish_reason=end.finish_reason,
+            usage=end.usage,
+            cost_usd=cost_usd,
+        )
 
 
 def _embedded(span: Span, model: str, input_tokens: int, cost_usd: float | None) -> None:
