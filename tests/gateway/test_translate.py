@@ -457,3 +457,90 @@ async def test_a_bug_after_the_first_event_still_ends_in_an_error_frame(
     last = json.loads(body.strip().split("\n\n")[-1].removeprefix("data: "))
     assert last["error"]["type"] == "server_error" and "adapter bug" not in body
     assert note.error == "internal" and "adapter bug" in caplog.text
+
+
+def _frames_of(first: Any, events: AsyncGenerator[Any, None], durable: Any) -> Any:
+    from polyroute.gateway._chat import _Frames
+    from polyroute.gateway._observe import Note
+
+    class Stream:
+        cost_usd = None
+
+    inbound = Inbound(ChatRequest("m", ()), stream=True)
+    encoder = OpenAIChat().encoder(inbound, "m")
+    return _Frames(first, events, Stream(), encoder, Note(), durable, {})  # type: ignore[arg-type]
+
+
+async def test_a_streams_end_frame_ends_the_response_before_the_stream_unwinds() -> None:
+    sent: list[Any] = []
+    seen_after_end: list[list[Any]] = []
+
+    async def events() -> AsyncGenerator[Any, None]:
+        yield TextDelta("hello")
+        yield StreamEnd("stop", Usage.new(1, 1))
+        seen_after_end.append(list(sent))  # the stream's own end: the upstream closed...
+
+    async def durable() -> None:
+        sent.append("durable")
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await _frames_of(StreamStart("id", "m"), events(), durable).stream_response(send)
+    *_, committed, last = sent
+    assert committed == "durable"  # the end waited for the ledger
+    assert last["more_body"] is False and b"[DONE]" in last["body"]  # one write ends it
+    assert seen_after_end == [sent]  # the stream ran to its end, after the response's
+
+
+async def test_a_stream_that_ends_at_its_first_event_waits_for_the_ledger_too() -> None:
+    sent: list[Any] = []
+
+    async def events() -> AsyncGenerator[Any, None]:
+        return
+        yield
+
+    async def durable() -> None:
+        sent.append("durable")
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    frames = _frames_of(StreamEnd("stop", Usage.new(1, 1)), events(), durable)
+    await frames.stream_response(send)
+    assert [m if m == "durable" else m["type"] for m in sent] == [
+        "http.response.start",
+        "durable",
+        "http.response.body",
+    ]
+    assert sent[-1]["more_body"] is False and b"[DONE]" in sent[-1]["body"]
+
+
+async def test_a_caller_hanging_up_after_the_end_cuts_nothing_short() -> None:
+    """The response's end wakes the hang-up watch (``receive`` answers a disconnect once a
+    response is complete): the stream still runs to its end, uncancelled."""
+    import asyncio
+
+    ended = asyncio.Event()
+    finished: list[bool] = []
+
+    async def events() -> AsyncGenerator[Any, None]:
+        yield StreamEnd("stop", Usage.new(1, 1))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the watch's turn to run
+        finished.append(True)
+
+    async def durable() -> None:
+        pass
+
+    async def receive() -> Any:
+        await ended.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        if message.get("more_body") is False:
+            ended.set()
+
+    frames = _frames_of(StreamStart("id", "m"), events(), durable)
+    await frames({"type": "http"}, receive, send)
+    assert finished == [True]

@@ -301,6 +301,7 @@ class _Frames(StreamingResponse):
         self._encoder = encoder
         self._note = note
         self._durable = durable
+        self._watch: asyncio.Task[None] | None = None  # the caller's hanging up, watched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Starlette's, without anyio's task group: a task waiting on ``receive`` cancels
@@ -309,7 +310,7 @@ class _Frames(StreamingResponse):
         group, a task's ``repr`` in the cancel message); this, a task and its cancel."""
         task = asyncio.current_task()
         assert task is not None
-        hung_up = asyncio.get_running_loop().create_task(_hang_up(receive, task))
+        hung_up = self._watch = asyncio.get_running_loop().create_task(_hang_up(receive, task))
         try:
             await self.stream_response(send)
         except asyncio.CancelledError:
@@ -321,22 +322,29 @@ class _Frames(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        self._send, self._gone = send, False
+        self._send, self._gone, self._ended = send, False, False
         await self._body()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if not self._ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _body(self) -> None:
         events, encoder = self._events, self._encoder
         ready: list[bytes] = []
         deliver = self._deliver
+        event = self._first
         try:
-            ready.append(encoder.event(self._first))
             while True:
+                frame = encoder.event(event)
+                if isinstance(event, StreamEnd):
+                    await self._end(frame, ready)
+                    return
+                if frame:
+                    ready.append(frame)
                 step = events.__anext__()
                 try:
                     waiting = step.send(None)  # run it as far as it goes without a wait
                 except StopIteration as got:
-                    event: StreamEvent = got.value
+                    event = got.value
                 except StopAsyncIteration:
                     break
                 else:  # it waits: what is ready goes out first
@@ -350,19 +358,14 @@ class _Frames(StreamingResponse):
                         event = await Rest(step, waiting)
                     except StopAsyncIteration:
                         break
-                frame = encoder.event(event)
-                if isinstance(event, StreamEnd):
-                    if ready:
-                        await _part(deliver, ready)
-                    await self._durable()
-                if frame:
-                    ready.append(frame)
             if ready:
                 await _part(deliver, ready)
         except PolyrouteError as exc:
+            if self._ended:
+                raise  # the answer went out whole: the app's failure, logged as such
             await _part(deliver, [*ready, self._error(problem_of(exc))])
         except Exception:  # a bug past the head: still an error frame, never a clean end
-            if self._gone:
+            if self._gone or self._ended:
                 raise
             log.exception("a gateway stream failed after its first event")
             problem = Problem(500, "internal", "the gateway failed this stream (its log says why)")
@@ -370,6 +373,20 @@ class _Frames(StreamingResponse):
         finally:
             await events.aclose()  # the caller left early: the upstream is closed and recorded
             self._note.cost_usd = self._stream.cost_usd
+
+    async def _end(self, frame: bytes, ready: list[bytes]) -> None:
+        """The end event's ``frame`` ends the response, after the ledger's commit, in one
+        write; the stream's own end (its layers return, the upstream is closed) follows,
+        off the caller's clock."""
+        if ready:
+            await _part(self._deliver, ready)  # not held back by the commit
+        await self._durable()
+        await self._deliver({"type": "http.response.body", "body": frame, "more_body": False})
+        self._ended = True
+        if self._watch is not None:
+            self._watch.cancel()  # the caller may go now: nothing is left to cut short
+        async for _ in self._events:  # nothing comes after the end event
+            pass
 
     async def _deliver(self, message: Message) -> None:
         try:
