@@ -544,3 +544,24 @@ async def test_a_caller_hanging_up_after_the_end_cuts_nothing_short() -> None:
     frames = _frames_of(StreamStart("id", "m"), events(), durable)
     await frames({"type": "http"}, receive, send)
     assert finished == [True]
+
+
+async def test_a_failure_after_the_end_was_sent_is_logged_and_ends_nothing_else(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sent: list[Any] = []
+
+    async def events() -> AsyncGenerator[Any, None]:
+        yield StreamEnd("stop", Usage.new(1, 1))
+        raise RuntimeError("a bug in unwinding")
+
+    async def durable() -> None:
+        pass
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await _frames_of(StreamStart("id", "m"), events(), durable).stream_response(send)
+    assert sent[-1]["more_body"] is False and sent[-1]["body"].endswith(b"data: [DONE]\n\n")
+    assert b"error" not in b"".join(m.get("body", b"") for m in sent)
+    assert "failed after its end was sent" in caplog.text

@@ -361,11 +361,9 @@ class _Frames(StreamingResponse):
             if ready:
                 await _part(deliver, ready)
         except PolyrouteError as exc:
-            if self._ended:
-                raise  # the answer went out whole: the app's failure, logged as such
             await _part(deliver, [*ready, self._error(problem_of(exc))])
         except Exception:  # a bug past the head: still an error frame, never a clean end
-            if self._gone or self._ended:
+            if self._gone:
                 raise
             log.exception("a gateway stream failed after its first event")
             problem = Problem(500, "internal", "the gateway failed this stream (its log says why)")
@@ -385,8 +383,11 @@ class _Frames(StreamingResponse):
         self._ended = True
         if self._watch is not None:
             self._watch.cancel()  # the caller may go now: nothing is left to cut short
-        async for _ in self._events:  # nothing comes after the end event
-            pass
+        try:
+            async for _ in self._events:  # nothing comes after the end event
+                pass
+        except Exception:  # a bug: the answer went out whole, and the connection goes on
+            log.exception("a gateway stream failed after its end was sent")
 
     async def _deliver(self, message: Message) -> None:
         try:
