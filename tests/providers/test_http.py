@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from polyroute.errors import ConfigError, RateLimitError, UnsupportedError
 from polyroute.events import TextDelta
 from polyroute.providers import HttpPool, Provider, Secret, connect
-from polyroute.providers._http import _line_batches
+from polyroute.providers._http import _Lines
 from polyroute.testing import OpenAISimulator
 from polyroute.types import ChatRequest, Message
 
@@ -21,30 +20,26 @@ TEXT = "data: a\r\n\r\ndata: é€\r\revent: x\ndata: 😀\n\nlast"
 LINES = ["data: a", "", "data: é€", "", "event: x", "data: 😀", "", "last"]
 
 
-async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
+def _collect(parts: list[bytes]) -> list[str]:
+    lines = _Lines()
+    return [line for part in parts for line in lines.feed(part)] + lines.end()
 
 
-async def _collect(parts: list[bytes]) -> list[str]:
-    return [line async for batch in _line_batches(_chunks(parts)) for line in batch]
-
-
-async def test_lines_are_the_same_wherever_the_chunks_split() -> None:
+def test_lines_are_the_same_wherever_the_chunks_split() -> None:
     raw = TEXT.encode()
-    assert await _collect([raw]) == LINES
+    assert _collect([raw]) == LINES
     for i in range(len(raw) + 1):  # CRLF and multi-byte characters split across chunks
-        assert await _collect([raw[:i], raw[i:]]) == LINES, i
+        assert _collect([raw[:i], raw[i:]]) == LINES, i
     for i in range(0, len(raw), 3):
-        assert await _collect([raw[:i], raw[i : i + 2], b"", raw[i + 2 :]]) == LINES, i
+        assert _collect([raw[:i], raw[i : i + 2], b"", raw[i + 2 :]]) == LINES, i
 
 
-async def test_lines_end_at_a_final_line_end_and_bad_bytes_are_replaced() -> None:
-    assert await _collect([b"a\r"]) == ["a"]
-    assert await _collect([b"a\r\n"]) == ["a"]
-    assert await _collect([b"\xff\xfeok\n"]) == ["\ufffd\ufffdok"]
-    assert await _collect([b"\xc3"]) == ["\ufffd"]  # a character cut off by the end
-    assert await _collect([]) == []
+def test_lines_end_at_a_final_line_end_and_bad_bytes_are_replaced() -> None:
+    assert _collect([b"a\r"]) == ["a"]
+    assert _collect([b"a\r\n"]) == ["a"]
+    assert _collect([b"\xff\xfeok\n"]) == ["\ufffd\ufffdok"]
+    assert _collect([b"\xc3"]) == ["\ufffd"]  # a character cut off by the end
+    assert _collect([]) == []
 
 
 def _request(**kw: float) -> ChatRequest:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 
 import pytest
 
 from polyroute.errors import InvalidResponseError
-from polyroute.providers._http import loads_event, sse_batches
+from polyroute.providers._http import SseFramer, loads_event
 
 STREAM = (
     b": keep-alive\r\n\r\n"
@@ -26,31 +25,31 @@ EVENTS = [
 ]
 
 
-async def _reads(parts: list[bytes]) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
+def _batches(parts: list[bytes]) -> list[list[tuple[str, str | None]]]:
+    """What each read completes, then what the stream's end does."""
+    framer = SseFramer()
+    return [framer.feed(part) for part in parts] + [framer.end()]
 
 
-async def _events(parts: list[bytes]) -> list[tuple[str, str | None]]:
-    return [item async for batch in sse_batches(_reads(parts)) for item in batch]
+def _events(parts: list[bytes]) -> list[tuple[str, str | None]]:
+    return [item for batch in _batches(parts) for item in batch]
 
 
-async def test_events_are_the_same_wherever_the_reads_split() -> None:
-    assert await _events([STREAM]) == EVENTS
+def test_events_are_the_same_wherever_the_reads_split() -> None:
+    assert _events([STREAM]) == EVENTS
     for cut in range(1, len(STREAM)):
-        assert await _events([STREAM[:cut], STREAM[cut:]]) == EVENTS, cut
-    assert await _events([STREAM[i : i + 1] for i in range(len(STREAM))]) == EVENTS
+        assert _events([STREAM[:cut], STREAM[cut:]]) == EVENTS, cut
+    assert _events([STREAM[i : i + 1] for i in range(len(STREAM))]) == EVENTS
 
 
-async def test_an_empty_or_dataless_stream_has_no_events() -> None:
-    assert await _events([]) == []
-    assert await _events([b": only a comment\n\nevent: x\n\n"]) == []
+def test_an_empty_or_dataless_stream_has_no_events() -> None:
+    assert _events([]) == []
+    assert _events([b": only a comment\n\nevent: x\n\n"]) == []
 
 
-async def test_events_come_in_a_batch_per_read_that_completed_any() -> None:
+def test_events_come_in_a_batch_per_read_that_completed_any() -> None:
     reads = [STREAM[:92], STREAM[92:94], STREAM[94:]]  # the second completes nothing
-    batches = [batch async for batch in sse_batches(_reads(reads))]
-    assert batches == [EVENTS[:2], EVENTS[2:3], EVENTS[3:]]
+    assert _batches(reads) == [EVENTS[:2], [], EVENTS[2:3], EVENTS[3:]]
 
 
 def test_a_message_msgspec_refuses_is_parsed_as_the_stdlib_parses_it() -> None:

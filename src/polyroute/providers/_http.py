@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import aclosing
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -488,24 +488,22 @@ class Exchange:
         self, response: Received
     ) -> AsyncGenerator[list[tuple[str, str | None]], None]:
         """:meth:`messages` as a list per network read that completed any (one resumption
-        per read, not per message); map broken transports. Closing it closes the
-        generators under it at once (left to the event loop, each would cost a task)."""
+        per read, not per message); map broken transports. The framing is a method call a
+        read, not generators stacked on the body's: each of those cost a resumption a read.
+        Closing it closes the body's generator at once (left to the event loop, that would
+        cost a task)."""
         import httpx2
 
+        framer = NdjsonFramer() if self.protocol.stream_format == "ndjson" else SseFramer()
         try:
             async with aclosing(response.aiter_bytes()) as body:
-                if self.protocol.stream_format == "ndjson":
-                    async with aclosing(_line_batches(body)) as line_batches:
-                        async for lines in line_batches:
-                            batch: list[tuple[str, str | None]] = [
-                                (line, None) for line in lines if line.strip()
-                            ]
-                            if batch:
-                                yield batch
-                else:
-                    async with aclosing(sse_batches(body)) as batches:
-                        async for items in batches:
-                            yield items
+                async for chunk in body:
+                    batch = framer.feed(chunk)
+                    if batch:
+                        yield batch
+            batch = framer.end()
+            if batch:
+                yield batch
         except httpx2.TimeoutException:
             raise APITimeoutError(
                 "stream stalled: no data in time", provider=self.provider.id
@@ -577,59 +575,95 @@ def _split_lines(text: str) -> list[str]:
     return _EOL.split(text) if "\r" in text else text.split("\n")
 
 
-async def _line_batches(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], None]:
+class _Lines:
     """Text lines of a UTF-8 byte stream, split at CRLF, LF or CR (as SSE defines lines),
-    a list per chunk read (one resumption per network read, not per line)."""
-    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-    rest = ""
-    async for chunk in chunks:
-        text = rest + decode(chunk)
+    fed one network read at a time."""
+
+    __slots__ = ("_decode", "_rest")
+
+    def __init__(self) -> None:
+        self._decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        self._rest = ""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The lines ``chunk`` completes."""
+        text = self._rest + self._decode(chunk)
         held = ""
         if text.endswith("\r"):  # its LF may open the next chunk: one line end, not two
             text, held = text[:-1], "\r"
         done = _split_lines(text)
-        rest = done.pop() + held
-        if done:
-            yield done
-    *done, last = _split_lines(rest + decode(b"", True))
-    if last:
-        done.append(last)
-    if done:
-        yield done
+        self._rest = done.pop() + held
+        return done
+
+    def end(self) -> list[str]:
+        """The lines left at the stream's end (a last one without its line end too)."""
+        *done, last = _split_lines(self._rest + self._decode(b"", True))
+        self._rest = ""
+        if last:
+            done.append(last)
+        return done
 
 
-async def sse_batches(
-    chunks: AsyncIterator[bytes],
-) -> AsyncGenerator[list[tuple[str, str | None]], None]:
-    """Frame Server-Sent Events from a UTF-8 byte stream: ``(data, event name)`` per
-    dispatched event, a list per network read that dispatched any."""
-    data: list[str] = []
-    event: str | None = None
-    async with aclosing(_line_batches(chunks)) as line_batches:
-        async for lines in line_batches:
-            out: list[tuple[str, str | None]] = []
-            for line in lines:
-                if line[:6] == "data: ":  # the usual line, taken at once
-                    data.append(line[6:])
-                    continue
-                if not line:
-                    if data:
-                        out.append(("\n".join(data), event))
-                    data, event = [], None
-                    continue
-                if line.startswith(":"):
-                    continue  # comment / keep-alive
-                name, _, value = line.partition(":")
-                if value.startswith(" "):
-                    value = value[1:]
-                if name == "data":
-                    data.append(value)
-                elif name == "event":
-                    event = value
-            if out:
-                yield out
-    if data:  # a final event without its blank line
-        yield [("\n".join(data), event)]
+class NdjsonFramer:
+    """NDJSON messages from a byte stream: ``(line, None)`` per line that is not blank."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines = _Lines()
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str | None]]:
+        return [(line, None) for line in self._lines.feed(chunk) if line.strip()]
+
+    def end(self) -> list[tuple[str, str | None]]:
+        return [(line, None) for line in self._lines.end() if line.strip()]
+
+
+class SseFramer:
+    """Server-Sent Events from a byte stream: ``(data, event name)`` per dispatched event."""
+
+    __slots__ = ("_data", "_event", "_lines")
+
+    def __init__(self) -> None:
+        self._lines = _Lines()
+        self._data: list[str] = []
+        self._event: str | None = None
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str | None]]:
+        """The events ``chunk`` completes."""
+        return self._frame(self._lines.feed(chunk))
+
+    def end(self) -> list[tuple[str, str | None]]:
+        """The events left at the stream's end (a last one without its blank line too)."""
+        out = self._frame(self._lines.end())
+        if self._data:
+            out.append(("\n".join(self._data), self._event))
+            self._data = []
+        return out
+
+    def _frame(self, lines: list[str]) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        data, event = self._data, self._event
+        for line in lines:
+            if line[:6] == "data: ":  # the usual line, taken at once
+                data.append(line[6:])
+                continue
+            if not line:
+                if data:
+                    out.append(("\n".join(data), event))
+                data, event = [], None
+                continue
+            if line.startswith(":"):
+                continue  # comment / keep-alive
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+        self._data, self._event = data, event
+        return out
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
