@@ -40,6 +40,13 @@ def _daily(store: Store, scope: str, now: float) -> tuple[int, int]:
     return row[0], row[1]
 
 
+def _settled_exactly(store: Store, now: float, spent_usd: float) -> None:
+    """``PA``'s day has spent ``spent_usd``, holds nothing, and no reservation is left."""
+    spent, held = _daily(store, PA, now)
+    assert (spent, held) == (to_nusd(spent_usd), 0)
+    assert store.conn.execute(select(reservations.c.id)).all() == []
+
+
 def test_a_failing_statement_rolls_back_what_was_sent_before_it(db_url: str) -> None:
     """A statement the database refuses, sent after others in the same transaction: the
     error comes out as SQLAlchemy's, nothing of the transaction stays, and the connection
@@ -179,9 +186,7 @@ def test_a_settle_waits_for_postgresql_once(postgres_url: str, sends: list[int])
             record = UsageRecord(ts=now, provider="a", model="m1", cost_usd=0.5)
             store.settle([(record, kept)], limits, now)
             assert len(sends) == settled
-        spent, held = _daily(store, PA, now)
-        assert (spent, held) == (to_nusd(1.0), 0)
-        assert store.conn.execute(select(reservations.c.id)).all() == []
+        _settled_exactly(store, now, 1.0)
         store.conn.rollback()
     finally:
         store.close()
@@ -248,9 +253,7 @@ def test_a_reservation_no_longer_as_held_is_settled_by_what_the_database_holds(
         record = UsageRecord(ts=now, provider="a", model="m1", cost_usd=0.25)
         store.settle([(record, swept), (record, changed)], limits, now)
         assert tries == ([True, False] if store.pipelines else [False])
-        spent, held = _daily(store, PA, now)
-        assert (spent, held) == (to_nusd(0.5), 0)
-        assert store.conn.execute(select(reservations.c.id)).all() == []
+        _settled_exactly(store, now, 0.5)
         store.conn.rollback()
     finally:
         store.close()
