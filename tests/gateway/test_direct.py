@@ -1,5 +1,6 @@
-"""The calling endpoints answered past starlette's router (``gateway._app.Direct``): what
-the router gave them still holds, and what they do not take still goes the router's way."""
+"""The calling endpoints answered past starlette's stack (``gateway._app.Direct``): what
+the stack gave them still holds, what they do not take still goes the router's way, and
+what a user adds to the app sees them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.support import polyroute
 from polyroute.client import Polyroute
@@ -60,9 +64,53 @@ async def test_an_endpoints_crash_is_a_500_counted_as_one(
         r = await c.post("/v1/chat/completions", json=CHAT)
         metrics = (await c.get("/metrics")).text
     assert r.status_code == 500 and r.text == "Internal Server Error"
+    assert r.headers["x-content-type-options"] == "nosniff"
     [line] = [
         s
         for s in metrics.splitlines()
         if s.startswith("polyroute_gateway_requests_total{") and 'status="500"' in s
     ]
     assert 'endpoint="/v1/chat/completions"' in line and line.endswith(" 1.0")
+
+
+async def test_middleware_added_to_the_app_sees_the_calls(pr: Polyroute) -> None:
+    seen: list[str] = []
+
+    class Seeing:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    app = create_app(pr, admin_key=None)
+    app.add_middleware(Seeing)
+    async with client(app) as c:
+        r = await c.post("/v1/chat/completions", json=CHAT)
+        metrics = (await c.get("/metrics")).text
+    assert r.status_code == 200, r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert seen == ["/v1/chat/completions", "/metrics"]
+    assert 'endpoint="/v1/chat/completions",model="gpt-4o-mini",provider="openai",status="200"' in (
+        metrics
+    )
+
+
+async def test_a_500_handler_added_to_the_app_answers_a_calls_crash(
+    pr: Polyroute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the call")
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(f"ours: {exc}", status_code=500)
+
+    app = create_app(pr, admin_key=None)
+    app.add_exception_handler(500, handler)
+    monkeypatch.setattr(pr, "send", crash)
+    async with client(app) as c:
+        r = await c.post("/v1/chat/completions", json=CHAT)
+    assert (r.status_code, r.text) == (500, "ours: a bug in the call")
+    assert r.headers["x-content-type-options"] == "nosniff"

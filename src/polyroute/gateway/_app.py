@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,7 +21,7 @@ from polyroute.gateway._chat import Calls
 from polyroute.gateway._count import CountTokens
 from polyroute.gateway._lines import flush_handlers
 from polyroute.gateway._memory import trimming
-from polyroute.gateway._observe import Metrics, Observe, access_log
+from polyroute.gateway._observe import NOSNIFF, Metrics, Observe, access_log, note_of
 from polyroute.gateway._openai import OpenAIChat
 from polyroute.gateway._responses import ResponsesEndpoint
 from polyroute.gateway._select import Selector
@@ -140,47 +139,96 @@ def create_app(
                 # atexit: what the log handlers buffer goes out now
                 flush_handlers(access_log, events_log)
 
-    endpoints = [r.path for r in routes]
-    middleware = [Middleware(Observe, metrics=metrics, endpoints=endpoints)]
-    if polyroute.telemetry is not None:  # tracing on: a server span per HTTP request
-        from polyroute.telemetry import TracedHTTP
-
-        middleware.append(
-            Middleware(TracedHTTP, telemetry=polyroute.telemetry, endpoints=endpoints)
-        )
-    middleware.append(Middleware(Direct, endpoints=calling))
-    return Starlette(
+    return _Gateway(
+        _observed(polyroute, metrics, [r.path for r in routes], calling),
         routes=routes,
-        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={404: unknown_route, 405: unknown_route},
     )
 
 
-class Direct:
-    """Pure ASGI middleware, the stack's innermost: a POST to one of ``endpoints`` (exact
-    path) is answered by its endpoint at once, past starlette's exception middleware,
-    router and per-route wrappers; every other request goes on to them.
+def _observed(
+    polyroute: Polyroute, metrics: Metrics, endpoints: list[str], calling: Mapping[str, Endpoint]
+) -> Callable[[ASGIApp, bool], ASGIApp]:
+    """:class:`Observe` over starlette's stack (``plain``: as :func:`create_app` made it,
+    so the calling endpoints may skip it), and a server span for each request when
+    tracing is on."""
+    telemetry = polyroute.telemetry
 
-    Those layers add nothing to the calling endpoints, which answer every failure
-    themselves and raise no ``HTTPException``, yet they cost a chat call 54k instructions
-    (4 %, ``bench/served_instructions.py``) and wrap every send. A method the path does
-    not take (405), a trailing slash and an app mounted under a prefix still go the
-    router's way.
+    def traced(app: ASGIApp) -> ASGIApp:
+        if telemetry is None:
+            return app
+        from polyroute.telemetry import TracedHTTP
+
+        return TracedHTTP(app, telemetry, endpoints)
+
+    direct = traced(Direct(calling))
+
+    def observed(stack: ASGIApp, plain: bool) -> ASGIApp:
+        if not plain:  # the calls go the router's way, through what was added
+            return Observe(traced(stack), metrics, endpoints)
+        return Observe(traced(stack), metrics, endpoints, direct, calling)
+
+    return observed
+
+
+class _Gateway(Starlette):
+    """Starlette, with :class:`Observe` outermost, ahead of starlette's own middleware,
+    and the calling endpoints answered from it (:class:`Direct`).
+
+    Starlette's stack adds nothing to those endpoints, which answer every failure
+    themselves and raise no ``HTTPException``, yet its layers wrapped every ``send``:
+    each frame of a stream passed two wrappers, and each wait of a stream resumed them.
+    Middleware or a 500 handler added to the app after :func:`create_app` would not see
+    the calls: with either, they go the router's way, through it.
     """
 
-    def __init__(self, app: ASGIApp, endpoints: Mapping[str, Endpoint]) -> None:
-        self.app = app
+    def __init__(self, observed: Callable[[ASGIApp, bool], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._observed = observed
+
+    def build_middleware_stack(self) -> ASGIApp:
+        plain = not self.user_middleware and not ({500, Exception} & self.exception_handlers.keys())
+        return self._observed(super().build_middleware_stack(), plain)
+
+
+class Direct:
+    """An ASGI app for the calling endpoints (a POST to an exact path), past starlette's
+    error and exception middleware, router and per-route wrappers; :class:`Observe` sends
+    it those requests and no others. It notes the response's status and marks it
+    ``nosniff`` as :class:`Observe` does for the rest; an endpoint that raises gets the
+    500 starlette's error middleware would send, and its exception goes on to the server.
+
+    A method the path does not take (405), a trailing slash and an app mounted under a
+    prefix still go the router's way.
+    """
+
+    def __init__(self, endpoints: Mapping[str, Endpoint]) -> None:
         self.endpoints = dict(endpoints)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.endpoints.get(scope["path"])
-            if endpoint is not None:
-                response = await endpoint(Request(scope, receive, send))
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        endpoint = self.endpoints[scope["path"]]
+        try:
+            response = await endpoint(Request(scope, receive, send))
+        except ClientDisconnect:  # the caller left: nobody to answer
+            raise
+        except Exception:
+            await _internal_error(send)
+            raise
+        note_of(scope).status = response.status_code
+        response.raw_headers.append(NOSNIFF)
+        await response(scope, receive, send)
+
+
+async def _internal_error(send: Send) -> None:
+    body = b"Internal Server Error"
+    headers = [
+        (b"content-length", b"%d" % len(body)),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        NOSNIFF,
+    ]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _replica_news(polyroute: Polyroute, auth: Auth) -> Callable[[], None]:

@@ -292,7 +292,7 @@ class Metrics:
         return model if (provider, model) in self._served or not model else "other"
 
 
-_NOSNIFF = (b"x-content-type-options", b"nosniff")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 """On every response: a browser never reads a JSON body (or any other) as a script or page."""
 
 
@@ -301,13 +301,25 @@ class Observe:
     every response marked ``nosniff``.
 
     ``endpoints``: the app's paths; any other path is counted as ``other`` (bounded
-    label values whatever callers send).
+    label values whatever callers send). ``direct``: an app for a POST to one of
+    ``direct_paths``, called with the server's own ``send``: it notes its status in the
+    request's :class:`Note` and marks its response itself (the calling endpoints:
+    ``_app.Direct``), so a stream's every frame skips a wrapper.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, endpoints: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        endpoints: Iterable[str],
+        direct: ASGIApp | None = None,
+        direct_paths: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.endpoints = frozenset(endpoints)
+        self.direct = direct
+        self.direct_paths = frozenset(direct_paths) if direct is not None else frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -316,15 +328,12 @@ class Observe:
         note = Note()
         scope[NOTE] = note
         t0 = time.perf_counter()
-
-        async def send_noting(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                note.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), _NOSNIFF]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_noting)
+            if scope["method"] == "POST" and scope["path"] in self.direct_paths:
+                assert self.direct is not None
+                await self.direct(scope, receive, send)
+            else:
+                await self.app(scope, receive, _noting(note, send))
         except ClientDisconnect:  # the body never came whole: nobody is left to answer
             if scope.get(READ_TIMED_OUT):
                 note.status, note.error = 408, "read_timeout"
@@ -361,6 +370,18 @@ class Observe:
                 buffer.write_line(line)
             else:
                 access_log.info(line)
+
+
+def _noting(note: Note, send: Send) -> Send:
+    """``send``, noting the response's status and marking it ``nosniff``."""
+
+    async def send_noting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            note.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), NOSNIFF]
+        await send(message)
+
+    return send_noting
 
 
 def _line(fields: dict[str, object]) -> str:
