@@ -78,10 +78,16 @@ class Answered(Response):
         self.status_code = 200
         self.background = None
         self.body = body
-        raw = [(name.encode(), value.encode()) for name, value in headers.items()]
-        raw.append((b"content-length", b"%d" % len(body)))
-        raw.append((b"content-type", b"application/json"))
-        self.raw_headers = raw
+        self.raw_headers = _raw(
+            headers, (b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")
+        )
+
+
+def _raw(headers: dict[str, str], *more: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    """``headers`` (lower-case names, ASCII values) as ASGI's, then ``more``."""
+    raw = [(name.encode(), value.encode()) for name, value in headers.items()]
+    raw += more
+    return raw
 
 
 def _too_large(limit: int) -> GatewayError:
@@ -294,7 +300,8 @@ class _Frames(StreamingResponse):
         self.status_code = 200
         self.media_type = "text/event-stream"
         self.background = None
-        self.init_headers(headers)
+        # what starlette's ``init_headers`` makes of them, without its generic steps
+        self.raw_headers = _raw(headers, (b"content-type", b"text/event-stream; charset=utf-8"))
         self._first = first
         self._events = events
         self._stream = stream
