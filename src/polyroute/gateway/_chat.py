@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from polyroute._steps import Rest
 from polyroute.errors import GatewayError, PolyrouteError
@@ -337,7 +337,7 @@ class _Frames(StreamingResponse):
     async def _body(self) -> None:
         events, encoder = self._events, self._encoder
         ready: list[bytes] = []
-        deliver = self._deliver
+        write = self._write
         event = self._first
         try:
             while True:
@@ -357,7 +357,7 @@ class _Frames(StreamingResponse):
                 else:  # it waits: what is ready goes out first
                     if ready:
                         try:
-                            await _part(deliver, ready)
+                            await write(ready)
                         except BaseException as exc:
                             await _unwind(step, waiting, exc)
                             raise
@@ -366,15 +366,15 @@ class _Frames(StreamingResponse):
                     except StopAsyncIteration:
                         break
             if ready:
-                await _part(deliver, ready)
+                await write(ready)
         except PolyrouteError as exc:
-            await _part(deliver, [*ready, self._error(problem_of(exc))])
+            await write([*ready, self._error(problem_of(exc))])
         except Exception:  # a bug past the head: still an error frame, never a clean end
             if self._gone:
                 raise
             log.exception("a gateway stream failed after its first event")
             problem = Problem(500, "internal", "the gateway failed this stream (its log says why)")
-            await _part(deliver, [*ready, self._error(problem)])
+            await write([*ready, self._error(problem)])
         finally:
             await events.aclose()  # the caller left early: the upstream is closed and recorded
             self._note.cost_usd = self._stream.cost_usd
@@ -384,9 +384,9 @@ class _Frames(StreamingResponse):
         write; the stream's own end (its layers return, the upstream is closed) follows,
         off the caller's clock."""
         if ready:
-            await _part(self._deliver, ready)  # not held back by the commit
+            await self._write(ready)  # not held back by the commit
         await self._durable()
-        await self._deliver({"type": "http.response.body", "body": frame, "more_body": False})
+        await self._write([frame], more=False)
         self._ended = True
         if self._watch is not None:
             self._watch.cancel()  # the caller may go now: nothing is left to cut short
@@ -396,9 +396,12 @@ class _Frames(StreamingResponse):
         except Exception:  # a bug: the answer went out whole, and the connection goes on
             log.exception("a gateway stream failed after its end was sent")
 
-    async def _deliver(self, message: Message) -> None:
+    async def _write(self, frames: list[bytes], more: bool = True) -> None:
+        """Send ``frames`` as one body message, and forget them."""
+        body = frames[0] if len(frames) == 1 else b"".join(frames)
+        frames.clear()
         try:
-            await self._send(message)
+            await self._send({"type": "http.response.body", "body": body, "more_body": more})
         except BaseException:
             self._gone = True  # the caller's failure, raised as it came: no error frame
             raise
@@ -428,10 +431,3 @@ async def _unwind(
         return
     with contextlib.suppress(asyncio.CancelledError):  # ours: the send's failure is raised
         await Rest(step, waiting, asyncio.CancelledError())
-
-
-async def _part(send: Send, frames: list[bytes]) -> None:
-    """Send ``frames`` as one body message, and forget them."""
-    body = frames[0] if len(frames) == 1 else b"".join(frames)
-    frames.clear()
-    await send({"type": "http.response.body", "body": body, "more_body": True})
