@@ -254,6 +254,7 @@ async def test_a_stream_over_the_limit_is_an_error() -> None:
                 seen += 1
         assert 0 < seen < 1000 and client._x._gate.in_use == 0
         assert "".join([getattr(e, "text", "") async for e in client.stream(_req())]) == "hi"
+        assert client._x._gate.in_use == 0  # a stream read to its end gives its slot back
         await pool.aclose()
 
 

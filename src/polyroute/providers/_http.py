@@ -89,7 +89,7 @@ class _Open:
     """A streaming response that holds its provider's connection slot until it is closed
     or read to its end, and fails once more than ``limit`` bytes have come."""
 
-    __slots__ = ("_limit", "_release", "_response", "_too_large")
+    __slots__ = ("_left", "_release", "_response", "_too_large")
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class _Open:
     ) -> None:
         self._response = response
         self._release: Callable[[], None] | None = release
-        self._limit = limit
+        self._left = limit  # bytes the body may still bring
         self._too_large = too_large
 
     @property
@@ -119,16 +119,26 @@ class _Open:
         return b"".join([part async for part in self.aiter_bytes()])
 
     async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
-        left = self._limit
         try:
-            async with aclosing(self._response.aiter_bytes()) as parts:
+            async with aclosing(self.parts()) as parts:
                 async for part in parts:
-                    left -= len(part)
-                    if left < 0:
-                        raise self._too_large(self._response)
+                    self.took(len(part))
                     yield part
         finally:
             self._free()
+
+    def parts(self) -> AsyncGenerator[bytes, None]:
+        """The body's parts as they come, unbounded: their reader calls :meth:`took` for
+        each (a generator less on every read of a stream than :meth:`aiter_bytes`), and
+        closes the response after."""
+        return self._response.aiter_bytes()
+
+    def took(self, size: int) -> None:
+        """``size`` more bytes of the body came: :class:`ResponseTooLargeError` past the
+        limit."""
+        self._left -= size
+        if self._left < 0:
+            raise self._too_large(self._response)
 
     async def aclose(self) -> None:
         try:
@@ -329,7 +339,7 @@ class Exchange:
             self._gate.release()
         return _json_body(self._scrubbed(content), self.provider.id, rid), rid
 
-    async def open_stream(self, call: HttpCall, timeout_s: float | None = None) -> Received:
+    async def open_stream(self, call: HttpCall, timeout_s: float | None = None) -> _Open:
         """Send and return the open streaming response (status already checked). It holds
         one of the provider's connections until it is closed or read to its end."""
         limits = self.pool.timeout(timeout_s or self.provider.timeout_s)
@@ -477,7 +487,7 @@ class Exchange:
     def request_id(self, response: Received) -> str | None:
         return self._request_id(response.headers)
 
-    async def messages(self, response: Received) -> AsyncGenerator[tuple[str, str | None], None]:
+    async def messages(self, response: _Open) -> AsyncGenerator[tuple[str, str | None], None]:
         """Yield ``(data, event)`` per SSE event or NDJSON line; map broken transports."""
         async with aclosing(self.message_batches(response)) as batches:
             async for batch in batches:
@@ -485,19 +495,20 @@ class Exchange:
                     yield item
 
     async def message_batches(
-        self, response: Received
+        self, response: _Open
     ) -> AsyncGenerator[list[tuple[str, str | None]], None]:
         """:meth:`messages` as a list per network read that completed any (one resumption
-        per read, not per message); map broken transports. The framing is a method call a
-        read, not generators stacked on the body's: each of those cost a resumption a read.
-        Closing it closes the body's generator at once (left to the event loop, that would
-        cost a task)."""
+        per read, not per message); map broken transports. The framing and the size limit
+        are method calls a read, not generators stacked on the transport's: each of those
+        cost a resumption a read. Closing it closes the transport's generator at once (left
+        to the event loop, that would cost a task); the caller closes the response."""
         import httpx2
 
         framer = NdjsonFramer() if self.protocol.stream_format == "ndjson" else SseFramer()
         try:
-            async with aclosing(response.aiter_bytes()) as body:
+            async with aclosing(response.parts()) as body:
                 async for chunk in body:
+                    response.took(len(chunk))
                     batch = framer.feed(chunk)
                     if batch:
                         yield batch
