@@ -318,8 +318,8 @@ class Observe:
         self.app = app
         self.metrics = metrics
         self.endpoints = frozenset(endpoints)
-        self.direct = direct
-        self.direct_paths = frozenset(direct_paths) if direct is not None else frozenset()
+        self.direct = app if direct is None else direct
+        self.direct_paths = frozenset() if direct is None else frozenset(direct_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -330,7 +330,6 @@ class Observe:
         t0 = time.perf_counter()
         try:
             if scope["method"] == "POST" and scope["path"] in self.direct_paths:
-                assert self.direct is not None
                 await self.direct(scope, receive, send)
             else:
                 await self.app(scope, receive, _noting(note, send))
