@@ -34,8 +34,12 @@ Setup, all on loopback, in one run:
 - Portkey's open-source gateway (npm `@portkey-ai/gateway` installed into a throwaway
   directory under /tmp, run with node; no budgets, no key of its own), sent to the same
   upstream by its headers (`x-portkey-provider: openai`, `x-portkey-custom-host`);
-- LiteLLM's proxy (`litellm[proxy]` from PyPI in a throwaway virtual environment under
-  /tmp, never in the project's) with one worker, the same upstream and a master key.
+- LiteLLM's proxy (`litellm[proxy]` 1.108.7, the issue's, from PyPI in a throwaway virtual
+  environment under /tmp, never in the project's, on the interpreter polyroute runs on) with
+  one worker, the same upstream and a master key.
+The report names that interpreter and whether it links libpython as a shared library: a
+build that does (pyenv's default) runs polyroute's Python about a tenth slower than one
+that does not (Debian's, the official Docker images'), so figures compare only on one.
 Load: wrk (Debian's package), one thread, a POST of a short chat request. Every server
 is started first and the rows are taken in turn: after a 2 s warm-up of each, three
 rounds of a third of `--duration` each, every figure the median of its rounds (at 1
@@ -55,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -75,7 +80,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LITELLM_VENV = Path("/tmp/polyroute-bench-litellm")
+LITELLM = "litellm[proxy]==1.108.7"
+BASE_PYTHON = Path(sys._base_executable).resolve()
+LITELLM_VENV = Path(
+    "/tmp/polyroute-bench-litellm-"
+    + hashlib.sha256(f"{BASE_PYTHON} {sys.version}".encode()).hexdigest()[:8]
+)
+"""One per interpreter: LiteLLM runs on polyroute's."""
 PORTKEY_DIR = Path("/tmp/polyroute-bench-portkey")
 KEY = "sk-" + secrets.token_hex(24)  # both gateways check it: LiteLLM's master key, our admin key
 TARGET_X_LITELLM = 50.0
@@ -159,13 +170,30 @@ def ensure_tools() -> None:
     subprocess.run(["apt-get", "install", "-y", "-q", *packages], check=True, env=env)
 
 
+def interpreter() -> str:
+    """The interpreter this runs on (polyroute's, through its virtual environment)."""
+    with open("/proc/self/maps") as maps:
+        shared = any("libpython" in line for line in maps)
+    linked = "libpython shared" if shared else "libpython linked in"
+    return f"Python {sys.version.split()[0]} ({BASE_PYTHON}, {linked})"
+
+
 def ensure_litellm() -> Path:
+    """LiteLLM's proxy in a throwaway environment on this interpreter (made by the uv that
+    ``./dev`` installs: the interpreter may have no ``ensurepip``)."""
     exe = LITELLM_VENV / "bin" / "litellm"
     if not exe.exists():
-        print(f"installing litellm[proxy] into {LITELLM_VENV} (throwaway) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"]
-        subprocess.run(pip, check=True)
+        print(f"installing {LITELLM} into {LITELLM_VENV} (throwaway) ...", flush=True)
+        shutil.rmtree(LITELLM_VENV, ignore_errors=True)
+        uv = str(ROOT / ".tools" / "bin" / "uv")
+        subprocess.run(
+            [uv, "venv", "-q", "--python", str(BASE_PYTHON), str(LITELLM_VENV)], check=True
+        )
+        into = ["--python", str(LITELLM_VENV / "bin" / "python")]
+        # compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this
+        # machine), LiteLLM served 51 req/s at 32 connections without, 103 with
+        compiled = ["--compile-bytecode", LITELLM]
+        subprocess.run([uv, "pip", "install", "-q", *into, *compiled], check=True)
     return exe
 
 
@@ -613,12 +641,14 @@ def by_round(ours: Row, theirs: Row, spec: str = ".1f", unit: str = "x") -> str:
     return f" (by round {'/'.join(format(r, spec) for r in ratios)}{unit})"
 
 
+SHOW_VERSION = "import importlib.metadata as m; print(m.version('litellm'))"
+
+
 def report(rows: list[Row], litellm: Path | None, portkey: Path | None) -> None:
     version = ""
     if litellm is not None:
-        show = [str(LITELLM_VENV / "bin" / "pip"), "show", "litellm"]
-        out = subprocess.run(show, check=True, capture_output=True, text=True).stdout
-        version = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("Version:")), "")
+        show = [str(LITELLM_VENV / "bin" / "python"), "-c", SHOW_VERSION]
+        version = subprocess.run(show, check=True, capture_output=True, text=True).stdout.strip()
     pk_version = ""
     if portkey is not None:
         pk_version = json.loads((portkey.parent.parent / "package.json").read_text())["version"]
@@ -626,6 +656,7 @@ def report(rows: list[Row], litellm: Path | None, portkey: Path | None) -> None:
         f"\nfixed-reply upstream, one worker each (but {WORKERS2!r}), wrk 1 thread;"
         f" litellm {version or 'skipped'}; portkey {pk_version or 'skipped'}"
     )
+    print(f"polyroute and litellm on {interpreter()}")
     print(
         f"  {'server':<18} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'added p50':>10} {'CPU us/req':>10} {'RSS MiB':>8} {'errors':>7}"
