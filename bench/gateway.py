@@ -37,9 +37,10 @@ Setup, all on loopback, in one run:
 - LiteLLM's proxy (`litellm[proxy]` 1.108.7, the issue's, from PyPI in a throwaway virtual
   environment under /tmp, never in the project's, on the interpreter polyroute runs on) with
   one worker, the same upstream and a master key.
-The report names that interpreter and whether it links libpython as a shared library: a
-build that does (pyenv's default) runs polyroute's Python about a tenth slower than one
-that does not (Debian's, the official Docker images'), so figures compare only on one.
+The report names that interpreter and whether it links libpython as a shared library:
+on pyenv's default build, which does, a chat call costs polyroute about a tenth more
+instructions than on Debian's python3.11, which does not (README, Benchmarks), so
+figures compare only on one build.
 Load: wrk (Debian's package), one thread, a POST of a short chat request. Every server
 is started first and the rows are taken in turn: after a 2 s warm-up of each, three
 rounds of a third of `--duration` each, every figure the median of its rounds (at 1
