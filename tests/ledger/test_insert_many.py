@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import IntegrityError
 
 from polyroute.ledger import GLOBAL, UsageRecord
 from polyroute.ledger._records import to_nusd
@@ -128,3 +129,42 @@ def test_one_batch_across_days_providers_and_keys_moves_each_spend_row_by_its_ow
         ("key:k1", "day:2026-01-01"): n(0.016),
         ("key:k1", "month:2026-01"): n(0.016),
     }
+
+
+def test_rows_with_nulls_in_different_columns_go_in_as_they_were(db_url: str) -> None:
+    """Each row reads back as written and in its order, ``None`` as NULL, whichever nullable
+    columns it left empty (on SQLite those are left out of its statement: one statement
+    per run of rows that leave the same ones empty)."""
+    keyed = {"virtual_key": "k1", "request_id": "req-1"}
+    rows = [
+        row(0),  # no key, no first token, no error, no request id, no carbon
+        row(1),
+        row(2) | keyed,
+        row(3) | {"ttft_ms": 12.5, "carbon_g": 0.25, "cost_nusd": None},
+        row(4) | {"error_type": "timeout", "status": "error"},
+        row(5) | keyed,
+    ]
+    store = Store(db_url)
+    try:
+        with store.driver_write() as cur:
+            counting = Counting(cur)
+            store.fast.add_usage.many(counting, rows)
+        query = select(*(usage.c[k] for k in KEYS)).order_by(usage.c.id)
+        got = [dict(r._mapping) for r in store.conn.execute(query)]
+    finally:
+        store.close()
+    assert got == rows
+    # SQLite: the runs 0-1, 2, 3, 4, 5; PostgreSQL: the six rows as four and two
+    assert counting.statements == (5 if db_url.startswith("sqlite") else 2)
+
+
+def test_a_none_where_a_column_refuses_null_is_refused_not_defaulted(db_url: str) -> None:
+    """``cache_write_tokens`` is NOT NULL with a default of 0: a ``None`` there is bound
+    and refused, never left out to take the default."""
+    store = Store(db_url)
+    try:
+        with pytest.raises(IntegrityError), store.driver_write() as cur:
+            store.fast.add_usage.many(cur, [row(0), row(1) | {"cache_write_tokens": None}])
+        assert store.conn.execute(select(usage.c.id)).all() == []
+    finally:
+        store.close()

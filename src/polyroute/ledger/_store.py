@@ -296,15 +296,8 @@ RETURNING percent, (SELECT spent_nusd FROM moved)"""
 nano-USD floor) its new spend reaches; the rows fired just now come back with it."""
 
 
-class _InsertMany:
-    """An INSERT of many rows as a few multi-row statements, one per power of two of rows.
-
-    ``executemany`` steps SQLite once per row and hands the interpreter lock back at each
-    step. While the event loop is busy, the ledger's thread then waits for the lock on
-    every row, up to the switch interval: under ``bench/gateway.py``'s load a row took
-    0.5 ms and a batch of 1,400 rows 950 ms, and budgeted requests queued behind it. A
-    statement of many rows waits once.
-    """
+class _Shape:
+    """One column list's INSERT of many rows, its SQL per number of rows."""
 
     def __init__(self, table: Any, dialect: Any, keys: Sequence[str]) -> None:
         one = table.insert().inline().compile(dialect=dialect, column_keys=list(keys))
@@ -320,7 +313,7 @@ class _InsertMany:
         self.max_rows = 1 << ((most // len(self.order)).bit_length() - 1)
         self._sql: dict[int, str] = {}
 
-    def many(self, cur: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    def insert(self, cur: Any, rows: Sequence[Mapping[str, Any]]) -> None:
         order = self.order
         done = 0
         while done < len(rows):
@@ -330,6 +323,61 @@ class _InsertMany:
                 sql = self._sql[n] = self._head + ", ".join([self._group] * n)
             cur.execute(sql, [row[k] for row in rows[done : done + n] for k in order])
             done += n
+
+
+class _InsertMany:
+    """An INSERT of many rows as a few multi-row statements, one per power of two of rows.
+
+    ``executemany`` steps SQLite once per row and hands the interpreter lock back at each
+    step. While the event loop is busy, the ledger's thread then waits for the lock on
+    every row, up to the switch interval: under ``bench/gateway.py``'s load a row took
+    0.5 ms and a batch of 1,400 rows 950 ms, and budgeted requests queued behind it. A
+    statement of many rows waits once.
+
+    On SQLite a ``None`` is not bound but left out: the sqlite3 module looks up an adapter
+    for every ``None`` it binds, and on CPython 3.11 that lookup raises and formats an
+    ``AttributeError`` it then drops (about 3,300 instructions a value, holding the
+    interpreter lock; a chat call's usage row has five). A nullable column without a
+    default left out is NULL all the same, so each run of rows that leave the same ones
+    ``None`` is a statement of its own (runs, not groups: rows keep their order, and so
+    their ids); a ``None`` in any other column is bound, and refused, as before.
+    """
+
+    def __init__(self, table: Any, dialect: Any, keys: Sequence[str]) -> None:
+        self._table, self._dialect, self._keys = table, dialect, list(keys)
+        full = _Shape(table, dialect, keys)
+        self.max_rows = full.max_rows
+        self._shapes: dict[tuple[str, ...], _Shape] = {(): full}
+        self._nullable: tuple[str, ...] = ()
+        if dialect.name == "sqlite":
+            columns = table.c
+            self._nullable = tuple(
+                k for k in keys if columns[k].nullable and columns[k].server_default is None
+            )
+
+    def many(self, cur: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        nullable = self._nullable
+        if not nullable:
+            self._shapes[()].insert(cur, rows)
+            return
+        run: list[Mapping[str, Any]] = []
+        run_nulls: tuple[str, ...] = ()
+        for row in rows:
+            nulls = tuple([k for k in nullable if row[k] is None])
+            if nulls != run_nulls and run:
+                self._shape(run_nulls).insert(cur, run)
+                run = []
+            run_nulls = nulls
+            run.append(row)
+        if run:
+            self._shape(run_nulls).insert(cur, run)
+
+    def _shape(self, nulls: tuple[str, ...]) -> _Shape:
+        shape = self._shapes.get(nulls)
+        if shape is None:
+            kept = [k for k in self._keys if k not in nulls]
+            shape = self._shapes[nulls] = _Shape(self._table, self._dialect, kept)
+        return shape
 
 
 class _Fast:
