@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from polyroute.gateway._http11 import HIGH_WATER, Http11
+from polyroute.gateway._http11 import HIGH_WATER, Http11, _Cycle
 from polyroute.gateway._server import ServeConfig, listen
 
 
@@ -47,9 +47,9 @@ class _Recorder(asyncio.Transport):
         return "close" in self.calls
 
 
-async def _connection(transport: asyncio.Transport) -> Http11:
+async def _connection(transport: asyncio.Transport, state: ServerState | None = None) -> Http11:
     config = ServeConfig(_no_app, read_timeout_s=10, max_connections=10, lifespan="off")
-    connection = Http11(config, ServerState(), {}, asyncio.get_running_loop())
+    connection = Http11(config, state or ServerState(), {}, asyncio.get_running_loop())
     connection.connection_made(transport)
     return connection
 
@@ -84,6 +84,45 @@ async def test_close_sends_what_is_held_first_and_a_large_write_is_not_held() ->
     connection.write(b"x" * (HIGH_WATER + 1))  # past the high-water mark: the transport's
     assert inner.writes == [b"x" * (HIGH_WATER + 1)]  # flow control must see it now
     connection.connection_lost(None)
+
+
+async def _replied(connection: Http11, in_progress: int, keep_alive: bool = True) -> _Cycle:
+    """A reply written and complete on ``connection`` while ``in_progress`` requests (its own
+    among them) are in progress in the worker."""
+    connection.tasks.update(object() for _ in range(in_progress))
+    cycle = _Cycle(connection, {"method": "POST"}, keep_alive, False)
+    connection.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    connection.response_complete(cycle)
+    return cycle
+
+
+async def test_a_reply_leaves_with_the_turns_others_while_other_requests_are_in_progress() -> None:
+    """Alone, a reply's last write leaves at once; with others in progress, at the turn's end
+    with the other replies of that turn, so an idle caller is woken once for them all."""
+    inner = _Recorder()
+    await _replied(await _connection(inner), in_progress=1)
+    assert len(inner.writes) == 1  # at once
+    inner, other = _Recorder(), _Recorder()
+    worker = ServerState()
+    first, second = await _connection(inner, worker), await _connection(other, worker)
+    await _replied(first, in_progress=2)
+    await _replied(second, in_progress=0)  # the same worker: the first's two count
+    assert inner.writes == other.writes == []  # held for the turn's end
+    await asyncio.sleep(0)
+    assert len(inner.writes) == len(other.writes) == 1
+    assert inner.calls == other.calls == []  # kept alive
+
+
+async def test_a_held_reply_goes_out_before_its_connection_closes() -> None:
+    inner = _Recorder()
+    connection = await _connection(inner)
+    await _replied(connection, in_progress=2)
+    assert inner.writes == []
+    connection.shutdown()  # graceful shutdown of a waiting connection
+    assert (len(inner.writes), inner.calls) == (1, ["close"])
+    inner = _Recorder()
+    await _replied(await _connection(inner), in_progress=2, keep_alive=False)
+    assert (len(inner.writes), inner.calls) == (1, ["close"])  # "connection: close": now
 
 
 def test_a_replys_last_write_leaves_before_the_apps_work_after_it() -> None:

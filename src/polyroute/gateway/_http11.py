@@ -23,8 +23,13 @@ callers that hold connections without using them, which uvicorn does not:
 
 Writes made in one turn of the event loop leave as one system call, at the start of the
 next turn (a response's head and body; a stream's frames): each write is a good part of
-a request's cost on loopback. A response's last write leaves at once: the app's work
-after it (the access log, metrics) would otherwise delay the reply.
+a request's cost on loopback. A response's last write leaves at once when its request is
+the worker's only one in progress: the app's work after it (the access log, metrics)
+would otherwise delay the reply. With others in progress it leaves at the turn's end,
+with the other replies written in that turn: a caller that is idle between our writes
+(a client process, a load balancer) is woken once for them all, not once each (on the
+2-core VM of ``bench/gateway.py``, wrk slept and woke once a request, and each wakeup
+cost the writer more than its write; see the README).
 """
 
 from __future__ import annotations
@@ -190,7 +195,7 @@ class Http11(WriteFlow, asyncio.Protocol):
         """uvicorn's graceful shutdown: close if waiting, else after the reply in progress."""
         cycle = self.cycle
         if cycle is None or cycle.complete:
-            self.transport.close()
+            self.close()  # a reply held for the turn's end goes first
         else:
             cycle.keep_alive = False
 
@@ -288,13 +293,15 @@ class Http11(WriteFlow, asyncio.Protocol):
         self.tasks.add(task)
 
     def response_complete(self, cycle: _Cycle) -> None:
-        """A reply's last byte is written: send it now, then start the next request."""
+        """A reply's last byte is written: send it (now, or with the turn's other replies:
+        see the module docs), then start the next request."""
         self.server_state.total_requests += 1
-        self.flush()
-        transport = self.transport
         if not cycle.keep_alive:
-            transport.close()
+            self.close()
             return
+        if len(self.tasks) <= 1:  # its own request's task is the only one
+            self.flush()
+        transport = self.transport
         if transport.is_closing():
             return
         self.resume_reading()
