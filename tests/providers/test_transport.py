@@ -626,3 +626,122 @@ async def test_https_reads_bodies_and_streams_and_keeps_the_connection(tmp_path:
             )
         finally:
             server.close()
+
+
+class _Echo:
+    """Answers each request with its own body; one whose body is ``wait`` is answered only
+    once :attr:`go` is set."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.connections = 0
+        self.url = httpx2.URL("http://127.0.0.1/")
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> _Echo:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = httpx2.URL(f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/x")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = [int(h.split(b":")[1]) for h in head.split(b"\r\n") if b"length:" in h]
+                body = await reader.readexactly(length[0])
+                if body == b"wait":
+                    await self.go.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_requests_made_while_others_wait_go_at_the_turns_end_each_to_its_own_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While an exchange waits for its answer, a small request is held for the turn's end and
+    sent with the turn's others (one wakeup of an idle upstream for them all); a request over
+    64 KiB, or one made alone, goes at once with its write timeout."""
+    at_once: list[bytes] = []
+    send = _Connection.send
+
+    async def spied(self: _Connection, payload: bytes, timeout: float | None) -> None:
+        at_once.append(payload.rpartition(b"\r\n\r\n")[2])
+        await send(self, payload, timeout)
+
+    monkeypatch.setattr(_Connection, "send", spied)
+    lean = LeanTransport()
+    large = b"x" * (64 * 1024 + 1)
+    bodies = [b"wait", *(b'{"n":%d}' % i for i in range(8)), large]
+
+    async def answer(body: bytes) -> bytes:
+        return await (await lean.open("POST", echo.url, (), body, LIMITS)).read()
+
+    async with _Echo() as echo:
+        try:
+            waiting = asyncio.create_task(answer(b"wait"))
+            while not at_once:  # sent alone, at once; now it waits for its answer
+                await asyncio.sleep(0.01)
+            others = asyncio.gather(*(answer(b) for b in bodies[1:]))
+            assert await asyncio.wait_for(others, 5) == bodies[1:]
+            echo.go.set()
+            assert await waiting == b"wait"
+        finally:
+            await lean.aclose()
+    assert at_once == [b"wait", large]  # the eight small ones were held for their turn's end
+
+
+async def test_a_held_request_whose_connection_closed_before_the_turns_end_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A held request's connection that closed before the turn's end is not written to: on a
+    reused connection the request is sent again on a new one (as when the server closed it
+    while we chose it); on a new one it fails as a connection closed without a response."""
+    held = LeanTransport._send_held
+    closes = 0
+
+    def closing_first(self: LeanTransport) -> None:
+        nonlocal closes
+        if closes:
+            closes -= 1
+            for conn, _ in self._held:
+                conn.close()
+        held(self)
+
+    monkeypatch.setattr(LeanTransport, "_send_held", closing_first)
+    lean = LeanTransport()
+
+    async def answer(body: bytes) -> bytes:
+        return await (await lean.open("POST", echo.url, (), body, LIMITS)).read()
+
+    async with _Echo() as echo:
+        try:
+            # two idle connections, so that of the next two requests the second reuses one
+            first = asyncio.create_task(answer(b"wait"))
+            await asyncio.sleep(0.05)
+            second = asyncio.create_task(answer(b"warm"))
+            await asyncio.sleep(0.05)
+            echo.go.set()
+            assert await asyncio.gather(first, second) == [b"wait", b"warm"]
+            echo.go.clear()
+            connections, closes = echo.connections, 1
+            waiting = asyncio.create_task(answer(b"wait"))
+            await asyncio.sleep(0.05)
+            assert await asyncio.wait_for(answer(b"again"), 5) == b"again"
+            assert echo.connections == connections + 1  # sent again, on a new connection
+            await lean.aclose()  # no idle connection: the next request opens a new one
+            closes = 1
+            with pytest.raises(httpx2.RemoteProtocolError, match="without a response"):
+                await asyncio.wait_for(answer(b"lost"), 5)
+            echo.go.set()
+            assert await waiting == b"wait"
+        finally:
+            await lean.aclose()
