@@ -8,7 +8,8 @@ behind the same nginx upstream (``bench/gateway.py``'s setup, durability "answer
 the admin key), REF's from a throwaway ``git worktree`` (its ``src`` first on
 ``PYTHONPATH``, the project's environment otherwise), and wrk takes each server's JSON
 and streamed rows in turn, ``--rounds`` times at 1 and at 32 connections. Every figure
-is the median of its rounds: req/s, p50 and the server's CPU time per request.
+is the median of its rounds: req/s, p50, the server's CPU time per request, and how
+often wrk and nginx slept a request (each sleep ends in a wakeup its waker pays for).
 """
 
 from __future__ import annotations
@@ -49,15 +50,22 @@ def main() -> None:
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
                 cases.append(g.Case(f"{label}: json", url, chat, proc.pid, g.ADMIN))
                 cases.append(g.Case(f"{label}: stream", url, streamed, proc.pid, g.ADMIN))
-            rows = g.measure_together(cases, args.duration, workdir, args.rounds)
+            nginx = procs[0].pid
+            rows = g.measure_together(cases, args.duration, workdir, args.rounds, nginx)
         finally:
             for p in reversed(procs):
                 g.stop(p)
             subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
     print(f"\n{args.before} against the work tree, taken in turn, {args.rounds} rounds")
-    print(f"  {'server':<28} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'CPU us/req':>10}")
+    print(
+        f"  {'server':<28} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'CPU us/req':>10}"
+        f" {'sleeps/req: wrk':>16} {'nginx':>6}"
+    )
     for r in rows:
-        print(f"  {r.name:<28} {r.connections:>5} {r.rps:8.0f} {r.p50_ms:8.3f} {r.cpu_us:10.0f}")
+        print(
+            f"  {r.name:<28} {r.connections:>5} {r.rps:8.0f} {r.p50_ms:8.3f} {r.cpu_us:10.0f}"
+            f" {r.load_waits:16.2f} {r.upstream_waits:6.2f}"
+        )
     by = {(r.name, r.connections): r for r in rows}
     for kind in ("json", "stream"):
         for conns in (1, 32):

@@ -280,6 +280,25 @@ def _waited_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _waited_switches() -> int:
+    """Voluntary context switches of this process's waited-for children (each wrk run): how
+    often wrk slept until a socket woke it."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw
+
+
+def tree_switches(pid: int) -> int:
+    """Voluntary context switches of ``pid`` and its descendants (nginx: its workers)."""
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
 def _softirq_s() -> float:
     """The machine's CPU time in software interrupts (loopback TCP's receive side), which
     no process is charged for."""
@@ -317,6 +336,10 @@ class Row:
     """The machine's software-interrupt time per request (loopback TCP, charged to no one)."""
     rounds: tuple[float, ...] = ()
     """req/s of each round, in the order taken (``rps`` is their median)."""
+    load_waits: float = 0.0
+    """wrk's sleeps per request: each a wakeup by a socket, which costs its waker."""
+    upstream_waits: float = 0.0
+    """The upstream's (nginx's) sleeps per request, when the run names it."""
 
 
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -571,11 +594,14 @@ class Case:
     headers: dict[str, str]
 
 
-def measure_together(cases: list[Case], duration: int, workdir: Path, rounds: int = 3) -> list[Row]:
+def measure_together(
+    cases: list[Case], duration: int, workdir: Path, rounds: int = 3, upstream: int | None = None
+) -> list[Row]:
     """Rows of the cases, taken in turn, ``rounds`` times, each for a share of
     ``duration``; every figure the median of its rounds. The CPU this VM gives a process
     drifts by a third over minutes: cases measured minutes apart compare the drift, cases
-    taken in turn compare themselves."""
+    taken in turn compare themselves. ``upstream``: the upstream's pid, whose sleeps are
+    counted too."""
     share = max(3, round(duration / rounds))
     found: dict[tuple[str, int], list[tuple[float, ...]]] = {}
     for connections in (1, 32):
@@ -584,6 +610,8 @@ def measure_together(cases: list[Case], duration: int, workdir: Path, rounds: in
         for _ in range(rounds):
             for case in cases:
                 cpu, load, irq = tree_cpu_s(case.pid), _waited_cpu_s(), _softirq_s()
+                waits = _waited_switches()
+                up_waits = 0 if upstream is None else tree_switches(upstream)
                 rps, p50, p99, errors = wrk(
                     case.url, case.body, connections, share, workdir, case.headers
                 )
@@ -591,20 +619,23 @@ def measure_together(cases: list[Case], duration: int, workdir: Path, rounds: in
                 cpu_us = 1e6 * (tree_cpu_s(case.pid) - cpu) / sent
                 load_us = 1e6 * (_waited_cpu_s() - load) / sent
                 irq_us = 1e6 * (_softirq_s() - irq) / sent
+                waits_per = (_waited_switches() - waits) / sent
+                up_per = 0.0 if upstream is None else (tree_switches(upstream) - up_waits) / sent
                 found.setdefault((case.name, connections), []).append(
-                    (rps, p50, p99, errors, cpu_us, load_us, irq_us)
+                    (rps, p50, p99, errors, cpu_us, load_us, irq_us, waits_per, up_per)
                 )
     rows = []
     for case in cases:
         for connections in (1, 32):
             runs = found[(case.name, connections)]
-            rps, p50, p99, _, cpu_us, load_us, irq_us = (
-                statistics.median(r[i] for r in runs) for i in range(7)
+            rps, p50, p99, _, cpu_us, load_us, irq_us, waits_per, up_per = (
+                statistics.median(r[i] for r in runs) for i in range(9)
             )
             errors = int(sum(r[3] for r in runs))
             rss = tree_rss_mb(case.pid)
             row = Row(case.name, connections, rps, p50, p99, rss, errors, cpu_us, load_us, irq_us)
             row.rounds = tuple(r[0] for r in runs)
+            row.load_waits, row.upstream_waits = waits_per, up_per
             rows.append(row)
     return rows
 
@@ -674,6 +705,10 @@ def report(rows: list[Row], litellm: Path | None, portkey: Path | None) -> None:
     by = {(r.name, r.connections): r for r in rows}
     ours1, ours32 = by[("polyroute answered", 1)], by[("polyroute answered", 32)]
     added = ours1.p50_ms - base[1]
+    print(
+        f"  sleeps a request at 32 connections, polyroute answered: wrk {ours32.load_waits:.2f},"
+        f" nginx {ours32.upstream_waits:.2f} (each ended by a wakeup its waker pays for)"
+    )
     print()
     check(f"added p50 at 1 connection: {added:.2f} ms", added <= TARGET_ADDED_MS, "<= 0.3 ms")
     for rival in ("litellm proxy", PORTKEY):
@@ -832,7 +867,7 @@ def main() -> None:
                 procs.append(ll)
                 via_ll = f"http://127.0.0.1:{ll_port}/v1/chat/completions"
                 cases.append(Case("litellm proxy", via_ll, body, ll.pid, ADMIN))
-            rows = measure_together(cases, args.duration, workdir)
+            rows = measure_together(cases, args.duration, workdir, upstream=nginx.pid)
             report(rows, litellm, portkey)
             if args.soak:
                 soak(via_pr, [body, streamed], pr.pid, args.soak, workdir)
