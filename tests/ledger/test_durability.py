@@ -18,6 +18,7 @@ from polyroute.config import load
 from polyroute.errors import ConfigError, LedgerError
 from polyroute.ledger import Ledger, UsageRecord, ledger_for
 from polyroute.ledger._journal import journal_dir
+from polyroute.ledger._ledger import BATCH_S, JOURNALED_BATCH_S
 from polyroute.ledger._store import Store
 
 SLOW_TIMER = 30.0  # the batch timer never fires during a test: only durable() writes
@@ -134,3 +135,23 @@ def test_durability_comes_from_the_config_and_a_bad_value_is_refused_by_name(
     path.write_text('[storage]\ndurability = "fsync"\n')
     with pytest.raises(ConfigError, match=r"storage\.durability"):
         load(path)
+
+
+async def test_batches_wait_longer_where_the_journal_holds_their_records(tmp_path: Path) -> None:
+    """A kill loses a "batched" ledger's batch, so it is written within 50 ms; an "answered"
+    one's records are in the journal, so its batch may wait 250 ms (fewer transactions and
+    fewer waits for the interpreter lock); where there is no journal, 50 ms again. A value
+    given is kept."""
+    journal_dir(str(tmp_path / "none.db")).write_text("")  # a file where its directory goes
+    made = [
+        (Ledger(f"sqlite:///{tmp_path / 'a.db'}"), JOURNALED_BATCH_S),
+        (Ledger(f"sqlite:///{tmp_path / 'b.db'}", durability="batched"), BATCH_S),
+        (Ledger(f"sqlite:///{tmp_path / 'none.db'}"), BATCH_S),
+        (Ledger(f"sqlite:///{tmp_path / 'c.db'}", flush_interval_s=1.5), 1.5),
+    ]
+    try:
+        assert [ledger.flush_interval_s for ledger, _ in made] == [want for _, want in made]
+        assert (JOURNALED_BATCH_S, BATCH_S) == (0.25, 0.05)
+    finally:
+        for ledger, _ in made:
+            await ledger.aclose()

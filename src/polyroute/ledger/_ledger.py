@@ -2,9 +2,10 @@
 
 A :class:`Ledger` owns one thread and one database connection. Reservations
 and queries are jobs the loop awaits; usage records are handed over without
-waiting and written in batches (every ``flush_interval_s``, or sooner when
-``max_batch`` pile up), each batch one transaction that also settles the
-batch's reservations and fires budget alerts. ``aclose()`` (or ``close()``,
+waiting and written in batches (every ``flush_interval_s``: 0.25 s where the journal
+holds them, else 0.05 s; sooner when ``max_batch`` pile up, or when a caller waits for
+a commit or a reservation or a read needs them), each batch one transaction that also
+settles the batch's reservations and fires budget alerts. ``aclose()`` (or ``close()``,
 also run at interpreter exit) writes what is pending. If the database
 refuses a batch, the records stay queued and are retried; if it still
 refuses them at close, they go to a JSON-lines spill file next to the
@@ -122,6 +123,12 @@ class _Call:
 
 MAX_GROUP = 64
 """Reservations the database thread takes into one transaction at most."""
+BATCH_S = 0.05
+"""How long a batch of records waits to be written while a kill would lose it."""
+JOURNALED_BATCH_S = 0.25
+"""... and while the journal holds every record of it already (durability "answered"):
+each batch costs the thread a transaction and the interpreter lock several times, and
+while the event loop is busy each wait for the lock sets off wakeups (README)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +162,7 @@ class Ledger:
         *,
         budgets: Mapping[str, BudgetLimits] | None = None,
         hub: EventHub | None = None,
-        flush_interval_s: float = 0.05,
+        flush_interval_s: float | None = None,
         max_batch: int = 2000,
         reservation_ttl_s: float = 900.0,
         lease_ttl_s: float = 10.0,
@@ -171,7 +178,6 @@ class Ledger:
         self.url = url
         self.config_budgets = dict(budgets or {})
         self.hub = hub or EventHub()
-        self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.reservation_ttl_s = reservation_ttl_s
         self.lease_ttl_s = lease_ttl_s
@@ -199,6 +205,10 @@ class Ledger:
         if durability == "answered":
             self._journal = self._open_journal(segment_bytes)
         self._journaling = self._journal is not None
+        if flush_interval_s is None:
+            flush_interval_s = JOURNALED_BATCH_S if self._journaling else BATCH_S
+        self.flush_interval_s = flush_interval_s
+        """How long a batch of records waits to be written (see :data:`JOURNALED_BATCH_S`)."""
         self._closed = False
         self._slices = Slices(reservation_ttl_s=reservation_ttl_s, lease_ttl_s=lease_ttl_s)
         self.slices = self._database_file() is not None if slices is None else slices
