@@ -261,17 +261,22 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, MiB."""
-    total_kb = 0
+def _tree_status(pid: int, field: str) -> int:
+    """``field`` of ``/proc/PID/status`` summed over ``pid`` and all its descendants."""
+    total = 0
     for p in tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
         except OSError:
             continue
-    return total_kb / 1024
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, MiB."""
+    return _tree_status(pid, "VmRSS") / 1024
 
 
 def _waited_cpu_s() -> float:
@@ -288,15 +293,7 @@ def _waited_switches() -> int:
 
 def tree_switches(pid: int) -> int:
     """Voluntary context switches of ``pid`` and its descendants (nginx: its workers)."""
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+    return _tree_status(pid, "voluntary_ctxt_switches")
 
 
 def _softirq_s() -> float:
